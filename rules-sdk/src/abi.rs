@@ -1,0 +1,346 @@
+//! The host/guest contract (ABI version 1). `docs/abi.md` in the repository is the same text with more
+//! background; the two must agree.
+//!
+//! # Exports a rule module provides
+//!
+//! | export | signature | meaning |
+//! |---|---|---|
+//! | `memory` | memory | the rule's linear memory (32-bit, one memory) |
+//! | `rulebox_abi_version` | `() -> i32` | [`ABI_VERSION`]; the host refuses any other value |
+//! | `rulebox_metadata` | `() -> i64` | packed `(ptr, len)` of a postcard [`RuleMetadata`](crate::RuleMetadata) |
+//! | `rulebox_input` | `(len: i32) -> i32` | pointer to a guest-owned buffer of at least `len` bytes, `0` if it cannot |
+//! | `rulebox_on_event` | `(len: i32) -> i64` | evaluate the event in the first `len` bytes of the input buffer |
+//! | `rulebox_last_panic` | `() -> i64` | optional: packed `(ptr, len)` of the last panic message, `0` if none |
+//! | `_initialize` | `()` | optional (WASI reactors): called once, right after instantiation |
+//!
+//! A packed `(ptr, len)` is an `i64` whose low 32 bits are the pointer and whose high 32 bits are the
+//! length: see [`pack`] and [`unpack`].
+//!
+//! # Calling sequence and memory layout
+//!
+//! ```text
+//!  host                                     guest linear memory (owned by the guest)
+//!  ────                                     ───────────────────────────────────────────────
+//!  load:  rulebox_abi_version() == 1 ?
+//!         rulebox_metadata() ──────────────► [ postcard RuleMetadata ]  (ptr, len) checked by host
+//!  per event:
+//!         encode Event once (postcard)
+//!         p = rulebox_input(n) ─────────────► [ input buffer, capacity ≥ n ]  reused across events
+//!         copy n bytes to p..p+n            ─► [ postcard Event (n bytes) ]
+//!         r = rulebox_on_event(n)
+//!           r == 0          no detections
+//!           r == u64::MAX   the guest could not decode the event (schema mismatch)
+//!           else (ptr,len) ─────────────────► [ postcard Vec<Detection> (len bytes) ]
+//!         host checks ptr+len ≤ memory size, len ≤ its result cap, decodes, checks every detection
+//! ```
+//!
+//! The host never trusts a pointer or length from the guest: every one is bounds-checked against the
+//! memory's current size and the host's own caps before a byte is read, and a result that does not
+//! decode, is too large, or names another rule's id quarantines the rule.
+//!
+//! # Imports a rule module may use
+//!
+//! | import | signature | meaning |
+//! |---|---|---|
+//! | `rulebox.log` | `(level: i32, ptr: i32, len: i32)` | log a UTF-8 message (level 0 error … 4 trace); rate-limited by the host, truncated at 1 KiB; the host only reads the memory |
+//! | `wasi_snapshot_preview1.*` | WASI preview 1 | for `wasm32-wasip1` modules only: a context that grants nothing (no files, no environment, no sockets); stdout and stderr go to the host's log, rate-limited; `poll_oneoff` (sleeping) fails with `ENOTSUP` |
+//!
+//! A plain rule imports nothing. Any other import makes the host refuse the module at load.
+
+/// The ABI version this SDK implements; the host refuses modules reporting another.
+pub const ABI_VERSION: u32 = 1;
+
+/// The version of the event schema (the wire layout of [`Event`](crate::Event)). A module built against
+/// another schema is refused at load, before it can misread a field.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `rulebox_on_event` result: no detections.
+pub const RESULT_NONE: u64 = 0;
+
+/// `rulebox_on_event` result: the guest could not decode the event it was given.
+pub const RESULT_UNDECODABLE_EVENT: u64 = u64::MAX;
+
+/// The largest input buffer the guest glue will allocate (the host's own cap is lower).
+pub const MAX_INPUT_LEN: u32 = 16 << 20;
+
+/// Export names.
+pub mod exports {
+    /// `() -> i32`
+    pub const ABI_VERSION: &str = "rulebox_abi_version";
+    /// `() -> i64`
+    pub const METADATA: &str = "rulebox_metadata";
+    /// `(len: i32) -> i32`
+    pub const INPUT: &str = "rulebox_input";
+    /// `(len: i32) -> i64`
+    pub const ON_EVENT: &str = "rulebox_on_event";
+    /// `() -> i64`, optional
+    pub const LAST_PANIC: &str = "rulebox_last_panic";
+    /// `()`, optional (WASI reactors)
+    pub const INITIALIZE: &str = "_initialize";
+    /// The linear memory.
+    pub const MEMORY: &str = "memory";
+}
+
+/// Import names.
+pub mod imports {
+    /// The module name of rulebox's own imports.
+    pub const MODULE: &str = "rulebox";
+    /// `(level: i32, ptr: i32, len: i32)`
+    pub const LOG: &str = "log";
+    /// The module name of WASI preview 1 imports.
+    pub const WASI_P1_MODULE: &str = "wasi_snapshot_preview1";
+}
+
+/// Packs a pointer and a length into one `u64`: pointer in the low half, length in the high half.
+pub const fn pack(ptr: u32, len: u32) -> u64 {
+    ((len as u64) << 32) | ptr as u64
+}
+
+/// Splits a packed value into `(ptr, len)`.
+pub const fn unpack(packed: u64) -> (u32, u32) {
+    (packed as u32, (packed >> 32) as u32)
+}
+
+/// Log levels for [`log`](crate::log) and the `rulebox.log` import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u32)]
+pub enum LogLevel {
+    /// Something is wrong.
+    Error = 0,
+    /// Something looks wrong.
+    Warn = 1,
+    /// Worth knowing.
+    Info = 2,
+    /// For the rule's author.
+    Debug = 3,
+    /// Very verbose.
+    Trace = 4,
+}
+
+/// Support code for [`export_rule!`](crate::export_rule); not part of the public API.
+#[doc(hidden)]
+#[cfg(target_arch = "wasm32")]
+pub mod __private {
+    use alloc::vec::Vec;
+    use core::cell::UnsafeCell;
+
+    use super::{MAX_INPUT_LEN, RESULT_NONE, RESULT_UNDECODABLE_EVENT, pack};
+    use crate::{Detections, Event, Rule, RuleMetadata};
+
+    struct Guest<R> {
+        rule: R,
+        input: Vec<u8>,
+        output: Vec<u8>,
+        detections: Detections,
+    }
+
+    /// The rule instance and its buffers, in a static.
+    pub struct GuestCell<R>(UnsafeCell<Option<Guest<R>>>);
+
+    // SAFETY: rule modules are built without the wasm threads proposal, so the module has exactly one
+    // thread; the host calls one export at a time and no export calls another.
+    unsafe impl<R> Sync for GuestCell<R> {}
+
+    fn ptr_of(bytes: &[u8]) -> u32 {
+        // wasm32 pointers are 32 bits wide.
+        bytes.as_ptr() as usize as u32
+    }
+
+    impl<R: Rule> GuestCell<R> {
+        /// An empty cell; the rule is created on first use.
+        #[allow(
+            clippy::new_without_default,
+            reason = "used in a const context by the export macro"
+        )]
+        pub const fn new() -> Self {
+            GuestCell(UnsafeCell::new(None))
+        }
+
+        fn with<T>(&self, f: impl FnOnce(&mut Guest<R>) -> T) -> T {
+            // SAFETY: see the `Sync` impl: there is one thread and no export re-enters another, so this
+            // is the only live reference to the cell's contents.
+            let slot = unsafe { &mut *self.0.get() };
+            let guest = slot.get_or_insert_with(|| Guest {
+                rule: R::default(),
+                input: Vec::new(),
+                output: Vec::new(),
+                detections: Detections::new(R::META.id, R::META.severity),
+            });
+            f(guest)
+        }
+
+        /// `rulebox_metadata`
+        pub fn metadata(&self) -> u64 {
+            self.with(|g| {
+                let meta = RuleMetadata::from_meta(&R::META);
+                g.output.clear();
+                match postcard::to_extend(&meta, core::mem::take(&mut g.output)) {
+                    Ok(out) => g.output = out,
+                    Err(_) => return 0,
+                }
+                pack(ptr_of(&g.output), g.output.len() as u32)
+            })
+        }
+
+        /// `rulebox_input`
+        pub fn input(&self, len: u32) -> u32 {
+            if len > MAX_INPUT_LEN {
+                return 0;
+            }
+            self.with(|g| {
+                g.input.resize(len as usize, 0);
+                ptr_of(&g.input)
+            })
+        }
+
+        /// `rulebox_on_event`
+        pub fn on_event(&self, len: u32) -> u64 {
+            self.with(|g| {
+                let Guest {
+                    rule,
+                    input,
+                    output,
+                    detections,
+                } = g;
+                let Some(bytes) = input.get(..len as usize) else {
+                    return RESULT_UNDECODABLE_EVENT;
+                };
+                let Ok(event) = Event::from_bytes(bytes) else {
+                    return RESULT_UNDECODABLE_EVENT;
+                };
+                detections.clear();
+                rule.on_event(&event, detections);
+                if detections.is_empty() {
+                    return RESULT_NONE;
+                }
+                output.clear();
+                match postcard::to_extend(detections.as_slice(), core::mem::take(output)) {
+                    Ok(out) => *output = out,
+                    Err(_) => return RESULT_UNDECODABLE_EVENT,
+                }
+                pack(ptr_of(output), output.len() as u32)
+            })
+        }
+    }
+
+    /// The last panic message, written by the SDK's panic handler.
+    pub struct PanicSlot(UnsafeCell<([u8; 1024], usize)>);
+
+    // SAFETY: as for `GuestCell`: one thread.
+    unsafe impl Sync for PanicSlot {}
+
+    /// The one panic slot.
+    pub static PANIC: PanicSlot = PanicSlot(UnsafeCell::new(([0; 1024], 0)));
+
+    impl PanicSlot {
+        /// `rulebox_last_panic`
+        pub fn get(&self) -> u64 {
+            // SAFETY: one thread, and no other reference to the slot is live during an export.
+            let (buf, len) = unsafe { &*self.0.get() };
+            if *len == 0 {
+                0
+            } else {
+                pack(ptr_of(buf), *len as u32)
+            }
+        }
+
+        #[cfg(feature = "panic-handler")]
+        fn record(&self, info: &core::panic::PanicInfo<'_>) {
+            use core::fmt::Write;
+            struct Truncating<'b>(&'b mut [u8], usize);
+            impl Write for Truncating<'_> {
+                fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                    for &b in s.as_bytes() {
+                        if self.1 < self.0.len() {
+                            self.0[self.1] = b;
+                            self.1 += 1;
+                        }
+                    }
+                    Ok(())
+                }
+            }
+            // SAFETY: one thread; the panic handler never returns into code holding a reference.
+            let (buf, len) = unsafe { &mut *self.0.get() };
+            let mut w = Truncating(buf, 0);
+            let _ = write!(w, "{info}");
+            *len = w.1;
+        }
+    }
+
+    #[cfg(feature = "allocator")]
+    #[global_allocator]
+    static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+    /// Records the message where `rulebox_last_panic` finds it, then traps.
+    #[cfg(feature = "panic-handler")]
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        PANIC.record(info);
+        core::arch::wasm32::unreachable()
+    }
+
+    #[link(wasm_import_module = "rulebox")]
+    unsafe extern "C" {
+        #[link_name = "log"]
+        fn host_log(level: u32, ptr: *const u8, len: u32);
+    }
+
+    /// Calls the `rulebox.log` import.
+    pub fn log(level: u32, message: &str) {
+        // SAFETY: the host reads `len` bytes at `ptr` from this module's memory and keeps no reference.
+        unsafe { host_log(level, message.as_ptr(), message.len() as u32) }
+    }
+}
+
+/// Exports a [`Rule`](crate::Rule) type as a rulebox rule module (see the crate docs for a full example).
+///
+/// On `wasm32` targets this defines the ABI exports listed in [`crate::abi`]; on every other target it
+/// expands to nothing, so the same crate builds natively for tests and benchmarks.
+#[macro_export]
+macro_rules! export_rule {
+    ($rule:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            static GUEST: $crate::abi::__private::GuestCell<$rule> =
+                $crate::abi::__private::GuestCell::new();
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_abi_version() -> u32 {
+                $crate::abi::ABI_VERSION
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_metadata() -> u64 {
+                GUEST.metadata()
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_input(len: u32) -> u32 {
+                GUEST.input(len)
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_on_event(len: u32) -> u64 {
+                GUEST.on_event(len)
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_last_panic() -> u64 {
+                $crate::abi::__private::PANIC.get()
+            }
+        };
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trips() {
+        for (p, l) in [(0, 0), (1, 2), (u32::MAX, 7), (12, u32::MAX)] {
+            assert_eq!(unpack(pack(p, l)), (p, l));
+        }
+        assert_eq!(unpack(RESULT_UNDECODABLE_EVENT), (u32::MAX, u32::MAX));
+    }
+}

@@ -1,0 +1,784 @@
+//! The event schema shared by the host and every rule.
+//!
+//! One definition serves both sides: the host builds an [`Event`] from a reader, encodes it once with
+//! postcard and hands the bytes to each subscribed rule; the rule decodes them back into the same type,
+//! borrowing every string from its input buffer (no copy, no allocation for text).
+//!
+//! Field names follow Sysmon (`Image`, `CommandLine`, `TargetFilename`, ...): they are the serde names
+//! in JSON and the names [`Event::field`] understands. Text fields that an event did not report are
+//! empty strings. Numbers and flags that a source reported in a form that does not parse are kept,
+//! as text, in [`Event::extra`] under their own name, so nothing the source said is lost.
+//!
+//! Changing the layout of any type here (adding, removing or reordering a field or a variant) changes
+//! the wire format: bump [`SCHEMA_VERSION`](crate::abi::SCHEMA_VERSION) when you do.
+
+use alloc::borrow::Cow;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::kind::EventKind;
+
+/// A value of one event field, as [`Event::field`] returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'e> {
+    /// Text (may be empty when the source did not report the field).
+    Str(&'e str),
+    /// An unsigned number (process ids, ports).
+    Int(u64),
+    /// A flag (`Signed`, `Initiated`).
+    Bool(bool),
+}
+
+impl<'e> Value<'e> {
+    /// The text, if this is text.
+    pub fn as_str(&self) -> Option<&'e str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl core::fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            Value::Int(n) => write!(f, "{n}"),
+            Value::Bool(b) => write!(f, "{}", if *b { "true" } else { "false" }),
+        }
+    }
+}
+
+/// One named field without a typed slot in the schema (kept so that nothing a source reported is lost).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field<'a> {
+    /// The field's name as the source spelled it.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    /// The field's value as text.
+    #[serde(borrow)]
+    pub value: Cow<'a, str>,
+}
+
+/// Declares one event body: its fields with their Sysmon names, and by-name access.
+macro_rules! event_body {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            text { $( $(#[$tdoc:meta])* $tfield:ident => $tname:literal, )* }
+            $( int { $( $(#[$idoc:meta])* $ifield:ident : $ity:ty => $iname:literal, )* } )?
+            $( flag { $( $(#[$bdoc:meta])* $bfield:ident => $bname:literal, )* } )?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[non_exhaustive]
+        pub struct $name<'a> {
+            $( $(#[$tdoc])* #[serde(rename = $tname, default, borrow)] pub $tfield: Cow<'a, str>, )*
+            $($( $(#[$idoc])* #[serde(rename = $iname, default)] pub $ifield: $ity, )*)?
+            $($( $(#[$bdoc])* #[serde(rename = $bname, default)] pub $bfield: bool, )*)?
+        }
+
+        impl<'a> $name<'a> {
+            /// The Sysmon names of this body's fields, in declaration order.
+            pub const FIELDS: &'static [&'static str] = &[
+                $($tname,)* $($($iname,)*)? $($($bname,)*)?
+            ];
+
+            /// The value of the field named `name` (a Sysmon name such as `"Image"`).
+            pub fn field(&self, name: &str) -> Option<Value<'_>> {
+                match name {
+                    $( $tname => Some(Value::Str(&self.$tfield)), )*
+                    $($( $iname => Some(Value::Int(u64::from(self.$ifield))), )*)?
+                    $($( $bname => Some(Value::Bool(self.$bfield)), )*)?
+                    _ => None,
+                }
+            }
+
+            /// Calls `f` with every field's name and value, in declaration order.
+            pub fn for_each_field(&self, f: &mut dyn FnMut(&'static str, Value<'_>)) {
+                $( f($tname, Value::Str(&self.$tfield)); )*
+                $($( f($iname, Value::Int(u64::from(self.$ifield))); )*)?
+                $($( f($bname, Value::Bool(self.$bfield)); )*)?
+            }
+
+            /// Sets the field named `name` from text. Returns `false` when the body has no field of that
+            /// name, or when the field is a number or flag and `value` does not parse as one.
+            pub fn set_field(&mut self, name: &str, value: Cow<'a, str>) -> bool {
+                match name {
+                    $( $tname => { self.$tfield = value; true } )*
+                    $($( $iname => match parse_uint::<$ity>(&value) {
+                        Some(v) => { self.$ifield = v; true }
+                        None => false,
+                    }, )*)?
+                    $($( $bname => match parse_flag(&value) {
+                        Some(v) => { self.$bfield = v; true }
+                        None => false,
+                    }, )*)?
+                    _ => false,
+                }
+            }
+
+            /// Turns every borrowed string into an owned one.
+            pub fn into_owned(self) -> $name<'static> {
+                $name {
+                    $( $tfield: Cow::Owned(self.$tfield.into_owned()), )*
+                    $($( $ifield: self.$ifield, )*)?
+                    $($( $bfield: self.$bfield, )*)?
+                }
+            }
+        }
+    };
+}
+
+/// Parses a decimal or `0x` hexadecimal unsigned number, as Windows logs print them.
+fn parse_uint<T: TryFrom<u64>>(text: &str) -> Option<T> {
+    let text = text.trim();
+    let n = if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        u64::from_str_radix(hex, 16).ok()?
+    } else {
+        text.parse::<u64>().ok()?
+    };
+    T::try_from(n).ok()
+}
+
+/// Parses a flag as Sysmon prints it (`true`/`false`, any case; `1`/`0`).
+fn parse_flag(text: &str) -> Option<bool> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("true") || text == "1" {
+        Some(true)
+    } else if text.eq_ignore_ascii_case("false") || text == "0" {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+event_body! {
+    /// A process started (Sysmon event 1). The new process's id is [`Event::pid`].
+    ProcessStart {
+        text {
+            /// Full path of the new process's executable.
+            image => "Image",
+            /// The command line, as the process received it.
+            command_line => "CommandLine",
+            /// Working directory.
+            current_directory => "CurrentDirectory",
+            /// Account the process runs as (`DOMAIN\user`).
+            user => "User",
+            /// `Low`, `Medium`, `High` or `System`.
+            integrity_level => "IntegrityLevel",
+            /// Hashes of the image (`SHA256=...,IMPHASH=...`).
+            hashes => "Hashes",
+            /// Executable of the parent process.
+            parent_image => "ParentImage",
+            /// Command line of the parent process.
+            parent_command_line => "ParentCommandLine",
+            /// Account of the parent process.
+            parent_user => "ParentUser",
+            /// Original file name from the PE version resource.
+            original_file_name => "OriginalFileName",
+            /// Product name from the PE version resource.
+            product => "Product",
+            /// Company from the PE version resource.
+            company => "Company",
+            /// Description from the PE version resource.
+            description => "Description",
+            /// File version from the PE version resource.
+            file_version => "FileVersion",
+            /// Logon session id.
+            logon_id => "LogonId",
+            /// Sysmon's process GUID.
+            process_guid => "ProcessGuid",
+            /// Sysmon's GUID of the parent process.
+            parent_process_guid => "ParentProcessGuid",
+        }
+        int {
+            /// Id of the parent process.
+            parent_pid: u32 => "ParentProcessId",
+        }
+    }
+}
+
+event_body! {
+    /// A process opened a handle to another process (Sysmon event 10). [`Event::pid`] is the source.
+    ProcessAccess {
+        text {
+            /// Executable of the process that opened the handle.
+            source_image => "SourceImage",
+            /// Executable of the process that was opened.
+            target_image => "TargetImage",
+            /// The access mask granted, as Sysmon prints it (`0x1010`); see [`ProcessAccess::granted_access_mask`].
+            granted_access => "GrantedAccess",
+            /// Call stack of the opening thread.
+            call_trace => "CallTrace",
+            /// Account of the source process.
+            source_user => "SourceUser",
+            /// Account of the target process.
+            target_user => "TargetUser",
+            /// Sysmon's GUID of the source process.
+            source_process_guid => "SourceProcessGUID",
+            /// Sysmon's GUID of the target process.
+            target_process_guid => "TargetProcessGUID",
+        }
+        int {
+            /// Id of the target process.
+            target_pid: u32 => "TargetProcessId",
+        }
+    }
+}
+
+impl ProcessAccess<'_> {
+    /// The granted access mask as a number, if it parses.
+    pub fn granted_access_mask(&self) -> Option<u32> {
+        parse_uint(&self.granted_access)
+    }
+}
+
+event_body! {
+    /// A file was created, written or deleted (Sysmon events 11, 23, 26).
+    FileEvent {
+        text {
+            /// Executable of the process that touched the file.
+            image => "Image",
+            /// The file.
+            target_filename => "TargetFilename",
+            /// Account of the process.
+            user => "User",
+            /// Hashes of the file, where reported (deletes).
+            hashes => "Hashes",
+            /// When the file was created, as the source printed it.
+            creation_utc_time => "CreationUtcTime",
+        }
+    }
+}
+
+event_body! {
+    /// A file was renamed.
+    FileRename {
+        text {
+            /// Executable of the process that renamed the file.
+            image => "Image",
+            /// The old name.
+            source_filename => "SourceFilename",
+            /// The new name.
+            target_filename => "TargetFilename",
+            /// Account of the process.
+            user => "User",
+        }
+    }
+}
+
+event_body! {
+    /// A registry key or value was created, set, deleted or renamed (Sysmon events 12, 13, 14).
+    RegistryEvent {
+        text {
+            /// Sysmon's event type (`CreateKey`, `SetValue`, `DeleteValue`, `RenameKey`, ...).
+            event_type => "EventType",
+            /// Executable of the process that changed the registry.
+            image => "Image",
+            /// The key or value (`HKLM\SOFTWARE\...`).
+            target_object => "TargetObject",
+            /// The data written, for set events (`DWORD (0x00000001)`, a string, ...).
+            details => "Details",
+            /// The new name, for rename events.
+            new_name => "NewName",
+            /// Account of the process.
+            user => "User",
+        }
+    }
+}
+
+event_body! {
+    /// A network connection (Sysmon event 3).
+    NetworkConnect {
+        text {
+            /// Executable of the process.
+            image => "Image",
+            /// Account of the process.
+            user => "User",
+            /// `tcp` or `udp`.
+            protocol => "Protocol",
+            /// Source address.
+            source_ip => "SourceIp",
+            /// Source host name, if resolved.
+            source_hostname => "SourceHostname",
+            /// Destination address.
+            destination_ip => "DestinationIp",
+            /// Destination host name, if resolved.
+            destination_hostname => "DestinationHostname",
+            /// Service name of the destination port, if known.
+            destination_port_name => "DestinationPortName",
+        }
+        int {
+            /// Source port.
+            source_port: u16 => "SourcePort",
+            /// Destination port.
+            destination_port: u16 => "DestinationPort",
+        }
+        flag {
+            /// Whether this host initiated the connection.
+            initiated => "Initiated",
+        }
+    }
+}
+
+event_body! {
+    /// A DNS query (Sysmon event 22).
+    DnsQuery {
+        text {
+            /// Executable of the process that asked.
+            image => "Image",
+            /// The name queried.
+            query_name => "QueryName",
+            /// The status code, as text.
+            query_status => "QueryStatus",
+            /// The answers, `;`-separated.
+            query_results => "QueryResults",
+            /// Account of the process.
+            user => "User",
+        }
+    }
+}
+
+event_body! {
+    /// A named pipe was created or connected to (Sysmon events 17, 18).
+    PipeEvent {
+        text {
+            /// Executable of the process.
+            image => "Image",
+            /// The pipe's name (`\PSEXESVC`).
+            pipe_name => "PipeName",
+            /// Account of the process.
+            user => "User",
+            /// Sysmon's event type (`CreatePipe`, `ConnectPipe`).
+            event_type => "EventType",
+        }
+    }
+}
+
+event_body! {
+    /// An image was loaded into a process (Sysmon event 7).
+    ImageLoad {
+        text {
+            /// Executable of the loading process.
+            image => "Image",
+            /// The module loaded.
+            image_loaded => "ImageLoaded",
+            /// Hashes of the module.
+            hashes => "Hashes",
+            /// Signer.
+            signature => "Signature",
+            /// `Valid`, `Expired`, ...
+            signature_status => "SignatureStatus",
+            /// Original file name from the PE version resource.
+            original_file_name => "OriginalFileName",
+            /// Product name from the PE version resource.
+            product => "Product",
+            /// Company from the PE version resource.
+            company => "Company",
+            /// Description from the PE version resource.
+            description => "Description",
+            /// File version from the PE version resource.
+            file_version => "FileVersion",
+            /// Account of the process.
+            user => "User",
+        }
+        flag {
+            /// Whether the module is signed.
+            signed => "Signed",
+        }
+    }
+}
+
+event_body! {
+    /// Any other Windows event: what produced it. Its fields are in [`Event::extra`].
+    OtherEvent {
+        text {
+            /// The provider (`Microsoft-Windows-Security-Auditing`).
+            provider => "Provider",
+            /// The channel (`Security`).
+            channel => "Channel",
+        }
+        int {
+            /// The provider's event id.
+            event_id: u32 => "EventID",
+        }
+    }
+}
+
+/// The kind-specific part of an [`Event`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum EventData<'a> {
+    /// See [`EventKind::ProcessStart`].
+    #[serde(borrow)]
+    ProcessStart(ProcessStart<'a>),
+    /// See [`EventKind::ProcessAccess`].
+    #[serde(borrow)]
+    ProcessAccess(ProcessAccess<'a>),
+    /// See [`EventKind::FileCreate`].
+    #[serde(borrow)]
+    FileCreate(FileEvent<'a>),
+    /// See [`EventKind::FileWrite`].
+    #[serde(borrow)]
+    FileWrite(FileEvent<'a>),
+    /// See [`EventKind::FileRename`].
+    #[serde(borrow)]
+    FileRename(FileRename<'a>),
+    /// See [`EventKind::FileDelete`].
+    #[serde(borrow)]
+    FileDelete(FileEvent<'a>),
+    /// See [`EventKind::RegistryAdd`].
+    #[serde(borrow)]
+    RegistryAdd(RegistryEvent<'a>),
+    /// See [`EventKind::RegistrySet`].
+    #[serde(borrow)]
+    RegistrySet(RegistryEvent<'a>),
+    /// See [`EventKind::RegistryDelete`].
+    #[serde(borrow)]
+    RegistryDelete(RegistryEvent<'a>),
+    /// See [`EventKind::RegistryRename`].
+    #[serde(borrow)]
+    RegistryRename(RegistryEvent<'a>),
+    /// See [`EventKind::NetworkConnect`].
+    #[serde(borrow)]
+    NetworkConnect(NetworkConnect<'a>),
+    /// See [`EventKind::DnsQuery`].
+    #[serde(borrow)]
+    DnsQuery(DnsQuery<'a>),
+    /// See [`EventKind::PipeCreate`].
+    #[serde(borrow)]
+    PipeCreate(PipeEvent<'a>),
+    /// See [`EventKind::PipeConnect`].
+    #[serde(borrow)]
+    PipeConnect(PipeEvent<'a>),
+    /// See [`EventKind::ImageLoad`].
+    #[serde(borrow)]
+    ImageLoad(ImageLoad<'a>),
+    /// See [`EventKind::Other`].
+    #[serde(borrow)]
+    Other(OtherEvent<'a>),
+}
+
+/// Applies `$body` to the body of every variant of an [`EventData`].
+macro_rules! with_body {
+    ($data:expr, $b:ident => $body:expr) => {
+        match $data {
+            EventData::ProcessStart($b) => $body,
+            EventData::ProcessAccess($b) => $body,
+            EventData::FileCreate($b) | EventData::FileWrite($b) | EventData::FileDelete($b) => {
+                $body
+            }
+            EventData::FileRename($b) => $body,
+            EventData::RegistryAdd($b)
+            | EventData::RegistrySet($b)
+            | EventData::RegistryDelete($b)
+            | EventData::RegistryRename($b) => $body,
+            EventData::NetworkConnect($b) => $body,
+            EventData::DnsQuery($b) => $body,
+            EventData::PipeCreate($b) | EventData::PipeConnect($b) => $body,
+            EventData::ImageLoad($b) => $body,
+            EventData::Other($b) => $body,
+        }
+    };
+}
+
+impl<'a> EventData<'a> {
+    /// The kind of this body.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventData::ProcessStart(_) => EventKind::ProcessStart,
+            EventData::ProcessAccess(_) => EventKind::ProcessAccess,
+            EventData::FileCreate(_) => EventKind::FileCreate,
+            EventData::FileWrite(_) => EventKind::FileWrite,
+            EventData::FileRename(_) => EventKind::FileRename,
+            EventData::FileDelete(_) => EventKind::FileDelete,
+            EventData::RegistryAdd(_) => EventKind::RegistryAdd,
+            EventData::RegistrySet(_) => EventKind::RegistrySet,
+            EventData::RegistryDelete(_) => EventKind::RegistryDelete,
+            EventData::RegistryRename(_) => EventKind::RegistryRename,
+            EventData::NetworkConnect(_) => EventKind::NetworkConnect,
+            EventData::DnsQuery(_) => EventKind::DnsQuery,
+            EventData::PipeCreate(_) => EventKind::PipeCreate,
+            EventData::PipeConnect(_) => EventKind::PipeConnect,
+            EventData::ImageLoad(_) => EventKind::ImageLoad,
+            EventData::Other(_) => EventKind::Other,
+        }
+    }
+
+    /// An empty body of `kind` (every text field empty, every number zero).
+    pub fn empty(kind: EventKind) -> EventData<'a> {
+        match kind {
+            EventKind::ProcessStart => EventData::ProcessStart(Default::default()),
+            EventKind::ProcessAccess => EventData::ProcessAccess(Default::default()),
+            EventKind::FileCreate => EventData::FileCreate(Default::default()),
+            EventKind::FileWrite => EventData::FileWrite(Default::default()),
+            EventKind::FileRename => EventData::FileRename(Default::default()),
+            EventKind::FileDelete => EventData::FileDelete(Default::default()),
+            EventKind::RegistryAdd => EventData::RegistryAdd(Default::default()),
+            EventKind::RegistrySet => EventData::RegistrySet(Default::default()),
+            EventKind::RegistryDelete => EventData::RegistryDelete(Default::default()),
+            EventKind::RegistryRename => EventData::RegistryRename(Default::default()),
+            EventKind::NetworkConnect => EventData::NetworkConnect(Default::default()),
+            EventKind::DnsQuery => EventData::DnsQuery(Default::default()),
+            EventKind::PipeCreate => EventData::PipeCreate(Default::default()),
+            EventKind::PipeConnect => EventData::PipeConnect(Default::default()),
+            EventKind::ImageLoad => EventData::ImageLoad(Default::default()),
+            EventKind::Other => EventData::Other(Default::default()),
+        }
+    }
+
+    /// The Sysmon names of the fields this body has.
+    pub fn field_names(&self) -> &'static [&'static str] {
+        match self {
+            EventData::ProcessStart(_) => ProcessStart::FIELDS,
+            EventData::ProcessAccess(_) => ProcessAccess::FIELDS,
+            EventData::FileCreate(_) | EventData::FileWrite(_) | EventData::FileDelete(_) => {
+                FileEvent::FIELDS
+            }
+            EventData::FileRename(_) => FileRename::FIELDS,
+            EventData::RegistryAdd(_)
+            | EventData::RegistrySet(_)
+            | EventData::RegistryDelete(_)
+            | EventData::RegistryRename(_) => RegistryEvent::FIELDS,
+            EventData::NetworkConnect(_) => NetworkConnect::FIELDS,
+            EventData::DnsQuery(_) => DnsQuery::FIELDS,
+            EventData::PipeCreate(_) | EventData::PipeConnect(_) => PipeEvent::FIELDS,
+            EventData::ImageLoad(_) => ImageLoad::FIELDS,
+            EventData::Other(_) => OtherEvent::FIELDS,
+        }
+    }
+
+    /// The value of the body field named `name`.
+    pub fn field(&self, name: &str) -> Option<Value<'_>> {
+        with_body!(self, b => b.field(name))
+    }
+
+    /// Sets the body field named `name` from text; see `set_field` on the body types.
+    pub fn set_field(&mut self, name: &str, value: Cow<'a, str>) -> bool {
+        with_body!(self, b => b.set_field(name, value))
+    }
+
+    /// Calls `f` with every body field's name and value.
+    pub fn for_each_field(&self, f: &mut dyn FnMut(&'static str, Value<'_>)) {
+        with_body!(self, b => b.for_each_field(f))
+    }
+
+    /// Turns every borrowed string into an owned one.
+    pub fn into_owned(self) -> EventData<'static> {
+        match self {
+            EventData::ProcessStart(b) => EventData::ProcessStart(b.into_owned()),
+            EventData::ProcessAccess(b) => EventData::ProcessAccess(b.into_owned()),
+            EventData::FileCreate(b) => EventData::FileCreate(b.into_owned()),
+            EventData::FileWrite(b) => EventData::FileWrite(b.into_owned()),
+            EventData::FileRename(b) => EventData::FileRename(b.into_owned()),
+            EventData::FileDelete(b) => EventData::FileDelete(b.into_owned()),
+            EventData::RegistryAdd(b) => EventData::RegistryAdd(b.into_owned()),
+            EventData::RegistrySet(b) => EventData::RegistrySet(b.into_owned()),
+            EventData::RegistryDelete(b) => EventData::RegistryDelete(b.into_owned()),
+            EventData::RegistryRename(b) => EventData::RegistryRename(b.into_owned()),
+            EventData::NetworkConnect(b) => EventData::NetworkConnect(b.into_owned()),
+            EventData::DnsQuery(b) => EventData::DnsQuery(b.into_owned()),
+            EventData::PipeCreate(b) => EventData::PipeCreate(b.into_owned()),
+            EventData::PipeConnect(b) => EventData::PipeConnect(b.into_owned()),
+            EventData::ImageLoad(b) => EventData::ImageLoad(b.into_owned()),
+            EventData::Other(b) => EventData::Other(b.into_owned()),
+        }
+    }
+}
+
+/// One security event: who saw it, when, which process, and the kind-specific body.
+///
+/// In JSON (rulebox's own event format, one object a line) an event looks like
+///
+/// ```json
+/// {"host":"ws-17","timestamp":1729812989111,"pid":4242,
+///  "data":{"ProcessStart":{"Image":"C:\\Windows\\System32\\cmd.exe","CommandLine":"cmd /c whoami"}}}
+/// ```
+///
+/// Fields a source did not report may be left out; text defaults to empty, numbers to zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event<'a> {
+    /// The host the event happened on.
+    #[serde(borrow, default)]
+    pub host: Cow<'a, str>,
+    /// When it happened, in milliseconds since the Unix epoch (UTC).
+    #[serde(default)]
+    pub timestamp: u64,
+    /// The process the event is about (for a process start: the new process; for an access: the source).
+    #[serde(default)]
+    pub pid: u32,
+    /// The kind-specific body.
+    #[serde(borrow)]
+    pub data: EventData<'a>,
+    /// Fields the source reported that have no typed slot, or whose value did not parse as the slot's type.
+    #[serde(borrow, default)]
+    pub extra: Vec<Field<'a>>,
+}
+
+impl<'a> Event<'a> {
+    /// A new event with `data`, no host, time zero and pid zero.
+    pub fn new(data: EventData<'a>) -> Event<'a> {
+        Event {
+            host: Cow::Borrowed(""),
+            timestamp: 0,
+            pid: 0,
+            data,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The kind of this event.
+    pub fn kind(&self) -> EventKind {
+        self.data.kind()
+    }
+
+    /// The value of the field named `name`: a body field, an [`extra`](Self::extra) field, or one of the
+    /// header fields `Computer` (host), `ProcessId` (pid) and `Timestamp`.
+    ///
+    /// A body field that holds its default while an extra field of the same name exists (a number that
+    /// did not parse) yields the extra field's text, so a rule sees what the source reported.
+    pub fn field(&self, name: &str) -> Option<Value<'_>> {
+        let body = self.data.field(name);
+        match body {
+            Some(Value::Str(s)) if !s.is_empty() => return body,
+            Some(Value::Int(n)) if n != 0 => return body,
+            Some(Value::Bool(true)) => return body,
+            _ => {}
+        }
+        if let Some(extra) = self.extra.iter().find(|f| f.name == name) {
+            return Some(Value::Str(&extra.value));
+        }
+        if body.is_some() {
+            return body;
+        }
+        match name {
+            "Computer" => Some(Value::Str(&self.host)),
+            "ProcessId" => Some(Value::Int(u64::from(self.pid))),
+            "Timestamp" => Some(Value::Int(self.timestamp)),
+            _ => None,
+        }
+    }
+
+    /// The text of the field named `name`, or `""` when the event has no such text field.
+    pub fn text(&self, name: &str) -> &str {
+        match self.field(name) {
+            Some(Value::Str(s)) => s,
+            _ => "",
+        }
+    }
+
+    /// Turns every borrowed string into an owned one.
+    pub fn into_owned(self) -> Event<'static> {
+        Event {
+            host: Cow::Owned(self.host.into_owned()),
+            timestamp: self.timestamp,
+            pid: self.pid,
+            data: self.data.into_owned(),
+            extra: self
+                .extra
+                .into_iter()
+                .map(|f| Field {
+                    name: Cow::Owned(f.name.into_owned()),
+                    value: Cow::Owned(f.value.into_owned()),
+                })
+                .collect(),
+        }
+    }
+
+    /// Encodes the event in the wire format the host hands to rules (postcard).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
+        postcard::to_allocvec(self)
+    }
+
+    /// Decodes an event from the wire format, borrowing its strings from `bytes`.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Event<'a>, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    fn sample() -> Event<'static> {
+        let mut body = ProcessStart::default();
+        body.image = "C:\\Windows\\System32\\cmd.exe".into();
+        body.command_line = "cmd.exe /c whoami".into();
+        body.parent_pid = 7;
+        Event {
+            host: "ws-1".into(),
+            timestamp: 1_700_000_000_000,
+            pid: 42,
+            data: EventData::ProcessStart(body),
+            extra: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn postcard_round_trip_borrows_text() {
+        let event = sample();
+        let bytes = event.to_bytes().unwrap();
+        let back = Event::from_bytes(&bytes).unwrap();
+        assert_eq!(back, event);
+        match &back.data {
+            EventData::ProcessStart(p) => {
+                assert!(matches!(p.image, Cow::Borrowed(_)), "text must borrow")
+            }
+            other => panic!("wrong kind {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_form_uses_sysmon_names_and_defaults() {
+        let json = r#"{"host":"h","pid":5,"data":{"NetworkConnect":{"Image":"a.exe","DestinationPort":4444,"Initiated":true}}}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        assert_eq!(event.kind(), EventKind::NetworkConnect);
+        assert_eq!(event.field("DestinationPort"), Some(Value::Int(4444)));
+        assert_eq!(event.field("Initiated"), Some(Value::Bool(true)));
+        assert_eq!(event.field("Image"), Some(Value::Str("a.exe")));
+        assert_eq!(event.field("DestinationIp"), Some(Value::Str("")));
+        assert_eq!(event.field("Computer"), Some(Value::Str("h")));
+        assert_eq!(event.field("NoSuchField"), None);
+    }
+
+    #[test]
+    fn set_field_parses_numbers_and_refuses_garbage() {
+        let mut data = EventData::empty(EventKind::NetworkConnect);
+        assert!(data.set_field("DestinationPort", "0x1bb".into()));
+        assert_eq!(data.field("DestinationPort"), Some(Value::Int(443)));
+        assert!(
+            !data.set_field("DestinationPort", "70000".into()),
+            "out of range for u16"
+        );
+        assert!(!data.set_field("Initiated", "maybe".into()));
+        assert!(!data.set_field("Nope", "x".into()));
+    }
+
+    #[test]
+    fn extra_field_shadows_unparsed_default() {
+        let mut event = Event::new(EventData::empty(EventKind::NetworkConnect));
+        event.extra.push(Field {
+            name: "DestinationPort".into(),
+            value: "-".into(),
+        });
+        assert_eq!(event.field("DestinationPort"), Some(Value::Str("-")));
+        assert_eq!(event.field("DestinationPort").unwrap().to_string(), "-");
+    }
+
+    #[test]
+    fn every_kind_has_an_empty_body_of_that_kind() {
+        for kind in EventKind::ALL {
+            let data = EventData::empty(*kind);
+            assert_eq!(data.kind(), *kind);
+            let mut n = 0;
+            data.for_each_field(&mut |name, _| {
+                assert!(data.field_names().contains(&name));
+                n += 1;
+            });
+            assert_eq!(n, data.field_names().len());
+        }
+    }
+}
