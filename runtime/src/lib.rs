@@ -1,1 +1,65 @@
-//! placeholder
+//! # rulebox-runtime: the sandboxed host an endpoint agent embeds
+//!
+//! Detection rules arrive as WebAssembly modules (written with `rulebox-sdk`). The host loads each
+//! into its own wasmtime store with fuel, memory, table, stack and wall-clock limits, hands it the
+//! events it subscribed to, and collects its detections. A rule that faults (a trap, out of fuel or
+//! time, over its memory, a garbage result) is quarantined: that rule alone stops, every other rule
+//! keeps processing every event, and an [`Alert`] carrying the triggering event is raised in the same
+//! stream as detections. The host never panics because of content.
+//!
+//! The main types: [`Runtime`] (shared engine and configuration), [`RuleSet`] (loaded rules and
+//! dispatch), [`QuarantineRecord`] (why a rule stopped, with the event that made it) and
+//! [`events::EventReader`] (JSON lines and Windows event JSON in, typed events out).
+//!
+//! ```no_run
+//! use rulebox_runtime::{Runtime, RuntimeConfig, RuleSet};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let module = std::fs::read("rule.wasm")?;
+//! let events = std::fs::read_to_string("events.jsonl")?;
+//! let rt = runtime.clone();
+//! runtime.run_sandboxed(move |thread| {
+//!     let mut rules = RuleSet::new(&rt);
+//!     if let Err(record) = rules.load(thread, &module, "rule.wasm") {
+//!         eprintln!("refused: {} ({})", record.reason, record.message);
+//!     }
+//!     for line in events.lines() {
+//!         let event = rulebox_runtime::events::parse_json_line(line).expect("valid event");
+//!         let outcome = rules.process(thread, &event).expect("event within limits");
+//!         for d in &outcome.detections {
+//!             println!("{}: {}", d.rule.id, d.detection.title);
+//!         }
+//!     }
+//! });
+//! # Ok(()) }
+//! ```
+//!
+//! Guest code only ever runs on threads started by [`Runtime::spawn_sandbox_thread`] (proved by the
+//! [`SandboxThread`] token every such call takes), whose native stack is larger than the guest stack
+//! limit, so runaway recursion is a trap, never a process abort.
+
+mod config;
+pub mod events;
+mod guest_log;
+mod host;
+mod limiter;
+mod module;
+mod quarantine;
+mod replay;
+mod rule;
+mod rule_info;
+mod ruleset;
+mod runtime;
+
+pub use config::{ConfigError, Limits, RuntimeConfig};
+pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};
+pub use module::{CompiledRule, LoadError, content_hash};
+pub use quarantine::{Alert, Fault, QuarantineRecord, Reason};
+pub use replay::{ReplayError, ReplayOutcome, replay};
+pub use rule::{LoadedRule, RuleStats};
+pub use rule_info::RuleInfo;
+pub use ruleset::{EventError, Outcome, RuleDetection, RuleSet, RuleState, SetStats};
+pub use runtime::{Runtime, SandboxThread};
+
+/// Re-exported so an embedder uses the exact schema version this runtime was built with.
+pub use rulebox_sdk as sdk;

@@ -53,3 +53,42 @@ impl Rule for OfficeShell {
 }
 
 rulebox_sdk::export_rule!(OfficeShell);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(parent: &str, image: &str) -> Event<'static> {
+        let mut p = ProcessStart::default();
+        p.parent_image = parent.to_owned().into();
+        p.image = image.to_owned().into();
+        p.command_line = "cmd.exe /c whoami".into();
+        Event::new(EventData::ProcessStart(p))
+    }
+
+    #[test]
+    fn word_spawning_cmd_fires() {
+        let ev = start(
+            "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE",
+            "C:\\Windows\\System32\\cmd.exe",
+        );
+        let found = run_native(&mut OfficeShell, &ev);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].rule_id, "office-spawns-shell");
+        assert!(found[0].fields.iter().any(|f| f.name == "ParentImage"));
+    }
+
+    #[test]
+    fn explorer_spawning_cmd_is_quiet() {
+        let ev = start(
+            "C:\\Windows\\explorer.exe",
+            "C:\\Windows\\System32\\cmd.exe",
+        );
+        assert!(run_native(&mut OfficeShell, &ev).is_empty());
+        let ev = start(
+            "C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE",
+            "C:\\Windows\\splwow64.exe",
+        );
+        assert!(run_native(&mut OfficeShell, &ev).is_empty());
+    }
+}

@@ -1,0 +1,82 @@
+//! What the host gives a rule: its store state and the imports of the ABI.
+
+use std::sync::{Arc, Mutex};
+
+use rulebox_sdk::abi::imports;
+use wasmtime::{Caller, Extern, Linker};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::guest_log::{GuestOutput, LogBudget, MAX_LOG_MESSAGE};
+use crate::limiter::RuleLimiter;
+
+/// The data each rule's `Store` holds.
+pub(crate) struct HostState {
+    pub(crate) limiter: RuleLimiter,
+    pub(crate) log: Arc<Mutex<LogBudget>>,
+    /// WASI context, created on first use by a WASI module: grants nothing.
+    wasi: Option<WasiP1Ctx>,
+}
+
+impl HostState {
+    pub(crate) fn new(limiter: RuleLimiter, log: Arc<Mutex<LogBudget>>) -> HostState {
+        HostState { limiter, log, wasi: None }
+    }
+
+    fn wasi(&mut self) -> &mut WasiP1Ctx {
+        let log = &self.log;
+        self.wasi.get_or_insert_with(|| {
+            // No preopened directories, no environment, no arguments, no sockets, empty stdin.
+            // stdout and stderr go to the rule's rate-limited log.
+            wasmtime_wasi::WasiCtxBuilder::new()
+                .stdout(GuestOutput { budget: log.clone(), stream: "stdout" })
+                .stderr(GuestOutput { budget: log.clone(), stream: "stderr" })
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build_p1()
+        })
+    }
+}
+
+/// WASI errno `ENOTSUP`.
+const WASI_ENOTSUP: i32 = 58;
+
+/// Builds the linker every rule is instantiated against.
+pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap(imports::MODULE, imports::LOG, log_import)?;
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, HostState::wasi)?;
+    // A rule must never block its worker thread: sleeping through `poll_oneoff` would stall every rule
+    // on that thread without the epoch deadline seeing it (the deadline interrupts wasm code, not host
+    // calls). Replace it with a function that refuses.
+    linker.allow_shadowing(true);
+    linker.func_wrap(
+        imports::WASI_P1_MODULE,
+        "poll_oneoff",
+        |_: Caller<'_, HostState>, _in: i32, _out: i32, _n: i32, _nevents: i32| -> i32 { WASI_ENOTSUP },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(linker)
+}
+
+/// `rulebox.log(level, ptr, len)`: reads the message from the rule's memory, bounds-checked; a bad
+/// pointer or length is ignored (and counted as a suppressed message), never trusted.
+fn log_import(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) {
+    let Some(Extern::Memory(memory)) = caller.get_export(rulebox_sdk::abi::exports::MEMORY) else {
+        return;
+    };
+    let (ptr, len) = (ptr.cast_unsigned(), len.cast_unsigned());
+    let (Ok(start), Ok(len)) = (usize::try_from(ptr), usize::try_from(len)) else { return };
+    let len = len.min(MAX_LOG_MESSAGE);
+    let (data, state) = memory.data_and_store_mut(&mut caller);
+    let Some(bytes) = start.checked_add(len).and_then(|end| data.get(start..end)) else {
+        if let Ok(mut log) = state.log.lock() {
+            log.suppressed_total += 1;
+        }
+        return;
+    };
+    let message = String::from_utf8_lossy(bytes);
+    if let Ok(mut log) = state.log.lock() {
+        log.log("log", level.cast_unsigned(), &message);
+    }
+}

@@ -1,0 +1,323 @@
+//! Compiling a rule module and checking it against the ABI before it ever runs.
+
+use std::sync::Arc;
+
+use rulebox_sdk::abi::{exports, imports};
+use sha2::{Digest, Sha256};
+use wasmtime::{ExternType, InstancePre, Module, ValType};
+
+use crate::host::HostState;
+use crate::quarantine::{Fault, Reason};
+use crate::runtime::Runtime;
+
+/// Why a module was refused at load. Every variant names what was wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The bytes do not start with the WebAssembly header.
+    #[error("not a WebAssembly module: the first bytes are not `\\0asm` version 1")]
+    NotWasm,
+    /// The module is larger than the runtime accepts.
+    #[error("module is {size} bytes; the limit is {limit}")]
+    ModuleTooLarge {
+        /// The module's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The module does not validate or compile.
+    #[error("invalid module: {0}")]
+    InvalidModule(String),
+    /// A required export is missing.
+    #[error("missing export `{0}`")]
+    MissingExport(&'static str),
+    /// An export has the wrong type.
+    #[error("export `{name}` has type {found}; the ABI requires {expected}")]
+    WrongExportType {
+        /// The export.
+        name: String,
+        /// What it is.
+        found: String,
+        /// What the ABI requires.
+        expected: &'static str,
+    },
+    /// The module imports something the runtime does not provide.
+    #[error("forbidden import `{module}.{name}` ({detail})")]
+    ForbiddenImport {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+        /// Why it is refused.
+        detail: String,
+    },
+    /// The module's memory is larger than the cap, at declaration or at load.
+    #[error("memory of {declared} bytes is over the rule's cap of {cap} bytes")]
+    MemoryOverCap {
+        /// Bytes declared (or reached during the start routine).
+        declared: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// The module's table is larger than the cap.
+    #[error("table of {declared} elements is over the cap of {cap}")]
+    TableOverCap {
+        /// Elements declared.
+        declared: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// The module reports an unsupported ABI version.
+    #[error("module implements ABI version {found}; this runtime implements {expected}")]
+    AbiVersion {
+        /// The module's version.
+        found: i64,
+        /// The runtime's.
+        expected: u32,
+    },
+    /// The module was built against another event schema.
+    #[error("module was built for event-schema version {found}; this runtime supplies {expected}")]
+    SchemaVersion {
+        /// The module's version.
+        found: u32,
+        /// The runtime's.
+        expected: u32,
+    },
+    /// The start routine (instantiation, wasm `start`, `_initialize`) ran out of fuel or time.
+    #[error("start routine did not finish within its budget: {0}")]
+    StartTooLong(Fault),
+    /// The start routine trapped.
+    #[error("start routine failed: {0}")]
+    StartFailed(Fault),
+    /// The metadata is invalid.
+    #[error("bad metadata: {0}")]
+    BadMetadata(String),
+    /// Another loaded rule has the same id.
+    #[error("another loaded rule already has the id `{0}`")]
+    DuplicateId(String),
+}
+
+impl LoadError {
+    /// The typed reason recorded in the quarantine list.
+    pub fn reason(&self) -> Reason {
+        match self {
+            LoadError::NotWasm => Reason::NotWasm,
+            LoadError::ModuleTooLarge { .. } => Reason::ModuleTooLarge,
+            LoadError::InvalidModule(_) => Reason::InvalidModule,
+            LoadError::MissingExport(_) => Reason::MissingExport,
+            LoadError::WrongExportType { .. } => Reason::WrongExportType,
+            LoadError::ForbiddenImport { .. } => Reason::ForbiddenImport,
+            LoadError::MemoryOverCap { .. } => Reason::MemoryOverCap,
+            LoadError::TableOverCap { .. } => Reason::TableOverCap,
+            LoadError::AbiVersion { .. } => Reason::AbiVersion,
+            LoadError::SchemaVersion { .. } => Reason::SchemaVersion,
+            LoadError::StartTooLong(_) => Reason::StartTooLong,
+            LoadError::StartFailed(_) => Reason::StartFailed,
+            LoadError::BadMetadata(_) => Reason::BadMetadata,
+            LoadError::DuplicateId(_) => Reason::DuplicateId,
+        }
+    }
+
+    /// The error as a [`Fault`] (with the trap backtrace, when there was one).
+    pub fn to_fault(&self) -> Fault {
+        match self {
+            LoadError::StartTooLong(f) | LoadError::StartFailed(f) => Fault {
+                reason: self.reason(),
+                message: self.to_string(),
+                backtrace: f.backtrace.clone(),
+            },
+            _ => Fault { reason: self.reason(), message: self.to_string(), backtrace: None },
+        }
+    }
+}
+
+/// A module that compiled and passed every static check, ready to instantiate. Cheap to clone;
+/// shareable across threads.
+#[derive(Clone)]
+pub struct CompiledRule {
+    pub(crate) inner: Arc<CompiledInner>,
+}
+
+pub(crate) struct CompiledInner {
+    pub(crate) pre: InstancePre<HostState>,
+    pub(crate) content_hash: String,
+    pub(crate) source: String,
+    pub(crate) wasi: bool,
+    pub(crate) has_initialize: bool,
+    pub(crate) has_last_panic: bool,
+    pub(crate) declared_memory: u64,
+}
+
+impl std::fmt::Debug for CompiledRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledRule")
+            .field("source", &self.inner.source)
+            .field("content_hash", &self.inner.content_hash)
+            .field("wasi", &self.inner.wasi)
+            .finish()
+    }
+}
+
+impl CompiledRule {
+    /// SHA-256 of the module bytes, hex.
+    pub fn content_hash(&self) -> &str {
+        &self.inner.content_hash
+    }
+
+    /// Where the module came from.
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// Whether the module uses WASI preview 1.
+    pub fn uses_wasi(&self) -> bool {
+        self.inner.wasi
+    }
+
+    /// The memory size the module declares, in bytes.
+    pub fn declared_memory(&self) -> u64 {
+        self.inner.declared_memory
+    }
+}
+
+/// SHA-256 of `bytes`, hex.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+const WASM_HEADER: [u8; 8] = [0, b'a', b's', b'm', 1, 0, 0, 0];
+
+fn describe(ty: &ExternType) -> String {
+    match ty {
+        ExternType::Func(f) => format!("func {f}"),
+        ExternType::Memory(m) => format!("memory {m:?}"),
+        ExternType::Table(t) => format!("table {t:?}"),
+        ExternType::Global(g) => format!("global {g:?}"),
+        ExternType::Tag(_) => "tag".to_owned(),
+    }
+}
+
+fn func_matches(ty: &ExternType, params: &[ValType], results: &[ValType]) -> bool {
+    let ExternType::Func(f) = ty else { return false };
+    f.params().len() == params.len()
+        && f.results().len() == results.len()
+        && f.params().zip(params).all(|(a, b)| ValType::eq(&a, b))
+        && f.results().zip(results).all(|(a, b)| ValType::eq(&a, b))
+}
+
+pub(crate) fn compile(runtime: &Runtime, bytes: &[u8], source: &str) -> Result<CompiledRule, LoadError> {
+    let config = runtime.config();
+    if bytes.len() > config.max_module_bytes {
+        return Err(LoadError::ModuleTooLarge { size: bytes.len(), limit: config.max_module_bytes });
+    }
+    if bytes.get(..8) != Some(&WASM_HEADER[..]) {
+        return Err(LoadError::NotWasm);
+    }
+    let module =
+        Module::new(runtime.engine(), bytes).map_err(|e| LoadError::InvalidModule(format!("{e:#}")))?;
+
+    // Imports: only `rulebox.log` and WASI preview 1 functions.
+    let mut wasi = false;
+    for import in module.imports() {
+        let ty = import.ty();
+        let forbidden = |detail: &str| LoadError::ForbiddenImport {
+            module: import.module().to_owned(),
+            name: import.name().to_owned(),
+            detail: detail.to_owned(),
+        };
+        match (import.module(), import.name()) {
+            (imports::MODULE, imports::LOG) => {
+                if !func_matches(&ty, &[ValType::I32, ValType::I32, ValType::I32], &[]) {
+                    return Err(forbidden(&format!("has type {}; the ABI defines (i32, i32, i32)", describe(&ty))));
+                }
+            }
+            (imports::WASI_P1_MODULE, _) => {
+                if !matches!(ty, ExternType::Func(_)) {
+                    return Err(forbidden("only WASI functions can be imported"));
+                }
+                wasi = true;
+            }
+            _ => return Err(forbidden("the runtime provides only `rulebox.log` and WASI preview 1")),
+        }
+    }
+
+    // Exports the ABI requires, with their exact types.
+    let export = |name: &'static str| module.get_export(name);
+    let required: [(&'static str, &[ValType], &[ValType], &'static str); 4] = [
+        (exports::ABI_VERSION, &[], &[ValType::I32], "func () -> i32"),
+        (exports::METADATA, &[], &[ValType::I64], "func () -> i64"),
+        (exports::INPUT, &[ValType::I32], &[ValType::I32], "func (i32) -> i32"),
+        (exports::ON_EVENT, &[ValType::I32], &[ValType::I64], "func (i32) -> i64"),
+    ];
+    for (name, params, results, expected) in required {
+        let ty = export(name).ok_or(LoadError::MissingExport(name))?;
+        if !func_matches(&ty, params, results) {
+            return Err(LoadError::WrongExportType { name: name.to_owned(), found: describe(&ty), expected });
+        }
+    }
+    let optional: [(&'static str, &[ValType], &[ValType], &'static str); 2] = [
+        (exports::LAST_PANIC, &[], &[ValType::I64], "func () -> i64"),
+        (exports::INITIALIZE, &[], &[], "func ()"),
+    ];
+    let mut present = [false; 2];
+    for (i, (name, params, results, expected)) in optional.into_iter().enumerate() {
+        if let Some(ty) = export(name) {
+            if !func_matches(&ty, params, results) {
+                return Err(LoadError::WrongExportType { name: name.to_owned(), found: describe(&ty), expected });
+            }
+            present[i] = true;
+        }
+    }
+
+    // The memory: exported, 32-bit, declared within the default cap (per-rule caps are checked again
+    // once the rule's id is known).
+    let memory = match export(exports::MEMORY) {
+        Some(ExternType::Memory(m)) => m,
+        Some(other) => {
+            return Err(LoadError::WrongExportType {
+                name: exports::MEMORY.to_owned(),
+                found: describe(&other),
+                expected: "memory",
+            });
+        }
+        None => return Err(LoadError::MissingExport(exports::MEMORY)),
+    };
+    if memory.is_64() || memory.is_shared() {
+        return Err(LoadError::WrongExportType {
+            name: exports::MEMORY.to_owned(),
+            found: format!("{memory:?}"),
+            expected: "an unshared 32-bit memory",
+        });
+    }
+    let declared_memory = memory.minimum().saturating_mul(memory.page_size());
+    let cap = config.limits.memory_bytes.max(config.rules.values().map(|l| l.memory_bytes).max().unwrap_or(0));
+    if declared_memory > cap {
+        return Err(LoadError::MemoryOverCap { declared: declared_memory, cap });
+    }
+    for export in module.exports() {
+        if let ExternType::Table(t) = export.ty() {
+            let cap = config.limits.table_elements;
+            if t.minimum() > cap {
+                return Err(LoadError::TableOverCap { declared: t.minimum(), cap });
+            }
+        }
+    }
+
+    let pre = runtime.linker().instantiate_pre(&module).map_err(|e| LoadError::ForbiddenImport {
+        module: String::new(),
+        name: String::new(),
+        detail: format!("{e:#}"),
+    })?;
+
+    Ok(CompiledRule {
+        inner: Arc::new(CompiledInner {
+            pre,
+            content_hash: content_hash(bytes),
+            source: source.to_owned(),
+            wasi,
+            has_last_panic: present[0],
+            has_initialize: present[1],
+            declared_memory,
+        }),
+    })
+}

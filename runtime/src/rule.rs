@@ -1,0 +1,424 @@
+//! One loaded rule: its own store and instance, and the call that evaluates an event.
+
+use std::sync::{Arc, Mutex};
+
+use rulebox_sdk::abi::{self, exports};
+use rulebox_sdk::{Detection, RuleMetadata};
+use wasmtime::{Memory, Store, Trap, TypedFunc, WasmBacktrace};
+
+use crate::config::Limits;
+use crate::guest_log::LogBudget;
+use crate::host::HostState;
+use crate::limiter::{MemoryLimitExceeded, RuleLimiter, TableLimitExceeded};
+use crate::module::{CompiledRule, LoadError};
+use crate::quarantine::{Fault, Reason};
+use crate::rule_info::RuleInfo;
+use crate::runtime::{Runtime, SandboxThread};
+
+/// Largest metadata a rule may return.
+const MAX_METADATA_BYTES: u32 = 4096;
+/// Caps on what a detection may carry.
+const MAX_TITLE: usize = 1024;
+const MAX_FIELDS: usize = 64;
+const MAX_FIELD_NAME: usize = 128;
+const MAX_FIELD_VALUE: usize = 8192;
+
+/// Per-rule counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RuleStats {
+    /// Events the rule was called for.
+    pub events: u64,
+    /// Detections it returned.
+    pub detections: u64,
+    /// Fuel used by the last event.
+    pub last_fuel: u64,
+    /// Most fuel any event used.
+    pub max_fuel: u64,
+    /// Fuel used over all events.
+    pub total_fuel: u64,
+    /// Largest memory the rule has had, in bytes.
+    pub memory_high_water: u64,
+    /// Budget strikes so far.
+    pub strikes: u32,
+    /// Log messages suppressed by the rate limit.
+    pub log_suppressed: u64,
+}
+
+/// A rule instantiated in its own store, ready for events.
+pub struct LoadedRule {
+    info: Arc<RuleInfo>,
+    compiled: CompiledRule,
+    limits: Limits,
+    instance: Instance,
+    deadline_ticks: u64,
+    pub(crate) stats: RuleStats,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    memory: Memory,
+    input: TypedFunc<u32, u32>,
+    on_event: TypedFunc<u32, u64>,
+    last_panic: Option<TypedFunc<(), u64>>,
+    /// The guest input buffer from the last `rulebox_input` call, reused while events fit.
+    input_ptr: u32,
+    input_cap: u32,
+}
+
+/// Turns a wasmtime error from a call into the guest into a typed fault.
+pub(crate) fn classify(error: &wasmtime::Error, store: &mut Store<HostState>, last_panic: Option<&TypedFunc<(), u64>>, memory: Option<Memory>) -> Fault {
+    let backtrace = error.downcast_ref::<WasmBacktrace>().map(|bt| format!("{bt}")).filter(|s| !s.is_empty());
+    let message = format!("{error:#}");
+    let reason = if let Some(trap) = error.downcast_ref::<Trap>() {
+        match trap {
+            Trap::OutOfFuel => Reason::OutOfFuel,
+            Trap::Interrupt => Reason::Deadline,
+            Trap::StackOverflow => Reason::StackOverflow,
+            Trap::MemoryOutOfBounds | Trap::TableOutOfBounds | Trap::HeapMisaligned => Reason::OutOfBounds,
+            Trap::IntegerDivisionByZero => Reason::DivisionByZero,
+            Trap::UnreachableCodeReached => Reason::Unreachable,
+            _ => Reason::Trap,
+        }
+    } else if error.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        Reason::MemoryLimit
+    } else if error.downcast_ref::<TableLimitExceeded>().is_some() {
+        Reason::TableLimit
+    } else {
+        Reason::HostError
+    };
+    if reason == Reason::Unreachable {
+        if let Some(panic) = read_panic(store, last_panic, memory) {
+            return Fault { reason: Reason::GuestPanic, message: format!("rule panicked: {panic}"), backtrace };
+        }
+    }
+    Fault { reason, message, backtrace }
+}
+
+/// Asks the guest for its recorded panic message, with a small budget; never trusts the pointer.
+fn read_panic(store: &mut Store<HostState>, last_panic: Option<&TypedFunc<(), u64>>, memory: Option<Memory>) -> Option<String> {
+    let (func, memory) = (last_panic?, memory?);
+    store.set_fuel(100_000).ok()?;
+    store.set_epoch_deadline(50);
+    let packed = func.call(&mut *store, ()).ok()?;
+    let bytes = read_guest(store, memory, packed, 1024).ok()?;
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The bytes at a packed `(ptr, len)` in guest memory, after checking them against the memory's
+/// current size and `max_len`.
+fn read_guest(store: &Store<HostState>, memory: Memory, packed: u64, max_len: u32) -> Result<&[u8], String> {
+    let (ptr, len) = abi::unpack(packed);
+    if len > max_len {
+        return Err(format!("length {len} is over the cap of {max_len} bytes"));
+    }
+    let data = memory.data(store);
+    let start = usize::try_from(ptr).map_err(|_| "pointer does not fit".to_owned())?;
+    let len = usize::try_from(len).map_err(|_| "length does not fit".to_owned())?;
+    start
+        .checked_add(len)
+        .and_then(|end| data.get(start..end))
+        .ok_or_else(|| format!("range {ptr:#x}+{len} is outside the rule's {} bytes of memory", data.len()))
+}
+
+fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadError {
+    let fault = classify(error, store, None, None);
+    match fault.reason {
+        Reason::OutOfFuel | Reason::Deadline => LoadError::StartTooLong(fault),
+        Reason::MemoryLimit => LoadError::MemoryOverCap {
+            declared: error.downcast_ref::<MemoryLimitExceeded>().map_or(0, |e| u64::try_from(e.desired).unwrap_or(u64::MAX)),
+            cap: store.data().limiter.memory_cap,
+        },
+        Reason::TableLimit => LoadError::TableOverCap {
+            declared: error.downcast_ref::<TableLimitExceeded>().map_or(0, |e| u64::try_from(e.desired).unwrap_or(u64::MAX)),
+            cap: store.data().limiter.table_cap,
+        },
+        _ => LoadError::StartFailed(fault),
+    }
+}
+
+fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
+    let bad = |m: String| Err(LoadError::BadMetadata(m));
+    if meta.schema_version != abi::SCHEMA_VERSION {
+        return Err(LoadError::SchemaVersion { found: meta.schema_version, expected: abi::SCHEMA_VERSION });
+    }
+    if meta.id.is_empty() || meta.id.len() > 128 {
+        return bad(format!("id must be 1 to 128 bytes, is {}", meta.id.len()));
+    }
+    if !meta.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        return bad(format!("id `{}` may hold only ASCII letters, digits and - _ . :", meta.id.escape_debug()));
+    }
+    if meta.name.len() > 256 {
+        return bad(format!("name is {} bytes; at most 256", meta.name.len()));
+    }
+    if meta.version.is_empty() || meta.version.len() > 64 {
+        return bad(format!("version must be 1 to 64 bytes, is {}", meta.version.len()));
+    }
+    if meta.subscriptions.unknown_bits() != 0 {
+        return bad(format!("subscribes to unknown event kinds (bits {:#x})", meta.subscriptions.unknown_bits()));
+    }
+    if meta.subscriptions.0 == 0 {
+        return bad("subscribes to no event kind".to_owned());
+    }
+    Ok(())
+}
+
+impl LoadedRule {
+    /// Instantiates `compiled` in a fresh store: runs its start routine and reads its metadata, all
+    /// under the load budgets of the rule's limits.
+    pub fn load(runtime: &Runtime, thread: &SandboxThread, compiled: &CompiledRule) -> Result<LoadedRule, LoadError> {
+        thread.check(runtime);
+        let defaults = runtime.config().limits.clone();
+        let (mut instance, meta) = Self::instantiate(runtime, compiled, &defaults, None)?;
+        validate_metadata(&meta)?;
+        let limits = runtime.config().limits_for(&meta.id).clone();
+        // Per-rule caps may be tighter than the defaults used while loading.
+        let memory_now = u64::try_from(instance.memory.data_size(&instance.store)).unwrap_or(u64::MAX);
+        if memory_now > limits.memory_bytes {
+            return Err(LoadError::MemoryOverCap { declared: memory_now, cap: limits.memory_bytes });
+        }
+        {
+            let state = instance.store.data_mut();
+            state.limiter.memory_cap = limits.memory_bytes;
+            state.limiter.table_cap = limits.table_elements;
+        }
+        let info = Arc::new(RuleInfo {
+            id: meta.id.into_owned(),
+            name: meta.name.into_owned(),
+            version: meta.version.into_owned(),
+            severity: meta.severity,
+            subscriptions: meta.subscriptions,
+            content_hash: compiled.content_hash().to_owned(),
+            source: compiled.source().to_owned(),
+            wasi: compiled.uses_wasi(),
+        });
+        if let Ok(mut log) = instance.store.data().log.lock() {
+            log.set_rule(info.id.as_str().into());
+        }
+        Ok(LoadedRule {
+            deadline_ticks: runtime.ticks_for(limits.deadline_ms),
+            info,
+            compiled: compiled.clone(),
+            limits,
+            instance,
+            stats: RuleStats::default(),
+        })
+    }
+
+    fn instantiate(runtime: &Runtime, compiled: &CompiledRule, limits: &Limits, rule_id: Option<&str>) -> Result<(Instance, RuleMetadata<'static>), LoadError> {
+        let config = runtime.config();
+        let label: Arc<str> = rule_id.unwrap_or(compiled.source()).into();
+        let log = Arc::new(Mutex::new(LogBudget::new(label, config.log_per_second, config.log_burst)));
+        let state = HostState::new(RuleLimiter::new(limits.memory_bytes, limits.table_elements), log);
+        let mut store = Store::new(runtime.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(limits.fuel_at_load).map_err(|e| LoadError::StartFailed(Fault { reason: Reason::HostError, message: format!("{e:#}"), backtrace: None }))?;
+        store.set_epoch_deadline(runtime.ticks_for(limits.load_deadline_ms));
+        store.epoch_deadline_trap();
+
+        let inner = &compiled.inner;
+        let instance = match inner.pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => return Err(load_fault(&e, &mut store)),
+        };
+        if inner.has_initialize {
+            let init = instance
+                .get_typed_func::<(), ()>(&mut store, exports::INITIALIZE)
+                .map_err(|e| LoadError::WrongExportType { name: exports::INITIALIZE.into(), found: format!("{e:#}"), expected: "func ()" })?;
+            if let Err(e) = init.call(&mut store, ()) {
+                return Err(load_fault(&e, &mut store));
+            }
+        }
+        let typed = |store: &mut Store<HostState>, name: &'static str| -> Result<wasmtime::Func, LoadError> {
+            instance.get_func(&mut *store, name).ok_or(LoadError::MissingExport(name))
+        };
+        let wrong = |name: &'static str, expected: &'static str| {
+            move |e: wasmtime::Error| LoadError::WrongExportType { name: name.into(), found: format!("{e:#}"), expected }
+        };
+        let abi_version = typed(&mut store, exports::ABI_VERSION)?.typed::<(), i32>(&store).map_err(wrong(exports::ABI_VERSION, "func () -> i32"))?;
+        let metadata = typed(&mut store, exports::METADATA)?.typed::<(), u64>(&store).map_err(wrong(exports::METADATA, "func () -> i64"))?;
+        let input = typed(&mut store, exports::INPUT)?.typed::<u32, u32>(&store).map_err(wrong(exports::INPUT, "func (i32) -> i32"))?;
+        let on_event = typed(&mut store, exports::ON_EVENT)?.typed::<u32, u64>(&store).map_err(wrong(exports::ON_EVENT, "func (i32) -> i64"))?;
+        let last_panic = if inner.has_last_panic {
+            Some(typed(&mut store, exports::LAST_PANIC)?.typed::<(), u64>(&store).map_err(wrong(exports::LAST_PANIC, "func () -> i64"))?)
+        } else {
+            None
+        };
+        let memory = instance.get_memory(&mut store, exports::MEMORY).ok_or(LoadError::MissingExport(exports::MEMORY))?;
+
+        let version = match abi_version.call(&mut store, ()) {
+            Ok(v) => v,
+            Err(e) => return Err(load_fault(&e, &mut store)),
+        };
+        if u32::try_from(version).ok() != Some(abi::ABI_VERSION) {
+            return Err(LoadError::AbiVersion { found: i64::from(version), expected: abi::ABI_VERSION });
+        }
+        let packed = match metadata.call(&mut store, ()) {
+            Ok(p) => p,
+            Err(e) => return Err(load_fault(&e, &mut store)),
+        };
+        let meta = {
+            let bytes = read_guest(&store, memory, packed, MAX_METADATA_BYTES).map_err(|m| LoadError::BadMetadata(format!("metadata {m}")))?;
+            let (meta, rest) = postcard::take_from_bytes::<RuleMetadata<'_>>(bytes).map_err(|e| LoadError::BadMetadata(format!("metadata does not decode: {e}")))?;
+            if !rest.is_empty() {
+                return Err(LoadError::BadMetadata(format!("{} trailing bytes after the metadata", rest.len())));
+            }
+            meta.into_owned()
+        };
+        Ok((Instance { store, memory, input, on_event, last_panic, input_ptr: 0, input_cap: 0 }, meta))
+    }
+
+    /// Replaces the instance with a fresh one (after a budget strike: the old one may have stopped
+    /// half-way through updating its state).
+    pub(crate) fn reset(&mut self, runtime: &Runtime) -> Result<(), LoadError> {
+        let (instance, meta) = Self::instantiate(runtime, &self.compiled, &self.limits, Some(&self.info.id))?;
+        if meta.id != self.info.id || meta.version != self.info.version {
+            return Err(LoadError::BadMetadata("metadata changed between instantiations".into()));
+        }
+        self.instance = instance;
+        Ok(())
+    }
+
+    /// What the host knows about the rule.
+    pub fn info(&self) -> &Arc<RuleInfo> {
+        &self.info
+    }
+
+    /// The limits the rule runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The compiled module the rule was instantiated from.
+    pub fn compiled(&self) -> &CompiledRule {
+        &self.compiled
+    }
+
+    /// The rule's counters.
+    pub fn stats(&self) -> RuleStats {
+        let mut stats = self.stats.clone();
+        let state = self.instance.store.data();
+        stats.memory_high_water = u64::try_from(state.limiter.memory_high_water).unwrap_or(u64::MAX);
+        if let Ok(log) = state.log.lock() {
+            stats.log_suppressed = log.suppressed_total;
+        }
+        stats
+    }
+
+    /// Runs the rule on one encoded event. Detections are appended to `out`; nothing is appended when
+    /// the rule faults. The caller decides what a fault means (strike or quarantine).
+    pub fn evaluate(&mut self, event: &[u8], out: &mut Vec<Detection<'static>>) -> Result<(), Fault> {
+        let fuel = self.limits.fuel_per_event;
+        let result = self.call(event, fuel);
+        let used = fuel.saturating_sub(self.instance.store.get_fuel().unwrap_or(0));
+        self.stats.events += 1;
+        self.stats.last_fuel = used;
+        self.stats.max_fuel = self.stats.max_fuel.max(used);
+        self.stats.total_fuel = self.stats.total_fuel.saturating_add(used);
+        let packed = result?;
+        let before = out.len();
+        self.decode_result(packed, out)?;
+        self.stats.detections += u64::try_from(out.len() - before).unwrap_or(u64::MAX);
+        Ok(())
+    }
+
+    fn call(&mut self, event: &[u8], fuel: u64) -> Result<u64, Fault> {
+        let inst = &mut self.instance;
+        let host_fault = |message: String| Fault { reason: Reason::HostError, message, backtrace: None };
+        inst.store.set_fuel(fuel).map_err(|e| host_fault(format!("{e:#}")))?;
+        inst.store.set_epoch_deadline(self.deadline_ticks);
+        let len = u32::try_from(event.len()).map_err(|_| host_fault("event larger than 4 GiB".into()))?;
+        let fail = |e: wasmtime::Error, inst: &mut Instance| {
+            let memory = inst.memory;
+            classify(&e, &mut inst.store, inst.last_panic.as_ref(), Some(memory))
+        };
+        if len > inst.input_cap || inst.input_ptr == 0 {
+            let ptr = match inst.input.call(&mut inst.store, len) {
+                Ok(p) => p,
+                Err(e) => return Err(fail(e, inst)),
+            };
+            if ptr == 0 {
+                return Err(Fault {
+                    reason: Reason::MalformedResult,
+                    message: format!("rulebox_input({len}) returned a null buffer"),
+                    backtrace: None,
+                });
+            }
+            inst.input_ptr = ptr;
+            inst.input_cap = len;
+        }
+        // The guest's pointer is checked against its memory before the host writes a byte.
+        let data = inst.memory.data_mut(&mut inst.store);
+        let size = data.len();
+        let start = usize::try_from(inst.input_ptr).unwrap_or(usize::MAX);
+        let Some(dest) = start.checked_add(event.len()).and_then(|end| data.get_mut(start..end)) else {
+            return Err(Fault {
+                reason: Reason::MalformedResult,
+                message: format!("rulebox_input returned {:#x}, which with {len} bytes is outside the rule's {size} bytes of memory", inst.input_ptr),
+                backtrace: None,
+            });
+        };
+        dest.copy_from_slice(event);
+        match inst.on_event.call(&mut inst.store, len) {
+            Ok(packed) => Ok(packed),
+            Err(e) => Err(fail(e, inst)),
+        }
+    }
+
+    fn decode_result(&mut self, packed: u64, out: &mut Vec<Detection<'static>>) -> Result<(), Fault> {
+        let malformed = |message: String| Fault { reason: Reason::MalformedResult, message, backtrace: None };
+        if packed == abi::RESULT_NONE {
+            return Ok(());
+        }
+        if packed == abi::RESULT_UNDECODABLE_EVENT {
+            return Err(Fault {
+                reason: Reason::UndecodableEvent,
+                message: format!("the rule could not decode the event (it expects event-schema version {})", abi::SCHEMA_VERSION),
+                backtrace: None,
+            });
+        }
+        let (_, len) = abi::unpack(packed);
+        if len == 0 {
+            return Ok(());
+        }
+        if len > self.limits.max_result_bytes {
+            return Err(Fault {
+                reason: Reason::OversizedResult,
+                message: format!("result of {len} bytes is over the cap of {} bytes", self.limits.max_result_bytes),
+                backtrace: None,
+            });
+        }
+        let bytes = read_guest(&self.instance.store, self.instance.memory, packed, self.limits.max_result_bytes).map_err(|m| malformed(format!("result {m}")))?;
+        let (list, rest) = postcard::take_from_bytes::<Vec<Detection<'_>>>(bytes).map_err(|e| malformed(format!("result does not decode as a list of detections: {e}")))?;
+        if !rest.is_empty() {
+            return Err(malformed(format!("{} trailing bytes after the detections", rest.len())));
+        }
+        let max = usize::try_from(self.limits.max_detections).unwrap_or(usize::MAX);
+        if list.len() > max {
+            return Err(Fault {
+                reason: Reason::OversizedResult,
+                message: format!("{} detections for one event; the cap is {max}", list.len()),
+                backtrace: None,
+            });
+        }
+        for d in &list {
+            if d.rule_id != self.info.id {
+                return Err(malformed(format!("detection claims rule id `{}`; this rule is `{}`", d.rule_id.escape_debug(), self.info.id)));
+            }
+            if d.title.len() > MAX_TITLE || d.fields.len() > MAX_FIELDS {
+                return Err(malformed(format!("detection title of {} bytes or {} fields is over the caps ({MAX_TITLE}, {MAX_FIELDS})", d.title.len(), d.fields.len())));
+            }
+            if let Some(f) = d.fields.iter().find(|f| f.name.len() > MAX_FIELD_NAME || f.value.len() > MAX_FIELD_VALUE) {
+                return Err(malformed(format!("matched field `{}` is over the caps ({MAX_FIELD_NAME} bytes of name, {MAX_FIELD_VALUE} of value)", f.name.get(..32).unwrap_or("?"))));
+            }
+        }
+        out.extend(list.into_iter().map(Detection::into_owned));
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for LoadedRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedRule").field("info", &self.info).field("stats", &self.stats).finish()
+    }
+}

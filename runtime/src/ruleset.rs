@@ -1,0 +1,343 @@
+//! All loaded rules: dispatch by event kind, strikes, quarantine.
+
+use std::sync::Arc;
+
+use rulebox_sdk::{Detection, Event, EventKind};
+
+use crate::module::{CompiledRule, LoadError};
+use crate::quarantine::{Alert, Fault, QuarantineRecord, Reason};
+use crate::rule::{LoadedRule, RuleStats};
+use crate::rule_info::RuleInfo;
+use crate::runtime::{Runtime, SandboxThread};
+
+/// A detection, with the rule that made it.
+#[derive(Debug, Clone)]
+pub struct RuleDetection {
+    /// The rule.
+    pub rule: Arc<RuleInfo>,
+    /// What it reported.
+    pub detection: Detection<'static>,
+}
+
+/// What processing one event produced.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Detections of every rule that ran, in rule order.
+    pub detections: Vec<RuleDetection>,
+    /// Alerts about rules (quarantines, strikes) raised by this event.
+    pub alerts: Vec<Alert>,
+    /// How many rules were called.
+    pub rules_run: u32,
+}
+
+impl Outcome {
+    /// Empties the outcome, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.detections.clear();
+        self.alerts.clear();
+        self.rules_run = 0;
+    }
+}
+
+/// An event that could not be handed to the rules (counted, never silently dropped).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// The event does not encode.
+    #[error("event does not encode: {0}")]
+    Encode(#[from] postcard::Error),
+    /// The encoded event is larger than the runtime accepts.
+    #[error("event is {size} bytes encoded; the limit is {limit}")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The state of one rule in a set.
+#[derive(Debug, Clone)]
+pub enum RuleState {
+    /// Running.
+    Active,
+    /// Stopped; the record says why.
+    Quarantined(Arc<QuarantineRecord>),
+}
+
+struct Slot {
+    rule: LoadedRule,
+    state: RuleState,
+}
+
+/// Counters for a whole rule set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SetStats {
+    /// Events processed.
+    pub events: u64,
+    /// Events refused before reaching any rule (too large, not encodable).
+    pub events_refused: u64,
+    /// Detections returned.
+    pub detections: u64,
+    /// Rules quarantined at run time.
+    pub quarantined: u64,
+    /// Modules refused at load.
+    pub rejected: u64,
+    /// Budget strikes.
+    pub strikes: u64,
+}
+
+/// Every loaded rule, dispatched by event kind. Each rule has its own store and instance; a rule that
+/// faults is quarantined and never called again, and every other rule keeps seeing every event.
+///
+/// A `RuleSet` is `Send` but not `Sync`: it runs on one sandbox thread at a time.
+pub struct RuleSet {
+    runtime: Runtime,
+    slots: Vec<Slot>,
+    by_kind: Vec<Vec<usize>>,
+    records: Vec<Arc<QuarantineRecord>>,
+    stats: SetStats,
+    scratch: Vec<Detection<'static>>,
+    encoded: Vec<u8>,
+}
+
+impl RuleSet {
+    /// An empty set on `runtime`.
+    pub fn new(runtime: &Runtime) -> RuleSet {
+        RuleSet {
+            runtime: runtime.clone(),
+            slots: Vec::new(),
+            by_kind: vec![Vec::new(); EventKind::ALL.len()],
+            records: Vec::new(),
+            stats: SetStats::default(),
+            scratch: Vec::new(),
+            encoded: Vec::new(),
+        }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Compiles, checks and instantiates `bytes`. A refused module gets a quarantine record (returned,
+    /// and kept in [`records`](Self::records)) and a `tracing` event; the set is unchanged.
+    pub fn load(&mut self, thread: &SandboxThread, bytes: &[u8], source: &str) -> Result<Arc<RuleInfo>, Arc<QuarantineRecord>> {
+        match self.runtime.compile(bytes, source) {
+            Ok(compiled) => self.add(thread, &compiled),
+            Err(e) => Err(self.reject(&crate::module::content_hash(bytes), source, None, &e)),
+        }
+    }
+
+    /// Instantiates an already compiled rule into the set.
+    pub fn add(&mut self, thread: &SandboxThread, compiled: &CompiledRule) -> Result<Arc<RuleInfo>, Arc<QuarantineRecord>> {
+        let rule = match LoadedRule::load(&self.runtime, thread, compiled) {
+            Ok(rule) => rule,
+            Err(e) => return Err(self.reject(compiled.content_hash(), compiled.source(), None, &e)),
+        };
+        let info = rule.info().clone();
+        if self.slots.iter().any(|s| s.rule.info().id == info.id) {
+            let e = LoadError::DuplicateId(info.id.clone());
+            return Err(self.reject(compiled.content_hash(), compiled.source(), Some(&info), &e));
+        }
+        tracing::info!(
+            target: "rulebox::decision",
+            decision = "load",
+            rule_id = %info.id,
+            rule_version = %info.version,
+            content_hash = %info.content_hash,
+            source = %info.source,
+            subscriptions = ?info.subscriptions.iter().map(|k| k.name()).collect::<Vec<_>>(),
+            "rule loaded"
+        );
+        let index = self.slots.len();
+        for kind in info.subscriptions.iter() {
+            self.by_kind[kind as usize].push(index);
+        }
+        self.slots.push(Slot { rule, state: RuleState::Active });
+        Ok(info)
+    }
+
+    fn reject(&mut self, hash: &str, source: &str, info: Option<&RuleInfo>, error: &LoadError) -> Arc<QuarantineRecord> {
+        tracing::warn!(
+            target: "rulebox::decision",
+            decision = "reject",
+            rule_id = info.map_or("", |i| i.id.as_str()),
+            rule_version = info.map_or("", |i| i.version.as_str()),
+            content_hash = %hash,
+            source = %source,
+            reason = %error.reason(),
+            "module refused: {error}"
+        );
+        let record = Arc::new(QuarantineRecord::new(info, hash, source, &error.to_fault(), None, &self.runtime.config().limits, 0));
+        self.stats.rejected += 1;
+        self.records.push(record.clone());
+        record
+    }
+
+    /// Runs every subscribed, active rule on `event`.
+    pub fn process(&mut self, thread: &SandboxThread, event: &Event<'_>) -> Result<Outcome, EventError> {
+        let mut outcome = Outcome::default();
+        self.process_into(thread, event, &mut outcome)?;
+        Ok(outcome)
+    }
+
+    /// Like [`process`](Self::process), reusing `outcome`'s allocations (it is cleared first).
+    pub fn process_into(&mut self, thread: &SandboxThread, event: &Event<'_>, outcome: &mut Outcome) -> Result<(), EventError> {
+        let mut encoded = std::mem::take(&mut self.encoded);
+        encoded.clear();
+        let result = postcard::to_io(event, &mut encoded).map(|_| ()).map_err(EventError::Encode);
+        let result = result.and_then(|()| self.process_encoded(thread, event.kind(), &encoded, outcome));
+        self.encoded = encoded;
+        result
+    }
+
+    /// Runs every subscribed, active rule on an event already encoded in the wire format.
+    pub fn process_encoded(&mut self, thread: &SandboxThread, kind: EventKind, event: &[u8], outcome: &mut Outcome) -> Result<(), EventError> {
+        thread.check(&self.runtime);
+        outcome.clear();
+        let limit = self.runtime.config().max_event_bytes;
+        if event.len() > limit {
+            self.stats.events_refused += 1;
+            return Err(EventError::TooLarge { size: event.len(), limit });
+        }
+        self.stats.events += 1;
+        let subscribed = std::mem::take(&mut self.by_kind[kind as usize]);
+        let mut quarantined_any = false;
+        for &index in &subscribed {
+            let slot = &mut self.slots[index];
+            if !matches!(slot.state, RuleState::Active) {
+                continue;
+            }
+            outcome.rules_run += 1;
+            self.scratch.clear();
+            match slot.rule.evaluate(event, &mut self.scratch) {
+                Ok(()) => {
+                    self.stats.detections += u64::try_from(self.scratch.len()).unwrap_or(u64::MAX);
+                    let rule = slot.rule.info();
+                    outcome.detections.extend(self.scratch.drain(..).map(|detection| RuleDetection { rule: rule.clone(), detection }));
+                }
+                Err(fault) => {
+                    if self.fault(index, fault, event, outcome) {
+                        quarantined_any = true;
+                    }
+                }
+            }
+        }
+        self.by_kind[kind as usize] = subscribed;
+        if quarantined_any {
+            self.reindex();
+        }
+        Ok(())
+    }
+
+    /// Handles a fault of the rule at `index`; returns whether the rule was quarantined.
+    fn fault(&mut self, index: usize, fault: Fault, event: &[u8], outcome: &mut Outcome) -> bool {
+        let runtime = self.runtime.clone();
+        let slot = &mut self.slots[index];
+        let info = slot.rule.info().clone();
+        let allowed = slot.rule.limits().budget_strikes;
+        if fault.reason.is_budget() {
+            slot.rule.stats.strikes += 1;
+            self.stats.strikes += 1;
+            let strike = slot.rule.stats.strikes;
+            if strike < allowed {
+                tracing::warn!(
+                    target: "rulebox::decision",
+                    decision = "strike",
+                    rule_id = %info.id,
+                    rule_version = %info.version,
+                    reason = %fault.reason,
+                    strike,
+                    allowed,
+                    "rule hit its budget; instance reset: {}", fault.message
+                );
+                match slot.rule.reset(&runtime) {
+                    Ok(()) => {
+                        outcome.alerts.push(Alert::BudgetStrike { rule: info, fault, strike, allowed });
+                        return false;
+                    }
+                    Err(e) => {
+                        let fault = Fault { reason: e.reason(), message: format!("reset after a budget strike failed: {e}"), backtrace: None };
+                        return self.quarantine(index, fault, event, outcome);
+                    }
+                }
+            }
+        }
+        self.quarantine(index, fault, event, outcome)
+    }
+
+    fn quarantine(&mut self, index: usize, fault: Fault, event: &[u8], outcome: &mut Outcome) -> bool {
+        let slot = &mut self.slots[index];
+        let info = slot.rule.info().clone();
+        let record = Arc::new(QuarantineRecord::new(
+            Some(&info),
+            &info.content_hash,
+            &info.source,
+            &fault,
+            Some(event),
+            slot.rule.limits(),
+            slot.rule.stats.strikes,
+        ));
+        tracing::error!(
+            target: "rulebox::decision",
+            decision = "quarantine",
+            rule_id = %info.id,
+            rule_version = %info.version,
+            content_hash = %info.content_hash,
+            reason = %fault.reason,
+            backtrace = fault.backtrace.as_deref().unwrap_or(""),
+            "rule quarantined: {}", fault.message
+        );
+        slot.state = RuleState::Quarantined(record.clone());
+        self.stats.quarantined += 1;
+        self.records.push(record.clone());
+        outcome.alerts.push(Alert::RuleQuarantined(record));
+        true
+    }
+
+    fn reindex(&mut self) {
+        for list in &mut self.by_kind {
+            list.retain(|&i| matches!(self.slots[i].state, RuleState::Active));
+        }
+    }
+
+    /// Every rule in the set with its state and counters, in load order.
+    pub fn rules(&self) -> impl Iterator<Item = (&Arc<RuleInfo>, &RuleState, RuleStats)> {
+        self.slots.iter().map(|s| (s.rule.info(), &s.state, s.rule.stats()))
+    }
+
+    /// Number of rules still running.
+    pub fn active_count(&self) -> usize {
+        self.slots.iter().filter(|s| matches!(s.state, RuleState::Active)).count()
+    }
+
+    /// Every quarantine record: modules refused at load and rules quarantined at run time, in order.
+    pub fn records(&self) -> &[Arc<QuarantineRecord>] {
+        &self.records
+    }
+
+    /// The set's counters.
+    pub fn stats(&self) -> &SetStats {
+        &self.stats
+    }
+
+    /// Whether the rule `rule_id` is active.
+    pub fn is_active(&self, rule_id: &str) -> bool {
+        self.slots.iter().any(|s| s.rule.info().id == rule_id && matches!(s.state, RuleState::Active))
+    }
+
+    /// Reason the rule `rule_id` was quarantined, if it was.
+    pub fn quarantine_reason(&self, rule_id: &str) -> Option<Reason> {
+        self.slots.iter().find(|s| s.rule.info().id == rule_id).and_then(|s| match &s.state {
+            RuleState::Quarantined(r) => Some(r.reason),
+            RuleState::Active => None,
+        })
+    }
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet").field("rules", &self.slots.len()).field("stats", &self.stats).finish()
+    }
+}
