@@ -437,7 +437,7 @@ impl Scanner {
             self.shrink_buffer();
             return Some(self.finish_record(result));
         }
-        if false {
+        if self.buf.len() > limits.max_record_bytes {
             self.mode = Mode::Oversize;
             self.buf.clear();
             self.shrink_buffer();
@@ -892,44 +892,56 @@ mod tests {
     }
 
     #[test]
-    fn endless_input_without_newlines_stays_bounded() {
-        /// An endless `{"a":"aaaa...` with no line break.
-        struct Endless(usize);
-        impl Read for Endless {
+    fn huge_input_without_newlines_stays_bounded() {
+        /// `{"a":"aaaa...` with no line break and no end for 8 MiB, then the input ends.
+        struct Huge(usize);
+        const SIZE: usize = 8 << 20;
+        impl Read for Huge {
             fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
                 if self.0 == 0 {
                     buf[..6].copy_from_slice(b"{\"a\":\"");
                     self.0 = 6;
                     return Ok(6);
                 }
-                buf.fill(b'a');
-                self.0 += buf.len();
-                Ok(buf.len())
+                let n = buf.len().min(SIZE - self.0);
+                buf[..n].fill(b'a');
+                self.0 += n;
+                Ok(n)
             }
         }
         let limits = ReadLimits {
             max_record_bytes: 4096,
             ..ReadLimits::default()
         };
-        let mut reader = EventReader::with_limits(BufReader::new(Endless(0)), limits);
+        let mut reader = EventReader::with_limits(BufReader::new(Huge(0)), limits);
         let first = reader.next().unwrap();
-        assert!(matches!(
-            first,
-            Err(ReadError::Record {
-                error: RecordError::TooLarge { .. },
-                ..
-            })
-        ));
-        // Keep pulling a few MiB through the skipping path (the iterator itself would never return on
-        // endless input): memory stays bounded.
-        for _ in 0..600 {
+        assert!(
+            matches!(
+                first,
+                Err(ReadError::Record {
+                    line: 1,
+                    error: RecordError::TooLarge { limit: 4096 },
+                    ..
+                })
+            ),
+            "{first:?}"
+        );
+        assert!(
+            reader.input.get_ref().0 <= 4096 + 2 * 8192,
+            "reported as soon as the cap was passed"
+        );
+        // Pull a few MiB through the skipping path by hand: the buffer does not grow.
+        for _ in 0..512 {
             let chunk = reader.input.fill_buf().unwrap();
             let (used, out) = reader.scan.feed(chunk, &limits);
             assert!(out.is_none());
             reader.input.consume(used);
         }
         assert!(reader.scan.buf.capacity() <= 2 * 4096);
-        assert!(reader.input.get_ref().0 > 4 << 20);
+        assert!(reader.input.get_ref().0 >= 4 << 20);
+        // The rest is skipped too, and that record is not reported again.
+        assert!(reader.next().is_none());
+        assert_eq!(reader.input.get_ref().0, SIZE);
     }
 
     #[test]

@@ -1,0 +1,4 @@
+//! rulebox's integration tests: one binary, one module per feature.
+
+mod common;
+mod load_rejects;
