@@ -635,7 +635,8 @@ impl<'a> Event<'a> {
     }
 
     /// The value of the field named `name`: a body field, an [`extra`](Self::extra) field, or one of the
-    /// header fields `Computer` (host), `ProcessId` (pid) and `Timestamp`.
+    /// header fields `Computer` (host), `ProcessId` (pid; `SourceProcessId` for a process access) and
+    /// `Timestamp`.
     ///
     /// A body field that holds its default while an extra field of the same name exists (a number that
     /// did not parse) yields the extra field's text, so a rule sees what the source reported.
@@ -656,6 +657,7 @@ impl<'a> Event<'a> {
         match name {
             "Computer" => Some(Value::Str(&self.host)),
             "ProcessId" => Some(Value::Int(u64::from(self.pid))),
+            "SourceProcessId" if self.kind() == EventKind::ProcessAccess => Some(Value::Int(u64::from(self.pid))),
             "Timestamp" => Some(Value::Int(self.timestamp)),
             _ => None,
         }

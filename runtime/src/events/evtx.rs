@@ -61,7 +61,7 @@ pub fn sysmon_event_kind(event_id: u32, event_type: &str) -> Option<EventKind> {
 /// `EventData`/`UserData` fields in `extra`.
 ///
 /// Header: `host` is `System.Computer`; `timestamp` is `System.TimeCreated.#attributes.SystemTime`
-/// (see [`parse_timestamp_ms`](super::parse_timestamp_ms); a time that does not parse leaves it 0
+/// (see [`parse_timestamp_ms`]; a time that does not parse leaves it 0
 /// and keeps the text in `extra` as `TimeCreated`); `pid` is `EventData.ProcessId` (for Sysmon 10,
 /// `SourceProcessId`) when present and a valid number, which then does not appear again in `extra`,
 /// else `System.Execution.#attributes.ProcessID`.

@@ -147,9 +147,16 @@ pub(crate) fn parse_record_bytes(
     parse_json_value(value, limits)
 }
 
-/// Whether `needle` occurs in `haystack`.
+/// Whether `needle` (not empty) occurs in `haystack`.
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    let Some((&head, tail)) = needle.split_first() else {
+        return true;
+    };
+    haystack
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == head)
+        .any(|(i, _)| haystack[i + 1..].starts_with(tail))
 }
 
 /// A serde_json syntax error as a [`RecordError::InvalidJson`].

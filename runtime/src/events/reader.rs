@@ -139,7 +139,8 @@ enum Mode {
     Record,
     /// Inside a record that is over the size cap (already reported), looking for its end.
     Oversize,
-    /// After a structural break: skipping to the next line starting with `{` or `[`.
+    /// After a structural break: skipping to the next line that starts a record (see
+    /// [`Scanner::resync_point`]) or a top-level array.
     Recover,
 }
 
@@ -215,7 +216,25 @@ impl Scanner {
         chunk: &[u8],
         limits: &ReadLimits,
     ) -> (usize, Option<Result<ReadEvent, ReadError>>) {
-        for (i, &b) in chunk.iter().enumerate() {
+        let mut i = 0;
+        while i < chunk.len() {
+            if let Some(run) = self.plain_run(&chunk[i..]) {
+                // Bytes that change nothing but the buffer: take them in one go.
+                if self.mode == Mode::Record {
+                    let room = (limits.max_record_bytes + 1).saturating_sub(self.buf.len());
+                    let take = run.len().min(room.max(1));
+                    self.buf.extend_from_slice(&run[..take]);
+                    i += take;
+                    if self.buf.len() > limits.max_record_bytes {
+                        return (i, Some(self.oversize(limits)));
+                    }
+                } else {
+                    i += run.len();
+                }
+                continue;
+            }
+            let b = chunk[i];
+            i += 1;
             let is_space = matches!(b, b' ' | b'\t' | b'\r' | b'\n');
             // `Some(indentation)` when `b` is the first text on its line.
             let first = (!self.line_has_text && !is_space).then_some(self.line_indent);
@@ -233,10 +252,31 @@ impl Scanner {
                 self.line += 1;
             }
             if out.is_some() {
-                return (i + 1, out);
+                return (i, out);
             }
         }
         (chunk.len(), None)
+    }
+
+    /// The longest non-empty prefix of `bytes` that only needs copying (inside a record) or skipping
+    /// (inside an oversize record): no quote, backslash, bracket or line break, in the middle of a
+    /// line. `None` when the next byte needs [`Scanner::step`].
+    fn plain_run<'c>(&self, bytes: &'c [u8]) -> Option<&'c [u8]> {
+        if !matches!(self.mode, Mode::Record | Mode::Oversize) || !self.line_has_text || self.escape
+        {
+            return None;
+        }
+        let len = if self.in_string {
+            bytes
+                .iter()
+                .position(|&b| matches!(b, b'"' | b'\\' | b'\n'))
+        } else {
+            bytes
+                .iter()
+                .position(|&b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']' | b'\n'))
+        }
+        .unwrap_or(bytes.len());
+        (len > 0).then(|| &bytes[..len])
     }
 
     /// The end of the input: reports a record left open or an error held back.
@@ -317,8 +357,12 @@ impl Scanner {
             let partial = self.bom > 0;
             self.bom = BOM.len();
             if partial {
+                // Part of a byte order mark: stray text, and `b` with it.
                 self.stray(0xEF);
-                return self.idle_after_stray(b);
+                if b != b'\n' && b != b'\r' {
+                    self.snippet.push(b);
+                }
+                return None;
             }
         }
         match b {
@@ -328,14 +372,6 @@ impl Scanner {
             b',' if self.in_array => {}
             b']' if self.in_array => self.in_array = false,
             _ => self.stray(b),
-        }
-        None
-    }
-
-    /// After a partial byte order mark: `b` is part of the stray text.
-    fn idle_after_stray(&mut self, b: u8) -> Option<Result<ReadEvent, ReadError>> {
-        if b != b'\n' && b != b'\r' {
-            self.snippet.push(b);
         }
         None
     }
@@ -438,18 +474,23 @@ impl Scanner {
             return Some(self.finish_record(result));
         }
         if self.buf.len() > limits.max_record_bytes {
-            self.mode = Mode::Oversize;
-            self.buf.clear();
-            self.shrink_buffer();
-            return Some(Err(ReadError::Record {
-                line: self.record_line,
-                last_line: self.line,
-                error: RecordError::TooLarge {
-                    limit: limits.max_record_bytes,
-                },
-            }));
+            return Some(self.oversize(limits));
         }
         None
+    }
+
+    /// The current record has grown past the cap: drop it, report it, and skip to its end.
+    fn oversize(&mut self, limits: &ReadLimits) -> Result<ReadEvent, ReadError> {
+        self.mode = Mode::Oversize;
+        self.buf.clear();
+        self.shrink_buffer();
+        Err(ReadError::Record {
+            line: self.record_line,
+            last_line: self.line,
+            error: RecordError::TooLarge {
+                limit: limits.max_record_bytes,
+            },
+        })
     }
 
     /// Turns a parsed record into the reader's output.
@@ -786,7 +827,7 @@ mod tests {
         let mut lines = vec!["[".to_owned()];
         let mut starts = Vec::new();
         for element in [&first, &broken, &truncated, &last] {
-            if starts.len() > 0 {
+            if !starts.is_empty() {
                 let end = lines.len() - 1;
                 lines[end].push(',');
             }
