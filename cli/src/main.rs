@@ -1,1 +1,81 @@
-fn main() {}
+//! `rulebox`: run detection rules in sandboxes, validate content, replay quarantines, and demo it all.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod load;
+mod output;
+
+/// Sandboxed detection content for endpoint agents.
+///
+/// Every rule is a WebAssembly module running in its own sandbox with fuel, memory, stack and time
+/// limits. A rule that faults is quarantined; every other rule keeps running.
+#[derive(Debug, Parser)]
+#[command(name = "rulebox", version, propagate_version = true)]
+struct Cli {
+    /// Log level for the runtime's decisions on stderr (off, error, warn, info, debug, trace), or a
+    /// tracing filter such as `rulebox=debug`. Also read from RULEBOX_LOG. Default: warn (off for
+    /// the demo, which tells its own story).
+    #[arg(long, global = true)]
+    log: Option<String>,
+    /// Write the runtime's log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tell the whole story on built-in content: good rules detect attacks while a bad content
+    /// update is contained.
+    Demo(cmd::demo::Args),
+    /// Load every module in a folder and stream events through them.
+    Run(cmd::run::Args),
+    /// Load each module in the production sandbox and report accept or reject.
+    Validate(cmd::validate::Args),
+    /// Re-run a quarantine record's event against its module and show the same fault.
+    Replay(cmd::replay::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "off"
+    } else {
+        "warn"
+    };
+    init_tracing(cli.log.as_deref().unwrap_or(default_level), cli.log_json);
+    let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Replay(args) => cmd::replay::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rulebox: error: {e:#}");
+            ExitCode::from(cmd::EXIT_ERROR)
+        }
+    }
+}
+
+fn init_tracing(level: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RULEBOX_LOG")
+        .ok()
+        .unwrap_or_else(|| level.to_owned());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -97,6 +97,10 @@ pub const fn pack(ptr: u32, len: u32) -> u64 {
 }
 
 /// Splits a packed value into `(ptr, len)`.
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "taking each 32-bit half is the point"
+)]
 pub const fn unpack(packed: u64) -> (u32, u32) {
     (packed as u32, (packed >> 32) as u32)
 }
@@ -120,6 +124,10 @@ pub enum LogLevel {
 /// Support code for [`export_rule!`](crate::export_rule); not part of the public API.
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "wasm32 pointers and lengths are 32 bits wide"
+)]
 pub mod __private {
     use alloc::vec::Vec;
     use core::cell::UnsafeCell;
@@ -216,7 +224,8 @@ pub mod __private {
                 output.clear();
                 match postcard::to_extend(detections.as_slice(), core::mem::take(output)) {
                     Ok(out) => *output = out,
-                    Err(_) => return RESULT_UNDECODABLE_EVENT,
+                    // Only an allocation failure can get here; say so rather than blame the event.
+                    Err(e) => panic!("rulebox-sdk: could not encode the detections: {e}"),
                 }
                 pack(ptr_of(output), output.len() as u32)
             })

@@ -657,7 +657,9 @@ impl<'a> Event<'a> {
         match name {
             "Computer" => Some(Value::Str(&self.host)),
             "ProcessId" => Some(Value::Int(u64::from(self.pid))),
-            "SourceProcessId" if self.kind() == EventKind::ProcessAccess => Some(Value::Int(u64::from(self.pid))),
+            "SourceProcessId" if self.kind() == EventKind::ProcessAccess => {
+                Some(Value::Int(u64::from(self.pid)))
+            }
             "Timestamp" => Some(Value::Int(self.timestamp)),
             _ => None,
         }

@@ -63,7 +63,13 @@ impl Limits {
 
     /// Checks that every limit is usable (non-zero where zero would make every rule fail).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let zero = |name: &'static str, v: u64| if v == 0 { Err(ConfigError::Zero(name)) } else { Ok(()) };
+        let zero = |name: &'static str, v: u64| {
+            if v == 0 {
+                Err(ConfigError::Zero(name))
+            } else {
+                Ok(())
+            }
+        };
         zero("fuel_per_event", self.fuel_per_event)?;
         zero("fuel_at_load", self.fuel_at_load)?;
         zero("deadline_ms", self.deadline_ms)?;
@@ -130,10 +136,15 @@ impl RuntimeConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.limits.validate()?;
         for (id, limits) in &self.rules {
-            limits.validate().map_err(|e| ConfigError::Rule(id.clone(), Box::new(e)))?;
+            limits
+                .validate()
+                .map_err(|e| ConfigError::Rule(id.clone(), Box::new(e)))?;
         }
         if self.max_wasm_stack < (64 << 10) || self.max_wasm_stack > (64 << 20) {
-            return Err(ConfigError::OutOfRange("max_wasm_stack", "64 KiB ..= 64 MiB"));
+            return Err(ConfigError::OutOfRange(
+                "max_wasm_stack",
+                "64 KiB ..= 64 MiB",
+            ));
         }
         if self.epoch_tick_ms == 0 || self.epoch_tick_ms > 1_000 {
             return Err(ConfigError::OutOfRange("epoch_tick_ms", "1 ..= 1000"));
@@ -149,7 +160,9 @@ impl RuntimeConfig {
 
     /// The native stack a thread running rules must have: the guest stack plus room for the host.
     pub fn sandbox_thread_stack(&self) -> usize {
-        self.max_wasm_stack.saturating_mul(2).saturating_add(8 << 20)
+        self.max_wasm_stack
+            .saturating_mul(2)
+            .saturating_add(8 << 20)
     }
 }
 
@@ -193,15 +206,22 @@ mod tests {
         let err = RuntimeConfig::from_json(r#"{"limits":{"fuel":5}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `fuel`"), "{err}");
         let err = RuntimeConfig::from_json(r#"{"rules":{"r1":{"deadline_ms":0}}}"#).unwrap_err();
-        assert!(err.to_string().contains("r1") && err.to_string().contains("deadline_ms"), "{err}");
+        assert!(
+            err.to_string().contains("r1") && err.to_string().contains("deadline_ms"),
+            "{err}"
+        );
         let err = RuntimeConfig::from_json(r#"{"max_wasm_stack":1}"#).unwrap_err();
         assert!(err.to_string().contains("max_wasm_stack"), "{err}");
     }
 
     #[test]
     fn per_rule_limits_override_defaults() {
-        let config = RuntimeConfig::from_json(r#"{"rules":{"slow":{"fuel_per_event":99}}}"#).unwrap();
+        let config =
+            RuntimeConfig::from_json(r#"{"rules":{"slow":{"fuel_per_event":99}}}"#).unwrap();
         assert_eq!(config.limits_for("slow").fuel_per_event, 99);
-        assert_eq!(config.limits_for("other").fuel_per_event, Limits::default().fuel_per_event);
+        assert_eq!(
+            config.limits_for("other").fuel_per_event,
+            Limits::default().fuel_per_event
+        );
     }
 }

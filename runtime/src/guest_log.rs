@@ -91,7 +91,10 @@ impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
 
 impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(GuestOutputWriter { out: self.clone(), line: Vec::new() })
+        Box::new(GuestOutputWriter {
+            out: self.clone(),
+            line: Vec::new(),
+        })
     }
 }
 
@@ -112,7 +115,11 @@ impl GuestOutputWriter {
 }
 
 impl tokio::io::AsyncWrite for GuestOutputWriter {
-    fn poll_write(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         // Always accept everything: a guest's write never fails or blocks; the budget decides what
         // reaches the log. Lines longer than the message cap are cut into pieces.
         for &b in buf {

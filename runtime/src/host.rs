@@ -19,7 +19,11 @@ pub(crate) struct HostState {
 
 impl HostState {
     pub(crate) fn new(limiter: RuleLimiter, log: Arc<Mutex<LogBudget>>) -> HostState {
-        HostState { limiter, log, wasi: None }
+        HostState {
+            limiter,
+            log,
+            wasi: None,
+        }
     }
 
     fn wasi(&mut self) -> &mut WasiP1Ctx {
@@ -28,8 +32,14 @@ impl HostState {
             // No preopened directories, no environment, no arguments, no sockets, empty stdin.
             // stdout and stderr go to the rule's rate-limited log.
             wasmtime_wasi::WasiCtxBuilder::new()
-                .stdout(GuestOutput { budget: log.clone(), stream: "stdout" })
-                .stderr(GuestOutput { budget: log.clone(), stream: "stderr" })
+                .stdout(GuestOutput {
+                    budget: log.clone(),
+                    stream: "stdout",
+                })
+                .stderr(GuestOutput {
+                    budget: log.clone(),
+                    stream: "stderr",
+                })
                 .allow_tcp(false)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
@@ -53,7 +63,9 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostS
     linker.func_wrap(
         imports::WASI_P1_MODULE,
         "poll_oneoff",
-        |_: Caller<'_, HostState>, _in: i32, _out: i32, _n: i32, _nevents: i32| -> i32 { WASI_ENOTSUP },
+        |_: Caller<'_, HostState>, _in: i32, _out: i32, _n: i32, _nevents: i32| -> i32 {
+            WASI_ENOTSUP
+        },
     )?;
     linker.allow_shadowing(false);
     Ok(linker)
@@ -66,7 +78,9 @@ fn log_import(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32)
         return;
     };
     let (ptr, len) = (ptr.cast_unsigned(), len.cast_unsigned());
-    let (Ok(start), Ok(len)) = (usize::try_from(ptr), usize::try_from(len)) else { return };
+    let (Ok(start), Ok(len)) = (usize::try_from(ptr), usize::try_from(len)) else {
+        return;
+    };
     let len = len.min(MAX_LOG_MESSAGE);
     let (data, state) = memory.data_and_store_mut(&mut caller);
     let Some(bytes) = start.checked_add(len).and_then(|end| data.get(start..end)) else {

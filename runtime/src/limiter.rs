@@ -33,7 +33,11 @@ pub(crate) struct RuleLimiter {
 
 impl RuleLimiter {
     pub(crate) fn new(memory_cap: u64, table_cap: u64) -> RuleLimiter {
-        RuleLimiter { memory_cap, table_cap, memory_high_water: 0 }
+        RuleLimiter {
+            memory_cap,
+            table_cap,
+            memory_high_water: 0,
+        }
     }
 }
 
@@ -41,17 +45,33 @@ impl ResourceLimiter for RuleLimiter {
     /// Refuses growth past the cap with a trap ([`MemoryLimitExceeded`]) rather than a failed
     /// `memory.grow`, so the rule is stopped at the allocation that crossed its budget and the reason
     /// is exact. (A guest whose allocator handled `-1` would only fail later, somewhere else.)
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if u64::try_from(desired).map_or(true, |d| d > self.memory_cap) {
-            return Err(wasmtime::Error::new(MemoryLimitExceeded { desired, cap: self.memory_cap }));
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                desired,
+                cap: self.memory_cap,
+            }));
         }
         self.memory_high_water = self.memory_high_water.max(desired);
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if u64::try_from(desired).map_or(true, |d| d > self.table_cap) {
-            return Err(wasmtime::Error::new(TableLimitExceeded { desired, cap: self.table_cap }));
+            return Err(wasmtime::Error::new(TableLimitExceeded {
+                desired,
+                cap: self.table_cap,
+            }));
         }
         Ok(true)
     }

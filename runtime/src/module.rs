@@ -126,7 +126,11 @@ impl LoadError {
                 message: self.to_string(),
                 backtrace: f.backtrace.clone(),
             },
-            _ => Fault { reason: self.reason(), message: self.to_string(), backtrace: None },
+            _ => Fault {
+                reason: self.reason(),
+                message: self.to_string(),
+                backtrace: None,
+            },
         }
     }
 }
@@ -198,23 +202,32 @@ fn describe(ty: &ExternType) -> String {
 }
 
 fn func_matches(ty: &ExternType, params: &[ValType], results: &[ValType]) -> bool {
-    let ExternType::Func(f) = ty else { return false };
+    let ExternType::Func(f) = ty else {
+        return false;
+    };
     f.params().len() == params.len()
         && f.results().len() == results.len()
         && f.params().zip(params).all(|(a, b)| ValType::eq(&a, b))
         && f.results().zip(results).all(|(a, b)| ValType::eq(&a, b))
 }
 
-pub(crate) fn compile(runtime: &Runtime, bytes: &[u8], source: &str) -> Result<CompiledRule, LoadError> {
+pub(crate) fn compile(
+    runtime: &Runtime,
+    bytes: &[u8],
+    source: &str,
+) -> Result<CompiledRule, LoadError> {
     let config = runtime.config();
     if bytes.len() > config.max_module_bytes {
-        return Err(LoadError::ModuleTooLarge { size: bytes.len(), limit: config.max_module_bytes });
+        return Err(LoadError::ModuleTooLarge {
+            size: bytes.len(),
+            limit: config.max_module_bytes,
+        });
     }
     if bytes.get(..8) != Some(&WASM_HEADER[..]) {
         return Err(LoadError::NotWasm);
     }
-    let module =
-        Module::new(runtime.engine(), bytes).map_err(|e| LoadError::InvalidModule(format!("{e:#}")))?;
+    let module = Module::new(runtime.engine(), bytes)
+        .map_err(|e| LoadError::InvalidModule(format!("{e:#}")))?;
 
     // Imports: only `rulebox.log` and WASI preview 1 functions.
     let mut wasi = false;
@@ -228,7 +241,10 @@ pub(crate) fn compile(runtime: &Runtime, bytes: &[u8], source: &str) -> Result<C
         match (import.module(), import.name()) {
             (imports::MODULE, imports::LOG) => {
                 if !func_matches(&ty, &[ValType::I32, ValType::I32, ValType::I32], &[]) {
-                    return Err(forbidden(&format!("has type {}; the ABI defines (i32, i32, i32)", describe(&ty))));
+                    return Err(forbidden(&format!(
+                        "has type {}; the ABI defines (i32, i32, i32)",
+                        describe(&ty)
+                    )));
                 }
             }
             (imports::WASI_P1_MODULE, _) => {
@@ -237,7 +253,11 @@ pub(crate) fn compile(runtime: &Runtime, bytes: &[u8], source: &str) -> Result<C
                 }
                 wasi = true;
             }
-            _ => return Err(forbidden("the runtime provides only `rulebox.log` and WASI preview 1")),
+            _ => {
+                return Err(forbidden(
+                    "the runtime provides only `rulebox.log` and WASI preview 1",
+                ));
+            }
         }
     }
 
@@ -246,13 +266,27 @@ pub(crate) fn compile(runtime: &Runtime, bytes: &[u8], source: &str) -> Result<C
     let required: [(&'static str, &[ValType], &[ValType], &'static str); 4] = [
         (exports::ABI_VERSION, &[], &[ValType::I32], "func () -> i32"),
         (exports::METADATA, &[], &[ValType::I64], "func () -> i64"),
-        (exports::INPUT, &[ValType::I32], &[ValType::I32], "func (i32) -> i32"),
-        (exports::ON_EVENT, &[ValType::I32], &[ValType::I64], "func (i32) -> i64"),
+        (
+            exports::INPUT,
+            &[ValType::I32],
+            &[ValType::I32],
+            "func (i32) -> i32",
+        ),
+        (
+            exports::ON_EVENT,
+            &[ValType::I32],
+            &[ValType::I64],
+            "func (i32) -> i64",
+        ),
     ];
     for (name, params, results, expected) in required {
         let ty = export(name).ok_or(LoadError::MissingExport(name))?;
         if !func_matches(&ty, params, results) {
-            return Err(LoadError::WrongExportType { name: name.to_owned(), found: describe(&ty), expected });
+            return Err(LoadError::WrongExportType {
+                name: name.to_owned(),
+                found: describe(&ty),
+                expected,
+            });
         }
     }
     let optional: [(&'static str, &[ValType], &[ValType], &'static str); 2] = [
@@ -263,7 +297,11 @@ pub(crate) fn compile(runtime: &Runtime, bytes: &[u8], source: &str) -> Result<C
     for (i, (name, params, results, expected)) in optional.into_iter().enumerate() {
         if let Some(ty) = export(name) {
             if !func_matches(&ty, params, results) {
-                return Err(LoadError::WrongExportType { name: name.to_owned(), found: describe(&ty), expected });
+                return Err(LoadError::WrongExportType {
+                    name: name.to_owned(),
+                    found: describe(&ty),
+                    expected,
+                });
             }
             present[i] = true;
         }
@@ -290,24 +328,41 @@ pub(crate) fn compile(runtime: &Runtime, bytes: &[u8], source: &str) -> Result<C
         });
     }
     let declared_memory = memory.minimum().saturating_mul(memory.page_size());
-    let cap = config.limits.memory_bytes.max(config.rules.values().map(|l| l.memory_bytes).max().unwrap_or(0));
+    let cap = config.limits.memory_bytes.max(
+        config
+            .rules
+            .values()
+            .map(|l| l.memory_bytes)
+            .max()
+            .unwrap_or(0),
+    );
     if declared_memory > cap {
-        return Err(LoadError::MemoryOverCap { declared: declared_memory, cap });
+        return Err(LoadError::MemoryOverCap {
+            declared: declared_memory,
+            cap,
+        });
     }
     for export in module.exports() {
         if let ExternType::Table(t) = export.ty() {
             let cap = config.limits.table_elements;
             if t.minimum() > cap {
-                return Err(LoadError::TableOverCap { declared: t.minimum(), cap });
+                return Err(LoadError::TableOverCap {
+                    declared: t.minimum(),
+                    cap,
+                });
             }
         }
     }
 
-    let pre = runtime.linker().instantiate_pre(&module).map_err(|e| LoadError::ForbiddenImport {
-        module: String::new(),
-        name: String::new(),
-        detail: format!("{e:#}"),
-    })?;
+    let pre =
+        runtime
+            .linker()
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::ForbiddenImport {
+                module: String::new(),
+                name: String::new(),
+                detail: format!("{e:#}"),
+            })?;
 
     Ok(CompiledRule {
         inner: Arc::new(CompiledInner {

@@ -104,7 +104,10 @@ impl Reason {
 
     /// The snake_case name used in JSON and logs.
     pub fn name(self) -> &'static str {
-        REASON_NAMES.iter().find(|(r, _)| *r == self).map_or("unknown", |(_, n)| n)
+        REASON_NAMES
+            .iter()
+            .find(|(r, _)| *r == self)
+            .map_or("unknown", |(_, n)| n)
     }
 }
 
@@ -210,7 +213,9 @@ impl QuarantineRecord {
         strikes: u32,
     ) -> QuarantineRecord {
         let event_json = event.and_then(|bytes| {
-            rulebox_sdk::Event::from_bytes(bytes).ok().and_then(|e| serde_json::to_value(&e).ok())
+            rulebox_sdk::Event::from_bytes(bytes)
+                .ok()
+                .and_then(|e| serde_json::to_value(&e).ok())
         });
         QuarantineRecord {
             format: Self::FORMAT,
@@ -232,15 +237,30 @@ impl QuarantineRecord {
 
     /// The triggering event's exact bytes, if the record has them.
     pub fn event_bytes(&self) -> Result<Option<Vec<u8>>, base64::DecodeError> {
-        self.event.as_deref().map(|b| base64::engine::general_purpose::STANDARD.decode(b)).transpose()
+        self.event
+            .as_deref()
+            .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
+            .transpose()
     }
 
     /// A short name for files: `<rule id or hash prefix>-<reason>`.
     pub fn file_stem(&self) -> String {
         let who = if self.rule_id.is_empty() {
-            self.content_hash.get(..12).unwrap_or(&self.content_hash).to_owned()
+            self.content_hash
+                .get(..12)
+                .unwrap_or(&self.content_hash)
+                .to_owned()
         } else {
-            self.rule_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+            self.rule_id
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
         };
         format!("{who}-{}", self.reason)
     }
@@ -283,7 +303,10 @@ mod tests {
     #[test]
     fn reason_names_match_their_json_form() {
         for (reason, name) in REASON_NAMES {
-            assert_eq!(serde_json::to_value(reason).unwrap(), serde_json::Value::String((*name).into()));
+            assert_eq!(
+                serde_json::to_value(reason).unwrap(),
+                serde_json::Value::String((*name).into())
+            );
             assert_eq!(reason.name(), *name);
         }
     }

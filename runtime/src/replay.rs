@@ -50,18 +50,36 @@ pub enum ReplayError {
 
 /// Re-runs `record` against `module` (whose hash must match) under the limits the record holds.
 /// A load-time record replays the load; a run-time record replays its event on a fresh instance.
-pub fn replay(base: &Runtime, thread: &SandboxThread, record: &QuarantineRecord, module: &[u8]) -> Result<ReplayOutcome, ReplayError> {
+pub fn replay(
+    base: &Runtime,
+    thread: &SandboxThread,
+    record: &QuarantineRecord,
+    module: &[u8],
+) -> Result<ReplayOutcome, ReplayError> {
     let found = content_hash(module);
     if found != record.content_hash {
-        return Err(ReplayError::HashMismatch { expected: record.content_hash.clone(), found });
+        return Err(ReplayError::HashMismatch {
+            expected: record.content_hash.clone(),
+            found,
+        });
     }
     let event = record.event_bytes()?;
-    let config = RuntimeConfig { limits: record.limits.clone(), rules: Default::default(), ..base.config().clone() };
+    let config = RuntimeConfig {
+        limits: record.limits.clone(),
+        rules: Default::default(),
+        ..base.config().clone()
+    };
     let runtime = Runtime::new(config)?;
     let verdict = |fault: Fault| {
-        if fault.reason == record.reason { ReplayOutcome::Reproduced(fault) } else { ReplayOutcome::DifferentFault(fault) }
+        if fault.reason == record.reason {
+            ReplayOutcome::Reproduced(fault)
+        } else {
+            ReplayOutcome::DifferentFault(fault)
+        }
     };
-    let loaded = runtime.compile(module, &record.source).and_then(|c| LoadedRule::load(&runtime, thread, &c));
+    let loaded = runtime
+        .compile(module, &record.source)
+        .and_then(|c| LoadedRule::load(&runtime, thread, &c));
     let mut rule = match loaded {
         Ok(rule) => rule,
         Err(e) => return Ok(verdict(e.to_fault())),

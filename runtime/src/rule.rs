@@ -66,15 +66,35 @@ struct Instance {
 }
 
 /// Turns a wasmtime error from a call into the guest into a typed fault.
-pub(crate) fn classify(error: &wasmtime::Error, store: &mut Store<HostState>, last_panic: Option<&TypedFunc<(), u64>>, memory: Option<Memory>) -> Fault {
-    let backtrace = error.downcast_ref::<WasmBacktrace>().map(|bt| format!("{bt}")).filter(|s| !s.is_empty());
-    let message = format!("{error:#}");
+pub(crate) fn classify(
+    error: &wasmtime::Error,
+    store: &mut Store<HostState>,
+    last_panic: Option<&TypedFunc<(), u64>>,
+    memory: Option<Memory>,
+) -> Fault {
+    let backtrace = error
+        .downcast_ref::<WasmBacktrace>()
+        .map(|bt| format!("{bt}"))
+        .filter(|s| !s.is_empty());
+    // The error's chain without the backtrace context (the backtrace has its own field).
+    let parts: Vec<String> = error
+        .chain()
+        .map(|e| e.to_string())
+        .filter(|text| backtrace.as_deref() != Some(text.as_str()))
+        .collect();
+    let message = if parts.is_empty() {
+        format!("{error:#}")
+    } else {
+        parts.join(": ")
+    };
     let reason = if let Some(trap) = error.downcast_ref::<Trap>() {
         match trap {
             Trap::OutOfFuel => Reason::OutOfFuel,
             Trap::Interrupt => Reason::Deadline,
             Trap::StackOverflow => Reason::StackOverflow,
-            Trap::MemoryOutOfBounds | Trap::TableOutOfBounds | Trap::HeapMisaligned => Reason::OutOfBounds,
+            Trap::MemoryOutOfBounds | Trap::TableOutOfBounds | Trap::HeapMisaligned => {
+                Reason::OutOfBounds
+            }
             Trap::IntegerDivisionByZero => Reason::DivisionByZero,
             Trap::UnreachableCodeReached => Reason::Unreachable,
             _ => Reason::Trap,
@@ -88,14 +108,26 @@ pub(crate) fn classify(error: &wasmtime::Error, store: &mut Store<HostState>, la
     };
     if reason == Reason::Unreachable {
         if let Some(panic) = read_panic(store, last_panic, memory) {
-            return Fault { reason: Reason::GuestPanic, message: format!("rule panicked: {panic}"), backtrace };
+            return Fault {
+                reason: Reason::GuestPanic,
+                message: format!("rule panicked: {panic}"),
+                backtrace,
+            };
         }
     }
-    Fault { reason, message, backtrace }
+    Fault {
+        reason,
+        message,
+        backtrace,
+    }
 }
 
 /// Asks the guest for its recorded panic message, with a small budget; never trusts the pointer.
-fn read_panic(store: &mut Store<HostState>, last_panic: Option<&TypedFunc<(), u64>>, memory: Option<Memory>) -> Option<String> {
+fn read_panic(
+    store: &mut Store<HostState>,
+    last_panic: Option<&TypedFunc<(), u64>>,
+    memory: Option<Memory>,
+) -> Option<String> {
     let (func, memory) = (last_panic?, memory?);
     store.set_fuel(100_000).ok()?;
     store.set_epoch_deadline(50);
@@ -107,7 +139,12 @@ fn read_panic(store: &mut Store<HostState>, last_panic: Option<&TypedFunc<(), u6
 
 /// The bytes at a packed `(ptr, len)` in guest memory, after checking them against the memory's
 /// current size and `max_len`.
-fn read_guest(store: &Store<HostState>, memory: Memory, packed: u64, max_len: u32) -> Result<&[u8], String> {
+fn read_guest(
+    store: &Store<HostState>,
+    memory: Memory,
+    packed: u64,
+    max_len: u32,
+) -> Result<&[u8], String> {
     let (ptr, len) = abi::unpack(packed);
     if len > max_len {
         return Err(format!("length {len} is over the cap of {max_len} bytes"));
@@ -118,7 +155,12 @@ fn read_guest(store: &Store<HostState>, memory: Memory, packed: u64, max_len: u3
     start
         .checked_add(len)
         .and_then(|end| data.get(start..end))
-        .ok_or_else(|| format!("range {ptr:#x}+{len} is outside the rule's {} bytes of memory", data.len()))
+        .ok_or_else(|| {
+            format!(
+                "range {ptr:#x}+{len} is outside the rule's {} bytes of memory",
+                data.len()
+            )
+        })
 }
 
 fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadError {
@@ -126,11 +168,15 @@ fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadErro
     match fault.reason {
         Reason::OutOfFuel | Reason::Deadline => LoadError::StartTooLong(fault),
         Reason::MemoryLimit => LoadError::MemoryOverCap {
-            declared: error.downcast_ref::<MemoryLimitExceeded>().map_or(0, |e| u64::try_from(e.desired).unwrap_or(u64::MAX)),
+            declared: error
+                .downcast_ref::<MemoryLimitExceeded>()
+                .map_or(0, |e| u64::try_from(e.desired).unwrap_or(u64::MAX)),
             cap: store.data().limiter.memory_cap,
         },
         Reason::TableLimit => LoadError::TableOverCap {
-            declared: error.downcast_ref::<TableLimitExceeded>().map_or(0, |e| u64::try_from(e.desired).unwrap_or(u64::MAX)),
+            declared: error
+                .downcast_ref::<TableLimitExceeded>()
+                .map_or(0, |e| u64::try_from(e.desired).unwrap_or(u64::MAX)),
             cap: store.data().limiter.table_cap,
         },
         _ => LoadError::StartFailed(fault),
@@ -140,22 +186,38 @@ fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadErro
 fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::BadMetadata(m));
     if meta.schema_version != abi::SCHEMA_VERSION {
-        return Err(LoadError::SchemaVersion { found: meta.schema_version, expected: abi::SCHEMA_VERSION });
+        return Err(LoadError::SchemaVersion {
+            found: meta.schema_version,
+            expected: abi::SCHEMA_VERSION,
+        });
     }
     if meta.id.is_empty() || meta.id.len() > 128 {
         return bad(format!("id must be 1 to 128 bytes, is {}", meta.id.len()));
     }
-    if !meta.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
-        return bad(format!("id `{}` may hold only ASCII letters, digits and - _ . :", meta.id.escape_debug()));
+    if !meta
+        .id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        return bad(format!(
+            "id `{}` may hold only ASCII letters, digits and - _ . :",
+            meta.id.escape_debug()
+        ));
     }
     if meta.name.len() > 256 {
         return bad(format!("name is {} bytes; at most 256", meta.name.len()));
     }
     if meta.version.is_empty() || meta.version.len() > 64 {
-        return bad(format!("version must be 1 to 64 bytes, is {}", meta.version.len()));
+        return bad(format!(
+            "version must be 1 to 64 bytes, is {}",
+            meta.version.len()
+        ));
     }
     if meta.subscriptions.unknown_bits() != 0 {
-        return bad(format!("subscribes to unknown event kinds (bits {:#x})", meta.subscriptions.unknown_bits()));
+        return bad(format!(
+            "subscribes to unknown event kinds (bits {:#x})",
+            meta.subscriptions.unknown_bits()
+        ));
     }
     if meta.subscriptions.0 == 0 {
         return bad("subscribes to no event kind".to_owned());
@@ -166,16 +228,24 @@ fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
 impl LoadedRule {
     /// Instantiates `compiled` in a fresh store: runs its start routine and reads its metadata, all
     /// under the load budgets of the rule's limits.
-    pub fn load(runtime: &Runtime, thread: &SandboxThread, compiled: &CompiledRule) -> Result<LoadedRule, LoadError> {
+    pub fn load(
+        runtime: &Runtime,
+        thread: &SandboxThread,
+        compiled: &CompiledRule,
+    ) -> Result<LoadedRule, LoadError> {
         thread.check(runtime);
         let defaults = runtime.config().limits.clone();
         let (mut instance, meta) = Self::instantiate(runtime, compiled, &defaults, None)?;
         validate_metadata(&meta)?;
         let limits = runtime.config().limits_for(&meta.id).clone();
         // Per-rule caps may be tighter than the defaults used while loading.
-        let memory_now = u64::try_from(instance.memory.data_size(&instance.store)).unwrap_or(u64::MAX);
+        let memory_now =
+            u64::try_from(instance.memory.data_size(&instance.store)).unwrap_or(u64::MAX);
         if memory_now > limits.memory_bytes {
-            return Err(LoadError::MemoryOverCap { declared: memory_now, cap: limits.memory_bytes });
+            return Err(LoadError::MemoryOverCap {
+                declared: memory_now,
+                cap: limits.memory_bytes,
+            });
         }
         {
             let state = instance.store.data_mut();
@@ -205,14 +275,32 @@ impl LoadedRule {
         })
     }
 
-    fn instantiate(runtime: &Runtime, compiled: &CompiledRule, limits: &Limits, rule_id: Option<&str>) -> Result<(Instance, RuleMetadata<'static>), LoadError> {
+    fn instantiate(
+        runtime: &Runtime,
+        compiled: &CompiledRule,
+        limits: &Limits,
+        rule_id: Option<&str>,
+    ) -> Result<(Instance, RuleMetadata<'static>), LoadError> {
         let config = runtime.config();
         let label: Arc<str> = rule_id.unwrap_or(compiled.source()).into();
-        let log = Arc::new(Mutex::new(LogBudget::new(label, config.log_per_second, config.log_burst)));
-        let state = HostState::new(RuleLimiter::new(limits.memory_bytes, limits.table_elements), log);
+        let log = Arc::new(Mutex::new(LogBudget::new(
+            label,
+            config.log_per_second,
+            config.log_burst,
+        )));
+        let state = HostState::new(
+            RuleLimiter::new(limits.memory_bytes, limits.table_elements),
+            log,
+        );
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_fuel(limits.fuel_at_load).map_err(|e| LoadError::StartFailed(Fault { reason: Reason::HostError, message: format!("{e:#}"), backtrace: None }))?;
+        store.set_fuel(limits.fuel_at_load).map_err(|e| {
+            LoadError::StartFailed(Fault {
+                reason: Reason::HostError,
+                message: format!("{e:#}"),
+                backtrace: None,
+            })
+        })?;
         store.set_epoch_deadline(runtime.ticks_for(limits.load_deadline_ms));
         store.epoch_deadline_trap();
 
@@ -224,56 +312,104 @@ impl LoadedRule {
         if inner.has_initialize {
             let init = instance
                 .get_typed_func::<(), ()>(&mut store, exports::INITIALIZE)
-                .map_err(|e| LoadError::WrongExportType { name: exports::INITIALIZE.into(), found: format!("{e:#}"), expected: "func ()" })?;
+                .map_err(|e| LoadError::WrongExportType {
+                    name: exports::INITIALIZE.into(),
+                    found: format!("{e:#}"),
+                    expected: "func ()",
+                })?;
             if let Err(e) = init.call(&mut store, ()) {
                 return Err(load_fault(&e, &mut store));
             }
         }
-        let typed = |store: &mut Store<HostState>, name: &'static str| -> Result<wasmtime::Func, LoadError> {
-            instance.get_func(&mut *store, name).ok_or(LoadError::MissingExport(name))
+        let typed = |store: &mut Store<HostState>,
+                     name: &'static str|
+         -> Result<wasmtime::Func, LoadError> {
+            instance
+                .get_func(&mut *store, name)
+                .ok_or(LoadError::MissingExport(name))
         };
         let wrong = |name: &'static str, expected: &'static str| {
-            move |e: wasmtime::Error| LoadError::WrongExportType { name: name.into(), found: format!("{e:#}"), expected }
+            move |e: wasmtime::Error| LoadError::WrongExportType {
+                name: name.into(),
+                found: format!("{e:#}"),
+                expected,
+            }
         };
-        let abi_version = typed(&mut store, exports::ABI_VERSION)?.typed::<(), i32>(&store).map_err(wrong(exports::ABI_VERSION, "func () -> i32"))?;
-        let metadata = typed(&mut store, exports::METADATA)?.typed::<(), u64>(&store).map_err(wrong(exports::METADATA, "func () -> i64"))?;
-        let input = typed(&mut store, exports::INPUT)?.typed::<u32, u32>(&store).map_err(wrong(exports::INPUT, "func (i32) -> i32"))?;
-        let on_event = typed(&mut store, exports::ON_EVENT)?.typed::<u32, u64>(&store).map_err(wrong(exports::ON_EVENT, "func (i32) -> i64"))?;
+        let abi_version = typed(&mut store, exports::ABI_VERSION)?
+            .typed::<(), i32>(&store)
+            .map_err(wrong(exports::ABI_VERSION, "func () -> i32"))?;
+        let metadata = typed(&mut store, exports::METADATA)?
+            .typed::<(), u64>(&store)
+            .map_err(wrong(exports::METADATA, "func () -> i64"))?;
+        let input = typed(&mut store, exports::INPUT)?
+            .typed::<u32, u32>(&store)
+            .map_err(wrong(exports::INPUT, "func (i32) -> i32"))?;
+        let on_event = typed(&mut store, exports::ON_EVENT)?
+            .typed::<u32, u64>(&store)
+            .map_err(wrong(exports::ON_EVENT, "func (i32) -> i64"))?;
         let last_panic = if inner.has_last_panic {
-            Some(typed(&mut store, exports::LAST_PANIC)?.typed::<(), u64>(&store).map_err(wrong(exports::LAST_PANIC, "func () -> i64"))?)
+            Some(
+                typed(&mut store, exports::LAST_PANIC)?
+                    .typed::<(), u64>(&store)
+                    .map_err(wrong(exports::LAST_PANIC, "func () -> i64"))?,
+            )
         } else {
             None
         };
-        let memory = instance.get_memory(&mut store, exports::MEMORY).ok_or(LoadError::MissingExport(exports::MEMORY))?;
+        let memory = instance
+            .get_memory(&mut store, exports::MEMORY)
+            .ok_or(LoadError::MissingExport(exports::MEMORY))?;
 
         let version = match abi_version.call(&mut store, ()) {
             Ok(v) => v,
             Err(e) => return Err(load_fault(&e, &mut store)),
         };
         if u32::try_from(version).ok() != Some(abi::ABI_VERSION) {
-            return Err(LoadError::AbiVersion { found: i64::from(version), expected: abi::ABI_VERSION });
+            return Err(LoadError::AbiVersion {
+                found: i64::from(version),
+                expected: abi::ABI_VERSION,
+            });
         }
         let packed = match metadata.call(&mut store, ()) {
             Ok(p) => p,
             Err(e) => return Err(load_fault(&e, &mut store)),
         };
         let meta = {
-            let bytes = read_guest(&store, memory, packed, MAX_METADATA_BYTES).map_err(|m| LoadError::BadMetadata(format!("metadata {m}")))?;
-            let (meta, rest) = postcard::take_from_bytes::<RuleMetadata<'_>>(bytes).map_err(|e| LoadError::BadMetadata(format!("metadata does not decode: {e}")))?;
+            let bytes = read_guest(&store, memory, packed, MAX_METADATA_BYTES)
+                .map_err(|m| LoadError::BadMetadata(format!("metadata {m}")))?;
+            let (meta, rest) = postcard::take_from_bytes::<RuleMetadata<'_>>(bytes)
+                .map_err(|e| LoadError::BadMetadata(format!("metadata does not decode: {e}")))?;
             if !rest.is_empty() {
-                return Err(LoadError::BadMetadata(format!("{} trailing bytes after the metadata", rest.len())));
+                return Err(LoadError::BadMetadata(format!(
+                    "{} trailing bytes after the metadata",
+                    rest.len()
+                )));
             }
             meta.into_owned()
         };
-        Ok((Instance { store, memory, input, on_event, last_panic, input_ptr: 0, input_cap: 0 }, meta))
+        Ok((
+            Instance {
+                store,
+                memory,
+                input,
+                on_event,
+                last_panic,
+                input_ptr: 0,
+                input_cap: 0,
+            },
+            meta,
+        ))
     }
 
     /// Replaces the instance with a fresh one (after a budget strike: the old one may have stopped
     /// half-way through updating its state).
     pub(crate) fn reset(&mut self, runtime: &Runtime) -> Result<(), LoadError> {
-        let (instance, meta) = Self::instantiate(runtime, &self.compiled, &self.limits, Some(&self.info.id))?;
+        let (instance, meta) =
+            Self::instantiate(runtime, &self.compiled, &self.limits, Some(&self.info.id))?;
         if meta.id != self.info.id || meta.version != self.info.version {
-            return Err(LoadError::BadMetadata("metadata changed between instantiations".into()));
+            return Err(LoadError::BadMetadata(
+                "metadata changed between instantiations".into(),
+            ));
         }
         self.instance = instance;
         Ok(())
@@ -298,7 +434,8 @@ impl LoadedRule {
     pub fn stats(&self) -> RuleStats {
         let mut stats = self.stats.clone();
         let state = self.instance.store.data();
-        stats.memory_high_water = u64::try_from(state.limiter.memory_high_water).unwrap_or(u64::MAX);
+        stats.memory_high_water =
+            u64::try_from(state.limiter.memory_high_water).unwrap_or(u64::MAX);
         if let Ok(log) = state.log.lock() {
             stats.log_suppressed = log.suppressed_total;
         }
@@ -307,7 +444,11 @@ impl LoadedRule {
 
     /// Runs the rule on one encoded event. Detections are appended to `out`; nothing is appended when
     /// the rule faults. The caller decides what a fault means (strike or quarantine).
-    pub fn evaluate(&mut self, event: &[u8], out: &mut Vec<Detection<'static>>) -> Result<(), Fault> {
+    pub fn evaluate(
+        &mut self,
+        event: &[u8],
+        out: &mut Vec<Detection<'static>>,
+    ) -> Result<(), Fault> {
         let fuel = self.limits.fuel_per_event;
         let result = self.call(event, fuel);
         let used = fuel.saturating_sub(self.instance.store.get_fuel().unwrap_or(0));
@@ -324,10 +465,17 @@ impl LoadedRule {
 
     fn call(&mut self, event: &[u8], fuel: u64) -> Result<u64, Fault> {
         let inst = &mut self.instance;
-        let host_fault = |message: String| Fault { reason: Reason::HostError, message, backtrace: None };
-        inst.store.set_fuel(fuel).map_err(|e| host_fault(format!("{e:#}")))?;
+        let host_fault = |message: String| Fault {
+            reason: Reason::HostError,
+            message,
+            backtrace: None,
+        };
+        inst.store
+            .set_fuel(fuel)
+            .map_err(|e| host_fault(format!("{e:#}")))?;
         inst.store.set_epoch_deadline(self.deadline_ticks);
-        let len = u32::try_from(event.len()).map_err(|_| host_fault("event larger than 4 GiB".into()))?;
+        let len =
+            u32::try_from(event.len()).map_err(|_| host_fault("event larger than 4 GiB".into()))?;
         let fail = |e: wasmtime::Error, inst: &mut Instance| {
             let memory = inst.memory;
             classify(&e, &mut inst.store, inst.last_panic.as_ref(), Some(memory))
@@ -351,10 +499,16 @@ impl LoadedRule {
         let data = inst.memory.data_mut(&mut inst.store);
         let size = data.len();
         let start = usize::try_from(inst.input_ptr).unwrap_or(usize::MAX);
-        let Some(dest) = start.checked_add(event.len()).and_then(|end| data.get_mut(start..end)) else {
+        let Some(dest) = start
+            .checked_add(event.len())
+            .and_then(|end| data.get_mut(start..end))
+        else {
             return Err(Fault {
                 reason: Reason::MalformedResult,
-                message: format!("rulebox_input returned {:#x}, which with {len} bytes is outside the rule's {size} bytes of memory", inst.input_ptr),
+                message: format!(
+                    "rulebox_input returned {:#x}, which with {len} bytes is outside the rule's {size} bytes of memory",
+                    inst.input_ptr
+                ),
                 backtrace: None,
             });
         };
@@ -365,15 +519,26 @@ impl LoadedRule {
         }
     }
 
-    fn decode_result(&mut self, packed: u64, out: &mut Vec<Detection<'static>>) -> Result<(), Fault> {
-        let malformed = |message: String| Fault { reason: Reason::MalformedResult, message, backtrace: None };
+    fn decode_result(
+        &mut self,
+        packed: u64,
+        out: &mut Vec<Detection<'static>>,
+    ) -> Result<(), Fault> {
+        let malformed = |message: String| Fault {
+            reason: Reason::MalformedResult,
+            message,
+            backtrace: None,
+        };
         if packed == abi::RESULT_NONE {
             return Ok(());
         }
         if packed == abi::RESULT_UNDECODABLE_EVENT {
             return Err(Fault {
                 reason: Reason::UndecodableEvent,
-                message: format!("the rule could not decode the event (it expects event-schema version {})", abi::SCHEMA_VERSION),
+                message: format!(
+                    "the rule could not decode the event (it expects event-schema version {})",
+                    abi::SCHEMA_VERSION
+                ),
                 backtrace: None,
             });
         }
@@ -384,14 +549,30 @@ impl LoadedRule {
         if len > self.limits.max_result_bytes {
             return Err(Fault {
                 reason: Reason::OversizedResult,
-                message: format!("result of {len} bytes is over the cap of {} bytes", self.limits.max_result_bytes),
+                message: format!(
+                    "result of {len} bytes is over the cap of {} bytes",
+                    self.limits.max_result_bytes
+                ),
                 backtrace: None,
             });
         }
-        let bytes = read_guest(&self.instance.store, self.instance.memory, packed, self.limits.max_result_bytes).map_err(|m| malformed(format!("result {m}")))?;
-        let (list, rest) = postcard::take_from_bytes::<Vec<Detection<'_>>>(bytes).map_err(|e| malformed(format!("result does not decode as a list of detections: {e}")))?;
+        let bytes = read_guest(
+            &self.instance.store,
+            self.instance.memory,
+            packed,
+            self.limits.max_result_bytes,
+        )
+        .map_err(|m| malformed(format!("result {m}")))?;
+        let (list, rest) = postcard::take_from_bytes::<Vec<Detection<'_>>>(bytes).map_err(|e| {
+            malformed(format!(
+                "result does not decode as a list of detections: {e}"
+            ))
+        })?;
         if !rest.is_empty() {
-            return Err(malformed(format!("{} trailing bytes after the detections", rest.len())));
+            return Err(malformed(format!(
+                "{} trailing bytes after the detections",
+                rest.len()
+            )));
         }
         let max = usize::try_from(self.limits.max_detections).unwrap_or(usize::MAX);
         if list.len() > max {
@@ -403,13 +584,28 @@ impl LoadedRule {
         }
         for d in &list {
             if d.rule_id != self.info.id {
-                return Err(malformed(format!("detection claims rule id `{}`; this rule is `{}`", d.rule_id.escape_debug(), self.info.id)));
+                return Err(malformed(format!(
+                    "detection claims rule id `{}`; this rule is `{}`",
+                    d.rule_id.escape_debug(),
+                    self.info.id
+                )));
             }
             if d.title.len() > MAX_TITLE || d.fields.len() > MAX_FIELDS {
-                return Err(malformed(format!("detection title of {} bytes or {} fields is over the caps ({MAX_TITLE}, {MAX_FIELDS})", d.title.len(), d.fields.len())));
+                return Err(malformed(format!(
+                    "detection title of {} bytes or {} fields is over the caps ({MAX_TITLE}, {MAX_FIELDS})",
+                    d.title.len(),
+                    d.fields.len()
+                )));
             }
-            if let Some(f) = d.fields.iter().find(|f| f.name.len() > MAX_FIELD_NAME || f.value.len() > MAX_FIELD_VALUE) {
-                return Err(malformed(format!("matched field `{}` is over the caps ({MAX_FIELD_NAME} bytes of name, {MAX_FIELD_VALUE} of value)", f.name.get(..32).unwrap_or("?"))));
+            if let Some(f) = d
+                .fields
+                .iter()
+                .find(|f| f.name.len() > MAX_FIELD_NAME || f.value.len() > MAX_FIELD_VALUE)
+            {
+                return Err(malformed(format!(
+                    "matched field `{}` is over the caps ({MAX_FIELD_NAME} bytes of name, {MAX_FIELD_VALUE} of value)",
+                    f.name.get(..32).unwrap_or("?")
+                )));
             }
         }
         out.extend(list.into_iter().map(Detection::into_owned));
@@ -419,6 +615,9 @@ impl LoadedRule {
 
 impl std::fmt::Debug for LoadedRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedRule").field("info", &self.info).field("stats", &self.stats).finish()
+        f.debug_struct("LoadedRule")
+            .field("info", &self.info)
+            .field("stats", &self.stats)
+            .finish()
     }
 }

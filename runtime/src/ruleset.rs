@@ -58,6 +58,7 @@ pub enum EventError {
 
 /// The state of one rule in a set.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum RuleState {
     /// Running.
     Active,
@@ -122,7 +123,12 @@ impl RuleSet {
 
     /// Compiles, checks and instantiates `bytes`. A refused module gets a quarantine record (returned,
     /// and kept in [`records`](Self::records)) and a `tracing` event; the set is unchanged.
-    pub fn load(&mut self, thread: &SandboxThread, bytes: &[u8], source: &str) -> Result<Arc<RuleInfo>, Arc<QuarantineRecord>> {
+    pub fn load(
+        &mut self,
+        thread: &SandboxThread,
+        bytes: &[u8],
+        source: &str,
+    ) -> Result<Arc<RuleInfo>, Arc<QuarantineRecord>> {
         match self.runtime.compile(bytes, source) {
             Ok(compiled) => self.add(thread, &compiled),
             Err(e) => Err(self.reject(&crate::module::content_hash(bytes), source, None, &e)),
@@ -130,10 +136,16 @@ impl RuleSet {
     }
 
     /// Instantiates an already compiled rule into the set.
-    pub fn add(&mut self, thread: &SandboxThread, compiled: &CompiledRule) -> Result<Arc<RuleInfo>, Arc<QuarantineRecord>> {
+    pub fn add(
+        &mut self,
+        thread: &SandboxThread,
+        compiled: &CompiledRule,
+    ) -> Result<Arc<RuleInfo>, Arc<QuarantineRecord>> {
         let rule = match LoadedRule::load(&self.runtime, thread, compiled) {
             Ok(rule) => rule,
-            Err(e) => return Err(self.reject(compiled.content_hash(), compiled.source(), None, &e)),
+            Err(e) => {
+                return Err(self.reject(compiled.content_hash(), compiled.source(), None, &e));
+            }
         };
         let info = rule.info().clone();
         if self.slots.iter().any(|s| s.rule.info().id == info.id) {
@@ -154,11 +166,20 @@ impl RuleSet {
         for kind in info.subscriptions.iter() {
             self.by_kind[kind as usize].push(index);
         }
-        self.slots.push(Slot { rule, state: RuleState::Active });
+        self.slots.push(Slot {
+            rule,
+            state: RuleState::Active,
+        });
         Ok(info)
     }
 
-    fn reject(&mut self, hash: &str, source: &str, info: Option<&RuleInfo>, error: &LoadError) -> Arc<QuarantineRecord> {
+    fn reject(
+        &mut self,
+        hash: &str,
+        source: &str,
+        info: Option<&RuleInfo>,
+        error: &LoadError,
+    ) -> Arc<QuarantineRecord> {
         tracing::warn!(
             target: "rulebox::decision",
             decision = "reject",
@@ -169,37 +190,66 @@ impl RuleSet {
             reason = %error.reason(),
             "module refused: {error}"
         );
-        let record = Arc::new(QuarantineRecord::new(info, hash, source, &error.to_fault(), None, &self.runtime.config().limits, 0));
+        let record = Arc::new(QuarantineRecord::new(
+            info,
+            hash,
+            source,
+            &error.to_fault(),
+            None,
+            &self.runtime.config().limits,
+            0,
+        ));
         self.stats.rejected += 1;
         self.records.push(record.clone());
         record
     }
 
     /// Runs every subscribed, active rule on `event`.
-    pub fn process(&mut self, thread: &SandboxThread, event: &Event<'_>) -> Result<Outcome, EventError> {
+    pub fn process(
+        &mut self,
+        thread: &SandboxThread,
+        event: &Event<'_>,
+    ) -> Result<Outcome, EventError> {
         let mut outcome = Outcome::default();
         self.process_into(thread, event, &mut outcome)?;
         Ok(outcome)
     }
 
     /// Like [`process`](Self::process), reusing `outcome`'s allocations (it is cleared first).
-    pub fn process_into(&mut self, thread: &SandboxThread, event: &Event<'_>, outcome: &mut Outcome) -> Result<(), EventError> {
+    pub fn process_into(
+        &mut self,
+        thread: &SandboxThread,
+        event: &Event<'_>,
+        outcome: &mut Outcome,
+    ) -> Result<(), EventError> {
         let mut encoded = std::mem::take(&mut self.encoded);
         encoded.clear();
-        let result = postcard::to_io(event, &mut encoded).map(|_| ()).map_err(EventError::Encode);
-        let result = result.and_then(|()| self.process_encoded(thread, event.kind(), &encoded, outcome));
+        let result = postcard::to_io(event, &mut encoded)
+            .map(|_| ())
+            .map_err(EventError::Encode);
+        let result =
+            result.and_then(|()| self.process_encoded(thread, event.kind(), &encoded, outcome));
         self.encoded = encoded;
         result
     }
 
     /// Runs every subscribed, active rule on an event already encoded in the wire format.
-    pub fn process_encoded(&mut self, thread: &SandboxThread, kind: EventKind, event: &[u8], outcome: &mut Outcome) -> Result<(), EventError> {
+    pub fn process_encoded(
+        &mut self,
+        thread: &SandboxThread,
+        kind: EventKind,
+        event: &[u8],
+        outcome: &mut Outcome,
+    ) -> Result<(), EventError> {
         thread.check(&self.runtime);
         outcome.clear();
         let limit = self.runtime.config().max_event_bytes;
         if event.len() > limit {
             self.stats.events_refused += 1;
-            return Err(EventError::TooLarge { size: event.len(), limit });
+            return Err(EventError::TooLarge {
+                size: event.len(),
+                limit,
+            });
         }
         self.stats.events += 1;
         let subscribed = std::mem::take(&mut self.by_kind[kind as usize]);
@@ -215,7 +265,12 @@ impl RuleSet {
                 Ok(()) => {
                     self.stats.detections += u64::try_from(self.scratch.len()).unwrap_or(u64::MAX);
                     let rule = slot.rule.info();
-                    outcome.detections.extend(self.scratch.drain(..).map(|detection| RuleDetection { rule: rule.clone(), detection }));
+                    outcome
+                        .detections
+                        .extend(self.scratch.drain(..).map(|detection| RuleDetection {
+                            rule: rule.clone(),
+                            detection,
+                        }));
                 }
                 Err(fault) => {
                     if self.fault(index, fault, event, outcome) {
@@ -254,11 +309,20 @@ impl RuleSet {
                 );
                 match slot.rule.reset(&runtime) {
                     Ok(()) => {
-                        outcome.alerts.push(Alert::BudgetStrike { rule: info, fault, strike, allowed });
+                        outcome.alerts.push(Alert::BudgetStrike {
+                            rule: info,
+                            fault,
+                            strike,
+                            allowed,
+                        });
                         return false;
                     }
                     Err(e) => {
-                        let fault = Fault { reason: e.reason(), message: format!("reset after a budget strike failed: {e}"), backtrace: None };
+                        let fault = Fault {
+                            reason: e.reason(),
+                            message: format!("reset after a budget strike failed: {e}"),
+                            backtrace: None,
+                        };
                         return self.quarantine(index, fault, event, outcome);
                     }
                 }
@@ -267,7 +331,13 @@ impl RuleSet {
         self.quarantine(index, fault, event, outcome)
     }
 
-    fn quarantine(&mut self, index: usize, fault: Fault, event: &[u8], outcome: &mut Outcome) -> bool {
+    fn quarantine(
+        &mut self,
+        index: usize,
+        fault: Fault,
+        event: &[u8],
+        outcome: &mut Outcome,
+    ) -> bool {
         let slot = &mut self.slots[index];
         let info = slot.rule.info().clone();
         let record = Arc::new(QuarantineRecord::new(
@@ -304,12 +374,17 @@ impl RuleSet {
 
     /// Every rule in the set with its state and counters, in load order.
     pub fn rules(&self) -> impl Iterator<Item = (&Arc<RuleInfo>, &RuleState, RuleStats)> {
-        self.slots.iter().map(|s| (s.rule.info(), &s.state, s.rule.stats()))
+        self.slots
+            .iter()
+            .map(|s| (s.rule.info(), &s.state, s.rule.stats()))
     }
 
     /// Number of rules still running.
     pub fn active_count(&self) -> usize {
-        self.slots.iter().filter(|s| matches!(s.state, RuleState::Active)).count()
+        self.slots
+            .iter()
+            .filter(|s| matches!(s.state, RuleState::Active))
+            .count()
     }
 
     /// Every quarantine record: modules refused at load and rules quarantined at run time, in order.
@@ -324,20 +399,28 @@ impl RuleSet {
 
     /// Whether the rule `rule_id` is active.
     pub fn is_active(&self, rule_id: &str) -> bool {
-        self.slots.iter().any(|s| s.rule.info().id == rule_id && matches!(s.state, RuleState::Active))
+        self.slots
+            .iter()
+            .any(|s| s.rule.info().id == rule_id && matches!(s.state, RuleState::Active))
     }
 
     /// Reason the rule `rule_id` was quarantined, if it was.
     pub fn quarantine_reason(&self, rule_id: &str) -> Option<Reason> {
-        self.slots.iter().find(|s| s.rule.info().id == rule_id).and_then(|s| match &s.state {
-            RuleState::Quarantined(r) => Some(r.reason),
-            RuleState::Active => None,
-        })
+        self.slots
+            .iter()
+            .find(|s| s.rule.info().id == rule_id)
+            .and_then(|s| match &s.state {
+                RuleState::Quarantined(r) => Some(r.reason),
+                RuleState::Active => None,
+            })
     }
 }
 
 impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleSet").field("rules", &self.slots.len()).field("stats", &self.stats).finish()
+        f.debug_struct("RuleSet")
+            .field("rules", &self.slots.len())
+            .field("stats", &self.stats)
+            .finish()
     }
 }

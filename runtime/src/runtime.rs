@@ -44,7 +44,8 @@ impl Runtime {
             .cranelift_opt_level(OptLevel::Speed)
             .parallel_compilation(true);
         let engine = Engine::new(&wasm).map_err(|e| ConfigError::Engine(format!("{e:#}")))?;
-        let linker = crate::host::linker(&engine).map_err(|e| ConfigError::Engine(format!("{e:#}")))?;
+        let linker =
+            crate::host::linker(&engine).map_err(|e| ConfigError::Engine(format!("{e:#}")))?;
 
         let (tx, rx) = mpsc::channel::<()>();
         let tick = Duration::from_millis(config.epoch_tick_ms);
@@ -58,7 +59,14 @@ impl Runtime {
             })
             .map_err(|e| ConfigError::Engine(format!("cannot start the epoch ticker: {e}")))?;
 
-        Ok(Runtime { inner: Arc::new(Inner { engine, linker, config, _ticker: tx }) })
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                config,
+                _ticker: tx,
+            }),
+        })
     }
 
     /// The configuration.
@@ -77,7 +85,8 @@ impl Runtime {
 
     /// Epoch ticks that cover `ms` milliseconds (rounded up, plus one for the tick in progress).
     pub(crate) fn ticks_for(&self, ms: u64) -> u64 {
-        ms.div_ceil(self.inner.config.epoch_tick_ms).saturating_add(1)
+        ms.div_ceil(self.inner.config.epoch_tick_ms)
+            .saturating_add(1)
     }
 
     /// Compiles `bytes` and checks the module against the ABI (imports, exports, declared memory).
@@ -97,10 +106,16 @@ impl Runtime {
         T: Send + 'static,
     {
         let stack = self.inner.config.sandbox_thread_stack();
-        std::thread::Builder::new().name(name.to_owned()).stack_size(stack).spawn(move || {
-            let thread = SandboxThread { stack, _not_send: PhantomData };
-            f(&thread)
-        })
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .stack_size(stack)
+            .spawn(move || {
+                let thread = SandboxThread {
+                    stack,
+                    _not_send: PhantomData,
+                };
+                f(&thread)
+            })
     }
 
     /// Runs `f` on a new sandbox thread and waits for it. A panic in `f` is re-raised here.
@@ -121,7 +136,9 @@ impl Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("config", &self.inner.config).finish()
+        f.debug_struct("Runtime")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 

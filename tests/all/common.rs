@@ -42,11 +42,16 @@ pub fn empty(kind: EventKind) -> Event<'static> {
 pub fn sigma_corpus(test: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("RULEBOX_SIGMA_CORPUS")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/sigma"));
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/sigma")
+        });
     if path.join("cases").is_dir() {
         Some(path)
     } else {
-        eprintln!("{test}: skipped: Sigma corpus not found at {} (set RULEBOX_SIGMA_CORPUS)", path.display());
+        eprintln!(
+            "{test}: skipped: Sigma corpus not found at {} (set RULEBOX_SIGMA_CORPUS)",
+            path.display()
+        );
         None
     }
 }

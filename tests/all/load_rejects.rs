@@ -37,12 +37,20 @@ impl Default for Wat {
     fn default() -> Self {
         Wat {
             memory: r#"(memory (export "memory") 1)"#.into(),
-            abi: format!(r#"(func (export "rulebox_abi_version") (result i32) i32.const {ABI_VERSION})"#),
-            meta: metadata("wat-rule", SCHEMA_VERSION, EventKinds::of(&[EventKind::ProcessStart])),
-            on_event: r#"(func (export "rulebox_on_event") (param i32) (result i64) i64.const 0)"#.into(),
+            abi: format!(
+                r#"(func (export "rulebox_abi_version") (result i32) i32.const {ABI_VERSION})"#
+            ),
+            meta: metadata(
+                "wat-rule",
+                SCHEMA_VERSION,
+                EventKinds::of(&[EventKind::ProcessStart]),
+            ),
+            on_event: r#"(func (export "rulebox_on_event") (param i32) (result i64) i64.const 0)"#
+                .into(),
             extra: String::new(),
             imports: String::new(),
-            input: r#"(func (export "rulebox_input") (param i32) (result i32) i32.const 4096)"#.into(),
+            input: r#"(func (export "rulebox_input") (param i32) (result i32) i32.const 4096)"#
+                .into(),
         }
     }
 }
@@ -79,11 +87,25 @@ fn assert_rejected(bytes: Vec<u8>, reason: Reason, needle: &str) {
     let needle = needle.to_owned();
     rt.clone().run_sandboxed(move |thread| {
         let mut set = RuleSet::new(&rt);
-        let good = Wat { meta: metadata("good", SCHEMA_VERSION, EventKinds::of(&[EventKind::ProcessStart])), ..Wat::default() };
-        set.load(thread, &good.build(), "good.wat").expect("the good rule loads");
-        let record = set.load(thread, &bytes, "bad.wasm").expect_err("the bad module must be refused");
+        let good = Wat {
+            meta: metadata(
+                "good",
+                SCHEMA_VERSION,
+                EventKinds::of(&[EventKind::ProcessStart]),
+            ),
+            ..Wat::default()
+        };
+        set.load(thread, &good.build(), "good.wat")
+            .expect("the good rule loads");
+        let record = set
+            .load(thread, &bytes, "bad.wasm")
+            .expect_err("the bad module must be refused");
         assert_eq!(record.reason, reason, "message: {}", record.message);
-        assert!(record.message.contains(&needle), "message `{}` should mention `{needle}`", record.message);
+        assert!(
+            record.message.contains(&needle),
+            "message `{}` should mention `{needle}`",
+            record.message
+        );
         assert!(record.event.is_none());
         assert_eq!(record.source, "bad.wasm");
         assert_eq!(record.content_hash, rulebox_runtime::content_hash(&bytes));
@@ -105,14 +127,20 @@ fn a_hand_written_rule_loads() {
         let outcome = set.process(thread, &process("a.exe", "", "")).unwrap();
         assert_eq!((outcome.rules_run, outcome.detections.len()), (1, 0));
         // Not subscribed: not called.
-        let outcome = set.process(thread, &crate::common::empty(EventKind::DnsQuery)).unwrap();
+        let outcome = set
+            .process(thread, &crate::common::empty(EventKind::DnsQuery))
+            .unwrap();
         assert_eq!(outcome.rules_run, 0);
     });
 }
 
 #[test]
 fn not_wasm() {
-    assert_rejected(b"#!/bin/sh\necho hello\n".to_vec(), Reason::NotWasm, "not a WebAssembly module");
+    assert_rejected(
+        b"#!/bin/sh\necho hello\n".to_vec(),
+        Reason::NotWasm,
+        "not a WebAssembly module",
+    );
     assert_rejected(Vec::new(), Reason::NotWasm, "not a WebAssembly module");
 }
 
@@ -135,70 +163,127 @@ fn corrupt_module() {
 
 #[test]
 fn missing_exports() {
-    let wat = Wat { on_event: String::new(), ..Wat::default() };
+    let wat = Wat {
+        on_event: String::new(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::MissingExport, "rulebox_on_event");
-    let wat = Wat { memory: "(memory 1)".into(), ..Wat::default() };
+    let wat = Wat {
+        memory: "(memory 1)".into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::MissingExport, "memory");
-    let wat = Wat { abi: String::new(), ..Wat::default() };
+    let wat = Wat {
+        abi: String::new(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::MissingExport, "rulebox_abi_version");
 }
 
 #[test]
 fn wrong_export_type() {
-    let wat = Wat { on_event: r#"(func (export "rulebox_on_event") (param i32) (result i32) i32.const 0)"#.into(), ..Wat::default() };
+    let wat = Wat {
+        on_event: r#"(func (export "rulebox_on_event") (param i32) (result i32) i32.const 0)"#
+            .into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::WrongExportType, "rulebox_on_event");
 }
 
 #[test]
 fn wrong_abi_version() {
-    let wat = Wat { abi: r#"(func (export "rulebox_abi_version") (result i32) i32.const 99)"#.into(), ..Wat::default() };
+    let wat = Wat {
+        abi: r#"(func (export "rulebox_abi_version") (result i32) i32.const 99)"#.into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::AbiVersion, "ABI version 99");
 }
 
 #[test]
 fn wrong_schema_version() {
-    let wat = Wat { meta: metadata("old", SCHEMA_VERSION + 1, EventKinds::of(&[EventKind::ProcessStart])), ..Wat::default() };
+    let wat = Wat {
+        meta: metadata(
+            "old",
+            SCHEMA_VERSION + 1,
+            EventKinds::of(&[EventKind::ProcessStart]),
+        ),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::SchemaVersion, "event-schema version");
 }
 
 #[test]
 fn bad_metadata() {
-    let wat = Wat { meta: vec![0xff; 40], ..Wat::default() };
+    let wat = Wat {
+        meta: vec![0xff; 40],
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::BadMetadata, "does not decode");
-    let wat = Wat { meta: metadata("nothing", SCHEMA_VERSION, EventKinds::NONE), ..Wat::default() };
+    let wat = Wat {
+        meta: metadata("nothing", SCHEMA_VERSION, EventKinds::NONE),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::BadMetadata, "no event kind");
-    let wat = Wat { meta: metadata("bad id with spaces", SCHEMA_VERSION, EventKinds::all()), ..Wat::default() };
+    let wat = Wat {
+        meta: metadata("bad id with spaces", SCHEMA_VERSION, EventKinds::all()),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::BadMetadata, "id");
-    let wat = Wat { meta: metadata("future", SCHEMA_VERSION, EventKinds(1 << 30)), ..Wat::default() };
+    let wat = Wat {
+        meta: metadata("future", SCHEMA_VERSION, EventKinds(1 << 30)),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::BadMetadata, "unknown event kinds");
 }
 
 #[test]
 fn forbidden_imports() {
-    let wat = Wat { imports: r#"(import "env" "system" (func (param i32)))"#.into(), ..Wat::default() };
+    let wat = Wat {
+        imports: r#"(import "env" "system" (func (param i32)))"#.into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::ForbiddenImport, "env.system");
-    let wat = Wat { imports: r#"(import "rulebox" "log" (func (param i64)))"#.into(), ..Wat::default() };
+    let wat = Wat {
+        imports: r#"(import "rulebox" "log" (func (param i64)))"#.into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::ForbiddenImport, "rulebox.log");
-    let wat = Wat { imports: r#"(import "rulebox" "spawn" (func))"#.into(), ..Wat::default() };
+    let wat = Wat {
+        imports: r#"(import "rulebox" "spawn" (func))"#.into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::ForbiddenImport, "rulebox.spawn");
 }
 
 #[test]
 fn memory_declared_over_cap() {
     // 16 MiB is the default cap; declare 32 MiB (512 pages).
-    let wat = Wat { memory: r#"(memory (export "memory") 512)"#.into(), ..Wat::default() };
+    let wat = Wat {
+        memory: r#"(memory (export "memory") 512)"#.into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::MemoryOverCap, "over the rule's cap");
 }
 
 #[test]
 fn per_rule_memory_cap_applies_once_the_id_is_known() {
     let rt = runtime_with(|c| {
-        c.rules.insert("tight".into(), rulebox_runtime::Limits { memory_bytes: 64 << 10, ..Default::default() });
+        c.rules.insert(
+            "tight".into(),
+            rulebox_runtime::Limits {
+                memory_bytes: 64 << 10,
+                ..Default::default()
+            },
+        );
     });
     rt.clone().run_sandboxed(move |thread| {
         let mut set = RuleSet::new(&rt);
         // Two pages (128 KiB) are fine by default but over the 64 KiB cap for `tight`.
-        let wat = Wat { memory: r#"(memory (export "memory") 2)"#.into(), meta: metadata("tight", SCHEMA_VERSION, EventKinds::all()), ..Wat::default() };
+        let wat = Wat {
+            memory: r#"(memory (export "memory") 2)"#.into(),
+            meta: metadata("tight", SCHEMA_VERSION, EventKinds::all()),
+            ..Wat::default()
+        };
         let record = set.load(thread, &wat.build(), "tight.wasm").unwrap_err();
         assert_eq!(record.reason, Reason::MemoryOverCap);
     });
@@ -206,13 +291,19 @@ fn per_rule_memory_cap_applies_once_the_id_is_known() {
 
 #[test]
 fn start_function_that_never_ends() {
-    let wat = Wat { extra: "(func $spin (loop $l (br $l))) (start $spin)".into(), ..Wat::default() };
+    let wat = Wat {
+        extra: "(func $spin (loop $l (br $l))) (start $spin)".into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::StartTooLong, "start routine");
 }
 
 #[test]
 fn start_function_that_traps() {
-    let wat = Wat { extra: "(func $boom unreachable) (start $boom)".into(), ..Wat::default() };
+    let wat = Wat {
+        extra: "(func $boom unreachable) (start $boom)".into(),
+        ..Wat::default()
+    };
     assert_rejected(wat.build(), Reason::StartFailed, "unreachable");
 }
 
@@ -225,7 +316,10 @@ fn start_function_deadline_without_fuel_exhaustion() {
     });
     rt.clone().run_sandboxed(move |thread| {
         let mut set = RuleSet::new(&rt);
-        let wat = Wat { extra: "(func $spin (loop $l (br $l))) (start $spin)".into(), ..Wat::default() };
+        let wat = Wat {
+            extra: "(func $spin (loop $l (br $l))) (start $spin)".into(),
+            ..Wat::default()
+        };
         let record = set.load(thread, &wat.build(), "spin.wasm").unwrap_err();
         assert_eq!(record.reason, Reason::StartTooLong);
         assert!(record.message.contains("interrupt"), "{}", record.message);
@@ -237,8 +331,11 @@ fn duplicate_id() {
     let rt = runtime();
     rt.clone().run_sandboxed(move |thread| {
         let mut set = RuleSet::new(&rt);
-        set.load(thread, &Wat::default().build(), "first.wasm").unwrap();
-        let record = set.load(thread, &Wat::default().build(), "second.wasm").unwrap_err();
+        set.load(thread, &Wat::default().build(), "first.wasm")
+            .unwrap();
+        let record = set
+            .load(thread, &Wat::default().build(), "second.wasm")
+            .unwrap_err();
         assert_eq!(record.reason, Reason::DuplicateId);
         assert_eq!(set.active_count(), 1);
     });
@@ -249,7 +346,9 @@ fn module_too_large() {
     let rt = runtime_with(|c| c.max_module_bytes = 100);
     rt.clone().run_sandboxed(move |thread| {
         let mut set = RuleSet::new(&rt);
-        let record = set.load(thread, &Wat::default().build(), "big.wasm").unwrap_err();
+        let record = set
+            .load(thread, &Wat::default().build(), "big.wasm")
+            .unwrap_err();
         assert_eq!(record.reason, Reason::ModuleTooLarge);
     });
 }
@@ -271,20 +370,35 @@ fn garbage_pointers_from_a_hand_written_rule_quarantine_it() {
         // Input buffer outside memory.
         let bad_input = Wat {
             meta: metadata("bad-input", SCHEMA_VERSION, EventKinds::all()),
-            input: r#"(func (export "rulebox_input") (param i32) (result i32) i32.const 0x7ffffff0)"#.into(),
+            input:
+                r#"(func (export "rulebox_input") (param i32) (result i32) i32.const 0x7ffffff0)"#
+                    .into(),
             ..Wat::default()
         };
-        set.load(thread, &bad_result.build(), "bad-result.wasm").unwrap();
-        set.load(thread, &bad_input.build(), "bad-input.wasm").unwrap();
-        set.load(thread, &Wat::default().build(), "good.wasm").unwrap();
+        set.load(thread, &bad_result.build(), "bad-result.wasm")
+            .unwrap();
+        set.load(thread, &bad_input.build(), "bad-input.wasm")
+            .unwrap();
+        set.load(thread, &Wat::default().build(), "good.wasm")
+            .unwrap();
         let outcome = set.process(thread, &process("a.exe", "", "")).unwrap();
         assert_eq!(outcome.alerts.len(), 2);
         assert_eq!(outcome.rules_run, 3);
-        assert_eq!(set.quarantine_reason("bad-result"), Some(Reason::MalformedResult));
-        assert_eq!(set.quarantine_reason("bad-input"), Some(Reason::MalformedResult));
+        assert_eq!(
+            set.quarantine_reason("bad-result"),
+            Some(Reason::MalformedResult)
+        );
+        assert_eq!(
+            set.quarantine_reason("bad-input"),
+            Some(Reason::MalformedResult)
+        );
         assert!(set.is_active("wat-rule"));
         for record in set.records() {
-            assert!(record.message.contains("outside the rule's"), "{}", record.message);
+            assert!(
+                record.message.contains("outside the rule's"),
+                "{}",
+                record.message
+            );
             assert!(record.event.is_some(), "the triggering event is kept");
         }
         // Quarantined rules are never called again.

@@ -1,4 +1,6 @@
 //! rulebox's integration tests: one binary, one module per feature.
 
 mod common;
+mod differential;
+mod faults;
 mod load_rejects;

@@ -1,0 +1,28 @@
+# rulebox: the two commands a newcomer needs, and a few more.
+#   make demo   build everything and tell the story on built-in content
+#   make test   run every test
+# Both install the WebAssembly targets the build needs (rules are built from source, never committed).
+
+CARGO ?= cargo
+WASM_TARGETS = wasm32-unknown-unknown wasm32-wasip1
+
+.PHONY: demo test targets lint bench ci
+
+targets:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown && rustup target list --installed | grep -qx wasm32-wasip1 \
+		|| rustup target add $(WASM_TARGETS)
+
+demo: targets
+	$(CARGO) run --quiet -p rulebox-cli -- demo
+
+test: targets
+	$(CARGO) test --workspace
+
+lint: targets
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: targets
+	$(CARGO) bench -p rulebox-benches
+
+ci: lint test

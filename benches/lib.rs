@@ -1,0 +1,1 @@
+//! Benchmarks live in `rules.rs` (criterion, `harness = false`); this library is empty.

@@ -1,0 +1,179 @@
+//! Per-event latency of each example rule, sandboxed and native, from the same source.
+//!
+//! Run with `cargo bench -p rulebox-benches`. Each rule is measured over the demo events of the kinds
+//! it subscribes to (a mix of attacks and ordinary activity), once natively (the rule's Rust code on
+//! the typed event) and once in its sandbox with every limit on (fuel, epoch deadline, memory cap),
+//! from the already-encoded event as the host hands it over. At the end the bench prints the ratio
+//! sandboxed / native per rule, from the estimates of this run.
+
+use std::io::BufReader;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use rulebox_example_artifacts::{ALL, ArtifactKind, DEMO_EVENTS, native};
+use rulebox_runtime::events::EventReader;
+use rulebox_runtime::{LoadedRule, Outcome, RuleSet, Runtime, RuntimeConfig};
+use rulebox_sdk::{Event, EventKinds};
+
+fn demo_events() -> Vec<Event<'static>> {
+    EventReader::new(BufReader::new(DEMO_EVENTS.as_bytes()))
+        .filter_map(Result::ok)
+        .map(|r| r.event)
+        .collect()
+}
+
+fn bench(c: &mut Criterion, runtime: &Runtime, thread: &rulebox_runtime::SandboxThread) {
+    let events = demo_events();
+    let encoded: Vec<(rulebox_sdk::EventKind, Vec<u8>)> = events
+        .iter()
+        .map(|e| (e.kind(), e.to_bytes().expect("encodes")))
+        .collect();
+
+    for artifact in ALL.iter().filter(|a| a.kind == ArtifactKind::Good) {
+        let compiled = runtime
+            .compile(artifact.bytes, artifact.name)
+            .expect("example rule compiles");
+        let mut sandboxed =
+            LoadedRule::load(runtime, thread, &compiled).expect("example rule loads");
+        let kinds = sandboxed.info().subscriptions;
+        let mine: Vec<usize> = (0..events.len())
+            .filter(|&i| kinds.contains(events[i].kind()))
+            .collect();
+        assert!(!mine.is_empty(), "{} has no demo events", artifact.name);
+        let mut group = c.benchmark_group(format!("rule/{}", artifact.name));
+        group.throughput(Throughput::Elements(u64::try_from(mine.len()).unwrap_or(1)));
+        let mut nat =
+            native::new_native(artifact.name).expect("every good rule has a native build");
+        group.bench_function(BenchmarkId::new("native", mine.len()), |b| {
+            b.iter(|| {
+                let mut n = 0;
+                for &i in &mine {
+                    n += nat.on_event(std::hint::black_box(&events[i])).len();
+                }
+                n
+            });
+        });
+        let mut out = Vec::new();
+        group.bench_function(BenchmarkId::new("sandboxed", mine.len()), |b| {
+            b.iter(|| {
+                out.clear();
+                for &i in &mine {
+                    sandboxed
+                        .evaluate(std::hint::black_box(&encoded[i].1), &mut out)
+                        .expect("no fault");
+                }
+                out.len()
+            });
+        });
+        group.finish();
+    }
+
+    // The whole example set: every good rule loaded, every demo event dispatched by kind.
+    let mut set = RuleSet::new(runtime);
+    for artifact in ALL.iter().filter(|a| a.kind == ArtifactKind::Good) {
+        set.load(thread, artifact.bytes, artifact.name)
+            .expect("loads");
+    }
+    let mut natives: Vec<_> = ALL
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Good)
+        .map(|a| native::new_native(a.name).expect("native"))
+        .collect();
+    let mut group = c.benchmark_group("set/all-good-rules");
+    group.throughput(Throughput::Elements(
+        u64::try_from(events.len()).unwrap_or(1),
+    ));
+    group.bench_function(BenchmarkId::new("native", events.len()), |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for e in &events {
+                for r in &mut natives {
+                    if EventKinds::of(r.meta().events).contains(e.kind()) {
+                        n += r.on_event(e).len();
+                    }
+                }
+            }
+            n
+        });
+    });
+    let mut outcome = Outcome::default();
+    group.bench_function(BenchmarkId::new("sandboxed", events.len()), |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for (kind, bytes) in &encoded {
+                set.process_encoded(thread, *kind, bytes, &mut outcome)
+                    .expect("within limits");
+                n += outcome.detections.len();
+            }
+            n
+        });
+    });
+    group.finish();
+}
+
+/// Reads criterion's point estimate (ns per iteration) of `group/function/param` from this run.
+fn estimate(group: &str, function: &str, param: usize) -> Option<f64> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target
+        .join("criterion")
+        .join(group.replace('/', "_"))
+        .join(function)
+        .join(param.to_string())
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn print_ratios() {
+    let events = demo_events();
+    println!("\nper-event latency, sandboxed / native (same source, this run):");
+    println!(
+        "{:<28} {:>8} {:>12} {:>12} {:>7}",
+        "rule", "events", "native ns", "sandbox ns", "ratio"
+    );
+    let mut groups: Vec<(String, usize)> = Vec::new();
+    for artifact in ALL.iter().filter(|a| a.kind == ArtifactKind::Good) {
+        let Some(nat) = native::new_native(artifact.name) else {
+            continue;
+        };
+        let n = events
+            .iter()
+            .filter(|e| EventKinds::of(nat.meta().events).contains(e.kind()))
+            .count();
+        groups.push((format!("rule/{}", artifact.name), n));
+    }
+    groups.push(("set/all-good-rules".to_owned(), events.len()));
+    for (group, n) in groups {
+        if let (Some(nat), Some(sb)) = (
+            estimate(&group, "native", n),
+            estimate(&group, "sandboxed", n),
+        ) {
+            let per = |x: f64| x / n as f64;
+            println!(
+                "{:<28} {:>8} {:>12.1} {:>12.1} {:>7.2}",
+                group,
+                n,
+                per(nat),
+                per(sb),
+                sb / nat
+            );
+        }
+    }
+}
+
+fn main() {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let rt = runtime.clone();
+    runtime.run_sandboxed(move |thread| {
+        let mut c = Criterion::default()
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .configure_from_args();
+        bench(&mut c, &rt, thread);
+        c.final_summary();
+    });
+    print_ratios();
+}

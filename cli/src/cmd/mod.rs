@@ -1,0 +1,13 @@
+//! One module per command.
+
+pub mod demo;
+pub mod replay;
+pub mod run;
+pub mod validate;
+
+/// Exit status: success, nothing quarantined or rejected.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a usage, input or I/O error stopped the command.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status: the command ran, and at least one rule was quarantined or rejected.
+pub const EXIT_QUARANTINE: u8 = 2;

@@ -1,0 +1,193 @@
+//! `rulebox run`: load every module in a folder, stream events through them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rulebox_runtime::events::EventReader;
+use rulebox_runtime::{Outcome, RuleSet, RuleState, Runtime};
+
+use crate::output;
+
+/// Arguments of `rulebox run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A folder of rule modules (`*.wasm`), or module files; may be given more than once.
+    #[arg(long, required = true, num_args = 1..)]
+    rules: Vec<PathBuf>,
+    /// The events: rulebox JSON lines or Windows event JSON (evtx_dump style), told apart per
+    /// record. `-` reads standard input.
+    #[arg(long)]
+    events: PathBuf,
+    /// A runtime configuration file (JSON): limits for every rule and per rule id.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where quarantine records are written (one JSON file per record, for `rulebox replay`).
+    #[arg(long, default_value = "rulebox-quarantine")]
+    quarantine_dir: PathBuf,
+    /// Do not write quarantine records to disk (alerts are still printed).
+    #[arg(long)]
+    no_records: bool,
+}
+
+/// Runs `rulebox run`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let modules = crate::load::module_files(&args.rules)?;
+    let config = crate::load::config(args.config.as_deref())?;
+    let runtime = Runtime::new(config).context("cannot start the runtime")?;
+    let input: Box<dyn BufRead + Send> = if args.events.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(&args.events)
+            .with_context(|| format!("cannot open events file {}", args.events.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let records_dir = (!args.no_records).then_some(args.quarantine_dir);
+    let rt = runtime.clone();
+    runtime.run_sandboxed(move |thread| -> anyhow::Result<ExitCode> {
+        let mut set = RuleSet::new(&rt);
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        let mut rejected = Vec::new();
+        for module in &modules {
+            let source = module.path.display().to_string();
+            if let Err(record) = set.load(thread, &module.bytes, &source) {
+                let path = save(records_dir.as_deref(), &record);
+                let alert = rulebox_runtime::Alert::RuleQuarantined(record.clone());
+                output::line(
+                    &mut out,
+                    &output::alert(&alert, &serde_json::Value::Null, path.as_deref()),
+                )?;
+                rejected.push((record, path));
+            }
+        }
+
+        let mut reader = EventReader::new(input);
+        let mut outcome = Outcome::default();
+        let (mut read, mut unreadable, mut refused) = (0u64, Vec::new(), Vec::new());
+        let mut quarantined = Vec::new();
+        for item in &mut reader {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    unreadable.push(e.to_string());
+                    continue;
+                }
+            };
+            read += 1;
+            if let Err(e) = set.process_into(thread, &item.event, &mut outcome) {
+                refused.push(format!("line {}: {e}", item.line));
+                continue;
+            }
+            if outcome.detections.is_empty() && outcome.alerts.is_empty() {
+                continue;
+            }
+            let event = output::event_ref(&item.event, item.line);
+            for d in &outcome.detections {
+                output::line(&mut out, &output::detection(d, &event))?;
+            }
+            for alert in &outcome.alerts {
+                let path = match alert {
+                    rulebox_runtime::Alert::RuleQuarantined(record) => {
+                        let path = save(records_dir.as_deref(), record);
+                        quarantined.push((record.clone(), item.line, path.clone()));
+                        path
+                    }
+                    _ => None,
+                };
+                output::line(&mut out, &output::alert(alert, &event, path.as_deref()))?;
+            }
+            out.flush()?;
+        }
+        out.flush()?;
+        drop(out);
+
+        // The summary, for people, on stderr.
+        let stats = set.stats();
+        let mut err = std::io::stderr().lock();
+        writeln!(
+            err,
+            "rulebox run: {read} events read, {} unreadable, {} refused; {} detections",
+            unreadable.len(),
+            refused.len(),
+            stats.detections
+        )?;
+        writeln!(
+            err,
+            "rules: {} loaded, {} active, {} quarantined, {} rejected at load",
+            set.rules().count(),
+            set.active_count(),
+            quarantined.len(),
+            rejected.len()
+        )?;
+        for (info, state, rs) in set.rules() {
+            let state = match state {
+                RuleState::Active => "active".to_owned(),
+                RuleState::Quarantined(r) => format!("QUARANTINED ({})", r.reason),
+                _ => "unknown".to_owned(),
+            };
+            writeln!(
+                err,
+                "  {:<32} {:<8} {:<28} events {:>6}  detections {:>5}",
+                info.id, info.version, state, rs.events, rs.detections
+            )?;
+        }
+        for (record, line, path) in &quarantined {
+            writeln!(
+                err,
+                "quarantined {} {} at event line {line}: {}: {}",
+                record.rule_id, record.rule_version, record.reason, record.message
+            )?;
+            if let Some(p) = path {
+                writeln!(
+                    err,
+                    "  record: {} (replay with: rulebox replay {})",
+                    p.display(),
+                    p.display()
+                )?;
+            }
+        }
+        for (record, path) in &rejected {
+            writeln!(
+                err,
+                "rejected {}: {}: {}",
+                record.source, record.reason, record.message
+            )?;
+            if let Some(p) = path {
+                writeln!(err, "  record: {}", p.display())?;
+            }
+        }
+        list(&mut err, "unreadable input", &unreadable)?;
+        list(&mut err, "refused events", &refused)?;
+        Ok(ExitCode::from(
+            if quarantined.is_empty() && rejected.is_empty() {
+                super::EXIT_OK
+            } else {
+                super::EXIT_QUARANTINE
+            },
+        ))
+    })
+}
+
+fn list(err: &mut impl Write, what: &str, items: &[String]) -> std::io::Result<()> {
+    const SHOWN: usize = 20;
+    for item in items.iter().take(SHOWN) {
+        writeln!(err, "{what}: {item}")?;
+    }
+    if items.len() > SHOWN {
+        writeln!(err, "{what}: ... and {} more", items.len() - SHOWN)?;
+    }
+    Ok(())
+}
+
+fn save(dir: Option<&Path>, record: &rulebox_runtime::QuarantineRecord) -> Option<PathBuf> {
+    let dir = dir?;
+    match output::write_record(dir, record) {
+        Ok(path) => Some(path),
+        Err(e) => {
+            eprintln!("rulebox: warning: cannot write quarantine record: {e:#}");
+            None
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Finding and reading rule modules.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// A module file's path and bytes.
+pub struct ModuleFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+}
+
+/// Largest file read as a module (the runtime's own cap is applied after; this only stops a huge file
+/// from being read into memory).
+const MAX_READ: u64 = 64 << 20;
+
+/// Every `*.wasm` file in `paths` (files as given; folders are searched, not recursively), sorted by
+/// path so the load order is stable.
+pub fn module_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ModuleFile>> {
+    let mut found = Vec::new();
+    for path in paths {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                bail!("no .wasm modules in {}", path.display());
+            }
+            found.extend(entries);
+        } else {
+            found.push(path.clone());
+        }
+    }
+    found
+        .into_iter()
+        .map(|path| read_module(&path).map(|bytes| ModuleFile { path, bytes }))
+        .collect()
+}
+
+/// Reads one module file, refusing files over the read cap before reading them.
+pub fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if len > MAX_READ {
+        bail!(
+            "{}: {len} bytes is larger than any rule module may be ({MAX_READ} bytes)",
+            path.display()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads an optional runtime configuration file.
+pub fn config(path: Option<&Path>) -> anyhow::Result<rulebox_runtime::RuntimeConfig> {
+    match path {
+        None => Ok(rulebox_runtime::RuntimeConfig::default()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config {}", path.display()))?;
+            rulebox_runtime::RuntimeConfig::from_json(&text)
+                .with_context(|| format!("config {}", path.display()))
+        }
+    }
+}

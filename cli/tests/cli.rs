@@ -1,0 +1,247 @@
+//! The `rulebox` binary as a user runs it: exit statuses, output streams, records on disk, replay.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rulebox_example_artifacts::{ALL, ArtifactKind, DEMO_EVENTS};
+use serde_json::Value;
+
+fn rulebox(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rulebox"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("rulebox runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A folder with the good rules, plus the faulty rules named in `faulty`.
+fn rules_dir(root: &Path, faulty: &[&str]) -> PathBuf {
+    let dir = root.join("rules");
+    std::fs::create_dir_all(&dir).unwrap();
+    for a in ALL
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Good || faulty.contains(&a.name))
+    {
+        std::fs::write(dir.join(format!("{}.wasm", a.name)), a.bytes).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn run_prints_detections_and_alerts_and_exits_2_on_quarantine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = rules_dir(tmp.path(), &["field-count", "endless-start"]);
+    std::fs::write(
+        dir.join("not-a-module.wasm"),
+        b"MZ\x90\x00 this is a PE file",
+    )
+    .unwrap();
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(&events, DEMO_EVENTS).unwrap();
+    let out = rulebox(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    let detections: Vec<&Value> = lines.iter().filter(|v| v["type"] == "detection").collect();
+    let alerts: Vec<&Value> = lines.iter().filter(|v| v["type"] == "alert").collect();
+    let good = ALL.iter().filter(|a| a.kind == ArtifactKind::Good).count();
+    let rules_fired: std::collections::BTreeSet<&str> = detections
+        .iter()
+        .filter_map(|d| d["rule_id"].as_str())
+        .collect();
+    assert_eq!(
+        rules_fired.len(),
+        good,
+        "every good rule detected: {rules_fired:?}"
+    );
+    // Two load rejects and one run-time quarantine, each an alert in the same stream.
+    let reasons: Vec<&str> = alerts.iter().filter_map(|a| a["reason"].as_str()).collect();
+    assert!(
+        reasons.contains(&"not_wasm")
+            && reasons.contains(&"start_too_long")
+            && reasons.contains(&"out_of_bounds"),
+        "{reasons:?}"
+    );
+    let quarantine = alerts
+        .iter()
+        .find(|a| a["reason"] == "out_of_bounds")
+        .unwrap();
+    assert!(
+        quarantine["triggering_event"]["data"]["ProcessStart"].is_object(),
+        "the alert carries the event"
+    );
+
+    // The summary names the unreadable line, the quarantined rule and the rejected modules.
+    assert!(stderr.contains("unreadable input: line 6"), "{stderr}");
+    assert!(
+        stderr.contains("quarantined faulty-field-count"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not-a-module.wasm: not_wasm"), "{stderr}");
+
+    // The record on disk replays to the same fault.
+    let record = quarantine["record"].as_str().expect("record path");
+    let record = tmp.path().join(record);
+    let replay = rulebox(&["replay", record.to_str().unwrap()], tmp.path());
+    let replay_out = text(&replay.stdout);
+    assert_eq!(
+        replay.status.code(),
+        Some(0),
+        "{replay_out}{}",
+        text(&replay.stderr)
+    );
+    assert!(
+        replay_out.contains("result:   reproduced") && replay_out.contains("out_of_bounds"),
+        "{replay_out}"
+    );
+}
+
+#[test]
+fn run_exits_0_on_clean_content_and_reads_windows_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = rules_dir(tmp.path(), &[]);
+    let events = tmp.path().join("sysmon.json");
+    // One evtx_dump-style Sysmon process creation, pretty-printed.
+    std::fs::write(
+        &events,
+        r##"{"Event": {"System": {"Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}}, "EventID": 1, "Computer": "ws1",
+            "TimeCreated": {"#attributes": {"SystemTime": "2025-10-24T23:36:29.111126Z"}}},
+          "EventData": {"Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd.exe", "ProcessId": 77,
+            "ParentImage": "C:\\Program Files\\Microsoft Office\\root\\Office16\\EXCEL.EXE"}}}
+"##,
+    )
+    .unwrap();
+    let out = rulebox(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--no-records",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let line: Value = serde_json::from_str(stdout.lines().next().expect("one detection")).unwrap();
+    assert_eq!(line["rule_id"], "office-spawns-shell");
+    assert_eq!(line["event"]["pid"], 77);
+    assert!(!tmp.path().join("rulebox-quarantine").exists());
+}
+
+#[test]
+fn validate_accepts_good_and_rejects_bad_with_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = rules_dir(tmp.path(), &["endless-start"]);
+    let truncated = tmp.path().join("truncated.wasm");
+    let good = ALL.iter().find(|a| a.kind == ArtifactKind::Good).unwrap();
+    std::fs::write(&truncated, &good.bytes[..good.bytes.len() / 3]).unwrap();
+    let out = rulebox(
+        &[
+            "validate",
+            dir.to_str().unwrap(),
+            truncated.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("reject") && stdout.contains("endless-start.wasm: start_too_long"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("truncated.wasm: invalid_module"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("accept")).count(),
+        ALL.iter().filter(|a| a.kind == ArtifactKind::Good).count()
+    );
+
+    let only_good = rulebox(
+        &[
+            "validate",
+            "--format",
+            "json",
+            dir.join(format!("{}.wasm", good.name)).to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(only_good.status.code(), Some(0));
+    let v: Value = serde_json::from_str(text(&only_good.stdout).trim()).unwrap();
+    assert_eq!(v["verdict"], "accept");
+}
+
+#[test]
+fn errors_name_the_file_and_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = rulebox(
+        &["run", "--rules", "no-such-dir", "--events", "x.jsonl"],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no-such-dir"),
+        "{}",
+        text(&out.stderr)
+    );
+    let bad_config = tmp.path().join("config.json");
+    std::fs::write(&bad_config, r#"{"limits": {"fuel_per_event": 0}}"#).unwrap();
+    let dir = rules_dir(tmp.path(), &[]);
+    let out = rulebox(
+        &[
+            "validate",
+            "--config",
+            bad_config.to_str().unwrap(),
+            dir.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("config.json") && stderr.contains("fuel_per_event"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_tells_the_story_and_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = rulebox(&["demo"], tmp.path());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("rule quarantined") && stdout.contains("reproduced"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cmd in ["run", "validate", "replay", "demo"] {
+        let out = rulebox(&[cmd, "--help"], tmp.path());
+        assert_eq!(out.status.code(), Some(0));
+        assert!(text(&out.stdout).contains("Usage"), "{cmd}");
+    }
+}
