@@ -708,10 +708,12 @@ mod tests {
     use alloc::string::ToString;
 
     fn sample() -> Event<'static> {
-        let mut body = ProcessStart::default();
-        body.image = "C:\\Windows\\System32\\cmd.exe".into();
-        body.command_line = "cmd.exe /c whoami".into();
-        body.parent_pid = 7;
+        let body = ProcessStart {
+            image: "C:\\Windows\\System32\\cmd.exe".into(),
+            command_line: "cmd.exe /c whoami".into(),
+            parent_pid: 7,
+            ..Default::default()
+        };
         Event {
             host: "ws-1".into(),
             timestamp: 1_700_000_000_000,

@@ -106,14 +106,14 @@ pub(crate) fn classify(
     } else {
         Reason::HostError
     };
-    if reason == Reason::Unreachable {
-        if let Some(panic) = read_panic(store, last_panic, memory) {
-            return Fault {
-                reason: Reason::GuestPanic,
-                message: format!("rule panicked: {panic}"),
-                backtrace,
-            };
-        }
+    if reason == Reason::Unreachable
+        && let Some(panic) = read_panic(store, last_panic, memory)
+    {
+        return Fault {
+            reason: Reason::GuestPanic,
+            message: format!("rule panicked: {panic}"),
+            backtrace,
+        };
     }
     Fault {
         reason,
