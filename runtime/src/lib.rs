@@ -63,3 +63,19 @@ pub use runtime::{Runtime, SandboxThread};
 
 /// Re-exported so an embedder uses the exact schema version this runtime was built with.
 pub use rulebox_sdk as sdk;
+
+#[cfg(test)]
+mod tests {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn thread_safety_of_the_public_types() {
+        send_sync::<crate::Runtime>();
+        send_sync::<crate::CompiledRule>();
+        send_sync::<crate::QuarantineRecord>();
+        send::<crate::RuleSet>();
+        send::<crate::LoadedRule>();
+        send::<crate::Outcome>();
+    }
+}

@@ -4,3 +4,4 @@ mod common;
 mod differential;
 mod faults;
 mod load_rejects;
+mod wasi;
