@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// A module file's path and bytes.
+/// A module file's path and bytes, or why it could not be read (one bad file never stops the others).
 pub struct ModuleFile {
     pub path: PathBuf,
-    pub bytes: Vec<u8>,
+    pub bytes: Result<Vec<u8>, String>,
 }
 
 /// Largest file read as a module (the runtime's own cap is applied after; this only stops a huge file
@@ -36,10 +36,13 @@ pub fn module_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ModuleFile>> {
             found.push(path.clone());
         }
     }
-    found
+    Ok(found
         .into_iter()
-        .map(|path| read_module(&path).map(|bytes| ModuleFile { path, bytes }))
-        .collect()
+        .map(|path| {
+            let bytes = read_module(&path).map_err(|e| format!("{e:#}"));
+            ModuleFile { path, bytes }
+        })
+        .collect())
 }
 
 /// Reads one module file, refusing files over the read cap before reading them.

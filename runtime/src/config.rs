@@ -61,22 +61,63 @@ impl Limits {
         Duration::from_millis(self.load_deadline_ms)
     }
 
-    /// Checks that every limit is usable (non-zero where zero would make every rule fail).
+    /// Checks that every limit is usable: non-zero where zero would make every call fail, and below
+    /// upper bounds that keep a mistyped value from disabling a limit (a deadline of `u64::MAX` ms is
+    /// no deadline).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let zero = |name: &'static str, v: u64| {
+        let check = |name: &'static str, v: u64, max: u64, range: &'static str| {
             if v == 0 {
                 Err(ConfigError::Zero(name))
+            } else if v > max {
+                Err(ConfigError::OutOfRange(name, range))
             } else {
                 Ok(())
             }
         };
-        zero("fuel_per_event", self.fuel_per_event)?;
-        zero("fuel_at_load", self.fuel_at_load)?;
-        zero("deadline_ms", self.deadline_ms)?;
-        zero("load_deadline_ms", self.load_deadline_ms)?;
-        zero("memory_bytes", self.memory_bytes)?;
-        zero("max_result_bytes", u64::from(self.max_result_bytes))?;
-        zero("budget_strikes", u64::from(self.budget_strikes))?;
+        check(
+            "fuel_per_event",
+            self.fuel_per_event,
+            100_000_000_000,
+            "1 ..= 100000000000",
+        )?;
+        check(
+            "fuel_at_load",
+            self.fuel_at_load,
+            1_000_000_000_000,
+            "1 ..= 1000000000000",
+        )?;
+        check("deadline_ms", self.deadline_ms, 60_000, "1 ..= 60000")?;
+        check(
+            "load_deadline_ms",
+            self.load_deadline_ms,
+            600_000,
+            "1 ..= 600000",
+        )?;
+        check("memory_bytes", self.memory_bytes, 4 << 30, "1 ..= 4 GiB")?;
+        check(
+            "table_elements",
+            self.table_elements.max(1),
+            10_000_000,
+            "0 ..= 10000000",
+        )?;
+        check(
+            "max_result_bytes",
+            u64::from(self.max_result_bytes),
+            16 << 20,
+            "1 ..= 16 MiB",
+        )?;
+        check(
+            "max_detections",
+            u64::from(self.max_detections),
+            10_000,
+            "1 ..= 10000",
+        )?;
+        check(
+            "budget_strikes",
+            u64::from(self.budget_strikes),
+            1_000,
+            "1 ..= 1000",
+        )?;
         Ok(())
     }
 }
@@ -97,6 +138,10 @@ pub struct RuntimeConfig {
     pub max_module_bytes: usize,
     /// Largest encoded event handed to rules, in bytes; larger events are refused and counted.
     pub max_event_bytes: usize,
+    /// Most fields without a typed slot ([`Event::extra`](rulebox_sdk::Event::extra)) an event may
+    /// carry; events with more are refused and counted. Every rule decodes every field on its own
+    /// fuel, so an event stuffed with fields must not be able to exhaust the rules' budgets.
+    pub max_event_fields: usize,
     /// Log messages (the `rulebox.log` import and WASI stdout/stderr lines) a rule may emit per second,
     /// on average; the excess is counted and reported, not logged.
     pub log_per_second: u32,
@@ -112,7 +157,8 @@ impl Default for RuntimeConfig {
             max_wasm_stack: 512 << 10,
             epoch_tick_ms: 2,
             max_module_bytes: 16 << 20,
-            max_event_bytes: 1 << 20,
+            max_event_bytes: 256 << 10,
+            max_event_fields: 256,
             log_per_second: 10,
             log_burst: 20,
         }
@@ -149,13 +195,34 @@ impl RuntimeConfig {
         if self.epoch_tick_ms == 0 || self.epoch_tick_ms > 1_000 {
             return Err(ConfigError::OutOfRange("epoch_tick_ms", "1 ..= 1000"));
         }
-        if self.max_event_bytes == 0 || u32::try_from(self.max_event_bytes).is_err() {
-            return Err(ConfigError::OutOfRange("max_event_bytes", "1 ..= 4 GiB"));
+        let max_input = usize::try_from(rulebox_sdk::abi::MAX_INPUT_LEN).unwrap_or(usize::MAX);
+        if self.max_event_bytes == 0 || self.max_event_bytes > max_input {
+            return Err(ConfigError::OutOfRange(
+                "max_event_bytes",
+                "1 ..= 16 MiB (the guest input cap)",
+            ));
+        }
+        if self.max_event_fields > 100_000 {
+            return Err(ConfigError::OutOfRange("max_event_fields", "0 ..= 100000"));
         }
         if self.max_module_bytes == 0 {
             return Err(ConfigError::Zero("max_module_bytes"));
         }
         Ok(())
+    }
+
+    /// The limits used while a module loads, before its id (and so its own limits) is known: the most
+    /// generous of the default and every per-rule entry. The rule's own limits apply once its
+    /// metadata is read, and its memory is checked against them then.
+    pub fn loading_limits(&self) -> Limits {
+        let mut l = self.limits.clone();
+        for r in self.rules.values() {
+            l.memory_bytes = l.memory_bytes.max(r.memory_bytes);
+            l.table_elements = l.table_elements.max(r.table_elements);
+            l.fuel_at_load = l.fuel_at_load.max(r.fuel_at_load);
+            l.load_deadline_ms = l.load_deadline_ms.max(r.load_deadline_ms);
+        }
+        l
     }
 
     /// The native stack a thread running rules must have: the guest stack plus room for the host.
@@ -212,6 +279,14 @@ mod tests {
         );
         let err = RuntimeConfig::from_json(r#"{"max_wasm_stack":1}"#).unwrap_err();
         assert!(err.to_string().contains("max_wasm_stack"), "{err}");
+        // A value so large it would disable the limit is refused, not saturated.
+        let err = RuntimeConfig::from_json(
+            r#"{"epoch_tick_ms":1,"limits":{"deadline_ms":18446744073709551615}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("deadline_ms"), "{err}");
+        let err = RuntimeConfig::from_json(r#"{"max_event_bytes":1000000000}"#).unwrap_err();
+        assert!(err.to_string().contains("max_event_bytes"), "{err}");
     }
 
     #[test]

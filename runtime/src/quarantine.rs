@@ -191,6 +191,12 @@ pub struct QuarantineRecord {
     pub event_json: Option<serde_json::Value>,
     /// The limits the rule ran under (replay uses the same).
     pub limits: Limits,
+    /// The guest stack limit in force, in bytes (replay uses the same).
+    #[serde(default = "default_stack")]
+    pub max_wasm_stack: usize,
+    /// The epoch tick in force, in milliseconds (replay uses the same).
+    #[serde(default = "default_tick")]
+    pub epoch_tick_ms: u64,
     /// Budget strikes the rule had used, including this fault when it was one.
     pub strikes: u32,
     /// When, in milliseconds since the Unix epoch.
@@ -203,12 +209,17 @@ impl QuarantineRecord {
     /// The current record format.
     pub const FORMAT: u32 = 1;
 
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call site per kind of record; all are needed"
+    )]
     pub(crate) fn new(
         info: Option<&RuleInfo>,
         content_hash: &str,
         source: &str,
         fault: &Fault,
         event: Option<&[u8]>,
+        config: &crate::config::RuntimeConfig,
         limits: &Limits,
         strikes: u32,
     ) -> QuarantineRecord {
@@ -229,6 +240,8 @@ impl QuarantineRecord {
             event: event.map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
             event_json,
             limits: limits.clone(),
+            max_wasm_stack: config.max_wasm_stack,
+            epoch_tick_ms: config.epoch_tick_ms,
             strikes,
             at_unix_ms: now_unix_ms(),
             runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -264,6 +277,14 @@ impl QuarantineRecord {
         };
         format!("{who}-{}", self.reason)
     }
+}
+
+fn default_stack() -> usize {
+    crate::config::RuntimeConfig::default().max_wasm_stack
+}
+
+fn default_tick() -> u64 {
+    crate::config::RuntimeConfig::default().epoch_tick_ms
 }
 
 pub(crate) fn now_unix_ms() -> u64 {

@@ -48,8 +48,10 @@ pub enum ReplayError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// Re-runs `record` against `module` (whose hash must match) under the limits the record holds.
-/// A load-time record replays the load; a run-time record replays its event on a fresh instance.
+/// Re-runs `record` against `module` (whose hash must match) under the limits, guest stack and epoch
+/// tick the record holds, validated first (a crafted record cannot lift the limits: replay runs
+/// under the same upper bounds as any configuration). A load-time record replays the load; a run-time
+/// record replays its event on a fresh instance.
 pub fn replay(
     base: &Runtime,
     thread: &SandboxThread,
@@ -67,6 +69,8 @@ pub fn replay(
     let config = RuntimeConfig {
         limits: record.limits.clone(),
         rules: Default::default(),
+        max_wasm_stack: record.max_wasm_stack.min(base.config().max_wasm_stack),
+        epoch_tick_ms: record.epoch_tick_ms,
         ..base.config().clone()
     };
     let runtime = Runtime::new(config)?;

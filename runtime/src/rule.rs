@@ -23,6 +23,21 @@ const MAX_FIELDS: usize = 64;
 const MAX_FIELD_NAME: usize = 128;
 const MAX_FIELD_VALUE: usize = 8192;
 
+/// Longest trap message or backtrace kept (function names come from the module: untrusted).
+const MAX_REPORT_TEXT: usize = 16 << 10;
+
+fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(" [truncated]");
+    }
+    text
+}
+
 /// Per-rule counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RuleStats {
@@ -49,7 +64,8 @@ pub struct LoadedRule {
     info: Arc<RuleInfo>,
     compiled: CompiledRule,
     limits: Limits,
-    instance: Instance,
+    /// `None` once released (a quarantined rule's memory is given back).
+    instance: Option<Instance>,
     deadline_ticks: u64,
     pub(crate) stats: RuleStats,
 }
@@ -63,6 +79,9 @@ struct Instance {
     /// The guest input buffer from the last `rulebox_input` call, reused while events fit.
     input_ptr: u32,
     input_cap: u32,
+    /// Fuel left right after the last call returned (before any follow-up call such as reading a
+    /// panic message), for the fuel statistics.
+    fuel_left: u64,
 }
 
 /// Turns a wasmtime error from a call into the guest into a typed fault.
@@ -82,11 +101,13 @@ pub(crate) fn classify(
         .map(|e| e.to_string())
         .filter(|text| backtrace.as_deref() != Some(text.as_str()))
         .collect();
+    let backtrace = backtrace.map(|b| clip(b, MAX_REPORT_TEXT));
     let message = if parts.is_empty() {
         format!("{error:#}")
     } else {
         parts.join(": ")
     };
+    let message = clip(message, MAX_REPORT_TEXT);
     let reason = if let Some(trap) = error.downcast_ref::<Trap>() {
         match trap {
             Trap::OutOfFuel => Reason::OutOfFuel,
@@ -213,6 +234,14 @@ fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
             meta.version.len()
         ));
     }
+    if meta
+        .name
+        .chars()
+        .chain(meta.version.chars())
+        .any(char::is_control)
+    {
+        return bad("name and version may not hold control characters".to_owned());
+    }
     if meta.subscriptions.unknown_bits() != 0 {
         return bad(format!(
             "subscribes to unknown event kinds (bits {:#x})",
@@ -234,8 +263,8 @@ impl LoadedRule {
         compiled: &CompiledRule,
     ) -> Result<LoadedRule, LoadError> {
         thread.check(runtime);
-        let defaults = runtime.config().limits.clone();
-        let (mut instance, meta) = Self::instantiate(runtime, compiled, &defaults, None)?;
+        let loading = runtime.config().loading_limits();
+        let (mut instance, meta) = Self::instantiate(runtime, compiled, &loading, None)?;
         validate_metadata(&meta)?;
         let limits = runtime.config().limits_for(&meta.id).clone();
         // Per-rule caps may be tighter than the defaults used while loading.
@@ -270,7 +299,7 @@ impl LoadedRule {
             info,
             compiled: compiled.clone(),
             limits,
-            instance,
+            instance: Some(instance),
             stats: RuleStats::default(),
         })
     }
@@ -396,6 +425,7 @@ impl LoadedRule {
                 last_panic,
                 input_ptr: 0,
                 input_cap: 0,
+                fuel_left: 0,
             },
             meta,
         ))
@@ -411,8 +441,32 @@ impl LoadedRule {
                 "metadata changed between instantiations".into(),
             ));
         }
-        self.instance = instance;
+        self.fold_instance_stats();
+        self.instance = Some(instance);
         Ok(())
+    }
+
+    /// Drops the instance and its store, giving its memory back. The rule cannot run again.
+    pub(crate) fn release(&mut self) {
+        self.fold_instance_stats();
+        self.instance = None;
+    }
+
+    /// Moves the live instance's counters into `stats` before the instance goes away.
+    fn fold_instance_stats(&mut self) {
+        let (high, suppressed) = self.instance_counters();
+        self.stats.memory_high_water = self.stats.memory_high_water.max(high);
+        self.stats.log_suppressed = self.stats.log_suppressed.saturating_add(suppressed);
+    }
+
+    fn instance_counters(&self) -> (u64, u64) {
+        let Some(inst) = &self.instance else {
+            return (0, 0);
+        };
+        let state = inst.store.data();
+        let high = u64::try_from(state.limiter.memory_high_water).unwrap_or(u64::MAX);
+        let suppressed = state.log.lock().map(|l| l.suppressed_total).unwrap_or(0);
+        (high, suppressed)
     }
 
     /// What the host knows about the rule.
@@ -433,12 +487,9 @@ impl LoadedRule {
     /// The rule's counters.
     pub fn stats(&self) -> RuleStats {
         let mut stats = self.stats.clone();
-        let state = self.instance.store.data();
-        stats.memory_high_water =
-            u64::try_from(state.limiter.memory_high_water).unwrap_or(u64::MAX);
-        if let Ok(log) = state.log.lock() {
-            stats.log_suppressed = log.suppressed_total;
-        }
+        let (high, suppressed) = self.instance_counters();
+        stats.memory_high_water = stats.memory_high_water.max(high);
+        stats.log_suppressed = stats.log_suppressed.saturating_add(suppressed);
         stats
     }
 
@@ -451,7 +502,7 @@ impl LoadedRule {
     ) -> Result<(), Fault> {
         let fuel = self.limits.fuel_per_event;
         let result = self.call(event, fuel);
-        let used = fuel.saturating_sub(self.instance.store.get_fuel().unwrap_or(0));
+        let used = fuel.saturating_sub(self.instance.as_ref().map_or(0, |i| i.fuel_left));
         self.stats.events += 1;
         self.stats.last_fuel = used;
         self.stats.max_fuel = self.stats.max_fuel.max(used);
@@ -464,12 +515,17 @@ impl LoadedRule {
     }
 
     fn call(&mut self, event: &[u8], fuel: u64) -> Result<u64, Fault> {
-        let inst = &mut self.instance;
         let host_fault = |message: String| Fault {
             reason: Reason::HostError,
             message,
             backtrace: None,
         };
+        let Some(inst) = self.instance.as_mut() else {
+            return Err(host_fault(
+                "the rule was released after its quarantine".into(),
+            ));
+        };
+        inst.fuel_left = fuel;
         inst.store
             .set_fuel(fuel)
             .map_err(|e| host_fault(format!("{e:#}")))?;
@@ -477,12 +533,16 @@ impl LoadedRule {
         let len =
             u32::try_from(event.len()).map_err(|_| host_fault("event larger than 4 GiB".into()))?;
         let fail = |e: wasmtime::Error, inst: &mut Instance| {
+            inst.fuel_left = inst.store.get_fuel().unwrap_or(0);
             let memory = inst.memory;
             classify(&e, &mut inst.store, inst.last_panic.as_ref(), Some(memory))
         };
         if len > inst.input_cap || inst.input_ptr == 0 {
             let ptr = match inst.input.call(&mut inst.store, len) {
-                Ok(p) => p,
+                Ok(p) => {
+                    inst.fuel_left = inst.store.get_fuel().unwrap_or(0);
+                    p
+                }
                 Err(e) => return Err(fail(e, inst)),
             };
             if ptr == 0 {
@@ -514,7 +574,10 @@ impl LoadedRule {
         };
         dest.copy_from_slice(event);
         match inst.on_event.call(&mut inst.store, len) {
-            Ok(packed) => Ok(packed),
+            Ok(packed) => {
+                inst.fuel_left = inst.store.get_fuel().unwrap_or(0);
+                Ok(packed)
+            }
             Err(e) => Err(fail(e, inst)),
         }
     }
@@ -556,9 +619,12 @@ impl LoadedRule {
                 backtrace: None,
             });
         }
+        let Some(inst) = &self.instance else {
+            return Err(malformed("the rule was released".into()));
+        };
         let bytes = read_guest(
-            &self.instance.store,
-            self.instance.memory,
+            &inst.store,
+            inst.memory,
             packed,
             self.limits.max_result_bytes,
         )

@@ -46,6 +46,14 @@ pub enum EventError {
     /// The event does not encode.
     #[error("event does not encode: {0}")]
     Encode(#[from] postcard::Error),
+    /// The event carries more untyped fields than the runtime accepts.
+    #[error("event has {count} untyped fields; the limit is {limit}")]
+    TooManyFields {
+        /// Fields in `extra`.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The encoded event is larger than the runtime accepts.
     #[error("event is {size} bytes encoded; the limit is {limit}")]
     TooLarge {
@@ -196,6 +204,7 @@ impl RuleSet {
             source,
             &error.to_fault(),
             None,
+            self.runtime.config(),
             &self.runtime.config().limits,
             0,
         ));
@@ -222,6 +231,15 @@ impl RuleSet {
         event: &Event<'_>,
         outcome: &mut Outcome,
     ) -> Result<(), EventError> {
+        let limit = self.runtime.config().max_event_fields;
+        if event.extra.len() > limit {
+            outcome.clear();
+            self.stats.events_refused += 1;
+            return Err(EventError::TooManyFields {
+                count: event.extra.len(),
+                limit,
+            });
+        }
         let mut encoded = std::mem::take(&mut self.encoded);
         encoded.clear();
         let result = postcard::to_io(event, &mut encoded)
@@ -233,7 +251,9 @@ impl RuleSet {
         result
     }
 
-    /// Runs every subscribed, active rule on an event already encoded in the wire format.
+    /// Runs every subscribed, active rule on an event already encoded in the wire format. The caller is
+    /// responsible for the field-count limit ([`RuntimeConfig::max_event_fields`](crate::RuntimeConfig));
+    /// the size limit is checked here.
     pub fn process_encoded(
         &mut self,
         thread: &SandboxThread,
@@ -318,10 +338,14 @@ impl RuleSet {
                         return false;
                     }
                     Err(e) => {
+                        // Keep the original fault (reason, message, backtrace) so replay
+                        // reproduces it; say that the reset failed too.
                         let fault = Fault {
-                            reason: e.reason(),
-                            message: format!("reset after a budget strike failed: {e}"),
-                            backtrace: None,
+                            message: format!(
+                                "{} (and the reset after this budget strike failed: {e})",
+                                fault.message
+                            ),
+                            ..fault
                         };
                         return self.quarantine(index, fault, event, outcome);
                     }
@@ -346,6 +370,7 @@ impl RuleSet {
             &info.source,
             &fault,
             Some(event),
+            self.runtime.config(),
             slot.rule.limits(),
             slot.rule.stats.strikes,
         ));
@@ -360,6 +385,8 @@ impl RuleSet {
             "rule quarantined: {}", fault.message
         );
         slot.state = RuleState::Quarantined(record.clone());
+        // The instance is never called again: give its memory back now.
+        slot.rule.release();
         self.stats.quarantined += 1;
         self.records.push(record.clone());
         outcome.alerts.push(Alert::RuleQuarantined(record));

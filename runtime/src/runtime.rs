@@ -39,6 +39,8 @@ impl Runtime {
             .max_wasm_stack(config.max_wasm_stack)
             .async_stack_size(config.max_wasm_stack.saturating_mul(2).max(2 << 20))
             .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64))
+            // Never parse a module's DWARF, whatever the environment says: it is untrusted input.
+            .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Disable)
             .wasm_multi_memory(false)
             .wasm_memory64(false)
             .cranelift_opt_level(OptLevel::Speed)

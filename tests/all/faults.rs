@@ -191,7 +191,7 @@ fn endless_loop_runs_out_of_fuel() {
 #[test]
 fn endless_loop_hits_the_deadline_when_fuel_is_plentiful() {
     let rt = runtime_with(|c| {
-        c.limits.fuel_per_event = u64::MAX / 4;
+        c.limits.fuel_per_event = 100_000_000_000;
         c.limits.deadline_ms = 20;
     });
     assert_contained(rt, "endless-loop", Reason::Deadline, "interrupt");
@@ -307,5 +307,78 @@ fn oversized_events_are_refused_and_counted() {
         assert_eq!(set.stats().events, 0);
         set.process(thread, &process("C:\\a.exe", "", "")).unwrap();
         assert_eq!(set.stats().events, 1);
+    });
+}
+
+#[test]
+fn events_stuffed_with_fields_cannot_exhaust_the_rules_budgets() {
+    let rt = runtime();
+    rt.clone().run_sandboxed(move |thread| {
+        let config = rt.config().clone();
+        let mut set = RuleSet::new(&rt);
+        load_good(&mut set, thread);
+        let field = |i: usize, len: usize| rulebox_sdk::Field {
+            name: format!("F{i}").into(),
+            value: "x".repeat(len).into(),
+        };
+
+        let mut stuffed = process(
+            "C:\\Windows\\System32\\cmd.exe",
+            "cmd",
+            "C:\\Office\\WINWORD.EXE",
+        );
+        stuffed.extra = (0..=config.max_event_fields).map(|i| field(i, 0)).collect();
+        assert!(matches!(
+            set.process(thread, &stuffed),
+            Err(rulebox_runtime::EventError::TooManyFields { .. })
+        ));
+
+        // The largest event allowed: every extra field, and as much text as fits the size cap.
+        let mut largest = process(
+            "C:\\Windows\\System32\\cmd.exe",
+            "cmd",
+            "C:\\Office\\WINWORD.EXE",
+        );
+        let per_field = config.max_event_bytes / config.max_event_fields - 16;
+        largest.extra = (0..config.max_event_fields)
+            .map(|i| field(i, per_field))
+            .collect();
+        let outcome = set
+            .process(thread, &largest)
+            .expect("the largest allowed event is accepted");
+        assert!(outcome.alerts.is_empty(), "{:?}", outcome.alerts);
+        assert_eq!(
+            outcome.detections.len(),
+            1,
+            "office-spawns-shell still fires on it"
+        );
+        for (info, _, stats) in set.rules() {
+            if info
+                .subscriptions
+                .contains(rulebox_sdk::EventKind::ProcessStart)
+            {
+                assert!(
+                    stats.max_fuel < config.limits.fuel_per_event / 4,
+                    "{}: {} fuel",
+                    info.id,
+                    stats.max_fuel
+                );
+            }
+        }
+        assert_eq!(set.stats().events_refused, 1);
+    });
+}
+
+#[test]
+fn a_crafted_record_cannot_lift_the_limits_on_replay() {
+    let record = assert_contained(runtime(), "endless-loop", Reason::OutOfFuel, "fuel");
+    let mut crafted = (*record).clone();
+    crafted.limits.fuel_per_event = u64::MAX;
+    crafted.limits.deadline_ms = u64::MAX;
+    let module = ALL.iter().find(|a| a.name == "endless-loop").unwrap().bytes;
+    let rt = runtime();
+    rt.clone().run_sandboxed(move |thread| {
+        let err = rulebox_runtime::replay(&rt, thread, &crafted, module).unwrap_err();
+        assert!(err.to_string().contains("fuel_per_event"), "{err}");
     });
 }

@@ -311,7 +311,7 @@ fn start_function_that_traps() {
 fn start_function_deadline_without_fuel_exhaustion() {
     // With a huge load fuel budget, the wall-clock deadline is what stops the start routine.
     let rt = runtime_with(|c| {
-        c.limits.fuel_at_load = u64::MAX / 2;
+        c.limits.fuel_at_load = 1_000_000_000_000;
         c.limits.load_deadline_ms = 50;
     });
     rt.clone().run_sandboxed(move |thread| {

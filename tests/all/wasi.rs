@@ -14,7 +14,9 @@ fn a_wasi_rule_runs_and_its_output_is_rate_limited() {
     let rt = runtime();
     rt.clone().run_sandboxed(move |thread| {
         let mut set = RuleSet::new(&rt);
-        let info = set.load(thread, CHATTY.bytes, CHATTY.name).expect("the WASI rule loads");
+        let info = set
+            .load(thread, CHATTY.bytes, CHATTY.name)
+            .expect("the WASI rule loads");
         assert!(info.wasi);
         let mut detections = 0;
         let events = demo_events();
@@ -22,14 +24,27 @@ fn a_wasi_rule_runs_and_its_output_is_rate_limited() {
             detections += set.process(thread, event).unwrap().detections.len();
         }
         assert_eq!(detections, 0, "nothing in the demo is whoami");
-        let outcome = set.process(thread, &process("C:\\Windows\\System32\\whoami.exe", "whoami /all", "cmd.exe")).unwrap();
+        let outcome = set
+            .process(
+                thread,
+                &process(
+                    "C:\\Windows\\System32\\whoami.exe",
+                    "whoami /all",
+                    "cmd.exe",
+                ),
+            )
+            .unwrap();
         assert_eq!(outcome.detections.len(), 1);
         assert_eq!(outcome.detections[0].rule.id, "wasi-chatty-whoami");
         let (_, _, stats) = set.rules().next().unwrap();
         assert_eq!(stats.events, u64::try_from(events.len() + 1).unwrap());
         // One line per event, far above the burst of 20 in a fraction of a second: most are suppressed
         // and counted, none reaches the log unbounded.
-        assert!(stats.log_suppressed >= u64::try_from(events.len()).unwrap() - 25, "suppressed {}", stats.log_suppressed);
+        assert!(
+            stats.log_suppressed >= u64::try_from(events.len()).unwrap() - 25,
+            "suppressed {}",
+            stats.log_suppressed
+        );
         assert!(set.records().is_empty());
     });
 }
@@ -87,7 +102,10 @@ fn wasi_grants_nothing_and_never_blocks() {
         let outcome = set.process(thread, &process("a.exe", "", "")).unwrap();
         assert!(outcome.alerts.is_empty(), "{:?}", outcome.alerts);
         assert!(set.is_active("wasi-probe"));
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "poll_oneoff must not sleep");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "poll_oneoff must not sleep"
+        );
     });
 }
 
@@ -115,6 +133,9 @@ fn log_import_checks_every_pointer() {
         let outcome = set.process(thread, &process("a.exe", "", "")).unwrap();
         assert!(outcome.alerts.is_empty());
         let (_, _, stats) = set.rules().next().unwrap();
-        assert_eq!(stats.log_suppressed, 2, "the two bad ranges are counted, not read");
+        assert_eq!(
+            stats.log_suppressed, 2,
+            "the two bad ranges are counted, not read"
+        );
     });
 }

@@ -50,9 +50,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut rejected = Vec::new();
+        let mut unreadable_modules = Vec::new();
         for module in &modules {
             let source = module.path.display().to_string();
-            if let Err(record) = set.load(thread, &module.bytes, &source) {
+            let bytes = match &module.bytes {
+                Ok(bytes) => bytes,
+                Err(message) => {
+                    let alert = serde_json::json!({
+                        "type": "alert", "alert": "module_unreadable", "severity": "high",
+                        "path": source, "message": message,
+                    });
+                    output::line(&mut out, &alert)?;
+                    unreadable_modules.push(message.clone());
+                    continue;
+                }
+            };
+            if let Err(record) = set.load(thread, bytes, &source) {
                 let path = save(records_dir.as_deref(), &record);
                 let alert = rulebox_runtime::Alert::RuleQuarantined(record.clone());
                 output::line(
@@ -65,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
         let mut reader = EventReader::new(input);
         let mut outcome = Outcome::default();
-        let (mut read, mut unreadable, mut refused) = (0u64, Vec::new(), Vec::new());
+        let (mut read, mut unreadable, mut refused) = (0u64, Capped::default(), Capped::default());
         let mut quarantined = Vec::new();
         for item in &mut reader {
             let item = match item {
@@ -109,9 +122,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(
             err,
             "rulebox run: {read} events read, {} unreadable, {} refused; {} detections",
-            unreadable.len(),
-            refused.len(),
-            stats.detections
+            unreadable.count, refused.count, stats.detections
         )?;
         writeln!(
             err,
@@ -158,10 +169,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 writeln!(err, "  record: {}", p.display())?;
             }
         }
-        list(&mut err, "unreadable input", &unreadable)?;
-        list(&mut err, "refused events", &refused)?;
+        unreadable.print(&mut err, "unreadable input")?;
+        refused.print(&mut err, "refused events")?;
+        for message in &unreadable_modules {
+            writeln!(err, "unreadable module: {message}")?;
+        }
         Ok(ExitCode::from(
-            if quarantined.is_empty() && rejected.is_empty() {
+            if quarantined.is_empty() && rejected.is_empty() && unreadable_modules.is_empty() {
                 super::EXIT_OK
             } else {
                 super::EXIT_QUARANTINE
@@ -170,15 +184,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn list(err: &mut impl Write, what: &str, items: &[String]) -> std::io::Result<()> {
+/// A count of problems, with the first few messages kept for the summary (the count is exact; the
+/// memory used does not grow with the input).
+#[derive(Default)]
+struct Capped {
+    count: u64,
+    first: Vec<String>,
+}
+
+impl Capped {
     const SHOWN: usize = 20;
-    for item in items.iter().take(SHOWN) {
-        writeln!(err, "{what}: {item}")?;
+
+    fn push(&mut self, message: String) {
+        self.count += 1;
+        if self.first.len() < Self::SHOWN {
+            self.first.push(message);
+        }
     }
-    if items.len() > SHOWN {
-        writeln!(err, "{what}: ... and {} more", items.len() - SHOWN)?;
+
+    fn print(&self, err: &mut impl Write, what: &str) -> std::io::Result<()> {
+        for item in &self.first {
+            writeln!(err, "{what}: {item}")?;
+        }
+        let shown = u64::try_from(self.first.len()).unwrap_or(u64::MAX);
+        if self.count > shown {
+            writeln!(err, "{what}: ... and {} more", self.count - shown)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn save(dir: Option<&Path>, record: &rulebox_runtime::QuarantineRecord) -> Option<PathBuf> {

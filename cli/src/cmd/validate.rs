@@ -38,9 +38,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut rejected = 0;
         for module in &modules {
             let path = module.path.display().to_string();
+            let bytes = match &module.bytes {
+                Ok(bytes) => bytes,
+                Err(message) => {
+                    match format {
+                        Format::Text => println!("reject {path}: unreadable: {message}"),
+                        Format::Json => println!("{}", json!({"path": path, "verdict": "reject", "reason": "unreadable", "message": message})),
+                    }
+                    rejected += 1;
+                    continue;
+                }
+            };
             // Each module is checked on its own, in a fresh store, exactly as the agent loads it.
-            let result = rt.compile(&module.bytes, &path).and_then(|c| LoadedRule::load(&rt, thread, &c));
-            let hash = rulebox_runtime::content_hash(&module.bytes);
+            let result = rt.compile(bytes, &path).and_then(|c| LoadedRule::load(&rt, thread, &c));
+            let hash = rulebox_runtime::content_hash(bytes);
             match (&result, format) {
                 (Ok(rule), Format::Text) => {
                     let i = rule.info();
