@@ -72,6 +72,20 @@ pub fn alert(a: &Alert, event: &Value, record_path: Option<&Path>) -> Value {
             "allowed": allowed,
             "event": event,
         }),
+        Alert::PreviousVersionRestored {
+            quarantined,
+            restored,
+        } => json!({
+            "type": "alert",
+            "alert": "previous_version_restored",
+            "severity": "high",
+            "rule_id": restored.id,
+            "rule_version": restored.version,
+            "quarantined_version": quarantined.rule_version,
+            "reason": quarantined.reason.name(),
+            "message": quarantined.message,
+            "event": event,
+        }),
         _ => json!({ "type": "alert", "alert": "unknown", "event": event }),
     }
 }

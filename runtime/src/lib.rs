@@ -39,6 +39,7 @@
 //! limit, so runaway recursion is a trap, never a process abort.
 
 mod config;
+pub mod content;
 pub mod events;
 mod guest_log;
 mod host;
@@ -58,7 +59,7 @@ pub use quarantine::{Alert, Fault, QuarantineRecord, Reason};
 pub use replay::{ReplayError, ReplayOutcome, replay};
 pub use rule::{LoadedRule, RuleStats};
 pub use rule_info::RuleInfo;
-pub use ruleset::{EventError, Outcome, RuleDetection, RuleSet, RuleState, SetStats};
+pub use ruleset::{EventError, Outcome, RuleDetection, RuleSet, RuleState, SetStats, Upsert};
 pub use runtime::{Runtime, SandboxThread};
 
 /// Re-exported so an embedder uses the exact schema version this runtime was built with.

@@ -303,6 +303,14 @@ pub(crate) fn now_unix_ms() -> u64 {
 pub enum Alert {
     /// A rule was quarantined (or refused at load); it will not run again until a new version arrives.
     RuleQuarantined(Arc<QuarantineRecord>),
+    /// A new version of a rule was quarantined and the version it replaced in a hot update was
+    /// restored in its place.
+    PreviousVersionRestored {
+        /// Why the new version was quarantined.
+        quarantined: Arc<QuarantineRecord>,
+        /// The version running again.
+        restored: Arc<RuleInfo>,
+    },
     /// A rule hit its fuel or time budget on an event and was reset; it keeps running until its strike
     /// allowance is used up.
     BudgetStrike {

@@ -77,6 +77,27 @@ pub enum RuleState {
 struct Slot {
     rule: LoadedRule,
     state: RuleState,
+    /// The version this one replaced in a hot update, kept (instance, state and all) until the update
+    /// is settled, so that a new version that gets quarantined is replaced by it at once.
+    previous: Option<Box<Slot>>,
+}
+
+/// What [`RuleSet::upsert`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Upsert {
+    /// A rule with a new id was added.
+    Added(Arc<RuleInfo>),
+    /// The rule replaced the loaded version of the same id (which is kept until
+    /// [`RuleSet::settle`], as the fallback if the new version is quarantined).
+    Replaced {
+        /// The new version.
+        new: Arc<RuleInfo>,
+        /// The version it replaced.
+        old: Arc<RuleInfo>,
+    },
+    /// The same module (same content hash) is already loaded: nothing changed.
+    Unchanged(Arc<RuleInfo>),
 }
 
 /// Counters for a whole rule set.
@@ -177,8 +198,98 @@ impl RuleSet {
         self.slots.push(Slot {
             rule,
             state: RuleState::Active,
+            previous: None,
         });
         Ok(info)
+    }
+
+    /// Adds `compiled`, or hot-replaces the loaded rule with the same id. Only this rule changes;
+    /// every other rule keeps its instance and state. If the new version does not load, the loaded
+    /// version keeps running and the refusal is returned. A replaced version is kept as the fallback
+    /// until [`settle`](Self::settle): if the new version is quarantined, the previous one is
+    /// restored at once (and an [`Alert::PreviousVersionRestored`] says so).
+    pub fn upsert(
+        &mut self,
+        thread: &SandboxThread,
+        compiled: &CompiledRule,
+    ) -> Result<Upsert, Arc<QuarantineRecord>> {
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .find(|s| s.rule.info().content_hash == compiled.content_hash())
+        {
+            return Ok(Upsert::Unchanged(slot.rule.info().clone()));
+        }
+        let rule = match LoadedRule::load(&self.runtime, thread, compiled) {
+            Ok(rule) => rule,
+            Err(e) => {
+                return Err(self.reject(compiled.content_hash(), compiled.source(), None, &e));
+            }
+        };
+        let info = rule.info().clone();
+        let Some(index) = self.slots.iter().position(|s| s.rule.info().id == info.id) else {
+            let index = self.slots.len();
+            self.slots.push(Slot {
+                rule,
+                state: RuleState::Active,
+                previous: None,
+            });
+            self.reindex();
+            tracing::info!(target: "rulebox::decision", decision = "load", rule_id = %info.id, rule_version = %info.version, content_hash = %info.content_hash, "rule added by update");
+            debug_assert_eq!(self.slots[index].rule.info().id, info.id);
+            return Ok(Upsert::Added(info));
+        };
+        let old_slot = std::mem::replace(
+            &mut self.slots[index],
+            Slot {
+                rule,
+                state: RuleState::Active,
+                previous: None,
+            },
+        );
+        let old = old_slot.rule.info().clone();
+        // Keep the replaced version only if it can run; a quarantined one is dropped.
+        if matches!(old_slot.state, RuleState::Active) {
+            self.slots[index].previous = Some(Box::new(Slot {
+                previous: None,
+                ..old_slot
+            }));
+        }
+        self.reindex();
+        tracing::info!(
+            target: "rulebox::decision",
+            decision = "replace",
+            rule_id = %info.id,
+            rule_version = %info.version,
+            previous_version = %old.version,
+            content_hash = %info.content_hash,
+            "rule replaced by update"
+        );
+        Ok(Upsert::Replaced { new: info, old })
+    }
+
+    /// Removes the rule `rule_id` (active or quarantined). Returns whether there was one.
+    pub fn remove(&mut self, rule_id: &str) -> bool {
+        let before = self.slots.len();
+        self.slots.retain(|s| s.rule.info().id != rule_id);
+        let removed = self.slots.len() != before;
+        if removed {
+            tracing::info!(target: "rulebox::decision", decision = "remove", rule_id = %rule_id, "rule removed by update");
+            self.reindex();
+        }
+        removed
+    }
+
+    /// Drops every version kept as a fallback by [`upsert`](Self::upsert): the update is good.
+    pub fn settle(&mut self) {
+        for slot in &mut self.slots {
+            slot.previous = None;
+        }
+    }
+
+    /// Ids of the rules loaded (active or quarantined), in load order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.slots.iter().map(|s| s.rule.info().id.as_str())
     }
 
     fn reject(
@@ -275,26 +386,39 @@ impl RuleSet {
         let subscribed = std::mem::take(&mut self.by_kind[kind as usize]);
         let mut quarantined_any = false;
         for &index in &subscribed {
-            let slot = &mut self.slots[index];
-            if !matches!(slot.state, RuleState::Active) {
-                continue;
-            }
-            outcome.rules_run += 1;
-            self.scratch.clear();
-            match slot.rule.evaluate(event, &mut self.scratch) {
-                Ok(()) => {
-                    self.stats.detections += u64::try_from(self.scratch.len()).unwrap_or(u64::MAX);
-                    let rule = slot.rule.info();
-                    outcome
-                        .detections
-                        .extend(self.scratch.drain(..).map(|detection| RuleDetection {
-                            rule: rule.clone(),
-                            detection,
-                        }));
+            // At most twice: a new version quarantined by this event is replaced by its previous
+            // version, which then sees the same event, so no detection is lost to the update.
+            for _ in 0..2 {
+                let slot = &mut self.slots[index];
+                if !matches!(slot.state, RuleState::Active)
+                    || !slot.rule.info().subscriptions.contains(kind)
+                {
+                    break;
                 }
-                Err(fault) => {
-                    if self.fault(index, fault, event, outcome) {
-                        quarantined_any = true;
+                outcome.rules_run += 1;
+                self.scratch.clear();
+                match slot.rule.evaluate(event, &mut self.scratch) {
+                    Ok(()) => {
+                        self.stats.detections +=
+                            u64::try_from(self.scratch.len()).unwrap_or(u64::MAX);
+                        let rule = slot.rule.info();
+                        outcome
+                            .detections
+                            .extend(self.scratch.drain(..).map(|detection| RuleDetection {
+                                rule: rule.clone(),
+                                detection,
+                            }));
+                        break;
+                    }
+                    Err(fault) => {
+                        let before = slot.rule.info().clone();
+                        if self.fault(index, fault, event, outcome) {
+                            quarantined_any = true;
+                        }
+                        // Run again only if a previous version was restored in its place.
+                        if Arc::ptr_eq(self.slots[index].rule.info(), &before) {
+                            break;
+                        }
                     }
                 }
             }
@@ -389,13 +513,44 @@ impl RuleSet {
         slot.rule.release();
         self.stats.quarantined += 1;
         self.records.push(record.clone());
-        outcome.alerts.push(Alert::RuleQuarantined(record));
+        outcome.alerts.push(Alert::RuleQuarantined(record.clone()));
+        if let Some(previous) = slot.previous.take() {
+            let quarantined = std::mem::replace(slot, *previous);
+            let restored = slot.rule.info().clone();
+            tracing::warn!(
+                target: "rulebox::decision",
+                decision = "restore",
+                rule_id = %restored.id,
+                rule_version = %restored.version,
+                quarantined_version = %quarantined.rule.info().version,
+                "previous version of a quarantined rule restored"
+            );
+            outcome.alerts.push(Alert::PreviousVersionRestored {
+                quarantined: record,
+                restored,
+            });
+            // The restored version has other subscriptions, possibly.
+            self.rebuild_index();
+        }
         true
     }
 
+    /// Drops quarantined rules from the dispatch index (indices stay valid).
     fn reindex(&mut self) {
+        self.rebuild_index();
+    }
+
+    /// Rebuilds the dispatch index from the slots.
+    fn rebuild_index(&mut self) {
         for list in &mut self.by_kind {
-            list.retain(|&i| matches!(self.slots[i].state, RuleState::Active));
+            list.clear();
+        }
+        for (i, slot) in self.slots.iter().enumerate() {
+            if matches!(slot.state, RuleState::Active) {
+                for kind in slot.rule.info().subscriptions.iter() {
+                    self.by_kind[kind as usize].push(i);
+                }
+            }
         }
     }
 

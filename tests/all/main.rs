@@ -4,4 +4,5 @@ mod common;
 mod differential;
 mod faults;
 mod load_rejects;
+mod update;
 mod wasi;
