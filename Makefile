@@ -17,6 +17,7 @@ demo: targets
 
 test: targets
 	$(CARGO) test --workspace
+	$(CARGO) test -p rulebox-cli --features fault-injection --test agent
 
 lint: targets
 	$(CARGO) fmt --all -- --check

@@ -29,6 +29,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run as the endpoint agent: read events, evaluate them, take new releases without stopping,
+    /// fall back to last-known-good content after repeated failed starts.
+    Agent(cmd::agent::Args),
     /// Tell the whole story on built-in content: good rules detect attacks while a bad content
     /// update is contained.
     Demo(cmd::demo::Args),
@@ -36,6 +39,16 @@ enum Command {
     Run(cmd::run::Args),
     /// Load each module in the production sandbox and report accept or reject.
     Validate(cmd::validate::Args),
+    /// Vendor side: generate a signing key.
+    Keygen(cmd::release::KeygenArgs),
+    /// Vendor side: build and sign the trusted root (keys and threshold).
+    Root(cmd::release::RootArgs),
+    /// Vendor side: build, sign and verify release bundles.
+    Bundle(cmd::release::BundleArgs),
+    /// Manage the content store: init, status, rollback.
+    Store(cmd::store::Args),
+    /// Deliver a bundle to a store's inbox; the running agent verifies and applies it.
+    Push(cmd::store::PushArgs),
     /// Re-run a quarantine record's event against its module and show the same fault.
     Replay(cmd::replay::Args),
 }
@@ -49,10 +62,16 @@ fn main() -> ExitCode {
     };
     init_tracing(cli.log.as_deref().unwrap_or(default_level), cli.log_json);
     let result = match cli.command {
+        Command::Agent(args) => cmd::agent::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Store(args) => cmd::store::run(args),
+        Command::Keygen(args) => cmd::release::keygen(args),
+        Command::Root(args) => cmd::release::root(args),
+        Command::Bundle(args) => cmd::release::bundle(args),
+        Command::Push(args) => cmd::store::push(args),
     };
     match result {
         Ok(code) => code,
@@ -78,4 +97,13 @@ fn init_tracing(level: &str, json: bool) {
     } else {
         builder.try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

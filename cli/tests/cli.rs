@@ -239,9 +239,26 @@ fn demo_tells_the_story_and_succeeds() {
 #[test]
 fn every_command_has_help() {
     let tmp = tempfile::tempdir().unwrap();
-    for cmd in ["run", "validate", "replay", "demo"] {
-        let out = rulebox(&[cmd, "--help"], tmp.path());
+    for cmd in [
+        &["run"][..],
+        &["validate"],
+        &["replay"],
+        &["demo"],
+        &["agent"],
+        &["push"],
+        &["keygen"],
+        &["store", "init"],
+        &["store", "status"],
+        &["store", "rollback"],
+        &["root", "build"],
+        &["root", "sign"],
+        &["bundle", "build"],
+        &["bundle", "sign"],
+        &["bundle", "verify"],
+    ] {
+        let args: Vec<&str> = cmd.iter().copied().chain(["--help"]).collect();
+        let out = rulebox(&args, tmp.path());
         assert_eq!(out.status.code(), Some(0));
-        assert!(text(&out.stdout).contains("Usage"), "{cmd}");
+        assert!(text(&out.stdout).contains("Usage"), "{cmd:?}");
     }
 }

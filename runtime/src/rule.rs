@@ -262,11 +262,34 @@ impl LoadedRule {
         thread: &SandboxThread,
         compiled: &CompiledRule,
     ) -> Result<LoadedRule, LoadError> {
+        Self::load_with_limits(runtime, thread, compiled, None)
+    }
+
+    /// Like [`load`](Self::load), with `limits` (for example from a signed release manifest) in place
+    /// of the runtime configuration's limits for this rule. They are validated like any configuration.
+    pub fn load_with_limits(
+        runtime: &Runtime,
+        thread: &SandboxThread,
+        compiled: &CompiledRule,
+        limits: Option<&Limits>,
+    ) -> Result<LoadedRule, LoadError> {
         thread.check(runtime);
-        let loading = runtime.config().loading_limits();
+        if let Some(l) = limits {
+            l.validate()
+                .map_err(|e| LoadError::BadMetadata(format!("limits given for the rule: {e}")))?;
+        }
+        let mut loading = runtime.config().loading_limits();
+        if let Some(l) = limits {
+            loading.memory_bytes = loading.memory_bytes.max(l.memory_bytes);
+            loading.table_elements = loading.table_elements.max(l.table_elements);
+            loading.fuel_at_load = loading.fuel_at_load.max(l.fuel_at_load);
+            loading.load_deadline_ms = loading.load_deadline_ms.max(l.load_deadline_ms);
+        }
         let (mut instance, meta) = Self::instantiate(runtime, compiled, &loading, None)?;
         validate_metadata(&meta)?;
-        let limits = runtime.config().limits_for(&meta.id).clone();
+        let limits = limits
+            .cloned()
+            .unwrap_or_else(|| runtime.config().limits_for(&meta.id).clone());
         // Per-rule caps may be tighter than the defaults used while loading.
         let memory_now =
             u64::try_from(instance.memory.data_size(&instance.store)).unwrap_or(u64::MAX);

@@ -213,6 +213,17 @@ impl RuleSet {
         thread: &SandboxThread,
         compiled: &CompiledRule,
     ) -> Result<Upsert, Arc<QuarantineRecord>> {
+        self.upsert_with_limits(thread, compiled, None)
+    }
+
+    /// Like [`upsert`](Self::upsert), with `limits` for this rule in place of the configuration's
+    /// (see [`LoadedRule::load_with_limits`]).
+    pub fn upsert_with_limits(
+        &mut self,
+        thread: &SandboxThread,
+        compiled: &CompiledRule,
+        limits: Option<&crate::config::Limits>,
+    ) -> Result<Upsert, Arc<QuarantineRecord>> {
         if let Some(slot) = self
             .slots
             .iter()
@@ -220,7 +231,7 @@ impl RuleSet {
         {
             return Ok(Upsert::Unchanged(slot.rule.info().clone()));
         }
-        let rule = match LoadedRule::load(&self.runtime, thread, compiled) {
+        let rule = match LoadedRule::load_with_limits(&self.runtime, thread, compiled, limits) {
             Ok(rule) => rule,
             Err(e) => {
                 return Err(self.reject(compiled.content_hash(), compiled.source(), None, &e));

@@ -1,8 +1,11 @@
 //! One module per command.
 
+pub mod agent;
 pub mod demo;
+pub mod release;
 pub mod replay;
 pub mod run;
+pub mod store;
 pub mod validate;
 
 /// Exit status: success, nothing quarantined or rejected.

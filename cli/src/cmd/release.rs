@@ -1,0 +1,215 @@
+//! Vendor-side commands: `rulebox keygen`, `rulebox root`, `rulebox bundle build|sign|verify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rulebox_release::{BundleOptions, ModuleSource};
+
+/// Arguments of `rulebox keygen`.
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Where to write the key file (created with mode 0600; keep it offline).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs `rulebox keygen`.
+pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let key = rulebox_release::generate_key()?;
+    rulebox_release::write_key_file(&args.out, &key)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!(
+        "key {} written to {} (public {})",
+        key.keyid,
+        args.out.display(),
+        key.public
+    );
+    Ok(ExitCode::from(super::EXIT_OK))
+}
+
+/// Arguments of `rulebox root`.
+#[derive(Debug, clap::Args)]
+pub struct RootArgs {
+    #[command(subcommand)]
+    command: RootCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RootCommand {
+    /// Write an unsigned root naming the keys (their key files) and the threshold.
+    Build {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Root version: 1 for the first; N+1 to rotate from root N.
+        #[arg(long, default_value_t = 1)]
+        root_version: u64,
+        /// Days until the root expires.
+        #[arg(long, default_value_t = 365)]
+        expires_days: u64,
+        /// Key files whose public keys the root trusts.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Signatures required.
+        #[arg(long, default_value_t = 1)]
+        threshold: u32,
+    },
+    /// Add a signature to a root file.
+    Sign {
+        /// The root file.
+        root: PathBuf,
+        /// The signing key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+/// Runs `rulebox root ...`.
+pub fn root(args: RootArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        RootCommand::Build {
+            out,
+            root_version: version,
+            expires_days,
+            keys,
+            threshold,
+        } => {
+            let files = keys
+                .iter()
+                .map(|k| {
+                    rulebox_release::read_key_file(k)
+                        .with_context(|| format!("key {}", k.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let publics: Vec<&str> = files.iter().map(|k| k.public.as_str()).collect();
+            let expires = rulebox_runtime::content::now_unix() + expires_days * 86_400;
+            let root = rulebox_release::build_root(version, expires, &publics, threshold)?;
+            rulebox_release::write_root(&out, &root)?;
+            println!(
+                "root version {version} with {} keys (threshold {threshold}) written to {}; sign it with `rulebox root sign`",
+                files.len(),
+                out.display()
+            );
+        }
+        RootCommand::Sign { root, key } => {
+            let key = rulebox_release::read_key_file(&key)
+                .with_context(|| format!("key {}", key.display()))?;
+            let signed = rulebox_release::sign_root_file(&root, &key)?;
+            println!(
+                "{} signed by {}: {} signatures",
+                root.display(),
+                key.keyid,
+                signed.signatures.len()
+            );
+        }
+    }
+    Ok(ExitCode::from(super::EXIT_OK))
+}
+
+/// Arguments of `rulebox bundle`.
+#[derive(Debug, clap::Args)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    command: BundleCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum BundleCommand {
+    /// Build an unsigned bundle folder from rule modules (each is loaded in the real runtime first).
+    Build {
+        /// The bundle folder to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// The release number (above every release endpoints have accepted).
+        #[arg(long)]
+        release: u64,
+        /// Days until the manifest expires (endpoints refuse to install it after).
+        #[arg(long, default_value_t = 30)]
+        expires_days: u64,
+        /// Release notes.
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Rule modules (`.wasm` files or folders of them).
+        #[arg(required = true)]
+        modules: Vec<PathBuf>,
+    },
+    /// Add a signature to a bundle's manifest.
+    Sign {
+        /// The bundle folder.
+        bundle: PathBuf,
+        /// The signing key file.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a bundle exactly as an endpoint would (signatures against ROOT, expiry, ABI, hashes),
+    /// and load every module in the real runtime.
+    Verify {
+        /// The bundle folder.
+        bundle: PathBuf,
+        /// The trusted root file.
+        #[arg(long)]
+        root: PathBuf,
+    },
+}
+
+/// Runs `rulebox bundle ...`.
+pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        BundleCommand::Build {
+            out,
+            release,
+            expires_days,
+            notes,
+            modules,
+        } => {
+            let files = crate::load::module_files(&modules)?;
+            let sources = files
+                .into_iter()
+                .map(|f| ModuleSource::Path(f.path))
+                .collect::<Vec<_>>();
+            let expires = rulebox_runtime::content::now_unix() + expires_days * 86_400;
+            let manifest = rulebox_release::build_bundle(
+                &out,
+                &sources,
+                &BundleOptions::new(release, expires, &notes),
+            )?;
+            println!(
+                "bundle {} (release {release}, {} rules) written; sign it with `rulebox bundle sign`",
+                out.display(),
+                manifest.rules.len()
+            );
+        }
+        BundleCommand::Sign { bundle, key } => {
+            let key = rulebox_release::read_key_file(&key)
+                .with_context(|| format!("key {}", key.display()))?;
+            let signed = rulebox_release::sign_manifest(&bundle, &key)?;
+            println!(
+                "{} signed by {}: {} signatures",
+                bundle.display(),
+                key.keyid,
+                signed.signatures.len()
+            );
+        }
+        BundleCommand::Verify { bundle, root } => {
+            match rulebox_release::verify_release(
+                &bundle,
+                &root,
+                None,
+                rulebox_runtime::content::now_unix(),
+            ) {
+                Ok(verified) => println!(
+                    "ok: release {} with {} rules verifies against {}",
+                    verified.release(),
+                    verified.modules().len(),
+                    root.display()
+                ),
+                Err(e) => {
+                    println!("refused: {e}");
+                    return Ok(ExitCode::from(super::EXIT_QUARANTINE));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::from(super::EXIT_OK))
+}

@@ -1,0 +1,310 @@
+//! The agent as a real process: crash loops end on last-known-good, kills during an install leave
+//! old or new content (never a mix), and a hot update under a steady stream loses no event.
+//! Needs the test-only fault-injection switches: `cargo test -p rulebox-cli --features fault-injection`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rulebox_example_artifacts::{ALL, ArtifactKind};
+use rulebox_release::{BundleOptions, ModuleSource};
+use rulebox_runtime::content::{ContentStore, now_unix};
+
+const K: u32 = 3;
+
+fn rulebox() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rulebox"))
+}
+
+/// A store trusting a fresh one-key root, and the key.
+fn store(dir: &Path) -> (PathBuf, rulebox_release::KeyFile) {
+    let key = rulebox_release::generate_key().unwrap();
+    let mut root =
+        rulebox_release::build_root(1, now_unix() + 86_400, &[key.public.as_str()], 1).unwrap();
+    rulebox_release::sign_root(&mut root, &key).unwrap();
+    let root_path = dir.join("root.json");
+    rulebox_release::write_root(&root_path, &root).unwrap();
+    let store = dir.join("store");
+    ContentStore::init(&store, &std::fs::read(&root_path).unwrap()).unwrap();
+    (store, key)
+}
+
+/// A signed bundle of release `release` holding the good example rules named in `names`.
+fn bundle(dir: &Path, key: &rulebox_release::KeyFile, release: u64, names: &[&str]) -> PathBuf {
+    let out = dir.join(format!("bundle-{release}"));
+    let modules: Vec<ModuleSource> = ALL
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Good && names.contains(&a.name))
+        .map(|a| ModuleSource::Bytes {
+            name: a.name.to_owned(),
+            bytes: a.bytes.to_vec(),
+        })
+        .collect();
+    assert_eq!(modules.len(), names.len());
+    rulebox_release::build_bundle(
+        &out,
+        &modules,
+        &BundleOptions::new(release, now_unix() + 86_400, "test"),
+    )
+    .unwrap();
+    rulebox_release::sign_manifest(&out, key).unwrap();
+    out
+}
+
+fn events_file(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join("events.jsonl");
+    let line = r#"{"host":"h","pid":1,"data":{"ProcessStart":{"Image":"C:\\Windows\\System32\\cmd.exe","ParentImage":"C:\\Office\\WINWORD.EXE"}}}"#;
+    std::fs::write(&path, format!("{line}\n").repeat(n)).unwrap();
+    path
+}
+
+#[test]
+fn a_release_that_crashes_the_host_at_start_up_is_abandoned_within_k_plus_one_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store_dir, key) = store(tmp.path());
+    let mut store = ContentStore::open(&store_dir).unwrap();
+    store
+        .install(&bundle(tmp.path(), &key, 1, &["office-shell"]), now_unix())
+        .unwrap();
+    assert!(matches!(
+        store.begin_boot(K).unwrap(),
+        rulebox_runtime::content::BootDecision::Start { release: 1, .. }
+    ));
+    store.mark_good(1).unwrap();
+    // Release 2 brings a rule whose presence makes this test build of the agent abort at start-up.
+    store
+        .install(
+            &bundle(tmp.path(), &key, 2, &["office-shell", "lsass-access"]),
+            now_unix(),
+        )
+        .unwrap();
+    drop(store);
+    let events = events_file(tmp.path(), 5);
+
+    let mut starts = 0;
+    let mut recovered = false;
+    while starts < K + 1 {
+        starts += 1;
+        // As a supervisor would: start, and restart when it dies.
+        let out = rulebox()
+            .args([
+                "agent",
+                "--store",
+                store_dir.to_str().unwrap(),
+                "--events",
+                events.to_str().unwrap(),
+            ])
+            .args([
+                "--boot-attempts",
+                &K.to_string(),
+                "--health-events",
+                "1",
+                "--health-secs",
+                "0",
+            ])
+            .env("RULEBOX_TEST_CRASH_ON_RULE", "lsass-memory-access")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            assert!(stderr.contains("abandoned"), "{stderr}");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                stdout.contains("release_abandoned"),
+                "the fallback is an alert: {stdout}"
+            );
+            assert_eq!(
+                stdout.matches("\"type\":\"detection\"").count(),
+                5,
+                "last-known-good detects: {stdout}"
+            );
+            recovered = true;
+            break;
+        }
+        assert!(
+            stderr.contains("fault injection"),
+            "start {starts} died for another reason: {stderr}"
+        );
+    }
+    assert!(recovered, "still crashing after {starts} starts");
+    assert_eq!(starts, K + 1);
+    let status = ContentStore::open_read_only(&store_dir).unwrap().status();
+    let status = serde_json::to_value(&status).unwrap();
+    assert_eq!(status["current"], 1);
+    assert_eq!(status["bad"], serde_json::json!([2]));
+    assert!(
+        std::fs::read_dir(store_dir.join("reports"))
+            .unwrap()
+            .count()
+            >= 1,
+        "a report is written"
+    );
+}
+
+#[test]
+fn kill_minus_9_at_every_install_step_leaves_old_or_new_content() {
+    for step in [
+        "copy-module",
+        "write-manifest",
+        "rename-release",
+        "write-state",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (store_dir, key) = store(tmp.path());
+        let mut store = ContentStore::open(&store_dir).unwrap();
+        store
+            .install(&bundle(tmp.path(), &key, 1, &["office-shell"]), now_unix())
+            .unwrap();
+        drop(store);
+        let b2 = bundle(tmp.path(), &key, 2, &["office-shell", "run-key"]);
+        let push = rulebox()
+            .args([
+                "push",
+                b2.to_str().unwrap(),
+                "--store",
+                store_dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(push.status.success());
+        let events = events_file(tmp.path(), 1);
+        let mut child = rulebox()
+            .args([
+                "agent",
+                "--store",
+                store_dir.to_str().unwrap(),
+                "--events",
+                events.to_str().unwrap(),
+                "--follow",
+            ])
+            .args(["--inbox-poll-ms", "50"])
+            .env("RULEBOX_TEST_PAUSE_AT", step)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let started = Instant::now();
+        let mut paused = false;
+        for line in stderr.lines() {
+            let line = line.unwrap();
+            if line == format!("PAUSED {step}") {
+                paused = true;
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never paused at {step}"
+            );
+        }
+        assert!(paused, "the agent paused at {step}");
+        // kill -9 right there.
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let store = ContentStore::open(&store_dir)
+            .unwrap_or_else(|e| panic!("after a kill at {step} the store must open: {e}"));
+        let current = store.state().current.expect("a release is current");
+        assert!(current == 1 || current == 2, "{step}: current {current}");
+        let bundle = store
+            .load_release(current)
+            .unwrap_or_else(|e| panic!("{step}: release {current} must verify: {e}"));
+        let expected = if current == 1 { 1 } else { 2 };
+        assert_eq!(
+            bundle.modules().len(),
+            expected,
+            "{step}: content is all of one release"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(store_dir.join("releases"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "{step}: open cleans temporary folders"
+        );
+    }
+}
+
+#[test]
+fn a_hot_update_under_a_steady_stream_loses_no_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store_dir, key) = store(tmp.path());
+    let mut store = ContentStore::open(&store_dir).unwrap();
+    store
+        .install(&bundle(tmp.path(), &key, 1, &["office-shell"]), now_unix())
+        .unwrap();
+    drop(store);
+    let b2 = bundle(tmp.path(), &key, 2, &["office-shell", "run-key"]);
+    let mut child = rulebox()
+        .args([
+            "agent",
+            "--store",
+            store_dir.to_str().unwrap(),
+            "--events",
+            "-",
+            "--inbox-poll-ms",
+            "20",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Drain stdout and stderr while writing, or the pipes fill and everyone waits.
+    let mut child_out = child.stdout.take().unwrap();
+    let mut child_err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut child_out, &mut s).unwrap();
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut child_err, &mut s).unwrap();
+        s
+    });
+    let line = r#"{"host":"h","pid":1,"data":{"ProcessStart":{"Image":"C:\\Windows\\System32\\cmd.exe","ParentImage":"C:\\Office\\WINWORD.EXE"}}}"#;
+    let total = 3000;
+    use std::io::Write;
+    for i in 0..total {
+        writeln!(stdin, "{line}").unwrap();
+        if i == total / 3 {
+            let push = rulebox()
+                .args([
+                    "push",
+                    b2.to_str().unwrap(),
+                    "--store",
+                    store_dir.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(push.status.success());
+        }
+        if i % 100 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    drop(stdin);
+    let status = child.wait().unwrap();
+    let (stdout, stderr) = (out_reader.join().unwrap(), err_reader.join().unwrap());
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("installed release 2"),
+        "the update happened during the stream: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{total} events read, {total} processed")),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout
+            .matches("\"rule_id\":\"office-spawns-shell\"")
+            .count(),
+        total,
+        "one detection per event, none lost or doubled"
+    );
+}

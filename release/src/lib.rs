@@ -1,0 +1,652 @@
+//! # rulebox-release: the vendor side of content releases
+//!
+//! What the `rulebox keygen`, `rulebox bundle build`, `rulebox bundle sign` and `rulebox bundle
+//! verify` commands call. Signing keys never reach an endpoint; this crate is not linked into the
+//! agent's library (`rulebox-runtime`), which only verifies.
+//!
+//! The flow (formats and checks in `docs/content.md`):
+//!
+//! ```no_run
+//! use rulebox_release::*;
+//! # fn main() -> Result<(), ReleaseError> {
+//! // Once: keys and the root of trust the endpoints install.
+//! let key = generate_key()?;
+//! write_key_file("release-key.json".as_ref(), &key)?;
+//! let mut root = build_root(1, 1_900_000_000, &[key.public.as_str()], 1)?;
+//! sign_root(&mut root, &key)?;
+//! write_root("root.json".as_ref(), &root)?;
+//!
+//! // Each release: build (every module is loaded in the real runtime first), sign, verify.
+//! let options = BundleOptions::new(42, 1_800_000_000, "weekly content");
+//! let modules = [ModuleSource::Path("office-shell.wasm".into())];
+//! build_bundle("bundle-42".as_ref(), &modules, &options)?;
+//! sign_manifest("bundle-42".as_ref(), &key)?;
+//! verify_release("bundle-42".as_ref(), "root.json".as_ref(), None, rulebox_runtime::content::now_unix())?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::{Signer, SigningKey};
+use rulebox_runtime::content::{
+    self, BundleError, BundleLimits, KeyEntry, MANIFEST_FORMAT, Manifest, RUNTIME_VERSION, Root,
+    RootError, RuleEntry, Signable, Signature, Signed, VerifiedBundle, key_id, module_file_name,
+    signing_bytes, write_atomic,
+};
+use rulebox_runtime::{ConfigError, Limits, LoadError, LoadedRule, Runtime, RuntimeConfig};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Largest key file read, in bytes.
+const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
+
+/// Why a release operation failed. Each message names the file or rule concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// A file cannot be read or written.
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The operating system's random number generator failed.
+    #[error("cannot generate a key: the system random number generator failed: {0}")]
+    Random(String),
+    /// A key file is not a valid key.
+    #[error("key file `{}`: {problem}", path.display())]
+    KeyFile {
+        /// The file (empty for an in-memory key).
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A file is larger than accepted.
+    #[error("`{}` is {size} bytes; the limit is {cap}", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        cap: u64,
+    },
+    /// A JSON file does not parse.
+    #[error("`{}` is not valid: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: serde_json::Error,
+    },
+    /// A value cannot be encoded (not expected to happen).
+    #[error("cannot encode: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The output folder of a bundle exists and is not empty.
+    #[error("output folder `{}` exists and is not empty", path.display())]
+    OutputNotEmpty {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A module does not load in the runtime (so it would be refused on every endpoint).
+    #[error("module `{name}` does not load: {error}")]
+    ModuleRefused {
+        /// The module's path or name.
+        name: String,
+        /// Why the runtime refused it.
+        error: LoadError,
+    },
+    /// Two modules have the same rule id.
+    #[error("modules `{first}` and `{second}` both have the rule id `{rule_id}`")]
+    DuplicateRule {
+        /// The rule id.
+        rule_id: String,
+        /// The first module.
+        first: String,
+        /// The second module.
+        second: String,
+    },
+    /// Limits were given for a rule id that no module has (a typo would otherwise be silent).
+    #[error("limits are given for rule `{rule_id}`, which no module of the bundle has")]
+    UnknownRuleLimits {
+        /// The rule id.
+        rule_id: String,
+    },
+    /// The bundle options are unusable.
+    #[error("invalid bundle options: {0}")]
+    Options(String),
+    /// The runtime configuration (per-rule limits) is invalid.
+    #[error("invalid limits: {0}")]
+    Config(#[from] ConfigError),
+    /// The root is invalid or its signatures do not verify.
+    #[error(transparent)]
+    Root(#[from] RootError),
+    /// The bundle fails the endpoint's checks.
+    #[error("the bundle fails verification: {0}")]
+    Bundle(#[from] BundleError),
+    /// A module's own metadata differs from what the manifest says about it.
+    #[error(
+        "manifest entry `{rule_id}` {version}: the module `{file}` reports rule `{found_id}` {found_version}"
+    )]
+    ManifestMismatch {
+        /// The entry's rule id.
+        rule_id: String,
+        /// The entry's version.
+        version: String,
+        /// The module file.
+        file: String,
+        /// The module's rule id.
+        found_id: String,
+        /// The module's version.
+        found_version: String,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ReleaseError + '_ {
+    move |source| ReleaseError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A signing key as stored in a key file: `{"keyid", "public", "secret"}`, all hex. Key files are
+/// created with mode 0600 (owner read/write only) by [`write_key_file`]; keep them offline. `Debug`
+/// never shows the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// Hex SHA-256 of the public key: the id signatures and roots refer to.
+    pub keyid: String,
+    /// The 32-byte ed25519 public key, hex: what goes into the root.
+    pub public: String,
+    /// The 32-byte ed25519 secret seed, hex.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile")
+            .field("keyid", &self.keyid)
+            .field("public", &self.public)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl KeyFile {
+    /// The key file of `key`.
+    pub fn from_signing_key(key: &SigningKey) -> KeyFile {
+        let public = key.verifying_key().to_bytes();
+        KeyFile {
+            keyid: key_id(&public),
+            public: hex::encode(public),
+            secret: hex::encode(key.to_bytes()),
+        }
+    }
+
+    /// The signing key, after checking that the public key and the key id belong to the secret.
+    pub fn signing_key(&self) -> Result<SigningKey, ReleaseError> {
+        let problem = |p: &str| ReleaseError::KeyFile {
+            path: PathBuf::new(),
+            problem: p.to_owned(),
+        };
+        let mut seed = [0u8; 32];
+        hex::decode_to_slice(&self.secret, &mut seed)
+            .map_err(|_| problem("`secret` is not 32 bytes of hex"))?;
+        let key = SigningKey::from_bytes(&seed);
+        seed.fill(0);
+        let public = key.verifying_key().to_bytes();
+        if hex::encode(public) != self.public.to_ascii_lowercase() {
+            return Err(problem("`public` is not the public key of `secret`"));
+        }
+        if key_id(&public) != self.keyid {
+            return Err(problem("`keyid` is not the hex SHA-256 of the public key"));
+        }
+        Ok(key)
+    }
+
+    /// The root entry for this key's public half.
+    pub fn key_entry(&self) -> KeyEntry {
+        KeyEntry {
+            public: self.public.to_ascii_lowercase(),
+        }
+    }
+}
+
+/// Generates a new ed25519 signing key from 32 bytes of the operating system's random number
+/// generator.
+pub fn generate_key() -> Result<KeyFile, ReleaseError> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| ReleaseError::Random(e.to_string()))?;
+    let key = SigningKey::from_bytes(&seed);
+    seed.fill(0);
+    Ok(KeyFile::from_signing_key(&key))
+}
+
+/// Writes `key` to a new file at `path` (refused if it exists), readable and writable by the owner
+/// only (mode 0600 on Unix; on other systems the folder's permissions apply), fsynced.
+pub fn write_key_file(path: &Path, key: &KeyFile) -> Result<(), ReleaseError> {
+    let bytes = serde_json::to_vec_pretty(key).map_err(ReleaseError::Encode)?;
+    let mut options = std::fs::File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io_at(path))?;
+    file.write_all(&bytes).map_err(io_at(path))?;
+    file.write_all(b"\n").map_err(io_at(path))?;
+    file.sync_all().map_err(io_at(path))
+}
+
+/// Reads and checks a key file.
+pub fn read_key_file(path: &Path) -> Result<KeyFile, ReleaseError> {
+    let bytes = read_capped(path, MAX_KEY_FILE_BYTES)?;
+    let key: KeyFile = serde_json::from_slice(&bytes).map_err(|source| ReleaseError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    key.signing_key().map_err(|e| match e {
+        ReleaseError::KeyFile { problem, .. } => ReleaseError::KeyFile {
+            path: path.to_path_buf(),
+            problem,
+        },
+        other => other,
+    })?;
+    Ok(key)
+}
+
+fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReleaseError> {
+    let file = std::fs::File::open(path).map_err(io_at(path))?;
+    let meta = file.metadata().map_err(io_at(path))?;
+    if !meta.is_file() {
+        return Err(io_at(path)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    if meta.len() > cap {
+        return Err(ReleaseError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            cap,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io_at(path))?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > cap {
+        return Err(ReleaseError::TooLarge {
+            path: path.to_path_buf(),
+            size: cap.saturating_add(1),
+            cap,
+        });
+    }
+    Ok(bytes)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64) -> Result<T, ReleaseError> {
+    let bytes = read_capped(path, cap)?;
+    serde_json::from_slice(&bytes).map_err(|source| ReleaseError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ReleaseError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(ReleaseError::Encode)?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes).map_err(io_at(path))
+}
+
+/// Adds `key`'s signature over `envelope.signed`, replacing an earlier signature by the same key
+/// (signing twice with one key changes nothing).
+pub fn add_signature<T: Signable>(
+    envelope: &mut Signed<T>,
+    key: &KeyFile,
+) -> Result<(), ReleaseError> {
+    let signing = key.signing_key()?;
+    let message = signing_bytes(&envelope.signed).map_err(ReleaseError::Encode)?;
+    let sig = hex::encode(signing.sign(&message).to_bytes());
+    envelope.signatures.retain(|s| s.keyid != key.keyid);
+    envelope.signatures.push(Signature {
+        keyid: key.keyid.clone(),
+        sig,
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roots
+// ---------------------------------------------------------------------------------------------
+
+/// An unsigned root: `version`, `expires_unix`, the public keys (hex), `threshold`. Refused if the
+/// threshold is 0 or more than the distinct keys, or a key is not a valid ed25519 public key. Sign it
+/// with [`sign_root`]: a first root with a threshold of its own keys; root `N + 1` additionally with
+/// a threshold of root `N`'s keys.
+pub fn build_root(
+    version: u64,
+    expires_unix: u64,
+    public_keys: &[&str],
+    threshold: u32,
+) -> Result<Signed<Root>, ReleaseError> {
+    let mut keys = BTreeMap::new();
+    for public in public_keys {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(public, &mut bytes).map_err(|_| {
+            ReleaseError::Options(format!("public key `{public}` is not 32 bytes of hex"))
+        })?;
+        keys.insert(
+            key_id(&bytes),
+            KeyEntry {
+                public: hex::encode(bytes),
+            },
+        );
+    }
+    let root = Root {
+        version,
+        expires_unix,
+        keys,
+        threshold,
+    };
+    root.verifying_keys()
+        .map_err(|problem| ReleaseError::Root(RootError::Invalid { version, problem }))?;
+    Ok(Signed {
+        signed: root,
+        signatures: Vec::new(),
+    })
+}
+
+/// Adds `key`'s signature to a root (idempotent per key).
+pub fn sign_root(root: &mut Signed<Root>, key: &KeyFile) -> Result<(), ReleaseError> {
+    add_signature(root, key)
+}
+
+/// Writes a root envelope to `path` (atomically).
+pub fn write_root(path: &Path, root: &Signed<Root>) -> Result<(), ReleaseError> {
+    write_json(path, root)
+}
+
+/// Reads a root envelope from `path` without checking its signatures (it may still be being signed).
+pub fn read_root(path: &Path) -> Result<Signed<Root>, ReleaseError> {
+    read_json(path, content::MAX_ROOT_BYTES)
+}
+
+/// Adds `key`'s signature to the root file at `path` (idempotent per key) and returns the envelope.
+pub fn sign_root_file(path: &Path, key: &KeyFile) -> Result<Signed<Root>, ReleaseError> {
+    let mut root = read_root(path)?;
+    sign_root(&mut root, key)?;
+    write_root(path, &root)?;
+    Ok(root)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bundles
+// ---------------------------------------------------------------------------------------------
+
+/// A module to put in a bundle.
+#[derive(Debug, Clone)]
+pub enum ModuleSource {
+    /// A `.wasm` file.
+    Path(PathBuf),
+    /// Module bytes already in memory, with a name for messages.
+    Bytes {
+        /// A name for messages (e.g. the file it came from).
+        name: String,
+        /// The module.
+        bytes: Vec<u8>,
+    },
+}
+
+/// What goes into a manifest besides the modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleOptions {
+    /// The release number: must be above every release the endpoints accepted.
+    pub release: u64,
+    /// Expiry of the manifest, in seconds since the Unix epoch: endpoints refuse to install it after.
+    pub expires_unix: u64,
+    /// Build time, in seconds since the Unix epoch (`None`: now).
+    pub created_unix: Option<u64>,
+    /// Release notes.
+    pub notes: String,
+    /// Oldest runtime that may run the release (`None`: this runtime's version).
+    pub min_runtime: Option<String>,
+    /// Limits for particular rules, by rule id (others run under the endpoint's defaults).
+    pub limits: BTreeMap<String, Limits>,
+}
+
+impl BundleOptions {
+    /// Options with no per-rule limits, built now, for this runtime version or later.
+    pub fn new(release: u64, expires_unix: u64, notes: &str) -> BundleOptions {
+        BundleOptions {
+            release,
+            expires_unix,
+            created_unix: None,
+            notes: notes.to_owned(),
+            min_runtime: None,
+            limits: BTreeMap::new(),
+        }
+    }
+}
+
+/// The id and version a module reports, read by loading it in the real runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleIdentity {
+    /// The rule id.
+    pub id: String,
+    /// The rule version.
+    pub version: String,
+}
+
+/// Loads each module in the real runtime (compile, instantiate, start routine, metadata and every
+/// ABI check, under `config`'s limits) on a sandbox thread and returns what each reports.
+pub fn identify_modules(
+    config: RuntimeConfig,
+    modules: Vec<(String, Vec<u8>)>,
+) -> Result<Vec<(String, Vec<u8>, ModuleIdentity)>, ReleaseError> {
+    let runtime = Runtime::new(config)?;
+    let rt = runtime.clone();
+    let results = runtime.run_sandboxed(move |thread| {
+        modules
+            .into_iter()
+            .map(|(name, bytes)| {
+                let loaded = rt
+                    .compile(&bytes, &name)
+                    .and_then(|compiled| LoadedRule::load(&rt, thread, &compiled));
+                match loaded {
+                    Ok(rule) => {
+                        let info = rule.info();
+                        let identity = ModuleIdentity {
+                            id: info.id.clone(),
+                            version: info.version.clone(),
+                        };
+                        Ok((name, bytes, identity))
+                    }
+                    Err(error) => Err((name, error)),
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    results
+        .into_iter()
+        .map(|r| r.map_err(|(name, error)| ReleaseError::ModuleRefused { name, error }))
+        .collect()
+}
+
+/// Builds an unsigned bundle in `out_dir` (created; refused if it exists and is not empty): each
+/// module is read (at most 16 MiB), loaded in the real runtime to learn its rule id and version
+/// (a module that does not load is refused, since every endpoint would refuse it too), and written
+/// as `modules/<sha256>.wasm`; `manifest.json` is written with no signatures. Returns the manifest.
+/// Nothing is compiled from source. Sign the result with [`sign_manifest`].
+pub fn build_bundle(
+    out_dir: &Path,
+    modules: &[ModuleSource],
+    options: &BundleOptions,
+) -> Result<Manifest, ReleaseError> {
+    let created_unix = options.created_unix.unwrap_or_else(content::now_unix);
+    if options.expires_unix <= created_unix {
+        return Err(ReleaseError::Options(format!(
+            "expires_unix {} is not after created_unix {created_unix}",
+            options.expires_unix
+        )));
+    }
+    let min_runtime = options
+        .min_runtime
+        .clone()
+        .unwrap_or_else(|| RUNTIME_VERSION.to_owned());
+    match std::fs::read_dir(out_dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(ReleaseError::OutputNotEmpty {
+                    path: out_dir.to_path_buf(),
+                });
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_at(out_dir)(e)),
+    }
+
+    let cap = BundleLimits::default().max_module_bytes;
+    let mut inputs = Vec::with_capacity(modules.len());
+    for source in modules {
+        match source {
+            ModuleSource::Path(path) => {
+                inputs.push((path.display().to_string(), read_capped(path, cap)?));
+            }
+            ModuleSource::Bytes { name, bytes } => {
+                let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                if size > cap {
+                    return Err(ReleaseError::TooLarge {
+                        path: PathBuf::from(name),
+                        size,
+                        cap,
+                    });
+                }
+                inputs.push((name.clone(), bytes.clone()));
+            }
+        }
+    }
+    let config = RuntimeConfig {
+        rules: options.limits.clone(),
+        ..RuntimeConfig::default()
+    };
+    let identified = identify_modules(config, inputs)?;
+
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut rules = Vec::with_capacity(identified.len());
+    for (name, bytes, identity) in &identified {
+        if let Some(first) = seen.insert(identity.id.clone(), name.clone()) {
+            return Err(ReleaseError::DuplicateRule {
+                rule_id: identity.id.clone(),
+                first,
+                second: name.clone(),
+            });
+        }
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        rules.push(RuleEntry {
+            id: identity.id.clone(),
+            version: identity.version.clone(),
+            file: module_file_name(&sha256),
+            sha256,
+            size: u64::try_from(bytes.len()).unwrap_or(u64::MAX),
+            limits: options.limits.get(&identity.id).cloned(),
+        });
+    }
+    if let Some(rule_id) = options.limits.keys().find(|id| !seen.contains_key(*id)) {
+        return Err(ReleaseError::UnknownRuleLimits {
+            rule_id: rule_id.clone(),
+        });
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        release: options.release,
+        created_unix,
+        expires_unix: options.expires_unix,
+        min_runtime,
+        abi_version: rulebox_runtime::sdk::abi::ABI_VERSION,
+        schema_versions: vec![rulebox_runtime::sdk::abi::SCHEMA_VERSION],
+        rules,
+        notes: options.notes.clone(),
+    };
+
+    let modules_dir = out_dir.join("modules");
+    std::fs::create_dir_all(&modules_dir).map_err(io_at(&modules_dir))?;
+    for ((_, bytes, _), entry) in identified.iter().zip(&manifest.rules) {
+        let path = out_dir.join(&entry.file);
+        write_atomic(&path, bytes).map_err(io_at(&path))?;
+    }
+    write_json(
+        &out_dir.join("manifest.json"),
+        &Signed {
+            signed: manifest.clone(),
+            signatures: Vec::new(),
+        },
+    )?;
+    Ok(manifest)
+}
+
+/// Adds `key`'s signature to the bundle's `manifest.json` (idempotent per key: signing twice with
+/// one key leaves one signature) and returns the envelope. The manifest must parse; its content is
+/// not changed.
+pub fn sign_manifest(bundle_dir: &Path, key: &KeyFile) -> Result<Signed<Manifest>, ReleaseError> {
+    let path = bundle_dir.join("manifest.json");
+    let mut envelope: Signed<Manifest> =
+        read_json(&path, BundleLimits::default().max_manifest_bytes)?;
+    add_signature(&mut envelope, key)?;
+    write_json(&path, &envelope)?;
+    Ok(envelope)
+}
+
+/// Everything an endpoint checks ([`content::verify_bundle`] against the root file at `root_path`,
+/// with `highest_accepted` and `now_unix`), plus what only the vendor side checks: every module
+/// loads in the real runtime and reports the rule id and version its manifest entry states.
+pub fn verify_release(
+    bundle_dir: &Path,
+    root_path: &Path,
+    highest_accepted: Option<u64>,
+    now_unix: u64,
+) -> Result<VerifiedBundle, ReleaseError> {
+    let root = content::load_trusted_root(root_path)?;
+    let bundle = content::verify_bundle(
+        bundle_dir,
+        &root,
+        highest_accepted,
+        now_unix,
+        &BundleLimits::default(),
+    )?;
+    let config = RuntimeConfig {
+        rules: bundle
+            .modules()
+            .iter()
+            .filter_map(|(e, _)| e.limits.clone().map(|l| (e.id.clone(), l)))
+            .collect(),
+        ..RuntimeConfig::default()
+    };
+    let inputs = bundle
+        .modules()
+        .iter()
+        .map(|(e, bytes)| (e.file.clone(), bytes.clone()))
+        .collect();
+    let identified = identify_modules(config, inputs)?;
+    for ((entry, _), (_, _, found)) in bundle.modules().iter().zip(&identified) {
+        if found.id != entry.id || found.version != entry.version {
+            return Err(ReleaseError::ManifestMismatch {
+                rule_id: entry.id.clone(),
+                version: entry.version.clone(),
+                file: entry.file.clone(),
+                found_id: found.id.clone(),
+                found_version: found.version.clone(),
+            });
+        }
+    }
+    Ok(bundle)
+}
+
+#[cfg(test)]
+mod tests;

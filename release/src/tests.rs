@@ -1,0 +1,286 @@
+use rulebox_example_artifacts::{by_name, good};
+use rulebox_runtime::content::{ContentStore, SignatureError, parse_trusted_root, update_root};
+
+use super::*;
+
+const NOW: u64 = 1_700_000_000;
+const LATER: u64 = NOW + 86_400;
+
+fn options(release: u64) -> BundleOptions {
+    BundleOptions {
+        created_unix: Some(NOW),
+        ..BundleOptions::new(release, LATER, "test release")
+    }
+}
+
+fn good_modules(n: usize) -> Vec<ModuleSource> {
+    good()
+        .take(n)
+        .map(|a| ModuleSource::Bytes {
+            name: a.name.to_owned(),
+            bytes: a.bytes.to_vec(),
+        })
+        .collect()
+}
+
+fn root_file(dir: &Path, keys: &[&KeyFile], threshold: u32) -> PathBuf {
+    let publics: Vec<&str> = keys.iter().map(|k| k.public.as_str()).collect();
+    let mut root = build_root(1, LATER, &publics, threshold).unwrap();
+    for k in keys {
+        sign_root(&mut root, k).unwrap();
+    }
+    let path = dir.join("root.json");
+    write_root(&path, &root).unwrap();
+    path
+}
+
+#[test]
+fn keys_are_random_consistent_and_private() {
+    let (a, b) = (generate_key().unwrap(), generate_key().unwrap());
+    assert_ne!(a.secret, b.secret);
+    assert_eq!(a.keyid.len(), 64);
+    assert_eq!(a.signing_key().unwrap().to_bytes().len(), 32);
+    assert!(!format!("{a:?}").contains(&a.secret));
+
+    let mut tampered = a.clone();
+    tampered.public = b.public.clone();
+    assert!(tampered.signing_key().is_err());
+    let mut tampered = a.clone();
+    tampered.keyid = b.keyid.clone();
+    assert!(tampered.signing_key().is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.json");
+    write_key_file(&path, &a).unwrap();
+    assert_eq!(read_key_file(&path).unwrap(), a);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Never overwritten.
+    assert!(matches!(
+        write_key_file(&path, &b),
+        Err(ReleaseError::Io { .. })
+    ));
+    assert_eq!(read_key_file(&path).unwrap(), a);
+    std::fs::write(&path, br#"{"keyid":"x","public":"y","secret":"z"}"#).unwrap();
+    let err = read_key_file(&path).unwrap_err();
+    assert!(err.to_string().contains("key.json"), "{err}");
+}
+
+#[test]
+fn roots_are_built_signed_and_rotated() {
+    let (k1, k2, k3) = (
+        generate_key().unwrap(),
+        generate_key().unwrap(),
+        generate_key().unwrap(),
+    );
+    let err = build_root(1, LATER, &[&k1.public], 2).unwrap_err();
+    assert!(err.to_string().contains("threshold"), "{err}");
+    assert!(build_root(1, LATER, &["12"], 1).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = root_file(dir.path(), &[&k1, &k2], 2);
+    // Signing twice with one key changes nothing.
+    let again = sign_root_file(&path, &k1).unwrap();
+    assert_eq!(again.signatures.len(), 2);
+    let v1 = parse_trusted_root(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(v1.threshold, 2);
+
+    let mut v2 = build_root(2, LATER, &[&k2.public, &k3.public], 1).unwrap();
+    sign_root(&mut v2, &k3).unwrap();
+    let bytes = serde_json::to_vec(&v2).unwrap();
+    assert!(matches!(
+        update_root(&v1, &bytes),
+        Err(RootError::NotSignedByCurrent {
+            source: SignatureError::UnknownKey { .. },
+            ..
+        })
+    ));
+    sign_root(&mut v2, &k2).unwrap();
+    assert!(matches!(
+        update_root(&v1, &serde_json::to_vec(&v2).unwrap()),
+        Err(RootError::NotSignedByCurrent {
+            source: SignatureError::BelowThreshold { have: 1, need: 2 },
+            ..
+        })
+    ));
+    sign_root(&mut v2, &k1).unwrap();
+    let v2 = update_root(&v1, &serde_json::to_vec(&v2).unwrap()).unwrap();
+    assert_eq!(v2.version, 2);
+}
+
+#[test]
+fn build_sign_verify_install() {
+    let key = generate_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_file(dir.path(), &[&key], 1);
+    let bundle = dir.path().join("bundle");
+    let manifest = build_bundle(&bundle, &good_modules(3), &options(7)).unwrap();
+    assert_eq!(manifest.release, 7);
+    assert_eq!(manifest.rules.len(), 3);
+    assert_eq!(manifest.min_runtime, RUNTIME_VERSION);
+    // The ids and versions come from the modules themselves.
+    let office = by_name("office-shell").unwrap();
+    let m = build_bundle(
+        &dir.path().join("office"),
+        &[ModuleSource::Bytes {
+            name: "x".into(),
+            bytes: office.bytes.to_vec(),
+        }],
+        &options(1),
+    )
+    .unwrap();
+    assert_eq!(m.rules[0].id, "office-spawns-shell");
+    assert_eq!(m.rules[0].version, "1.0.0");
+
+    // Unsigned: refused by the endpoint checks.
+    let err = verify_release(&bundle, &root, None, NOW).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReleaseError::Bundle(BundleError::BelowThreshold { have: 0, need: 1 })
+        ),
+        "{err}"
+    );
+    let envelope = sign_manifest(&bundle, &key).unwrap();
+    assert_eq!(envelope.signatures.len(), 1);
+    let envelope = sign_manifest(&bundle, &key).unwrap();
+    assert_eq!(envelope.signatures.len(), 1);
+    assert_eq!(envelope.signed, manifest);
+    let verified = verify_release(&bundle, &root, Some(6), NOW).unwrap();
+    assert_eq!(verified.manifest(), &manifest);
+
+    // An endpoint store trusting this root installs it.
+    let store_dir = dir.path().join("store");
+    let mut store = ContentStore::init(&store_dir, &std::fs::read(&root).unwrap()).unwrap();
+    let outcome = store.install(&bundle, NOW).unwrap();
+    assert_eq!(outcome.release, 7);
+}
+
+#[test]
+fn per_rule_limits_go_into_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let office = by_name("office-shell").unwrap();
+    let limits = Limits {
+        fuel_per_event: 5_000_000,
+        ..Limits::default()
+    };
+    let mut opts = options(1);
+    opts.limits
+        .insert("office-spawns-shell".into(), limits.clone());
+    let modules = [ModuleSource::Bytes {
+        name: "office".into(),
+        bytes: office.bytes.to_vec(),
+    }];
+    let m = build_bundle(&dir.path().join("a"), &modules, &opts).unwrap();
+    assert_eq!(m.rules[0].limits, Some(limits));
+
+    opts.limits.insert("no-such-rule".into(), Limits::default());
+    let err = build_bundle(&dir.path().join("b"), &modules, &opts).unwrap_err();
+    assert!(
+        matches!(err, ReleaseError::UnknownRuleLimits { ref rule_id } if rule_id == "no-such-rule"),
+        "{err}"
+    );
+}
+
+#[test]
+fn modules_that_do_not_load_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = build_bundle(
+        &dir.path().join("a"),
+        &[ModuleSource::Bytes {
+            name: "junk.wasm".into(),
+            bytes: b"not wasm".to_vec(),
+        }],
+        &options(1),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, ReleaseError::ModuleRefused { ref name, error: LoadError::NotWasm } if name == "junk.wasm"),
+        "{err}"
+    );
+    let endless = by_name("endless-start").unwrap();
+    let err = build_bundle(
+        &dir.path().join("b"),
+        &[ModuleSource::Bytes {
+            name: "endless".into(),
+            bytes: endless.bytes.to_vec(),
+        }],
+        &options(1),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReleaseError::ModuleRefused {
+                error: LoadError::StartTooLong(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("b").exists(),
+        "nothing written for a refused build"
+    );
+
+    let office = by_name("office-shell").unwrap();
+    let twice = [
+        ModuleSource::Bytes {
+            name: "one".into(),
+            bytes: office.bytes.to_vec(),
+        },
+        ModuleSource::Bytes {
+            name: "two".into(),
+            bytes: office.bytes.to_vec(),
+        },
+    ];
+    let err = build_bundle(&dir.path().join("c"), &twice, &options(1)).unwrap_err();
+    assert!(matches!(err, ReleaseError::DuplicateRule { .. }), "{err}");
+
+    let missing = [ModuleSource::Path(dir.path().join("missing.wasm"))];
+    assert!(matches!(
+        build_bundle(&dir.path().join("d"), &missing, &options(1)),
+        Err(ReleaseError::Io { .. })
+    ));
+}
+
+#[test]
+fn build_refuses_a_non_empty_output_and_bad_times() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x"), b"x").unwrap();
+    assert!(matches!(
+        build_bundle(dir.path(), &good_modules(1), &options(1)),
+        Err(ReleaseError::OutputNotEmpty { .. })
+    ));
+    let mut opts = options(1);
+    opts.expires_unix = NOW;
+    assert!(matches!(
+        build_bundle(&dir.path().join("y"), &good_modules(1), &opts),
+        Err(ReleaseError::Options(_))
+    ));
+}
+
+#[test]
+fn verify_catches_a_manifest_that_misstates_a_module() {
+    let key = generate_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_file(dir.path(), &[&key], 1);
+    let bundle = dir.path().join("bundle");
+    build_bundle(&bundle, &good_modules(2), &options(3)).unwrap();
+    // Rewrite an entry's version, then sign: the signature is valid, the claim is not.
+    let path = bundle.join("manifest.json");
+    let mut envelope: Signed<Manifest> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    envelope.signed.rules[1].version = "9.9.9".into();
+    std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    sign_manifest(&bundle, &key).unwrap();
+    let err = verify_release(&bundle, &root, None, NOW).unwrap_err();
+    assert!(
+        matches!(err, ReleaseError::ManifestMismatch { ref version, .. } if version == "9.9.9"),
+        "{err}"
+    );
+}

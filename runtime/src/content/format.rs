@@ -1,0 +1,272 @@
+//! The JSON formats of releases: the signed envelope, the root of trust and the manifest.
+//!
+//! Every struct rejects unknown fields. A signature covers the *canonical bytes* of the signed value:
+//! a per-type domain-separation context ([`CONTEXT_ROOT`], [`CONTEXT_MANIFEST`]) followed by
+//! `serde_json::to_vec` of the struct (field order is the struct's, maps are `BTreeMap`s, so the
+//! bytes are deterministic whatever the file's formatting). The context keeps a root signature from
+//! ever being replayed as a manifest signature, and the other way round.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::VerifyingKey;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Limits;
+
+/// Domain-separation context prefixed to a root's canonical bytes before signing.
+pub const CONTEXT_ROOT: &[u8] = b"rulebox-root-v1\0";
+/// Domain-separation context prefixed to a manifest's canonical bytes before signing.
+pub const CONTEXT_MANIFEST: &[u8] = b"rulebox-manifest-v1\0";
+/// The manifest format this runtime reads ([`Manifest::format`]).
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// A value with the signatures over its canonical bytes: `{"signed": ..., "signatures": [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signed<T> {
+    /// The signed value (a [`Root`] or a [`Manifest`]).
+    pub signed: T,
+    /// Signatures over [`signing_bytes`] of `signed`. Order does not matter; a key's repeated
+    /// signatures count once; signatures by keys the verifier does not know are ignored.
+    pub signatures: Vec<Signature>,
+}
+
+/// One ed25519 signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signature {
+    /// The signing key's id: hex SHA-256 of its 32-byte public key ([`key_id`]).
+    pub keyid: String,
+    /// The 64-byte ed25519 signature, hex.
+    pub sig: String,
+}
+
+/// A type that can be signed: it names its domain-separation context.
+pub trait Signable: Serialize + DeserializeOwned {
+    /// The context prefixed to the canonical JSON bytes before signing.
+    const CONTEXT: &'static [u8];
+}
+
+/// The root of trust an endpoint holds: the keys allowed to sign, and how many must.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Root {
+    /// Version of this root, starting at 1. Root `N + 1` is accepted only on top of root `N`.
+    pub version: u64,
+    /// When this root expires, in seconds since the Unix epoch. Informational on the endpoint (the
+    /// store's status flags an expired root); manifests carry their own, enforced, expiry.
+    pub expires_unix: u64,
+    /// The signing keys, by key id (hex SHA-256 of the public key).
+    pub keys: BTreeMap<String, KeyEntry>,
+    /// How many distinct keys of `keys` must sign a manifest (and a new root). `1 ..= keys.len()`.
+    pub threshold: u32,
+}
+
+/// A public key in a [`Root`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The 32-byte ed25519 public key, hex.
+    pub public: String,
+}
+
+impl Signable for Root {
+    const CONTEXT: &'static [u8] = CONTEXT_ROOT;
+}
+
+impl Root {
+    /// Checks the root's own consistency: a usable threshold, every key a valid ed25519 public key
+    /// filed under its own id. Returns the parsed keys by id.
+    pub fn verifying_keys(&self) -> Result<BTreeMap<String, VerifyingKey>, String> {
+        if self.version == 0 {
+            return Err("version must be at least 1".to_owned());
+        }
+        let count = self.keys.len();
+        let threshold = usize::try_from(self.threshold).unwrap_or(usize::MAX);
+        if threshold == 0 {
+            return Err("threshold must be at least 1".to_owned());
+        }
+        if threshold > count {
+            return Err(format!(
+                "threshold {threshold} is more than the {count} keys the root names"
+            ));
+        }
+        let mut keys = BTreeMap::new();
+        for (id, entry) in &self.keys {
+            let bytes = decode_fixed::<32>(&entry.public)
+                .ok_or_else(|| format!("key `{id}`: public key is not 32 bytes of hex"))?;
+            let key = VerifyingKey::from_bytes(&bytes)
+                .map_err(|_| format!("key `{id}`: not a valid ed25519 public key"))?;
+            if key.is_weak() {
+                return Err(format!("key `{id}`: a weak (small-order) ed25519 key"));
+            }
+            let expected = key_id(&bytes);
+            if *id != expected {
+                return Err(format!(
+                    "key filed as `{id}` has id `{expected}` (the hex SHA-256 of its public key)"
+                ));
+            }
+            keys.insert(id.clone(), key);
+        }
+        Ok(keys)
+    }
+}
+
+/// A release's manifest: what the bundle holds and the conditions to run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format; this runtime reads [`MANIFEST_FORMAT`] (1) only.
+    pub format: u32,
+    /// Release number. Strictly increasing: an endpoint refuses a release not above the highest it
+    /// has accepted (rollback defence).
+    pub release: u64,
+    /// When the release was built, in seconds since the Unix epoch (informational).
+    pub created_unix: u64,
+    /// After this instant (seconds since the Unix epoch) the manifest is refused for installation
+    /// (freeze defence). Content already running keeps running and is flagged.
+    pub expires_unix: u64,
+    /// Oldest `rulebox-runtime` version that may run this release, `"major.minor.patch"`, compared
+    /// numerically.
+    pub min_runtime: String,
+    /// The guest ABI version every module implements (`rulebox_sdk::abi::ABI_VERSION`).
+    pub abi_version: u32,
+    /// Event-schema versions the modules were built for; the runtime's
+    /// (`rulebox_sdk::abi::SCHEMA_VERSION`) must be among them.
+    pub schema_versions: Vec<u32>,
+    /// The rule modules. Rule ids are unique.
+    pub rules: Vec<RuleEntry>,
+    /// Release notes for people.
+    pub notes: String,
+}
+
+impl Signable for Manifest {
+    const CONTEXT: &'static [u8] = CONTEXT_MANIFEST;
+}
+
+/// One rule module of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleEntry {
+    /// The rule's id, as the module's own metadata reports it.
+    pub id: String,
+    /// The rule's version, as the module's own metadata reports it.
+    pub version: String,
+    /// The module's path in the bundle: exactly `modules/<sha256>.wasm` ([`module_file_name`]).
+    pub file: String,
+    /// SHA-256 of the module bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The module's size in bytes.
+    pub size: u64,
+    /// Limits for this rule, replacing the runtime's defaults; `None` keeps the defaults.
+    pub limits: Option<Limits>,
+}
+
+/// The key id of a public key: hex SHA-256 of its 32 bytes.
+pub fn key_id(public: &[u8; 32]) -> String {
+    hex::encode(Sha256::digest(public))
+}
+
+/// The only file name a module may have in a bundle: `modules/<sha256>.wasm`.
+pub fn module_file_name(sha256: &str) -> String {
+    format!("modules/{sha256}.wasm")
+}
+
+/// The bytes a signature covers: the type's context followed by the canonical JSON of `value`.
+pub fn signing_bytes<T: Signable>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let mut bytes = T::CONTEXT.to_vec();
+    serde_json::to_writer(&mut bytes, value)?;
+    Ok(bytes)
+}
+
+/// A manifest's canonical hash: hex SHA-256 of its [`signing_bytes`]. Two manifests with the same
+/// hash have the same content, however their files are formatted or signed.
+pub fn manifest_hash(manifest: &Manifest) -> Result<String, serde_json::Error> {
+    Ok(hex::encode(Sha256::digest(signing_bytes(manifest)?)))
+}
+
+/// `true` for exactly 64 lowercase hex digits.
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `N` bytes from hex text (either case), or `None`.
+pub(crate) fn decode_fixed<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).ok()?;
+    Some(out)
+}
+
+/// A `major.minor.patch` version; anything after a `-` or `+` in the patch part is ignored (so
+/// `0.1.0-dev` compares as `0.1.0`).
+pub(crate) fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let core = text.split(['-', '+']).next()?;
+    let mut parts = core.split('.');
+    let mut next = || -> Option<u64> {
+        let p = parts.next()?;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        p.parse().ok()
+    };
+    let v = (next()?, next()?, next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_and_compare_numerically() {
+        assert_eq!(parse_version("0.10.2"), Some((0, 10, 2)));
+        assert_eq!(parse_version("1.2.3-rc.1"), Some((1, 2, 3)));
+        assert!(parse_version("0.10.2") > parse_version("0.9.99"));
+        for bad in [
+            "", "1", "1.2", "1.2.3.4", "a.b.c", "1..3", "-1.0.0", "1.2.+3",
+        ] {
+            assert_eq!(parse_version(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn contexts_differ_and_prefix_the_canonical_bytes() {
+        assert_ne!(CONTEXT_ROOT, CONTEXT_MANIFEST);
+        let root = Root {
+            version: 1,
+            expires_unix: 9,
+            keys: BTreeMap::new(),
+            threshold: 1,
+        };
+        let bytes = signing_bytes(&root).unwrap();
+        assert!(bytes.starts_with(CONTEXT_ROOT));
+        assert_eq!(
+            &bytes[CONTEXT_ROOT.len()..],
+            br#"{"version":1,"expires_unix":9,"keys":{},"threshold":1}"#
+        );
+    }
+
+    #[test]
+    fn sha256_hex_is_strict() {
+        assert!(is_sha256_hex(&"a".repeat(64)));
+        assert!(!is_sha256_hex(&"A".repeat(64)));
+        assert!(!is_sha256_hex(&"a".repeat(63)));
+        assert!(!is_sha256_hex(&"g".repeat(64)));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<Signed<Root>>(
+            r#"{"signed":{"version":1,"expires_unix":1,"keys":{},"threshold":1,"extra":1},"signatures":[]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+    }
+}

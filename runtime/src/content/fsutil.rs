@@ -1,0 +1,222 @@
+//! Crash-safe file writes, reads capped before they start, and the test-only pause hook.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Prefix of every temporary file or folder the store creates. [`ContentStore::open`] removes
+/// leftovers with this prefix.
+///
+/// [`ContentStore::open`]: super::ContentStore::open
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
+
+/// The environment variable naming the install step to pause at (test builds only; see
+/// [`PAUSE_STEPS`]).
+pub const PAUSE_ENV: &str = "RULEBOX_TEST_PAUSE_AT";
+
+/// The install steps a test build can pause at, in order: `copy-module` (before each module is
+/// copied into the temporary release folder), `write-manifest` (before the manifest copy is
+/// written), `rename-release` (before the temporary folder is renamed to `releases/<release>`),
+/// `write-state` (before `state.json` is replaced).
+pub const PAUSE_STEPS: &[&str] = &[
+    "copy-module",
+    "write-manifest",
+    "rename-release",
+    "write-state",
+];
+
+/// In builds with `cfg(test)` or the `fault-injection` feature: if [`PAUSE_ENV`] names `step`, print
+/// `PAUSED <step>` on stderr and sleep 60 s so a test can `kill -9` the process right there. In other
+/// builds this does nothing and the variable is never read.
+#[cfg(any(test, feature = "fault-injection"))]
+pub(crate) fn pause_point(step: &str) {
+    if std::env::var_os(PAUSE_ENV).is_some_and(|v| v == step) {
+        let mut err = io::stderr().lock();
+        // Nothing useful can be done if stderr is closed; the pause still happens.
+        let _ = writeln!(err, "PAUSED {step}");
+        let _ = err.flush();
+        drop(err);
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+}
+
+/// In builds with `cfg(test)` or the `fault-injection` feature: if [`PAUSE_ENV`] names `step`, print
+/// `PAUSED <step>` on stderr and sleep 60 s. In this build it does nothing.
+#[cfg(not(any(test, feature = "fault-injection")))]
+#[inline(always)]
+pub(crate) fn pause_point(_step: &str) {}
+
+/// A suffix unique within this process and very likely across processes: pid, time, counter.
+pub(crate) fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos:08x}-{n}", std::process::id())
+}
+
+/// Makes a rename or file creation in `dir` durable: fsyncs the folder itself. On Windows, where a
+/// folder cannot be opened for syncing, this does nothing (NTFS journals its metadata).
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash at any instant leaves either the old file or the new
+/// one, whole: write a temporary file in the same folder, fsync it, rename it over `path`, fsync the
+/// folder. The temporary file is removed if any step fails.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        "{TMP_PREFIX}{}-{}",
+        name.to_string_lossy(),
+        unique_suffix()
+    ));
+    let result = (|| {
+        let mut file = File::options().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        fsync_dir(&dir)
+    })();
+    if result.is_err() {
+        // Best effort: the store also removes leftovers when it opens.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes a new file (which must not exist) and fsyncs it. The caller fsyncs the folder.
+pub(crate) fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = File::options().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Why a capped read failed.
+#[derive(Debug)]
+pub(crate) enum CappedReadError {
+    /// The file (or what it points to) is not a regular file.
+    NotAFile,
+    /// The file is larger than the cap (`size` is what the file system says, or `cap + 1` if the
+    /// file grew while being read).
+    TooLarge { size: u64 },
+    /// Reading failed.
+    Io(io::Error),
+}
+
+/// Reads a regular file of at most `cap` bytes. The size is checked before reading (metadata of the
+/// opened file), and the read itself stops after `cap + 1` bytes, so a file that is endless (a
+/// device, a FIFO, a file still being appended to) can never make this read more than `cap + 1`
+/// bytes. A symbolic link is refused.
+pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, CappedReadError> {
+    let link = std::fs::symlink_metadata(path).map_err(CappedReadError::Io)?;
+    if !link.file_type().is_file() {
+        return Err(CappedReadError::NotAFile);
+    }
+    let file = File::open(path).map_err(CappedReadError::Io)?;
+    let meta = file.metadata().map_err(CappedReadError::Io)?;
+    if !meta.is_file() {
+        return Err(CappedReadError::NotAFile);
+    }
+    if meta.len() > cap {
+        return Err(CappedReadError::TooLarge { size: meta.len() });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(CappedReadError::Io)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > cap {
+        return Err(CappedReadError::TooLarge {
+            size: cap.saturating_add(1),
+        });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn write_atomic_into_a_missing_folder_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing").join("state.json");
+        assert!(write_atomic(&path, b"x").is_err());
+    }
+
+    #[test]
+    fn capped_reads_refuse_large_files_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let file = File::create(&path).unwrap();
+        file.set_len(2 << 30).unwrap(); // sparse 2 GiB: reading it would take seconds
+        let start = std::time::Instant::now();
+        match read_capped(&path, 1 << 20) {
+            Err(CappedReadError::TooLarge { size }) => assert_eq!(size, 2 << 30),
+            other => panic!("{other:?}"),
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        std::fs::write(&path, b"12345").unwrap();
+        assert_eq!(read_capped(&path, 5).unwrap(), b"12345");
+        assert!(matches!(
+            read_capped(&path, 4),
+            Err(CappedReadError::TooLarge { size: 5 })
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn capped_reads_refuse_links_and_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(matches!(
+            read_capped(&link, 10),
+            Err(CappedReadError::NotAFile)
+        ));
+        assert!(matches!(
+            read_capped(Path::new("/dev/zero"), 10),
+            Err(CappedReadError::NotAFile)
+        ));
+    }
+
+    #[test]
+    fn pause_point_does_nothing_for_other_steps() {
+        // The variable is not set by the test runner; an unrelated step returns at once.
+        let start = std::time::Instant::now();
+        pause_point("no-such-step");
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,57 @@
+//! Signed content releases: bundle formats and TUF-style checks, the on-disk content store with
+//! crash-safe writes, and the boot guard that falls back to last-known-good content.
+//!
+//! The pieces, in the order an agent uses them:
+//!
+//! - [`load_trusted_root`] / [`update_root`]: the endpoint's trust anchor (a [`Root`] naming the
+//!   ed25519 keys and how many signatures a manifest needs) and its rotation.
+//! - [`verify_bundle`]: every check a bundle directory must pass before anything in it is used:
+//!   sizes capped before reading, signature threshold, expiry (freeze), rollback, ABI and schema
+//!   versions, minimum runtime, module sizes and hashes (mix-and-match), no extra or missing files.
+//! - [`ContentStore`]: the store folder (releases, pointers to the current and last-known-good
+//!   release, boot records, quarantine list, reports). Every write is temp file + fsync + rename +
+//!   fsync of the folder ([`write_atomic`]); everything read back is re-verified before use.
+//! - [`ContentStore::begin_boot`] / [`ContentStore::mark_good`] / [`ContentStore::rollback`]: the
+//!   boot guard.
+//!
+//! Formats, the threat model and the recovery rules are in `docs/content.md`.
+
+mod boot_guard;
+mod format;
+mod fsutil;
+mod store;
+mod verify;
+
+#[cfg(test)]
+mod testutil;
+
+pub use boot_guard::{BootDecision, BootRecord, FallbackReason, RollbackOutcome, Starting};
+pub use format::{
+    CONTEXT_MANIFEST, CONTEXT_ROOT, KeyEntry, MANIFEST_FORMAT, Manifest, Root, RuleEntry, Signable,
+    Signature, Signed, key_id, manifest_hash, module_file_name, signing_bytes,
+};
+pub use fsutil::{PAUSE_ENV, PAUSE_STEPS, fsync_dir, write_atomic};
+pub use store::{
+    ContentStore, InstallOutcome, InstalledRelease, QuarantineEntry, Report, StoreError,
+    StoreState, StoreStatus,
+};
+pub use verify::{
+    BundleError, BundleLimits, MAX_ROOT_BYTES, RUNTIME_VERSION, RootError, SignatureError,
+    VerifiedBundle, load_trusted_root, parse_trusted_root, update_root, verify_bundle,
+};
+
+/// Seconds since the Unix epoch, by the system clock (0 if the clock is before 1970).
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch, by the system clock (0 if the clock is before 1970).
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

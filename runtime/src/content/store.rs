@@ -1,0 +1,1629 @@
+//! The on-disk content store: verified copies of installed releases, the pointers to the current and
+//! last-known-good release, the boot-guard records, the persisted quarantine list and reports.
+//!
+//! ```text
+//! STORE/
+//!   lock                 held (advisory, exclusive) by the process that opened the store for writing
+//!   root.json            the trusted root envelope
+//!   state.json           StoreState: highest release, current, last-known-good, bad, boot record
+//!   quarantine.json      [QuarantineEntry]
+//!   releases/<n>/        manifest.json + modules/<sha256>.wasm, verified copies
+//!   reports/<ms>-<kind>.json
+//!   inbox/               bundles dropped for the agent
+//! ```
+//!
+//! Every file is replaced with [`write_atomic`]; a release folder is built under
+//! `releases/.tmp-<n>-<unique>/`, fsynced, and renamed into place before `state.json` points at it.
+//! A kill at any instant leaves either the old or the new content.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::boot_guard::BootRecord;
+use super::format::Root;
+use super::fsutil::{
+    CappedReadError, TMP_PREFIX, fsync_dir, pause_point, read_capped, unique_suffix, write_atomic,
+    write_new_synced,
+};
+use super::verify::{
+    BundleError, BundleLimits, Checks, RootError, VerifiedBundle, load_trusted_root,
+    parse_trusted_root, read_signed_manifest, update_root, verify_bundle, verify_with,
+};
+use super::{now_unix, now_unix_ms};
+
+const LOCK_FILE: &str = "lock";
+const ROOT_FILE: &str = "root.json";
+const STATE_FILE: &str = "state.json";
+const QUARANTINE_FILE: &str = "quarantine.json";
+const RELEASES_DIR: &str = "releases";
+const REPORTS_DIR: &str = "reports";
+const INBOX_DIR: &str = "inbox";
+
+/// Largest `state.json` read.
+const MAX_STATE_BYTES: u64 = 1 << 20;
+/// Largest `quarantine.json` read.
+const MAX_QUARANTINE_BYTES: u64 = 16 << 20;
+/// Most quarantine entries kept (the oldest go first).
+const MAX_QUARANTINE_ENTRIES: usize = 10_000;
+
+/// The store's pointers and records (`state.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreState {
+    /// Format of this file; this runtime writes and reads 1.
+    pub format: u32,
+    /// The highest release ever accepted (rollback defence: nothing at or below it installs again).
+    pub highest_release: Option<u64>,
+    /// The release the agent runs; `None`: the built-in baseline content.
+    pub current: Option<u64>,
+    /// The last release that reached GOOD (passed its health window).
+    pub last_known_good: Option<u64>,
+    /// Releases that crash-looped (or were declared bad): never activated again unless forced.
+    pub bad: BTreeSet<u64>,
+    /// The boot guard's records.
+    pub boot: BootRecord,
+    /// Installed releases (folders under `releases/`) with their manifest's canonical hash: a
+    /// release folder is used only if its manifest still has this hash.
+    pub installed: BTreeMap<u64, String>,
+}
+
+impl StoreState {
+    /// The format this runtime writes.
+    pub const FORMAT: u32 = 1;
+}
+
+impl Default for StoreState {
+    fn default() -> Self {
+        StoreState {
+            format: Self::FORMAT,
+            highest_release: None,
+            current: None,
+            last_known_good: None,
+            bad: BTreeSet::new(),
+            boot: BootRecord::default(),
+            installed: BTreeMap::new(),
+        }
+    }
+}
+
+/// A rule version that was quarantined, kept across restarts (`quarantine.json`). The version stays
+/// quarantined until a release with another version (or other bytes) of that rule is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineEntry {
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule's version.
+    pub rule_version: String,
+    /// SHA-256 of the module, hex.
+    pub content_hash: String,
+    /// Why (a [`Reason`](crate::Reason) name or a short text).
+    pub reason: String,
+    /// When it was recorded, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// A report written to `reports/` (fallbacks, rollbacks, refusals) for people and fleet tooling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    /// What happened: `fallback`, `baseline`, `rollback`, `refusal`.
+    pub kind: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The release that was left (or refused), if any.
+    pub from: Option<u64>,
+    /// The release now current; `None`: the built-in baseline content (or unchanged, for refusals).
+    pub to: Option<u64>,
+    /// One line for people.
+    pub reason: String,
+    /// STARTING records without GOOD that triggered a fallback, if that was the cause.
+    pub attempts: Option<u32>,
+    /// The releases marked bad after this event.
+    pub bad: Vec<u64>,
+    /// The bundle folder, for refusals.
+    pub source: Option<String>,
+}
+
+/// What [`ContentStore::install`] did.
+#[derive(Debug)]
+pub struct InstallOutcome {
+    /// The release installed (now current).
+    pub release: u64,
+    /// The release that was current before.
+    pub previous: Option<u64>,
+    /// Quarantine entries dropped because the release brings another version of their rule.
+    pub unquarantined: Vec<QuarantineEntry>,
+    /// The verified content, ready to activate.
+    pub bundle: VerifiedBundle,
+}
+
+/// One installed release, as [`ContentStore::status`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstalledRelease {
+    /// The release number.
+    pub release: u64,
+    /// The manifest's canonical hash recorded at install.
+    pub manifest_hash: String,
+    /// When it was built (from its manifest), if the manifest could be read.
+    pub created_unix: Option<u64>,
+    /// When its manifest expires, if it could be read.
+    pub expires_unix: Option<u64>,
+    /// Whether the manifest has expired (the content keeps running; raise an alert).
+    pub expired: bool,
+    /// Number of rules, if the manifest could be read.
+    pub rules: Option<usize>,
+    /// The release notes, if the manifest could be read.
+    pub notes: Option<String>,
+    /// Whether it is the current release.
+    pub current: bool,
+    /// Whether it is the last-known-good release.
+    pub last_known_good: bool,
+    /// Whether it is marked bad.
+    pub bad: bool,
+    /// Why the manifest copy fails its checks (signature, hash pin), if it does. Module hashes are
+    /// checked only when the release is loaded.
+    pub problem: Option<String>,
+}
+
+/// Everything `rulebox store status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    /// The store folder.
+    pub dir: PathBuf,
+    /// When the status was taken, in seconds since the Unix epoch.
+    pub at_unix: u64,
+    /// The trusted root's version.
+    pub root_version: u64,
+    /// The trusted root's expiry.
+    pub root_expires_unix: u64,
+    /// Whether the trusted root has expired (informational: rotate it).
+    pub root_expired: bool,
+    /// The current release (`None`: baseline content).
+    pub current: Option<u64>,
+    /// Whether the current release's manifest has expired: it keeps running, but an alert is due.
+    pub current_expired: bool,
+    /// The last-known-good release.
+    pub last_known_good: Option<u64>,
+    /// The highest release accepted.
+    pub highest_release: Option<u64>,
+    /// Releases marked bad.
+    pub bad: Vec<u64>,
+    /// The boot guard's records.
+    pub boot: BootRecord,
+    /// Installed releases, oldest first.
+    pub installed: Vec<InstalledRelease>,
+    /// Persisted quarantine entries.
+    pub quarantine: Vec<QuarantineEntry>,
+}
+
+/// Why a store operation failed. Every refusal leaves the store unchanged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file or folder of the store cannot be read or written.
+    #[error("store: `{}`: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The folder is not an initialised store (no `state.json`).
+    #[error("`{}` is not an initialised content store (no state.json)", dir.display())]
+    NotInitialized {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// `init` on a folder that already holds a store.
+    #[error("`{}` already holds a content store", dir.display())]
+    AlreadyInitialized {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// Another process has the store open for writing (the agent, most likely).
+    #[error("the content store `{}` is in use by another process (is the agent running?)", dir.display())]
+    Locked {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// A change was asked of a store opened read-only.
+    #[error("the content store was opened read-only")]
+    ReadOnly,
+    /// `state.json` or `quarantine.json` cannot be understood.
+    #[error("store file `{}` is damaged: {problem}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The trusted root cannot be used, or a new root was refused.
+    #[error(transparent)]
+    Root(#[from] RootError),
+    /// A bundle was refused.
+    #[error("bundle refused: {0}")]
+    Bundle(#[from] BundleError),
+    /// The release is marked bad (it crash-looped) and is never activated again unless forced.
+    #[error(
+        "release {release} is marked bad on this machine (it failed to start); it will not be activated again unless forced"
+    )]
+    BadRelease {
+        /// The release.
+        release: u64,
+    },
+    /// The release is not installed in the store.
+    #[error("release {release} is not installed in the store")]
+    NotInstalled {
+        /// The release.
+        release: u64,
+    },
+    /// An installed release fails re-verification (damaged on disk, or signed by keys the current
+    /// root no longer trusts).
+    #[error("installed release {release} fails verification: {source}")]
+    ReleaseUnusable {
+        /// The release.
+        release: u64,
+        /// What failed.
+        source: BundleError,
+    },
+    /// An installed release's folder holds another manifest than the one installed.
+    #[error(
+        "the folder of release {release} holds release {found_release} with manifest hash {found_hash}; the store installed {expected_hash}"
+    )]
+    ReleaseMismatch {
+        /// The release.
+        release: u64,
+        /// The release its manifest names.
+        found_release: u64,
+        /// Its manifest hash.
+        found_hash: String,
+        /// The hash recorded at install.
+        expected_hash: String,
+    },
+    /// A rollback without a target, and no last-known-good release.
+    #[error("there is no last-known-good release to roll back to")]
+    NoLastKnownGood,
+    /// `mark_good` for a release that is not current.
+    #[error("release {release} is not the current release ({current:?})")]
+    NotCurrent {
+        /// The release given.
+        release: u64,
+        /// The current release.
+        current: Option<u64>,
+    },
+    /// A store file cannot be encoded (not expected to happen).
+    #[error("cannot encode `{what}`: {source}")]
+    Encode {
+        /// Which file.
+        what: &'static str,
+        /// The error.
+        source: serde_json::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The content store. Open it with [`ContentStore::open`] (exclusive: takes the store's lock, cleans
+/// up what an interrupted write left) or [`ContentStore::open_read_only`] (for status tools: no lock,
+/// no writes). Create one with [`ContentStore::init`].
+#[derive(Debug)]
+pub struct ContentStore {
+    pub(super) dir: PathBuf,
+    pub(super) root: Root,
+    pub(super) state: StoreState,
+    pub(super) quarantine: Vec<QuarantineEntry>,
+    pub(super) limits: BundleLimits,
+    /// The locked lock file; `None` for a read-only store.
+    lock: Option<File>,
+}
+
+impl ContentStore {
+    /// Creates a store in `dir` (created if missing) trusting the root envelope `root_bytes`, which
+    /// must be a valid root signed by a threshold of its own keys. Refused if `dir` already holds an
+    /// initialised store. Crash-safe: `state.json` is written last, and a half-done `init` can simply
+    /// be run again.
+    pub fn init(dir: &Path, root_bytes: &[u8]) -> Result<ContentStore, StoreError> {
+        Self::init_with(dir, root_bytes, BundleLimits::default())
+    }
+
+    /// [`init`](Self::init) with other bundle size caps.
+    pub fn init_with(
+        dir: &Path,
+        root_bytes: &[u8],
+        limits: BundleLimits,
+    ) -> Result<ContentStore, StoreError> {
+        let root = parse_trusted_root(root_bytes)?;
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let lock = Self::lock(dir)?;
+        let state_path = dir.join(STATE_FILE);
+        if state_path.exists() {
+            return Err(StoreError::AlreadyInitialized {
+                dir: dir.to_path_buf(),
+            });
+        }
+        for sub in [RELEASES_DIR, REPORTS_DIR, INBOX_DIR] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(io_at(&path))?;
+        }
+        fsync_dir(dir).map_err(io_at(dir))?;
+        let root_path = dir.join(ROOT_FILE);
+        write_atomic(&root_path, root_bytes).map_err(io_at(&root_path))?;
+        let mut store = ContentStore {
+            dir: dir.to_path_buf(),
+            root,
+            state: StoreState::default(),
+            quarantine: Vec::new(),
+            limits,
+            lock: Some(lock),
+        };
+        store.save_quarantine()?;
+        store.save_state(StoreState::default())?;
+        Ok(store)
+    }
+
+    /// Opens the store in `dir` for writing. Takes the store's exclusive lock (refused with
+    /// [`StoreError::Locked`] if another process holds it; the lock goes when the store is dropped or
+    /// the process dies), removes every `.tmp-*` leftover of an interrupted write, and reads the
+    /// trusted root (checked: valid and self-signed), `state.json` and `quarantine.json`.
+    pub fn open(dir: &Path) -> Result<ContentStore, StoreError> {
+        Self::open_with(dir, BundleLimits::default())
+    }
+
+    /// [`open`](Self::open) with other bundle size caps.
+    pub fn open_with(dir: &Path, limits: BundleLimits) -> Result<ContentStore, StoreError> {
+        if !dir.join(STATE_FILE).exists() {
+            return Err(StoreError::NotInitialized {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let lock = Self::lock(dir)?;
+        let mut store = Self::read(dir, limits)?;
+        store.lock = Some(lock);
+        store.remove_leftovers()?;
+        for sub in [RELEASES_DIR, REPORTS_DIR, INBOX_DIR] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(io_at(&path))?;
+        }
+        Ok(store)
+    }
+
+    /// Opens the store without its lock and without changing anything, for status tools that may run
+    /// while the agent holds the store. Every change is refused with [`StoreError::ReadOnly`]. The
+    /// view is a snapshot: each file is replaced atomically, so each is read whole, but the agent may
+    /// change them at any time.
+    pub fn open_read_only(dir: &Path) -> Result<ContentStore, StoreError> {
+        if !dir.join(STATE_FILE).exists() {
+            return Err(StoreError::NotInitialized {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Self::read(dir, BundleLimits::default())
+    }
+
+    /// [`open`](Self::open) the store in `dir`, or [`init`](Self::init) it with `root_bytes` if it
+    /// is not initialised yet (an existing store keeps its own root; rotate with
+    /// [`update_root`](Self::update_root)).
+    pub fn open_or_init(dir: &Path, root_bytes: &[u8]) -> Result<ContentStore, StoreError> {
+        match Self::open(dir) {
+            Err(StoreError::NotInitialized { .. }) => Self::init(dir, root_bytes),
+            other => other,
+        }
+    }
+
+    /// Recovery for a damaged `state.json` (which atomic writes never produce, but a failing disk
+    /// can): takes the lock, moves the damaged file aside (`state.json.damaged-<unix_ms>`), and
+    /// rebuilds the state from the release folders: every folder whose content passes
+    /// re-verification is installed again, the highest release is the highest folder (so rollback
+    /// protection survives), and no release is current, last-known-good or bad: the agent runs the
+    /// baseline until an operator picks a release with [`rollback`](Self::rollback) or a new release
+    /// is installed. The quarantine list is kept if it is readable. Writes a `rebuild` report and
+    /// returns its path.
+    pub fn rebuild_state(dir: &Path) -> Result<(ContentStore, PathBuf), StoreError> {
+        let lock = Self::lock(dir)?;
+        let root = load_trusted_root(&dir.join(ROOT_FILE))?;
+        let quarantine_path = dir.join(QUARANTINE_FILE);
+        let quarantine = read_json(&quarantine_path, MAX_QUARANTINE_BYTES).unwrap_or_default();
+        let mut store = ContentStore {
+            dir: dir.to_path_buf(),
+            root,
+            state: StoreState::default(),
+            quarantine,
+            limits: BundleLimits::default(),
+            lock: Some(lock),
+        };
+        store.remove_leftovers()?;
+        for sub in [RELEASES_DIR, REPORTS_DIR, INBOX_DIR] {
+            let path = dir.join(sub);
+            std::fs::create_dir_all(&path).map_err(io_at(&path))?;
+        }
+        let state_path = dir.join(STATE_FILE);
+        let aside = dir.join(format!("{STATE_FILE}.damaged-{}", now_unix_ms()));
+        let moved = match std::fs::rename(&state_path, &aside) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io_at(&state_path)(e)),
+        };
+
+        let mut state = StoreState::default();
+        let mut skipped = Vec::new();
+        let releases = dir.join(RELEASES_DIR);
+        for entry in std::fs::read_dir(&releases).map_err(io_at(&releases))? {
+            let entry = entry.map_err(io_at(&releases))?;
+            let name = entry.file_name();
+            let Some(release) = name
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok().filter(|r| r.to_string() == n))
+            else {
+                continue;
+            };
+            // Only verified content is ever renamed into `releases/`: the folder's release was
+            // accepted once, whatever state it is in now.
+            state.highest_release = state.highest_release.max(Some(release));
+            let checks = Checks {
+                highest_accepted: None,
+                now_unix: None,
+            };
+            match verify_with(&entry.path(), &store.root, checks, &store.limits) {
+                Ok(bundle) if bundle.release() == release => {
+                    state
+                        .installed
+                        .insert(release, bundle.manifest_hash().to_owned());
+                }
+                Ok(bundle) => {
+                    skipped.push(format!("{release} (holds release {})", bundle.release()))
+                }
+                Err(e) => skipped.push(format!("{release} ({e})")),
+            }
+        }
+        let mut reason = format!(
+            "state rebuilt from the release folders: installed {:?}, highest release {:?}",
+            state.installed.keys().collect::<Vec<_>>(),
+            state.highest_release
+        );
+        if moved {
+            reason.push_str(&format!(
+                "; the damaged state was moved to {}",
+                aside.display()
+            ));
+        }
+        if !skipped.is_empty() {
+            reason.push_str(&format!("; unusable folders: {}", skipped.join(", ")));
+        }
+        let report = store.write_report(&Report {
+            kind: "rebuild".to_owned(),
+            at_unix_ms: now_unix_ms(),
+            from: None,
+            to: None,
+            reason,
+            attempts: None,
+            bad: Vec::new(),
+            source: None,
+        })?;
+        store.save_state(state)?;
+        if !quarantine_path.exists() {
+            store.save_quarantine()?;
+        }
+        tracing::warn!(report = %report.display(), "content store state rebuilt");
+        Ok((store, report))
+    }
+
+    fn lock(dir: &Path) -> Result<File, StoreError> {
+        let path = dir.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        // A lock can outlive its holder by a moment: a process that is exiting (a supervisor
+        // restarting the agent), or a child forked by another thread that has not yet reached exec
+        // and still shares the descriptor. Wait briefly before calling the store locked.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(StoreError::Locked {
+                        dir: dir.to_path_buf(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_at(&path)(e)),
+            }
+        }
+    }
+
+    fn read(dir: &Path, limits: BundleLimits) -> Result<ContentStore, StoreError> {
+        let root = load_trusted_root(&dir.join(ROOT_FILE))?;
+        let state_path = dir.join(STATE_FILE);
+        let state: StoreState = read_json(&state_path, MAX_STATE_BYTES)?;
+        if state.format != StoreState::FORMAT {
+            return Err(StoreError::Corrupt {
+                path: state_path,
+                problem: format!(
+                    "format {} is not the format this runtime reads ({})",
+                    state.format,
+                    StoreState::FORMAT
+                ),
+            });
+        }
+        let quarantine_path = dir.join(QUARANTINE_FILE);
+        let quarantine: Vec<QuarantineEntry> = if quarantine_path.exists() {
+            read_json(&quarantine_path, MAX_QUARANTINE_BYTES)?
+        } else {
+            Vec::new()
+        };
+        Ok(ContentStore {
+            dir: dir.to_path_buf(),
+            root,
+            state,
+            quarantine,
+            limits,
+            lock: None,
+        })
+    }
+
+    /// Removes `.tmp-*` files and folders left by an interrupted write in the store, `releases/` and
+    /// `reports/`.
+    fn remove_leftovers(&self) -> Result<(), StoreError> {
+        for sub in [None, Some(RELEASES_DIR), Some(REPORTS_DIR)] {
+            let dir = match sub {
+                Some(s) => self.dir.join(s),
+                None => self.dir.clone(),
+            };
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_at(&dir)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_at(&dir))?;
+                if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let path = entry.path();
+                let is_dir = entry.file_type().map_err(io_at(&path))?.is_dir();
+                let removed = if is_dir {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                removed.map_err(io_at(&path))?;
+                tracing::info!(path = %path.display(), "removed the leftover of an interrupted write");
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn writable(&self) -> Result<(), StoreError> {
+        if self.lock.is_some() {
+            Ok(())
+        } else {
+            Err(StoreError::ReadOnly)
+        }
+    }
+
+    /// The store folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The folder bundles are dropped into for the agent.
+    pub fn inbox_dir(&self) -> PathBuf {
+        self.dir.join(INBOX_DIR)
+    }
+
+    /// The folder reports are written to.
+    pub fn reports_dir(&self) -> PathBuf {
+        self.dir.join(REPORTS_DIR)
+    }
+
+    /// The folder of an installed release.
+    pub fn release_dir(&self, release: u64) -> PathBuf {
+        self.dir.join(RELEASES_DIR).join(release.to_string())
+    }
+
+    /// The trusted root.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The pointers and records, as last written.
+    pub fn state(&self) -> &StoreState {
+        &self.state
+    }
+
+    /// The bundle size caps in force.
+    pub fn limits(&self) -> &BundleLimits {
+        &self.limits
+    }
+
+    /// Replaces `state.json` with `state` (atomically), then adopts it.
+    pub(super) fn save_state(&mut self, state: StoreState) -> Result<(), StoreError> {
+        self.writable()?;
+        let bytes = serde_json::to_vec_pretty(&state).map_err(|source| StoreError::Encode {
+            what: STATE_FILE,
+            source,
+        })?;
+        let path = self.dir.join(STATE_FILE);
+        write_atomic(&path, &bytes).map_err(io_at(&path))?;
+        self.state = state;
+        Ok(())
+    }
+
+    fn save_quarantine(&self) -> Result<(), StoreError> {
+        self.writable()?;
+        let bytes =
+            serde_json::to_vec_pretty(&self.quarantine).map_err(|source| StoreError::Encode {
+                what: QUARANTINE_FILE,
+                source,
+            })?;
+        let path = self.dir.join(QUARANTINE_FILE);
+        write_atomic(&path, &bytes).map_err(io_at(&path))
+    }
+
+    /// Writes `report` to `reports/<unix_ms>-<kind>.json` (atomically) and returns its path.
+    pub fn write_report(&self, report: &Report) -> Result<PathBuf, StoreError> {
+        self.writable()?;
+        let kind: String = report
+            .kind
+            .chars()
+            .take(40)
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let dir = self.reports_dir();
+        let mut path = dir.join(format!("{}-{kind}.json", report.at_unix_ms));
+        let mut n = 1u32;
+        while path.exists() {
+            path = dir.join(format!("{}-{kind}-{n}.json", report.at_unix_ms));
+            n = n.saturating_add(1);
+        }
+        let bytes = serde_json::to_vec_pretty(report).map_err(|source| StoreError::Encode {
+            what: "report",
+            source,
+        })?;
+        write_atomic(&path, &bytes).map_err(io_at(&path))?;
+        Ok(path)
+    }
+
+    /// Writes a `refusal` report for a bundle that [`install`](Self::install) refused. The store is
+    /// otherwise unchanged.
+    pub fn report_refusal(
+        &self,
+        bundle_dir: &Path,
+        error: &StoreError,
+    ) -> Result<PathBuf, StoreError> {
+        let from = match error {
+            StoreError::BadRelease { release } => Some(*release),
+            StoreError::Bundle(
+                BundleError::AlreadyInstalled { release } | BundleError::Rollback { release, .. },
+            ) => Some(*release),
+            _ => None,
+        };
+        self.write_report(&Report {
+            kind: "refusal".to_owned(),
+            at_unix_ms: now_unix_ms(),
+            from,
+            to: self.state.current,
+            reason: error.to_string(),
+            attempts: None,
+            bad: self.state.bad.iter().copied().collect(),
+            source: Some(bundle_dir.display().to_string()),
+        })
+    }
+
+    /// Verifies the bundle in `bundle_dir` ([`verify_bundle`] against the trusted root, the highest
+    /// release accepted and `now_unix`), copies it into `releases/<release>` and makes it current:
+    ///
+    /// 1. each module is written to `releases/.tmp-<release>-<unique>/modules/` and fsynced, then the
+    ///    manifest, then the folder;
+    /// 2. the folder is renamed to `releases/<release>` and `releases/` is fsynced;
+    /// 3. `state.json` is replaced (highest release, current, installed hash);
+    /// 4. quarantine entries of rules the release brings in another version are dropped.
+    ///
+    /// A kill before step 3 completes leaves the old content current (the folder, if renamed, is not
+    /// referenced and is replaced by the next install of that release); after it, the new. A refused
+    /// bundle leaves the store unchanged. A release marked bad is refused with
+    /// [`StoreError::BadRelease`].
+    pub fn install(
+        &mut self,
+        bundle_dir: &Path,
+        now_unix: u64,
+    ) -> Result<InstallOutcome, StoreError> {
+        self.writable()?;
+        let bundle = match verify_bundle(
+            bundle_dir,
+            &self.root,
+            self.state.highest_release,
+            now_unix,
+            &self.limits,
+        ) {
+            Ok(b) => b,
+            Err(
+                BundleError::AlreadyInstalled { release } | BundleError::Rollback { release, .. },
+            ) if self.state.bad.contains(&release) => {
+                return Err(StoreError::BadRelease { release });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let release = bundle.release();
+        if self.state.bad.contains(&release) {
+            return Err(StoreError::BadRelease { release });
+        }
+        self.write_release(&bundle)?;
+
+        let previous = self.state.current;
+        let mut state = self.state.clone();
+        state.highest_release = Some(release);
+        state.current = Some(release);
+        state
+            .installed
+            .insert(release, bundle.manifest_hash().to_owned());
+        state.boot.starting = None;
+        pause_point("write-state");
+        self.save_state(state)?;
+
+        // The install is committed. Drop quarantine entries the release supersedes; if that write
+        // fails the stale entries name another version or hash than the new rules, so they match
+        // nothing.
+        let superseded = |q: &QuarantineEntry| {
+            bundle.manifest().rules.iter().any(|r| {
+                r.id == q.rule_id && (r.version != q.rule_version || r.sha256 != q.content_hash)
+            })
+        };
+        let (dropped, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.quarantine)
+            .into_iter()
+            .partition(|q| superseded(q));
+        self.quarantine = kept;
+        if !dropped.is_empty()
+            && let Err(e) = self.save_quarantine()
+        {
+            tracing::warn!(error = %e, "could not rewrite the quarantine list after an install");
+        }
+        tracing::info!(release, ?previous, "installed a content release");
+        Ok(InstallOutcome {
+            release,
+            previous,
+            unquarantined: dropped,
+            bundle,
+        })
+    }
+
+    /// Copies a verified bundle into `releases/<release>` (steps 1 and 2 of [`install`](Self::install)).
+    fn write_release(&self, bundle: &VerifiedBundle) -> Result<(), StoreError> {
+        let releases = self.dir.join(RELEASES_DIR);
+        let tmp = releases.join(format!(
+            "{TMP_PREFIX}{}-{}",
+            bundle.release(),
+            unique_suffix()
+        ));
+        let result = (|| {
+            let modules = tmp.join("modules");
+            std::fs::create_dir(&tmp).map_err(io_at(&tmp))?;
+            std::fs::create_dir(&modules).map_err(io_at(&modules))?;
+            for (entry, bytes) in bundle.modules() {
+                pause_point("copy-module");
+                let path = tmp.join(&entry.file);
+                write_new_synced(&path, bytes).map_err(io_at(&path))?;
+            }
+            fsync_dir(&modules).map_err(io_at(&modules))?;
+            pause_point("write-manifest");
+            let manifest = tmp.join("manifest.json");
+            write_new_synced(&manifest, bundle.manifest_bytes()).map_err(io_at(&manifest))?;
+            fsync_dir(&tmp).map_err(io_at(&tmp))?;
+            let target = self.release_dir(bundle.release());
+            if std::fs::symlink_metadata(&target).is_ok() {
+                // A folder from an install killed before state.json referenced it.
+                std::fs::remove_dir_all(&target).map_err(io_at(&target))?;
+            }
+            pause_point("rename-release");
+            std::fs::rename(&tmp, &target).map_err(io_at(&target))?;
+            fsync_dir(&releases).map_err(io_at(&releases))
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        result
+    }
+
+    /// Re-verifies installed release `release` and returns its content: the manifest signature
+    /// against the trusted root, the module sizes and hashes, and the manifest hash recorded at
+    /// install. The rollback and expiry checks do not apply (an installed release keeps running after
+    /// its manifest expires; [`status`](Self::status) flags it).
+    pub fn load_release(&self, release: u64) -> Result<VerifiedBundle, StoreError> {
+        let Some(pinned) = self.state.installed.get(&release) else {
+            return Err(StoreError::NotInstalled { release });
+        };
+        let bundle = verify_with(
+            &self.release_dir(release),
+            &self.root,
+            Checks {
+                highest_accepted: None,
+                now_unix: None,
+            },
+            &self.limits,
+        )
+        .map_err(|source| StoreError::ReleaseUnusable { release, source })?;
+        if bundle.release() != release || bundle.manifest_hash() != pinned {
+            return Err(StoreError::ReleaseMismatch {
+                release,
+                found_release: bundle.release(),
+                found_hash: bundle.manifest_hash().to_owned(),
+                expected_hash: pinned.clone(),
+            });
+        }
+        Ok(bundle)
+    }
+
+    /// Rotates the trusted root ([`update_root`]: root `N + 1` signed by a threshold of root `N`'s
+    /// keys and of its own) and persists it. Releases signed only by keys the new root drops stop
+    /// verifying: rotate signing keys with an overlap (see `docs/content.md`).
+    pub fn update_root(&mut self, new_envelope_bytes: &[u8]) -> Result<&Root, StoreError> {
+        self.writable()?;
+        let root = update_root(&self.root, new_envelope_bytes)?;
+        let path = self.dir.join(ROOT_FILE);
+        write_atomic(&path, new_envelope_bytes).map_err(io_at(&path))?;
+        self.root = root;
+        Ok(&self.root)
+    }
+
+    /// Records that a rule version was quarantined, durably. Returns `false` (and writes nothing) if
+    /// that exact version and hash is already recorded. The list keeps the newest 10,000 entries.
+    pub fn record_quarantine(
+        &mut self,
+        rule_id: &str,
+        rule_version: &str,
+        content_hash: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.writable()?;
+        if self.is_quarantined(rule_id, rule_version, content_hash) {
+            return Ok(false);
+        }
+        self.quarantine.push(QuarantineEntry {
+            rule_id: rule_id.to_owned(),
+            rule_version: rule_version.to_owned(),
+            content_hash: content_hash.to_owned(),
+            reason: reason.to_owned(),
+            at_unix_ms: now_unix_ms(),
+        });
+        if self.quarantine.len() > MAX_QUARANTINE_ENTRIES {
+            let excess = self.quarantine.len() - MAX_QUARANTINE_ENTRIES;
+            self.quarantine.drain(..excess);
+        }
+        if let Err(e) = self.save_quarantine() {
+            self.quarantine.pop();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// The persisted quarantine entries, oldest first.
+    pub fn quarantined(&self) -> &[QuarantineEntry] {
+        &self.quarantine
+    }
+
+    /// Whether this exact rule version (id, version and module hash) is quarantined.
+    pub fn is_quarantined(&self, rule_id: &str, rule_version: &str, content_hash: &str) -> bool {
+        self.quarantine.iter().any(|q| {
+            q.rule_id == rule_id && q.rule_version == rule_version && q.content_hash == content_hash
+        })
+    }
+
+    /// [`status_at`](Self::status_at) the system clock's time.
+    pub fn status(&self) -> StoreStatus {
+        self.status_at(now_unix())
+    }
+
+    /// The store's state for people: pointers, boot records, bad releases, every installed release
+    /// with its manifest's expiry (each manifest copy is read and its signature and hash checked;
+    /// module hashes are checked when a release is loaded), and the quarantine list.
+    pub fn status_at(&self, now_unix: u64) -> StoreStatus {
+        let installed = self
+            .state
+            .installed
+            .iter()
+            .map(|(&release, hash)| {
+                let mut item = InstalledRelease {
+                    release,
+                    manifest_hash: hash.clone(),
+                    created_unix: None,
+                    expires_unix: None,
+                    expired: false,
+                    rules: None,
+                    notes: None,
+                    current: self.state.current == Some(release),
+                    last_known_good: self.state.last_known_good == Some(release),
+                    bad: self.state.bad.contains(&release),
+                    problem: None,
+                };
+                match read_signed_manifest(&self.release_dir(release), &self.root, &self.limits) {
+                    Ok((manifest, _)) => {
+                        item.created_unix = Some(manifest.created_unix);
+                        item.expires_unix = Some(manifest.expires_unix);
+                        item.expired = now_unix >= manifest.expires_unix;
+                        item.rules = Some(manifest.rules.len());
+                        item.notes = Some(manifest.notes.clone());
+                        match super::format::manifest_hash(&manifest) {
+                            Ok(found) if found == *hash && manifest.release == release => {}
+                            Ok(found) => {
+                                item.problem = Some(format!(
+                                    "the folder holds release {} with manifest hash {found}; installed {hash}",
+                                    manifest.release
+                                ));
+                            }
+                            Err(e) => item.problem = Some(e.to_string()),
+                        }
+                    }
+                    Err(e) => item.problem = Some(e.to_string()),
+                }
+                item
+            })
+            .collect::<Vec<_>>();
+        let current_expired = installed.iter().any(|r| r.current && r.expired);
+        StoreStatus {
+            dir: self.dir.clone(),
+            at_unix: now_unix,
+            root_version: self.root.version,
+            root_expires_unix: self.root.expires_unix,
+            root_expired: now_unix >= self.root.expires_unix,
+            current: self.state.current,
+            current_expired,
+            last_known_good: self.state.last_known_good,
+            highest_release: self.state.highest_release,
+            bad: self.state.bad.iter().copied().collect(),
+            boot: self.state.boot.clone(),
+            installed,
+            quarantine: self.quarantine.clone(),
+        }
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64) -> Result<T, StoreError> {
+    let corrupt = |problem: String| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let bytes = read_capped(path, cap).map_err(|e| match e {
+        CappedReadError::NotAFile => corrupt("not a regular file".to_owned()),
+        CappedReadError::TooLarge { size } => corrupt(format!("{size} bytes; the limit is {cap}")),
+        CappedReadError::Io(source) => StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::content::format::{Manifest, Signed};
+    use crate::content::testutil::*;
+
+    /// A store trusting root v1 = {key 1}, threshold 1.
+    pub(crate) fn new_store() -> (tempfile::TempDir, ContentStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let root_bytes = root_bytes(&root(1, &[&key(1)], 1), &[&key(1)]);
+        let store = ContentStore::init(&dir.path().join("store"), &root_bytes).unwrap();
+        (dir, store)
+    }
+
+    /// Installs a standard release `n` (signed by key 1).
+    pub(crate) fn install(store: &mut ContentStore, n: u64) -> InstallOutcome {
+        let bundle = tempfile::tempdir().unwrap();
+        standard_bundle(bundle.path(), n, &[&key(1)]);
+        store.install(bundle.path(), NOW).unwrap()
+    }
+
+    /// Everything a refusal must leave unchanged.
+    fn snapshot(store: &ContentStore) -> (Vec<u8>, Vec<u8>, Vec<u8>, BTreeSet<String>) {
+        let list = std::fs::read_dir(store.dir().join(RELEASES_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        (
+            std::fs::read(store.dir().join(STATE_FILE)).unwrap(),
+            std::fs::read(store.dir().join(QUARANTINE_FILE)).unwrap(),
+            std::fs::read(store.dir().join(ROOT_FILE)).unwrap(),
+            list,
+        )
+    }
+
+    #[test]
+    fn init_install_status_and_reload() {
+        let (_tmp, mut store) = new_store();
+        let status = store.status_at(NOW);
+        assert_eq!(status.current, None);
+        assert_eq!(status.highest_release, None);
+        assert!(status.installed.is_empty());
+        for sub in [RELEASES_DIR, REPORTS_DIR, INBOX_DIR] {
+            assert!(store.dir().join(sub).is_dir(), "{sub}");
+        }
+        assert_eq!(store.inbox_dir(), store.dir().join("inbox"));
+
+        let outcome = install(&mut store, 3);
+        assert_eq!(outcome.release, 3);
+        assert_eq!(outcome.previous, None);
+        let outcome = install(&mut store, 4);
+        assert_eq!(outcome.previous, Some(3));
+        let status = store.status_at(NOW);
+        assert_eq!(status.current, Some(4));
+        assert_eq!(status.highest_release, Some(4));
+        assert!(!status.current_expired);
+        assert_eq!(status.installed.len(), 2);
+        let r4 = &status.installed[1];
+        assert_eq!(r4.release, 4);
+        assert!(r4.current && !r4.bad && !r4.last_known_good && !r4.expired);
+        assert_eq!(r4.expires_unix, Some(LATER));
+        assert_eq!(r4.rules, Some(3));
+        assert_eq!(r4.problem, None);
+        assert_eq!(r4.manifest_hash, outcome.bundle.manifest_hash());
+
+        // The copy is byte-identical and re-verifies; state survives a reopen.
+        let loaded = store.load_release(4).unwrap();
+        assert_eq!(loaded.manifest(), outcome.bundle.manifest());
+        assert_eq!(loaded.modules()[0].1, outcome.bundle.modules()[0].1);
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        let store = ContentStore::open(&dir).unwrap();
+        assert_eq!(store.state().current, Some(4));
+        assert_eq!(store.state().installed.len(), 2);
+        assert!(matches!(
+            store.load_release(9),
+            Err(StoreError::NotInstalled { release: 9 })
+        ));
+        let json = serde_json::to_string(&store.status_at(NOW)).unwrap();
+        assert!(json.contains("\"current\":4"), "{json}");
+    }
+
+    #[test]
+    fn an_expired_installed_release_keeps_loading_and_is_flagged() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        let status = store.status_at(LATER);
+        assert!(status.current_expired);
+        assert!(status.installed[0].expired);
+        store.load_release(1).unwrap();
+    }
+
+    #[test]
+    fn init_and_open_refuse_what_they_must() {
+        let (tmp, store) = new_store();
+        let dir = store.dir().to_path_buf();
+        // Locked while open for writing, readable meanwhile.
+        assert!(matches!(
+            ContentStore::open(&dir),
+            Err(StoreError::Locked { .. })
+        ));
+        let mut ro = ContentStore::open_read_only(&dir).unwrap();
+        assert!(matches!(
+            ro.record_quarantine("a", "1", "h", "r"),
+            Err(StoreError::ReadOnly)
+        ));
+        assert!(matches!(ro.begin_boot(3), Err(StoreError::ReadOnly)));
+        drop(store);
+        let root_bytes = std::fs::read(dir.join(ROOT_FILE)).unwrap();
+        assert!(matches!(
+            ContentStore::init(&dir, &root_bytes),
+            Err(StoreError::AlreadyInitialized { .. })
+        ));
+        assert!(matches!(
+            ContentStore::open(&tmp.path().join("nothing")),
+            Err(StoreError::NotInitialized { .. })
+        ));
+        // A root that is not self-signed cannot start a store.
+        let bad_root = root_bytes_unsigned();
+        assert!(matches!(
+            ContentStore::init(&tmp.path().join("other"), &bad_root),
+            Err(StoreError::Root(RootError::NotSelfSigned { .. }))
+        ));
+        // A damaged state file is reported, not papered over.
+        std::fs::write(dir.join(STATE_FILE), b"{\"format\":1,").unwrap();
+        let err = ContentStore::open(&dir).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("state.json"), "{err}");
+    }
+
+    fn root_bytes_unsigned() -> Vec<u8> {
+        serde_json::to_vec(&Signed {
+            signed: root(1, &[&key(1)], 1),
+            signatures: vec![],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_refusal_leaves_the_store_unchanged() {
+        let (tmp, mut store) = new_store();
+        install(&mut store, 5);
+        store.record_quarantine("x", "1", "h", "trap").unwrap();
+        let before = snapshot(&store);
+        let mods = modules();
+        let bytes: Vec<&[u8]> = mods.iter().map(|(_, b)| *b).collect();
+        let base = manifest(6, &mods);
+
+        type Case = (&'static str, Box<dyn Fn(&Path)>);
+        let with = |f: fn(&mut Manifest)| {
+            let mut m = base.clone();
+            f(&mut m);
+            m
+        };
+        let cases: Vec<Case> = vec![
+            ("wrong signature", {
+                let m = base.clone();
+                let bytes = bytes.clone();
+                Box::new(move |d| {
+                    write_bundle(d, &m, &[&key(1)], &bytes);
+                    let p = d.join("manifest.json");
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    std::fs::write(&p, text.replace("release 6", "release X")).unwrap();
+                })
+            }),
+            ("unknown key", {
+                let (m, bytes) = (base.clone(), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[&key(2)], &bytes))
+            }),
+            ("below threshold", {
+                let (m, bytes) = (base.clone(), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[], &bytes))
+            }),
+            ("older version", {
+                let (m, bytes) = (with(|m| m.release = 4), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
+            }),
+            ("same version", {
+                let (m, bytes) = (with(|m| m.release = 5), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
+            }),
+            ("expired", {
+                let (m, bytes) = (with(|m| m.expires_unix = NOW), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
+            }),
+            ("hash differs", {
+                let (m, bytes) = (base.clone(), bytes.clone());
+                Box::new(move |d| {
+                    write_bundle(d, &m, &[&key(1)], &bytes);
+                    let p = d.join(&m.rules[0].file);
+                    let mut b = std::fs::read(&p).unwrap();
+                    b[10] ^= 1;
+                    std::fs::write(&p, b).unwrap();
+                })
+            }),
+            ("truncated", {
+                let (m, bytes) = (base.clone(), bytes.clone());
+                Box::new(move |d| {
+                    write_bundle(d, &m, &[&key(1)], &bytes);
+                    let p = d.join(&m.rules[2].file);
+                    std::fs::write(&p, &bytes[2][..100]).unwrap();
+                })
+            }),
+            ("oversized manifest", {
+                Box::new(move |d| {
+                    std::fs::create_dir_all(d).unwrap();
+                    std::fs::File::create(d.join("manifest.json"))
+                        .unwrap()
+                        .set_len(2 << 30)
+                        .unwrap();
+                })
+            }),
+            ("oversized module", {
+                let (m, bytes) = (base.clone(), bytes.clone());
+                Box::new(move |d| {
+                    write_bundle(d, &m, &[&key(1)], &bytes);
+                    std::fs::File::create(d.join(&m.rules[1].file))
+                        .unwrap()
+                        .set_len(2 << 30)
+                        .unwrap();
+                })
+            }),
+            ("unknown ABI", {
+                let (m, bytes) = (with(|m| m.abi_version = 99), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
+            }),
+            ("unsupported schema", {
+                let (m, bytes) = (with(|m| m.schema_versions = vec![]), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
+            }),
+            ("path traversal", {
+                let (m, bytes) = (base.clone(), bytes.clone());
+                let evil = with(|m| m.rules[0].file = "../../state.json".into());
+                Box::new(move |d| {
+                    // The modules under their real names; the manifest points outside the bundle.
+                    write_bundle(d, &m, &[&key(1)], &bytes);
+                    let envelope = sign(&evil, &[&key(1)]);
+                    std::fs::write(
+                        d.join("manifest.json"),
+                        serde_json::to_vec(&envelope).unwrap(),
+                    )
+                    .unwrap();
+                })
+            }),
+        ];
+        for (name, make) in cases {
+            let bundle = tmp.path().join(name.replace(' ', "-"));
+            make(&bundle);
+            let start = std::time::Instant::now();
+            let err = store.install(&bundle, NOW).unwrap_err();
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "{name}"
+            );
+            let ok = match name {
+                "wrong signature" => {
+                    matches!(err, StoreError::Bundle(BundleError::BadSignature { .. }))
+                }
+                "unknown key" => matches!(err, StoreError::Bundle(BundleError::UnknownKey { .. })),
+                "below threshold" => {
+                    matches!(err, StoreError::Bundle(BundleError::BelowThreshold { .. }))
+                }
+                "older version" => matches!(
+                    err,
+                    StoreError::Bundle(BundleError::Rollback {
+                        release: 4,
+                        highest: 5
+                    })
+                ),
+                "same version" => matches!(
+                    err,
+                    StoreError::Bundle(BundleError::AlreadyInstalled { release: 5 })
+                ),
+                "expired" => matches!(err, StoreError::Bundle(BundleError::Expired { .. })),
+                "hash differs" => {
+                    matches!(err, StoreError::Bundle(BundleError::MixAndMatch { .. }))
+                }
+                "truncated" | "oversized module" => {
+                    matches!(err, StoreError::Bundle(BundleError::SizeMismatch { .. }))
+                }
+                "oversized manifest" => matches!(
+                    err,
+                    StoreError::Bundle(BundleError::ManifestTooLarge { .. })
+                ),
+                "unknown ABI" => matches!(
+                    err,
+                    StoreError::Bundle(BundleError::UnsupportedAbi { found: 99, .. })
+                ),
+                "unsupported schema" => matches!(
+                    err,
+                    StoreError::Bundle(BundleError::UnsupportedSchema { .. })
+                ),
+                "path traversal" => {
+                    matches!(err, StoreError::Bundle(BundleError::BadFileName { .. }))
+                }
+                _ => false,
+            };
+            assert!(ok, "{name}: {err}");
+            assert!(
+                err.to_string().starts_with("bundle refused: "),
+                "{name}: {err}"
+            );
+            assert_eq!(snapshot(&store), before, "{name} changed the store");
+            assert_eq!(store.state().current, Some(5));
+        }
+        // A refusal report is written on request, and only then.
+        let bundle = tmp.path().join("expired");
+        let err = store.install(&bundle, NOW).unwrap_err();
+        let report = store.report_refusal(&bundle, &err).unwrap();
+        let report: Report = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+        assert_eq!(report.kind, "refusal");
+        assert!(report.reason.contains("expired"), "{}", report.reason);
+        assert_eq!(snapshot(&store), before);
+        store.load_release(5).unwrap();
+    }
+
+    #[test]
+    fn open_removes_the_leftovers_of_a_crash_and_keeps_the_old_content() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        let dir = store.dir().to_path_buf();
+        let state_before = std::fs::read(dir.join(STATE_FILE)).unwrap();
+        drop(store);
+
+        // Killed while copying release 2: a half-filled temp folder ...
+        let tmp_release = dir.join(RELEASES_DIR).join(".tmp-2-1234-abcd-0");
+        std::fs::create_dir_all(tmp_release.join("modules")).unwrap();
+        std::fs::write(tmp_release.join("modules").join("x.wasm"), b"\0as").unwrap();
+        // ... and killed while writing state.json: a half-written temp file beside it.
+        let tmp_state = dir.join(".tmp-state.json-1234-abcd-1");
+        std::fs::write(&tmp_state, b"{\"format\":1,\"highest_rel").unwrap();
+        let tmp_report = dir.join(REPORTS_DIR).join(".tmp-1-fallback.json-9");
+        std::fs::write(&tmp_report, b"{").unwrap();
+
+        let mut store = ContentStore::open(&dir).unwrap();
+        assert!(!tmp_release.exists() && !tmp_state.exists() && !tmp_report.exists());
+        assert_eq!(std::fs::read(dir.join(STATE_FILE)).unwrap(), state_before);
+        assert_eq!(store.state().current, Some(1));
+        store.load_release(1).unwrap();
+
+        // Killed after the rename but before state.json: releases/2 exists, unreferenced. The store
+        // still runs release 1, and installing release 2 again replaces the folder.
+        let outcome = install(&mut store, 2);
+        let copy = dir.join(RELEASES_DIR).join("2-copy");
+        std::fs::rename(dir.join(RELEASES_DIR).join("2"), &copy).unwrap();
+        drop(store);
+        std::fs::write(dir.join(STATE_FILE), &state_before).unwrap();
+        std::fs::rename(&copy, dir.join(RELEASES_DIR).join("2")).unwrap();
+        std::fs::write(dir.join(RELEASES_DIR).join("2").join("junk"), b"junk").unwrap();
+        let mut store = ContentStore::open(&dir).unwrap();
+        assert_eq!(store.state().current, Some(1));
+        assert!(matches!(
+            store.load_release(2),
+            Err(StoreError::NotInstalled { release: 2 })
+        ));
+        let again = install(&mut store, 2);
+        assert_eq!(again.bundle.manifest_hash(), outcome.bundle.manifest_hash());
+        assert!(!dir.join(RELEASES_DIR).join("2").join("junk").exists());
+        store.load_release(2).unwrap();
+    }
+
+    #[test]
+    fn damaged_or_swapped_release_copies_are_refused_on_load() {
+        let (_tmp, mut store) = new_store();
+        let first = install(&mut store, 1);
+        install(&mut store, 2);
+        // Flip a byte of a module of release 2.
+        let file = &first.bundle.manifest().rules[0].file;
+        let path = store.release_dir(2).join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = store.load_release(2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::ReleaseUnusable {
+                    release: 2,
+                    source: BundleError::MixAndMatch { .. }
+                }
+            ),
+            "{err}"
+        );
+        // Release 1's folder holding release 2's (validly signed) manifest.
+        std::fs::copy(
+            store.release_dir(2).join("manifest.json"),
+            store.release_dir(1).join("manifest.json"),
+        )
+        .unwrap();
+        let err = store.load_release(1).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::ReleaseMismatch {
+                    release: 1,
+                    found_release: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let status = store.status_at(NOW);
+        assert!(status.installed[0].problem.is_some());
+    }
+
+    #[test]
+    fn quarantine_persists_until_a_new_version_of_the_rule_arrives() {
+        let (_tmp, mut store) = new_store();
+        let first = install(&mut store, 1);
+        let (e0, e1) = (
+            &first.bundle.manifest().rules[0],
+            &first.bundle.manifest().rules[1],
+        );
+        assert!(
+            store
+                .record_quarantine(&e0.id, &e0.version, &e0.sha256, "out_of_bounds")
+                .unwrap()
+        );
+        assert!(
+            !store
+                .record_quarantine(&e0.id, &e0.version, &e0.sha256, "again")
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_quarantine(&e1.id, &e1.version, &e1.sha256, "deadline")
+                .unwrap()
+        );
+        assert!(store.is_quarantined(&e0.id, &e0.version, &e0.sha256));
+        assert!(!store.is_quarantined(&e0.id, "2.0.0", &e0.sha256));
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        let mut store = ContentStore::open(&dir).unwrap();
+        assert_eq!(store.quarantined().len(), 2);
+        assert_eq!(store.quarantined()[0].reason, "out_of_bounds");
+        assert_eq!(store.status_at(NOW).quarantine.len(), 2);
+
+        // Release 2 brings rule e0 in version 2.0.0; e1 is unchanged.
+        let mods = modules();
+        let mut m = manifest(2, &mods);
+        m.rules[0].version = "2.0.0".into();
+        let bundle = tempfile::tempdir().unwrap();
+        write_bundle(
+            bundle.path(),
+            &m,
+            &[&key(1)],
+            &mods.iter().map(|(_, b)| *b).collect::<Vec<_>>(),
+        );
+        let outcome = store.install(bundle.path(), NOW).unwrap();
+        assert_eq!(outcome.unquarantined.len(), 1);
+        assert_eq!(outcome.unquarantined[0].rule_id, e0.id);
+        assert!(!store.is_quarantined(&e0.id, &e0.version, &e0.sha256));
+        assert!(store.is_quarantined(&e1.id, &e1.version, &e1.sha256));
+        drop(store);
+        let store = ContentStore::open(&dir).unwrap();
+        assert_eq!(store.quarantined().len(), 1);
+    }
+
+    #[test]
+    fn a_damaged_state_is_rebuilt_from_the_release_folders() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        install(&mut store, 2);
+        store.record_quarantine("r", "1", "h", "trap").unwrap();
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        std::fs::write(dir.join(STATE_FILE), b"\0\0\0garbage").unwrap();
+        assert!(matches!(
+            ContentStore::open(&dir),
+            Err(StoreError::Corrupt { .. })
+        ));
+        let (mut store, report) = ContentStore::rebuild_state(&dir).unwrap();
+        let report: Report = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
+        assert_eq!(report.kind, "rebuild");
+        assert!(report.reason.contains("damaged"), "{}", report.reason);
+        assert_eq!(store.state().highest_release, Some(2));
+        assert_eq!(
+            store.state().installed.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(store.state().current, None);
+        assert_eq!(store.quarantined().len(), 1);
+        // Rollback protection survived; an operator can pick a release.
+        let bundle = tempfile::tempdir().unwrap();
+        standard_bundle(bundle.path(), 2, &[&key(1)]);
+        assert!(matches!(
+            store.install(bundle.path(), NOW),
+            Err(StoreError::Bundle(BundleError::AlreadyInstalled {
+                release: 2
+            }))
+        ));
+        store.rollback(Some(2), false).unwrap();
+        drop(store);
+        assert_eq!(ContentStore::open(&dir).unwrap().state().current, Some(2));
+    }
+
+    #[test]
+    fn open_or_init_creates_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        let bytes = root_bytes(&root(1, &[&key(1)], 1), &[&key(1)]);
+        let mut store = ContentStore::open_or_init(&dir, &bytes).unwrap();
+        install(&mut store, 1);
+        drop(store);
+        let store = ContentStore::open_or_init(&dir, &bytes).unwrap();
+        assert_eq!(store.state().current, Some(1));
+    }
+
+    /// The child half of `a_kill_at_every_install_step_leaves_old_or_new_content`: installs the
+    /// bundle named by `RULEBOX_TEST_BUNDLE` into the store named by `RULEBOX_TEST_STORE`. Does
+    /// nothing when run on its own.
+    #[test]
+    #[ignore = "run as a child process by a_kill_at_every_install_step_leaves_old_or_new_content"]
+    fn child_installs_a_bundle() {
+        let (Some(store), Some(bundle)) = (
+            std::env::var_os("RULEBOX_TEST_STORE"),
+            std::env::var_os("RULEBOX_TEST_BUNDLE"),
+        ) else {
+            return;
+        };
+        let mut store = ContentStore::open(Path::new(&store)).unwrap();
+        store.install(Path::new(&bundle), NOW).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_kill_at_every_install_step_leaves_old_or_new_content() {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+
+        let exe = std::env::current_exe().unwrap();
+        for step in crate::content::PAUSE_STEPS.iter().copied().chain([""]) {
+            let (_tmp, mut store) = new_store();
+            let old = install(&mut store, 1);
+            let dir = store.dir().to_path_buf();
+            drop(store);
+            let bundle = tempfile::tempdir().unwrap();
+            standard_bundle(bundle.path(), 2, &[&key(1)]);
+
+            let mut child = Command::new(&exe)
+                .args([
+                    "--exact",
+                    "content::store::tests::child_installs_a_bundle",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(crate::content::PAUSE_ENV, step)
+                .env("RULEBOX_TEST_STORE", &dir)
+                .env("RULEBOX_TEST_BUNDLE", bundle.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            if step.is_empty() {
+                assert!(child.wait().unwrap().success());
+            } else {
+                let stderr = child.stderr.take().unwrap();
+                let paused = std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                    .any(|line| line == format!("PAUSED {step}"));
+                assert!(paused, "the child never paused at {step}");
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+            }
+
+            let mut store = ContentStore::open(&dir).unwrap();
+            let leftovers: Vec<_> = std::fs::read_dir(dir.join(RELEASES_DIR))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(TMP_PREFIX))
+                .collect();
+            assert!(leftovers.is_empty(), "{step}: {leftovers:?}");
+            let current = store.state().current.unwrap();
+            let loaded = store.load_release(current).unwrap();
+            if step.is_empty() {
+                assert_eq!(current, 2);
+            } else {
+                // Killed before state.json was replaced: the old release, whole.
+                assert_eq!(current, 1, "{step}");
+                assert_eq!(loaded.manifest_hash(), old.bundle.manifest_hash());
+                // And the new one still installs.
+                store.install(bundle.path(), NOW).unwrap();
+                store.load_release(2).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn the_root_rotates_through_the_store() {
+        let (_tmp, mut store) = new_store();
+        let v2 = root(2, &[&key(1), &key(2)], 1);
+        let err = store.update_root(&root_bytes(&v2, &[&key(2)])).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Root(RootError::NotSignedByCurrent { .. })),
+            "{err}"
+        );
+        assert_eq!(store.root().version, 1);
+        store
+            .update_root(&root_bytes(&v2, &[&key(1), &key(2)]))
+            .unwrap();
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        let mut store = ContentStore::open(&dir).unwrap();
+        assert_eq!(store.root(), &v2);
+        // A release signed by the new key alone now installs.
+        let bundle = tempfile::tempdir().unwrap();
+        standard_bundle(bundle.path(), 1, &[&key(2)]);
+        store.install(bundle.path(), NOW).unwrap();
+    }
+}

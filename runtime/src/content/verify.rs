@@ -1,0 +1,1507 @@
+//! The checks a root and a bundle must pass: TUF-style threshold signatures, root rotation, rollback,
+//! freeze, mix-and-match and endless-data defences.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::format::{
+    MANIFEST_FORMAT, Manifest, Root, RuleEntry, Signature, Signed, decode_fixed, is_sha256_hex,
+    manifest_hash, module_file_name, parse_version, signing_bytes,
+};
+use super::fsutil::{CappedReadError, read_capped};
+
+/// This runtime's version (`rulebox-runtime`'s `CARGO_PKG_VERSION`), compared with
+/// [`Manifest::min_runtime`].
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Largest root file accepted, in bytes.
+pub const MAX_ROOT_BYTES: u64 = 1 << 20;
+
+/// Longest key id or file name quoted in an error (they come from untrusted input).
+const MAX_QUOTED: usize = 100;
+
+fn quote(text: &str) -> String {
+    if text.len() <= MAX_QUOTED {
+        return text.to_owned();
+    }
+    let mut end = MAX_QUOTED;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// Size caps applied to a bundle before any of it is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BundleLimits {
+    /// Largest `manifest.json`, in bytes (default 1 MiB).
+    pub max_manifest_bytes: u64,
+    /// Largest module, in bytes (default 16 MiB).
+    pub max_module_bytes: u64,
+    /// Largest sum of all module sizes, in bytes (default 256 MiB).
+    pub max_total_bytes: u64,
+}
+
+impl Default for BundleLimits {
+    fn default() -> Self {
+        BundleLimits {
+            max_manifest_bytes: 1 << 20,
+            max_module_bytes: 16 << 20,
+            max_total_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Why a set of signatures does not meet a threshold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignatureError {
+    /// A signature by a key the root names does not verify (wrong key, altered content, malformed).
+    #[error("the signature by key `{keyid}` does not verify over the signed content")]
+    BadSignature {
+        /// The key id.
+        keyid: String,
+    },
+    /// Every signature is by a key the root does not name.
+    #[error("signed only by keys the root does not name: {}", keyids.join(", "))]
+    UnknownKey {
+        /// The unknown key ids (at most 8 are listed).
+        keyids: Vec<String>,
+    },
+    /// Too few distinct keys of the root signed.
+    #[error("{have} valid signature(s) from distinct keys of the root; {need} required")]
+    BelowThreshold {
+        /// Valid signatures by distinct known keys.
+        have: u32,
+        /// The threshold.
+        need: u32,
+    },
+}
+
+/// Counts the valid signatures over `message` by distinct keys of `keys`; each key's first signature
+/// is the one that counts, signatures by unknown keys are ignored. `Ok` with the count when it meets
+/// `threshold`.
+pub(crate) fn check_threshold(
+    message: &[u8],
+    signatures: &[Signature],
+    keys: &BTreeMap<String, VerifyingKey>,
+    threshold: u32,
+) -> Result<u32, SignatureError> {
+    let mut tried: BTreeSet<&str> = BTreeSet::new();
+    let mut valid: u32 = 0;
+    let mut bad: Option<String> = None;
+    let mut unknown: Vec<String> = Vec::new();
+    for s in signatures {
+        let Some(key) = keys.get(&s.keyid) else {
+            if unknown.len() < 8 && !unknown.contains(&s.keyid) {
+                unknown.push(quote(&s.keyid));
+            }
+            continue;
+        };
+        if !tried.insert(s.keyid.as_str()) {
+            continue;
+        }
+        let ok = decode_fixed::<64>(&s.sig)
+            .map(|b| ed25519_dalek::Signature::from_bytes(&b))
+            .is_some_and(|sig| key.verify_strict(message, &sig).is_ok());
+        if ok {
+            valid = valid.saturating_add(1);
+        } else if bad.is_none() {
+            bad = Some(quote(&s.keyid));
+        }
+    }
+    if valid >= threshold {
+        Ok(valid)
+    } else if let Some(keyid) = bad {
+        Err(SignatureError::BadSignature { keyid })
+    } else if valid == 0 && !unknown.is_empty() {
+        Err(SignatureError::UnknownKey { keyids: unknown })
+    } else {
+        Err(SignatureError::BelowThreshold {
+            have: valid,
+            need: threshold,
+        })
+    }
+}
+
+/// Why a root was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RootError {
+    /// The root file cannot be read.
+    #[error("cannot read the root `{}`: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The root file is not a regular file.
+    #[error("the root `{}` is not a regular file", path.display())]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The root is larger than [`MAX_ROOT_BYTES`].
+    #[error("the root is {size} bytes; the limit is {cap}")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        cap: u64,
+    },
+    /// The root is not a valid signed root document.
+    #[error("the root is not a valid signed root: {0}")]
+    Parse(#[source] serde_json::Error),
+    /// The root is inconsistent (threshold, keys).
+    #[error("root version {version} is invalid: {problem}")]
+    Invalid {
+        /// The root's version.
+        version: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The root is not signed by a threshold of its own keys.
+    #[error("root version {version} is not signed by a threshold of its own keys: {source}")]
+    NotSelfSigned {
+        /// The root's version.
+        version: u64,
+        /// The signature problem.
+        source: SignatureError,
+    },
+    /// A new root is not signed by a threshold of the current root's keys.
+    #[error(
+        "root version {version} is not signed by a threshold of the keys of the current root (version {current}): {source}"
+    )]
+    NotSignedByCurrent {
+        /// The new root's version.
+        version: u64,
+        /// The current root's version.
+        current: u64,
+        /// The signature problem.
+        source: SignatureError,
+    },
+    /// A new root skips versions: root `N + 1` must follow root `N`.
+    #[error("root version {new} skips a version: the current root is version {current}, so only version {} is accepted", current.saturating_add(1))]
+    VersionSkip {
+        /// The current root's version.
+        current: u64,
+        /// The new root's version.
+        new: u64,
+    },
+    /// A new root is not newer than the current one.
+    #[error("root version {new} is not newer than the current root (version {current})")]
+    NotNewer {
+        /// The current root's version.
+        current: u64,
+        /// The new root's version.
+        new: u64,
+    },
+    /// The root cannot be encoded canonically (not expected to happen).
+    #[error("cannot encode the root canonically: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Reads the endpoint's trusted root: at most [`MAX_ROOT_BYTES`], a valid signed root, consistent,
+/// and signed by a threshold of its own keys. The endpoint trusts it as installed (it is the trust
+/// anchor); these checks catch a damaged or hand-edited file.
+pub fn load_trusted_root(path: &Path) -> Result<Root, RootError> {
+    let bytes = read_capped(path, MAX_ROOT_BYTES).map_err(|e| match e {
+        CappedReadError::NotAFile => RootError::NotAFile {
+            path: path.to_path_buf(),
+        },
+        CappedReadError::TooLarge { size } => RootError::TooLarge {
+            size,
+            cap: MAX_ROOT_BYTES,
+        },
+        CappedReadError::Io(source) => RootError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    })?;
+    parse_trusted_root(&bytes)
+}
+
+/// [`load_trusted_root`] on bytes already in memory (e.g. a root built into the agent).
+pub fn parse_trusted_root(bytes: &[u8]) -> Result<Root, RootError> {
+    let (envelope, keys) = parse_root(bytes)?;
+    let message = signing_bytes(&envelope.signed).map_err(RootError::Encode)?;
+    check_threshold(
+        &message,
+        &envelope.signatures,
+        &keys,
+        envelope.signed.threshold,
+    )
+    .map_err(|source| RootError::NotSelfSigned {
+        version: envelope.signed.version,
+        source,
+    })?;
+    Ok(envelope.signed)
+}
+
+fn parse_root(bytes: &[u8]) -> Result<(Signed<Root>, BTreeMap<String, VerifyingKey>), RootError> {
+    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if size > MAX_ROOT_BYTES {
+        return Err(RootError::TooLarge {
+            size,
+            cap: MAX_ROOT_BYTES,
+        });
+    }
+    let envelope: Signed<Root> = serde_json::from_slice(bytes).map_err(RootError::Parse)?;
+    let keys = envelope
+        .signed
+        .verifying_keys()
+        .map_err(|problem| RootError::Invalid {
+            version: envelope.signed.version,
+            problem,
+        })?;
+    Ok((envelope, keys))
+}
+
+/// Accepts root `N + 1` on top of the trusted root `N` (The Update Framework's rotation rule): the
+/// new root must be exactly one version newer, consistent, signed by a threshold of the *current*
+/// root's keys, and signed by a threshold of its *own* keys. The caller persists the bytes (the
+/// store does it in [`ContentStore::update_root`](super::ContentStore::update_root)). To move several
+/// versions ahead, apply each root in turn.
+pub fn update_root(current: &Root, new_envelope_bytes: &[u8]) -> Result<Root, RootError> {
+    let (envelope, new_keys) = parse_root(new_envelope_bytes)?;
+    let new = &envelope.signed;
+    if new.version <= current.version {
+        return Err(RootError::NotNewer {
+            current: current.version,
+            new: new.version,
+        });
+    }
+    if new.version != current.version.saturating_add(1) {
+        return Err(RootError::VersionSkip {
+            current: current.version,
+            new: new.version,
+        });
+    }
+    let current_keys = current
+        .verifying_keys()
+        .map_err(|problem| RootError::Invalid {
+            version: current.version,
+            problem,
+        })?;
+    let message = signing_bytes(new).map_err(RootError::Encode)?;
+    check_threshold(
+        &message,
+        &envelope.signatures,
+        &current_keys,
+        current.threshold,
+    )
+    .map_err(|source| RootError::NotSignedByCurrent {
+        version: new.version,
+        current: current.version,
+        source,
+    })?;
+    check_threshold(&message, &envelope.signatures, &new_keys, new.threshold).map_err(
+        |source| RootError::NotSelfSigned {
+            version: new.version,
+            source,
+        },
+    )?;
+    Ok(envelope.signed)
+}
+
+/// Why a bundle was refused. One variant per refusal; each message names what was wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// A file of the bundle cannot be read (other than missing modules).
+    #[error("cannot read `{}`: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A path in the bundle is a symbolic link, device, folder where a file belongs, or the like.
+    #[error("`{}` is not a regular file (links and devices are refused)", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// `manifest.json` is larger than the cap (checked before reading it).
+    #[error("manifest.json is {size} bytes; the limit is {cap}")]
+    ManifestTooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        cap: u64,
+    },
+    /// `manifest.json` is not a valid signed manifest.
+    #[error("manifest.json is not a valid signed manifest: {0}")]
+    ManifestParse(#[source] serde_json::Error),
+    /// The trusted root given to the check is itself inconsistent.
+    #[error("the trusted root is invalid: {0}")]
+    InvalidRoot(String),
+    /// A signature by a key of the root does not verify.
+    #[error("the signature by key `{keyid}` does not verify over the manifest")]
+    BadSignature {
+        /// The key id.
+        keyid: String,
+    },
+    /// Every signature is by a key the root does not name.
+    #[error("the manifest is signed only by keys the root does not name: {}", keyids.join(", "))]
+    UnknownKey {
+        /// The unknown key ids (at most 8).
+        keyids: Vec<String>,
+    },
+    /// Too few distinct keys of the root signed the manifest.
+    #[error(
+        "the manifest has {have} valid signature(s) from distinct keys of the root; {need} required"
+    )]
+    BelowThreshold {
+        /// Valid signatures.
+        have: u32,
+        /// The root's threshold.
+        need: u32,
+    },
+    /// The manifest has expired (freeze attack defence).
+    #[error("the manifest expired at {expires} (unix seconds); it is now {now}")]
+    Expired {
+        /// The manifest's expiry.
+        expires: u64,
+        /// The time of the check.
+        now: u64,
+    },
+    /// The release is older than one already accepted (rollback attack defence).
+    #[error("release {release} is older than release {highest}, already accepted")]
+    Rollback {
+        /// The bundle's release.
+        release: u64,
+        /// The highest release accepted.
+        highest: u64,
+    },
+    /// The release is the one already accepted: nothing to do.
+    #[error("release {release} is already installed")]
+    AlreadyInstalled {
+        /// The release.
+        release: u64,
+    },
+    /// The manifest format is not one this runtime reads.
+    #[error("manifest format {found} is not supported; this runtime reads format {expected}")]
+    UnsupportedFormat {
+        /// The manifest's format.
+        found: u32,
+        /// The supported one.
+        expected: u32,
+    },
+    /// The modules implement another guest ABI.
+    #[error("the release is built for ABI version {found}; this runtime implements {expected}")]
+    UnsupportedAbi {
+        /// The manifest's ABI version.
+        found: u32,
+        /// The runtime's.
+        expected: u32,
+    },
+    /// None of the release's event-schema versions is this runtime's.
+    #[error("the release supports event-schema versions {offered:?}; this runtime supplies {ours}")]
+    UnsupportedSchema {
+        /// The manifest's schema versions.
+        offered: Vec<u32>,
+        /// The runtime's.
+        ours: u32,
+    },
+    /// `min_runtime` is not a `major.minor.patch` version.
+    #[error("min_runtime `{value}` is not a major.minor.patch version")]
+    BadMinRuntime {
+        /// The manifest's value.
+        value: String,
+    },
+    /// The release needs a newer runtime.
+    #[error("the release needs rulebox-runtime {required} or later; this is {ours}")]
+    RuntimeTooOld {
+        /// The manifest's `min_runtime`.
+        required: String,
+        /// This runtime's version.
+        ours: &'static str,
+    },
+    /// A rule entry is malformed (empty id, bad hash text, invalid limits).
+    #[error("rule `{rule_id}`: {problem}")]
+    InvalidEntry {
+        /// The rule id.
+        rule_id: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A module's `file` is not `modules/<sha256>.wasm` (path traversal defence).
+    #[error("rule `{rule_id}`: file `{file}` is not allowed; it must be exactly `{expected}`")]
+    BadFileName {
+        /// The rule id.
+        rule_id: String,
+        /// The file as written in the manifest.
+        file: String,
+        /// The only accepted name.
+        expected: String,
+    },
+    /// Two entries have the same rule id.
+    #[error("rule id `{rule_id}` appears more than once in the manifest")]
+    DuplicateRule {
+        /// The rule id.
+        rule_id: String,
+    },
+    /// Two entries name the same module.
+    #[error("module `{file}` is listed by more than one rule")]
+    DuplicateModule {
+        /// The file.
+        file: String,
+    },
+    /// A module is larger than the per-module cap (checked before reading it).
+    #[error("module `{file}` is {size} bytes; the limit is {cap}")]
+    ModuleTooLarge {
+        /// The file.
+        file: String,
+        /// Its size (as the manifest states it).
+        size: u64,
+        /// The limit.
+        cap: u64,
+    },
+    /// The modules together are larger than the bundle cap (checked before reading them).
+    #[error("the modules total at least {total} bytes; the limit is {cap}")]
+    BundleTooLarge {
+        /// The running total when the cap was passed.
+        total: u64,
+        /// The limit.
+        cap: u64,
+    },
+    /// A module the manifest lists is not in the bundle.
+    #[error("module `{file}` is listed in the manifest but missing from the bundle")]
+    MissingModule {
+        /// The file.
+        file: String,
+    },
+    /// The bundle holds a file the manifest does not list.
+    #[error("`{path}` is in the bundle but not listed in the manifest")]
+    ExtraFile {
+        /// The path, relative to the bundle.
+        path: String,
+    },
+    /// A module's size differs from the manifest's (a truncated or padded module).
+    #[error("module `{file}` is {found} bytes; the manifest says {expected}")]
+    SizeMismatch {
+        /// The file.
+        file: String,
+        /// The manifest's size.
+        expected: u64,
+        /// The size found (for a file larger than the manifest says, the size the file system
+        /// reports).
+        found: u64,
+    },
+    /// A module's hash differs from the manifest's (mix-and-match defence).
+    #[error("module `{file}` has SHA-256 {found}; the manifest says {expected}")]
+    MixAndMatch {
+        /// The file.
+        file: String,
+        /// The manifest's hash.
+        expected: String,
+        /// The module's hash.
+        found: String,
+    },
+    /// The manifest cannot be encoded canonically (not expected to happen).
+    #[error("cannot encode the manifest canonically: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl From<SignatureError> for BundleError {
+    fn from(e: SignatureError) -> Self {
+        match e {
+            SignatureError::BadSignature { keyid } => BundleError::BadSignature { keyid },
+            SignatureError::UnknownKey { keyids } => BundleError::UnknownKey { keyids },
+            SignatureError::BelowThreshold { have, need } => {
+                BundleError::BelowThreshold { have, need }
+            }
+        }
+    }
+}
+
+impl BundleError {
+    /// `true` for [`BundleError::AlreadyInstalled`]: the caller may treat the bundle as a no-op.
+    pub fn is_already_installed(&self) -> bool {
+        matches!(self, BundleError::AlreadyInstalled { .. })
+    }
+}
+
+/// A bundle that passed every check: the manifest, its canonical hash, and the module bytes (read
+/// once, hashed, and handed out from memory so nothing can change them between check and use).
+/// Only [`verify_bundle`] and the store make one.
+#[derive(Clone)]
+pub struct VerifiedBundle {
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    manifest_hash: String,
+    modules: Vec<(RuleEntry, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for VerifiedBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedBundle")
+            .field("release", &self.manifest.release)
+            .field("manifest_hash", &self.manifest_hash)
+            .field(
+                "rules",
+                &self
+                    .modules
+                    .iter()
+                    .map(|(e, _)| (&e.id, &e.version))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl VerifiedBundle {
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The release number.
+    pub fn release(&self) -> u64 {
+        self.manifest.release
+    }
+
+    /// The manifest's canonical hash ([`manifest_hash`](super::manifest_hash)).
+    pub fn manifest_hash(&self) -> &str {
+        &self.manifest_hash
+    }
+
+    /// The exact bytes of `manifest.json` as verified (the signed envelope).
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.manifest_bytes
+    }
+
+    /// Each rule entry with its module bytes, in manifest order.
+    pub fn modules(&self) -> &[(RuleEntry, Vec<u8>)] {
+        &self.modules
+    }
+
+    /// The rule entries with their module bytes, by value.
+    pub fn into_modules(self) -> Vec<(RuleEntry, Vec<u8>)> {
+        self.modules
+    }
+
+    /// Whether the manifest has expired at `now_unix` (content already running keeps running; the
+    /// caller raises an alert).
+    pub fn is_expired(&self, now_unix: u64) -> bool {
+        now_unix >= self.manifest.expires_unix
+    }
+}
+
+/// Which of the time-dependent checks apply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checks {
+    /// Refuse releases at or below this one (`None`: no rollback check).
+    pub highest_accepted: Option<u64>,
+    /// Refuse expired manifests at this time (`None`: no expiry check).
+    pub now_unix: Option<u64>,
+}
+
+/// Verifies the bundle in the folder `dir` against the trusted `root`, in this order, refusing at the
+/// first failure:
+///
+/// 1. `manifest.json` is a regular file of at most `limits.max_manifest_bytes` (checked before it is
+///    read; the read itself stops after the cap) and parses as a signed manifest;
+/// 2. the signatures by distinct keys of `root` meet its threshold;
+/// 3. the manifest has not expired at `now_unix` (freeze);
+/// 4. its release is above `highest_accepted` (equal: [`BundleError::AlreadyInstalled`]; below:
+///    [`BundleError::Rollback`]);
+/// 5. format 1, this runtime's ABI version, this runtime's event-schema version among
+///    `schema_versions`, `min_runtime` at most this runtime's version;
+/// 6. every entry: a non-empty unique id, `file` exactly `modules/<sha256>.wasm`, valid limits, size
+///    within the per-module cap, total within the bundle cap;
+/// 7. the folder holds exactly `manifest.json` and the listed modules;
+/// 8. each module: a regular file whose size is the manifest's (read with a cap of that size) and
+///    whose SHA-256 is the manifest's (mix-and-match).
+pub fn verify_bundle(
+    dir: &Path,
+    root: &Root,
+    highest_accepted: Option<u64>,
+    now_unix: u64,
+    limits: &BundleLimits,
+) -> Result<VerifiedBundle, BundleError> {
+    verify_with(
+        dir,
+        root,
+        Checks {
+            highest_accepted,
+            now_unix: Some(now_unix),
+        },
+        limits,
+    )
+}
+
+pub(crate) fn verify_with(
+    dir: &Path,
+    root: &Root,
+    checks: Checks,
+    limits: &BundleLimits,
+) -> Result<VerifiedBundle, BundleError> {
+    let (manifest, manifest_bytes) = read_signed_manifest(dir, root, limits)?;
+
+    // 3. Freeze.
+    if let Some(now) = checks.now_unix
+        && now >= manifest.expires_unix
+    {
+        return Err(BundleError::Expired {
+            expires: manifest.expires_unix,
+            now,
+        });
+    }
+
+    // 4. Rollback.
+    if let Some(highest) = checks.highest_accepted {
+        if manifest.release < highest {
+            return Err(BundleError::Rollback {
+                release: manifest.release,
+                highest,
+            });
+        }
+        if manifest.release == highest {
+            return Err(BundleError::AlreadyInstalled {
+                release: manifest.release,
+            });
+        }
+    }
+
+    // 5. Compatibility.
+    if manifest.format != MANIFEST_FORMAT {
+        return Err(BundleError::UnsupportedFormat {
+            found: manifest.format,
+            expected: MANIFEST_FORMAT,
+        });
+    }
+    if manifest.abi_version != rulebox_sdk::abi::ABI_VERSION {
+        return Err(BundleError::UnsupportedAbi {
+            found: manifest.abi_version,
+            expected: rulebox_sdk::abi::ABI_VERSION,
+        });
+    }
+    if !manifest
+        .schema_versions
+        .contains(&rulebox_sdk::abi::SCHEMA_VERSION)
+    {
+        return Err(BundleError::UnsupportedSchema {
+            offered: manifest.schema_versions.iter().take(16).copied().collect(),
+            ours: rulebox_sdk::abi::SCHEMA_VERSION,
+        });
+    }
+    let required =
+        parse_version(&manifest.min_runtime).ok_or_else(|| BundleError::BadMinRuntime {
+            value: quote(&manifest.min_runtime),
+        })?;
+    // Our own version always parses (a build-time constant in major.minor.patch form); if it ever did
+    // not, refusing every release would be worse than comparing with 0.0.0, so fall back to that.
+    let ours = parse_version(RUNTIME_VERSION).unwrap_or((0, 0, 0));
+    if required > ours {
+        return Err(BundleError::RuntimeTooOld {
+            required: quote(&manifest.min_runtime),
+            ours: RUNTIME_VERSION,
+        });
+    }
+
+    // 6. Entries, before touching any module.
+    let mut ids = BTreeSet::new();
+    let mut files = BTreeSet::new();
+    let mut total: u64 = 0;
+    for entry in &manifest.rules {
+        let rule_id = quote(&entry.id);
+        if entry.id.is_empty() {
+            return Err(BundleError::InvalidEntry {
+                rule_id,
+                problem: "the rule id is empty".to_owned(),
+            });
+        }
+        if !ids.insert(entry.id.as_str()) {
+            return Err(BundleError::DuplicateRule { rule_id });
+        }
+        if !is_sha256_hex(&entry.sha256) {
+            return Err(BundleError::InvalidEntry {
+                rule_id,
+                problem: format!(
+                    "sha256 `{}` is not 64 lowercase hex digits",
+                    quote(&entry.sha256)
+                ),
+            });
+        }
+        let expected = module_file_name(&entry.sha256);
+        if entry.file != expected {
+            return Err(BundleError::BadFileName {
+                rule_id,
+                file: quote(&entry.file),
+                expected,
+            });
+        }
+        if !files.insert(entry.file.as_str()) {
+            return Err(BundleError::DuplicateModule {
+                file: entry.file.clone(),
+            });
+        }
+        if let Some(l) = &entry.limits {
+            l.validate().map_err(|e| BundleError::InvalidEntry {
+                rule_id: rule_id.clone(),
+                problem: format!("invalid limits: {e}"),
+            })?;
+        }
+        if entry.size > limits.max_module_bytes {
+            return Err(BundleError::ModuleTooLarge {
+                file: entry.file.clone(),
+                size: entry.size,
+                cap: limits.max_module_bytes,
+            });
+        }
+        total = total.saturating_add(entry.size);
+        if total > limits.max_total_bytes {
+            return Err(BundleError::BundleTooLarge {
+                total,
+                cap: limits.max_total_bytes,
+            });
+        }
+    }
+
+    // 7. Exactly the listed files.
+    check_listing(dir, &files)?;
+
+    // 8. Each module: size, then hash.
+    let mut modules = Vec::with_capacity(manifest.rules.len());
+    for entry in &manifest.rules {
+        let bytes = read_module(dir, entry)?;
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != entry.sha256 {
+            return Err(BundleError::MixAndMatch {
+                file: entry.file.clone(),
+                expected: entry.sha256.clone(),
+                found,
+            });
+        }
+        modules.push((entry.clone(), bytes));
+    }
+
+    let manifest_hash = manifest_hash(&manifest).map_err(BundleError::Encode)?;
+    Ok(VerifiedBundle {
+        manifest,
+        manifest_bytes,
+        manifest_hash,
+        modules,
+    })
+}
+
+/// Steps 1 and 2 of [`verify_bundle`]: reads `dir/manifest.json` (capped) and checks its signatures
+/// against `root`. Returns the manifest and the file's bytes.
+pub(crate) fn read_signed_manifest(
+    dir: &Path,
+    root: &Root,
+    limits: &BundleLimits,
+) -> Result<(Manifest, Vec<u8>), BundleError> {
+    // 1. The manifest, capped before reading.
+    let manifest_path = dir.join("manifest.json");
+    let manifest_bytes =
+        read_capped(&manifest_path, limits.max_manifest_bytes).map_err(|e| match e {
+            CappedReadError::NotAFile => BundleError::NotAFile {
+                path: manifest_path.clone(),
+            },
+            CappedReadError::TooLarge { size } => BundleError::ManifestTooLarge {
+                size,
+                cap: limits.max_manifest_bytes,
+            },
+            CappedReadError::Io(source) => BundleError::Io {
+                path: manifest_path.clone(),
+                source,
+            },
+        })?;
+    let envelope: Signed<Manifest> =
+        serde_json::from_slice(&manifest_bytes).map_err(BundleError::ManifestParse)?;
+
+    // 2. Signatures.
+    let keys = root.verifying_keys().map_err(BundleError::InvalidRoot)?;
+    let message = signing_bytes(&envelope.signed).map_err(BundleError::Encode)?;
+    check_threshold(&message, &envelope.signatures, &keys, root.threshold)?;
+    Ok((envelope.signed, manifest_bytes))
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The bundle folder holds `manifest.json`, `modules/` and, in `modules/`, exactly the listed files.
+fn check_listing(dir: &Path, files: &BTreeSet<&str>) -> Result<(), BundleError> {
+    let mut has_modules = false;
+    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let name = entry.file_name();
+        match name.to_str() {
+            Some("manifest.json") => {}
+            Some("modules") => has_modules = true,
+            _ => {
+                return Err(BundleError::ExtraFile {
+                    path: quote(&name.to_string_lossy()),
+                });
+            }
+        }
+    }
+    if !has_modules {
+        return match files.first() {
+            Some(file) => Err(BundleError::MissingModule {
+                file: (*file).to_owned(),
+            }),
+            None => Ok(()),
+        };
+    }
+    let modules_dir = dir.join("modules");
+    let meta = std::fs::symlink_metadata(&modules_dir).map_err(io_error(&modules_dir))?;
+    if !meta.file_type().is_dir() {
+        return Err(BundleError::NotAFile { path: modules_dir });
+    }
+    for entry in std::fs::read_dir(&modules_dir).map_err(io_error(&modules_dir))? {
+        let entry = entry.map_err(io_error(&modules_dir))?;
+        let name = entry.file_name();
+        let listed = name
+            .to_str()
+            .is_some_and(|n| files.contains(format!("modules/{n}").as_str()));
+        if !listed {
+            return Err(BundleError::ExtraFile {
+                path: format!("modules/{}", quote(&name.to_string_lossy())),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads one module: must exist, be a regular file, and be exactly `entry.size` bytes (the read is
+/// capped at that size, checked before reading).
+fn read_module(dir: &Path, entry: &RuleEntry) -> Result<Vec<u8>, BundleError> {
+    // `entry.file` was checked to be `modules/<64 hex>.wasm`: no traversal is possible.
+    let path = dir.join(&entry.file);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(BundleError::MissingModule {
+                file: entry.file.clone(),
+            });
+        }
+        Err(e) => return Err(io_error(&path)(e)),
+        Ok(_) => {}
+    }
+    let size_mismatch = |found: u64| BundleError::SizeMismatch {
+        file: entry.file.clone(),
+        expected: entry.size,
+        found,
+    };
+    match read_capped(&path, entry.size) {
+        Ok(bytes) => {
+            let found = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+            if found == entry.size {
+                Ok(bytes)
+            } else {
+                Err(size_mismatch(found))
+            }
+        }
+        Err(CappedReadError::TooLarge { size }) => Err(size_mismatch(size)),
+        Err(CappedReadError::NotAFile) => Err(BundleError::NotAFile { path }),
+        Err(CappedReadError::Io(e)) => Err(io_error(&path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use ed25519_dalek::Signer;
+
+    use super::*;
+    use crate::content::format::{CONTEXT_ROOT, Signable};
+    use crate::content::testutil::*;
+
+    fn verify(
+        dir: &Path,
+        root: &Root,
+        highest: Option<u64>,
+    ) -> Result<VerifiedBundle, BundleError> {
+        verify_bundle(dir, root, highest, NOW, &BundleLimits::default())
+    }
+
+    /// A bundle of release 5 in a fresh folder, signed by key 1, under a root of keys 1 (threshold 1).
+    fn setup() -> (tempfile::TempDir, Root, Manifest) {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = standard_bundle(dir.path(), 5, &[&key(1)]);
+        (dir, root(1, &[&key(1)], 1), manifest)
+    }
+
+    fn rewrite(dir: &Path, manifest: &Manifest) {
+        let envelope = sign(manifest, &[&key(1)]);
+        std::fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec(&envelope).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_good_bundle_verifies_with_its_modules_and_hash() {
+        let (dir, root, manifest) = setup();
+        let bundle = verify(dir.path(), &root, Some(4)).unwrap();
+        assert_eq!(bundle.manifest(), &manifest);
+        assert_eq!(bundle.release(), 5);
+        assert_eq!(
+            bundle.manifest_hash(),
+            crate::content::manifest_hash(&manifest).unwrap()
+        );
+        let expected = modules();
+        assert_eq!(bundle.modules().len(), expected.len());
+        for ((entry, bytes), (_, want)) in bundle.modules().iter().zip(&expected) {
+            assert_eq!(bytes.as_slice(), *want);
+            assert_eq!(entry.sha256, crate::content_hash(want));
+        }
+        assert!(!bundle.is_expired(NOW));
+        assert!(bundle.is_expired(LATER));
+        // No rollback check at all.
+        verify(dir.path(), &root, None).unwrap();
+    }
+
+    #[test]
+    fn wrong_signature_is_refused() {
+        let (dir, root, mut manifest) = setup();
+        // Altered after signing: the signature no longer covers the content.
+        let mut envelope = sign(&manifest, &[&key(1)]);
+        envelope.signed.notes = "altered".to_owned();
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&envelope).unwrap(),
+        )
+        .unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(err, BundleError::BadSignature { ref keyid } if *keyid == keyid_of(1)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("does not verify"), "{err}");
+
+        // Signed by another key under key 1's id.
+        manifest.notes = "x".to_owned();
+        let message = signing_bytes(&manifest).unwrap();
+        let envelope = Signed {
+            signed: manifest.clone(),
+            signatures: vec![Signature {
+                keyid: keyid_of(1),
+                sig: hex::encode(key(2).sign(&message).to_bytes()),
+            }],
+        };
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&envelope).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::BadSignature { .. })
+        ));
+
+        // Garbage signature text.
+        let envelope = Signed {
+            signed: manifest,
+            signatures: vec![Signature {
+                keyid: keyid_of(1),
+                sig: "zz".to_owned(),
+            }],
+        };
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&envelope).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::BadSignature { .. })
+        ));
+    }
+
+    fn keyid_of(seed: u8) -> String {
+        keyid(&key(seed))
+    }
+
+    #[test]
+    fn a_root_signature_is_never_a_manifest_signature() {
+        let (dir, root, manifest) = setup();
+        // Key 1 signs the manifest's JSON under the *root* context.
+        let mut message = CONTEXT_ROOT.to_vec();
+        message.extend(serde_json::to_vec(&manifest).unwrap());
+        assert_ne!(Manifest::CONTEXT, CONTEXT_ROOT);
+        let envelope = Signed {
+            signed: manifest,
+            signatures: vec![Signature {
+                keyid: keyid_of(1),
+                sig: hex::encode(key(1).sign(&message).to_bytes()),
+            }],
+        };
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            serde_json::to_vec(&envelope).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_key_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        standard_bundle(dir.path(), 5, &[&key(7)]);
+        let err = verify(dir.path(), &root(1, &[&key(1)], 1), None).unwrap_err();
+        match &err {
+            BundleError::UnknownKey { keyids } => assert_eq!(keyids, &vec![keyid_of(7)]),
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("does not name"), "{err}");
+        // Unsigned.
+        standard_bundle(dir.path(), 5, &[]);
+        assert!(matches!(
+            verify(dir.path(), &root(1, &[&key(1)], 1), None),
+            Err(BundleError::BelowThreshold { have: 0, need: 1 })
+        ));
+    }
+
+    #[test]
+    fn below_threshold_is_refused_and_duplicates_count_once() {
+        let root = root(1, &[&key(1), &key(2), &key(3)], 2);
+        let dir = tempfile::tempdir().unwrap();
+        standard_bundle(dir.path(), 5, &[&key(1)]);
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(err, BundleError::BelowThreshold { have: 1, need: 2 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("2 required"), "{err}");
+        // The same key twice is one key.
+        standard_bundle(dir.path(), 5, &[&key(1), &key(1)]);
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::BelowThreshold { have: 1, need: 2 })
+        ));
+        // Plus an unknown key: still one.
+        standard_bundle(dir.path(), 5, &[&key(1), &key(9)]);
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::BelowThreshold { have: 1, need: 2 })
+        ));
+        // Two distinct known keys (and an unknown one, ignored) meet it.
+        standard_bundle(dir.path(), 5, &[&key(9), &key(1), &key(3)]);
+        verify(dir.path(), &root, None).unwrap();
+    }
+
+    #[test]
+    fn rollback_and_same_version_are_refused() {
+        let (dir, root, _) = setup();
+        let err = verify(dir.path(), &root, Some(6)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BundleError::Rollback {
+                    release: 5,
+                    highest: 6
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("older than release 6"), "{err}");
+        let err = verify(dir.path(), &root, Some(5)).unwrap_err();
+        assert!(err.is_already_installed(), "{err}");
+    }
+
+    #[test]
+    fn an_expired_manifest_is_refused() {
+        let (dir, root, _) = setup();
+        let err =
+            verify_bundle(dir.path(), &root, None, LATER, &BundleLimits::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BundleError::Expired {
+                    expires: LATER,
+                    now: LATER
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("expired"), "{err}");
+    }
+
+    #[test]
+    fn versions_the_runtime_does_not_support_are_refused() {
+        let (dir, root, manifest) = setup();
+        type Change = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (Box::new(|m| m.abi_version = 2), "ABI version 2"),
+            (Box::new(|m| m.schema_versions = vec![7, 9]), "[7, 9]"),
+            (
+                Box::new(|m| m.min_runtime = "99.0.0".into()),
+                "99.0.0 or later",
+            ),
+            (Box::new(|m| m.min_runtime = "latest".into()), "`latest`"),
+            (Box::new(|m| m.format = 2), "format 2"),
+        ];
+        for (change, text) in cases {
+            let mut m = manifest.clone();
+            change(&mut m);
+            rewrite(dir.path(), &m);
+            let err = verify(dir.path(), &root, None).unwrap_err();
+            assert!(err.to_string().contains(text), "{text}: {err}");
+            match text {
+                "ABI version 2" => {
+                    assert!(matches!(err, BundleError::UnsupportedAbi { found: 2, .. }))
+                }
+                "[7, 9]" => assert!(matches!(err, BundleError::UnsupportedSchema { .. })),
+                "99.0.0 or later" => assert!(matches!(err, BundleError::RuntimeTooOld { .. })),
+                "`latest`" => assert!(matches!(err, BundleError::BadMinRuntime { .. })),
+                _ => assert!(matches!(
+                    err,
+                    BundleError::UnsupportedFormat { found: 2, .. }
+                )),
+            }
+        }
+        // Our own version and older are fine.
+        let mut m = manifest;
+        m.min_runtime = RUNTIME_VERSION.to_owned();
+        rewrite(dir.path(), &m);
+        verify(dir.path(), &root, None).unwrap();
+    }
+
+    #[test]
+    fn a_module_whose_hash_differs_is_refused() {
+        let (dir, root, manifest) = setup();
+        let entry = &manifest.rules[1];
+        let path = dir.path().join(&entry.file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        match &err {
+            BundleError::MixAndMatch {
+                file,
+                expected,
+                found,
+            } => {
+                assert_eq!(file, &entry.file);
+                assert_eq!(expected, &entry.sha256);
+                assert_eq!(found, &crate::content_hash(&bytes));
+            }
+            other => panic!("{other}"),
+        }
+
+        // Another release's module under this name (same manifest, swapped content).
+        let other = modules()[0].1;
+        std::fs::write(&path, other).unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::SizeMismatch { .. } | BundleError::MixAndMatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_truncated_module_is_a_size_mismatch() {
+        let (dir, root, manifest) = setup();
+        let entry = &manifest.rules[0];
+        let path = dir.path().join(&entry.file);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::SizeMismatch { file, expected, found }
+                if *file == entry.file && *expected == entry.size && *found == entry.size / 2),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_manifest_is_refused_without_reading_it() {
+        let (dir, root, _) = setup();
+        let file = std::fs::File::create(dir.path().join("manifest.json")).unwrap();
+        file.set_len(2 << 30).unwrap();
+        let start = Instant::now();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(err, BundleError::ManifestTooLarge { size, cap } if size == 2 << 30 && cap == 1 << 20),
+            "{err}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_oversized_module_is_refused_without_reading_it() {
+        let (dir, root, mut manifest) = setup();
+        // The file on disk is a sparse 2 GiB; the manifest says the real size.
+        let path = dir.path().join(&manifest.rules[0].file);
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap();
+        let start = Instant::now();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(err, BundleError::SizeMismatch { found, .. } if found == 2 << 30),
+            "{err}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(2));
+
+        // The manifest itself claims 2 GiB: refused by the per-module cap before any read.
+        manifest.rules[0].size = 2 << 30;
+        rewrite(dir.path(), &manifest);
+        let start = Instant::now();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(err, BundleError::ModuleTooLarge { size, cap, .. } if size == 2 << 30 && cap == 16 << 20),
+            "{err}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(2));
+
+        // The total cap.
+        let (dir, root, _) = setup();
+        let limits = BundleLimits {
+            max_total_bytes: 1000,
+            ..BundleLimits::default()
+        };
+        let err = verify_bundle(dir.path(), &root, None, NOW, &limits).unwrap_err();
+        assert!(
+            matches!(err, BundleError::BundleTooLarge { cap: 1000, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_names_other_than_modules_sha_wasm_are_refused() {
+        let (dir, root, manifest) = setup();
+        let sha = manifest.rules[0].sha256.clone();
+        for file in [
+            format!("modules/../../{sha}.wasm"),
+            format!("../modules/{sha}.wasm"),
+            format!("/etc/{sha}.wasm"),
+            "/etc/passwd".to_owned(),
+            format!("modules/{sha}.WASM"),
+            format!("modules/{}.wasm", manifest.rules[1].sha256),
+            format!("modules\\{sha}.wasm"),
+        ] {
+            let mut m = manifest.clone();
+            m.rules[0].file = file.clone();
+            rewrite(dir.path(), &m);
+            let err = verify(dir.path(), &root, None).unwrap_err();
+            assert!(
+                matches!(&err, BundleError::BadFileName { expected, .. } if *expected == format!("modules/{sha}.wasm")),
+                "{file}: {err}"
+            );
+        }
+        let mut m = manifest.clone();
+        m.rules[0].sha256 = "../../etc/passwd".to_owned();
+        m.rules[0].file = "modules/../../etc/passwd.wasm".to_owned();
+        rewrite(dir.path(), &m);
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::InvalidEntry { .. })
+        ));
+    }
+
+    #[test]
+    fn entries_must_be_unique_and_files_exactly_the_listed_ones() {
+        let (dir, root, manifest) = setup();
+        let mut m = manifest.clone();
+        m.rules[1].id = m.rules[0].id.clone();
+        rewrite(dir.path(), &m);
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::DuplicateRule { .. })
+        ));
+        let mut m = manifest.clone();
+        m.rules[1] = RuleEntry {
+            id: "other".into(),
+            ..m.rules[0].clone()
+        };
+        rewrite(dir.path(), &m);
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::DuplicateModule { .. } | BundleError::ExtraFile { .. })
+        ));
+        let mut m = manifest.clone();
+        m.rules[0].limits = Some(crate::Limits {
+            deadline_ms: 0,
+            ..crate::Limits::default()
+        });
+        rewrite(dir.path(), &m);
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(err.to_string().contains("deadline_ms"), "{err}");
+
+        // An unlisted module, an unlisted top-level file, a missing module.
+        rewrite(dir.path(), &manifest);
+        verify(dir.path(), &root, None).unwrap();
+        let extra = dir
+            .path()
+            .join("modules")
+            .join(format!("{}.wasm", "0".repeat(64)));
+        std::fs::write(&extra, b"\0asm").unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(matches!(err, BundleError::ExtraFile { .. }), "{err}");
+        std::fs::remove_file(&extra).unwrap();
+        std::fs::write(dir.path().join("README"), b"hi").unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::ExtraFile { ref path }) if path == "README"
+        ));
+        std::fs::remove_file(dir.path().join("README")).unwrap();
+        std::fs::remove_file(dir.path().join(&manifest.rules[2].file)).unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::MissingModule { file } if *file == manifest.rules[2].file),
+            "{err}"
+        );
+        // No manifest at all.
+        std::fs::remove_file(dir.path().join("manifest.json")).unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::Io { .. })
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn linked_modules_are_refused() {
+        let (dir, root, manifest) = setup();
+        let path = dir.path().join(&manifest.rules[0].file);
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::NotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_manifests_are_refused_with_the_parse_error() {
+        let (dir, root, _) = setup();
+        std::fs::write(dir.path().join("manifest.json"), b"{\"signed\":").unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::ManifestParse(_))
+        ));
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            br#"{"signed":{},"signatures":[],"extra":1}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            verify(dir.path(), &root, None),
+            Err(BundleError::ManifestParse(_))
+        ));
+    }
+
+    // ---- roots ----
+
+    #[test]
+    fn trusted_roots_must_be_consistent_and_self_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.json");
+        let r = root(1, &[&key(1), &key(2)], 2);
+        std::fs::write(&path, root_bytes(&r, &[&key(1), &key(2)])).unwrap();
+        assert_eq!(load_trusted_root(&path).unwrap(), r);
+
+        std::fs::write(&path, root_bytes(&r, &[&key(1)])).unwrap();
+        assert!(matches!(
+            load_trusted_root(&path),
+            Err(RootError::NotSelfSigned {
+                version: 1,
+                source: SignatureError::BelowThreshold { have: 1, need: 2 }
+            })
+        ));
+
+        for (bad, text) in [
+            (root(1, &[&key(1)], 2), "threshold 2"),
+            (root(1, &[&key(1)], 0), "at least 1"),
+            (root(0, &[&key(1)], 1), "version must be"),
+        ] {
+            std::fs::write(&path, root_bytes(&bad, &[&key(1)])).unwrap();
+            let err = load_trusted_root(&path).unwrap_err();
+            assert!(matches!(err, RootError::Invalid { .. }), "{err}");
+            assert!(err.to_string().contains(text), "{err}");
+        }
+        // A key filed under another key's id.
+        let mut bad = root(1, &[&key(1), &key(2)], 1);
+        let k2 = bad.keys.remove(&keyid_of(2)).unwrap();
+        bad.keys.insert("ab".repeat(32), k2);
+        std::fs::write(&path, root_bytes(&bad, &[&key(1)])).unwrap();
+        let err = load_trusted_root(&path).unwrap_err();
+        assert!(err.to_string().contains("has id"), "{err}");
+
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(2 << 30).unwrap();
+        assert!(matches!(
+            load_trusted_root(&path),
+            Err(RootError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            load_trusted_root(&dir.path().join("missing")),
+            Err(RootError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn root_rotation_needs_both_thresholds_and_the_next_version() {
+        let (k1, k2, k3, k4) = (key(1), key(2), key(3), key(4));
+        let v1 = root(1, &[&k1, &k2, &k3], 2);
+        let v2 = root(2, &[&k3, &k4], 1);
+
+        // Signed by a threshold of the old (k1, k2) and of the new (k4): accepted.
+        let accepted = update_root(&v1, &root_bytes(&v2, &[&k1, &k2, &k4])).unwrap();
+        assert_eq!(accepted, v2);
+        // k3 is in both: one old signature short of the old threshold.
+        let err = update_root(&v1, &root_bytes(&v2, &[&k3])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RootError::NotSignedByCurrent {
+                    version: 2,
+                    current: 1,
+                    source: SignatureError::BelowThreshold { have: 1, need: 2 }
+                }
+            ),
+            "{err}"
+        );
+        // Only by the old keys: refused (the new keys must accept their role).
+        let err = update_root(&v1, &root_bytes(&v2, &[&k1, &k2])).unwrap_err();
+        assert!(
+            matches!(err, RootError::NotSelfSigned { version: 2, .. }),
+            "{err}"
+        );
+        // Only by the new key: refused.
+        let err = update_root(&v1, &root_bytes(&v2, &[&k4])).unwrap_err();
+        assert!(matches!(err, RootError::NotSignedByCurrent { .. }), "{err}");
+        assert!(
+            err.to_string().contains("current root (version 1)"),
+            "{err}"
+        );
+
+        // Skipping a version, or going back, is refused even if perfectly signed.
+        let v3 = root(3, &[&k3, &k4], 1);
+        let err = update_root(&v1, &root_bytes(&v3, &[&k1, &k2, &k3, &k4])).unwrap_err();
+        assert!(
+            matches!(err, RootError::VersionSkip { current: 1, new: 3 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("skips a version"), "{err}");
+        let err = update_root(&v2, &root_bytes(&v1, &[&k1, &k2, &k3, &k4])).unwrap_err();
+        assert!(
+            matches!(err, RootError::NotNewer { current: 2, new: 1 }),
+            "{err}"
+        );
+        // And the chain goes on from the accepted root.
+        update_root(&accepted, &root_bytes(&v3, &[&k3, &k4])).unwrap();
+    }
+}
