@@ -22,6 +22,7 @@ test: targets
 lint: targets
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p rulebox-cli --features fault-injection --all-targets -- -D warnings
 
 bench: targets
 	$(CARGO) bench -p rulebox-benches

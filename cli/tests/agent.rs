@@ -8,6 +8,26 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rulebox_example_artifacts::{ALL, ArtifactKind};
+
+fn agent_once(store: &Path, events: &Path) -> (bool, String, String) {
+    let out = rulebox()
+        .args([
+            "agent",
+            "--store",
+            store.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--inbox-poll-ms",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 use rulebox_release::{BundleOptions, ModuleSource};
 use rulebox_runtime::content::{ContentStore, now_unix};
 
@@ -35,7 +55,7 @@ fn bundle(dir: &Path, key: &rulebox_release::KeyFile, release: u64, names: &[&st
     let out = dir.join(format!("bundle-{release}"));
     let modules: Vec<ModuleSource> = ALL
         .iter()
-        .filter(|a| a.kind == ArtifactKind::Good && names.contains(&a.name))
+        .filter(|a| a.kind != ArtifactKind::Wasi && names.contains(&a.name))
         .map(|a| ModuleSource::Bytes {
             name: a.name.to_owned(),
             bytes: a.bytes.to_vec(),
@@ -307,4 +327,164 @@ fn a_hot_update_under_a_steady_stream_loses_no_event() {
         total,
         "one detection per event, none lost or doubled"
     );
+}
+
+#[test]
+fn a_quarantine_survives_a_restart_until_a_new_version_arrives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store_dir, key) = store(tmp.path());
+    let mut store = ContentStore::open(&store_dir).unwrap();
+    store
+        .install(
+            &bundle(tmp.path(), &key, 1, &["office-shell", "panics"]),
+            now_unix(),
+        )
+        .unwrap();
+    drop(store);
+    let events = events_file(tmp.path(), 3);
+    let (ok, stdout, stderr) = agent_once(&store_dir, &events);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("\"alert\":\"rule_quarantined\"") && stdout.contains("faulty-panics"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("\"type\":\"detection\"").count(),
+        3,
+        "the healthy rule saw every event"
+    );
+    // Restart: the quarantined version is not loaded again, and says so.
+    let (ok, stdout, stderr) = agent_once(&store_dir, &events);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("faulty-panics 1.0.0 is quarantined on this host"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("rule_quarantined"), "{stdout}");
+    assert_eq!(stdout.matches("\"type\":\"detection\"").count(), 3);
+}
+
+#[test]
+fn a_refused_update_leaves_the_running_content_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store_dir, key) = store(tmp.path());
+    let mut store = ContentStore::open(&store_dir).unwrap();
+    store
+        .install(&bundle(tmp.path(), &key, 2, &["office-shell"]), now_unix())
+        .unwrap();
+    let state_before = std::fs::read(store_dir.join("state.json")).unwrap();
+    drop(store);
+    // An older release (rollback) and a tampered one (mix-and-match), both validly signed.
+    let older = bundle(tmp.path(), &key, 1, &["office-shell", "run-key"]);
+    let tampered = bundle(tmp.path(), &key, 3, &["office-shell"]);
+    let module = std::fs::read_dir(tampered.join("modules"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&module).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&module, bytes).unwrap();
+    for b in [&older, &tampered] {
+        assert!(
+            rulebox()
+                .args([
+                    "push",
+                    b.to_str().unwrap(),
+                    "--store",
+                    store_dir.to_str().unwrap()
+                ])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    // Keep the agent up long enough to poll the inbox: follow a file that never grows, then SIGTERM.
+    let events = events_file(tmp.path(), 2);
+    let child = rulebox()
+        .args([
+            "agent",
+            "--store",
+            store_dir.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+            "--follow",
+            "--inbox-poll-ms",
+            "20",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "clean exit on SIGTERM: {stderr}");
+    assert!(
+        stderr.contains("SIGTERM") && stderr.contains("2 events read, 2 processed"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stdout.matches("\"alert\":\"update_refused\"").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("\"type\":\"detection\"").count(),
+        2,
+        "release 2 kept detecting: {stdout}"
+    );
+    // The refusals changed nothing (the agent's own start recorded its boot, which is expected).
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store_dir.join("state.json")).unwrap()).unwrap();
+    let before: serde_json::Value = serde_json::from_slice(&state_before).unwrap();
+    for key in [
+        "current",
+        "highest_release",
+        "installed",
+        "bad",
+        "last_known_good",
+    ] {
+        assert_eq!(after[key], before[key], "{key} unchanged");
+    }
+    let releases: Vec<_> = std::fs::read_dir(store_dir.join("releases"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        releases,
+        vec![std::ffi::OsString::from("2")],
+        "no new release folder"
+    );
+}
+
+#[test]
+fn safe_mode_runs_the_baseline_without_a_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = events_file(tmp.path(), 2);
+    let out = rulebox()
+        .args(["agent", "--safe-mode", "--events", events.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("safe mode"), "{stderr}");
+    assert_eq!(stdout.matches("office-spawns-shell").count(), 2, "{stdout}");
 }

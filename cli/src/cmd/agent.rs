@@ -116,6 +116,18 @@ fn compile_bundle(
     store: &ContentStore,
     bundle: &rulebox_runtime::content::VerifiedBundle,
 ) -> (Content, Vec<String>) {
+    // Freeze defence: an expired release is never installed, but one already installed keeps running
+    // (stopping detection would be worse); say so loudly every time it is activated.
+    if bundle.is_expired(now_unix()) {
+        eprintln!(
+            "rulebox agent: release {} has expired; it keeps running until a newer release arrives",
+            bundle.release()
+        );
+        alert_line(
+            serde_json::json!({"type": "alert", "alert": "content_expired", "severity": "high",
+            "release": bundle.release(), "expires_unix": bundle.manifest().expires_unix}),
+        );
+    }
     let mut rules = Vec::new();
     let mut skipped = Vec::new();
     for (entry, bytes) in bundle.modules() {
