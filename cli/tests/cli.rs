@@ -250,6 +250,7 @@ fn every_command_has_help() {
         &["store", "init"],
         &["store", "status"],
         &["store", "rollback"],
+        &["store", "update-root"],
         &["root", "build"],
         &["root", "sign"],
         &["bundle", "build"],

@@ -33,6 +33,16 @@ enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Rotate the trusted root: accept root N+1 if a threshold of root N's keys and a threshold of its
+    /// own keys signed it (The Update Framework's rule); a root that skips a version is refused.
+    UpdateRoot {
+        /// The store folder.
+        #[arg(long)]
+        store: PathBuf,
+        /// The new root file (JSON envelope).
+        #[arg(long)]
+        root: PathBuf,
+    },
     /// Revert by hand: to the last-known-good release, or to `--to VERSION`.
     Rollback {
         /// The store folder.
@@ -84,6 +94,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+        }
+        StoreCommand::UpdateRoot { store, root } => {
+            let bytes = std::fs::read(&root)
+                .with_context(|| format!("cannot read root {}", root.display()))?;
+            let mut store = ContentStore::open(&store)
+                .with_context(|| format!("cannot open the store {}", store.display()))?;
+            let accepted = store.update_root(&bytes).context("new root refused")?;
+            println!(
+                "trusted root is now version {} ({} keys, threshold {})",
+                accepted.version,
+                accepted.keys.len(),
+                accepted.threshold
+            );
         }
         StoreCommand::Rollback { store, to, force } => {
             let mut store = ContentStore::open(&store)
