@@ -1,1 +1,62 @@
-//! Benchmarks live in `rules.rs` (criterion, `harness = false`); this library is empty.
+//! Shared helpers for the benchmarks in this folder (`rules.rs`, `overhead.rs`): hand-written rule
+//! modules that isolate the cost of the sandbox from the cost of a rule.
+
+use std::fmt::Write as _;
+
+use rulebox_sdk::{EventKinds, RuleMetadata, Severity};
+
+/// The WebAssembly text of a rule that implements the ABI and does nothing: `rulebox_on_event`
+/// returns "no detections" without reading the event. Loaded through the runtime with every limit
+/// on, it measures the host's per-call overhead (fuel and deadline set-up, copying the event in,
+/// the call, checking the result) with no guest work at all.
+pub fn empty_rule_wat(id: &str) -> String {
+    let meta = RuleMetadata {
+        schema_version: rulebox_sdk::abi::SCHEMA_VERSION,
+        id: id.into(),
+        name: "empty rule (call overhead)".into(),
+        version: "1.0.0".into(),
+        severity: Severity::Low,
+        subscriptions: EventKinds::all(),
+    };
+    let bytes = postcard::to_allocvec(&meta).expect("metadata encodes");
+    let mut data = String::new();
+    for b in &bytes {
+        let _ = write!(data, "\\{b:02x}");
+    }
+    let len = bytes.len();
+    // Metadata at 1024, the input buffer at 4096 (the first 64 KiB page holds both; events larger
+    // than 60 KiB make `rulebox_input` grow nothing and return 0, which the host reports).
+    format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (data (i32.const 1024) "{data}")
+  (func (export "rulebox_abi_version") (result i32) i32.const 1)
+  (func (export "rulebox_metadata") (result i64)
+    i64.const {packed})
+  (func (export "rulebox_input") (param i32) (result i32)
+    local.get 0
+    i32.const 126976
+    i32.gt_u
+    if (result i32) i32.const 0 else i32.const 4096 end)
+  (func (export "rulebox_on_event") (param i32) (result i64)
+    i64.const 0))"#,
+        packed = (u64::try_from(len).expect("small") << 32) | 1024,
+    )
+}
+
+/// The bare wasmtime baseline: one exported function with the same signature as
+/// `rulebox_on_event`, returning at once.
+pub const BARE_CALL_WAT: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "f") (param i32) (result i64) i64.const 0))"#;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_empty_rule_is_valid_wat_with_its_metadata() {
+        let wat = super::empty_rule_wat("empty-7");
+        assert!(wat.contains("rulebox_on_event"));
+        let bytes = wat::parse_str(&wat).expect("valid text");
+        assert!(bytes.starts_with(b"\0asm"));
+    }
+}

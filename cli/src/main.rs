@@ -49,6 +49,8 @@ enum Command {
     Store(cmd::store::Args),
     /// Deliver a bundle to a store's inbox; the running agent verifies and applies it.
     Push(cmd::store::PushArgs),
+    /// Measure per-event latency (p50, p99) and throughput of rule modules in the production sandbox.
+    Bench(cmd::bench::Args),
     /// Re-run a quarantine record's event against its module and show the same fault.
     Replay(cmd::replay::Args),
 }
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Replay(args) => cmd::replay::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Store(args) => cmd::store::run(args),
         Command::Keygen(args) => cmd::release::keygen(args),
         Command::Root(args) => cmd::release::root(args),

@@ -32,6 +32,87 @@ fn rules_dir(root: &Path, faulty: &[&str]) -> PathBuf {
 }
 
 #[test]
+fn bench_reports_latency_per_rule_and_for_the_set_and_flags_a_faulting_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(&events, DEMO_EVENTS).unwrap();
+    let n_events = DEMO_EVENTS.lines().filter(|l| !l.trim().is_empty()).count();
+    let good = rules_dir(tmp.path(), &[]);
+    let args = |dir: &Path| {
+        vec![
+            "bench".to_owned(),
+            "--rules".into(),
+            dir.to_str().unwrap().into(),
+            "--events".into(),
+            events.to_str().unwrap().into(),
+            "--millis".into(),
+            "20".into(),
+            "--json".into(),
+        ]
+    };
+    let a = args(&good);
+    let out = rulebox(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let report: Value = serde_json::from_str(&text(&out.stdout)).expect("one JSON object");
+    let rules = report["rules"].as_array().unwrap();
+    let n_good = ALL.iter().filter(|a| a.kind == ArtifactKind::Good).count();
+    assert_eq!(rules.len(), n_good);
+    for r in rules {
+        assert!(
+            r["calls"].as_u64().unwrap() >= r["events"].as_u64().unwrap(),
+            "{r}"
+        );
+        assert!(
+            r["events"].as_u64().unwrap() > 0,
+            "every example rule has demo events: {r}"
+        );
+        assert!(r["p50_ns"].as_f64().unwrap() > 0.0);
+        assert!(r["p99_ns"].as_f64().unwrap() >= r["p50_ns"].as_f64().unwrap());
+        assert!(r["fault"].is_null());
+    }
+    // The demo file has one deliberately broken line: skipped, counted, and named on stderr.
+    assert_eq!(report["skipped_records"].as_u64().unwrap(), 1);
+    assert!(
+        text(&out.stderr).contains("line 6"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        report["set"]["events"].as_u64().unwrap(),
+        n_events as u64 - 1
+    );
+
+    // A rule that faults is reported as such, and the exit status says so.
+    let other = tempfile::tempdir().unwrap();
+    let bad = rules_dir(other.path(), &["null-deref"]);
+    let a = args(&bad);
+    let out = rulebox(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    let report: Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let faulted: Vec<&Value> = report["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !r["fault"].is_null())
+        .collect();
+    assert_eq!(faulted.len(), 1, "{report}");
+    assert!(
+        faulted[0]["fault"]
+            .as_str()
+            .unwrap()
+            .contains("out-of-bounds")
+            || faulted[0]["fault"].as_str().unwrap().contains("bounds"),
+        "{report}"
+    );
+}
+
+#[test]
 fn run_prints_detections_and_alerts_and_exits_2_on_quarantine() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = rules_dir(tmp.path(), &["field-count", "endless-start"]);
@@ -243,6 +324,7 @@ fn every_command_has_help() {
         &["run"][..],
         &["validate"],
         &["replay"],
+        &["bench"],
         &["demo"],
         &["agent"],
         &["push"],

@@ -228,7 +228,19 @@ pub(crate) fn compile(
     }
     let module = Module::new(runtime.engine(), bytes)
         .map_err(|e| LoadError::InvalidModule(format!("{e:#}")))?;
+    check(runtime, &module, content_hash(bytes), source)
+}
 
+/// The ABI checks on a compiled `module` (imports, exports, declared memory and tables), shared by a
+/// cold compile and a module deserialized from the host's own precompiled cache: a cached artifact
+/// passes exactly the checks its source did.
+pub(crate) fn check(
+    runtime: &Runtime,
+    module: &Module,
+    content_hash: String,
+    source: &str,
+) -> Result<CompiledRule, LoadError> {
+    let config = runtime.config();
     // Imports: only `rulebox.log` and WASI preview 1 functions.
     let mut wasi = false;
     for import in module.imports() {
@@ -354,20 +366,19 @@ pub(crate) fn compile(
         }
     }
 
-    let pre =
-        runtime
-            .linker()
-            .instantiate_pre(&module)
-            .map_err(|e| LoadError::ForbiddenImport {
-                module: String::new(),
-                name: String::new(),
-                detail: format!("{e:#}"),
-            })?;
+    let pre = runtime
+        .linker()
+        .instantiate_pre(module)
+        .map_err(|e| LoadError::ForbiddenImport {
+            module: String::new(),
+            name: String::new(),
+            detail: format!("{e:#}"),
+        })?;
 
     Ok(CompiledRule {
         inner: Arc::new(CompiledInner {
             pre,
-            content_hash: content_hash(bytes),
+            content_hash,
             source: source.to_owned(),
             wasi,
             has_last_panic: present[0],

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod agent;
+pub mod bench;
 pub mod demo;
 pub mod release;
 pub mod replay;

@@ -18,7 +18,7 @@
 
 mod boot_guard;
 mod format;
-mod fsutil;
+pub(crate) mod fsutil;
 mod store;
 mod verify;
 

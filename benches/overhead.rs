@@ -1,0 +1,370 @@
+//! Where the sandbox's time goes, and how it scales. Run with `cargo bench -p rulebox-benches --bench
+//! overhead`; `docs/performance.md` has the results and how to read them.
+//!
+//! Criterion groups (per-call latency):
+//! - `call/bare-wasmtime`: a typed call of a function that returns at once, on an engine with no fuel
+//!   and no epoch interruption: the floor;
+//! - `call/empty-rule`: a rule that implements the ABI and does nothing, through the runtime with every
+//!   limit on (fuel reset, deadline, copying the event in, checking the result);
+//! - `limits/<mode>`: every good example rule over every demo event of its kinds, through a minimal
+//!   harness on raw wasmtime, with fuel and epoch interruption each on or off: what each limit costs.
+//!
+//! Then timed runs printed as tables (throughput and p50/p99 come from many repetitions):
+//! - 8, 100 and 1,000 rules loaded (the good rules instantiated again and again), per event, and the
+//!   resident memory each loaded rule adds;
+//! - one versus two worker threads, each with its own instances;
+//! - applying a 100-rule update: compiling cold versus instantiating from the host's precompiled
+//!   artifacts ([`ModuleCache`]).
+
+use std::io::BufReader;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use rulebox_benches::{BARE_CALL_WAT, empty_rule_wat};
+use rulebox_example_artifacts::{ALL, Artifact, ArtifactKind, DEMO_EVENTS};
+use rulebox_runtime::events::EventReader;
+use rulebox_runtime::{LoadedRule, ModuleCache, Runtime, RuntimeConfig, SandboxThread};
+use rulebox_sdk::{Event, EventKind, EventKinds, RuleMetadata};
+use wasmtime::{Config, Engine, Instance, Module, Store, TypedFunc};
+
+fn good() -> Vec<&'static Artifact> {
+    ALL.iter()
+        .filter(|a| a.kind == ArtifactKind::Good)
+        .collect()
+}
+
+fn encoded_demo_events() -> Vec<(EventKind, Vec<u8>)> {
+    EventReader::new(BufReader::new(DEMO_EVENTS.as_bytes()))
+        .filter_map(Result::ok)
+        .map(|r| r.event)
+        .map(|e: Event<'static>| (e.kind(), e.to_bytes().expect("encodes")))
+        .collect()
+}
+
+/// A rule on raw wasmtime with only the limits asked for: the ABI's calling sequence and nothing else
+/// (no result decoding, no checks beyond bounds).
+struct RawRule {
+    store: Store<()>,
+    on_event: TypedFunc<u32, u64>,
+    memory: wasmtime::Memory,
+    input: usize,
+    fuel: bool,
+    epoch: bool,
+    kinds: EventKinds,
+}
+
+impl RawRule {
+    fn new(engine: &Engine, bytes: &[u8], fuel: bool, epoch: bool) -> RawRule {
+        let module = Module::new(engine, bytes).expect("compiles");
+        let mut store = Store::new(engine, ());
+        if fuel {
+            store.set_fuel(u64::MAX / 2).expect("fuel on");
+        }
+        if epoch {
+            store.set_epoch_deadline(1 << 40);
+        }
+        let instance =
+            Instance::new(&mut store, &module, &[]).expect("a good rule imports nothing");
+        let memory = instance.get_memory(&mut store, "memory").expect("memory");
+        let meta: TypedFunc<(), u64> = instance
+            .get_typed_func(&mut store, "rulebox_metadata")
+            .expect("metadata");
+        let packed = meta.call(&mut store, ()).expect("metadata runs");
+        let (ptr, len) = rulebox_sdk::abi::unpack(packed);
+        let start = usize::try_from(ptr).expect("fits");
+        let end = start + usize::try_from(len).expect("fits");
+        let kinds = postcard::from_bytes::<RuleMetadata<'_>>(&memory.data(&store)[start..end])
+            .expect("metadata decodes")
+            .subscriptions;
+        let input: TypedFunc<u32, u32> = instance
+            .get_typed_func(&mut store, "rulebox_input")
+            .expect("input");
+        let input = input.call(&mut store, 64 << 10).expect("buffer");
+        let on_event = instance
+            .get_typed_func(&mut store, "rulebox_on_event")
+            .expect("on_event");
+        RawRule {
+            store,
+            on_event,
+            memory,
+            input: usize::try_from(input).expect("fits"),
+            fuel,
+            epoch,
+            kinds,
+        }
+    }
+
+    fn call(&mut self, event: &[u8]) -> u64 {
+        if self.fuel {
+            self.store.set_fuel(10_000_000).expect("fuel on");
+        }
+        if self.epoch {
+            self.store.set_epoch_deadline(1 << 40);
+        }
+        self.memory.data_mut(&mut self.store)[self.input..self.input + event.len()]
+            .copy_from_slice(event);
+        let len = u32::try_from(event.len()).expect("small");
+        self.on_event.call(&mut self.store, len).expect("no trap")
+    }
+}
+
+fn raw_engine(fuel: bool, epoch: bool) -> Engine {
+    let mut config = Config::new();
+    config
+        .consume_fuel(fuel)
+        .epoch_interruption(epoch)
+        .cranelift_opt_level(wasmtime::OptLevel::Speed);
+    if std::env::var_os("RULEBOX_PERFMAP").is_some() {
+        // For `perf record`: name the JIT code in /tmp/perf-PID.map.
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    Engine::new(&config).expect("engine")
+}
+
+fn criterion_groups(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread) {
+    let events = encoded_demo_events();
+    let small = &events[0].1;
+
+    // The floor: a bare typed call.
+    let engine = Engine::default();
+    let module = Module::new(&engine, BARE_CALL_WAT).expect("bare module");
+    let mut store = Store::new(&engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let f: TypedFunc<u32, u64> = instance.get_typed_func(&mut store, "f").expect("f");
+    let mut group = c.benchmark_group("call");
+    group.bench_function("bare-wasmtime", |b| {
+        b.iter(|| {
+            f.call(&mut store, std::hint::black_box(7))
+                .expect("no trap")
+        });
+    });
+    let wat = empty_rule_wat("empty");
+    let compiled = runtime
+        .compile(&wat::parse_str(&wat).expect("wat"), "empty")
+        .expect("empty rule compiles");
+    let mut empty = LoadedRule::load(runtime, thread, &compiled).expect("loads");
+    let mut out = Vec::new();
+    group.bench_function("empty-rule", |b| {
+        b.iter(|| {
+            empty
+                .evaluate(std::hint::black_box(small), &mut out)
+                .expect("no fault")
+        });
+    });
+    group.finish();
+
+    // What each limit costs, on the real rules.
+    let mut group = c.benchmark_group("limits");
+    for (name, fuel, epoch) in [
+        ("none", false, false),
+        ("epoch", false, true),
+        ("fuel", true, false),
+        ("fuel+epoch", true, true),
+    ] {
+        let engine = raw_engine(fuel, epoch);
+        let mut rules: Vec<RawRule> = good()
+            .iter()
+            .map(|a| RawRule::new(&engine, a.bytes, fuel, epoch))
+            .collect();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut n = 0u64;
+                for (kind, bytes) in &events {
+                    for r in &mut rules {
+                        if r.kinds.contains(*kind) {
+                            n = n.wrapping_add(r.call(bytes));
+                        }
+                    }
+                }
+                n
+            });
+        });
+    }
+    group.finish();
+}
+
+/// Resident set size of this process, in bytes (Linux; 0 elsewhere).
+fn rss() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Loads `n` rules, cycling through the good example rules.
+fn load_n(runtime: &Runtime, thread: &SandboxThread, n: usize) -> Vec<LoadedRule> {
+    let compiled: Vec<_> = good()
+        .iter()
+        .map(|a| runtime.compile(a.bytes, a.name).expect("compiles"))
+        .collect();
+    (0..n)
+        .map(|i| LoadedRule::load(runtime, thread, &compiled[i % compiled.len()]).expect("loads"))
+        .collect()
+}
+
+/// Runs every event through every rule subscribed to it, `rounds` times; returns per-event times.
+fn run_events(
+    rules: &mut [LoadedRule],
+    events: &[(EventKind, Vec<u8>)],
+    rounds: usize,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut times = Vec::with_capacity(rounds * events.len());
+    for _ in 0..rounds {
+        for (kind, bytes) in events {
+            let start = Instant::now();
+            for r in rules.iter_mut() {
+                if r.info().subscriptions.contains(*kind) {
+                    out.clear();
+                    r.evaluate(bytes, &mut out).expect("no fault");
+                }
+            }
+            times.push(start.elapsed().as_nanos() as f64);
+        }
+    }
+    times
+}
+
+/// The value at `per_mille`/1000 of a sorted, non-empty sample.
+fn percentile(sorted: &[f64], per_mille: usize) -> f64 {
+    sorted[(sorted.len() - 1) * per_mille / 1000]
+}
+
+fn summary(mut times: Vec<f64>) -> (f64, f64, f64) {
+    times.sort_by(f64::total_cmp);
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    (mean, percentile(&times, 500), percentile(&times, 990))
+}
+
+fn scale(runtime: &Runtime, thread: &SandboxThread) {
+    let events = encoded_demo_events();
+    println!(
+        "\nrules loaded: per-event latency over the demo events (every rule subscribed to the event runs)"
+    );
+    println!(
+        "{:>6} {:>12} {:>10} {:>10} {:>14}",
+        "rules", "mean ns", "p50 ns", "p99 ns", "RSS/rule KiB"
+    );
+    let mut base = None;
+    for n in [8usize, 100, 1000] {
+        let before = rss();
+        let mut rules = load_n(runtime, thread, n);
+        // Touch every instance once so its pages are resident, as in steady state.
+        let _ = run_events(&mut rules, &events, 1);
+        let after = rss();
+        let rounds = (20_000 / n).max(5);
+        let (mean, p50, p99) = summary(run_events(&mut rules, &events, rounds));
+        let per_rule_kib = after.saturating_sub(before) as f64 / n as f64 / 1024.0;
+        println!("{n:>6} {mean:>12.0} {p50:>10.0} {p99:>10.0} {per_rule_kib:>14.1}");
+        if n == 8 {
+            base = Some(mean);
+        } else if let Some(b) = base {
+            println!(
+                "{:>6} per-event time / 8 rules: {:.1}x for {:.1}x the rules",
+                "",
+                mean / b,
+                n as f64 / 8.0
+            );
+        }
+        drop(rules);
+    }
+}
+
+fn threads(runtime: &Runtime) {
+    let events = encoded_demo_events();
+    let rounds = 2_000;
+    let total = rounds * events.len();
+    println!(
+        "\nworker threads: {total} events per thread, each thread with its own 8 rule instances"
+    );
+    let mut one = 0.0;
+    for n in [1usize, 2] {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(n + 1));
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let rt = runtime.clone();
+                let events = events.clone();
+                let barrier = barrier.clone();
+                runtime
+                    .spawn_sandbox_thread(&format!("bench-{i}"), move |thread| {
+                        let mut rules = load_n(&rt, thread, 8);
+                        let _ = run_events(&mut rules, &events, 1);
+                        barrier.wait();
+                        let start = Instant::now();
+                        let _ = run_events(&mut rules, &events, rounds);
+                        start.elapsed()
+                    })
+                    .expect("thread")
+            })
+            .collect();
+        barrier.wait();
+        let wall = Instant::now();
+        let per_thread: Vec<Duration> = handles
+            .into_iter()
+            .map(|h| h.join().expect("joins"))
+            .collect();
+        let elapsed = wall
+            .elapsed()
+            .max(per_thread.iter().copied().max().unwrap_or_default());
+        let throughput = (n * total) as f64 / elapsed.as_secs_f64();
+        if n == 1 {
+            one = throughput;
+        }
+        println!(
+            "{n} thread(s): {:>10.0} events/s ({:.2}x one thread)",
+            throughput,
+            throughput / one
+        );
+    }
+}
+
+fn update(runtime: &Runtime) {
+    const N: usize = 100;
+    let rules = good();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = ModuleCache::open(dir.path());
+    // Fill the cache (what the first install of each module does on a host).
+    for a in &rules {
+        cache.compile(runtime, a.bytes, a.name).expect("compiles");
+    }
+    let start = Instant::now();
+    for i in 0..N {
+        let a = rules[i % rules.len()];
+        runtime.compile(a.bytes, a.name).expect("compiles");
+    }
+    let cold = start.elapsed();
+    let start = Instant::now();
+    for i in 0..N {
+        let a = rules[i % rules.len()];
+        cache.compile(runtime, a.bytes, a.name).expect("compiles");
+    }
+    let warm = start.elapsed();
+    println!("\napplying a {N}-rule update (compile only; instantiation is the same either way)");
+    println!(
+        "cold compile: {:.1} ms; from precompiled artifacts: {:.1} ms ({:.1}% of cold)",
+        cold.as_secs_f64() * 1e3,
+        warm.as_secs_f64() * 1e3,
+        100.0 * warm.as_secs_f64() / cold.as_secs_f64()
+    );
+}
+
+fn main() {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let rt = runtime.clone();
+    let only_criterion = std::env::args().any(|a| a == "--list");
+    runtime.run_sandboxed(move |thread| {
+        let mut c = Criterion::default()
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+            .configure_from_args();
+        criterion_groups(&mut c, &rt, thread);
+        c.final_summary();
+        if !only_criterion {
+            scale(&rt, thread);
+        }
+    });
+    if !only_criterion {
+        threads(&runtime);
+        update(&runtime);
+    }
+}
