@@ -130,6 +130,9 @@ fn compile_bundle(
     }
     let mut rules = Vec::new();
     let mut skipped = Vec::new();
+    // Machine code this host generated earlier for the same modules (see docs/performance.md for the
+    // trust boundary): a restart or an update that keeps most rules compiles only the new ones.
+    let cache = rulebox_runtime::ModuleCache::open(&store.dir().join("cache"));
     for (entry, bytes) in bundle.modules() {
         if store.is_quarantined(&entry.id, &entry.version, &entry.sha256) {
             skipped.push(format!(
@@ -138,7 +141,11 @@ fn compile_bundle(
             ));
             continue;
         }
-        match runtime.compile(bytes, &format!("release-{}:{}", bundle.release(), entry.id)) {
+        match cache.compile(
+            runtime,
+            bytes,
+            &format!("release-{}:{}", bundle.release(), entry.id),
+        ) {
             Ok(c) => rules.push((
                 c,
                 entry.limits.clone(),
