@@ -395,3 +395,147 @@ impl Controller {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+    use rulebox_runtime::content::{RevertError, parse_trusted_root, verify_revert};
+
+    use super::*;
+    use crate::fleet::Criticality;
+
+    fn key(seed: u8) -> KeyFile {
+        KeyFile::from_signing_key(&SigningKey::from_bytes(&[seed; 32]))
+    }
+
+    fn hosts(n: usize) -> Vec<HostInfo> {
+        (0..n)
+            .map(|i| HostInfo {
+                id: format!("h{i}"),
+                vendor_internal: false,
+                criticality: Criticality::Low,
+                region: "eu".into(),
+            })
+            .collect()
+    }
+
+    fn heartbeat(at: u64, release: u64, quarantined: u32) -> HealthReport {
+        HealthReport {
+            at_unix: at,
+            kind: ReportKind::Heartbeat,
+            content_release: Some(release),
+            quarantined_rules: quarantined,
+            boot_guard_reverts: 0,
+            events: 100,
+            detections: 5,
+            mean_latency_us: 40.0,
+        }
+    }
+
+    fn validated(release: u64) -> Validated {
+        Validated {
+            release,
+            manifest_hash: "0".repeat(64),
+        }
+    }
+
+    #[test]
+    fn no_rollout_without_validation_of_that_release_or_a_revert_key() {
+        let plan = RolloutPlan::standard(42, Some(41));
+        let err = Controller::start(plan.clone(), &hosts(10), &validated(41), vec![key(1)], 0)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            RolloutError::WrongRelease {
+                plan: 42,
+                validated: 41
+            }
+        ));
+        assert!(matches!(
+            Controller::start(plan, &hosts(10), &validated(42), Vec::new(), 0),
+            Err(RolloutError::NoRevertKey)
+        ));
+    }
+
+    #[test]
+    fn a_failed_gate_halts_and_publishes_a_revert_the_hosts_can_verify() {
+        let fleet = hosts(200);
+        let mut c = Controller::start(
+            RolloutPlan::standard(42, Some(41)),
+            &fleet,
+            &validated(42),
+            vec![key(1)],
+            1_000,
+        )
+        .unwrap();
+        let canary: Vec<usize> = (0..fleet.len()).filter(|&i| c.is_offered(i)).collect();
+        assert_eq!(canary.len(), 2);
+        for i in 0..fleet.len() {
+            c.report(i, heartbeat(1_000, 41, 0)).unwrap();
+        }
+        for &i in &canary {
+            let mut installing = heartbeat(1_060, 41, 0);
+            installing.kind = ReportKind::Installing { release: 42 };
+            c.report(i, installing).unwrap();
+            c.report(i, heartbeat(1_060, 42, 1)).unwrap();
+        }
+        let actions = c.tick(1_060).unwrap();
+        assert!(matches!(actions[..], [Action::Halt { .. }]), "{actions:?}");
+        assert!(matches!(c.phase(), Phase::Halted { ring: 0, .. }));
+        assert!((0..fleet.len()).all(|i| !c.is_offered(i)));
+        assert!(c.tick(9_999).unwrap().is_empty());
+
+        // The hosts verify the revert against the content root.
+        let signer = key(1);
+        let mut root =
+            rulebox_release::build_root(1, u64::MAX, &[signer.public.as_str()], 1).unwrap();
+        rulebox_release::sign_root(&mut root, &signer).unwrap();
+        let root = parse_trusted_root(&serde_json::to_vec(&root).unwrap()).unwrap();
+        let bytes = c.revert().unwrap();
+        let revert = verify_revert(bytes, &root, 1_100).unwrap();
+        assert_eq!((revert.release, revert.to), (42, Some(41)));
+        assert!(revert.reason.contains("quarantine"), "{}", revert.reason);
+        // Tampered: the target changed after signing.
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let tampered = text.replace("\"to\": 41", "\"to\": 40");
+        assert_ne!(tampered, text);
+        assert!(matches!(
+            verify_revert(tampered.as_bytes(), &root, 1_100),
+            Err(RevertError::Signature { .. })
+        ));
+    }
+
+    #[test]
+    fn a_healthy_ring_opens_the_next_only_after_its_bake() {
+        let fleet = hosts(100);
+        let mut c = Controller::start(
+            RolloutPlan::standard(42, Some(41)),
+            &fleet,
+            &validated(42),
+            vec![key(1)],
+            0,
+        )
+        .unwrap();
+        let canary: Vec<usize> = (0..fleet.len()).filter(|&i| c.is_offered(i)).collect();
+        for t in (0..=3_600).step_by(60) {
+            for i in 0..fleet.len() {
+                let on = if canary.contains(&i) { 42 } else { 41 };
+                if t == 0 && on == 42 {
+                    let mut installing = heartbeat(t, 41, 0);
+                    installing.kind = ReportKind::Installing { release: 42 };
+                    c.report(i, installing).unwrap();
+                }
+                c.report(i, heartbeat(t, on, 0)).unwrap();
+            }
+            let actions = c.tick(t).unwrap();
+            if t < 3_600 {
+                assert!(actions.is_empty(), "at {t}: {actions:?}");
+            } else {
+                assert!(matches!(actions[..], [Action::StartRing { ring: 1, .. }]));
+            }
+        }
+        let status = c.status();
+        assert_eq!(status.took[0], canary.len());
+        assert_eq!(status.cohort.hosts, canary.len());
+    }
+}

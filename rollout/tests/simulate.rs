@@ -5,8 +5,13 @@ use rulebox_rollout::sim::{PolicyKind, Scenario, SimConfig, SimReport, simulate,
 const HOSTS: usize = 2_000;
 
 fn run(scenario: Scenario) -> SimReport {
+    run_with(scenario, false)
+}
+
+fn run_with(scenario: Scenario, emergency: bool) -> SimReport {
     let mut cfg = SimConfig::new(HOSTS, scenario);
     cfg.real_hosts = 1;
+    cfg.emergency = emergency;
     let report = simulate(&cfg, &mut |_, _| {}).unwrap_or_else(|e| panic!("{scenario:?}: {e}"));
     eprintln!("{}", report.summary());
     report
@@ -61,8 +66,9 @@ fn a_release_whose_rules_trap_is_halted_in_the_canary() {
 }
 
 #[test]
-fn silence_halts_the_release() {
-    let r = run(Scenario::Silent);
+fn silence_halts_the_release_even_on_the_emergency_plan() {
+    // The emergency plan's shortest bake is still longer than the silence timeout.
+    let r = run_with(Scenario::Silent, true);
     assert_contained(&r);
     assert_eq!(r.went_silent, r.received);
     assert!(r.halt_reasons.iter().any(|f| f.contains("silence")));
