@@ -267,10 +267,10 @@ impl Controller {
                 track.took_at.get_or_insert(report.at_unix);
                 track.refused = false;
             }
-            ReportKind::Refused { release, .. } if *release == self.plan.release => {
-                if track.took_at.is_none() {
-                    track.refused = true;
-                }
+            ReportKind::Refused { release, .. }
+                if *release == self.plan.release && track.took_at.is_none() =>
+            {
+                track.refused = true;
             }
             _ => {}
         }

@@ -29,7 +29,7 @@ enum PolicyCommand {
         delay_hours: u32,
         /// Policy version; must be above the version installed on the hosts.
         #[arg(long)]
-        version: u64,
+        policy_version: u64,
         /// The owner's key file(s) (repeat for a threshold).
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
@@ -81,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         PolicyCommand::Sign {
             mode,
             delay_hours,
-            version,
+            policy_version: version,
             keys,
             out,
         } => {

@@ -392,13 +392,13 @@ fn make_fleet(cfg: &SimConfig) -> (Vec<HostInfo>, Vec<SimHost>) {
     let mut hosts = Vec::with_capacity(cfg.hosts);
     for i in 0..cfg.hosts {
         let h = splitmix(cfg.seed ^ splitmix(i as u64));
-        let vendor_internal = h % 200 == 0;
+        let vendor_internal = h.is_multiple_of(200);
         let criticality = match (h >> 8) % 10 {
             0..=5 => Criticality::Low,
             6..=8 => Criticality::Medium,
             _ => Criticality::High,
         };
-        let region = REGIONS[usize::from((h >> 16) as u8 % 4)];
+        let region = REGIONS[usize::try_from((h >> 16) % 4).unwrap_or(0)];
         let u = ((h >> 24) % 10_000) as f64 / 10_000.0;
         let policy = if vendor_internal {
             None
@@ -733,7 +733,7 @@ fn timeline(
                 _ => {}
             }
         }
-        if elapsed % 300 == 0 {
+        if elapsed.is_multiple_of(300) {
             timeline.push(snapshot(elapsed, hosts, controller, rings_n, scenario));
             progress(elapsed, expected);
         }
