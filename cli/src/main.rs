@@ -17,7 +17,7 @@ mod output;
 struct Cli {
     /// Log level for the runtime's decisions on stderr (off, error, warn, info, debug, trace), or a
     /// tracing filter such as `rulebox=debug`. Also read from RULEBOX_LOG. Default: warn (off for
-    /// the demo, which tells its own story).
+    /// the demo and the fleet simulation, which tell their own story).
     #[arg(long, global = true)]
     log: Option<String>,
     /// Write the runtime's log as JSON lines instead of text.
@@ -53,11 +53,17 @@ enum Command {
     Bench(cmd::bench::Args),
     /// Re-run a quarantine record's event against its module and show the same fault.
     Replay(cmd::replay::Args),
+    /// Simulate a staged rollout over a fleet in virtual time and report the blast radius.
+    Fleet(cmd::fleet::Args),
+    /// Staged rollout: plans, ring assignment, signed reverts.
+    Rollout(cmd::rollout::Args),
+    /// Host owner's side: sign and install a policy for when content may land.
+    Policy(cmd::policy::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
+    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Fleet(_)) {
         "off"
     } else {
         "warn"
@@ -75,6 +81,9 @@ fn main() -> ExitCode {
         Command::Root(args) => cmd::release::root(args),
         Command::Bundle(args) => cmd::release::bundle(args),
         Command::Push(args) => cmd::store::push(args),
+        Command::Fleet(args) => cmd::fleet::run(args),
+        Command::Rollout(args) => cmd::rollout::run(args),
+        Command::Policy(args) => cmd::policy::run(args),
     };
     match result {
         Ok(code) => code,

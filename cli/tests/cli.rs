@@ -338,6 +338,14 @@ fn every_command_has_help() {
         &["bundle", "build"],
         &["bundle", "sign"],
         &["bundle", "verify"],
+        &["fleet", "simulate"],
+        &["rollout", "plan"],
+        &["rollout", "rings"],
+        &["rollout", "sign-revert"],
+        &["rollout", "apply-revert"],
+        &["policy", "sign"],
+        &["policy", "install"],
+        &["policy", "show"],
     ] {
         let args: Vec<&str> = cmd.iter().copied().chain(["--help"]).collect();
         let out = rulebox(&args, tmp.path());

@@ -3,8 +3,11 @@
 pub mod agent;
 pub mod bench;
 pub mod demo;
+pub mod fleet;
+pub mod policy;
 pub mod release;
 pub mod replay;
+pub mod rollout;
 pub mod run;
 pub mod store;
 pub mod validate;

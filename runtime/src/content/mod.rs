@@ -13,12 +13,17 @@
 //!   fsync of the folder ([`write_atomic`]); everything read back is re-verified before use.
 //! - [`ContentStore::begin_boot`] / [`ContentStore::mark_good`] / [`ContentStore::rollback`]: the
 //!   boot guard.
+//! - [`ContentStore::set_policy`] / [`CustomerPolicy`]: the owner's signed policy (pin, N-k, delay,
+//!   pause), checked by [`ContentStore::install`]; [`ContentStore::apply_revert`]: the vendor's
+//!   signed revert of a halted release (`docs/rollout.md`).
 //!
 //! Formats, the threat model and the recovery rules are in `docs/content.md`.
 
 mod boot_guard;
 mod format;
 pub(crate) mod fsutil;
+mod policy;
+mod revert;
 mod store;
 mod verify;
 
@@ -31,6 +36,14 @@ pub use format::{
     Signature, Signed, key_id, manifest_hash, module_file_name, signing_bytes,
 };
 pub use fsutil::{PAUSE_ENV, PAUSE_STEPS, fsync_dir, write_atomic};
+pub use policy::{
+    CONTEXT_POLICY, CustomerPolicy, OWNER_ROOT_FILE, POLICY_FILE, POLICY_FORMAT, POLICY_STATE_FILE,
+    PolicyError, PolicyMode, PolicyViolation, verify_policy,
+};
+pub use revert::{
+    CONTEXT_REVERT, MAX_REVERT_BYTES, REVERT_FORMAT, Revert, RevertError, RevertOutcome,
+    verify_revert,
+};
 pub use store::{
     ContentStore, InstallOutcome, InstalledRelease, QuarantineEntry, Report, StoreError,
     StoreState, StoreStatus,

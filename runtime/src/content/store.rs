@@ -296,6 +296,12 @@ pub enum StoreError {
         /// The current release.
         current: Option<u64>,
     },
+    /// A release the owner's signed policy does not allow, or a policy problem.
+    #[error("customer policy: {0}")]
+    Policy(#[from] super::policy::PolicyError),
+    /// A revert instruction was refused.
+    #[error("revert refused: {0}")]
+    Revert(#[from] super::revert::RevertError),
     /// A store file cannot be encoded (not expected to happen).
     #[error("cannot encode `{what}`: {source}")]
     Encode {
@@ -768,6 +774,8 @@ impl ContentStore {
         if self.state.bad.contains(&release) {
             return Err(StoreError::BadRelease { release });
         }
+        // The owner's signed policy (if any) has the last word, before anything is written.
+        self.check_policy(bundle.manifest(), now_unix)?;
         self.write_release(&bundle)?;
 
         let previous = self.state.current;

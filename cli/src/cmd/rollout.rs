@@ -1,0 +1,158 @@
+//! `rulebox rollout`: plans, ring assignment, signed reverts (vendor side) and applying a revert on
+//! a host.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use rulebox_rollout::{HostInfo, RolloutPlan, assign_rings};
+use rulebox_runtime::content::{ContentStore, REVERT_FORMAT, Revert, Signed, now_unix};
+
+/// Arguments of `rulebox rollout`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: RolloutCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum RolloutCommand {
+    /// Print the standard (or emergency) plan for a release as JSON, checked.
+    Plan {
+        /// The release to roll out.
+        #[arg(long)]
+        release: u64,
+        /// The release it replaces (what a revert goes back to).
+        #[arg(long)]
+        previous: Option<u64>,
+        /// Shorter bakes; still canary first, still validated.
+        #[arg(long)]
+        emergency: bool,
+    },
+    /// Check a plan file and show the ring of every host of a hosts file (JSON list of
+    /// `{id, vendor_internal, criticality, region}`).
+    Rings {
+        /// The plan (JSON, as `rollout plan` prints it).
+        #[arg(long)]
+        plan: PathBuf,
+        /// The hosts (JSON list).
+        #[arg(long)]
+        hosts: PathBuf,
+    },
+    /// Sign a revert of a release with content-root keys (what the controller publishes on a halt).
+    SignRevert {
+        /// The release withdrawn.
+        #[arg(long)]
+        release: u64,
+        /// The release to go back to (default: each host's last-known-good).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// Signing key file(s) of the content root (repeat for a threshold).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Hours the instruction stays valid.
+        #[arg(long, default_value_t = 168)]
+        valid_hours: u64,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// On a host: verify a signed revert against the store's root and apply it (stop the agent
+    /// first; it takes the store's lock).
+    ApplyRevert {
+        /// The store folder.
+        #[arg(long)]
+        store: PathBuf,
+        /// The signed revert file.
+        revert: PathBuf,
+    },
+}
+
+/// Runs `rulebox rollout ...`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        RolloutCommand::Plan {
+            release,
+            previous,
+            emergency,
+        } => {
+            let plan = if emergency {
+                RolloutPlan::emergency(release, previous)
+            } else {
+                RolloutPlan::standard(release, previous)
+            };
+            plan.validate()?;
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        }
+        RolloutCommand::Rings { plan, hosts } => {
+            let plan: RolloutPlan = serde_json::from_slice(
+                &std::fs::read(&plan).with_context(|| format!("cannot read {}", plan.display()))?,
+            )
+            .with_context(|| format!("{} is not a plan", plan.display()))?;
+            plan.validate()?;
+            let list: Vec<HostInfo> = serde_json::from_slice(
+                &std::fs::read(&hosts)
+                    .with_context(|| format!("cannot read {}", hosts.display()))?,
+            )
+            .with_context(|| format!("{} is not a list of hosts", hosts.display()))?;
+            if list.is_empty() {
+                bail!("{} lists no hosts", hosts.display());
+            }
+            let rings = assign_rings(&plan, &list);
+            for (host, ring) in list.iter().zip(&rings) {
+                println!("{ring}\t{}", host.id);
+            }
+        }
+        RolloutCommand::SignRevert {
+            release,
+            to,
+            reason,
+            keys,
+            valid_hours,
+            out,
+        } => {
+            let now = now_unix();
+            let mut envelope = Signed {
+                signed: Revert {
+                    format: REVERT_FORMAT,
+                    release,
+                    to,
+                    issued_unix: now,
+                    expires_unix: now.saturating_add(valid_hours.saturating_mul(3600)),
+                    reason,
+                },
+                signatures: Vec::new(),
+            };
+            for path in &keys {
+                let key = rulebox_release::read_key_file(path)?;
+                rulebox_release::add_signature(&mut envelope, &key)?;
+            }
+            std::fs::write(&out, serde_json::to_vec_pretty(&envelope)?)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "revert of release {release} signed by {} key(s): {}",
+                keys.len(),
+                out.display()
+            );
+        }
+        RolloutCommand::ApplyRevert { store, revert } => {
+            let bytes = std::fs::read(&revert)
+                .with_context(|| format!("cannot read {}", revert.display()))?;
+            let mut store = ContentStore::open(&store)
+                .with_context(|| format!("cannot open the store {}", store.display()))?;
+            let out = store.apply_revert(&bytes, now_unix())?;
+            println!(
+                "release {} withdrawn (marked bad); current: {}; report {}",
+                out.revert.release,
+                out.current
+                    .map(|r| format!("release {r}"))
+                    .unwrap_or_else(|| "the built-in baseline".to_owned()),
+                out.report.display()
+            );
+        }
+    }
+    Ok(ExitCode::from(super::EXIT_OK))
+}
