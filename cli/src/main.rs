@@ -51,6 +51,8 @@ enum Command {
     Push(cmd::store::PushArgs),
     /// Re-run a quarantine record's event against its module and show the same fault.
     Replay(cmd::replay::Args),
+    /// Compile Sigma rules into sandboxed rule modules; test them on recorded events.
+    Sigma(cmd::sigma::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Root(args) => cmd::release::root(args),
         Command::Bundle(args) => cmd::release::bundle(args),
         Command::Push(args) => cmd::store::push(args),
+        Command::Sigma(args) => cmd::sigma::run(args),
     };
     match result {
         Ok(code) => code,

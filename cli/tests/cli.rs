@@ -255,6 +255,8 @@ fn every_command_has_help() {
         &["bundle", "build"],
         &["bundle", "sign"],
         &["bundle", "verify"],
+        &["sigma", "compile"],
+        &["sigma", "test"],
     ] {
         let args: Vec<&str> = cmd.iter().copied().chain(["--help"]).collect();
         let out = rulebox(&args, tmp.path());

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod release;
 pub mod replay;
 pub mod run;
+pub mod sigma;
 pub mod store;
 pub mod validate;
 
