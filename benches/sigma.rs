@@ -29,9 +29,17 @@ fn corpus() -> Option<PathBuf> {
     cases.is_dir().then_some(cases)
 }
 
-fn bench(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread, dir: &std::path::Path) -> usize {
+fn bench(
+    c: &mut Criterion,
+    runtime: &Runtime,
+    thread: &SandboxThread,
+    dir: &std::path::Path,
+) -> usize {
     let cases = load_cases(dir).expect("cases");
-    let programs: Vec<_> = cases.iter().filter_map(|c| c.program.clone().ok()).collect();
+    let programs: Vec<_> = cases
+        .iter()
+        .filter_map(|c| c.program.clone().ok())
+        .collect();
     let events: Vec<Event<'static>> = cases
         .iter()
         .filter_map(|c| c.events.clone().ok())
@@ -51,7 +59,11 @@ fn bench(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread, dir: &std
     let mut natives: Vec<Evaluator> = programs.iter().cloned().map(Evaluator::new).collect();
     let by_kind: Vec<Vec<usize>> = EventKind::ALL
         .iter()
-        .map(|k| (0..natives.len()).filter(|&i| natives[i].program().kinds.contains(*k)).collect())
+        .map(|k| {
+            (0..natives.len())
+                .filter(|&i| natives[i].program().kinds.contains(*k))
+                .collect()
+        })
         .collect();
 
     let n = events.len();
@@ -84,15 +96,24 @@ fn bench(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread, dir: &std
     // Both paths must agree on what fires, or the comparison means nothing.
     let native_hits: usize = events
         .iter()
-        .map(|e| by_kind[e.kind() as usize].iter().filter(|&&i| natives[i].matches(e)).count())
+        .map(|e| {
+            by_kind[e.kind() as usize]
+                .iter()
+                .filter(|&&i| natives[i].matches(e))
+                .count()
+        })
         .sum();
     let mut sandbox_hits = 0;
     for (kind, bytes) in &encoded {
-        set.process_encoded(thread, *kind, bytes, &mut outcome).expect("within limits");
+        set.process_encoded(thread, *kind, bytes, &mut outcome)
+            .expect("within limits");
         sandbox_hits += outcome.detections.len();
     }
     assert_eq!(native_hits, sandbox_hits, "native and sandboxed disagree");
-    println!("{} rules, {n} events, {native_hits} detections per pass", programs.len());
+    println!(
+        "{} rules, {n} events, {native_hits} detections per pass",
+        programs.len()
+    );
     n
 }
 
@@ -114,7 +135,9 @@ fn estimate(function: &str, param: usize) -> Option<f64> {
 
 fn main() {
     let Some(dir) = corpus() else {
-        println!("SKIPPED: no Sigma corpus (set RULEBOX_SIGMA_CORPUS or put it at ../shared/corpus/sigma)");
+        println!(
+            "SKIPPED: no Sigma corpus (set RULEBOX_SIGMA_CORPUS or put it at ../shared/corpus/sigma)"
+        );
         return;
     };
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");

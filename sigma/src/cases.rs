@@ -256,7 +256,10 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
         }
         for record in set.records() {
             if let Some(&i) = by_id.get(&record.rule_id) {
-                problems.push((i, format!("quarantined: {}: {}", record.reason, record.message)));
+                problems.push((
+                    i,
+                    format!("quarantined: {}: {}", record.reason, record.message),
+                ));
             }
         }
         (own, cross, problems)
@@ -299,7 +302,10 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
     }
     Report {
         passed: results.iter().filter(|r| r.passed).count(),
-        rules_firing_elsewhere: results.iter().filter(|r| !r.fires_on_others.is_empty()).count(),
+        rules_firing_elsewhere: results
+            .iter()
+            .filter(|r| !r.fires_on_others.is_empty())
+            .count(),
         cross_matches,
         cases: results,
     }

@@ -42,8 +42,7 @@ fn name_matches(pattern: &str, name: &str) -> bool {
         return pattern == name;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last)
-    {
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
         return false;
     }
     let mut rest = &name[first.len()..name.len() - last.len()];
@@ -165,7 +164,11 @@ impl Parser<'_> {
                         .iter()
                         .map(|&i| self.selections[i].1.clone())
                         .collect();
-                    return Ok(if all { Expr::And(terms) } else { Expr::Or(terms) });
+                    return Ok(if all {
+                        Expr::And(terms)
+                    } else {
+                        Expr::Or(terms)
+                    });
                 }
                 if w.contains('|') {
                     return Err(SigmaError::Unsupported(format!(
@@ -227,12 +230,7 @@ mod tests {
         names
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                (
-                    n.to_string(),
-                    Expr::Kind(rulebox_sdk::EventKinds(1 << i)),
-                )
-            })
+            .map(|(i, n)| (n.to_string(), Expr::Kind(rulebox_sdk::EventKinds(1 << i))))
             .collect()
     }
 
@@ -284,6 +282,9 @@ mod tests {
         let e = parse("1 of x*", &s).unwrap_err().to_string();
         assert!(e.contains("matches no selection"), "{e}");
         let e = parse("a near a", &s).unwrap_err().to_string();
-        assert!(e.contains("unexpected `near`") || e.contains("`near`"), "{e}");
+        assert!(
+            e.contains("unexpected `near`") || e.contains("`near`"),
+            "{e}"
+        );
     }
 }

@@ -37,7 +37,10 @@ const TYPED: &[(&str, &[EventKind])] = &[
     ),
     ("network_connection", &[EventKind::NetworkConnect]),
     ("dns_query", &[EventKind::DnsQuery]),
-    ("pipe_created", &[EventKind::PipeCreate, EventKind::PipeConnect]),
+    (
+        "pipe_created",
+        &[EventKind::PipeCreate, EventKind::PipeConnect],
+    ),
     ("image_load", &[EventKind::ImageLoad]),
 ];
 
@@ -66,21 +69,45 @@ const SERVICES: &[(&str, &str)] = &[
     ("sysmon", "Microsoft-Windows-Sysmon/Operational"),
     ("powershell", "Microsoft-Windows-PowerShell/Operational"),
     ("powershell-classic", "Windows PowerShell"),
-    ("taskscheduler", "Microsoft-Windows-TaskScheduler/Operational"),
+    (
+        "taskscheduler",
+        "Microsoft-Windows-TaskScheduler/Operational",
+    ),
     ("wmi", "Microsoft-Windows-WMI-Activity/Operational"),
-    ("windefend", "Microsoft-Windows-Windows Defender/Operational"),
+    (
+        "windefend",
+        "Microsoft-Windows-Windows Defender/Operational",
+    ),
     ("bits-client", "Microsoft-Windows-Bits-Client/Operational"),
-    ("dns-client", "Microsoft-Windows-DNS Client Events/Operational"),
-    ("driver-framework", "Microsoft-Windows-DriverFrameworks-UserMode/Operational"),
-    ("firewall-as", "Microsoft-Windows-Windows Firewall With Advanced Security/Firewall"),
-    ("terminalservices-localsessionmanager", "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"),
-    ("codeintegrity-operational", "Microsoft-Windows-CodeIntegrity/Operational"),
+    (
+        "dns-client",
+        "Microsoft-Windows-DNS Client Events/Operational",
+    ),
+    (
+        "driver-framework",
+        "Microsoft-Windows-DriverFrameworks-UserMode/Operational",
+    ),
+    (
+        "firewall-as",
+        "Microsoft-Windows-Windows Firewall With Advanced Security/Firewall",
+    ),
+    (
+        "terminalservices-localsessionmanager",
+        "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",
+    ),
+    (
+        "codeintegrity-operational",
+        "Microsoft-Windows-CodeIntegrity/Operational",
+    ),
     ("applocker", "Microsoft-Windows-AppLocker/EXE and DLL"),
     ("msexchange-management", "MSExchange Management"),
     ("ntlm", "Microsoft-Windows-NTLM/Operational"),
     ("openssh", "OpenSSH/Operational"),
     ("printservice-admin", "Microsoft-Windows-PrintService/Admin"),
-    ("printservice-operational", "Microsoft-Windows-PrintService/Operational"),
+    (
+        "printservice-operational",
+        "Microsoft-Windows-PrintService/Operational",
+    ),
     ("smbclient-security", "Microsoft-Windows-SmbClient/Security"),
     ("shell-core", "Microsoft-Windows-Shell-Core/Operational"),
     ("ldap_debug", "Microsoft-Windows-LDAP-Client/Debug"),
@@ -104,7 +131,11 @@ pub fn map(
 ) -> Result<Source, SigmaError> {
     let describe = || {
         let mut parts = Vec::new();
-        for (k, v) in [("product", product), ("category", category), ("service", service)] {
+        for (k, v) in [
+            ("product", product),
+            ("category", category),
+            ("service", service),
+        ] {
             if let Some(v) = v {
                 parts.push(format!("{k}: {v}"));
             }

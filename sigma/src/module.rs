@@ -32,7 +32,9 @@ fn read_uleb(bytes: &[u8], pos: &mut usize) -> Result<u64, SigmaError> {
     let mut result = 0u64;
     let mut shift = 0;
     loop {
-        let b = *bytes.get(*pos).ok_or_else(|| bad("truncated LEB128 number"))?;
+        let b = *bytes
+            .get(*pos)
+            .ok_or_else(|| bad("truncated LEB128 number"))?;
         *pos += 1;
         result |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
@@ -98,8 +100,12 @@ pub fn build_module(program: &Program, evaluator: &[u8]) -> Result<Vec<u8>, Sigm
     while pos < evaluator.len() {
         let id = evaluator[pos];
         pos += 1;
-        let len = usize::try_from(read_uleb(evaluator, &mut pos)?).map_err(|_| bad("section size"))?;
-        let end = pos.checked_add(len).filter(|&e| e <= evaluator.len()).ok_or_else(|| bad("a section runs past the end"))?;
+        let len =
+            usize::try_from(read_uleb(evaluator, &mut pos)?).map_err(|_| bad("section size"))?;
+        let end = pos
+            .checked_add(len)
+            .filter(|&e| e <= evaluator.len())
+            .ok_or_else(|| bad("a section runs past the end"))?;
         sections.push((id, &evaluator[pos..end]));
         pos = end;
     }
@@ -115,10 +121,16 @@ pub fn build_module(program: &Program, evaluator: &[u8]) -> Result<Vec<u8>, Sigm
     let flags = *memory.get(p).ok_or_else(|| bad("truncated memory"))?;
     p += 1;
     if flags > 1 {
-        return Err(bad(format!("memory flags {flags:#x} (shared or 64-bit memory)")));
+        return Err(bad(format!(
+            "memory flags {flags:#x} (shared or 64-bit memory)"
+        )));
     }
     let min = read_uleb(memory, &mut p)?;
-    let max = if flags == 1 { Some(read_uleb(memory, &mut p)?) } else { None };
+    let max = if flags == 1 {
+        Some(read_uleb(memory, &mut p)?)
+    } else {
+        None
+    };
     let pages = data.len().div_ceil(PAGE).max(1) as u64;
     let new_min = min + pages;
     if max.is_some_and(|m| m < new_min) {
@@ -228,7 +240,10 @@ mod tests {
             "title: t\nid: x\nlogsource: {category: process_creation, product: windows}\ndetection: {s: {Image: a}, condition: s}\n",
         )
         .unwrap();
-        assert!(matches!(build_module(&p, b"nope"), Err(SigmaError::Evaluator(_))));
+        assert!(matches!(
+            build_module(&p, b"nope"),
+            Err(SigmaError::Evaluator(_))
+        ));
         // A module with a memory but without the locator.
         let wasm = [
             0, b'a', b's', b'm', 1, 0, 0, 0, // header

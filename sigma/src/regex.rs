@@ -217,10 +217,21 @@ mod tests {
     fn corpus_style_expressions() {
         let r = re(r"^C:\\Users\\[^\\]+\\NTUSER\.DAT$");
         assert!(r.is_match(r"C:\Users\bob\NTUSER.DAT"));
-        assert!(r.is_match(r"C:\Users\bøb\NTUSER.DAT"), "negated class takes non-ASCII");
+        assert!(
+            r.is_match(r"C:\Users\bøb\NTUSER.DAT"),
+            "negated class takes non-ASCII"
+        );
         assert!(!r.is_match(r"C:\Users\bob\x\NTUSER.DAT"));
-        assert!(!r.is_match(r"C:\Users\bob\ntuser.dat"), "case-sensitive by default");
-        let r = compile_regex("F", r"^C:\\Users\\[^\\]+\\NTUSER\.DAT$", (true, false, false)).unwrap();
+        assert!(
+            !r.is_match(r"C:\Users\bob\ntuser.dat"),
+            "case-sensitive by default"
+        );
+        let r = compile_regex(
+            "F",
+            r"^C:\\Users\\[^\\]+\\NTUSER\.DAT$",
+            (true, false, false),
+        )
+        .unwrap();
         assert!(r.is_match(r"c:\users\bob\ntuser.dat"), "|i folds case");
         let r = re(r"://[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}");
         assert!(r.is_match("curl http://10.0.0.1/x"));

@@ -46,7 +46,10 @@ fn rule_id(id: Option<&str>, title: &str) -> Result<String, SigmaError> {
     if ok(&slug) {
         Ok(slug)
     } else {
-        Err(SigmaError::invalid("title", "gives no usable rule id (and there is no `id`)"))
+        Err(SigmaError::invalid(
+            "title",
+            "gives no usable rule id (and there is no `id`)",
+        ))
     }
 }
 
@@ -81,7 +84,10 @@ pub fn compile(yaml: &str) -> Result<Program, SigmaError> {
     let severity = match text(doc, "level")? {
         None => Severity::Medium,
         Some(level) => Severity::from_name(level).ok_or_else(|| {
-            SigmaError::invalid("level", format!("`{level}` is not informational, low, medium, high or critical"))
+            SigmaError::invalid(
+                "level",
+                format!("`{level}` is not informational, low, medium, high or critical"),
+            )
         })?,
     };
     let mut name = title.to_owned();
@@ -110,7 +116,10 @@ pub fn compile(yaml: &str) -> Result<Program, SigmaError> {
     let mut selections: Vec<(String, Expr)> = Vec::new();
     for (k, v) in map {
         let Some(name) = k.as_str() else {
-            return Err(SigmaError::invalid("detection", "has a key that is not text"));
+            return Err(SigmaError::invalid(
+                "detection",
+                "has a key that is not text",
+            ));
         };
         if name == "timeframe" {
             return Err(SigmaError::Unsupported("`detection.timeframe`".into()));
@@ -125,7 +134,10 @@ pub fn compile(yaml: &str) -> Result<Program, SigmaError> {
         Yaml::String(s) => vec![s.as_str()],
         Yaml::Array(items) => items
             .iter()
-            .map(|c| c.as_str().ok_or_else(|| SigmaError::invalid("detection.condition", "must be text")))
+            .map(|c| {
+                c.as_str()
+                    .ok_or_else(|| SigmaError::invalid("detection.condition", "must be text"))
+            })
             .collect::<Result<_, _>>()?,
         Yaml::BadValue | Yaml::Null => return Err(SigmaError::Missing("detection.condition")),
         _ => return Err(SigmaError::invalid("detection.condition", "must be text")),
@@ -166,14 +178,28 @@ fn selection(name: &str, v: &Yaml) -> Result<Expr, SigmaError> {
         Yaml::Array(items) if items.iter().all(|i| i.as_hash().is_some()) && !items.is_empty() => {
             let mut alts = Vec::new();
             for item in items {
-                alts.push(map_selection(&where_, item.as_hash().unwrap_or(&Default::default()))?);
+                alts.push(map_selection(
+                    &where_,
+                    item.as_hash().unwrap_or(&Default::default()),
+                )?);
             }
-            Ok(if alts.len() == 1 { alts.remove(0) } else { Expr::Or(alts) })
+            Ok(if alts.len() == 1 {
+                alts.remove(0)
+            } else {
+                Expr::Or(alts)
+            })
         }
-        Yaml::Array(items) if items.iter().all(|i| matches!(i, Yaml::String(_) | Yaml::Integer(_))) && !items.is_empty() => {
+        Yaml::Array(items)
+            if items
+                .iter()
+                .all(|i| matches!(i, Yaml::String(_) | Yaml::Integer(_)))
+                && !items.is_empty() =>
+        {
             value::field_entry("", v).map_err(|e| rename(e, &where_))
         }
-        Yaml::String(_) | Yaml::Integer(_) => value::field_entry("", v).map_err(|e| rename(e, &where_)),
+        Yaml::String(_) | Yaml::Integer(_) => {
+            value::field_entry("", v).map_err(|e| rename(e, &where_))
+        }
         _ => Err(SigmaError::invalid(
             where_,
             "must be a map of fields, a list of maps, or a list of keywords",
@@ -200,12 +226,24 @@ fn map_selection(where_: &str, map: &yaml_rust2::yaml::Hash) -> Result<Expr, Sig
         let key = match k {
             Yaml::String(s) => s.clone(),
             Yaml::Integer(i) => i.to_string(),
-            _ => return Err(SigmaError::invalid(where_, "has a field name that is not text")),
+            _ => {
+                return Err(SigmaError::invalid(
+                    where_,
+                    "has a field name that is not text",
+                ));
+            }
         };
         if key.split('|').next().is_some_and(|f| f.trim().is_empty()) {
-            return Err(SigmaError::invalid(format!("{where_}.{key}"), "has no field name"));
+            return Err(SigmaError::invalid(
+                format!("{where_}.{key}"),
+                "has no field name",
+            ));
         }
         terms.push(value::field_entry(&key, v)?);
     }
-    Ok(if terms.len() == 1 { terms.remove(0) } else { Expr::And(terms) })
+    Ok(if terms.len() == 1 {
+        terms.remove(0)
+    } else {
+        Expr::And(terms)
+    })
 }

@@ -193,19 +193,31 @@ fn parse_mods(key: &str, field: &str, mods: &[&str]) -> Result<Mods, SigmaError>
     let special = [m.re, m.cidr, m.exists, m.fieldref, m.num.is_some()];
     let specials = special.iter().filter(|b| **b).count();
     if specials > 1 {
-        return Err(bad(mods.join("|").as_str(), ": these modifiers cannot be combined"));
+        return Err(bad(
+            mods.join("|").as_str(),
+            ": these modifiers cannot be combined",
+        ));
     }
     if specials == 1 && !m.transforms.is_empty() {
-        return Err(bad(m.transforms[0], ": a value transform cannot feed this comparison"));
+        return Err(bad(
+            m.transforms[0],
+            ": a value transform cannot feed this comparison",
+        ));
     }
     if (m.re || m.cidr || m.exists || m.num.is_some()) && m.position.is_some() {
-        return Err(bad(m.position.unwrap_or(""), ": not with re, cidr, exists or a comparison"));
+        return Err(bad(
+            m.position.unwrap_or(""),
+            ": not with re, cidr, exists or a comparison",
+        ));
     }
     if m.cased && (m.re || m.cidr || m.exists || m.num.is_some()) {
         return Err(bad("cased", ": only for text comparisons"));
     }
     if field.is_empty() && (m.exists || m.fieldref) {
-        return Err(bad(if m.exists { "exists" } else { "fieldref" }, ": needs a field"));
+        return Err(bad(
+            if m.exists { "exists" } else { "fieldref" },
+            ": needs a field",
+        ));
     }
     Ok(m)
 }
@@ -216,7 +228,11 @@ pub fn field_entry(key: &str, value: &Yaml) -> Result<Expr, SigmaError> {
     let field = parts.next().unwrap_or("").trim().to_owned();
     let mods: Vec<&str> = parts.collect();
     let m = parse_mods(key, &field, &mods)?;
-    let field_opt = if field.is_empty() { None } else { Some(field.clone()) };
+    let field_opt = if field.is_empty() {
+        None
+    } else {
+        Some(field.clone())
+    };
     let values: Vec<&Yaml> = match value {
         Yaml::Array(items) => items.iter().collect(),
         other => vec![other],
@@ -252,12 +268,21 @@ fn one_value(
 ) -> Result<Expr, SigmaError> {
     if matches!(v, Yaml::Null) {
         if !m.transforms.is_empty() || m.position.is_some() || m.re || m.cidr || m.num.is_some() {
-            return Err(SigmaError::invalid(key, "has a null value, which takes no modifier"));
+            return Err(SigmaError::invalid(
+                key,
+                "has a null value, which takes no modifier",
+            ));
         }
         return Ok(test(Check::Null));
     }
-    if matches!(v, Yaml::Array(_) | Yaml::Hash(_) | Yaml::Alias(_) | Yaml::BadValue) {
-        return Err(SigmaError::invalid(key, "values must be strings, numbers, booleans or null"));
+    if matches!(
+        v,
+        Yaml::Array(_) | Yaml::Hash(_) | Yaml::Alias(_) | Yaml::BadValue
+    ) {
+        return Err(SigmaError::invalid(
+            key,
+            "values must be strings, numbers, booleans or null",
+        ));
     }
     if m.exists {
         let Yaml::Boolean(b) = v else {
@@ -273,7 +298,10 @@ fn one_value(
             _ => None,
         };
         let Some(value) = n else {
-            return Err(SigmaError::invalid(key, format!("`{text}` is not a whole number")));
+            return Err(SigmaError::invalid(
+                key,
+                format!("`{text}` is not a whole number"),
+            ));
         };
         return Ok(test(Check::Num { op, value }));
     }
@@ -314,8 +342,9 @@ fn one_value(
                         return Err(SigmaError::UnsupportedModifier {
                             field: key.to_owned(),
                             modifier: wide_name(t).to_owned(),
-                            detail: ": only before `|base64` or `|base64offset` (event fields are text)"
-                                .into(),
+                            detail:
+                                ": only before `|base64` or `|base64offset` (event fields are text)"
+                                    .into(),
                         });
                     }
                     let units = s.encode_utf16();
@@ -375,7 +404,10 @@ fn one_value(
     let mut alts = Vec::new();
     for val in vals {
         let Val::Text(mut toks) = val else {
-            return Err(SigmaError::invalid(key, "ends in bytes (`|wide` needs `|base64`)"));
+            return Err(SigmaError::invalid(
+                key,
+                "ends in bytes (`|wide` needs `|base64`)",
+            ));
         };
         match m.position {
             Some("contains") => {
@@ -454,7 +486,12 @@ fn pattern(toks: &[Tok], cased: bool) -> Pattern {
 }
 
 fn cidr(key: &str, text: &str) -> Result<Check, SigmaError> {
-    let bad = || SigmaError::invalid(key, format!("`{text}` is not a network (`10.0.0.0/8`, `fe80::/10`)"));
+    let bad = || {
+        SigmaError::invalid(
+            key,
+            format!("`{text}` is not a network (`10.0.0.0/8`, `fe80::/10`)"),
+        )
+    };
     let (addr, prefix) = match text.split_once('/') {
         Some((a, p)) => (a, p.parse::<u8>().map_err(|_| bad())?),
         None => (text, u8::MAX),
@@ -503,7 +540,10 @@ mod tests {
     #[test]
     fn positions_wildcards_and_case() {
         let e = field_entry("Image|endswith", &s("\\CMD.exe")).unwrap();
-        assert_eq!(text_check(&e), (&Pattern::Suffix("\\cmd.exe".into()), false));
+        assert_eq!(
+            text_check(&e),
+            (&Pattern::Suffix("\\cmd.exe".into()), false)
+        );
         let e = field_entry("CommandLine|contains|cased", &s("-Enc")).unwrap();
         assert_eq!(text_check(&e), (&Pattern::Contains("-Enc".into()), true));
         let e = field_entry("Image", &s("C:\\Win*\\a?.exe")).unwrap();
@@ -527,7 +567,9 @@ mod tests {
     fn lists_or_and_all() {
         let list = Yaml::Array(vec![s("a"), s("b")]);
         assert!(matches!(field_entry("F|contains", &list).unwrap(), Expr::Or(v) if v.len() == 2));
-        assert!(matches!(field_entry("F|contains|all", &list).unwrap(), Expr::And(v) if v.len() == 2));
+        assert!(
+            matches!(field_entry("F|contains|all", &list).unwrap(), Expr::And(v) if v.len() == 2)
+        );
     }
 
     #[test]
@@ -560,7 +602,9 @@ mod tests {
         assert_eq!(alts.len(), 3);
         assert_eq!(
             text_check(&alts[0]).0,
-            &Pattern::Contains(fold_case(&B64.encode(b"p\0i\0n\0g\0")[..10], &mut String::new()).to_owned())
+            &Pattern::Contains(
+                fold_case(&B64.encode(b"p\0i\0n\0g\0")[..10], &mut String::new()).to_owned()
+            )
         );
     }
 
@@ -568,25 +612,53 @@ mod tests {
     fn special_checks() {
         assert!(matches!(
             field_entry("F|exists", &Yaml::Boolean(false)).unwrap(),
-            Expr::Test(Test { check: Check::Exists(false), .. })
+            Expr::Test(Test {
+                check: Check::Exists(false),
+                ..
+            })
         ));
         assert!(matches!(
             field_entry("F", &Yaml::Null).unwrap(),
-            Expr::Test(Test { check: Check::Null, .. })
+            Expr::Test(Test {
+                check: Check::Null,
+                ..
+            })
         ));
         assert!(matches!(
             field_entry("F|gte", &Yaml::Integer(5)).unwrap(),
-            Expr::Test(Test { check: Check::Num { op: NumOp::Gte, value: 5 }, .. })
+            Expr::Test(Test {
+                check: Check::Num {
+                    op: NumOp::Gte,
+                    value: 5
+                },
+                ..
+            })
         ));
-        let Expr::Test(Test { check: Check::Cidr { prefix, v4, network }, .. }) =
-            field_entry("DestinationIp|cidr", &s("192.168.0.0/16")).unwrap()
+        let Expr::Test(Test {
+            check:
+                Check::Cidr {
+                    prefix,
+                    v4,
+                    network,
+                },
+            ..
+        }) = field_entry("DestinationIp|cidr", &s("192.168.0.0/16")).unwrap()
         else {
             panic!()
         };
-        assert_eq!((prefix, v4, &network[..4]), (16, true, &[192, 168, 0, 0][..]));
+        assert_eq!(
+            (prefix, v4, &network[..4]),
+            (16, true, &[192, 168, 0, 0][..])
+        );
         assert!(matches!(
             field_entry("F|fieldref|startswith", &s("G")).unwrap(),
-            Expr::Test(Test { check: Check::FieldRef { how: Pattern::Prefix(_), .. }, .. })
+            Expr::Test(Test {
+                check: Check::FieldRef {
+                    how: Pattern::Prefix(_),
+                    ..
+                },
+                ..
+            })
         ));
     }
 

@@ -23,7 +23,9 @@ fn corpus() -> Option<PathBuf> {
 #[test]
 fn every_corpus_rule_fires_on_its_own_events_in_the_sandbox() {
     let Some(dir) = corpus() else {
-        eprintln!("SKIPPED: no Sigma corpus (set RULEBOX_SIGMA_CORPUS or put it at ../shared/corpus/sigma)");
+        eprintln!(
+            "SKIPPED: no Sigma corpus (set RULEBOX_SIGMA_CORPUS or put it at ../shared/corpus/sigma)"
+        );
         return;
     };
     let cases = load_cases(&dir).expect("cases load");
@@ -42,13 +44,25 @@ fn every_corpus_rule_fires_on_its_own_events_in_the_sandbox() {
         let known = KNOWN_FAILURES.iter().find(|(n, _)| *n == r.name);
         match (&r.failure, known) {
             (Some(why), None) => unexpected.push(format!("{}: {why}", r.name)),
-            (None, Some(_)) => unexpected.push(format!("{}: passes now; drop it from KNOWN_FAILURES", r.name)),
+            (None, Some(_)) => unexpected.push(format!(
+                "{}: passes now; drop it from KNOWN_FAILURES",
+                r.name
+            )),
             _ => {}
         }
         if !r.fires_on_others.is_empty() {
-            eprintln!("  {} also fires on: {}", r.name, r.fires_on_others.join(", "));
+            eprintln!(
+                "  {} also fires on: {}",
+                r.name,
+                r.fires_on_others.join(", ")
+            );
         }
     }
-    assert!(unexpected.is_empty(), "{} unexpected results:\n{}", unexpected.len(), unexpected.join("\n"));
+    assert!(
+        unexpected.is_empty(),
+        "{} unexpected results:\n{}",
+        unexpected.len(),
+        unexpected.join("\n")
+    );
     assert_eq!(report.passed + KNOWN_FAILURES.len(), report.cases.len());
 }

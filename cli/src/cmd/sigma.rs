@@ -71,10 +71,10 @@ fn stem(path: &Path) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     // `cases/<name>/rule.yml`: name the module after its folder.
-    if stem == "rule" {
-        if let Some(parent) = path.parent().and_then(|p| p.file_name()) {
-            return parent.to_string_lossy().into_owned();
-        }
+    if stem == "rule"
+        && let Some(parent) = path.parent().and_then(|p| p.file_name())
+    {
+        return parent.to_string_lossy().into_owned();
     }
     stem
 }
@@ -114,10 +114,7 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    eprintln!(
-        "{} compiled, {refused} refused",
-        args.rules.len() - refused
-    );
+    eprintln!("{} compiled, {refused} refused", args.rules.len() - refused);
     Ok(ExitCode::from(if refused == 0 {
         super::EXIT_OK
     } else {
@@ -140,7 +137,10 @@ fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
                         r.name,
                         r.own_matches,
                         r.events,
-                        r.note.as_ref().map(|n| format!(" (note: {n})")).unwrap_or_default()
+                        r.note
+                            .as_ref()
+                            .map(|n| format!(" (note: {n})"))
+                            .unwrap_or_default()
                     ),
                     Some(why) => println!("FAIL {}: {why}", r.name),
                 }

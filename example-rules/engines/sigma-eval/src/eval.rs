@@ -301,7 +301,13 @@ mod tests {
         assert!(program(test("Image", Check::Exists(true))).matches(&e));
         assert!(program(test("CommandLine", Check::Exists(false))).matches(&e));
         assert!(!program(test("NoSuchField", text(Pattern::Contains("".into())))).matches(&e));
-        assert!(program(Expr::Not(Box::new(test("NoSuchField", text(Pattern::Exact("x".into())))))).matches(&e));
+        assert!(
+            program(Expr::Not(Box::new(test(
+                "NoSuchField",
+                text(Pattern::Exact("x".into()))
+            ))))
+            .matches(&e)
+        );
     }
 
     #[test]
@@ -314,13 +320,28 @@ mod tests {
             name: "Note".into(),
             value: "Mimikatz here".into(),
         });
-        let gt = |v| test("DestinationPort", Check::Num { op: NumOp::Gt, value: v });
+        let gt = |v| {
+            test(
+                "DestinationPort",
+                Check::Num {
+                    op: NumOp::Gt,
+                    value: v,
+                },
+            )
+        };
         assert!(program(gt(1024)).matches(&e));
         assert!(!program(gt(5000)).matches(&e));
         let cidr = |n: [u8; 4], p| {
             let mut network = [0u8; 16];
             network[..4].copy_from_slice(&n);
-            test("DestinationIp", Check::Cidr { network, prefix: p, v4: true })
+            test(
+                "DestinationIp",
+                Check::Cidr {
+                    network,
+                    prefix: p,
+                    v4: true,
+                },
+            )
         };
         assert!(program(cidr([10, 0, 0, 0], 8)).matches(&e));
         assert!(!program(cidr([10, 2, 0, 0], 16)).matches(&e));

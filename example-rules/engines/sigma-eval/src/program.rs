@@ -56,7 +56,10 @@ impl core::fmt::Display for ProgramError {
         match self {
             ProgramError::Decode => f.write_str("the program does not decode"),
             ProgramError::Format(v) => {
-                write!(f, "program format {v}, the evaluator reads {FORMAT_VERSION}")
+                write!(
+                    f,
+                    "program format {v}, the evaluator reads {FORMAT_VERSION}"
+                )
             }
             ProgramError::BadRegex => f.write_str("a regular expression jumps out of range"),
             ProgramError::TooDeep => write!(f, "nesting deeper than {MAX_DEPTH}"),
