@@ -195,10 +195,10 @@ fn selection(name: &str, v: &Yaml) -> Result<Expr, SigmaError> {
                 .all(|i| matches!(i, Yaml::String(_) | Yaml::Integer(_)))
                 && !items.is_empty() =>
         {
-            value::field_entry("", v).map_err(|e| rename(e, &where_))
+            value::field_entry("|contains", v).map_err(|e| rename(e, &where_))
         }
         Yaml::String(_) | Yaml::Integer(_) => {
-            value::field_entry("", v).map_err(|e| rename(e, &where_))
+            value::field_entry("|contains", v).map_err(|e| rename(e, &where_))
         }
         _ => Err(SigmaError::invalid(
             where_,
@@ -209,7 +209,7 @@ fn selection(name: &str, v: &Yaml) -> Result<Expr, SigmaError> {
 
 fn rename(e: SigmaError, where_: &str) -> SigmaError {
     match e {
-        SigmaError::Invalid { key, problem } if key.is_empty() => SigmaError::Invalid {
+        SigmaError::Invalid { key, problem } if key.starts_with('|') => SigmaError::Invalid {
             key: where_.to_owned(),
             problem,
         },
@@ -246,4 +246,113 @@ fn map_selection(where_: &str, map: &yaml_rust2::yaml::Hash) -> Result<Expr, Sig
     } else {
         Expr::And(terms)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rulebox_sdk::{Event, EventData, EventKind, EventKinds, Field, ProcessStart};
+    use rulebox_sigma_eval::Evaluator;
+
+    const HEAD: &str = "title: Test rule\nid: 11111111-2222-3333-4444-555555555555\nlevel: high\nlogsource:\n    product: windows\n    category: process_creation\n";
+
+    fn rule(detection: &str) -> String {
+        format!("{HEAD}detection:\n{detection}")
+    }
+
+    fn proc(image: &str, cmd: &str) -> Event<'static> {
+        let mut body = ProcessStart::default();
+        body.image = image.to_owned().into();
+        body.command_line = cmd.to_owned().into();
+        Event::new(EventData::ProcessStart(body))
+    }
+
+    #[test]
+    fn metadata_and_a_whole_rule_evaluated_natively() {
+        let p = compile(&rule(
+            "    sel_img:\n        Image|endswith: '\\powershell.exe'\n    sel_cli:\n        CommandLine|contains|windash: ' -enc '\n    filter_main:\n        CommandLine|contains: 'trusted'\n    condition: all of sel_* and not 1 of filter_*\n",
+        ))
+        .unwrap();
+        assert_eq!(p.id, "11111111-2222-3333-4444-555555555555");
+        assert_eq!(p.title, "Test rule");
+        assert_eq!(p.severity, Severity::High);
+        assert_eq!(p.kinds, EventKinds::of(&[EventKind::ProcessStart]));
+        let mut e = Evaluator::new(p);
+        assert!(e.matches(&proc("C:\\x\\PowerShell.EXE", "powershell /ENC abc")));
+        assert!(!e.matches(&proc("C:\\x\\PowerShell.EXE", "powershell /ENC trusted")));
+        assert!(!e.matches(&proc("C:\\x\\cmd.exe", "powershell -enc abc")));
+    }
+
+    #[test]
+    fn keywords_search_every_field() {
+        let p = compile(&rule(
+            "    keywords:\n        - 'mimikatz'\n        - 'sekurlsa'\n    condition: keywords\n",
+        ))
+        .unwrap();
+        let mut e = Evaluator::new(p);
+        assert!(e.matches(&proc("a.exe", "x SEKURLSA::logonpasswords")));
+        let mut ev = proc("a.exe", "b");
+        ev.extra.push(Field {
+            name: "Note".into(),
+            value: "Mimikatz!".into(),
+        });
+        assert!(e.matches(&ev));
+        assert!(!e.matches(&proc("a.exe", "b")));
+    }
+
+    #[test]
+    fn id_from_title_when_there_is_none() {
+        let text = rule("    s:\n        Image: a\n    condition: s\n")
+            .replace("id: 11111111-2222-3333-4444-555555555555\n", "");
+        assert_eq!(compile(&text).unwrap().id, "test-rule");
+    }
+
+    #[test]
+    fn refusals_name_the_construct() {
+        let cases: &[(String, &str)] = &[
+            (
+                rule("    s:\n        Image: a\n    condition: s | count() > 3\n"),
+                "`|`",
+            ),
+            (
+                rule("    s:\n        Image: a\n    timeframe: 5m\n    condition: s\n"),
+                "timeframe",
+            ),
+            (
+                rule("    s:\n        Image|expand: '%x%'\n    condition: s\n"),
+                "unsupported modifier `|expand`",
+            ),
+            (rule("    s:\n        Image: a\n"), "detection.condition"),
+            (
+                format!(
+                    "{}correlation:\n    type: event_count\n",
+                    rule("    s:\n        Image: a\n    condition: s\n")
+                ),
+                "correlation",
+            ),
+            (
+                rule("    s:\n        Image: a\n    condition: s\n")
+                    .replace("category: process_creation", "category: webserver"),
+                "category: webserver",
+            ),
+            (
+                format!(
+                    "{}---\n{}",
+                    rule("    s:\n        Image: a\n    condition: s\n"),
+                    HEAD
+                ),
+                "exactly one YAML document",
+            ),
+            (
+                rule("    s:\n        Image: a\n    condition: s\n")
+                    .replace("level: high", "level: severe"),
+                "`level`",
+            ),
+            (rule("    s: 5.5\n    condition: s\n"), "detection.s"),
+        ];
+        for (text, needle) in cases {
+            let e = compile(text).unwrap_err().to_string();
+            assert!(e.contains(needle), "expected {needle:?} in: {e}");
+        }
+    }
 }
