@@ -22,6 +22,11 @@ struct Scratch {
     fold2: String,
     text: String,
     text2: String,
+    /// The case-folded value of the field `cached_name`, for this event: a rule often tests one
+    /// field against many patterns (a list of `contains` values), and folds it only once.
+    folded: String,
+    cached_name: String,
+    cache_valid: bool,
 }
 
 impl Evaluator {
@@ -40,6 +45,7 @@ impl Evaluator {
 
     /// Whether the rule matches `event` (its kind included).
     pub fn matches(&mut self, event: &Event<'_>) -> bool {
+        self.scratch.cache_valid = false;
         self.program.kinds.contains(event.kind())
             && eval(&self.program.condition, event, &mut self.scratch)
     }
@@ -112,6 +118,22 @@ fn eval_test(test: &Test, event: &Event<'_>, s: &mut Scratch) -> bool {
                 Pattern::Prefix(_) => a.starts_with(b),
                 Pattern::Suffix(_) => a.ends_with(b),
             }
+        }
+        Check::Text {
+            pattern,
+            cased: false,
+        } => {
+            let Some(v) = value else { return false };
+            if !(s.cache_valid && s.cached_name == *name) {
+                let text = as_text(&v, &mut s.text);
+                let folded = fold_case(text, &mut s.fold);
+                s.folded.clear();
+                s.folded.push_str(folded);
+                s.cached_name.clear();
+                s.cached_name.push_str(name);
+                s.cache_valid = true;
+            }
+            pattern.matches(&s.folded)
         }
         check => match value {
             None => false,
@@ -290,6 +312,24 @@ mod tests {
         assert!(ev.matches(&e));
         let mut ev = program(test("ParentProcessId", text(Pattern::Exact("12".into()))));
         assert!(ev.matches(&e), "numbers compare as text");
+    }
+
+    #[test]
+    fn folded_value_cache_is_per_field_and_per_event() {
+        // Image, then CommandLine, then Image again, on two events with the same evaluator.
+        let cond = Expr::And(vec![
+            test("Image", text(Pattern::Suffix("\\a.exe".into()))),
+            test("CommandLine", text(Pattern::Contains("go".into()))),
+            test("Image", text(Pattern::Prefix("c:".into()))),
+        ]);
+        let mut ev = program(cond);
+        assert!(ev.matches(&proc_event("C:\\A.EXE", "GO")));
+        assert!(!ev.matches(&proc_event("C:\\B.EXE", "GO")), "stale Image");
+        assert!(
+            !ev.matches(&proc_event("C:\\A.EXE", "stop")),
+            "stale CommandLine"
+        );
+        assert!(ev.matches(&proc_event("c:\\a.exe", "go")));
     }
 
     #[test]
