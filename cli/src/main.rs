@@ -59,6 +59,8 @@ enum Command {
     Rollout(cmd::rollout::Args),
     /// Host owner's side: sign and install a policy for when content may land.
     Policy(cmd::policy::Args),
+    /// Compile Sigma rules into sandboxed rule modules; test them on recorded events.
+    Sigma(cmd::sigma::Args),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Fleet(args) => cmd::fleet::run(args),
         Command::Rollout(args) => cmd::rollout::run(args),
         Command::Policy(args) => cmd::policy::run(args),
+        Command::Sigma(args) => cmd::sigma::run(args),
     };
     match result {
         Ok(code) => code,

@@ -346,6 +346,8 @@ fn every_command_has_help() {
         &["policy", "sign"],
         &["policy", "install"],
         &["policy", "show"],
+        &["sigma", "compile"],
+        &["sigma", "test"],
     ] {
         let args: Vec<&str> = cmd.iter().copied().chain(["--help"]).collect();
         let out = rulebox(&args, tmp.path());

@@ -2,6 +2,8 @@
 //!
 //! * `example-rules/rules/*` (good) and `example-rules/faulty/*` (faulty) are built for
 //!   `wasm32-unknown-unknown`, all in one `cargo build` invocation;
+//! * `example-rules/engines/*` (evaluators that other content is embedded into, such as the Sigma
+//!   evaluator) for `wasm32-unknown-unknown`, in the same invocation as the rules;
 //! * `example-rules/wasi/*` for `wasm32-wasip1`, in a second one.
 //!
 //! The nested cargo uses its own target directory (`$CARGO_TARGET_DIR/guest`, or
@@ -83,6 +85,7 @@ enum Kind {
     Good,
     Faulty,
     Wasi,
+    Engine,
 }
 
 impl Kind {
@@ -91,6 +94,7 @@ impl Kind {
             Kind::Good => "rules",
             Kind::Faulty => "faulty",
             Kind::Wasi => "wasi",
+            Kind::Engine => "engines",
         }
     }
 
@@ -99,12 +103,13 @@ impl Kind {
             Kind::Good => "Good",
             Kind::Faulty => "Faulty",
             Kind::Wasi => "Wasi",
+            Kind::Engine => "Engine",
         }
     }
 
     fn target(self) -> &'static str {
         match self {
-            Kind::Good | Kind::Faulty => WASM_TARGET,
+            Kind::Good | Kind::Faulty | Kind::Engine => WASM_TARGET,
             Kind::Wasi => WASI_TARGET,
         }
     }
@@ -141,7 +146,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     let mut guests = Vec::new();
-    for kind in [Kind::Good, Kind::Faulty, Kind::Wasi] {
+    for kind in [Kind::Good, Kind::Faulty, Kind::Wasi, Kind::Engine] {
         let dir = examples.join(kind.dir());
         // The folder itself, so that a crate added or removed reruns the script.
         rerun_if_changed(&dir);
@@ -376,7 +381,7 @@ fn generate(guests: &[Guest], wasm_out: &Path) -> String {
         .expect("write to String");
     }
     code.push_str(
-        "/// Every example module: the good rules, then the faulty set, then the WASI rules.\n",
+        "/// Every example module: the good rules, then the faulty set, then the WASI rules, then the engines.\n",
     );
     code.push_str("pub const ALL: &[Artifact] = &[\n");
     for g in guests {

@@ -9,6 +9,7 @@ pub mod release;
 pub mod replay;
 pub mod rollout;
 pub mod run;
+pub mod sigma;
 pub mod store;
 pub mod validate;
 

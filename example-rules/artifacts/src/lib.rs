@@ -2,7 +2,8 @@
 //!
 //! `build.rs` builds every crate under `example-rules/rules/` (the good rules) and
 //! `example-rules/faulty/` (the faulty-content set) for `wasm32-unknown-unknown`, and every crate under
-//! `example-rules/wasi/` for `wasm32-wasip1`, then generates one [`Artifact`] constant per module
+//! `example-rules/wasi/` for `wasm32-wasip1`, and every crate under `example-rules/engines/` (evaluators
+//! that content is embedded into, [`SIGMA_EVAL`]) for `wasm32-unknown-unknown`, then generates one [`Artifact`] constant per module
 //! (named after the crate's folder in SCREAMING_SNAKE_CASE: [`OFFICE_SHELL`], [`FIELD_COUNT`], ...)
 //! and the table [`ALL`]. The `.wasm` files are never committed; building this crate needs the wasm
 //! targets (`rustup target add wasm32-unknown-unknown wasm32-wasip1`).
@@ -28,15 +29,19 @@ pub enum ArtifactKind {
     Faulty,
     /// A rule that links `std`, built for `wasm32-wasip1` (`example-rules/wasi/`).
     Wasi,
+    /// An evaluator that content is embedded into before it is a rule (`example-rules/engines/`),
+    /// `wasm32-unknown-unknown`. Loaded as it is, it is refused (it has no rule yet).
+    Engine,
 }
 
 impl ArtifactKind {
-    /// `"good"`, `"faulty"` or `"wasi"`.
+    /// `"good"`, `"faulty"`, `"wasi"` or `"engine"`.
     pub const fn name(self) -> &'static str {
         match self {
             ArtifactKind::Good => "good",
             ArtifactKind::Faulty => "faulty",
             ArtifactKind::Wasi => "wasi",
+            ArtifactKind::Engine => "engine",
         }
     }
 }
@@ -74,6 +79,11 @@ pub fn faulty() -> impl Iterator<Item = &'static Artifact> {
 /// The WASI rules.
 pub fn wasi() -> impl Iterator<Item = &'static Artifact> {
     of_kind(ArtifactKind::Wasi)
+}
+
+/// The engines.
+pub fn engines() -> impl Iterator<Item = &'static Artifact> {
+    of_kind(ArtifactKind::Engine)
 }
 
 fn of_kind(kind: ArtifactKind) -> impl Iterator<Item = &'static Artifact> {
@@ -188,6 +198,7 @@ mod tests {
         assert_eq!(names(ArtifactKind::Good), folders("rules"));
         assert_eq!(names(ArtifactKind::Faulty), folders("faulty"));
         assert_eq!(names(ArtifactKind::Wasi), folders("wasi"));
+        assert_eq!(names(ArtifactKind::Engine), folders("engines"));
         let unique: BTreeSet<_> = ALL.iter().map(|a| a.name).collect();
         assert_eq!(unique.len(), ALL.len());
     }
@@ -221,7 +232,7 @@ mod tests {
         assert_eq!(by_name("no-such-rule"), None);
         assert_eq!(FIELD_COUNT.name, "field-count");
         assert_eq!(
-            good().count() + faulty().count() + wasi().count(),
+            good().count() + faulty().count() + wasi().count() + engines().count(),
             ALL.len()
         );
         assert!(faulty().all(|a| a.kind == ArtifactKind::Faulty));
@@ -243,7 +254,9 @@ mod tests {
             );
             assert_eq!(rule.meta().id, rule.id());
         }
-        for a in faulty().chain(wasi()) {
+        assert_eq!(by_name("sigma-eval"), Some(&SIGMA_EVAL));
+        assert_eq!(SIGMA_EVAL.kind, ArtifactKind::Engine);
+        for a in faulty().chain(wasi()).chain(engines()) {
             assert!(native::new_native(a.name).is_none(), "{}", a.name);
         }
     }

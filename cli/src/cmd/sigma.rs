@@ -1,0 +1,166 @@
+//! `rulebox sigma`: compile Sigma rules into sandboxed rule modules, and test them on recorded events.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rulebox_example_artifacts::SIGMA_EVAL;
+use rulebox_runtime::Runtime;
+use rulebox_sigma::cases::{load_cases, run_cases};
+
+/// Arguments of `rulebox sigma`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Compile Sigma rules (YAML) into rule modules, one `.wasm` per rule, each the sandboxed Sigma
+    /// evaluator with the rule's compiled program embedded. A rule using an unsupported construct is
+    /// refused with a message naming it; the others are still written.
+    Compile(CompileArgs),
+    /// Test a folder of cases (`<case>/rule.yml`, `<case>/event.json`, optional `<case>/info.yml`
+    /// with `match_count`, as in SigmaHQ's regression data): compile every rule, run every event
+    /// through every rule in the sandbox, require each rule to fire on its own events.
+    Test(TestArgs),
+}
+
+/// Arguments of `rulebox sigma compile`.
+#[derive(Debug, clap::Args)]
+pub struct CompileArgs {
+    /// Sigma rule files.
+    #[arg(required = true)]
+    rules: Vec<PathBuf>,
+    /// Output folder for the modules (`<rule file stem>.wasm`).
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+/// Arguments of `rulebox sigma test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The folder of cases.
+    dir: PathBuf,
+    /// A runtime configuration file (JSON), as for `rulebox run`.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Runs `rulebox sigma`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Compile(a) => compile(a),
+        Command::Test(a) => test(a),
+    }
+}
+
+fn stem(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // `cases/<name>/rule.yml`: name the module after its folder.
+    if stem == "rule"
+        && let Some(parent) = path.parent().and_then(|p| p.file_name())
+    {
+        return parent.to_string_lossy().into_owned();
+    }
+    stem
+}
+
+fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut refused = 0;
+    for path in &args.rules {
+        let result = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read it: {e}"))
+            .and_then(|text| rulebox_sigma::compile(&text).map_err(|e| e.to_string()))
+            .and_then(|program| {
+                rulebox_sigma::build_module(&program, SIGMA_EVAL.bytes)
+                    .map(|bytes| (program, bytes))
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok((program, bytes)) => {
+                let out = args.out.join(format!("{}.wasm", stem(path)));
+                std::fs::write(&out, &bytes)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                let kinds: Vec<_> = program.kinds.iter().map(|k| k.name()).collect();
+                println!(
+                    "compiled {} -> {} ({} bytes): {} ({}) on {}",
+                    path.display(),
+                    out.display(),
+                    bytes.len(),
+                    program.id,
+                    program.severity,
+                    kinds.join(", ")
+                );
+            }
+            Err(e) => {
+                refused += 1;
+                println!("refused  {}: {e}", path.display());
+            }
+        }
+    }
+    eprintln!("{} compiled, {refused} refused", args.rules.len() - refused);
+    Ok(ExitCode::from(if refused == 0 {
+        super::EXIT_OK
+    } else {
+        super::EXIT_QUARANTINE
+    }))
+}
+
+fn test(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let cases = load_cases(&args.dir)?;
+    let runtime = Runtime::new(crate::load::config(args.config.as_deref())?)
+        .context("cannot start the runtime")?;
+    let report = run_cases(&runtime, SIGMA_EVAL.bytes, &cases);
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => {
+            for r in &report.cases {
+                match &r.failure {
+                    None => println!(
+                        "pass {}: fired on {}/{} of its events{}",
+                        r.name,
+                        r.own_matches,
+                        r.events,
+                        r.note
+                            .as_ref()
+                            .map(|n| format!(" (note: {n})"))
+                            .unwrap_or_default()
+                    ),
+                    Some(why) => println!("FAIL {}: {why}", r.name),
+                }
+                if !r.fires_on_others.is_empty() {
+                    println!("     also fires on: {}", r.fires_on_others.join(", "));
+                }
+            }
+            println!(
+                "{}/{} cases pass ({:.1}%); {} rules fire on other cases' events ({} matches)",
+                report.passed,
+                report.cases.len(),
+                100.0 * report.pass_share(),
+                report.rules_firing_elsewhere,
+                report.cross_matches
+            );
+        }
+    }
+    Ok(ExitCode::from(if report.passed == report.cases.len() {
+        super::EXIT_OK
+    } else {
+        super::EXIT_QUARANTINE
+    }))
+}

@@ -1,0 +1,47 @@
+//! # rulebox-sigma: Sigma rules as sandboxed rulebox content
+//!
+//! [`compile`] turns a Sigma rule (YAML) into a [`Program`]: `logsource` mapped onto rulebox event
+//! kinds, every selection and modifier lowered to plain field tests (wildcards, `contains`,
+//! `startswith`, `endswith`, `all`, `windash`, `base64`, `base64offset`, `wide`, `re`, `cidr`,
+//! `exists`, `fieldref`, `lt`/`lte`/`gt`/`gte`, `cased`, null values, keywords), the condition parsed
+//! (`and`, `or`, `not`, parentheses, `1 of` / `all of` patterns, `them`). Anything it does not
+//! support is refused with a [`SigmaError`] naming the construct; a rule never compiles into
+//! something that matches differently.
+//!
+//! [`build_module`] embeds the program in the sandboxed evaluator (crate `rulebox-sigma-eval`, built
+//! to WebAssembly), giving one rule module per Sigma rule, loaded like any other. The host never
+//! interprets rule data: only the evaluator in the sandbox does. [`cases`] runs folders of rules
+//! with their recorded events through the real sandbox.
+//!
+//! ```
+//! let rule = r#"
+//! title: Whoami
+//! id: 0b4e1d2c-0000-4000-8000-000000000001
+//! logsource: {product: windows, category: process_creation}
+//! detection:
+//!     selection:
+//!         Image|endswith: '\whoami.exe'
+//!     condition: selection
+//! level: low
+//! "#;
+//! let program = rulebox_sigma::compile(rule).unwrap();
+//! assert_eq!(program.id, "0b4e1d2c-0000-4000-8000-000000000001");
+//!
+//! let refused = rulebox_sigma::compile(&rule.replace("|endswith", "|expand")).unwrap_err();
+//! assert!(refused.to_string().contains("unsupported modifier `|expand`"));
+//! ```
+
+pub mod cases;
+mod condition;
+mod error;
+mod logsource;
+mod module;
+mod regex;
+mod rule;
+mod value;
+
+pub use error::SigmaError;
+pub use logsource::{Source, map as map_logsource};
+pub use module::{MAX_PROGRAM_BYTES, build_module};
+pub use rule::compile;
+pub use rulebox_sigma_eval::{Evaluator, Program};
