@@ -68,6 +68,13 @@ fn bundle(dir: &Path, key: &rulebox_release::KeyFile, release: u64, names: &[&st
         &BundleOptions::new(release, now_unix() + 86_400, "test"),
     )
     .unwrap();
+    // The release gate: a passing validation report must exist before signing.
+    let quick = rulebox_validate::Options {
+        generated_per_kind: 4,
+        ..Default::default()
+    };
+    let (report, _) = rulebox_release::validate_for_release(&out, &quick).unwrap();
+    assert!(report.passed, "{}", report.failure_summary());
     rulebox_release::sign_manifest(&out, key).unwrap();
     out
 }

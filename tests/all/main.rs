@@ -3,6 +3,9 @@
 mod common;
 mod differential;
 mod faults;
+mod july2024;
 mod load_rejects;
+mod rule_tests;
 mod update;
+mod validator;
 mod wasi;

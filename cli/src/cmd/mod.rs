@@ -6,6 +6,7 @@ pub mod release;
 pub mod replay;
 pub mod run;
 pub mod store;
+pub mod test;
 pub mod validate;
 
 /// Exit status: success, nothing quarantined or rejected.
