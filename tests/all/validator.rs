@@ -167,3 +167,50 @@ fn every_good_rule_passes_on_the_sigma_corpus() {
         "corpus events reach the rules subscribed to them"
     );
 }
+
+#[test]
+fn a_bundle_is_validated_under_every_schema_version_it_declares() {
+    use rulebox_runtime::content::{Manifest, Signed};
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("rel");
+    rulebox_release::build_bundle(
+        &bundle,
+        &[rulebox_release::ModuleSource::Bytes {
+            name: "office-shell".into(),
+            bytes: by_name("office-shell").unwrap().bytes.to_vec(),
+        }],
+        &rulebox_release::BundleOptions::new(1, rulebox_runtime::content::now_unix() + 3600, "t"),
+    )
+    .unwrap();
+    let options = Options {
+        generated_per_kind: 4,
+        ..golden_options()
+    };
+    let clean = rulebox_validate::validate_bundle(&bundle, &options, &mut |_| {}).unwrap();
+    assert!(clean.passed, "{}", clean.failure_summary());
+    assert_eq!(clean.target.schema_versions, vec![1]);
+
+    // The manifest now claims schema 2 as well, and older runtimes: neither was checked.
+    let path = bundle.join("manifest.json");
+    let mut envelope: Signed<Manifest> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    envelope.signed.schema_versions = vec![1, 2];
+    envelope.signed.min_runtime = "0.0.1".into();
+    std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    let report = rulebox_validate::validate_bundle(&bundle, &options, &mut |_| {}).unwrap();
+    assert!(!report.passed);
+    let versions: Vec<(u32, bool)> = report
+        .rules
+        .iter()
+        .map(|r| (r.schema_version, r.passed))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![(1, true), (2, false)],
+        "one run per declared version"
+    );
+    let problems = report.problems.join("\n");
+    assert!(problems.contains("event-schema version 2"), "{problems}");
+    assert!(problems.contains("runtime 0.0.1"), "{problems}");
+    assert_ne!(report.target.manifest_hash, clean.target.manifest_hash);
+}
