@@ -185,7 +185,7 @@ fn percent(part: u64, whole: u64) -> String {
 
 fn print_table(report: &Report, report_path: Option<&Path>) {
     println!(
-        "{:<28} {:>6} {:<7} {:>7} {:>7} {:>7}  {:<28} {:<16}",
+        "{:<32} {:>6} {:<7} {:>7} {:>7} {:>7}  {:<28} {:<16}",
         "RULE",
         "SCHEMA",
         "VERDICT",
@@ -198,7 +198,7 @@ fn print_table(report: &Report, report_path: Option<&Path>) {
     for r in &report.rules {
         let name = r.rule_id.clone().unwrap_or_else(|| r.source.clone());
         println!(
-            "{:<28} {:>6} {:<7} {:>7} {:>7} {:>7}  {:<28} {:<16}",
+            "{:<32} {:>6} {:<7} {:>7} {:>7} {:>7}  {:<28} {:<16}",
             name,
             r.schema_version,
             if r.passed { "pass" } else { "FAIL" },
