@@ -37,8 +37,11 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Load every module in a folder and stream events through them.
     Run(cmd::run::Args),
-    /// Load each module in the production sandbox and report accept or reject.
+    /// The release gate: run each rule in the production sandbox over its tests, a recorded corpus,
+    /// generated and boundary events; report fuel and memory; write the report signing requires.
     Validate(cmd::validate::Args),
+    /// Run rules' test cases (events and expected detections) in the sandbox.
+    Test(cmd::test::Args),
     /// Vendor side: generate a signing key.
     Keygen(cmd::release::KeygenArgs),
     /// Vendor side: build and sign the trusted root (keys and threshold).
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Test(args) => cmd::test::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Store(args) => cmd::store::run(args),

@@ -50,7 +50,8 @@ fn store(dir: &Path) -> (PathBuf, rulebox_release::KeyFile) {
     (store, key)
 }
 
-/// A signed bundle of release `release` holding the good example rules named in `names`.
+/// A signed bundle of release `release` holding the example rules named in `names` (faulty ones are
+/// refused by the validation gate and signed by hand, as content forced past it).
 fn bundle(dir: &Path, key: &rulebox_release::KeyFile, release: u64, names: &[&str]) -> PathBuf {
     let out = dir.join(format!("bundle-{release}"));
     let modules: Vec<ModuleSource> = ALL
@@ -68,7 +69,29 @@ fn bundle(dir: &Path, key: &rulebox_release::KeyFile, release: u64, names: &[&st
         &BundleOptions::new(release, now_unix() + 86_400, "test"),
     )
     .unwrap();
-    rulebox_release::sign_manifest(&out, key).unwrap();
+    // The release gate: a passing validation report must exist before signing.
+    let quick = rulebox_validate::Options {
+        generated_per_kind: 4,
+        ..Default::default()
+    };
+    let (report, _) = rulebox_release::validate_for_release(&out, &quick).unwrap();
+    let faulty = ALL
+        .iter()
+        .any(|a| a.kind == ArtifactKind::Faulty && names.contains(&a.name));
+    if faulty {
+        // Content the gate refuses, forced onto the endpoint (signed by hand) to test run-time
+        // containment.
+        assert!(!report.passed, "the validator must reject faulty content");
+        assert!(rulebox_release::sign_manifest(&out, key).is_err());
+        let path = out.join("manifest.json");
+        let mut envelope: rulebox_runtime::content::Signed<rulebox_runtime::content::Manifest> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        rulebox_release::add_signature(&mut envelope, key).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    } else {
+        assert!(report.passed, "{}", report.failure_summary());
+        rulebox_release::sign_manifest(&out, key).unwrap();
+    }
     out
 }
 

@@ -238,6 +238,8 @@ fn validate_accepts_good_and_rejects_bad_with_reasons() {
     let out = rulebox(
         &[
             "validate",
+            "--generated",
+            "4",
             dir.to_str().unwrap(),
             truncated.to_str().unwrap(),
         ],
@@ -246,30 +248,119 @@ fn validate_accepts_good_and_rejects_bad_with_reasons() {
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(
-        stdout.contains("reject") && stdout.contains("endless-start.wasm: start_too_long"),
+        stdout.contains("endless-start.wasm") && stdout.contains("start_too_long"),
         "{stdout}"
     );
+    assert!(stdout.contains("invalid_module"), "{stdout}");
     assert!(
-        stdout.contains("truncated.wasm: invalid_module"),
-        "{stdout}"
+        stdout.contains("corpus: skipped"),
+        "says plainly that the corpus was skipped: {stdout}"
     );
     assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("accept")).count(),
-        ALL.iter().filter(|a| a.kind == ArtifactKind::Good).count()
+        stdout.lines().filter(|l| l.contains(" pass ")).count(),
+        ALL.iter().filter(|a| a.kind == ArtifactKind::Good).count(),
+        "{stdout}"
     );
 
+    let report = tmp.path().join("report.json");
     let only_good = rulebox(
         &[
             "validate",
             "--format",
             "json",
+            "--generated",
+            "4",
+            "--report",
+            report.to_str().unwrap(),
             dir.join(format!("{}.wasm", good.name)).to_str().unwrap(),
         ],
         tmp.path(),
     );
-    assert_eq!(only_good.status.code(), Some(0));
-    let v: Value = serde_json::from_str(text(&only_good.stdout).trim()).unwrap();
-    assert_eq!(v["verdict"], "accept");
+    assert_eq!(
+        only_good.status.code(),
+        Some(0),
+        "{}",
+        text(&only_good.stdout)
+    );
+    let v: Value = serde_json::from_str(&text(&only_good.stdout)).unwrap();
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["rules"][0]["passed"], true);
+    assert!(v["rules"][0]["fuel"]["max"].as_u64().unwrap() > 0);
+    let written: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(written, v, "--report writes the same report");
+}
+
+#[test]
+fn signing_a_bundle_requires_a_passing_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| rulebox(args, tmp.path());
+    assert_eq!(run(&["keygen", "--out", "k.json"]).status.code(), Some(0));
+    let module = ALL.iter().find(|a| a.name == "office-shell").unwrap();
+    std::fs::write(tmp.path().join("office.wasm"), module.bytes).unwrap();
+    let build = run(&[
+        "bundle",
+        "build",
+        "--out",
+        "rel",
+        "--release",
+        "3",
+        "office.wasm",
+    ]);
+    assert_eq!(build.status.code(), Some(0), "{}", text(&build.stderr));
+    let refused = run(&["bundle", "sign", "rel", "--key", "k.json"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("no validation report"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-rules/rules");
+    let validated = run(&[
+        "validate",
+        "rel",
+        "--generated",
+        "4",
+        "--tests",
+        rules.to_str().unwrap(),
+    ]);
+    let stdout = text(&validated.stdout);
+    assert_eq!(validated.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("PASS") && stdout.contains("report: "),
+        "{stdout}"
+    );
+    let signed = run(&["bundle", "sign", "rel", "--key", "k.json"]);
+    assert_eq!(signed.status.code(), Some(0), "{}", text(&signed.stderr));
+}
+
+#[test]
+fn test_runs_the_example_rules_cases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-rules/rules");
+    let out = rulebox(&["test", rules.to_str().unwrap()], tmp.path());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.lines().all(|l| l.starts_with("ok ")), "{stdout}");
+    assert!(
+        text(&out.stderr).contains(" 0 failed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let wrong = tmp.path().join("wrong.json");
+    std::fs::write(
+        &wrong,
+        r#"{"rule":"office-spawns-shell","cases":[{"name":"silence expected","expect":"none",
+            "events":[{"data":{"ProcessStart":{"Image":"C:\\Windows\\System32\\cmd.exe",
+                                               "ParentImage":"C:\\Office\\WINWORD.EXE"}}}]}]}"#,
+    )
+    .unwrap();
+    let out = rulebox(&["test", wrong.to_str().unwrap()], tmp.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stdout).starts_with("FAIL office-spawns-shell"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -323,6 +414,7 @@ fn every_command_has_help() {
     for cmd in [
         &["run"][..],
         &["validate"],
+        &["test"],
         &["replay"],
         &["bench"],
         &["demo"],

@@ -20,6 +20,9 @@
 //! let options = BundleOptions::new(42, 1_800_000_000, "weekly content");
 //! let modules = [ModuleSource::Path("office-shell.wasm".into())];
 //! build_bundle("bundle-42".as_ref(), &modules, &options)?;
+//! // The release gate: validate in the production runtime; signing requires the passing report.
+//! let (report, _path) = validate_for_release("bundle-42".as_ref(), &Default::default())?;
+//! assert!(report.passed);
 //! sign_manifest("bundle-42".as_ref(), &key)?;
 //! verify_release("bundle-42".as_ref(), "root.json".as_ref(), None, rulebox_runtime::content::now_unix())?;
 //! # Ok(()) }
@@ -128,6 +131,12 @@ pub enum ReleaseError {
     /// The bundle fails the endpoint's checks.
     #[error("the bundle fails verification: {0}")]
     Bundle(#[from] BundleError),
+    /// Validation could not run.
+    #[error("validation: {0}")]
+    Validate(#[from] rulebox_validate::ValidateError),
+    /// The signing gate refused: no passing validation report bound to the bundle's hash.
+    #[error("refusing to sign: {0}")]
+    NotValidated(#[from] rulebox_validate::GateError),
     /// A module's own metadata differs from what the manifest says about it.
     #[error(
         "manifest entry `{rule_id}` {version}: the module `{file}` reports rule `{found_id}` {found_version}"
@@ -594,13 +603,35 @@ pub fn build_bundle(
 /// Adds `key`'s signature to the bundle's `manifest.json` (idempotent per key: signing twice with
 /// one key leaves one signature) and returns the envelope. The manifest must parse; its content is
 /// not changed.
+///
+/// **The release gate**: nothing is signed unless a passing validation report bound to this
+/// manifest's hash, made by this runtime version, lies beside the bundle
+/// ([`rulebox_validate::check_gate`]; write one with [`validate_for_release`] or `rulebox
+/// validate`). There is no way around it in this function, in any build.
 pub fn sign_manifest(bundle_dir: &Path, key: &KeyFile) -> Result<Signed<Manifest>, ReleaseError> {
     let path = bundle_dir.join("manifest.json");
     let mut envelope: Signed<Manifest> =
         read_json(&path, BundleLimits::default().max_manifest_bytes)?;
+    rulebox_validate::check_gate(bundle_dir, &envelope.signed)?;
     add_signature(&mut envelope, key)?;
     write_json(&path, &envelope)?;
     Ok(envelope)
+}
+
+/// Validates the bundle in `bundle_dir` in the production runtime ([`rulebox_validate::validate_bundle`]
+/// with `options`) and writes the report where [`sign_manifest`] looks for it
+/// ([`rulebox_validate::report_path`]), passed or not. Returns the report and its path.
+pub fn validate_for_release(
+    bundle_dir: &Path,
+    options: &rulebox_validate::Options,
+) -> Result<(rulebox_validate::Report, PathBuf), ReleaseError> {
+    let report = rulebox_validate::validate_bundle(bundle_dir, options, &mut |_| {})?;
+    let path = rulebox_validate::report_path(
+        bundle_dir,
+        report.target.manifest_hash.as_deref().unwrap_or_default(),
+    )?;
+    rulebox_validate::write_report(&path, &report)?;
+    Ok((report, path))
 }
 
 /// Everything an endpoint checks ([`content::verify_bundle`] against the root file at `root_path`,

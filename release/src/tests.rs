@@ -13,6 +13,14 @@ fn options(release: u64) -> BundleOptions {
     }
 }
 
+/// Validation options that keep the tests quick (few generated events, no corpus).
+fn quick() -> rulebox_validate::Options {
+    rulebox_validate::Options {
+        generated_per_kind: 8,
+        ..Default::default()
+    }
+}
+
 fn good_modules(n: usize) -> Vec<ModuleSource> {
     good()
         .take(n)
@@ -145,6 +153,17 @@ fn build_sign_verify_install() {
         ),
         "{err}"
     );
+    // Not validated: the gate refuses to sign.
+    let err = sign_manifest(&bundle, &key).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReleaseError::NotValidated(rulebox_validate::GateError::Missing { .. })
+        ),
+        "{err}"
+    );
+    let (report, _) = validate_for_release(&bundle, &quick()).unwrap();
+    assert!(report.passed, "{}", report.failure_summary());
     let envelope = sign_manifest(&bundle, &key).unwrap();
     assert_eq!(envelope.signatures.len(), 1);
     let envelope = sign_manifest(&bundle, &key).unwrap();
@@ -277,10 +296,94 @@ fn verify_catches_a_manifest_that_misstates_a_module() {
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     envelope.signed.rules[1].version = "9.9.9".into();
     std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
-    sign_manifest(&bundle, &key).unwrap();
+    // The validator catches it first, so the gate refuses to sign.
+    let (report, _) = validate_for_release(&bundle, &quick()).unwrap();
+    assert!(!report.passed);
+    assert!(
+        report.failure_summary().contains("the manifest says rule"),
+        "{}",
+        report.failure_summary()
+    );
+    let err = sign_manifest(&bundle, &key).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReleaseError::NotValidated(rulebox_validate::GateError::Failed { .. })
+        ),
+        "{err}"
+    );
+    // Signed by other means anyway: verification still catches it.
+    add_signature(&mut envelope, &key).unwrap();
+    std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
     let err = verify_release(&bundle, &root, None, NOW).unwrap_err();
     assert!(
         matches!(err, ReleaseError::ManifestMismatch { ref version, .. } if version == "9.9.9"),
         "{err}"
     );
+}
+
+#[test]
+fn signing_requires_a_passing_report_bound_to_this_manifest_and_runtime() {
+    let key = generate_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    build_bundle(&bundle, &good_modules(1), &options(5)).unwrap();
+    let (report, report_file) = validate_for_release(&bundle, &quick()).unwrap();
+    assert!(report.passed);
+    assert!(
+        report_file
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("bundle.validation-"),
+        "{}",
+        report_file.display()
+    );
+
+    // The manifest changes after validation: the report is for other content.
+    let path = bundle.join("manifest.json");
+    let mut envelope: Signed<Manifest> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    envelope.signed.notes = "edited after validation".into();
+    std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    let err = sign_manifest(&bundle, &key).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReleaseError::NotValidated(rulebox_validate::GateError::Missing { .. })
+        ),
+        "{err}"
+    );
+    // A report copied to the new name is bound to the old hash.
+    let hash = rulebox_runtime::content::manifest_hash(&envelope.signed).unwrap();
+    let new_file = rulebox_validate::report_path(&bundle, &hash).unwrap();
+    std::fs::copy(&report_file, &new_file).unwrap();
+    let err = sign_manifest(&bundle, &key).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReleaseError::NotValidated(rulebox_validate::GateError::WrongHash { .. })
+        ),
+        "{err}"
+    );
+    // Bound to the right hash but made by another runtime, or failed: refused.
+    let mut edited = report.clone();
+    edited.target.manifest_hash = Some(hash.clone());
+    edited.runtime_version = "0.0.1".into();
+    rulebox_validate::write_report(&new_file, &edited).unwrap();
+    assert!(matches!(
+        sign_manifest(&bundle, &key).unwrap_err(),
+        ReleaseError::NotValidated(rulebox_validate::GateError::OtherRuntime { .. })
+    ));
+    edited.runtime_version = report.runtime_version.clone();
+    edited.rules[0].passed = false;
+    edited.rules[0].failures.push("trap".into());
+    rulebox_validate::write_report(&new_file, &edited).unwrap();
+    assert!(matches!(
+        sign_manifest(&bundle, &key).unwrap_err(),
+        ReleaseError::NotValidated(rulebox_validate::GateError::Failed { .. })
+    ));
+    // Validating the new content makes it signable.
+    validate_for_release(&bundle, &quick()).unwrap();
+    assert_eq!(sign_manifest(&bundle, &key).unwrap().signatures.len(), 1);
 }

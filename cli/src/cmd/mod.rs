@@ -11,6 +11,7 @@ pub mod rollout;
 pub mod run;
 pub mod sigma;
 pub mod store;
+pub mod test;
 pub mod validate;
 
 /// Exit status: success, nothing quarantined or rejected.

@@ -1,74 +1,249 @@
-//! `rulebox validate`: load each module in the production sandbox, report accept or reject.
+//! `rulebox validate`: the release gate. Runs every rule of a bundle (or loose modules) in the
+//! production sandbox over its test cases, the recorded corpus, generated and boundary events, and
+//! writes a report bound to the bundle's manifest hash, which `rulebox bundle sign` requires.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
-use rulebox_runtime::{LoadedRule, Runtime};
-use serde_json::json;
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rulebox_validate::{CorpusSource, ModuleInput, Options, Progress, Report};
 
 /// Arguments of `rulebox validate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Module files or folders of modules.
+    /// A bundle folder (one with a manifest.json, signed or not), or module files and folders of
+    /// modules.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// A runtime configuration file (JSON), as for `rulebox run`.
+    /// A runtime configuration file (JSON), as for `rulebox run`. A bundle's per-rule limits
+    /// replace its limits for those rules.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Rule test files, or rule folders with a `tests/` folder, or folders of test files; each
+    /// file's cases go to the rule it names. Repeatable.
+    #[arg(long = "tests")]
+    tests: Vec<PathBuf>,
+    /// The recorded corpus (a folder with cases/*/event.json). Default: $RULEBOX_SIGMA_CORPUS, else
+    /// ../shared/corpus/sigma if it exists; otherwise the report says the corpus was skipped.
+    #[arg(long, conflicts_with = "no_corpus")]
+    corpus: Option<PathBuf>,
+    /// Do not run the recorded corpus (the report says so).
+    #[arg(long)]
+    no_corpus: bool,
+    /// Fail a rule whose worst event uses more than this percentage of its fuel or memory budget.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100))]
+    headroom: u32,
+    /// Generated events per event kind a rule subscribes to.
+    #[arg(long, default_value_t = Options::default().generated_per_kind)]
+    generated: u32,
+    /// Seed of the event generator.
+    #[arg(long, default_value_t = Options::default().seed)]
+    seed: u64,
+    /// Where to write the report. Default for a bundle: beside the bundle folder, named after it and
+    /// its manifest hash (where `rulebox bundle sign` looks); for loose modules: not written.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Format {
     Text,
     Json,
 }
 
+/// The corpus the options ask for, or the reason it is skipped.
+fn corpus_source(args: &Args) -> CorpusSource {
+    if args.no_corpus {
+        return CorpusSource::Skip("--no-corpus".to_owned());
+    }
+    if let Some(dir) = &args.corpus {
+        return CorpusSource::Dir(dir.clone());
+    }
+    if let Some(dir) = std::env::var_os("RULEBOX_SIGMA_CORPUS") {
+        return CorpusSource::Dir(dir.into());
+    }
+    let default = Path::new("../shared/corpus/sigma");
+    if default.join("cases").is_dir() {
+        return CorpusSource::Dir(default.to_path_buf());
+    }
+    CorpusSource::Skip(
+        "no corpus found (give --corpus DIR or set RULEBOX_SIGMA_CORPUS; ../shared/corpus/sigma is absent)"
+            .to_owned(),
+    )
+}
+
+fn bundle_dir(paths: &[PathBuf]) -> anyhow::Result<Option<&Path>> {
+    let bundles: Vec<&PathBuf> = paths
+        .iter()
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    match (bundles.len(), paths.len()) {
+        (0, _) => Ok(None),
+        (1, 1) => Ok(Some(bundles[0])),
+        _ => bail!("validate one bundle folder at a time, without other paths"),
+    }
+}
+
 /// Runs `rulebox validate`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let modules = crate::load::module_files(&args.paths)?;
-    let runtime = Runtime::new(crate::load::config(args.config.as_deref())?)
-        .context("cannot start the runtime")?;
-    let format = args.format;
-    let rt = runtime.clone();
-    runtime.run_sandboxed(move |thread| {
-        let mut rejected = 0;
-        for module in &modules {
-            let path = module.path.display().to_string();
-            let bytes = match &module.bytes {
-                Ok(bytes) => bytes,
-                Err(message) => {
-                    match format {
-                        Format::Text => println!("reject {path}: unreadable: {message}"),
-                        Format::Json => println!("{}", json!({"path": path, "verdict": "reject", "reason": "unreadable", "message": message})),
-                    }
-                    rejected += 1;
-                    continue;
-                }
+    let options = Options {
+        config: crate::load::config(args.config.as_deref())?,
+        headroom_percent: args.headroom,
+        generated_per_kind: args.generated,
+        seed: args.seed,
+        corpus: corpus_source(&args),
+        tests: args.tests.clone(),
+    };
+    let bar = if std::io::stderr().is_terminal() && args.format == Format::Text {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} events  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut on_progress = |p: Progress| match p {
+        Progress::Rule { name, events, .. } => {
+            bar.inc_length(events);
+            bar.set_message(name);
+        }
+        Progress::Events(n) => bar.inc(n),
+        _ => {}
+    };
+
+    let (report, report_path) = match bundle_dir(&args.paths)? {
+        Some(dir) => {
+            let report = rulebox_validate::validate_bundle(dir, &options, &mut on_progress)?;
+            let path = match &args.report {
+                Some(p) => p.clone(),
+                None => rulebox_validate::report_path(
+                    dir,
+                    report.target.manifest_hash.as_deref().unwrap_or_default(),
+                )?,
             };
-            // Each module is checked on its own, in a fresh store, exactly as the agent loads it.
-            let result = rt.compile(bytes, &path).and_then(|c| LoadedRule::load(&rt, thread, &c));
-            let hash = rulebox_runtime::content_hash(bytes);
-            match (&result, format) {
-                (Ok(rule), Format::Text) => {
-                    let i = rule.info();
-                    let kinds: Vec<_> = i.subscriptions.iter().map(|k| k.name()).collect();
-                    println!("accept {path}: {} {} ({}) subscribes to {}", i.id, i.version, i.severity, kinds.join(", "));
+            (report, Some(path))
+        }
+        None => {
+            let mut unreadable = Vec::new();
+            let mut inputs = Vec::new();
+            for file in crate::load::module_files(&args.paths)? {
+                let source = file.path.display().to_string();
+                match file.bytes {
+                    Ok(bytes) => inputs.push(ModuleInput {
+                        source,
+                        bytes,
+                        limits: None,
+                        declared: None,
+                    }),
+                    Err(message) => unreadable.push(format!("{source}: unreadable: {message}")),
                 }
-                (Err(e), Format::Text) => println!("reject {path}: {}: {e}", e.reason()),
-                (Ok(rule), Format::Json) => println!("{}", json!({"path": path, "verdict": "accept", "content_hash": hash, "rule": &**rule.info()})),
-                (Err(e), Format::Json) => println!("{}", json!({"path": path, "verdict": "reject", "content_hash": hash, "reason": e.reason().name(), "message": e.to_string()})),
             }
-            if result.is_err() {
-                rejected += 1;
+            let mut report =
+                rulebox_validate::validate_modules(inputs, &options, &mut on_progress)?;
+            if !unreadable.is_empty() {
+                report.problems.extend(unreadable);
+                report.passed = false;
             }
+            (report, args.report.clone())
         }
-        if matches!(format, Format::Text) {
-            eprintln!("rulebox validate: {} accepted, {rejected} rejected", modules.len() - rejected);
+    };
+    bar.finish_and_clear();
+
+    if let Some(path) = &report_path {
+        rulebox_validate::write_report(path, &report)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Text => print_table(&report, report_path.as_deref()),
+    }
+    Ok(ExitCode::from(if report.passed {
+        super::EXIT_OK
+    } else {
+        super::EXIT_QUARANTINE
+    }))
+}
+
+/// `12.3k`, `4.5M`: short numbers for the table.
+fn short(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+fn percent(part: u64, whole: u64) -> String {
+    format!("{:.1}%", part as f64 * 100.0 / whole.max(1) as f64)
+}
+
+fn print_table(report: &Report, report_path: Option<&Path>) {
+    println!(
+        "{:<32} {:>6} {:<7} {:>7} {:>7} {:>7}  {:<28} {:<16}",
+        "RULE",
+        "SCHEMA",
+        "VERDICT",
+        "EVENTS",
+        "DETECT",
+        "TESTS",
+        "FUEL p50/p99/max (of budget)",
+        "MEMORY (of budget)"
+    );
+    for r in &report.rules {
+        let name = r.rule_id.clone().unwrap_or_else(|| r.source.clone());
+        println!(
+            "{:<32} {:>6} {:<7} {:>7} {:>7} {:>7}  {:<28} {:<16}",
+            name,
+            r.schema_version,
+            if r.passed { "pass" } else { "FAIL" },
+            r.events.total(),
+            r.detections.total(),
+            format!("{}/{}", r.tests.passed, r.tests.cases),
+            format!(
+                "{}/{}/{} ({})",
+                short(r.fuel.p50),
+                short(r.fuel.p99),
+                short(r.fuel.max),
+                percent(r.fuel.max, r.fuel.budget)
+            ),
+            format!(
+                "{:.1} MiB ({})",
+                r.memory.high_water as f64 / (1 << 20) as f64,
+                percent(r.memory.high_water, r.memory.budget)
+            ),
+        );
+        for f in &r.failures {
+            println!("    fail: {f}");
         }
-        Ok(ExitCode::from(if rejected == 0 { super::EXIT_OK } else { super::EXIT_QUARANTINE }))
-    })
+        for c in &r.tests.failed {
+            println!("    test {}: {}", c.case, c.problem);
+        }
+        for n in &r.notes {
+            println!("    note: {n}");
+        }
+    }
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
+    println!(
+        "corpus: {} ({} events)",
+        report.corpus.note, report.corpus.events
+    );
+    if let Some(path) = report_path {
+        println!("report: {}", path.display());
+    }
+    let failed = report.rules.iter().filter(|r| !r.passed).count();
+    println!(
+        "rulebox validate: {} ({} of {} rule runs passed, headroom {}%)",
+        if report.passed { "PASS" } else { "FAIL" },
+        report.rules.len() - failed,
+        report.rules.len(),
+        report.settings.headroom_percent
+    );
 }

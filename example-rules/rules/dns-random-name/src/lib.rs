@@ -20,6 +20,10 @@
 //!    characters are digits (random hex has about 60%, base36 about 28% and few vowels).
 //!
 //! One detection is reported per query, for the first random-looking segment.
+//!
+//! Only the first [`MAX_NAME`] (253) bytes of the name are looked at: no DNS name is longer, and a
+//! longer one (a crafted event) must not cost more fuel than a real one. Without this bound, a
+//! 256 KiB query name ran the rule out of fuel; `rulebox validate`'s boundary events found it.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
@@ -29,6 +33,8 @@ use rulebox_sdk::prelude::*;
 
 /// The shortest segment considered.
 pub const MIN_LEN: usize = 25;
+/// The longest DNS name (RFC 1035: 255 bytes on the wire, 253 as text); bytes past it are ignored.
+pub const MAX_NAME: usize = 253;
 /// The least entropy, in thousandths of a bit per character, of a random-looking segment.
 pub const MIN_ENTROPY_MILLIBITS: u32 = 3_500;
 
@@ -49,8 +55,11 @@ impl Rule for DnsRandomName {
         let EventData::DnsQuery(q) = &event.data else {
             return;
         };
-        let Some((segment, score)) = q
-            .query_name
+        let mut end = q.query_name.len().min(MAX_NAME);
+        while !q.query_name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let Some((segment, score)) = q.query_name[..end]
             .split('.')
             .flat_map(|label| label.split(['-', '_']))
             .find_map(|s| score(s).filter(Score::is_random).map(|sc| (s, sc)))
@@ -240,5 +249,15 @@ mod tests {
         ] {
             assert!(!fires(name), "{name}");
         }
+    }
+
+    #[test]
+    fn only_the_first_253_bytes_of_a_name_are_looked_at() {
+        let random = "q8z3x7k2v9w4j6m1t5p0r8n2b7c4";
+        // Within the DNS limit: found; past it: not looked at (bounded cost for crafted events).
+        assert!(fires(&format!("{random}.{}", "a".repeat(200))));
+        assert!(!fires(&format!("{}.{random}", "a.".repeat(150))));
+        // Cut at a character boundary, never inside one.
+        assert!(!fires(&"é".repeat(300)));
     }
 }

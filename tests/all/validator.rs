@@ -1,0 +1,216 @@
+//! `rulebox validate`'s engine on the example content: the good rules pass, the July 2024 rule fails,
+//! and the JSON report matches the golden file `tests/golden/validate-examples.json` (regenerate
+//! with `RULEBOX_BLESS=1 cargo test -p rulebox-tests --test all validator`).
+
+use std::path::{Path, PathBuf};
+
+use rulebox_example_artifacts::{by_name, good};
+use rulebox_validate::{CorpusSource, ModuleInput, Options, Progress, Report};
+use serde_json::Value;
+
+use crate::common::sigma_corpus;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn input(name: &str) -> ModuleInput {
+    ModuleInput {
+        source: name.to_owned(),
+        bytes: by_name(name).unwrap().bytes.to_vec(),
+        limits: None,
+        declared: None,
+    }
+}
+
+/// The options of the golden run: the rules' own tests, few generated events, no corpus (so the
+/// golden file is the same with or without the shared corpus).
+fn golden_options() -> Options {
+    Options {
+        generated_per_kind: 16,
+        corpus: CorpusSource::Skip("not used by the golden test".to_owned()),
+        tests: vec![workspace().join("example-rules/rules")],
+        ..Options::default()
+    }
+}
+
+/// The report as JSON with module hashes replaced: they depend on the toolchain and on the paths
+/// compiled into the modules' panic messages, not on what this test checks.
+fn normalized(report: &Report) -> Value {
+    let mut v = serde_json::to_value(report).unwrap();
+    for rule in v["rules"].as_array_mut().unwrap() {
+        rule["content_hash"] = Value::String("<sha256>".into());
+    }
+    v
+}
+
+#[test]
+fn example_content_report_matches_the_golden_file() {
+    let mut modules: Vec<ModuleInput> = good().map(|a| input(a.name)).collect();
+    modules.push(input("field-count"));
+    let mut rules_started = 0;
+    let mut events = 0;
+    let report = rulebox_validate::validate_modules(modules, &golden_options(), &mut |p| match p {
+        Progress::Rule { .. } => rules_started += 1,
+        Progress::Events(n) => events += n,
+        _ => {}
+    })
+    .unwrap();
+    assert_eq!(rules_started, 9, "progress for every rule");
+    assert!(events > 0);
+
+    // What must hold whatever the golden file says.
+    assert!(!report.passed);
+    for r in &report.rules {
+        let id = r.rule_id.as_deref().unwrap_or("?");
+        if id == "faulty-field-count" {
+            assert!(!r.passed);
+            let fault = r.fault.as_ref().expect("a fault is reported");
+            assert_eq!(fault.reason, "out_of_bounds");
+            continue;
+        }
+        assert!(r.passed, "{id}: {:?}", r.failures);
+        assert!(r.events.generated > 0 && r.events.boundary > 0, "{id}");
+        assert!(r.tests.cases >= 3 && r.tests.failed.is_empty(), "{id}");
+        assert!(r.detections.tests > 0, "{id}: its positive cases fire");
+        assert!(r.fuel.p50 <= r.fuel.p99 && r.fuel.p99 <= r.fuel.max, "{id}");
+        assert!(
+            r.fuel.max * 2 <= r.fuel.budget,
+            "{id}: within the default headroom"
+        );
+        assert!(
+            r.memory.high_water > 0 && r.memory.high_water <= r.memory.budget,
+            "{id}"
+        );
+    }
+
+    let golden = workspace().join("tests/golden/validate-examples.json");
+    let got = normalized(&report);
+    if std::env::var_os("RULEBOX_BLESS").is_some() {
+        let mut text = serde_json::to_string_pretty(&got).unwrap();
+        text.push('\n');
+        std::fs::write(&golden, text).unwrap();
+        eprintln!("blessed {}", golden.display());
+        return;
+    }
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(&golden).unwrap_or_else(|e| {
+            panic!("{}: {e} (create it with RULEBOX_BLESS=1)", golden.display())
+        }))
+        .unwrap();
+    assert!(
+        got == want,
+        "the validation report differs from {}; if the change is intended, run with RULEBOX_BLESS=1.\ngot:\n{}",
+        golden.display(),
+        serde_json::to_string_pretty(&got).unwrap()
+    );
+}
+
+#[test]
+fn the_same_run_gives_the_same_report() {
+    let options = Options {
+        generated_per_kind: 8,
+        ..golden_options()
+    };
+    let run = || {
+        rulebox_validate::validate_modules(vec![input("mass-rename")], &options, &mut |_| {})
+            .unwrap()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn a_tight_headroom_fails_a_rule_and_names_its_worst_event() {
+    let options = Options {
+        headroom_percent: 1,
+        generated_per_kind: 8,
+        ..golden_options()
+    };
+    let report = rulebox_validate::validate_modules(
+        vec![input("encoded-powershell")],
+        &options,
+        &mut |_| {},
+    )
+    .unwrap();
+    let r = &report.rules[0];
+    assert!(!r.passed);
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains("fuel") && f.contains(&r.fuel.worst_event)),
+        "{:?}",
+        r.failures
+    );
+}
+
+#[test]
+fn every_good_rule_passes_on_the_sigma_corpus() {
+    let Some(corpus) = sigma_corpus("every_good_rule_passes_on_the_sigma_corpus") else {
+        return;
+    };
+    let options = Options {
+        generated_per_kind: 4,
+        corpus: CorpusSource::Dir(corpus),
+        ..Options::default()
+    };
+    let modules = good().map(|a| input(a.name)).collect();
+    let report = rulebox_validate::validate_modules(modules, &options, &mut |_| {}).unwrap();
+    assert!(
+        report.corpus.used && report.corpus.events > 0,
+        "{:?}",
+        report.corpus
+    );
+    assert!(report.passed, "{}", report.failure_summary());
+    let on_corpus: u64 = report.rules.iter().map(|r| r.events.corpus).sum();
+    assert!(
+        on_corpus > 0,
+        "corpus events reach the rules subscribed to them"
+    );
+}
+
+#[test]
+fn a_bundle_is_validated_under_every_schema_version_it_declares() {
+    use rulebox_runtime::content::{Manifest, Signed};
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("rel");
+    rulebox_release::build_bundle(
+        &bundle,
+        &[rulebox_release::ModuleSource::Bytes {
+            name: "office-shell".into(),
+            bytes: by_name("office-shell").unwrap().bytes.to_vec(),
+        }],
+        &rulebox_release::BundleOptions::new(1, rulebox_runtime::content::now_unix() + 3600, "t"),
+    )
+    .unwrap();
+    let options = Options {
+        generated_per_kind: 4,
+        ..golden_options()
+    };
+    let clean = rulebox_validate::validate_bundle(&bundle, &options, &mut |_| {}).unwrap();
+    assert!(clean.passed, "{}", clean.failure_summary());
+    assert_eq!(clean.target.schema_versions, vec![1]);
+
+    // The manifest now claims schema 2 as well, and older runtimes: neither was checked.
+    let path = bundle.join("manifest.json");
+    let mut envelope: Signed<Manifest> =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    envelope.signed.schema_versions = vec![1, 2];
+    envelope.signed.min_runtime = "0.0.1".into();
+    std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    let report = rulebox_validate::validate_bundle(&bundle, &options, &mut |_| {}).unwrap();
+    assert!(!report.passed);
+    let versions: Vec<(u32, bool)> = report
+        .rules
+        .iter()
+        .map(|r| (r.schema_version, r.passed))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![(1, true), (2, false)],
+        "one run per declared version"
+    );
+    let problems = report.problems.join("\n");
+    assert!(problems.contains("event-schema version 2"), "{problems}");
+    assert!(problems.contains("runtime 0.0.1"), "{problems}");
+    assert_ne!(report.target.manifest_hash, clean.target.manifest_hash);
+}

@@ -1,0 +1,298 @@
+//! Fuzz target bodies: every input the host parses, fed arbitrary bytes. Each function must return
+//! normally for any input: a panic, an abort, a hang or unbounded memory growth is a finding.
+//!
+//! - [`load_module`]: arbitrary WebAssembly modules (wasm-smith, shaped by the input) with the
+//!   rule ABI's exports and the `rulebox.log` and WASI imports available, compiled, loaded and run
+//!   on an event; and a hand-shaped rule whose `rulebox_on_event` calls `rulebox.log` with
+//!   arbitrary arguments and returns an arbitrary result.
+//! - [`decode_event`]: postcard event decoding (what a guest sees), the JSON line parser and the
+//!   streaming reader (rulebox JSON and evtx_dump JSON).
+//! - [`parse_content`]: manifests, roots, runtime configurations, quarantine records, rule test
+//!   files and bundle folders.
+//! - [`decode_result`]: a rule's result bytes, decoded by the host exactly as after a real call.
+
+use std::borrow::Cow;
+use std::io::BufReader;
+use std::sync::OnceLock;
+
+use arbitrary::{Arbitrary, Unstructured};
+use rulebox_runtime::content::{BundleLimits, Manifest, Root, Signed};
+use rulebox_runtime::events::{EventReader, parse_json_line};
+use rulebox_runtime::{LoadedRule, QuarantineRecord, Runtime, RuntimeConfig};
+use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION, pack};
+use rulebox_sdk::{Detection, Event, EventData, EventKind, EventKinds, RuleMetadata, Severity};
+
+/// A runtime with small budgets, so that a generated endless loop ends quickly.
+fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        let mut config = RuntimeConfig::default();
+        config.limits.fuel_per_event = 200_000;
+        config.limits.fuel_at_load = 1_000_000;
+        config.limits.deadline_ms = 200;
+        config.limits.load_deadline_ms = 500;
+        config.limits.memory_bytes = 4 << 20;
+        Runtime::new(config).expect("fuzz runtime config is valid")
+    })
+}
+
+/// Every event kind, empty, plus one with text, for running loaded modules.
+fn events() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = EventKind::ALL
+        .iter()
+        .map(|k| {
+            Event::new(EventData::empty(*k))
+                .to_bytes()
+                .expect("encodes")
+        })
+        .collect();
+    let mut e = Event::new(EventData::empty(EventKind::ProcessStart));
+    e.data
+        .set_field("Image", Cow::Borrowed("C:\\Windows\\System32\\cmd.exe"));
+    out.push(e.to_bytes().expect("encodes"));
+    out
+}
+
+/// How far a generated module got (for the smoke run's coverage checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// The input was too short to make a module.
+    NoModule,
+    /// Refused at compile time (invalid, forbidden import, missing export, ...).
+    CompileRefused,
+    /// Compiled but refused at load (trap in start, bad ABI version or metadata, ...).
+    LoadRefused,
+    /// Loaded and run on events (faults included).
+    Ran,
+}
+
+/// Compiles, loads and runs `bytes` as a rule on a sandbox thread. Refusals and faults are
+/// expected; only a panic (re-raised here) is a finding.
+fn run_module(bytes: Vec<u8>) -> Stage {
+    let rt = runtime().clone();
+    runtime().run_sandboxed(move |thread| {
+        let Ok(compiled) = rt.compile(&bytes, "fuzz") else {
+            return Stage::CompileRefused;
+        };
+        let Ok(mut rule) = LoadedRule::load(&rt, thread, &compiled) else {
+            return Stage::LoadRefused;
+        };
+        let mut out = Vec::new();
+        for event in events() {
+            if rule.evaluate(&event, &mut out).is_err() {
+                break;
+            }
+        }
+        let stats = rule.stats();
+        assert!(
+            stats.memory_high_water <= rule.limits().memory_bytes,
+            "memory grew past the cap"
+        );
+        Stage::Ran
+    })
+}
+
+/// The imports a generated module may use: the rulebox log import and a few WASI functions.
+fn available_imports() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+            (import "rulebox" "log" (func (param i32 i32 i32)))
+            (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "random_get" (func (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "clock_time_get" (func (param i32 i64 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "poll_oneoff" (func (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "proc_exit" (func (param i32))))"#,
+    )
+    .expect("import list parses")
+}
+
+/// The exports every generated module has: the rule ABI.
+fn required_exports() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+            (memory (export "memory") 1)
+            (func (export "rulebox_abi_version") (result i32) unreachable)
+            (func (export "rulebox_metadata") (result i64) unreachable)
+            (func (export "rulebox_input") (param i32) (result i32) unreachable)
+            (func (export "rulebox_on_event") (param i32) (result i64) unreachable))"#,
+    )
+    .expect("export list parses")
+}
+
+fn metadata_bytes() -> Vec<u8> {
+    postcard::to_allocvec(&RuleMetadata {
+        schema_version: SCHEMA_VERSION,
+        id: "fuzz-rule".into(),
+        name: "fuzz".into(),
+        version: "1.0.0".into(),
+        severity: Severity::Low,
+        subscriptions: EventKinds::of(EventKind::ALL),
+    })
+    .expect("metadata encodes")
+}
+
+/// A rule that passes every load check and whose `rulebox_on_event` makes the given
+/// `rulebox.log` calls, then returns `result`; `rulebox_input` returns `input`.
+fn shaped_rule(pages: u32, input: i32, logs: &[(i32, i32, i32)], result: i64) -> Vec<u8> {
+    let meta = metadata_bytes();
+    let escaped: String = meta.iter().map(|b| format!("\\{b:02x}")).collect();
+    let calls: String = logs
+        .iter()
+        .map(|(l, p, n)| format!("(call $log (i32.const {l}) (i32.const {p}) (i32.const {n}))"))
+        .collect();
+    let packed = pack(1024, u32::try_from(meta.len()).unwrap_or(0)).cast_signed();
+    let text = format!(
+        r#"(module
+            (import "rulebox" "log" (func $log (param i32 i32 i32)))
+            (memory (export "memory") {pages})
+            (data (i32.const 1024) "{escaped}")
+            (func (export "rulebox_abi_version") (result i32) i32.const {ABI_VERSION})
+            (func (export "rulebox_metadata") (result i64) i64.const {packed})
+            (func (export "rulebox_input") (param i32) (result i32) i32.const {input})
+            (func (export "rulebox_on_event") (param i32) (result i64) {calls} i64.const {result}))"#
+    );
+    wat::parse_str(&text).expect("shaped rule parses")
+}
+
+/// Target: load and run an arbitrary module; returns how far it got.
+pub fn load_module(data: &[u8]) -> Stage {
+    let mut u = Unstructured::new(data);
+    let Ok(shape) = u.arbitrary::<u8>() else {
+        return Stage::NoModule;
+    };
+    if shape % 2 == 0 {
+        // A rule that loads, then calls the log import with arbitrary arguments and returns an
+        // arbitrary packed result.
+        let (Ok(pages), Ok(input), Ok(logs), Ok(result)) = (
+            u.int_in_range(1..=3u32),
+            u.arbitrary::<i32>(),
+            Vec::<(i32, i32, i32)>::arbitrary(&mut u),
+            u.arbitrary::<i64>(),
+        ) else {
+            return Stage::NoModule;
+        };
+        let input = if input % 2 == 0 { 4096 } else { input };
+        let logs: Vec<_> = logs.into_iter().take(8).collect();
+        return run_module(shaped_rule(pages, input, &logs, result));
+    }
+    let Ok(mut config) = wasm_smith::Config::arbitrary(&mut u) else {
+        return Stage::NoModule;
+    };
+    config.available_imports = Some(available_imports());
+    config.exports = Some(required_exports());
+    config.max_memories = 1;
+    config.max_memory32_bytes = 8 << 20;
+    config.memory64_enabled = false;
+    config.threads_enabled = false;
+    config.shared_everything_threads_enabled = false;
+    config.gc_enabled = false;
+    config.exceptions_enabled = false;
+    config.custom_page_sizes_enabled = false;
+    config.max_funcs = config.max_funcs.min(20);
+    config.max_instructions = config.max_instructions.min(200);
+    let Ok(module) = wasm_smith::Module::new(config, &mut u) else {
+        return Stage::NoModule;
+    };
+    run_module(module.to_bytes())
+}
+
+/// Target: decode events from arbitrary bytes, as a guest (postcard) and as the readers (JSON).
+pub fn decode_event(data: &[u8]) {
+    if let Ok(event) = Event::from_bytes(data) {
+        // What decodes must encode again, and decode to the same event.
+        let again = event.to_bytes().expect("a decoded event encodes");
+        assert_eq!(Event::from_bytes(&again).expect("re-decodes"), event);
+    }
+    let text = String::from_utf8_lossy(data);
+    let _ = parse_json_line(&text);
+    let mut records = 0usize;
+    for result in EventReader::new(BufReader::new(data)) {
+        records += 1;
+        if let Ok(read) = result {
+            // An event that was read is one the host can hand to rules.
+            let _ = read.event.to_bytes().expect("a read event encodes");
+        }
+        assert!(records <= data.len() + 1, "more records than input bytes");
+    }
+}
+
+/// Target: parse manifests, roots, configurations, quarantine records, test files and a bundle
+/// folder holding the input as its manifest.
+pub fn parse_content(data: &[u8]) {
+    let _ = serde_json::from_slice::<Signed<Manifest>>(data);
+    let _ = serde_json::from_slice::<Signed<Root>>(data);
+    let _ = rulebox_runtime::content::parse_trusted_root(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = RuntimeConfig::from_json(text);
+    }
+    let _ = serde_json::from_slice::<QuarantineRecord>(data);
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    if std::fs::write(dir.path().join("manifest.json"), data).is_ok() {
+        let _ = rulebox_validate::read_bundle(dir.path());
+        let root = Root {
+            version: 1,
+            expires_unix: u64::MAX,
+            keys: Default::default(),
+            threshold: 1,
+        };
+        let _ = rulebox_runtime::content::verify_bundle(
+            dir.path(),
+            &root,
+            None,
+            0,
+            &BundleLimits::default(),
+        );
+    }
+    let case = dir.path().join("cases.json");
+    if std::fs::write(&case, data).is_ok() {
+        let _ = rulebox_validate::cases::read_case_file(&case);
+    }
+}
+
+/// A rule whose `rulebox_on_event` returns its input buffer as the result: the host then decodes
+/// whatever bytes it was given as a list of detections.
+fn echo_rule() -> &'static rulebox_runtime::CompiledRule {
+    static ECHO: OnceLock<rulebox_runtime::CompiledRule> = OnceLock::new();
+    ECHO.get_or_init(|| {
+        let meta = metadata_bytes();
+        let escaped: String = meta.iter().map(|b| format!("\\{b:02x}")).collect();
+        let packed = pack(1024, u32::try_from(meta.len()).unwrap_or(0)).cast_signed();
+        let text = format!(
+            r#"(module
+                (memory (export "memory") 4)
+                (data (i32.const 1024) "{escaped}")
+                (func (export "rulebox_abi_version") (result i32) i32.const {ABI_VERSION})
+                (func (export "rulebox_metadata") (result i64) i64.const {packed})
+                (func (export "rulebox_input") (param i32) (result i32) i32.const 8192)
+                (func (export "rulebox_on_event") (param $len i32) (result i64)
+                    (i64.or (i64.shl (i64.extend_i32_u (local.get $len)) (i64.const 32))
+                            (i64.const 8192))))"#
+        );
+        let bytes = wat::parse_str(&text).expect("echo rule parses");
+        runtime()
+            .compile(&bytes, "echo")
+            .expect("echo rule compiles")
+    })
+}
+
+/// Target: decode a rule's result from arbitrary bytes, directly and through the host's checks
+/// after a real call.
+pub fn decode_result(data: &[u8]) {
+    let _ = postcard::from_bytes::<Vec<Detection<'_>>>(data);
+    if data.len() > 128 << 10 {
+        return;
+    }
+    let bytes = data.to_vec();
+    let rt = runtime().clone();
+    runtime().run_sandboxed(move |thread| {
+        let mut rule = LoadedRule::load(&rt, thread, echo_rule()).expect("echo rule loads");
+        let mut out = Vec::new();
+        if rule.evaluate(&bytes, &mut out).is_ok() {
+            let max = usize::try_from(rule.limits().max_detections).unwrap_or(usize::MAX);
+            assert!(out.len() <= max, "more detections than the cap");
+            assert!(out.iter().all(|d| d.rule_id == "fuzz-rule"));
+        }
+    });
+}

@@ -1,0 +1,119 @@
+//! Errors of the validator and of the signing gate.
+
+use std::io;
+use std::path::PathBuf;
+
+use rulebox_runtime::ConfigError;
+
+/// Why validation could not run at all (a rule that fails is not an error: it is in the report).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidateError {
+    /// A file or folder cannot be read or written.
+    #[error("`{}`: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A file is larger than accepted.
+    #[error("`{}` is {size} bytes; the limit is {cap}", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        cap: u64,
+    },
+    /// A JSON file does not have the expected shape.
+    #[error("`{}` is not valid: {source}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: serde_json::Error,
+    },
+    /// A bundle folder is not a readable bundle (an unsigned one is fine).
+    #[error("bundle `{}`: {problem}", path.display())]
+    Bundle {
+        /// The bundle folder.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A rule test file is not valid.
+    #[error("test file `{}`: {problem}", path.display())]
+    Cases {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The options are unusable.
+    #[error("invalid validation options: {0}")]
+    Options(String),
+    /// The runtime configuration is invalid.
+    #[error("cannot start the runtime: {0}")]
+    Config(#[from] ConfigError),
+    /// A value cannot be encoded (not expected to happen).
+    #[error("cannot encode the report: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Why the signing gate refuses a bundle: there is no passing validation report bound to its
+/// manifest hash.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateError {
+    /// No report at the expected place.
+    #[error(
+        "no validation report at `{}`: run `rulebox validate {}` first",
+        path.display(),
+        bundle.display()
+    )]
+    Missing {
+        /// Where the report was looked for.
+        path: PathBuf,
+        /// The bundle folder.
+        bundle: PathBuf,
+    },
+    /// The report cannot be read.
+    #[error("validation report: {0}")]
+    Unreadable(#[source] ValidateError),
+    /// The report is for other content.
+    #[error(
+        "validation report `{}` is for manifest {found}, the bundle's manifest is {expected}: validate the bundle again",
+        path.display()
+    )]
+    WrongHash {
+        /// The report.
+        path: PathBuf,
+        /// The hash in the report.
+        found: String,
+        /// The bundle's manifest hash.
+        expected: String,
+    },
+    /// The report was made by another runtime version (its verdict says nothing about this one).
+    #[error(
+        "validation report `{}` was made by runtime {found}; this is {ours}: validate the bundle again",
+        path.display()
+    )]
+    OtherRuntime {
+        /// The report.
+        path: PathBuf,
+        /// The version in the report.
+        found: String,
+        /// This runtime's version.
+        ours: String,
+    },
+    /// The report says the bundle failed validation.
+    #[error("validation report `{}` says the bundle failed: {summary}", path.display())]
+    Failed {
+        /// The report.
+        path: PathBuf,
+        /// The failing rules and problems, in short.
+        summary: String,
+    },
+}
