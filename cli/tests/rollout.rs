@@ -49,6 +49,13 @@ fn bundle(dir: &Path, key: &KeyFile, release: u64) -> PathBuf {
         &BundleOptions::new(release, now_unix() + 86_400, "test"),
     )
     .unwrap();
+    // The release gate: a passing validation report bound to this manifest, then the signature.
+    let quick = rulebox_validate::Options {
+        generated_per_kind: 4,
+        ..Default::default()
+    };
+    let (report, _) = rulebox_release::validate_for_release(&out, &quick).unwrap();
+    assert!(report.passed, "{}", report.failure_summary());
     rulebox_release::sign_manifest(&out, key).unwrap();
     out
 }

@@ -132,6 +132,39 @@ fn release_err(e: rulebox_release::ReleaseError) -> SimError {
     SimError::Content(e.to_string())
 }
 
+/// Signs a release the way the vendor does: through the release gate (a passing validation report
+/// bound to the manifest hash). The bad scenarios stand for content that passed the gate and failed
+/// in the field; where the gate does catch the stand-in fault (a trapping rule, for one), the bundle
+/// is signed by hand with [`add_signature`], as an insider holding the key could, because the point
+/// of the simulation is what the fleet does when bad content gets signed anyway.
+fn release_through_gate(
+    path: &Path,
+    vendor: &KeyFile,
+    scenario: Option<Scenario>,
+) -> Result<(), SimError> {
+    let options = rulebox_validate::Options {
+        generated_per_kind: 4,
+        ..Default::default()
+    };
+    let (report, _) = rulebox_release::validate_for_release(path, &options).map_err(release_err)?;
+    if report.passed {
+        return sign_manifest(path, vendor).map(|_| ()).map_err(release_err);
+    }
+    if matches!(scenario, None | Some(Scenario::Good)) {
+        return Err(SimError::Content(format!(
+            "the release gate refused the good release: {}",
+            report.failure_summary()
+        )));
+    }
+    let manifest = path.join("manifest.json");
+    let text = std::fs::read(&manifest).map_err(|e| SimError::Content(e.to_string()))?;
+    let mut envelope: Signed<rulebox_runtime::content::Manifest> =
+        serde_json::from_slice(&text).map_err(|e| SimError::Content(e.to_string()))?;
+    add_signature(&mut envelope, vendor).map_err(release_err)?;
+    let text = serde_json::to_vec(&envelope).map_err(|e| SimError::Content(e.to_string()))?;
+    std::fs::write(&manifest, text).map_err(|e| SimError::Content(e.to_string()))
+}
+
 /// Builds and signs the root, the previous release and the scenario's new release at `start_unix`.
 pub fn build(scenario: Scenario, seed: u64, start_unix: u64) -> Result<SimContent, SimError> {
     let dir = tempfile::tempdir().map_err(|e| SimError::Content(e.to_string()))?;
@@ -154,7 +187,7 @@ pub fn build(scenario: Scenario, seed: u64, start_unix: u64) -> Result<SimConten
         let mut options = BundleOptions::new(release, expires, notes);
         options.created_unix = Some(created);
         build_bundle(&path, &modules(scenario)?, &options).map_err(release_err)?;
-        sign_manifest(&path, &vendor).map_err(release_err)?;
+        release_through_gate(&path, &vendor, scenario)?;
         Ok::<_, SimError>(path)
     };
     let previous = make(
