@@ -1,5 +1,6 @@
 //! The agent as a real process: crash loops end on last-known-good, kills during an install leave
-//! old or new content (never a mix), and a hot update under a steady stream loses no event.
+//! old or new content (never a mix), a hot update under a steady stream loses no event, and a pushed
+//! signed revert takes a running agent back to good content.
 //! Needs the test-only fault-injection switches: `cargo test -p rulebox-cli --features fault-injection`.
 
 use std::io::{BufRead, BufReader};
@@ -510,4 +511,140 @@ fn safe_mode_runs_the_baseline_without_a_store() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("safe mode"), "{stderr}");
     assert_eq!(stdout.matches("office-spawns-shell").count(), 2, "{stdout}");
+}
+
+/// Waits until the agent's stderr (forwarded line by line on `lines`) has a line containing `needle`;
+/// returns everything seen so far.
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, seen: &mut String, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(_) => panic!("the agent never said `{needle}`; it said:\n{seen}"),
+        }
+    }
+}
+
+#[test]
+fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store_dir, key) = store(tmp.path());
+    let key_path = tmp.path().join("key.json");
+    rulebox_release::write_key_file(&key_path, &key).unwrap();
+    let mut store = ContentStore::open(&store_dir).unwrap();
+    store
+        .install(&bundle(tmp.path(), &key, 1, &["office-shell"]), now_unix())
+        .unwrap();
+    drop(store);
+    let b2 = bundle(tmp.path(), &key, 2, &["office-shell", "run-key"]);
+    let mut child = rulebox()
+        .args([
+            "agent",
+            "--store",
+            store_dir.to_str().unwrap(),
+            "--events",
+            "-",
+            "--inbox-poll-ms",
+            "20",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut child_out = child.stdout.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut child_out, &mut s).unwrap();
+        s
+    });
+    let (tx, lines) = std::sync::mpsc::channel();
+    let child_err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(child_err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    wait_for(&lines, &mut seen, "starting release 1");
+    wait_for(&lines, &mut seen, "rules active");
+    let push = |path: &Path| {
+        let out = rulebox()
+            .args([
+                "push",
+                path.to_str().unwrap(),
+                "--store",
+                store_dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    push(&b2);
+    wait_for(&lines, &mut seen, "release Some(2) active");
+
+    // A revert signed by a key the store does not trust is refused; the release keeps running.
+    let stranger = rulebox_release::generate_key().unwrap();
+    let stranger_path = tmp.path().join("stranger.json");
+    rulebox_release::write_key_file(&stranger_path, &stranger).unwrap();
+    let sign = |key: &Path, out: &Path| {
+        let status = rulebox()
+            .args([
+                "rollout",
+                "sign-revert",
+                "--release",
+                "2",
+                "--to",
+                "1",
+                "--reason",
+                "gate failed in the canary ring",
+                "--key",
+                key.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let forged = tmp.path().join("forged.json");
+    sign(&stranger_path, &forged);
+    push(&forged);
+    wait_for(&lines, &mut seen, "revert forged.revert.json refused");
+
+    let revert = tmp.path().join("withdraw-2.json");
+    sign(&key_path, &revert);
+    push(&revert);
+    wait_for(&lines, &mut seen, "applied the signed revert of release 2");
+    wait_for(&lines, &mut seen, "release Some(1) active");
+
+    use std::io::Write;
+    writeln!(
+        stdin,
+        r#"{{"host":"h","pid":1,"data":{{"ProcessStart":{{"Image":"C:\\Windows\\System32\\cmd.exe","ParentImage":"C:\\Office\\WINWORD.EXE"}}}}}}"#
+    )
+    .unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success(), "{seen}");
+    let stdout = out_reader.join().unwrap();
+    assert!(stdout.contains(r#""type":"revert""#), "{stdout}");
+    assert!(stdout.contains(r#""alert":"revert_refused""#), "{stdout}");
+    assert!(
+        stdout.contains("\"rule_id\":\"office-spawns-shell\""),
+        "release 1 detects after the revert: {stdout}"
+    );
+    let store = ContentStore::open(&store_dir).unwrap();
+    assert_eq!(store.state().current, Some(1));
+    assert!(store.state().bad.contains(&2), "release 2 never comes back");
 }

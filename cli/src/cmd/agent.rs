@@ -373,15 +373,25 @@ async fn check_inbox(
     let Ok(entries) = std::fs::read_dir(&inbox) else {
         return;
     };
-    let mut bundles: Vec<PathBuf> = entries
+    let visible: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.is_dir()
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
         })
         .collect();
+    // Signed reverts first: a release withdrawn by the vendor must not be activated by a bundle
+    // waiting behind it.
+    let mut reverts: Vec<PathBuf> = visible
+        .iter()
+        .filter(|p| p.is_file() && p.to_string_lossy().ends_with(REVERT_SUFFIX))
+        .cloned()
+        .collect();
+    reverts.sort();
+    for path in reverts {
+        apply_revert_file(runtime, store, work_tx, &path).await;
+    }
+    let mut bundles: Vec<PathBuf> = visible.into_iter().filter(|p| p.is_dir()).collect();
     bundles.sort();
     for bundle in bundles {
         let name = bundle
@@ -435,6 +445,89 @@ async fn check_inbox(
                     )),
                 );
             }
+        }
+    }
+}
+
+/// How a signed revert instruction is named in the inbox (`rulebox push REVERT.json` names it so).
+pub const REVERT_SUFFIX: &str = ".revert.json";
+
+/// Largest revert file read (a revert is a few hundred bytes of JSON).
+const MAX_REVERT_BYTES: u64 = 64 << 10;
+
+/// Verifies and applies a signed revert from the inbox: the withdrawn release is marked bad and, if it
+/// was running, the content the store goes back to (the named release, last-known-good, or the
+/// built-in baseline) replaces it without stopping the event stream.
+async fn apply_revert_file(
+    runtime: &Runtime,
+    store: &mut ContentStore,
+    work_tx: &mpsc::Sender<Work>,
+    path: &Path,
+) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let bytes = match std::fs::metadata(path) {
+        Ok(m) if m.len() <= MAX_REVERT_BYTES => std::fs::read(path).map_err(|e| e.to_string()),
+        Ok(m) => Err(format!(
+            "{} bytes is larger than a revert may be ({MAX_REVERT_BYTES})",
+            m.len()
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    let outcome = bytes.and_then(|b| {
+        store
+            .apply_revert(&b, now_unix())
+            .map_err(|e| e.to_string())
+    });
+    match outcome {
+        Ok(outcome) => {
+            eprintln!(
+                "rulebox agent: applied the signed revert of release {} ({}); current release: {:?}",
+                outcome.revert.release, outcome.revert.reason, outcome.current
+            );
+            alert_line(
+                serde_json::json!({"type": "revert", "release": outcome.revert.release,
+                "current": outcome.current, "was_current": outcome.was_current,
+                "reason": outcome.revert.reason}),
+            );
+            if outcome.was_current {
+                let content = match &outcome.bundle {
+                    Some(bundle) => {
+                        let (content, skipped) = compile_bundle(runtime, store, bundle);
+                        for s in skipped {
+                            eprintln!("rulebox agent: not loaded: {s}");
+                        }
+                        Some(content)
+                    }
+                    None => match baseline(runtime) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            eprintln!("rulebox agent: {e:#}; keeping the running content");
+                            None
+                        }
+                    },
+                };
+                if let Some(content) = content {
+                    let _ = work_tx.send(Work::Update(content)).await;
+                }
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        Err(e) => {
+            eprintln!("rulebox agent: revert {name} refused: {e}");
+            alert_line(
+                serde_json::json!({"type": "alert", "alert": "revert_refused",
+                "severity": "high", "file": name, "message": e}),
+            );
+            let _ = std::fs::rename(
+                path,
+                path.with_file_name(format!(
+                    ".refused-{name}-{}",
+                    rulebox_runtime::content::now_unix_ms()
+                )),
+            );
         }
     }
 }

@@ -127,7 +127,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// Arguments of `rulebox push`.
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
-    /// The bundle folder to deliver.
+    /// The bundle folder to deliver, or a signed revert file (`rulebox rollout sign-revert`): the
+    /// agent verifies it against the trusted root and goes back to good content by itself.
     bundle: PathBuf,
     /// The store whose inbox receives it (the running agent picks it up).
     #[arg(long)]
@@ -146,6 +147,22 @@ pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         .map(|n| n.to_string_lossy().into_owned())
         .context("bundle path has no name")?;
     let tmp = inbox.join(format!(".push-{name}-{}", std::process::id()));
+    if args.bundle.is_file() {
+        let stem = name.strip_suffix(".json").unwrap_or(&name);
+        let stem = stem.strip_suffix(".revert").unwrap_or(stem);
+        std::fs::copy(&args.bundle, &tmp)
+            .with_context(|| format!("cannot copy {}", args.bundle.display()))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        let target = inbox.join(format!("{stem}{}", super::agent::REVERT_SUFFIX));
+        std::fs::rename(&tmp, &target)
+            .with_context(|| format!("cannot move the revert into {}", target.display()))?;
+        println!(
+            "pushed the revert {} to {}",
+            args.bundle.display(),
+            target.display()
+        );
+        return Ok(ExitCode::from(super::EXIT_OK));
+    }
     copy_dir(&args.bundle, &tmp)
         .with_context(|| format!("cannot copy {}", args.bundle.display()))?;
     let target = inbox.join(&name);
