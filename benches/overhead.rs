@@ -4,6 +4,8 @@
 //! Criterion groups (per-call latency):
 //! - `call/bare-wasmtime`: a typed call of a function that returns at once, on an engine with no fuel
 //!   and no epoch interruption: the floor;
+//! - `call/bare-wasmtime-fuel-epoch`: the same call on an engine with fuel and epochs on, fuel and
+//!   deadline set before each call: what the limits cost by themselves;
 //! - `call/empty-rule`: a rule that implements the ABI and does nothing, through the runtime with every
 //!   limit on (fuel reset, deadline, copying the event in, checking the result);
 //! - `limits/<mode>`: every good example rule over every demo event of its kinds, through a minimal
@@ -135,6 +137,21 @@ fn criterion_groups(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread
     group.bench_function("bare-wasmtime", |b| {
         b.iter(|| {
             f.call(&mut store, std::hint::black_box(7))
+                .expect("no trap")
+        });
+    });
+    // The same bare call on an engine with fuel and epoch interruption on (as the runtime's), the
+    // budget and deadline set before each call as the runtime does: what the limits themselves cost.
+    let limited = raw_engine(true, true);
+    let module = Module::new(&limited, BARE_CALL_WAT).expect("bare module");
+    let mut lstore = Store::new(&limited, ());
+    let instance = Instance::new(&mut lstore, &module, &[]).expect("instance");
+    let lf: TypedFunc<u32, u64> = instance.get_typed_func(&mut lstore, "f").expect("f");
+    group.bench_function("bare-wasmtime-fuel-epoch", |b| {
+        b.iter(|| {
+            lstore.set_fuel(10_000_000).expect("fuel on");
+            lstore.set_epoch_deadline(1 << 40);
+            lf.call(&mut lstore, std::hint::black_box(7))
                 .expect("no trap")
         });
     });
