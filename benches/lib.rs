@@ -44,6 +44,23 @@ pub fn empty_rule_wat(id: &str) -> String {
     )
 }
 
+/// Criterion's point estimate (mean ns per iteration) of `group/function/param` from the run that
+/// just finished, read from its `estimates.json`, so a bench can print ratios of one run.
+pub fn criterion_estimate(group: &str, function: &str, param: usize) -> Option<f64> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target
+        .join("criterion")
+        .join(group.replace('/', "_"))
+        .join(function)
+        .join(param.to_string())
+        .join("new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
 /// The bare wasmtime baseline: one exported function with the same signature as
 /// `rulebox_on_event`, returning at once.
 pub const BARE_CALL_WAT: &str = r#"(module

@@ -111,22 +111,6 @@ fn bench(c: &mut Criterion, runtime: &Runtime, thread: &rulebox_runtime::Sandbox
     group.finish();
 }
 
-/// Reads criterion's point estimate (ns per iteration) of `group/function/param` from this run.
-fn estimate(group: &str, function: &str, param: usize) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target
-        .join("criterion")
-        .join(group.replace('/', "_"))
-        .join(function)
-        .join(param.to_string())
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
-}
-
 fn print_ratios() {
     let events = demo_events();
     println!("\nper-event latency, sandboxed / native (same source, this run):");
@@ -148,8 +132,8 @@ fn print_ratios() {
     groups.push(("set/all-good-rules".to_owned(), events.len()));
     for (group, n) in groups {
         if let (Some(nat), Some(sb)) = (
-            estimate(&group, "native", n),
-            estimate(&group, "sandboxed", n),
+            rulebox_benches::criterion_estimate(&group, "native", n),
+            rulebox_benches::criterion_estimate(&group, "sandboxed", n),
         ) {
             let per = |x: f64| x / n as f64;
             println!(

@@ -117,22 +117,6 @@ fn bench(
     n
 }
 
-/// Criterion's point estimate (ns per iteration) of `GROUP/function/param` from this run.
-fn estimate(function: &str, param: usize) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let path = target
-        .join("criterion")
-        .join(GROUP.replace('/', "_"))
-        .join(function)
-        .join(param.to_string())
-        .join("new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["mean"]["point_estimate"].as_f64()
-}
-
 fn main() {
     let Some(dir) = corpus() else {
         println!(
@@ -151,7 +135,10 @@ fn main() {
         c.final_summary();
         n
     });
-    if let (Some(nat), Some(sb)) = (estimate("native", n), estimate("sandboxed", n)) {
+    if let (Some(nat), Some(sb)) = (
+        rulebox_benches::criterion_estimate(GROUP, "native", n),
+        rulebox_benches::criterion_estimate(GROUP, "sandboxed", n),
+    ) {
         let rate = |ns: f64| n as f64 / (ns / 1e9);
         println!("\nwhole Sigma corpus over its {n} events (this run):");
         println!("  native     {:>12.0} events/s", rate(nat));

@@ -38,6 +38,34 @@ fn rulebox() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rulebox"))
 }
 
+/// Starts the agent on `store` with events from its stdin and every stream piped.
+fn spawn_agent(store: &Path) -> std::process::Child {
+    rulebox()
+        .args([
+            "agent",
+            "--store",
+            store.to_str().unwrap(),
+            "--events",
+            "-",
+            "--inbox-poll-ms",
+            "20",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads a child's stream to the end on a thread (a full pipe would stall the child).
+fn read_all(mut stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        stream.read_to_string(&mut s).unwrap();
+        s
+    })
+}
+
 /// A store trusting a fresh one-key root, and the key.
 fn store(dir: &Path) -> (PathBuf, rulebox_release::KeyFile) {
     let key = rulebox_release::generate_key().unwrap();
@@ -282,35 +310,13 @@ fn a_hot_update_under_a_steady_stream_loses_no_event() {
         .unwrap();
     drop(store);
     let b2 = bundle(tmp.path(), &key, 2, &["office-shell", "run-key"]);
-    let mut child = rulebox()
-        .args([
-            "agent",
-            "--store",
-            store_dir.to_str().unwrap(),
-            "--events",
-            "-",
-            "--inbox-poll-ms",
-            "20",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_agent(&store_dir);
     let mut stdin = child.stdin.take().unwrap();
     // Drain stdout and stderr while writing, or the pipes fill and everyone waits.
-    let mut child_out = child.stdout.take().unwrap();
-    let mut child_err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut child_out, &mut s).unwrap();
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut child_err, &mut s).unwrap();
-        s
-    });
+    let child_out = child.stdout.take().unwrap();
+    let child_err = child.stderr.take().unwrap();
+    let out_reader = read_all(child_out);
+    let err_reader = read_all(child_err);
     let line = r#"{"host":"h","pid":1,"data":{"ProcessStart":{"Image":"C:\\Windows\\System32\\cmd.exe","ParentImage":"C:\\Office\\WINWORD.EXE"}}}"#;
     let total = 3000;
     use std::io::Write;
@@ -541,28 +547,10 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
         .unwrap();
     drop(store);
     let b2 = bundle(tmp.path(), &key, 2, &["office-shell", "run-key"]);
-    let mut child = rulebox()
-        .args([
-            "agent",
-            "--store",
-            store_dir.to_str().unwrap(),
-            "--events",
-            "-",
-            "--inbox-poll-ms",
-            "20",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_agent(&store_dir);
     let mut stdin = child.stdin.take().unwrap();
-    let mut child_out = child.stdout.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut child_out, &mut s).unwrap();
-        s
-    });
+    let child_out = child.stdout.take().unwrap();
+    let out_reader = read_all(child_out);
     let (tx, lines) = std::sync::mpsc::channel();
     let child_err = child.stderr.take().unwrap();
     std::thread::spawn(move || {
