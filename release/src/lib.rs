@@ -29,7 +29,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer, SigningKey};
@@ -271,33 +271,20 @@ pub fn read_key_file(path: &Path) -> Result<KeyFile, ReleaseError> {
 }
 
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReleaseError> {
-    let file = std::fs::File::open(path).map_err(io_at(path))?;
-    let meta = file.metadata().map_err(io_at(path))?;
-    if !meta.is_file() {
-        return Err(io_at(path)(io::Error::new(
+    use rulebox_runtime::content::CappedReadError;
+    rulebox_runtime::content::read_capped_following_links(path, cap).map_err(|e| match e {
+        CappedReadError::TooLarge { size } => ReleaseError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            cap,
+        },
+        CappedReadError::NotAFile => io_at(path)(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
-        )));
-    }
-    if meta.len() > cap {
-        return Err(ReleaseError::TooLarge {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            cap,
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io_at(path))?;
-    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > cap {
-        return Err(ReleaseError::TooLarge {
-            path: path.to_path_buf(),
-            size: cap.saturating_add(1),
-            cap,
-        });
-    }
-    Ok(bytes)
+        )),
+        CappedReadError::Io(source) => io_at(path)(source),
+        other => io_at(path)(io::Error::other(other.to_string())),
+    })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64) -> Result<T, ReleaseError> {

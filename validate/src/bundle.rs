@@ -1,7 +1,6 @@
 //! Reading a bundle folder before it is signed: the manifest and its modules, checked against each
 //! other (the signatures are checked later, by `rulebox bundle verify` and by every endpoint).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rulebox_runtime::content::{
@@ -91,35 +90,22 @@ pub fn read_bundle(dir: &Path) -> Result<BundleContent, ValidateError> {
 
 /// Reads a regular file of at most `cap` bytes (the cap is checked before and while reading).
 pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ValidateError> {
+    use rulebox_runtime::content::CappedReadError;
     let io = |source| ValidateError::Io {
         path: PathBuf::from(path),
         source,
     };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(io(std::io::Error::new(
+    rulebox_runtime::content::read_capped_following_links(path, cap).map_err(|e| match e {
+        CappedReadError::TooLarge { size } => ValidateError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            cap,
+        },
+        CappedReadError::NotAFile => io(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "not a regular file",
-        )));
-    }
-    if meta.len() > cap {
-        return Err(ValidateError::TooLarge {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            cap,
-        });
-    }
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > cap {
-        return Err(ValidateError::TooLarge {
-            path: path.to_path_buf(),
-            size: cap.saturating_add(1),
-            cap,
-        });
-    }
-    Ok(bytes)
+        )),
+        CappedReadError::Io(source) => io(source),
+        other => io(std::io::Error::other(other.to_string())),
+    })
 }

@@ -96,12 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 },
                 signatures: Vec::new(),
             };
-            for path in &keys {
-                let key = rulebox_release::read_key_file(path)?;
-                rulebox_release::add_signature(&mut envelope, &key)?;
-            }
-            std::fs::write(&out, serde_json::to_vec_pretty(&envelope)?)
-                .with_context(|| format!("cannot write {}", out.display()))?;
+            super::sign_and_write(&mut envelope, &keys, &out)?;
             println!(
                 "policy version {version} ({}, delay {delay_hours} h) signed: {}",
                 envelope.signed.mode,

@@ -111,26 +111,39 @@ pub(crate) fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Why a capped read failed.
-#[derive(Debug)]
-pub(crate) enum CappedReadError {
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CappedReadError {
     /// The file (or what it points to) is not a regular file.
+    #[error("not a regular file")]
     NotAFile,
     /// The file is larger than the cap (`size` is what the file system says, or `cap + 1` if the
     /// file grew while being read).
-    TooLarge { size: u64 },
+    #[error("{size} bytes is over the cap")]
+    TooLarge {
+        /// The size found.
+        size: u64,
+    },
     /// Reading failed.
+    #[error(transparent)]
     Io(io::Error),
 }
 
 /// Reads a regular file of at most `cap` bytes. The size is checked before reading (metadata of the
 /// opened file), and the read itself stops after `cap + 1` bytes, so a file that is endless (a
 /// device, a FIFO, a file still being appended to) can never make this read more than `cap + 1`
-/// bytes. A symbolic link is refused.
+/// bytes. A symbolic link is refused (the content store's own files are never links).
 pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, CappedReadError> {
     let link = std::fs::symlink_metadata(path).map_err(CappedReadError::Io)?;
     if !link.file_type().is_file() {
         return Err(CappedReadError::NotAFile);
     }
+    read_capped_following_links(path, cap)
+}
+
+/// Like the store's own capped read, but a symbolic link to a regular file is followed: for files a
+/// person names on a command line (keys, modules, bundles being built or validated).
+pub fn read_capped_following_links(path: &Path, cap: u64) -> Result<Vec<u8>, CappedReadError> {
     let file = File::open(path).map_err(CappedReadError::Io)?;
     let meta = file.metadata().map_err(CappedReadError::Io)?;
     if !meta.is_file() {

@@ -35,7 +35,9 @@ pub use format::{
     CONTEXT_MANIFEST, CONTEXT_ROOT, KeyEntry, MANIFEST_FORMAT, Manifest, Root, RuleEntry, Signable,
     Signature, Signed, key_id, manifest_hash, module_file_name, signing_bytes,
 };
-pub use fsutil::{PAUSE_ENV, PAUSE_STEPS, fsync_dir, write_atomic};
+pub use fsutil::{
+    CappedReadError, PAUSE_ENV, PAUSE_STEPS, fsync_dir, read_capped_following_links, write_atomic,
+};
 pub use policy::{
     CONTEXT_POLICY, CustomerPolicy, OWNER_ROOT_FILE, POLICY_FILE, POLICY_FORMAT, POLICY_STATE_FILE,
     PolicyError, PolicyMode, PolicyViolation, verify_policy,
