@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rulebox_example_artifacts::SIGMA_EVAL;
 use rulebox_runtime::{Outcome, RuleSet, Runtime, RuntimeConfig, SandboxThread};
-use rulebox_sdk::{Event, EventKind};
+use rulebox_sdk::{Event, EventKind, EventView};
 use rulebox_sigma::Evaluator;
 use rulebox_sigma::cases::load_cases;
 
@@ -72,9 +72,10 @@ fn bench(
     group.bench_function(BenchmarkId::new("native", n), |b| {
         b.iter(|| {
             let mut hits = 0;
-            for e in &events {
-                for &i in &by_kind[e.kind() as usize] {
-                    hits += usize::from(natives[i].matches(std::hint::black_box(e)));
+            for (kind, bytes) in &encoded {
+                let view = EventView::new(std::hint::black_box(bytes)).expect("reads");
+                for &i in &by_kind[*kind as usize] {
+                    hits += usize::from(natives[i].matches(&view));
                 }
             }
             hits
@@ -99,7 +100,7 @@ fn bench(
         .map(|e| {
             by_kind[e.kind() as usize]
                 .iter()
-                .filter(|&&i| natives[i].matches(e))
+                .filter(|&&i| natives[i].matches_event(e))
                 .count()
         })
         .sum();

@@ -20,7 +20,9 @@ use rulebox_runtime::content::{BundleLimits, Manifest, Root, Signed};
 use rulebox_runtime::events::{EventReader, parse_json_line};
 use rulebox_runtime::{LoadedRule, QuarantineRecord, Runtime, RuntimeConfig};
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION, pack};
-use rulebox_sdk::{Detection, Event, EventData, EventKind, EventKinds, RuleMetadata, Severity};
+use rulebox_sdk::{
+    Detection, Event, EventData, EventKind, EventKinds, EventView, RuleMetadata, Severity,
+};
 
 /// A runtime with small budgets, so that a generated endless loop ends quickly.
 fn runtime() -> &'static Runtime {
@@ -198,6 +200,44 @@ pub fn load_module(data: &[u8]) -> Stage {
 
 /// Target: decode events from arbitrary bytes, as a guest (postcard) and as the readers (JSON).
 pub fn decode_event(data: &[u8]) {
+    // The lazy reader a rule uses: every accessor on any bytes, without a panic. After `check`, it
+    // reads exactly what the full decoder returns.
+    if let Ok(view) = EventView::new(data) {
+        let mut names = Vec::new();
+        view.for_each_body_field(&mut |name, _| names.push(name));
+        for name in names
+            .iter()
+            .copied()
+            .chain(["Computer", "ProcessId", "Timestamp", "X"])
+        {
+            let _ = view.field(name);
+        }
+        let _ = (
+            view.host(),
+            view.pid(),
+            view.timestamp(),
+            view.extras().count(),
+        );
+        if let Some(p) = view.process_start() {
+            let _ = (p.image(), p.command_line(), p.parent_pid());
+        }
+        if let Some(n) = view.network() {
+            let _ = (n.destination_port(), n.initiated(), n.destination_ip());
+        }
+        match (view.check(), Event::from_bytes(data)) {
+            (Ok(()), Ok(event)) => {
+                for name in names
+                    .iter()
+                    .copied()
+                    .chain(["Computer", "ProcessId", "Timestamp"])
+                {
+                    assert_eq!(view.field(name), event.field(name), "{name}");
+                }
+            }
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("check {a:?} and full decode {:?} disagree", b.err()),
+        }
+    }
     if let Ok(event) = Event::from_bytes(data) {
         // What decodes must encode again, and decode to the same event.
         let again = event.to_bytes().expect("a decoded event encodes");

@@ -27,11 +27,15 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const WASI_TARGET: &str = "wasm32-wasip1";
 const NOT_INSTALLED: &str = "the wasm32-unknown-unknown target is not installed; run: rustup target add wasm32-unknown-unknown wasm32-wasip1";
 
-/// Profile overrides for the guest build: small, stripped, abort on panic.
+/// Profile overrides for the guest build: optimised for speed, stripped, abort on panic.
+///
+/// `opt-level = 3` rather than `"s"`: with events read in place, the rules' own code is most of a
+/// call, and on the example set `3` halved the sandboxed time per event (1,362 → 489 ns with the
+/// lazy event, against 921 ns at `"s"`; `docs/performance.md`) for modules of about 30 KB.
 const PROFILE: &[(&str, &str)] = &[
     ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
     ("CARGO_PROFILE_RELEASE_STRIP", "true"),
-    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s"),
+    ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3"),
     ("CARGO_PROFILE_RELEASE_LTO", "true"),
     ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
     ("CARGO_PROFILE_RELEASE_PANIC", "abort"),

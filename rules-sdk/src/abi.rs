@@ -24,9 +24,9 @@
 //!  load:  rulebox_abi_version() == 1 ?
 //!         rulebox_metadata() ──────────────► [ postcard RuleMetadata ]  (ptr, len) checked by host
 //!  per event:
-//!         encode Event once (postcard)
+//!         encode Event once (crate::wire)
 //!         p = rulebox_input(n) ─────────────► [ input buffer, capacity ≥ n ]  reused across events
-//!         copy n bytes to p..p+n            ─► [ postcard Event (n bytes) ]
+//!         copy n bytes to p..p+n            ─► [ wire event (n bytes), read in place ]
 //!         r = rulebox_on_event(n)
 //!           r == 0          no detections
 //!           r == u64::MAX   the guest could not decode the event (schema mismatch)
@@ -50,9 +50,10 @@
 /// The ABI version this SDK implements; the host refuses modules reporting another.
 pub const ABI_VERSION: u32 = 1;
 
-/// The version of the event schema (the wire layout of [`Event`](crate::Event)). A module built against
-/// another schema is refused at load, before it can misread a field.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The version of the event schema (the wire layout of [`crate::wire`], which the body field lists of
+/// [`Event`](crate::Event) define). A module built against another schema is refused at load, before
+/// it can misread a field. Version 1 was a postcard encoding decoded whole; version 2 is read in place.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `rulebox_on_event` result: no detections.
 pub const RESULT_NONE: u64 = 0;
@@ -133,7 +134,7 @@ pub mod __private {
     use core::cell::UnsafeCell;
 
     use super::{MAX_INPUT_LEN, RESULT_NONE, RESULT_UNDECODABLE_EVENT, pack};
-    use crate::{Detections, Event, Rule, RuleMetadata};
+    use crate::{Detections, EventView, Rule, RuleMetadata};
 
     struct Guest<R> {
         rule: R,
@@ -213,7 +214,7 @@ pub mod __private {
                 let Some(bytes) = input.get(..len as usize) else {
                     return RESULT_UNDECODABLE_EVENT;
                 };
-                let Ok(event) = Event::from_bytes(bytes) else {
+                let Ok(event) = EventView::new(bytes) else {
                     return RESULT_UNDECODABLE_EVENT;
                 };
                 detections.clear();

@@ -1,22 +1,25 @@
 //! The event schema shared by the host and every rule.
 //!
-//! One definition serves both sides: the host builds an [`Event`] from a reader, encodes it once with
-//! postcard and hands the bytes to each subscribed rule; the rule decodes them back into the same type,
-//! borrowing every string from its input buffer (no copy, no allocation for text).
+//! The host builds an [`Event`] from a reader, encodes it once in the wire format of [`crate::wire`]
+//! and hands the same bytes to each subscribed rule; the rule reads them in place through an
+//! [`EventView`] and the body views ([`ProcessStartView`], ...), which decode a field only when it is
+//! asked for (no copy, no allocation, no work for the fields a rule ignores). Both sides take the
+//! field lists from the one `event_body!` declaration of each body below.
 //!
 //! Field names follow Sysmon (`Image`, `CommandLine`, `TargetFilename`, ...): they are the serde names
 //! in JSON and the names [`Event::field`] understands. Text fields that an event did not report are
 //! empty strings. Numbers and flags that a source reported in a form that does not parse are kept,
 //! as text, in [`Event::extra`] under their own name, so nothing the source said is lost.
 //!
-//! Changing the layout of any type here (adding, removing or reordering a field or a variant) changes
-//! the wire format: bump [`SCHEMA_VERSION`](crate::abi::SCHEMA_VERSION) when you do.
+//! Changing any body here (adding, removing or reordering a field) or the kinds changes the wire
+//! format: bump [`SCHEMA_VERSION`](crate::abi::SCHEMA_VERSION) and [`WIRE_VERSION`](crate::wire::WIRE_VERSION) when you do.
 
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::kind::EventKind;
+use crate::wire::{BodyLayout, EventView, WireError, Writer, slot_of};
 
 /// A value of one event field, as [`Event::field`] returns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,7 @@ pub struct Field<'a> {
 macro_rules! event_body {
     (
         $(#[$meta:meta])*
-        $name:ident {
+        $name:ident / $view:ident {
             text { $( $(#[$tdoc:meta])* $tfield:ident => $tname:literal, )* }
             $( int { $( $(#[$idoc:meta])* $ifield:ident : $ity:ty => $iname:literal, )* } )?
             $( flag { $( $(#[$bdoc:meta])* $bfield:ident => $bname:literal, )* } )?
@@ -127,6 +130,61 @@ macro_rules! event_body {
                     $($( $bfield: self.$bfield, )*)?
                 }
             }
+
+            /// The wire layout of this body.
+            pub const LAYOUT: BodyLayout = BodyLayout {
+                fields: Self::FIELDS,
+                texts: <[&str]>::len(&[$($tname),*]),
+                ints: <[&str]>::len(&[$($($iname),*)?]),
+            };
+
+            fn write_slots(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+                $( w.text(&self.$tfield)?; )*
+                $($( w.int(u64::from(self.$ifield)); )*)?
+                $($( w.int(u64::from(self.$bfield)); )*)?
+                Ok(())
+            }
+
+            fn read_slots(&mut self, v: &EventView<'a>) {
+                $( self.$tfield = Cow::Borrowed(v.text_at(slot_of(Self::FIELDS, $tname))); )*
+                $($( self.$ifield = <$ity>::try_from(v.int_at(slot_of(Self::FIELDS, $iname))).unwrap_or_default(); )*)?
+                $($( self.$bfield = v.int_at(slot_of(Self::FIELDS, $bname)) != 0; )*)?
+            }
+        }
+
+        #[doc = concat!("A [`", stringify!($name), "`] body read in place from an encoded event: each accessor reads one slot (see [`EventView`]).")]
+        #[derive(Debug, Clone, Copy)]
+        pub struct $view<'v, 'e>(&'v EventView<'e>);
+
+        impl<'v, 'e> $view<'v, 'e> {
+            /// The whole event (header fields, extra fields, by-name access).
+            #[inline]
+            pub fn event(&self) -> &'v EventView<'e> {
+                self.0
+            }
+
+            $(
+                $(#[$tdoc])*
+                #[inline]
+                pub fn $tfield(&self) -> &'e str {
+                    self.0.text_at(const { slot_of($name::FIELDS, $tname) })
+                }
+            )*
+            $($(
+                $(#[$idoc])*
+                #[inline]
+                pub fn $ifield(&self) -> $ity {
+                    <$ity>::try_from(self.0.int_at(const { slot_of($name::FIELDS, $iname) }))
+                        .unwrap_or_default()
+                }
+            )*)?
+            $($(
+                $(#[$bdoc])*
+                #[inline]
+                pub fn $bfield(&self) -> bool {
+                    self.0.int_at(const { slot_of($name::FIELDS, $bname) }) != 0
+                }
+            )*)?
         }
     };
 }
@@ -156,7 +214,7 @@ fn parse_flag(text: &str) -> Option<bool> {
 
 event_body! {
     /// A process started (Sysmon event 1). The new process's id is [`Event::pid`].
-    ProcessStart {
+    ProcessStart / ProcessStartView {
         text {
             /// Full path of the new process's executable.
             image => "Image",
@@ -202,7 +260,7 @@ event_body! {
 
 event_body! {
     /// A process opened a handle to another process (Sysmon event 10). [`Event::pid`] is the source.
-    ProcessAccess {
+    ProcessAccess / ProcessAccessView {
         text {
             /// Executable of the process that opened the handle.
             source_image => "SourceImage",
@@ -235,9 +293,16 @@ impl ProcessAccess<'_> {
     }
 }
 
+impl ProcessAccessView<'_, '_> {
+    /// The granted access mask as a number, if it parses.
+    pub fn granted_access_mask(&self) -> Option<u32> {
+        parse_uint(self.granted_access())
+    }
+}
+
 event_body! {
     /// A file was created, written or deleted (Sysmon events 11, 23, 26).
-    FileEvent {
+    FileEvent / FileEventView {
         text {
             /// Executable of the process that touched the file.
             image => "Image",
@@ -255,7 +320,7 @@ event_body! {
 
 event_body! {
     /// A file was renamed.
-    FileRename {
+    FileRename / FileRenameView {
         text {
             /// Executable of the process that renamed the file.
             image => "Image",
@@ -271,7 +336,7 @@ event_body! {
 
 event_body! {
     /// A registry key or value was created, set, deleted or renamed (Sysmon events 12, 13, 14).
-    RegistryEvent {
+    RegistryEvent / RegistryEventView {
         text {
             /// Sysmon's event type (`CreateKey`, `SetValue`, `DeleteValue`, `RenameKey`, ...).
             event_type => "EventType",
@@ -291,7 +356,7 @@ event_body! {
 
 event_body! {
     /// A network connection (Sysmon event 3).
-    NetworkConnect {
+    NetworkConnect / NetworkConnectView {
         text {
             /// Executable of the process.
             image => "Image",
@@ -325,7 +390,7 @@ event_body! {
 
 event_body! {
     /// A DNS query (Sysmon event 22).
-    DnsQuery {
+    DnsQuery / DnsQueryView {
         text {
             /// Executable of the process that asked.
             image => "Image",
@@ -343,7 +408,7 @@ event_body! {
 
 event_body! {
     /// A named pipe was created or connected to (Sysmon events 17, 18).
-    PipeEvent {
+    PipeEvent / PipeEventView {
         text {
             /// Executable of the process.
             image => "Image",
@@ -359,7 +424,7 @@ event_body! {
 
 event_body! {
     /// An image was loaded into a process (Sysmon event 7).
-    ImageLoad {
+    ImageLoad / ImageLoadView {
         text {
             /// Executable of the loading process.
             image => "Image",
@@ -393,7 +458,7 @@ event_body! {
 
 event_body! {
     /// Any other Windows event: what produced it. Its fields are in [`Event::extra`].
-    OtherEvent {
+    OtherEvent / OtherEventView {
         text {
             /// The provider (`Microsoft-Windows-Security-Auditing`).
             provider => "Provider",
@@ -555,6 +620,40 @@ impl<'a> EventData<'a> {
         with_body!(self, b => b.field(name))
     }
 
+    /// The wire layout of this body.
+    pub fn layout(&self) -> &'static BodyLayout {
+        Self::layout_of(self.kind())
+    }
+
+    /// The wire layout of the body of `kind`.
+    pub const fn layout_of(kind: EventKind) -> &'static BodyLayout {
+        match kind {
+            EventKind::ProcessStart => &ProcessStart::LAYOUT,
+            EventKind::ProcessAccess => &ProcessAccess::LAYOUT,
+            EventKind::FileCreate | EventKind::FileWrite | EventKind::FileDelete => {
+                &FileEvent::LAYOUT
+            }
+            EventKind::FileRename => &FileRename::LAYOUT,
+            EventKind::RegistryAdd
+            | EventKind::RegistrySet
+            | EventKind::RegistryDelete
+            | EventKind::RegistryRename => &RegistryEvent::LAYOUT,
+            EventKind::NetworkConnect => &NetworkConnect::LAYOUT,
+            EventKind::DnsQuery => &DnsQuery::LAYOUT,
+            EventKind::PipeCreate | EventKind::PipeConnect => &PipeEvent::LAYOUT,
+            EventKind::ImageLoad => &ImageLoad::LAYOUT,
+            EventKind::Other => &OtherEvent::LAYOUT,
+        }
+    }
+
+    pub(crate) fn write_slots(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
+        with_body!(self, b => b.write_slots(w))
+    }
+
+    pub(crate) fn read_slots(&mut self, v: &EventView<'a>) {
+        with_body!(self, b => b.read_slots(v))
+    }
+
     /// Sets the body field named `name` from text; see `set_field` on the body types.
     pub fn set_field(&mut self, name: &str, value: Cow<'a, str>) -> bool {
         with_body!(self, b => b.set_field(name, value))
@@ -585,6 +684,97 @@ impl<'a> EventData<'a> {
             EventData::ImageLoad(b) => EventData::ImageLoad(b.into_owned()),
             EventData::Other(b) => EventData::Other(b.into_owned()),
         }
+    }
+}
+
+/// Typed access to the body, one method per body type: `None` when the event is of another kind.
+impl<'e> EventView<'e> {
+    fn body_if<'v, V>(
+        &'v self,
+        kinds: &[EventKind],
+        view: fn(&'v EventView<'e>) -> V,
+    ) -> Option<V> {
+        kinds.contains(&self.kind()).then(|| view(self))
+    }
+
+    /// The body of a [`EventKind::ProcessStart`] event.
+    #[inline]
+    pub fn process_start(&self) -> Option<ProcessStartView<'_, 'e>> {
+        self.body_if(&[EventKind::ProcessStart], ProcessStartView)
+    }
+
+    /// The body of a [`EventKind::ProcessAccess`] event.
+    #[inline]
+    pub fn process_access(&self) -> Option<ProcessAccessView<'_, 'e>> {
+        self.body_if(&[EventKind::ProcessAccess], ProcessAccessView)
+    }
+
+    /// The body of a [`EventKind::FileCreate`], [`EventKind::FileWrite`] or [`EventKind::FileDelete`]
+    /// event.
+    #[inline]
+    pub fn file(&self) -> Option<FileEventView<'_, 'e>> {
+        self.body_if(
+            &[
+                EventKind::FileCreate,
+                EventKind::FileWrite,
+                EventKind::FileDelete,
+            ],
+            FileEventView,
+        )
+    }
+
+    /// The body of a [`EventKind::FileRename`] event.
+    #[inline]
+    pub fn file_rename(&self) -> Option<FileRenameView<'_, 'e>> {
+        self.body_if(&[EventKind::FileRename], FileRenameView)
+    }
+
+    /// The body of any registry event ([`EventKind::RegistryAdd`], `RegistrySet`, `RegistryDelete`,
+    /// `RegistryRename`).
+    #[inline]
+    pub fn registry(&self) -> Option<RegistryEventView<'_, 'e>> {
+        self.body_if(
+            &[
+                EventKind::RegistryAdd,
+                EventKind::RegistrySet,
+                EventKind::RegistryDelete,
+                EventKind::RegistryRename,
+            ],
+            RegistryEventView,
+        )
+    }
+
+    /// The body of a [`EventKind::NetworkConnect`] event.
+    #[inline]
+    pub fn network(&self) -> Option<NetworkConnectView<'_, 'e>> {
+        self.body_if(&[EventKind::NetworkConnect], NetworkConnectView)
+    }
+
+    /// The body of a [`EventKind::DnsQuery`] event.
+    #[inline]
+    pub fn dns(&self) -> Option<DnsQueryView<'_, 'e>> {
+        self.body_if(&[EventKind::DnsQuery], DnsQueryView)
+    }
+
+    /// The body of a [`EventKind::PipeCreate`] or [`EventKind::PipeConnect`] event.
+    #[inline]
+    pub fn pipe(&self) -> Option<PipeEventView<'_, 'e>> {
+        self.body_if(
+            &[EventKind::PipeCreate, EventKind::PipeConnect],
+            PipeEventView,
+        )
+    }
+
+    /// The body of a [`EventKind::ImageLoad`] event.
+    #[inline]
+    pub fn image_load(&self) -> Option<ImageLoadView<'_, 'e>> {
+        self.body_if(&[EventKind::ImageLoad], ImageLoadView)
+    }
+
+    /// The body of a [`EventKind::Other`] event (its fields are in the extra fields).
+    #[inline]
+    pub fn other(&self) -> Option<OtherEventView<'_, 'e>> {
+        self.body_if(&[EventKind::Other], OtherEventView)
     }
 }
 
@@ -691,14 +881,23 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// Encodes the event in the wire format the host hands to rules (postcard).
-    pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
-        postcard::to_allocvec(self)
+    /// Encodes the event in the wire format the host hands to rules (see [`crate::wire`]).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, WireError> {
+        let mut buf = Vec::new();
+        self.encode_into(&mut buf)?;
+        Ok(buf)
     }
 
-    /// Decodes an event from the wire format, borrowing its strings from `bytes`.
-    pub fn from_bytes(bytes: &'a [u8]) -> Result<Event<'a>, postcard::Error> {
-        postcard::from_bytes(bytes)
+    /// Appends the event's wire form to `buf` (reusing its allocation). On error `buf` may hold a
+    /// partial encoding after its old length: truncate it.
+    pub fn encode_into(&self, buf: &mut Vec<u8>) -> Result<(), WireError> {
+        Writer::encode(self, buf)
+    }
+
+    /// Decodes a whole event from the wire format, borrowing its strings from `bytes`; every text is
+    /// checked. Rules read events lazily with [`EventView`] instead.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Event<'a>, WireError> {
+        EventView::new(bytes)?.to_event()
     }
 }
 
@@ -724,7 +923,7 @@ mod tests {
     }
 
     #[test]
-    fn postcard_round_trip_borrows_text() {
+    fn wire_round_trip_borrows_text() {
         let event = sample();
         let bytes = event.to_bytes().unwrap();
         let back = Event::from_bytes(&bytes).unwrap();

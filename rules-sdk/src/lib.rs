@@ -1,7 +1,9 @@
 //! # rulebox-sdk: write detection rules that run in rulebox's sandbox
 //!
 //! A rule is an ordinary Rust type implementing [`Rule`]: metadata (id, name, version, severity, the
-//! event kinds it wants) and a function from one [`Event`] to zero or more [`Detection`]s.
+//! event kinds it wants) and a function from one event to zero or more [`Detection`]s. The rule reads
+//! the event through an [`EventView`]: in place, in the bytes the host wrote, each field decoded only
+//! when the rule asks for it.
 //! [`export_rule!`] turns it into a WebAssembly rule module; the same source builds natively, so the
 //! rule's logic is unit-tested with `cargo test` and benchmarked natively.
 //!
@@ -45,19 +47,19 @@
 //!         events: &[EventKind::ProcessStart],
 //!     };
 //!
-//!     fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-//!         let EventData::ProcessStart(p) = &event.data else { return };
-//!         if ends_with_ignore_case(&p.image, "\\whoami.exe")
-//!             && contains_ignore_case(&p.command_line, "/all")
+//!     fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+//!         let Some(p) = event.process_start() else { return };
+//!         if ends_with_ignore_case(p.image(), "\\whoami.exe")
+//!             && contains_ignore_case(p.command_line(), "/all")
 //!         {
-//!             out.detect("whoami /all").field("CommandLine", &p.command_line);
+//!             out.detect("whoami /all").field("CommandLine", p.command_line());
 //!         }
 //!     }
 //! }
 //!
 //! rulebox_sdk::export_rule!(WhoamiAll);
 //!
-//! // A native unit test of the same logic:
+//! // A native unit test of the same logic (`run_native` encodes the event as the host does):
 //! let mut body = ProcessStart::default();
 //! body.image = "C:\\Windows\\System32\\whoami.exe".into();
 //! body.command_line = "whoami /ALL".into();
@@ -98,17 +100,21 @@ mod event;
 mod kind;
 mod matching;
 mod rule;
+pub mod wire;
 
 pub use detection::{Detection, Detections, Severity};
 pub use event::{
-    DnsQuery, Event, EventData, Field, FileEvent, FileRename, ImageLoad, NetworkConnect,
-    OtherEvent, PipeEvent, ProcessAccess, ProcessStart, RegistryEvent, Value,
+    DnsQuery, DnsQueryView, Event, EventData, Field, FileEvent, FileEventView, FileRename,
+    FileRenameView, ImageLoad, ImageLoadView, NetworkConnect, NetworkConnectView, OtherEvent,
+    OtherEventView, PipeEvent, PipeEventView, ProcessAccess, ProcessAccessView, ProcessStart,
+    ProcessStartView, RegistryEvent, RegistryEventView, Value,
 };
 pub use kind::{EventKind, EventKinds};
 pub use matching::{
     contains_ignore_case, ends_with_ignore_case, eq_ignore_case, starts_with_ignore_case,
 };
-pub use rule::{Rule, RuleMeta, RuleMetadata, run_native};
+pub use rule::{Rule, RuleMeta, RuleMetadata, run_native, run_native_view};
+pub use wire::{EventView, WireError};
 
 /// Sends a message to the host's log through the rate-limited `rulebox.log` import. Natively (tests,
 /// benchmarks) it does nothing. Using it adds that one import to the module.
@@ -122,12 +128,13 @@ pub fn log(level: abi::LogLevel, message: &str) {
 /// Everything a rule usually needs, in one `use`.
 pub mod prelude {
     pub use crate::{
-        Detection, Detections, Event, EventData, EventKind, Rule, RuleMeta, Severity, Value,
-        contains_ignore_case, ends_with_ignore_case, eq_ignore_case, run_native,
+        Detection, Detections, Event, EventData, EventKind, EventView, Rule, RuleMeta, Severity,
+        Value, contains_ignore_case, ends_with_ignore_case, eq_ignore_case, run_native,
         starts_with_ignore_case,
     };
     pub use crate::{
-        DnsQuery, FileEvent, FileRename, ImageLoad, NetworkConnect, PipeEvent, ProcessAccess,
-        ProcessStart, RegistryEvent,
+        DnsQuery, DnsQueryView, FileEvent, FileEventView, FileRename, FileRenameView, ImageLoad,
+        ImageLoadView, NetworkConnect, NetworkConnectView, PipeEvent, PipeEventView, ProcessAccess,
+        ProcessAccessView, ProcessStart, ProcessStartView, RegistryEvent, RegistryEventView,
     };
 }

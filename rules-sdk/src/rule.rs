@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::detection::{Detections, Severity};
 use crate::event::Event;
 use crate::kind::{EventKind, EventKinds};
+use crate::wire::EventView;
 
 /// What a rule says about itself, written as a constant in the rule's source.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +34,11 @@ pub trait Rule: Default {
     const META: RuleMeta;
 
     /// Looks at one event and reports zero or more detections into `out`.
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections);
+    ///
+    /// `event` reads the host's encoding in place: take the typed body with
+    /// [`EventView::process_start`] (and its siblings) or read fields by name with
+    /// [`EventView::field`]; only the fields read are decoded.
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections);
 }
 
 /// The metadata as it crosses the ABI (postcard-encoded), see [`crate::abi`].
@@ -86,13 +91,30 @@ impl RuleMetadata<'_> {
 
 /// Runs a rule natively on one event, the way the host runs its WebAssembly build: for unit tests,
 /// benchmarks and differential tests. Returns the detections reported.
+///
+/// The event goes through the same encoding as on the host, so the rule reads exactly the bytes its
+/// WebAssembly build would.
+///
+/// # Panics
+///
+/// If the event cannot be encoded (more than 4 GiB of text or 65,535 extra fields).
 pub fn run_native<R: Rule>(
     rule: &mut R,
     event: &Event<'_>,
 ) -> alloc::vec::Vec<crate::Detection<'static>> {
+    let bytes = event.to_bytes().expect("the event encodes");
+    let view = EventView::new(&bytes).expect("a fresh encoding reads back");
     let mut out = Detections::new(R::META.id, R::META.severity);
-    if EventKinds::of(R::META.events).contains(event.kind()) {
-        rule.on_event(event, &mut out);
-    }
+    run_native_view(rule, &view, &mut out);
     out.take()
+}
+
+/// Runs a rule natively on an already-encoded event, into `out` (which it clears first), as the host
+/// would: only if the rule subscribes to the event's kind. For benchmarks that, like the host, encode
+/// each event once.
+pub fn run_native_view<R: Rule>(rule: &mut R, event: &EventView<'_>, out: &mut Detections) {
+    out.clear();
+    if EventKinds::of(R::META.events).contains(event.kind()) {
+        rule.on_event(event, out);
+    }
 }

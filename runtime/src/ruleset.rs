@@ -45,7 +45,7 @@ impl Outcome {
 pub enum EventError {
     /// The event does not encode.
     #[error("event does not encode: {0}")]
-    Encode(#[from] postcard::Error),
+    Encode(#[from] rulebox_sdk::WireError),
     /// The event carries more untyped fields than the runtime accepts.
     #[error("event has {count} untyped fields; the limit is {limit}")]
     TooManyFields {
@@ -364,9 +364,7 @@ impl RuleSet {
         }
         let mut encoded = std::mem::take(&mut self.encoded);
         encoded.clear();
-        let result = postcard::to_io(event, &mut encoded)
-            .map(|_| ())
-            .map_err(EventError::Encode);
+        let result = event.encode_into(&mut encoded).map_err(EventError::Encode);
         let result =
             result.and_then(|()| self.process_encoded(thread, event.kind(), &encoded, outcome));
         self.encoded = encoded;

@@ -278,9 +278,9 @@ mod tests {
         assert_eq!(p.severity, Severity::High);
         assert_eq!(p.kinds, EventKinds::of(&[EventKind::ProcessStart]));
         let mut e = Evaluator::new(p);
-        assert!(e.matches(&proc("C:\\x\\PowerShell.EXE", "powershell /ENC abc")));
-        assert!(!e.matches(&proc("C:\\x\\PowerShell.EXE", "powershell /ENC trusted")));
-        assert!(!e.matches(&proc("C:\\x\\cmd.exe", "powershell -enc abc")));
+        assert!(e.matches_event(&proc("C:\\x\\PowerShell.EXE", "powershell /ENC abc")));
+        assert!(!e.matches_event(&proc("C:\\x\\PowerShell.EXE", "powershell /ENC trusted")));
+        assert!(!e.matches_event(&proc("C:\\x\\cmd.exe", "powershell -enc abc")));
     }
 
     #[test]
@@ -290,14 +290,14 @@ mod tests {
         ))
         .unwrap();
         let mut e = Evaluator::new(p);
-        assert!(e.matches(&proc("a.exe", "x SEKURLSA::logonpasswords")));
+        assert!(e.matches_event(&proc("a.exe", "x SEKURLSA::logonpasswords")));
         let mut ev = proc("a.exe", "b");
         ev.extra.push(Field {
             name: "Note".into(),
             value: "Mimikatz!".into(),
         });
-        assert!(e.matches(&ev));
-        assert!(!e.matches(&proc("a.exe", "b")));
+        assert!(e.matches_event(&ev));
+        assert!(!e.matches_event(&proc("a.exe", "b")));
     }
 
     #[test]

@@ -58,6 +58,23 @@ fn fuzz_smoke_decode_event() {
         }
         fuzz::decode_event(&bytes);
     }
+    // Wire-format events (what a rule reads in place) with bytes flipped, including the header and
+    // slot table: random bytes alone rarely get past the header check.
+    let events = rulebox_runtime::events::EventReader::new(std::io::BufReader::new(
+        rulebox_example_artifacts::DEMO_EVENTS.as_bytes(),
+    ))
+    .filter_map(Result::ok)
+    .map(|r| r.event.to_bytes().expect("encodes"))
+    .collect::<Vec<_>>();
+    assert!(events.len() > 30);
+    for (i, flip) in inputs(5, 600, 3).into_iter().enumerate() {
+        let mut bytes = events[i % events.len()].clone();
+        for b in flip {
+            let at = (usize::from(b) * 7 + i) % bytes.len().min(120 + i % 400);
+            bytes[at] = bytes[at].wrapping_add(b | 1);
+        }
+        fuzz::decode_event(&bytes);
+    }
 }
 
 #[test]

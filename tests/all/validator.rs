@@ -188,13 +188,14 @@ fn a_bundle_is_validated_under_every_schema_version_it_declares() {
     };
     let clean = rulebox_validate::validate_bundle(&bundle, &options, &mut |_| {}).unwrap();
     assert!(clean.passed, "{}", clean.failure_summary());
-    assert_eq!(clean.target.schema_versions, vec![1]);
+    let ours = rulebox_sdk::abi::SCHEMA_VERSION;
+    assert_eq!(clean.target.schema_versions, vec![ours]);
 
-    // The manifest now claims schema 2 as well, and older runtimes: neither was checked.
+    // The manifest now claims the next schema as well, and older runtimes: neither was checked.
     let path = bundle.join("manifest.json");
     let mut envelope: Signed<Manifest> =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    envelope.signed.schema_versions = vec![1, 2];
+    envelope.signed.schema_versions = vec![ours, ours + 1];
     envelope.signed.min_runtime = "0.0.1".into();
     std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
     let report = rulebox_validate::validate_bundle(&bundle, &options, &mut |_| {}).unwrap();
@@ -206,11 +207,14 @@ fn a_bundle_is_validated_under_every_schema_version_it_declares() {
         .collect();
     assert_eq!(
         versions,
-        vec![(1, true), (2, false)],
+        vec![(ours, true), (ours + 1, false)],
         "one run per declared version"
     );
     let problems = report.problems.join("\n");
-    assert!(problems.contains("event-schema version 2"), "{problems}");
+    assert!(
+        problems.contains(&format!("event-schema version {}", ours + 1)),
+        "{problems}"
+    );
     assert!(problems.contains("runtime 0.0.1"), "{problems}");
     assert_ne!(report.target.manifest_hash, clean.target.manifest_hash);
 }

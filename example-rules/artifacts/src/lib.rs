@@ -96,7 +96,9 @@ pub const DEMO_EVENTS: &str = include_str!("../../events/demo.jsonl");
 
 /// The good rules as native Rust types, from the same source as their modules.
 pub mod native {
-    use rulebox_sdk::{Detection, Event, Rule, RuleMeta, run_native};
+    use rulebox_sdk::{
+        Detection, Detections, Event, EventView, Rule, RuleMeta, run_native, run_native_view,
+    };
 
     pub use rule_attack_pipe::AttackPipe;
     pub use rule_dns_random_name::DnsRandomName;
@@ -116,6 +118,11 @@ pub mod native {
         /// Runs the rule on one event as the host would (only kinds it subscribes to reach it); returns
         /// its detections.
         fn on_event(&mut self, event: &Event<'_>) -> Vec<Detection<'static>>;
+        /// Runs the rule on an already-encoded event as the host would, into `out` (cleared first;
+        /// make it with [`NativeRule::detections`]).
+        fn on_view(&mut self, event: &EventView<'_>, out: &mut Detections);
+        /// An empty detection list carrying this rule's id and severity.
+        fn detections(&self) -> Detections;
     }
 
     impl<R: Rule> NativeRule for R {
@@ -129,6 +136,14 @@ pub mod native {
 
         fn on_event(&mut self, event: &Event<'_>) -> Vec<Detection<'static>> {
             run_native(self, event)
+        }
+
+        fn on_view(&mut self, event: &EventView<'_>, out: &mut Detections) {
+            run_native_view(self, event, out);
+        }
+
+        fn detections(&self) -> Detections {
+            Detections::new(R::META.id, R::META.severity)
         }
     }
 

@@ -4,7 +4,9 @@ use alloc::string::String;
 use core::fmt::Write as _;
 use core::net::IpAddr;
 
-use rulebox_sdk::{Event, Value};
+use alloc::vec::Vec;
+
+use rulebox_sdk::{Event, EventView, Value};
 
 use crate::fold::fold_case;
 use crate::program::{Check, Expr, NumOp, Pattern, Program, Test};
@@ -27,6 +29,8 @@ struct Scratch {
     folded: String,
     cached_name: String,
     cache_valid: bool,
+    /// Encoding buffer for [`Evaluator::matches_event`].
+    encoded: Vec<u8>,
 }
 
 impl Evaluator {
@@ -43,15 +47,26 @@ impl Evaluator {
         &self.program
     }
 
-    /// Whether the rule matches `event` (its kind included).
-    pub fn matches(&mut self, event: &Event<'_>) -> bool {
+    /// Whether the rule matches `event` (its kind included), read in place as the host encoded it.
+    pub fn matches(&mut self, event: &EventView<'_>) -> bool {
         self.scratch.cache_valid = false;
         self.program.kinds.contains(event.kind())
             && eval(&self.program.condition, event, &mut self.scratch)
     }
+
+    /// Whether the rule matches a typed `event`: encodes it as the host would, then [`matches`](Self::matches).
+    /// For tests and tools; an event that does not encode matches nothing.
+    pub fn matches_event(&mut self, event: &Event<'_>) -> bool {
+        let mut bytes = core::mem::take(&mut self.scratch.encoded);
+        bytes.clear();
+        let hit = event.encode_into(&mut bytes).is_ok()
+            && EventView::new(&bytes).is_ok_and(|view| self.matches(&view));
+        self.scratch.encoded = bytes;
+        hit
+    }
 }
 
-fn eval(expr: &Expr, event: &Event<'_>, s: &mut Scratch) -> bool {
+fn eval(expr: &Expr, event: &EventView<'_>, s: &mut Scratch) -> bool {
     match expr {
         Expr::True => true,
         Expr::False => false,
@@ -82,7 +97,7 @@ fn as_text<'a>(value: &Value<'a>, buf: &'a mut String) -> &'a str {
     }
 }
 
-fn eval_test(test: &Test, event: &Event<'_>, s: &mut Scratch) -> bool {
+fn eval_test(test: &Test, event: &EventView<'_>, s: &mut Scratch) -> bool {
     let Some(name) = &test.field else {
         return keyword(&test.check, event, s);
     };
@@ -180,18 +195,17 @@ fn value_check(check: &Check, value: &Value<'_>, s: &mut Scratch) -> bool {
 }
 
 /// A Sigma keyword: the check holds for the value of some field of the event.
-fn keyword(check: &Check, event: &Event<'_>, s: &mut Scratch) -> bool {
+fn keyword(check: &Check, event: &EventView<'_>, s: &mut Scratch) -> bool {
     let mut found = false;
-    event.data.for_each_field(&mut |_, value| {
+    event.for_each_body_field(&mut |_, value| {
         if !found {
             found = value_check(check, &value, s);
         }
     });
     found
         || event
-            .extra
-            .iter()
-            .any(|f| value_check(check, &Value::Str(&f.value), s))
+            .extras()
+            .any(|(_, value)| value_check(check, &Value::Str(value), s))
 }
 
 fn number(value: &Value<'_>) -> Option<i64> {
@@ -292,7 +306,7 @@ mod tests {
     fn text_checks_fold_case() {
         let e = proc_event("C:\\Windows\\CMD.exe", "cmd /C Whoami");
         let mut ev = program(test("Image", text(Pattern::Suffix("\\cmd.exe".into()))));
-        assert!(ev.matches(&e));
+        assert!(ev.matches_event(&e));
         let mut ev = program(test(
             "CommandLine",
             Check::Text {
@@ -300,7 +314,7 @@ mod tests {
                 cased: true,
             },
         ));
-        assert!(!ev.matches(&e), "cased check must not fold");
+        assert!(!ev.matches_event(&e), "cased check must not fold");
         let mut ev = program(test(
             "CommandLine",
             text(Pattern::Glob(vec![
@@ -309,9 +323,9 @@ mod tests {
                 Glob::Lit("whoami".into()),
             ])),
         ));
-        assert!(ev.matches(&e));
+        assert!(ev.matches_event(&e));
         let mut ev = program(test("ParentProcessId", text(Pattern::Exact("12".into()))));
-        assert!(ev.matches(&e), "numbers compare as text");
+        assert!(ev.matches_event(&e), "numbers compare as text");
     }
 
     #[test]
@@ -323,30 +337,35 @@ mod tests {
             test("Image", text(Pattern::Prefix("c:".into()))),
         ]);
         let mut ev = program(cond);
-        assert!(ev.matches(&proc_event("C:\\A.EXE", "GO")));
-        assert!(!ev.matches(&proc_event("C:\\B.EXE", "GO")), "stale Image");
+        assert!(ev.matches_event(&proc_event("C:\\A.EXE", "GO")));
         assert!(
-            !ev.matches(&proc_event("C:\\A.EXE", "stop")),
+            !ev.matches_event(&proc_event("C:\\B.EXE", "GO")),
+            "stale Image"
+        );
+        assert!(
+            !ev.matches_event(&proc_event("C:\\A.EXE", "stop")),
             "stale CommandLine"
         );
-        assert!(ev.matches(&proc_event("c:\\a.exe", "go")));
+        assert!(ev.matches_event(&proc_event("c:\\a.exe", "go")));
     }
 
     #[test]
     fn null_exists_and_missing_fields() {
         let e = proc_event("a.exe", "");
-        assert!(program(test("CommandLine", Check::Null)).matches(&e));
-        assert!(program(test("NoSuchField", Check::Null)).matches(&e));
-        assert!(!program(test("Image", Check::Null)).matches(&e));
-        assert!(program(test("Image", Check::Exists(true))).matches(&e));
-        assert!(program(test("CommandLine", Check::Exists(false))).matches(&e));
-        assert!(!program(test("NoSuchField", text(Pattern::Contains("".into())))).matches(&e));
+        assert!(program(test("CommandLine", Check::Null)).matches_event(&e));
+        assert!(program(test("NoSuchField", Check::Null)).matches_event(&e));
+        assert!(!program(test("Image", Check::Null)).matches_event(&e));
+        assert!(program(test("Image", Check::Exists(true))).matches_event(&e));
+        assert!(program(test("CommandLine", Check::Exists(false))).matches_event(&e));
+        assert!(
+            !program(test("NoSuchField", text(Pattern::Contains("".into())))).matches_event(&e)
+        );
         assert!(
             program(Expr::Not(Box::new(test(
                 "NoSuchField",
                 text(Pattern::Exact("x".into()))
             ))))
-            .matches(&e)
+            .matches_event(&e)
         );
     }
 
@@ -369,8 +388,8 @@ mod tests {
                 },
             )
         };
-        assert!(program(gt(1024)).matches(&e));
-        assert!(!program(gt(5000)).matches(&e));
+        assert!(program(gt(1024)).matches_event(&e));
+        assert!(!program(gt(5000)).matches_event(&e));
         let cidr = |n: [u8; 4], p| {
             let mut network = [0u8; 16];
             network[..4].copy_from_slice(&n);
@@ -383,13 +402,13 @@ mod tests {
                 },
             )
         };
-        assert!(program(cidr([10, 0, 0, 0], 8)).matches(&e));
-        assert!(!program(cidr([10, 2, 0, 0], 16)).matches(&e));
+        assert!(program(cidr([10, 0, 0, 0], 8)).matches_event(&e));
+        assert!(!program(cidr([10, 2, 0, 0], 16)).matches_event(&e));
         let kw = Expr::Test(Test {
             field: None,
             check: text(Pattern::Contains("mimikatz".into())),
         });
-        assert!(program(kw).matches(&e));
+        assert!(program(kw).matches_event(&e));
         let mut same = proc_event("x", "X");
         if let EventData::ProcessStart(p) = &mut same.data {
             p.parent_image = "x".into();
@@ -402,9 +421,9 @@ mod tests {
                 cased: false,
             },
         );
-        assert!(program(fr).matches(&same));
+        assert!(program(fr).matches_event(&same));
         let mut kinds_only = program(Expr::True);
         kinds_only.program.kinds = EventKinds::of(&[EventKind::DnsQuery]);
-        assert!(!kinds_only.matches(&e));
+        assert!(!kinds_only.matches_event(&e));
     }
 }

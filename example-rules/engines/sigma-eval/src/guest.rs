@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
 use rulebox_sdk::abi::{self, pack};
-use rulebox_sdk::{Detections, Event, RuleMetadata};
+use rulebox_sdk::{Detections, EventView, RuleMetadata};
 
 use crate::eval::Evaluator;
 use crate::program::{LOCATOR_MAGIC, Program};
@@ -142,7 +142,7 @@ extern "C" fn rulebox_on_event(len: u32) -> u64 {
             let Some(bytes) = input.get(..len as usize) else {
                 return abi::RESULT_UNDECODABLE_EVENT;
             };
-            let Ok(event) = Event::from_bytes(bytes) else {
+            let Ok(event) = EventView::new(bytes) else {
                 return abi::RESULT_UNDECODABLE_EVENT;
             };
             if !eval.matches(&event) {

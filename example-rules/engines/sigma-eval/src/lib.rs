@@ -5,7 +5,8 @@
 //! already case-folded, every regular expression already lowered to a [`Regex`] instruction list). It
 //! then takes this crate's WebAssembly build and embeds the program's postcard bytes as a data segment,
 //! giving one rule module per Sigma rule. Inside the sandbox, the module decodes its program once and
-//! evaluates it with an [`Evaluator`] on every event; the host never interprets rule data.
+//! evaluates it with an [`Evaluator`] on every event, reading only the fields the program tests from
+//! the host's encoding (`rulebox_sdk::EventView`); the host never interprets rule data.
 //!
 //! The same source runs natively (tests, benchmarks):
 //!
@@ -28,7 +29,8 @@
 //! let mut eval = Evaluator::new(program);
 //! let mut body = ProcessStart::default();
 //! body.image = "C:\\Windows\\System32\\WHOAMI.EXE".into();
-//! assert!(eval.matches(&Event::new(EventData::ProcessStart(body))));
+//! // `matches` reads an encoded event in place, as in the sandbox; `matches_event` encodes first.
+//! assert!(eval.matches_event(&Event::new(EventData::ProcessStart(body))));
 //! ```
 #![cfg_attr(target_arch = "wasm32", no_std)]
 

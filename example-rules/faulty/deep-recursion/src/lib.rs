@@ -32,10 +32,10 @@ impl Rule for DeepRecursion {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
         // Never true (the recursion never returns); keeps the result observable.
         #[cfg(target_arch = "wasm32")]
-        if matches!(event.data, EventData::ProcessStart(_)) && descend(0) == 0 {
+        if event.kind() == EventKind::ProcessStart && descend(0) == 0 {
             out.detect("bottom reached");
         }
         #[cfg(not(target_arch = "wasm32"))]

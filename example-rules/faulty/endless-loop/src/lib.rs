@@ -23,9 +23,9 @@ impl Rule for EndlessLoop {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, _out: &mut Detections) {
+    fn on_event(&mut self, event: &EventView<'_>, _out: &mut Detections) {
         #[cfg(target_arch = "wasm32")]
-        if matches!(event.data, EventData::ProcessStart(_)) {
+        if event.kind() == EventKind::ProcessStart {
             spin();
         }
         #[cfg(not(target_arch = "wasm32"))]

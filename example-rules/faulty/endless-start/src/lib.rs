@@ -26,7 +26,7 @@ impl Rule for EndlessStart {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, _event: &Event<'_>, _out: &mut Detections) {}
+    fn on_event(&mut self, _event: &EventView<'_>, _out: &mut Detections) {}
 }
 
 rulebox_sdk::export_rule!(EndlessStart);

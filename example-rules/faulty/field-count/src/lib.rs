@@ -91,7 +91,7 @@ pub struct RawValue {
 
 /// Builds the value array from the event: the first [`SUPPLIED`] template fields, as text (numbers
 /// and missing fields become empty text).
-pub fn supplied_values<'e>(event: &'e Event<'_>) -> [&'e str; SUPPLIED] {
+pub fn supplied_values<'e>(event: &EventView<'e>) -> [&'e str; SUPPLIED] {
     core::array::from_fn(|i| event.text(TEMPLATE_FIELDS[i]))
 }
 
@@ -182,8 +182,8 @@ impl Rule for FieldCountRule {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        if !matches!(event.data, EventData::ProcessStart(_)) {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        if event.kind() != EventKind::ProcessStart {
             return;
         }
         let values = supplied_values(event);
@@ -224,7 +224,8 @@ mod tests {
         ev.host = "ws-1".into();
         ev.timestamp = 1_721_370_000_000;
         assert!(run_native(&mut FieldCountRule, &ev).is_empty());
-        let values = supplied_values(&ev);
+        let bytes = ev.to_bytes().unwrap();
+        let values = supplied_values(&EventView::new(&bytes).unwrap());
         assert_eq!(values[0], "C:\\Windows\\System32\\cmd.exe");
         assert_eq!(values[18], "ws-1");
     }

@@ -44,9 +44,9 @@ impl Rule for MemoryBomb {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, _out: &mut Detections) {
+    fn on_event(&mut self, event: &EventView<'_>, _out: &mut Detections) {
         #[cfg(target_arch = "wasm32")]
-        if matches!(event.data, EventData::ProcessStart(_)) {
+        if event.kind() == EventKind::ProcessStart {
             loop {
                 let chunk = Vec::<u8>::with_capacity(core::hint::black_box(CHUNK));
                 self.hoard.push(core::hint::black_box(chunk));

@@ -33,11 +33,11 @@ impl Rule for NullDeref {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, _out: &mut Detections) {
+    fn on_event(&mut self, event: &EventView<'_>, _out: &mut Detections) {
         #[cfg(not(target_arch = "wasm32"))]
         let _ = event;
         #[cfg(target_arch = "wasm32")]
-        if matches!(event.data, EventData::ProcessStart(_)) {
+        if event.kind() == EventKind::ProcessStart {
             let wild = core::ptr::with_exposed_provenance_mut::<u32>(WILD_ADDRESS);
             // SAFETY: none: this is the fault this rule exists to commit. In wasm the store is bounds
             // checked by the engine and traps; it cannot reach anything outside the sandbox.

@@ -26,8 +26,8 @@ impl Rule for Panics {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, _out: &mut Detections) {
-        if matches!(event.data, EventData::ProcessStart(_)) {
+    fn on_event(&mut self, event: &EventView<'_>, _out: &mut Detections) {
+        if event.kind() == EventKind::ProcessStart {
             panic!("{MESSAGE}");
         }
     }

@@ -107,21 +107,21 @@ impl Rule for AttackPipe {
         events: &[EventKind::PipeCreate, EventKind::PipeConnect],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        let (EventData::PipeCreate(pipe) | EventData::PipeConnect(pipe)) = &event.data else {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        let Some(pipe) = event.pipe() else {
             return;
         };
-        let Some(hit) = match_pipe(&pipe.pipe_name) else {
+        let Some(hit) = match_pipe(pipe.pipe_name()) else {
             return;
         };
         let d = out
             .detect("Named pipe of a known attack tool")
-            .field("PipeName", &pipe.pipe_name)
-            .field("Image", &pipe.image)
+            .field("PipeName", pipe.pipe_name())
+            .field("Image", pipe.image())
             .field("Tool", hit.tool)
             .field("Pattern", hit.pattern);
-        if !pipe.event_type.is_empty() {
-            d.field("EventType", &pipe.event_type);
+        if !pipe.event_type().is_empty() {
+            d.field("EventType", pipe.event_type());
         }
         if let Some(severity) = hit.severity {
             d.severity(severity);

@@ -51,15 +51,16 @@ impl Rule for DnsRandomName {
         events: &[EventKind::DnsQuery],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        let EventData::DnsQuery(q) = &event.data else {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        let Some(q) = event.dns() else {
             return;
         };
-        let mut end = q.query_name.len().min(MAX_NAME);
-        while !q.query_name.is_char_boundary(end) {
+        let name = q.query_name();
+        let mut end = name.len().min(MAX_NAME);
+        while !name.is_char_boundary(end) {
             end -= 1;
         }
-        let Some((segment, score)) = q.query_name[..end]
+        let Some((segment, score)) = name[..end]
             .split('.')
             .flat_map(|label| label.split(['-', '_']))
             .find_map(|s| score(s).filter(Score::is_random).map(|sc| (s, sc)))
@@ -67,8 +68,8 @@ impl Rule for DnsRandomName {
             return;
         };
         out.detect("DNS query for a long random-looking name")
-            .field("QueryName", &q.query_name)
-            .field("Image", &q.image)
+            .field("QueryName", name)
+            .field("Image", q.image())
             .field("Label", segment)
             .field(
                 "Entropy",

@@ -38,22 +38,22 @@ impl Rule for EncodedPowerShell {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        let EventData::ProcessStart(p) = &event.data else {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        let Some(p) = event.process_start() else {
             return;
         };
-        let is_powershell = IMAGES.iter().any(|s| ends_with_ignore_case(&p.image, s))
+        let is_powershell = IMAGES.iter().any(|s| ends_with_ignore_case(p.image(), s))
             || ORIGINAL_NAMES
                 .iter()
-                .any(|n| eq_ignore_case(&p.original_file_name, n));
+                .any(|n| eq_ignore_case(p.original_file_name(), n));
         if !is_powershell {
             return;
         }
-        if let Some((flag, payload)) = find_encoded_command(&p.command_line) {
+        if let Some((flag, payload)) = find_encoded_command(p.command_line()) {
             out.detect("PowerShell started with an encoded command")
-                .field("Image", &p.image)
-                .field("CommandLine", &p.command_line)
-                .field("ParentImage", &p.parent_image)
+                .field("Image", p.image())
+                .field("CommandLine", p.command_line())
+                .field("ParentImage", p.parent_image())
                 .field("EncodedFlag", flag)
                 .field("EncodedCommand", payload);
         }

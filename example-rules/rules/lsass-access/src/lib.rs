@@ -40,29 +40,29 @@ impl Rule for LsassAccess {
         events: &[EventKind::ProcessAccess],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        let EventData::ProcessAccess(a) = &event.data else {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        let Some(a) = event.process_access() else {
             return;
         };
-        if !ends_with_ignore_case(&a.target_image, "\\lsass.exe") {
+        if !ends_with_ignore_case(a.target_image(), "\\lsass.exe") {
             return;
         }
         let Some(mask) = a.granted_access_mask() else {
             return;
         };
-        if mask & PROCESS_VM_READ == 0 || is_benign_source(&a.source_image) {
+        if mask & PROCESS_VM_READ == 0 || is_benign_source(a.source_image()) {
             return;
         }
         let d = out
             .detect("LSASS memory opened for reading")
-            .field("SourceImage", &a.source_image)
-            .field("TargetImage", &a.target_image)
-            .field("GrantedAccess", &a.granted_access);
-        if !a.source_user.is_empty() {
-            d.field("SourceUser", &a.source_user);
+            .field("SourceImage", a.source_image())
+            .field("TargetImage", a.target_image())
+            .field("GrantedAccess", a.granted_access());
+        if !a.source_user().is_empty() {
+            d.field("SourceUser", a.source_user());
         }
-        if !a.call_trace.is_empty() {
-            d.field("CallTrace", &a.call_trace);
+        if !a.call_trace().is_empty() {
+            d.field("CallTrace", a.call_trace());
         }
     }
 }

@@ -145,14 +145,14 @@ impl Rule for MassRename {
         events: &[EventKind::FileRename],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        let EventData::FileRename(r) = &event.data else {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        let Some(r) = event.file_rename() else {
             return;
         };
-        let now = event.timestamp;
+        let now = event.timestamp();
         let key = Key {
-            host: fnv1a_ignore_case(&event.host),
-            pid: event.pid,
+            host: fnv1a_ignore_case(event.host()),
+            pid: event.pid(),
         };
         self.since_sweep += 1;
         if self.since_sweep >= SWEEP_EVERY {
@@ -170,12 +170,12 @@ impl Rule for MassRename {
         }
         track.fired = true;
         out.detect("One process renamed many files in a short window")
-            .field("Image", &r.image)
-            .field("ProcessId", &format!("{}", event.pid))
+            .field("Image", r.image())
+            .field("ProcessId", &format!("{}", event.pid()))
             .field("Renames", &format!("{THRESHOLD}"))
             .field("WindowMs", &format!("{span}"))
-            .field("SourceFilename", &r.source_filename)
-            .field("TargetFilename", &r.target_filename);
+            .field("SourceFilename", r.source_filename())
+            .field("TargetFilename", r.target_filename());
     }
 }
 

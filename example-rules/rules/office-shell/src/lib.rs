@@ -35,19 +35,19 @@ impl Rule for OfficeShell {
         events: &[EventKind::ProcessStart],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        let EventData::ProcessStart(p) = &event.data else {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        let Some(p) = event.process_start() else {
             return;
         };
         if OFFICE
             .iter()
-            .any(|o| ends_with_ignore_case(&p.parent_image, o))
-            && SHELLS.iter().any(|s| ends_with_ignore_case(&p.image, s))
+            .any(|o| ends_with_ignore_case(p.parent_image(), o))
+            && SHELLS.iter().any(|s| ends_with_ignore_case(p.image(), s))
         {
             out.detect("Office application spawned a shell")
-                .field("ParentImage", &p.parent_image)
-                .field("Image", &p.image)
-                .field("CommandLine", &p.command_line);
+                .field("ParentImage", p.parent_image())
+                .field("Image", p.image())
+                .field("CommandLine", p.command_line());
         }
     }
 }

@@ -63,18 +63,18 @@ impl Rule for RunKey {
         events: &[EventKind::RegistrySet],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        let EventData::RegistrySet(r) = &event.data else {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        let (EventKind::RegistrySet, Some(r)) = (event.kind(), event.registry()) else {
             return;
         };
-        let Some(run) = parse_run_value(&r.target_object) else {
+        let Some(run) = parse_run_value(r.target_object()) else {
             return;
         };
         let d = out
             .detect("Run / RunOnce registry key written")
-            .field("TargetObject", &r.target_object)
-            .field("Details", &r.details)
-            .field("Image", &r.image)
+            .field("TargetObject", r.target_object())
+            .field("Details", r.details())
+            .field("Image", r.image())
             .field(
                 "Hive",
                 match run.hive {

@@ -37,30 +37,30 @@ impl Rule for ScriptHostNetwork {
         events: &[EventKind::NetworkConnect],
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
-        let EventData::NetworkConnect(n) = &event.data else {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
+        let Some(n) = event.network() else {
             return;
         };
-        if !n.initiated
-            || n.destination_port == 0
-            || WEB_PORTS.contains(&n.destination_port)
-            || is_loopback(&n.destination_ip)
-            || eq_ignore_case(&n.destination_hostname, "localhost")
+        if !n.initiated()
+            || n.destination_port() == 0
+            || WEB_PORTS.contains(&n.destination_port())
+            || is_loopback(n.destination_ip())
+            || eq_ignore_case(n.destination_hostname(), "localhost")
             || !SCRIPT_HOSTS
                 .iter()
-                .any(|h| ends_with_ignore_case(&n.image, h))
+                .any(|h| ends_with_ignore_case(n.image(), h))
         {
             return;
         }
         let mut port = [0u8; 5];
         let d = out
             .detect("Script host connected out on an unusual port")
-            .field("Image", &n.image)
-            .field("DestinationIp", &n.destination_ip)
-            .field("DestinationPort", decimal(n.destination_port, &mut port))
-            .field("Protocol", &n.protocol);
-        if !n.destination_hostname.is_empty() {
-            d.field("DestinationHostname", &n.destination_hostname);
+            .field("Image", n.image())
+            .field("DestinationIp", n.destination_ip())
+            .field("DestinationPort", decimal(n.destination_port(), &mut port))
+            .field("Protocol", n.protocol());
+        if !n.destination_hostname().is_empty() {
+            d.field("DestinationHostname", n.destination_hostname());
         }
     }
 }

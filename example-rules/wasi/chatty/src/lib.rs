@@ -27,22 +27,22 @@ impl Rule for Chatty {
         events: EventKind::ALL,
     };
 
-    fn on_event(&mut self, event: &Event<'_>, out: &mut Detections) {
+    fn on_event(&mut self, event: &EventView<'_>, out: &mut Detections) {
         self.seen += 1;
         println!(
             "chatty: event #{} on {}: {} by pid {}",
             self.seen,
-            event.host,
+            event.host(),
             event.kind(),
-            event.pid
+            event.pid()
         );
-        if let EventData::ProcessStart(p) = &event.data
-            && ends_with_ignore_case(&p.image, "\\whoami.exe")
+        if let Some(p) = event.process_start()
+            && ends_with_ignore_case(p.image(), "\\whoami.exe")
         {
             out.detect("whoami.exe started")
-                .field("Image", &p.image)
-                .field("CommandLine", &p.command_line)
-                .field("User", &p.user);
+                .field("Image", p.image())
+                .field("CommandLine", p.command_line())
+                .field("User", p.user());
         }
     }
 }
