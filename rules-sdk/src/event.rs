@@ -140,8 +140,8 @@ macro_rules! event_body {
 
             fn write_slots(&self, w: &mut Writer<'_>) -> Result<(), WireError> {
                 $( w.text(&self.$tfield)?; )*
-                $($( w.int(u64::from(self.$ifield)); )*)?
-                $($( w.int(u64::from(self.$bfield)); )*)?
+                $($( w.int(u32::from(self.$ifield)); )*)?
+                $($( w.int(u32::from(self.$bfield)); )*)?
                 Ok(())
             }
 

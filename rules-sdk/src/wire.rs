@@ -15,16 +15,19 @@
 //!       6  u16           reserved, 0
 //!       8  u64           timestamp (ms since the Unix epoch)
 //!      16  u32           pid
-//!      20  u32 + u32     host: offset, length of its text
-//!      28  8 × slots     one slot per body field, in the body's declaration order (text fields,
-//!                        then numbers, then flags): text = offset u32 + length u32;
-//!                        number = u64; flag = u64 0 or 1
-//!       …  16 × extras   name offset, name length, value offset, value length (u32 each)
-//!       …  bytes         the text heap: every string, UTF-8, not terminated
+//!      20  u32           end of the host name's text
+//!      24  4 × slots     one slot per body field, in the body's declaration order (text fields,
+//!                        then numbers, then flags): text = end offset of its text;
+//!                        number = u32; flag = u32 0 or 1
+//!       …  8 × extras    end of the name's text, end of the value's text
+//!       …  bytes         the text heap: host name, body texts in slot order, then each extra's
+//!                        name and value; UTF-8, not terminated
 //! ```
 //!
-//! Every integer is little-endian; every offset counts from the start of the buffer. Nothing is
-//! aligned, so the reader never depends on where the host placed the buffer.
+//! Texts are stored back to back in the heap, so each is located by its end offset alone: it starts
+//! where the previous text ends (the host name starts the heap, right after the tables). Every
+//! integer is little-endian; every offset counts from the start of the buffer. Nothing is aligned, so
+//! the reader never depends on where the host placed the buffer.
 //!
 //! A field whose offset or length points outside the buffer, or whose bytes are not UTF-8, reads as
 //! empty text: the host never writes one ([`EventView::check`] finds them, for tools and fuzzing).
@@ -40,13 +43,13 @@ use crate::kind::EventKind;
 pub const WIRE_VERSION: u8 = 2;
 
 /// Size of the fixed header, before the slot table.
-pub const HEADER_LEN: usize = 28;
+pub const HEADER_LEN: usize = 24;
 
 /// Size of one body slot.
-pub const SLOT_LEN: usize = 8;
+pub const SLOT_LEN: usize = 4;
 
 /// Size of one extra-field entry.
-pub const EXTRA_LEN: usize = 16;
+pub const EXTRA_LEN: usize = 8;
 
 /// The most text fields any body has; the view remembers each one it has read, so a rule that reads
 /// a field again (in a loop, say) does not check its bytes again.
@@ -211,6 +214,8 @@ pub struct EventView<'e> {
     kind: EventKind,
     layout: &'static BodyLayout,
     extras: usize,
+    /// Where the text heap starts (the end of the tables).
+    heap: usize,
     /// Body texts already read: `Some` once slot `i` has been checked.
     texts: [Cell<Option<&'e str>>; MAX_TEXTS],
 }
@@ -261,10 +266,10 @@ impl<'e> EventView<'e> {
         if u16_at(bytes, 6) != 0 {
             return Err(WireError::Reserved);
         }
-        let needed = HEADER_LEN + slots * SLOT_LEN + extras * EXTRA_LEN;
-        if bytes.len() < needed {
+        let heap = HEADER_LEN + slots * SLOT_LEN + extras * EXTRA_LEN;
+        if bytes.len() < heap {
             return Err(WireError::Truncated {
-                needed,
+                needed: heap,
                 len: bytes.len(),
             });
         }
@@ -273,6 +278,7 @@ impl<'e> EventView<'e> {
             kind,
             layout,
             extras,
+            heap,
             texts: [const { Cell::new(None) }; MAX_TEXTS],
         })
     }
@@ -308,21 +314,59 @@ impl<'e> EventView<'e> {
     /// The host the event happened on.
     #[inline]
     pub fn host(&self) -> &'e str {
-        self.text_ref(20).unwrap_or("")
+        self.text_in(self.heap, self.end_at(20)).unwrap_or("")
     }
 
-    /// The text at the (offset, length) pair stored at `at`; `None` if it is out of bounds or not UTF-8.
+    /// The end offset stored at `at`.
     #[inline]
-    fn text_ref(&self, at: usize) -> Option<&'e str> {
-        let off = u32_at(self.bytes, at) as usize;
-        let len = u32_at(self.bytes, at + 4) as usize;
-        let raw = self.bytes.get(off..off.checked_add(len)?)?;
-        core::str::from_utf8(raw).ok()
+    fn end_at(&self, at: usize) -> usize {
+        u32_at(self.bytes, at) as usize
+    }
+
+    /// The text `start..end`; `None` if the range is reversed or out of bounds, or not UTF-8.
+    #[inline]
+    fn text_in(&self, start: usize, end: usize) -> Option<&'e str> {
+        core::str::from_utf8(self.raw_in(start, end)?).ok()
+    }
+
+    #[inline]
+    fn raw_in(&self, start: usize, end: usize) -> Option<&'e [u8]> {
+        self.bytes.get(start..end)
     }
 
     #[inline]
     fn slot_at(i: usize) -> usize {
         HEADER_LEN + i * SLOT_LEN
+    }
+
+    /// Where body text `i` (< `layout.texts`) starts: where the previous text ends.
+    #[inline]
+    fn text_start(&self, i: usize) -> usize {
+        if i == 0 {
+            self.end_at(20)
+        } else {
+            self.end_at(Self::slot_at(i - 1))
+        }
+    }
+
+    /// The byte range of body text `i`, as stored (not checked).
+    #[inline]
+    fn text_range(&self, i: usize) -> (usize, usize) {
+        (self.text_start(i), self.end_at(Self::slot_at(i)))
+    }
+
+    /// The byte ranges of extra field `i`'s name and value, as stored (not checked).
+    fn extra_ranges(&self, i: usize) -> ((usize, usize), (usize, usize)) {
+        let at = HEADER_LEN + self.layout.fields.len() * SLOT_LEN + i * EXTRA_LEN;
+        let start = if i > 0 {
+            self.end_at(at - 4)
+        } else if self.layout.texts > 0 {
+            self.end_at(Self::slot_at(self.layout.texts - 1))
+        } else {
+            self.end_at(20)
+        };
+        let name_end = self.end_at(at);
+        ((start, name_end), (name_end, self.end_at(at + 4)))
     }
 
     /// The text in body slot `i` (empty if `i` is not a text slot of this kind).
@@ -338,7 +382,8 @@ impl<'e> EventView<'e> {
         if let Some(text) = cached.get() {
             return text;
         }
-        let text = self.text_ref(Self::slot_at(i)).unwrap_or("");
+        let (start, end) = self.text_range(i);
+        let text = self.text_in(start, end).unwrap_or("");
         cached.set(Some(text));
         text
     }
@@ -350,7 +395,7 @@ impl<'e> EventView<'e> {
         if i >= self.layout.fields.len() {
             return 0;
         }
-        u64_at(self.bytes, Self::slot_at(i))
+        u64::from(u32_at(self.bytes, Self::slot_at(i)))
     }
 
     /// The value of body slot `i`, typed by the layout.
@@ -375,10 +420,10 @@ impl<'e> EventView<'e> {
         if i >= self.extras {
             return None;
         }
-        let at = HEADER_LEN + self.layout.fields.len() * SLOT_LEN + i * EXTRA_LEN;
+        let ((ns, ne), (vs, ve)) = self.extra_ranges(i);
         Some((
-            self.text_ref(at).unwrap_or(""),
-            self.text_ref(at + 8).unwrap_or(""),
+            self.text_in(ns, ne).unwrap_or(""),
+            self.text_in(vs, ve).unwrap_or(""),
         ))
     }
 
@@ -449,21 +494,18 @@ impl<'e> EventView<'e> {
     /// Checks every text (bounds and UTF-8), every flag and the reserved bytes: after `Ok`, the view
     /// reads exactly what [`to_event`](Self::to_event) returns. Rules do not need it; tools do.
     pub fn check(&self) -> Result<(), WireError> {
-        let text = |at: usize, field: &'static str| -> Result<(), WireError> {
-            let off = u32_at(self.bytes, at) as usize;
-            let len = u32_at(self.bytes, at + 4) as usize;
-            let raw = off
-                .checked_add(len)
-                .and_then(|end| self.bytes.get(off..end))
+        let text = |(start, end): (usize, usize), field: &'static str| -> Result<(), WireError> {
+            let raw = self
+                .raw_in(start, end)
                 .ok_or(WireError::OutOfBounds { field })?;
             core::str::from_utf8(raw)
                 .map(|_| ())
                 .map_err(|_| WireError::NotUtf8 { field })
         };
-        text(20, "host")?;
+        text((self.heap, self.end_at(20)), "host")?;
         for (i, name) in self.layout.fields.iter().enumerate() {
             match self.layout.slot_type(i) {
-                SlotType::Text => text(Self::slot_at(i), name)?,
+                SlotType::Text => text(self.text_range(i), name)?,
                 SlotType::Int => {}
                 SlotType::Flag => {
                     if self.int_at(i) > 1 {
@@ -472,10 +514,10 @@ impl<'e> EventView<'e> {
                 }
             }
         }
-        let base = HEADER_LEN + self.layout.fields.len() * SLOT_LEN;
         for i in 0..self.extras {
-            text(base + i * EXTRA_LEN, "extra")?;
-            text(base + i * EXTRA_LEN + 8, "extra")?;
+            let (name, value) = self.extra_ranges(i);
+            text(name, "extra")?;
+            text(value, "extra")?;
         }
         Ok(())
     }
@@ -528,25 +570,27 @@ impl<'b> Writer<'b> {
             base,
             next_slot: 0,
         };
+        // The heap in reading order: host, body texts in slot order (`write_slots` writes the text
+        // slots first), then each extra's name and value.
         w.put_text(base + 20, &event.host)?;
         event.data.write_slots(&mut w)?;
         debug_assert_eq!(w.next_slot, layout.fields.len());
         let extra_base = base + HEADER_LEN + layout.fields.len() * SLOT_LEN;
         for (i, f) in event.extra.iter().enumerate() {
             w.put_text(extra_base + i * EXTRA_LEN, &f.name)?;
-            w.put_text(extra_base + i * EXTRA_LEN + 8, &f.value)?;
+            w.put_text(extra_base + i * EXTRA_LEN + 4, &f.value)?;
         }
         Ok(())
     }
 
-    /// Appends `text` to the heap and writes its (offset, length) at `at`.
+    /// Appends `text` to the heap and writes its end offset at `at`.
     fn put_text(&mut self, at: usize, text: &str) -> Result<(), WireError> {
-        let off = u32::try_from(self.buf.len() - self.base).map_err(|_| WireError::TooLarge)?;
-        let len = u32::try_from(text.len()).map_err(|_| WireError::TooLarge)?;
-        off.checked_add(len).ok_or(WireError::TooLarge)?;
+        let end = (self.buf.len() - self.base)
+            .checked_add(text.len())
+            .and_then(|end| u32::try_from(end).ok())
+            .ok_or(WireError::TooLarge)?;
         self.buf.extend_from_slice(text.as_bytes());
-        self.buf[at..at + 4].copy_from_slice(&off.to_le_bytes());
-        self.buf[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+        self.buf[at..at + 4].copy_from_slice(&end.to_le_bytes());
         Ok(())
     }
 
@@ -563,9 +607,9 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes the next slot as a number (flags are 0 or 1).
-    pub(crate) fn int(&mut self, n: u64) {
+    pub(crate) fn int(&mut self, n: u32) {
         let at = self.slot();
-        self.buf[at..at + 8].copy_from_slice(&n.to_le_bytes());
+        self.buf[at..at + 4].copy_from_slice(&n.to_le_bytes());
     }
 }
 
