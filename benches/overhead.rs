@@ -16,7 +16,9 @@
 //!   resident memory each loaded rule adds;
 //! - one versus two worker threads, each with its own instances;
 //! - applying a 100-rule update: compiling cold versus instantiating from the host's precompiled
-//!   artifacts ([`ModuleCache`]).
+//!   artifacts ([`ModuleCache`]);
+//! - wasmtime's pooling instance allocator against the default: instantiation time for 1,000 rules
+//!   and per-event time.
 
 use std::io::BufReader;
 use std::time::{Duration, Instant};
@@ -58,6 +60,10 @@ struct RawRule {
 impl RawRule {
     fn new(engine: &Engine, bytes: &[u8], fuel: bool, epoch: bool) -> RawRule {
         let module = Module::new(engine, bytes).expect("compiles");
+        RawRule::from_module(engine, &module, fuel, epoch)
+    }
+
+    fn from_module(engine: &Engine, module: &Module, fuel: bool, epoch: bool) -> RawRule {
         let mut store = Store::new(engine, ());
         if fuel {
             store.set_fuel(u64::MAX / 2).expect("fuel on");
@@ -65,8 +71,7 @@ impl RawRule {
         if epoch {
             store.set_epoch_deadline(1 << 40);
         }
-        let instance =
-            Instance::new(&mut store, &module, &[]).expect("a good rule imports nothing");
+        let instance = Instance::new(&mut store, module, &[]).expect("a good rule imports nothing");
         let memory = instance.get_memory(&mut store, "memory").expect("memory");
         let meta: TypedFunc<(), u64> = instance
             .get_typed_func(&mut store, "rulebox_metadata")
@@ -383,5 +388,75 @@ fn main() {
     if !only_criterion {
         threads(&runtime);
         update(&runtime);
+        pooling();
+    }
+}
+
+/// wasmtime's pooling instance allocator against its default (on-demand mmap per instance): time to
+/// instantiate 1,000 rules (the 8 good rules again and again, one store each, as the runtime does),
+/// and per-event time over the demo events once they are loaded. Fuel and epochs on in both.
+fn pooling() {
+    const COPIES: usize = 125;
+    let events = encoded_demo_events();
+    println!(
+        "\ninstance allocator: on-demand (the runtime's) vs pooling, 1,000 rules, fuel and epochs on"
+    );
+    let mut per_event = Vec::new();
+    for pooled in [false, true] {
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if pooled {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            let n = u32::try_from(COPIES * good().len() + 8).expect("small");
+            pool.total_core_instances(n)
+                .total_memories(n)
+                .total_tables(n)
+                .max_memory_size(16 << 20);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = match Engine::new(&config) {
+            Ok(e) => e,
+            Err(e) => {
+                println!("  pooling: engine refused on this machine: {e:#}");
+                continue;
+            }
+        };
+        let modules: Vec<Module> = good()
+            .iter()
+            .map(|a| Module::new(&engine, a.bytes).expect("compiles"))
+            .collect();
+        let start = Instant::now();
+        let mut rules = Vec::with_capacity(COPIES * modules.len());
+        for _ in 0..COPIES {
+            for m in &modules {
+                rules.push(RawRule::from_module(&engine, m, true, true));
+            }
+        }
+        let load = start.elapsed();
+        // Per event over the first 8 rules (one of each), as in the 8-rule set.
+        let set = &mut rules[..modules.len()];
+        let rounds = 2_000;
+        let start = Instant::now();
+        for _ in 0..rounds {
+            for (kind, bytes) in &events {
+                for r in set.iter_mut().filter(|r| r.kinds.contains(*kind)) {
+                    std::hint::black_box(r.call(bytes));
+                }
+            }
+        }
+        let ns = start.elapsed().as_nanos() as f64 / (rounds * events.len()) as f64;
+        per_event.push(ns);
+        println!(
+            "  {:<10} instantiate: {:>8.1} µs per rule; 8-rule set: {:>6.0} ns per event",
+            if pooled { "pooling" } else { "on-demand" },
+            load.as_secs_f64() * 1e6 / rules.len() as f64,
+            ns
+        );
+    }
+    if let [a, b] = per_event[..] {
+        println!("  per-event time, pooling / on-demand: {:.2}", b / a);
     }
 }
