@@ -778,6 +778,48 @@ impl<'e> EventView<'e> {
     }
 }
 
+/// The header fields that [`Event::field`] and [`EventView::field`] answer to by name (the host's
+/// text is only read when asked for: the view checks it on reading).
+pub(crate) struct Header<'v, H: FnOnce() -> &'v str> {
+    pub(crate) kind: EventKind,
+    pub(crate) host: H,
+    pub(crate) pid: u32,
+    pub(crate) timestamp: u64,
+}
+
+/// What a field name means, for both the typed event and the in-place view: the body field `body`
+/// unless it holds its default and an extra field of that name exists (a number that did not parse),
+/// then an extra field, then the header fields `Computer`, `ProcessId` (`SourceProcessId` for a
+/// process access) and `Timestamp`.
+pub(crate) fn resolve_field<'v>(
+    name: &str,
+    body: Option<Value<'v>>,
+    extra: impl FnOnce() -> Option<&'v str>,
+    header: Header<'v, impl FnOnce() -> &'v str>,
+) -> Option<Value<'v>> {
+    match body {
+        Some(Value::Str(s)) if !s.is_empty() => return body,
+        Some(Value::Int(n)) if n != 0 => return body,
+        Some(Value::Bool(true)) => return body,
+        _ => {}
+    }
+    if let Some(value) = extra() {
+        return Some(Value::Str(value));
+    }
+    if body.is_some() {
+        return body;
+    }
+    match name {
+        "Computer" => Some(Value::Str((header.host)())),
+        "ProcessId" => Some(Value::Int(u64::from(header.pid))),
+        "SourceProcessId" if header.kind == EventKind::ProcessAccess => {
+            Some(Value::Int(u64::from(header.pid)))
+        }
+        "Timestamp" => Some(Value::Int(header.timestamp)),
+        _ => None,
+    }
+}
+
 /// One security event: who saw it, when, which process, and the kind-specific body.
 ///
 /// In JSON (rulebox's own event format, one object a line) an event looks like
@@ -831,28 +873,23 @@ impl<'a> Event<'a> {
     /// A body field that holds its default while an extra field of the same name exists (a number that
     /// did not parse) yields the extra field's text, so a rule sees what the source reported.
     pub fn field(&self, name: &str) -> Option<Value<'_>> {
-        let body = self.data.field(name);
-        match body {
-            Some(Value::Str(s)) if !s.is_empty() => return body,
-            Some(Value::Int(n)) if n != 0 => return body,
-            Some(Value::Bool(true)) => return body,
-            _ => {}
-        }
-        if let Some(extra) = self.extra.iter().find(|f| f.name == name) {
-            return Some(Value::Str(&extra.value));
-        }
-        if body.is_some() {
-            return body;
-        }
-        match name {
-            "Computer" => Some(Value::Str(&self.host)),
-            "ProcessId" => Some(Value::Int(u64::from(self.pid))),
-            "SourceProcessId" if self.kind() == EventKind::ProcessAccess => {
-                Some(Value::Int(u64::from(self.pid)))
-            }
-            "Timestamp" => Some(Value::Int(self.timestamp)),
-            _ => None,
-        }
+        let extra = || {
+            self.extra
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| &*f.value)
+        };
+        resolve_field(
+            name,
+            self.data.field(name),
+            extra,
+            Header {
+                kind: self.kind(),
+                host: || &*self.host,
+                pid: self.pid,
+                timestamp: self.timestamp,
+            },
+        )
     }
 
     /// The text of the field named `name`, or `""` when the event has no such text field.

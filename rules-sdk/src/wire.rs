@@ -36,7 +36,7 @@ use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
-use crate::event::{Event, EventData, Field, Value};
+use crate::event::{Event, EventData, Field, Header, Value, resolve_field};
 use crate::kind::EventKind;
 
 /// The format version byte at offset 0 (the same number as the schema version).
@@ -370,9 +370,8 @@ impl<'e> EventView<'e> {
     }
 
     /// The text in body slot `i` (empty if `i` is not a text slot of this kind).
-    #[doc(hidden)]
     #[inline]
-    pub fn text_at(&self, i: usize) -> &'e str {
+    pub(crate) fn text_at(&self, i: usize) -> &'e str {
         if i >= self.layout.texts {
             return "";
         }
@@ -388,10 +387,9 @@ impl<'e> EventView<'e> {
         text
     }
 
-    /// The raw 64-bit value in body slot `i` (0 if `i` is out of range).
-    #[doc(hidden)]
+    /// The number in body slot `i` (0 if `i` is out of range).
     #[inline]
-    pub fn int_at(&self, i: usize) -> u64 {
+    pub(crate) fn int_at(&self, i: usize) -> u64 {
         if i >= self.layout.fields.len() {
             return 0;
         }
@@ -438,40 +436,22 @@ impl<'e> EventView<'e> {
     /// name when there is one.
     pub fn field(&self, name: &str) -> Option<Value<'e>> {
         let body = self.layout.slot(name).and_then(|i| self.slot_value(i));
-        self.resolve(name, body)
-    }
-
-    /// The same as [`field`](Self::field), for a caller that has already looked up the slot of
-    /// `name` in [`layout`](Self::layout) (`slot` is `None` when the body has no such field).
-    pub fn field_at(&self, name: &str, slot: Option<usize>) -> Option<Value<'e>> {
-        let body = slot.and_then(|i| self.slot_value(i));
-        self.resolve(name, body)
-    }
-
-    fn resolve(&self, name: &str, body: Option<Value<'e>>) -> Option<Value<'e>> {
-        match body {
-            Some(Value::Str(s)) if !s.is_empty() => return body,
-            Some(Value::Int(n)) if n != 0 => return body,
-            Some(Value::Bool(true)) => return body,
-            _ => {}
-        }
-        if self.extras > 0
-            && let Some((_, value)) = self.extras().find(|(n, _)| *n == name)
-        {
-            return Some(Value::Str(value));
-        }
-        if body.is_some() {
-            return body;
-        }
-        match name {
-            "Computer" => Some(Value::Str(self.host())),
-            "ProcessId" => Some(Value::Int(u64::from(self.pid()))),
-            "SourceProcessId" if self.kind == EventKind::ProcessAccess => {
-                Some(Value::Int(u64::from(self.pid())))
-            }
-            "Timestamp" => Some(Value::Int(self.timestamp())),
-            _ => None,
-        }
+        let extra = || {
+            self.extras()
+                .find(|(n, _)| *n == name)
+                .map(|(_, value)| value)
+        };
+        resolve_field(
+            name,
+            body,
+            extra,
+            Header {
+                kind: self.kind,
+                host: || self.host(),
+                pid: self.pid(),
+                timestamp: self.timestamp(),
+            },
+        )
     }
 
     /// The text of the field named `name`, or `""` when the event has no such text field.
@@ -614,8 +594,7 @@ impl<'b> Writer<'b> {
 }
 
 /// Finds `name` in `names` at compile time (the body views use it to fix each accessor's slot).
-#[doc(hidden)]
-pub const fn slot_of(names: &[&str], name: &str) -> usize {
+pub(crate) const fn slot_of(names: &[&str], name: &str) -> usize {
     let mut i = 0;
     while i < names.len() {
         let a = names[i].as_bytes();

@@ -1,10 +1,9 @@
 //! Evaluating a [`Program`] on an event.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write as _;
 use core::net::IpAddr;
-
-use alloc::vec::Vec;
 
 use rulebox_sdk::{Event, EventView, Value};
 
