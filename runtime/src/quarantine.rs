@@ -185,7 +185,8 @@ pub struct QuarantineRecord {
     pub message: String,
     /// The WebAssembly backtrace, when the fault was a trap.
     pub backtrace: Option<String>,
-    /// The exact event bytes (postcard, base64) that triggered the fault; none for load-time rejects.
+    /// The exact event bytes (the wire format of `rulebox_sdk::wire`, base64) that triggered the fault;
+    /// none for load-time rejects.
     pub event: Option<String>,
     /// The triggering event as JSON, for people (the bytes above are what replay uses).
     pub event_json: Option<serde_json::Value>,
