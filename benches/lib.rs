@@ -30,7 +30,7 @@ pub fn empty_rule_wat(id: &str) -> String {
         r#"(module
   (memory (export "memory") 2)
   (data (i32.const 1024) "{data}")
-  (func (export "rulebox_abi_version") (result i32) i32.const 1)
+  (func (export "rulebox_abi_version") (result i32) i32.const {abi})
   (func (export "rulebox_metadata") (result i64)
     i64.const {packed})
   (func (export "rulebox_input") (param i32) (result i32)
@@ -41,6 +41,7 @@ pub fn empty_rule_wat(id: &str) -> String {
   (func (export "rulebox_on_event") (param i32) (result i64)
     i64.const 0))"#,
         packed = (u64::try_from(len).expect("small") << 32) | 1024,
+        abi = rulebox_sdk::abi::ABI_VERSION,
     )
 }
 

@@ -21,7 +21,8 @@ use rulebox_runtime::events::{EventReader, parse_json_line};
 use rulebox_runtime::{LoadedRule, QuarantineRecord, Runtime, RuntimeConfig};
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION, pack};
 use rulebox_sdk::{
-    Detection, Event, EventData, EventKind, EventKinds, EventView, RuleMetadata, Severity,
+    Detection, Detections, Event, EventData, EventKind, EventKinds, EventView, RuleMetadata,
+    Severity,
 };
 
 /// A runtime with small budgets, so that a generated endless loop ends quickly.
@@ -318,21 +319,58 @@ fn echo_rule() -> &'static rulebox_runtime::CompiledRule {
 }
 
 /// Target: decode a rule's result from arbitrary bytes, directly and through the host's checks
-/// after a real call.
-pub fn decode_result(data: &[u8]) {
-    let _ = postcard::from_bytes::<Vec<Detection<'_>>>(data);
+/// after a real call. Returns whether the direct decode accepted the bytes.
+pub fn decode_result(data: &[u8]) -> bool {
+    let decoded = rulebox_sdk::decode_result(data, "fuzz-rule", 64);
+    let accepted = decoded.is_ok();
+    let direct: Option<Vec<_>> = decoded
+        .as_ref()
+        .ok()
+        .map(|list| list.iter().cloned().map(Detection::into_owned).collect());
+    if let Ok(list) = decoded {
+        // What decodes is within every cap, and writing it again gives the same bytes.
+        let mut again = Detections::new("fuzz-rule", Severity::Low);
+        for d in &list {
+            assert!(d.title.len() <= rulebox_sdk::abi::MAX_TITLE_BYTES);
+            assert!(d.fields.len() <= rulebox_sdk::abi::MAX_FIELDS);
+            let b = again.detect(&d.title);
+            b.severity(d.severity);
+            for f in &d.fields {
+                b.field(&f.name, &f.value);
+            }
+        }
+        assert_eq!(
+            again.as_bytes(),
+            data,
+            "decoded result re-encodes to other bytes"
+        );
+    }
     if data.len() > 128 << 10 {
-        return;
+        return accepted;
     }
     let bytes = data.to_vec();
     let rt = runtime().clone();
     runtime().run_sandboxed(move |thread| {
         let mut rule = LoadedRule::load(&rt, thread, echo_rule()).expect("echo rule loads");
         let mut out = Vec::new();
-        if rule.evaluate(&bytes, &mut out).is_ok() {
+        let result = rule.evaluate(&bytes, &mut out);
+        if result.is_ok() {
             let max = usize::try_from(rule.limits().max_detections).unwrap_or(usize::MAX);
             assert!(out.len() <= max, "more detections than the cap");
             assert!(out.iter().all(|d| d.rule_id == "fuzz-rule"));
         }
+        // The host, after a real call, agrees with the direct decode (an empty result is "none").
+        let max_result = usize::try_from(rule.limits().max_result_bytes).unwrap_or(usize::MAX);
+        if !bytes.is_empty() && bytes.len() <= max_result && rule.limits().max_detections == 64 {
+            assert_eq!(
+                result.is_ok(),
+                direct.is_some(),
+                "host and decoder disagree"
+            );
+            if let Some(list) = direct {
+                assert_eq!(out, list, "host decoded other detections");
+            }
+        }
     });
+    accepted
 }

@@ -1,4 +1,4 @@
-//! The host/guest contract (ABI version 1). `docs/abi.md` in the repository is the same text with more
+//! The host/guest contract (ABI version 2). `docs/abi.md` in the repository is the same text with more
 //! background; the two must agree.
 //!
 //! # Exports a rule module provides
@@ -21,7 +21,7 @@
 //! ```text
 //!  host                                     guest linear memory (owned by the guest)
 //!  ────                                     ───────────────────────────────────────────────
-//!  load:  rulebox_abi_version() == 1 ?
+//!  load:  rulebox_abi_version() == 2 ?
 //!         rulebox_metadata() ──────────────► [ postcard RuleMetadata ]  (ptr, len) checked by host
 //!  per event:
 //!         encode Event once (crate::wire)
@@ -30,13 +30,39 @@
 //!         r = rulebox_on_event(n)
 //!           r == 0          no detections
 //!           r == u64::MAX   the guest could not decode the event (schema mismatch)
-//!           else (ptr,len) ─────────────────► [ postcard Vec<Detection> (len bytes) ]
-//!         host checks ptr+len ≤ memory size, len ≤ its result cap, decodes, checks every detection
+//!           else (ptr,len) ─────────────────► [ detections in the result format (len bytes) ]
+//!         host checks ptr+len ≤ memory size, len ≤ its result cap, then every count, length,
+//!         cap and text of the result (crate::decode_result)
 //! ```
 //!
 //! The host never trusts a pointer or length from the guest: every one is bounds-checked against the
 //! memory's current size and the host's own caps before a byte is read, and a result that does not
 //! decode, is too large, or names another rule's id quarantines the rule.
+//!
+//! # The result format
+//!
+//! A rule's detections for one event are written by [`Detections`](crate::Detections) straight into
+//! one byte buffer, and that buffer is what `rulebox_on_event` points the host at: no allocation per
+//! detection in the guest and no second encoding step. All integers are little-endian.
+//!
+//! ```text
+//!  result    := count: u32 (≥ 1)   detection × count          (nothing after the last one)
+//!  detection := severity: u8 (0 informational … 4 critical)
+//!               field count: u8 (≤ MAX_FIELDS = 64)
+//!               title length: u16 (≤ MAX_TITLE_BYTES = 1,024)   title: UTF-8
+//!               field × field count
+//!  field     := name length: u16 (≤ MAX_FIELD_NAME_BYTES = 128)
+//!               value length: u16 (≤ MAX_FIELD_VALUE_BYTES = 8,192)
+//!               name: UTF-8   value: UTF-8
+//! ```
+//!
+//! The rule id is not in the result: the host knows which rule it called, so a rule cannot report
+//! under another rule's name. `Detections` keeps every text within the caps (it cuts an over-long
+//! text at a character boundary and ends it with [`TRUNCATED_MARK`](crate::TRUNCATED_MARK), and drops
+//! fields past the 64th), so an attacker who feeds a rule a 30 KB command line cannot get the rule
+//! quarantined for reporting it. The host reads the result with
+//! [`decode_result`](crate::decode_result), which checks every count, length, cap and text before it
+//! believes a byte, and quarantines a rule whose result fails any check.
 //!
 //! # Imports a rule module may use
 //!
@@ -47,8 +73,19 @@
 //!
 //! A plain rule imports nothing. Any other import makes the host refuse the module at load.
 
-/// The ABI version this SDK implements; the host refuses modules reporting another.
-pub const ABI_VERSION: u32 = 1;
+/// The ABI version this SDK implements; the host refuses modules reporting another. Version 1
+/// returned detections as a postcard list; version 2 returns them in the result format of
+/// [`Detections`](crate::Detections), written in place by the guest.
+pub const ABI_VERSION: u32 = 2;
+
+/// Longest detection title, in bytes.
+pub const MAX_TITLE_BYTES: usize = 1024;
+/// Most matched fields in one detection.
+pub const MAX_FIELDS: usize = 64;
+/// Longest matched-field name, in bytes.
+pub const MAX_FIELD_NAME_BYTES: usize = 128;
+/// Longest matched-field value, in bytes.
+pub const MAX_FIELD_VALUE_BYTES: usize = 8192;
 
 /// The version of the event schema (the wire layout of [`crate::wire`], which the body field lists of
 /// [`Event`](crate::Event) define). A module built against another schema is refused at load, before
@@ -139,7 +176,8 @@ pub mod __private {
     struct Guest<R> {
         rule: R,
         input: Vec<u8>,
-        output: Vec<u8>,
+        /// The metadata, encoded once.
+        metadata: Vec<u8>,
         detections: Detections,
     }
 
@@ -172,7 +210,7 @@ pub mod __private {
             let guest = slot.get_or_insert_with(|| Guest {
                 rule: R::default(),
                 input: Vec::new(),
-                output: Vec::new(),
+                metadata: Vec::new(),
                 detections: Detections::new(R::META.id, R::META.severity),
             });
             f(guest)
@@ -182,12 +220,12 @@ pub mod __private {
         pub fn metadata(&self) -> u64 {
             self.with(|g| {
                 let meta = RuleMetadata::from_meta(&R::META);
-                g.output.clear();
-                match postcard::to_extend(&meta, core::mem::take(&mut g.output)) {
-                    Ok(out) => g.output = out,
+                g.metadata.clear();
+                match postcard::to_extend(&meta, core::mem::take(&mut g.metadata)) {
+                    Ok(out) => g.metadata = out,
                     Err(_) => return 0,
                 }
-                pack(ptr_of(&g.output), g.output.len() as u32)
+                pack(ptr_of(&g.metadata), g.metadata.len() as u32)
             })
         }
 
@@ -208,8 +246,8 @@ pub mod __private {
                 let Guest {
                     rule,
                     input,
-                    output,
                     detections,
+                    ..
                 } = g;
                 let Some(bytes) = input.get(..len as usize) else {
                     return RESULT_UNDECODABLE_EVENT;
@@ -222,13 +260,8 @@ pub mod __private {
                 if detections.is_empty() {
                     return RESULT_NONE;
                 }
-                output.clear();
-                match postcard::to_extend(detections.as_slice(), core::mem::take(output)) {
-                    Ok(out) => *output = out,
-                    // Only an allocation failure can get here; say so rather than blame the event.
-                    Err(e) => panic!("rulebox-sdk: could not encode the detections: {e}"),
-                }
-                pack(ptr_of(output), output.len() as u32)
+                let result = detections.as_bytes();
+                pack(ptr_of(result), result.len() as u32)
             })
         }
     }

@@ -102,7 +102,9 @@ mod matching;
 mod rule;
 pub mod wire;
 
-pub use detection::{Detection, Detections, Severity};
+pub use detection::{
+    Detection, DetectionBuilder, Detections, ResultError, Severity, TRUNCATED_MARK, decode_result,
+};
 pub use event::{
     DnsQuery, DnsQueryView, Event, EventData, Field, FileEvent, FileEventView, FileRename,
     FileRenameView, ImageLoad, ImageLoadView, NetworkConnect, NetworkConnectView, OtherEvent,

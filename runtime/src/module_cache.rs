@@ -260,10 +260,11 @@ mod tests {
             r#"(module
               (memory (export "memory") 1)
               (data (i32.const 16) "{data}")
-              (func (export "rulebox_abi_version") (result i32) i32.const 1)
+              (func (export "rulebox_abi_version") (result i32) i32.const {abi})
               (func (export "rulebox_metadata") (result i64) i64.const {packed})
               (func (export "rulebox_input") (param i32) (result i32) i32.const 1024)
-              (func (export "rulebox_on_event") (param i32) (result i64) i64.const 0))"#
+              (func (export "rulebox_on_event") (param i32) (result i64) i64.const 0))"#,
+            abi = rulebox_sdk::abi::ABI_VERSION,
         ))
         .unwrap()
     }

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use rulebox_sdk::abi::{self, exports};
-use rulebox_sdk::{Detection, RuleMetadata};
+use rulebox_sdk::{Detection, ResultError, RuleMetadata};
 use wasmtime::{Memory, Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::config::Limits;
@@ -17,11 +17,6 @@ use crate::runtime::{Runtime, SandboxThread};
 
 /// Largest metadata a rule may return.
 const MAX_METADATA_BYTES: u32 = 4096;
-/// Caps on what a detection may carry.
-const MAX_TITLE: usize = 1024;
-const MAX_FIELDS: usize = 64;
-const MAX_FIELD_NAME: usize = 128;
-const MAX_FIELD_VALUE: usize = 8192;
 
 /// Longest trap message or backtrace kept (function names come from the module: untrusted).
 const MAX_REPORT_TEXT: usize = 16 << 10;
@@ -652,51 +647,19 @@ impl LoadedRule {
             self.limits.max_result_bytes,
         )
         .map_err(|m| malformed(format!("result {m}")))?;
-        let (list, rest) = postcard::take_from_bytes::<Vec<Detection<'_>>>(bytes).map_err(|e| {
-            malformed(format!(
-                "result does not decode as a list of detections: {e}"
-            ))
-        })?;
-        if !rest.is_empty() {
-            return Err(malformed(format!(
-                "{} trailing bytes after the detections",
-                rest.len()
-            )));
-        }
-        let max = usize::try_from(self.limits.max_detections).unwrap_or(usize::MAX);
-        if list.len() > max {
-            return Err(Fault {
-                reason: Reason::OversizedResult,
-                message: format!("{} detections for one event; the cap is {max}", list.len()),
-                backtrace: None,
-            });
-        }
-        for d in &list {
-            if d.rule_id != self.info.id {
-                return Err(malformed(format!(
-                    "detection claims rule id `{}`; this rule is `{}`",
-                    d.rule_id.escape_debug(),
-                    self.info.id
-                )));
-            }
-            if d.title.len() > MAX_TITLE || d.fields.len() > MAX_FIELDS {
-                return Err(malformed(format!(
-                    "detection title of {} bytes or {} fields is over the caps ({MAX_TITLE}, {MAX_FIELDS})",
-                    d.title.len(),
-                    d.fields.len()
-                )));
-            }
-            if let Some(f) = d
-                .fields
-                .iter()
-                .find(|f| f.name.len() > MAX_FIELD_NAME || f.value.len() > MAX_FIELD_VALUE)
-            {
-                return Err(malformed(format!(
-                    "matched field `{}` is over the caps ({MAX_FIELD_NAME} bytes of name, {MAX_FIELD_VALUE} of value)",
-                    f.name.get(..32).unwrap_or("?")
-                )));
-            }
-        }
+        // Every count, length, cap and text is checked before anything is kept; a result that
+        // fails adds nothing to `out`.
+        let list = rulebox_sdk::decode_result(bytes, &self.info.id, self.limits.max_detections)
+            .map_err(|e| match e {
+                ResultError::TooMany { .. } => Fault {
+                    reason: Reason::OversizedResult,
+                    message: e.to_string(),
+                    backtrace: None,
+                },
+                e => malformed(format!(
+                    "result does not decode as a list of detections: {e}"
+                )),
+            })?;
         out.extend(list.into_iter().map(Detection::into_owned));
         Ok(())
     }

@@ -90,4 +90,31 @@ fn fuzz_smoke_decode_result() {
     for input in inputs(5, 150, 512) {
         fuzz::decode_result(&input);
     }
+    // Structured inputs too: real results with bytes flipped, so that both verdicts occur (random
+    // bytes almost never decode).
+    let mut list = rulebox_sdk::Detections::new("fuzz-rule", rulebox_sdk::Severity::Low);
+    list.detect("first")
+        .field("Image", "C:\\a.exe")
+        .field("Ünï", "välue");
+    list.detect("second");
+    let good = list.as_bytes().to_vec();
+    assert!(fuzz::decode_result(&good), "a real result decodes");
+    let (mut accepted, mut refused) = (0, 0);
+    for (i, flip) in inputs(6, 300, 2).into_iter().enumerate() {
+        let mut bytes = good.clone();
+        for b in flip {
+            let at = (usize::from(b) + i) % bytes.len();
+            bytes[at] = bytes[at].wrapping_add(b | 1);
+        }
+        if fuzz::decode_result(&bytes) {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    eprintln!("fuzz_smoke_decode_result: {accepted} flipped results accepted, {refused} refused");
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
 }

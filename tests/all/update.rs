@@ -1,12 +1,10 @@
 //! Hot update of a rule set: only the changed rule is replaced, the others keep their state, and a new
 //! version that is quarantined gives way to the version it replaced, on the same event.
 
-use std::borrow::Cow;
-
 use rulebox_example_artifacts::{ALL, ArtifactKind};
 use rulebox_runtime::{Alert, RuleSet, Upsert};
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION, pack};
-use rulebox_sdk::{Detection, EventKind, EventKinds, RuleMetadata, Severity};
+use rulebox_sdk::{Detections, EventKind, EventKinds, RuleMetadata, Severity};
 
 use crate::common::{process, runtime};
 
@@ -28,13 +26,9 @@ fn wat_rule(id: &str, version: &str, title: Option<&str>) -> Vec<u8> {
     .unwrap();
     let body = match title {
         Some(title) => {
-            let result = postcard::to_allocvec(&vec![Detection {
-                rule_id: Cow::Borrowed(id),
-                title: Cow::Borrowed(title),
-                severity: Severity::Medium,
-                fields: vec![],
-            }])
-            .unwrap();
+            let mut list = Detections::new("unused", Severity::Medium);
+            list.detect(title);
+            let result = list.as_bytes().to_vec();
             format!(
                 r#"(data (i32.const 2048) "{}") (func (export "rulebox_on_event") (param i32) (result i64) i64.const {})"#,
                 escape(&result),
@@ -129,7 +123,7 @@ fn a_new_version_that_does_not_load_leaves_the_old_one_running() {
     });
 }
 
-/// Rewrites the module so `rulebox_abi_version` returns 9 instead of 1 (`i32.const 1` is `41 01`
+/// Rewrites the module so `rulebox_abi_version` returns 9 instead of `ABI_VERSION` (`i32.const 2` is `41 02`
 /// followed by `0b` in that function body, the only such sequence in this small module).
 fn patch_abi_version(bytes: &mut [u8]) {
     let pos = bytes

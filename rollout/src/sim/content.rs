@@ -12,7 +12,7 @@ use rulebox_release::{
 };
 use rulebox_runtime::content::{CustomerPolicy, POLICY_FORMAT, PolicyMode, Signed};
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION, pack};
-use rulebox_sdk::{Detection, EventKinds, RuleMetadata, Severity};
+use rulebox_sdk::{Detections, EventKinds, RuleMetadata, Severity};
 use sha2::{Digest, Sha256};
 
 use super::{Scenario, SimError};
@@ -41,15 +41,10 @@ pub fn storm_rule() -> Result<Vec<u8>, SimError> {
         severity: Severity::Low,
         subscriptions: EventKinds::all(),
     };
-    let detections = vec![Detection {
-        rule_id: Cow::Borrowed(STORM_RULE_ID),
-        title: Cow::Borrowed("suspicious activity"),
-        severity: Severity::Low,
-        fields: Vec::new(),
-    }];
+    let mut list = Detections::new(STORM_RULE_ID, Severity::Low);
+    list.detect("suspicious activity");
+    let detections = list.as_bytes();
     let meta = postcard::to_allocvec(&meta).map_err(|e| SimError::Content(e.to_string()))?;
-    let detections =
-        postcard::to_allocvec(&detections).map_err(|e| SimError::Content(e.to_string()))?;
     let escape = |b: &[u8]| b.iter().map(|b| format!("\\{b:02x}")).collect::<String>();
     let len = |b: &[u8]| u32::try_from(b.len()).unwrap_or(u32::MAX);
     let text = format!(
@@ -64,9 +59,9 @@ pub fn storm_rule() -> Result<Vec<u8>, SimError> {
       (then (i32.const 0)) (else (i32.const 65536))))
   (func (export "rulebox_on_event") (param i32) (result i64) i64.const {det_packed}))"#,
         meta = escape(&meta),
-        det = escape(&detections),
+        det = escape(detections),
         meta_packed = pack(1024, len(&meta)).cast_signed(),
-        det_packed = pack(4096, len(&detections)).cast_signed(),
+        det_packed = pack(4096, len(detections)).cast_signed(),
     );
     wat::parse_str(&text).map_err(|e| SimError::Content(e.to_string()))
 }

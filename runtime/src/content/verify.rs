@@ -1142,7 +1142,7 @@ mod tests {
         let (dir, root, manifest) = setup();
         type Change = Box<dyn Fn(&mut Manifest)>;
         let cases: Vec<(Change, &str)> = vec![
-            (Box::new(|m| m.abi_version = 2), "ABI version 2"),
+            (Box::new(|m| m.abi_version = 99), "ABI version 99"),
             (Box::new(|m| m.schema_versions = vec![7, 9]), "[7, 9]"),
             (
                 Box::new(|m| m.min_runtime = "99.0.0".into()),
@@ -1158,8 +1158,8 @@ mod tests {
             let err = verify(dir.path(), &root, None).unwrap_err();
             assert!(err.to_string().contains(text), "{text}: {err}");
             match text {
-                "ABI version 2" => {
-                    assert!(matches!(err, BundleError::UnsupportedAbi { found: 2, .. }))
+                "ABI version 99" => {
+                    assert!(matches!(err, BundleError::UnsupportedAbi { found: 99, .. }))
                 }
                 "[7, 9]" => assert!(matches!(err, BundleError::UnsupportedSchema { .. })),
                 "99.0.0 or later" => assert!(matches!(err, BundleError::RuntimeTooOld { .. })),

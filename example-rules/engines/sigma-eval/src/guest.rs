@@ -39,7 +39,6 @@ struct State {
     eval: Evaluator,
     metadata: Vec<u8>,
     input: Vec<u8>,
-    output: Vec<u8>,
     detections: Detections,
 }
 
@@ -87,7 +86,6 @@ fn load() -> Option<State> {
         eval: Evaluator::new(program),
         metadata,
         input: Vec::new(),
-        output: Vec::new(),
         detections,
     })
 }
@@ -135,7 +133,6 @@ extern "C" fn rulebox_on_event(len: u32) -> u64 {
             let State {
                 eval,
                 input,
-                output,
                 detections,
                 ..
             } = s;
@@ -150,12 +147,8 @@ extern "C" fn rulebox_on_event(len: u32) -> u64 {
             }
             detections.clear();
             detections.detect(&eval.program().title);
-            output.clear();
-            match postcard::to_extend(detections.as_slice(), core::mem::take(output)) {
-                Ok(out) => *output = out,
-                Err(e) => panic!("rulebox-sigma-eval: could not encode the detection: {e}"),
-            }
-            pack(output.as_ptr() as u32, output.len() as u32)
+            let result = detections.as_bytes();
+            pack(result.as_ptr() as u32, result.len() as u32)
         },
         abi::RESULT_UNDECODABLE_EVENT,
     )

@@ -4,8 +4,9 @@
 //! `rulebox_metadata`, `rulebox_input`, `rulebox_on_event`, with the names and signatures of
 //! [`rulebox_sdk::abi`]). Its metadata is valid (the SDK's [`RuleMetadata::from_meta`](rulebox_sdk::RuleMetadata::from_meta), encoded with
 //! postcard) and it accepts events like any rule, but `rulebox_on_event` returns a packed `(ptr, len)`
-//! of [`GARBAGE`]: 64 bytes of `0xFF`, in bounds of its memory but not a postcard `Vec<Detection>`
-//! (the leading length varint never ends). The host must reject the result and quarantine the rule.
+//! of [`GARBAGE`]: 64 bytes of `0xFF`, in bounds of its memory but not a result in the format of
+//! [`rulebox_sdk::abi`] (it claims 4,294,967,295 detections in 64 bytes). The host must reject the
+//! result and quarantine the rule.
 //!
 //! The exports exist in the `wasm32` build only (`#[cfg(target_arch = "wasm32")]`); natively the crate
 //! is just the metadata and the garbage, which the tests check really does not decode.
@@ -26,7 +27,7 @@ pub const META: RuleMeta = RuleMeta {
     events: &[EventKind::ProcessStart],
 };
 
-/// What `rulebox_on_event` points the host at: not postcard.
+/// What `rulebox_on_event` points the host at: not a result.
 pub static GARBAGE: [u8; 64] = [0xFF; 64];
 
 #[cfg(target_arch = "wasm32")]
@@ -125,7 +126,16 @@ mod tests {
 
     #[test]
     fn garbage_does_not_decode_as_detections() {
-        let decoded: Result<Vec<Detection<'_>>, _> = postcard::from_bytes(&GARBAGE);
-        assert!(decoded.is_err());
+        let decoded = rulebox_sdk::decode_result(&GARBAGE, META.id, u32::MAX);
+        assert!(
+            matches!(
+                decoded,
+                Err(rulebox_sdk::ResultError::BadCount {
+                    count: u32::MAX,
+                    len: 64
+                })
+            ),
+            "{decoded:?}"
+        );
     }
 }
