@@ -343,30 +343,98 @@ const MIN_DETECTION: usize = 4;
 /// Reads a result in the format of [`crate::abi`], trusting nothing: every length is checked
 /// against the bytes and its cap, every text is checked as UTF-8, the count against `max_detections`
 /// (before anything is allocated), and nothing may follow the last detection. Each detection is
-/// given `rule_id`, which the format does not carry.
+/// given `rule_id`, which the format does not carry. Built on [`ResultReader`].
 pub fn decode_result<'b>(
     bytes: &'b [u8],
     rule_id: &'b str,
     max_detections: u32,
 ) -> Result<Vec<Detection<'b>>, ResultError> {
-    let mut r = Reader { bytes, at: 0 };
-    let count = u32::from_le_bytes(r.array::<4>("count")?);
-    let room = (bytes.len() - 4) / MIN_DETECTION;
-    if count == 0 || usize::try_from(count).map_or(true, |c| c > room) {
-        return Err(ResultError::BadCount {
-            count,
-            len: bytes.len(),
+    let mut reader = ResultReader::new(bytes, max_detections)?;
+    let mut list = Vec::with_capacity(reader.remaining() as usize);
+    while let Some((severity, title)) = reader.next_detection()? {
+        let mut fields = Vec::with_capacity(reader.fields_left());
+        while let Some((name, value)) = reader.next_field()? {
+            fields.push(Field {
+                name: Cow::Borrowed(name),
+                value: Cow::Borrowed(value),
+            });
+        }
+        list.push(Detection {
+            rule_id: Cow::Borrowed(rule_id),
+            title: Cow::Borrowed(title),
+            severity,
+            fields,
         });
     }
-    if count > max_detections {
-        return Err(ResultError::TooMany {
-            count,
-            max: max_detections,
-        });
+    Ok(list)
+}
+
+/// A checked, allocation-free cursor over a result in the format of [`crate::abi`], for a host
+/// that writes detections into storage it reuses.
+///
+/// Call [`next_detection`](Self::next_detection) until it returns `None`, and
+/// [`next_field`](Self::next_field) after each until it returns `None` (fields not asked for are
+/// still checked). Every error of [`decode_result`] is reported by the call that reads the bad
+/// bytes, the trailing-bytes check by the `next_detection` that finds no more detections; a result
+/// is good only if that last call returned `Ok(None)`, so a caller that keeps what it read must
+/// drop it on any error.
+#[derive(Debug, Clone)]
+pub struct ResultReader<'b> {
+    r: Reader<'b>,
+    /// Detections not yet started.
+    detections_left: u32,
+    /// Fields of the current detection not yet read.
+    fields_left: usize,
+}
+
+impl<'b> ResultReader<'b> {
+    /// Checks the count (at least 1, no more than the bytes can hold, no more than
+    /// `max_detections`) and starts reading.
+    pub fn new(bytes: &'b [u8], max_detections: u32) -> Result<ResultReader<'b>, ResultError> {
+        let mut r = Reader { bytes, at: 0 };
+        let count = u32::from_le_bytes(r.array::<4>("count")?);
+        let room = (bytes.len() - 4) / MIN_DETECTION;
+        if count == 0 || usize::try_from(count).map_or(true, |c| c > room) {
+            return Err(ResultError::BadCount {
+                count,
+                len: bytes.len(),
+            });
+        }
+        if count > max_detections {
+            return Err(ResultError::TooMany {
+                count,
+                max: max_detections,
+            });
+        }
+        Ok(ResultReader {
+            r,
+            detections_left: count,
+            fields_left: 0,
+        })
     }
-    let mut list = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let [severity, fields, t0, t1] = r.array::<4>("detection header")?;
+
+    /// Detections not yet read.
+    pub fn remaining(&self) -> u32 {
+        self.detections_left
+    }
+
+    /// Fields of the current detection not yet read.
+    pub fn fields_left(&self) -> usize {
+        self.fields_left
+    }
+
+    /// The next detection's severity and title (after checking any fields of the previous one that
+    /// were not read); `None` after the last, once no bytes follow it.
+    pub fn next_detection(&mut self) -> Result<Option<(Severity, &'b str)>, ResultError> {
+        while self.next_field()?.is_some() {}
+        if self.detections_left == 0 {
+            return match self.r.bytes.len() - self.r.at {
+                0 => Ok(None),
+                n => Err(ResultError::Trailing(n)),
+            };
+        }
+        self.detections_left -= 1;
+        let [severity, fields, t0, t1] = self.r.array::<4>("detection header")?;
         let severity = Severity::from_u8(severity).ok_or(ResultError::Severity(severity))?;
         let fields = usize::from(fields);
         if fields > MAX_FIELDS {
@@ -376,39 +444,36 @@ pub fn decode_result<'b>(
                 max: MAX_FIELDS,
             });
         }
-        let title = r.text("title", u16::from_le_bytes([t0, t1]), MAX_TITLE_BYTES)?;
-        let mut list_fields = Vec::with_capacity(fields);
-        for _ in 0..fields {
-            let [n0, n1, v0, v1] = r.array::<4>("field header")?;
-            let name = r.text(
-                "field name",
-                u16::from_le_bytes([n0, n1]),
-                MAX_FIELD_NAME_BYTES,
-            )?;
-            let value = r.text(
-                "field value",
-                u16::from_le_bytes([v0, v1]),
-                MAX_FIELD_VALUE_BYTES,
-            )?;
-            list_fields.push(Field {
-                name: Cow::Borrowed(name),
-                value: Cow::Borrowed(value),
-            });
-        }
-        list.push(Detection {
-            rule_id: Cow::Borrowed(rule_id),
-            title: Cow::Borrowed(title),
-            severity,
-            fields: list_fields,
-        });
+        let title = self
+            .r
+            .text("title", u16::from_le_bytes([t0, t1]), MAX_TITLE_BYTES)?;
+        self.fields_left = fields;
+        Ok(Some((severity, title)))
     }
-    match bytes.len() - r.at {
-        0 => Ok(list),
-        n => Err(ResultError::Trailing(n)),
+
+    /// The current detection's next field, `(name, value)`; `None` after its last.
+    pub fn next_field(&mut self) -> Result<Option<(&'b str, &'b str)>, ResultError> {
+        if self.fields_left == 0 {
+            return Ok(None);
+        }
+        self.fields_left -= 1;
+        let [n0, n1, v0, v1] = self.r.array::<4>("field header")?;
+        let name = self.r.text(
+            "field name",
+            u16::from_le_bytes([n0, n1]),
+            MAX_FIELD_NAME_BYTES,
+        )?;
+        let value = self.r.text(
+            "field value",
+            u16::from_le_bytes([v0, v1]),
+            MAX_FIELD_VALUE_BYTES,
+        )?;
+        Ok(Some((name, value)))
     }
 }
 
 /// A cursor over untrusted result bytes.
+#[derive(Debug, Clone)]
 struct Reader<'b> {
     bytes: &'b [u8],
     at: usize,

@@ -103,7 +103,8 @@ mod rule;
 pub mod wire;
 
 pub use detection::{
-    Detection, DetectionBuilder, Detections, ResultError, Severity, TRUNCATED_MARK, decode_result,
+    Detection, DetectionBuilder, Detections, ResultError, ResultReader, Severity, TRUNCATED_MARK,
+    decode_result,
 };
 pub use event::{
     DnsQuery, DnsQueryView, Event, EventData, Field, FileEvent, FileEventView, FileRename,

@@ -1,9 +1,10 @@
 //! One loaded rule: its own store and instance, and the call that evaluates an event.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use rulebox_sdk::abi::{self, exports};
-use rulebox_sdk::{Detection, ResultError, RuleMetadata};
+use rulebox_sdk::{Detection, Field, ResultError, ResultReader, RuleMetadata};
 use wasmtime::{Memory, Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::config::Limits;
@@ -77,6 +78,57 @@ struct Instance {
     /// Fuel left right after the last call returned (before any follow-up call such as reading a
     /// panic message), for the fuel statistics.
     fuel_left: u64,
+}
+
+/// Overwrites an owned string in place (keeping its allocation), or makes one.
+fn overwrite(dst: &mut Cow<'static, str>, src: &str) {
+    match dst {
+        Cow::Owned(s) => {
+            s.clear();
+            s.push_str(src);
+        }
+        Cow::Borrowed(_) => *dst = Cow::Owned(src.to_owned()),
+    }
+}
+
+/// Reads a result (`rulebox_sdk::ResultReader`: every check) and appends its detections to `out`,
+/// each written into one taken from `spare` when there is one. On an error, `out` may hold part of
+/// the result: the caller drops it.
+fn read_result(
+    bytes: &[u8],
+    rule_id: &str,
+    max_detections: u32,
+    out: &mut Vec<Detection<'static>>,
+    spare: &mut Vec<Detection<'static>>,
+) -> Result<(), ResultError> {
+    let mut reader = ResultReader::new(bytes, max_detections)?;
+    while let Some((severity, title)) = reader.next_detection()? {
+        let mut d = spare.pop().unwrap_or_else(|| Detection {
+            rule_id: Cow::Owned(String::new()),
+            title: Cow::Owned(String::new()),
+            severity,
+            fields: Vec::new(),
+        });
+        overwrite(&mut d.rule_id, rule_id);
+        overwrite(&mut d.title, title);
+        d.severity = severity;
+        let mut used = 0;
+        while let Some((name, value)) = reader.next_field()? {
+            if let Some(f) = d.fields.get_mut(used) {
+                overwrite(&mut f.name, name);
+                overwrite(&mut f.value, value);
+            } else {
+                d.fields.push(Field {
+                    name: Cow::Owned(name.to_owned()),
+                    value: Cow::Owned(value.to_owned()),
+                });
+            }
+            used += 1;
+        }
+        d.fields.truncate(used);
+        out.push(d);
+    }
+    Ok(())
 }
 
 /// Turns a wasmtime error from a call into the guest into a typed fault.
@@ -518,6 +570,18 @@ impl LoadedRule {
         event: &[u8],
         out: &mut Vec<Detection<'static>>,
     ) -> Result<(), Fault> {
+        self.evaluate_reusing(event, out, &mut Vec::new())
+    }
+
+    /// Like [`evaluate`](Self::evaluate), writing each detection into one taken from `spare` (whose
+    /// strings are overwritten in place) while there are any, so that steady-state reporting
+    /// allocates nothing. On a fault, what was taken goes back to `spare`.
+    pub(crate) fn evaluate_reusing(
+        &mut self,
+        event: &[u8],
+        out: &mut Vec<Detection<'static>>,
+        spare: &mut Vec<Detection<'static>>,
+    ) -> Result<(), Fault> {
         let fuel = self.limits.fuel_per_event;
         let result = self.call(event, fuel);
         let used = fuel.saturating_sub(self.instance.as_ref().map_or(0, |i| i.fuel_left));
@@ -527,7 +591,7 @@ impl LoadedRule {
         self.stats.total_fuel = self.stats.total_fuel.saturating_add(used);
         let packed = result?;
         let before = out.len();
-        self.decode_result(packed, out)?;
+        self.decode_result(packed, out, spare)?;
         self.stats.detections += u64::try_from(out.len() - before).unwrap_or(u64::MAX);
         Ok(())
     }
@@ -601,9 +665,10 @@ impl LoadedRule {
     }
 
     fn decode_result(
-        &mut self,
+        &self,
         packed: u64,
         out: &mut Vec<Detection<'static>>,
+        spare: &mut Vec<Detection<'static>>,
     ) -> Result<(), Fault> {
         let malformed = |message: String| Fault {
             reason: Reason::MalformedResult,
@@ -647,10 +712,13 @@ impl LoadedRule {
             self.limits.max_result_bytes,
         )
         .map_err(|m| malformed(format!("result {m}")))?;
-        // Every count, length, cap and text is checked before anything is kept; a result that
-        // fails adds nothing to `out`.
-        let list = rulebox_sdk::decode_result(bytes, &self.info.id, self.limits.max_detections)
-            .map_err(|e| match e {
+        // Every count, length, cap and text is checked; a result that fails any check adds
+        // nothing to `out` (what was read goes back to `spare`).
+        let before = out.len();
+        let read = read_result(bytes, &self.info.id, self.limits.max_detections, out, spare);
+        if let Err(e) = read {
+            spare.extend(out.drain(before..));
+            return Err(match e {
                 ResultError::TooMany { .. } => Fault {
                     reason: Reason::OversizedResult,
                     message: e.to_string(),
@@ -659,8 +727,8 @@ impl LoadedRule {
                 e => malformed(format!(
                     "result does not decode as a list of detections: {e}"
                 )),
-            })?;
-        out.extend(list.into_iter().map(Detection::into_owned));
+            });
+        }
         Ok(())
     }
 }
@@ -671,5 +739,75 @@ impl std::fmt::Debug for LoadedRule {
             .field("info", &self.info)
             .field("stats", &self.stats)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rulebox_sdk::{Detections, Severity};
+
+    use super::*;
+
+    fn result(build: impl FnOnce(&mut Detections)) -> Vec<u8> {
+        let mut list = Detections::new("unused", Severity::Low);
+        build(&mut list);
+        list.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn reused_detections_are_overwritten_exactly() {
+        let mut spare = Vec::new();
+        let mut out = Vec::new();
+        // A big detection first, then recycled into a smaller one and back.
+        let big = result(|l| {
+            l.detect("a long title here")
+                .field("One", "1111111111")
+                .field("Two", "2")
+                .field("Three", "3");
+        });
+        let small = result(|l| {
+            l.detect("t").severity(Severity::Critical).field("N", "v");
+            l.detect("second");
+        });
+        read_result(&big, "rule-a", 64, &mut out, &mut spare).unwrap();
+        let fresh = decode_result_owned(&big, "rule-a");
+        assert_eq!(out, fresh);
+        spare.append(&mut out);
+        read_result(&small, "rule-b", 64, &mut out, &mut spare).unwrap();
+        assert_eq!(out, decode_result_owned(&small, "rule-b"));
+        assert!(spare.is_empty(), "the spare detection was used");
+        spare.append(&mut out);
+        read_result(&big, "rule-a", 64, &mut out, &mut spare).unwrap();
+        assert_eq!(out, fresh);
+    }
+
+    fn decode_result_owned(bytes: &[u8], id: &str) -> Vec<Detection<'static>> {
+        rulebox_sdk::decode_result(bytes, id, 64)
+            .unwrap()
+            .into_iter()
+            .map(Detection::into_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_result_after_good_detections_is_an_error() {
+        let mut bytes = result(|l| {
+            l.detect("ok").field("A", "b");
+            l.detect("bad").field("C", "d");
+        });
+        let last = bytes.len() - 1;
+        bytes[last] = 0xFF; // the second detection's last value is no longer UTF-8
+        let (mut out, mut spare) = (Vec::new(), Vec::new());
+        let err = read_result(&bytes, "r", 64, &mut out, &mut spare).unwrap_err();
+        assert_eq!(
+            err,
+            ResultError::NotUtf8 {
+                what: "field value"
+            }
+        );
+        // The caller drops what was read; the good first detection was read before the error.
+        assert_eq!(out.len(), 1);
+        let err = read_result(&bytes[..4], "r", 64, &mut out, &mut spare).unwrap_err();
+        assert!(matches!(err, ResultError::BadCount { .. }), "{err:?}");
     }
 }

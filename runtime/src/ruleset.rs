@@ -20,7 +20,11 @@ pub struct RuleDetection {
 }
 
 /// What processing one event produced.
-#[derive(Debug, Default, Clone)]
+///
+/// Reuse one `Outcome` across events ([`RuleSet::process_into`], [`RuleSet::process_encoded`]):
+/// clearing it keeps the detections' strings for the next event's detections to be written into,
+/// so that in the steady state reporting a detection allocates nothing.
+#[derive(Default)]
 pub struct Outcome {
     /// Detections of every rule that ran, in rule order.
     pub detections: Vec<RuleDetection>,
@@ -28,14 +32,43 @@ pub struct Outcome {
     pub alerts: Vec<Alert>,
     /// How many rules were called.
     pub rules_run: u32,
+    /// Detections of earlier events, kept for their allocations.
+    spare: Vec<Detection<'static>>,
 }
 
+/// Most detections an [`Outcome`] keeps for reuse.
+const MAX_SPARE: usize = 256;
+
 impl Outcome {
-    /// Empties the outcome, keeping its allocations.
+    /// Empties the outcome, keeping its allocations (the detections' strings included).
     pub fn clear(&mut self) {
+        let room = MAX_SPARE.saturating_sub(self.spare.len());
+        self.spare
+            .extend(self.detections.drain(..).take(room).map(|d| d.detection));
         self.detections.clear();
         self.alerts.clear();
         self.rules_run = 0;
+    }
+}
+
+impl Clone for Outcome {
+    fn clone(&self) -> Outcome {
+        Outcome {
+            detections: self.detections.clone(),
+            alerts: self.alerts.clone(),
+            rules_run: self.rules_run,
+            spare: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("detections", &self.detections)
+            .field("alerts", &self.alerts)
+            .field("rules_run", &self.rules_run)
+            .finish_non_exhaustive()
     }
 }
 
@@ -406,7 +439,10 @@ impl RuleSet {
                 }
                 outcome.rules_run += 1;
                 self.scratch.clear();
-                match slot.rule.evaluate(event, &mut self.scratch) {
+                match slot
+                    .rule
+                    .evaluate_reusing(event, &mut self.scratch, &mut outcome.spare)
+                {
                     Ok(()) => {
                         self.stats.detections +=
                             u64::try_from(self.scratch.len()).unwrap_or(u64::MAX);

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use rulebox_example_artifacts::{ALL, ArtifactKind, native};
-use rulebox_runtime::{CompiledRule, LoadedRule, Runtime, SandboxThread};
+use rulebox_runtime::{CompiledRule, LoadedRule, Outcome, RuleSet, Runtime, SandboxThread};
 use rulebox_sdk::{Detection, Event, EventData, EventKind, Value};
 
 use crate::common::runtime;
@@ -80,6 +80,41 @@ fn every_good_rule_detects_its_attack_and_ignores_the_rest_of_the_demo() {
                 sandboxed.len()
             );
         }
+    });
+}
+
+#[test]
+fn a_reused_outcome_reports_what_a_fresh_one_does() {
+    // The set writes detections into the strings of earlier ones when an `Outcome` is reused; the
+    // detections must be exactly those of a fresh `Outcome` per event (two sets: mass-rename has
+    // state).
+    let rt = shared_runtime();
+    rt.clone().run_sandboxed(move |thread| {
+        let events = demo_events();
+        let mut sets = [RuleSet::new(&rt), RuleSet::new(&rt)];
+        for set in &mut sets {
+            for (a, compiled) in good().zip(compiled_good(&rt)) {
+                set.add(thread, compiled)
+                    .unwrap_or_else(|r| panic!("{}: {r:?}", a.name));
+            }
+        }
+        let [reusing, fresh] = &mut sets;
+        let mut outcome = Outcome::default();
+        let mut fired = 0;
+        // Twice over, so that later detections land in the strings of earlier, different ones.
+        for event in events.iter().chain(&events) {
+            reusing.process_into(thread, event, &mut outcome).unwrap();
+            let want = fresh.process(thread, event).unwrap();
+            let list = |o: &Outcome| -> Vec<(String, Detection<'static>)> {
+                o.detections
+                    .iter()
+                    .map(|d| (d.rule.id.clone(), d.detection.clone()))
+                    .collect()
+            };
+            assert_eq!(list(&outcome), list(&want));
+            fired += want.detections.len();
+        }
+        assert!(fired >= 10, "the demo fires: {fired}");
     });
 }
 
