@@ -45,6 +45,15 @@ pub fn empty_rule_wat(id: &str) -> String {
     )
 }
 
+/// The runtime configuration the benches use: the production defaults, with
+/// [`perf_map`](rulebox_runtime::RuntimeConfig::perf_map) on when `RULEBOX_PERFMAP` is set, so that
+/// `RULEBOX_PERFMAP=1 perf record target/release/deps/rules-*` names the rules' functions.
+pub fn bench_config() -> rulebox_runtime::RuntimeConfig {
+    let mut config = rulebox_runtime::RuntimeConfig::default();
+    config.perf_map = std::env::var_os("RULEBOX_PERFMAP").is_some();
+    config
+}
+
 /// Criterion's point estimate (mean ns per iteration) of `group/function/param` from the run that
 /// just finished, read from its `estimates.json`, so a bench can print ratios of one run.
 pub fn criterion_estimate(group: &str, function: &str, param: usize) -> Option<f64> {

@@ -27,7 +27,7 @@ use criterion::Criterion;
 use rulebox_benches::{BARE_CALL_WAT, empty_rule_wat};
 use rulebox_example_artifacts::{ALL, Artifact, ArtifactKind, DEMO_EVENTS};
 use rulebox_runtime::events::EventReader;
-use rulebox_runtime::{LoadedRule, ModuleCache, Runtime, RuntimeConfig, SandboxThread};
+use rulebox_runtime::{LoadedRule, ModuleCache, Runtime, SandboxThread};
 use rulebox_sdk::{Event, EventKind, EventKinds, RuleMetadata};
 use wasmtime::{Config, Engine, Instance, Module, Store, TypedFunc};
 
@@ -371,7 +371,7 @@ fn update(runtime: &Runtime) {
 }
 
 fn main() {
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let runtime = Runtime::new(rulebox_benches::bench_config()).expect("runtime");
     let rt = runtime.clone();
     let only_criterion = std::env::args().any(|a| a == "--list");
     runtime.run_sandboxed(move |thread| {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rulebox_example_artifacts::{ALL, ArtifactKind, DEMO_EVENTS, native};
 use rulebox_runtime::events::EventReader;
-use rulebox_runtime::{LoadedRule, Outcome, RuleSet, Runtime, RuntimeConfig};
+use rulebox_runtime::{LoadedRule, Outcome, RuleSet, Runtime};
 use rulebox_sdk::{Event, EventKinds, EventView};
 
 fn demo_events() -> Vec<Event<'static>> {
@@ -195,7 +195,7 @@ fn print_ratios() {
 }
 
 fn main() {
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let runtime = Runtime::new(rulebox_benches::bench_config()).expect("runtime");
     let rt = runtime.clone();
     runtime.run_sandboxed(move |thread| {
         let mut c = Criterion::default()

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rulebox_example_artifacts::SIGMA_EVAL;
-use rulebox_runtime::{Outcome, RuleSet, Runtime, RuntimeConfig, SandboxThread};
+use rulebox_runtime::{Outcome, RuleSet, Runtime, SandboxThread};
 use rulebox_sdk::{Event, EventKind, EventView};
 use rulebox_sigma::Evaluator;
 use rulebox_sigma::cases::load_cases;
@@ -125,7 +125,7 @@ fn main() {
         );
         return;
     };
-    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let runtime = Runtime::new(rulebox_benches::bench_config()).expect("runtime");
     let rt = runtime.clone();
     let n = runtime.run_sandboxed(move |thread| {
         let mut c = Criterion::default()

@@ -27,14 +27,18 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const WASI_TARGET: &str = "wasm32-wasip1";
 const NOT_INSTALLED: &str = "the wasm32-unknown-unknown target is not installed; run: rustup target add wasm32-unknown-unknown wasm32-wasip1";
 
-/// Profile overrides for the guest build: optimised for speed, stripped, abort on panic.
+/// Profile overrides for the guest build: optimised for speed, abort on panic, debug info stripped
+/// but function names (the `name` section, about 8% of a module) kept: a quarantine record's
+/// backtrace then names the function that faulted (`faulty_field_count::FieldCountRule::matches`
+/// rather than `<wasm function 12>`), and `RuntimeConfig::perf_map` profiles show the rules' own
+/// functions.
 ///
 /// `opt-level = 3` rather than `"s"`: with events read in place, the rules' own code is most of a
 /// call, and on the example set `3` halved the sandboxed time per event (1,362 → 489 ns with the
 /// lazy event, against 921 ns at `"s"`; `docs/performance.md`) for modules of about 30 KB.
 const PROFILE: &[(&str, &str)] = &[
     ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
-    ("CARGO_PROFILE_RELEASE_STRIP", "true"),
+    ("CARGO_PROFILE_RELEASE_STRIP", "debuginfo"),
     ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3"),
     ("CARGO_PROFILE_RELEASE_LTO", "true"),
     ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),

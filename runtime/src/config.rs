@@ -147,6 +147,11 @@ pub struct RuntimeConfig {
     pub log_per_second: u32,
     /// Burst of log messages allowed above the average.
     pub log_burst: u32,
+    /// Name every rule's compiled code for Linux `perf` (wasmtime's perf map, written to
+    /// `/tmp/perf-<pid>.map`), so a profile shows the rules' own functions. For profiling only: off by
+    /// default. Guests built by this repository keep their function names (the `name` section) for
+    /// this and for quarantine backtraces.
+    pub perf_map: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -161,6 +166,7 @@ impl Default for RuntimeConfig {
             max_event_fields: 256,
             log_per_second: 10,
             log_burst: 20,
+            perf_map: false,
         }
     }
 }

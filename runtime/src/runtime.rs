@@ -45,6 +45,9 @@ impl Runtime {
             .wasm_memory64(false)
             .cranelift_opt_level(OptLevel::Speed)
             .parallel_compilation(true);
+        if config.perf_map {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm).map_err(|e| ConfigError::Engine(format!("{e:#}")))?;
         let linker =
             crate::host::linker(&engine).map_err(|e| ConfigError::Engine(format!("{e:#}")))?;
