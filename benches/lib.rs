@@ -49,9 +49,10 @@ pub fn empty_rule_wat(id: &str) -> String {
 /// [`perf_map`](rulebox_runtime::RuntimeConfig::perf_map) on when `RULEBOX_PERFMAP` is set, so that
 /// `RULEBOX_PERFMAP=1 perf record target/release/deps/rules-*` names the rules' functions.
 pub fn bench_config() -> rulebox_runtime::RuntimeConfig {
-    let mut config = rulebox_runtime::RuntimeConfig::default();
-    config.perf_map = std::env::var_os("RULEBOX_PERFMAP").is_some();
-    config
+    rulebox_runtime::RuntimeConfig {
+        perf_map: std::env::var_os("RULEBOX_PERFMAP").is_some(),
+        ..Default::default()
+    }
 }
 
 /// Criterion's point estimate (mean ns per iteration) of `group/function/param` from the run that
