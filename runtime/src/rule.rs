@@ -576,6 +576,7 @@ impl LoadedRule {
     /// Like [`evaluate`](Self::evaluate), writing each detection into one taken from `spare` (whose
     /// strings are overwritten in place) while there are any, so that steady-state reporting
     /// allocates nothing. On a fault, what was taken goes back to `spare`.
+    #[inline(always)]
     pub(crate) fn evaluate_reusing(
         &mut self,
         event: &[u8],
@@ -590,6 +591,10 @@ impl LoadedRule {
         self.stats.max_fuel = self.stats.max_fuel.max(used);
         self.stats.total_fuel = self.stats.total_fuel.saturating_add(used);
         let packed = result?;
+        // Most events fire nothing: keep that path short (reading a result is out of line).
+        if packed == abi::RESULT_NONE {
+            return Ok(());
+        }
         let before = out.len();
         self.decode_result(packed, out, spare)?;
         self.stats.detections += u64::try_from(out.len() - before).unwrap_or(u64::MAX);
@@ -664,6 +669,7 @@ impl LoadedRule {
         }
     }
 
+    #[inline(never)]
     fn decode_result(
         &self,
         packed: u64,
