@@ -1,4 +1,5 @@
-//! The rule-module exports (ABI version 1, see `docs/abi.md`), for the WebAssembly build only.
+//! The rule-module exports (the ABI of `docs/abi.md`, version `rulebox_sdk::abi::ABI_VERSION`), for
+//! the WebAssembly build only.
 //!
 //! The module's program is not known when this crate is built: `rulebox sigma compile` adds it as a
 //! data segment past the module's initial memory and writes its address and length into [`LOCATOR`].
