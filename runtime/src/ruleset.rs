@@ -38,13 +38,34 @@ pub struct Outcome {
 
 /// Most detections an [`Outcome`] keeps for reuse.
 const MAX_SPARE: usize = 256;
+/// Largest detection (bytes of string and field storage) an [`Outcome`] keeps for reuse, so that a
+/// rule reporting huge values cannot make the host hold on to their memory: at most
+/// `MAX_SPARE × MAX_SPARE_BYTES` (1 MiB) stays allocated between events.
+const MAX_SPARE_BYTES: usize = 4096;
+
+/// The heap bytes a detection holds.
+fn held_bytes(d: &Detection<'static>) -> usize {
+    let text = |c: &std::borrow::Cow<'static, str>| match c {
+        std::borrow::Cow::Owned(s) => s.capacity(),
+        std::borrow::Cow::Borrowed(_) => 0,
+    };
+    text(&d.rule_id)
+        + text(&d.title)
+        + d.fields.capacity() * std::mem::size_of::<rulebox_sdk::Field<'static>>()
+        + d.fields
+            .iter()
+            .map(|f| text(&f.name) + text(&f.value))
+            .sum::<usize>()
+}
 
 impl Outcome {
-    /// Empties the outcome, keeping its allocations (the detections' strings included).
+    /// Empties the outcome, keeping its allocations (the strings of small detections included).
     pub fn clear(&mut self) {
-        let room = MAX_SPARE.saturating_sub(self.spare.len());
-        self.spare
-            .extend(self.detections.drain(..).take(room).map(|d| d.detection));
+        for d in self.detections.drain(..) {
+            if self.spare.len() < MAX_SPARE && held_bytes(&d.detection) <= MAX_SPARE_BYTES {
+                self.spare.push(d.detection);
+            }
+        }
         self.detections.clear();
         self.alerts.clear();
         self.rules_run = 0;
@@ -649,5 +670,55 @@ impl std::fmt::Debug for RuleSet {
             .field("rules", &self.slots.len())
             .field("stats", &self.stats)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use rulebox_sdk::{Field, Severity};
+
+    use super::*;
+
+    fn detection(value_len: usize) -> RuleDetection {
+        RuleDetection {
+            rule: Arc::new(RuleInfo {
+                id: "r".into(),
+                name: String::new(),
+                version: "1".into(),
+                severity: Severity::Low,
+                subscriptions: rulebox_sdk::EventKinds::all(),
+                content_hash: String::new(),
+                source: String::new(),
+                wasi: false,
+            }),
+            detection: Detection {
+                rule_id: Cow::Owned("r".into()),
+                title: Cow::Owned("t".into()),
+                severity: Severity::Low,
+                fields: vec![Field {
+                    name: Cow::Owned("n".into()),
+                    value: Cow::Owned("v".repeat(value_len)),
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn clearing_keeps_small_detections_only_and_at_most_max_spare() {
+        let mut outcome = Outcome::default();
+        outcome.detections.push(detection(10));
+        outcome.detections.push(detection(64 << 10));
+        outcome.clear();
+        assert!(outcome.detections.is_empty());
+        assert_eq!(outcome.spare.len(), 1, "the 64 KiB detection is not kept");
+        for _ in 0..3 {
+            outcome
+                .detections
+                .extend((0..MAX_SPARE).map(|_| detection(10)));
+            outcome.clear();
+        }
+        assert_eq!(outcome.spare.len(), MAX_SPARE);
     }
 }
