@@ -669,6 +669,7 @@ impl LoadedRule {
         }
     }
 
+    /// Checks and reads a result other than [`abi::RESULT_NONE`] (the caller handles that one).
     #[inline(never)]
     fn decode_result(
         &self,
@@ -681,9 +682,6 @@ impl LoadedRule {
             message,
             backtrace: None,
         };
-        if packed == abi::RESULT_NONE {
-            return Ok(());
-        }
         if packed == abi::RESULT_UNDECODABLE_EVENT {
             return Err(Fault {
                 reason: Reason::UndecodableEvent,
