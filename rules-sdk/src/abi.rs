@@ -74,8 +74,8 @@
 //! A plain rule imports nothing. Any other import makes the host refuse the module at load.
 
 /// The ABI version this SDK implements; the host refuses modules reporting another. Version 1
-/// returned detections as a postcard list; version 2 returns them in the result format of
-/// [`Detections`](crate::Detections), written in place by the guest.
+/// returned detections as a postcard list; version 2 returns them in the result format of this
+/// module's docs, written in place by [`Detections`](crate::Detections).
 pub const ABI_VERSION: u32 = 2;
 
 /// Longest detection title, in bytes.
@@ -176,7 +176,7 @@ pub mod __private {
     struct Guest<R> {
         rule: R,
         input: Vec<u8>,
-        /// The metadata, encoded once.
+        /// The encoded metadata `rulebox_metadata` points at.
         metadata: Vec<u8>,
         detections: Detections,
     }
