@@ -601,71 +601,42 @@ impl LoadedRule {
         Ok(())
     }
 
+    /// One call of `rulebox_on_event` on `event` with `fuel`; the guest's packed result.
+    ///
+    /// The common path (the guest's input buffer already large enough) is kept short; asking the
+    /// guest for a larger buffer, and every error, are out of line.
+    #[inline]
     fn call(&mut self, event: &[u8], fuel: u64) -> Result<u64, Fault> {
-        let host_fault = |message: String| Fault {
-            reason: Reason::HostError,
-            message,
-            backtrace: None,
-        };
         let Some(inst) = self.instance.as_mut() else {
-            return Err(host_fault(
-                "the rule was released after its quarantine".into(),
-            ));
+            return Err(host_fault("the rule was released after its quarantine"));
         };
         inst.fuel_left = fuel;
-        inst.store
-            .set_fuel(fuel)
-            .map_err(|e| host_fault(format!("{e:#}")))?;
+        if let Err(e) = inst.store.set_fuel(fuel) {
+            return Err(host_fault(&format!("{e:#}")));
+        }
         inst.store.set_epoch_deadline(self.deadline_ticks);
-        let len =
-            u32::try_from(event.len()).map_err(|_| host_fault("event larger than 4 GiB".into()))?;
-        let fail = |e: wasmtime::Error, inst: &mut Instance| {
-            inst.fuel_left = inst.store.get_fuel().unwrap_or(0);
-            let memory = inst.memory;
-            classify(&e, &mut inst.store, inst.last_panic.as_ref(), Some(memory))
+        let Ok(len) = u32::try_from(event.len()) else {
+            return Err(host_fault("event larger than 4 GiB"));
         };
         if len > inst.input_cap || inst.input_ptr == 0 {
-            let ptr = match inst.input.call(&mut inst.store, len) {
-                Ok(p) => {
-                    inst.fuel_left = inst.store.get_fuel().unwrap_or(0);
-                    p
-                }
-                Err(e) => return Err(fail(e, inst)),
-            };
-            if ptr == 0 {
-                return Err(Fault {
-                    reason: Reason::MalformedResult,
-                    message: format!("rulebox_input({len}) returned a null buffer"),
-                    backtrace: None,
-                });
-            }
-            inst.input_ptr = ptr;
-            inst.input_cap = len;
+            inst.grow_input(len)?;
         }
         // The guest's pointer is checked against its memory before the host writes a byte.
         let data = inst.memory.data_mut(&mut inst.store);
-        let size = data.len();
-        let start = usize::try_from(inst.input_ptr).unwrap_or(usize::MAX);
-        let Some(dest) = start
+        let start = inst.input_ptr as usize;
+        match start
             .checked_add(event.len())
             .and_then(|end| data.get_mut(start..end))
-        else {
-            return Err(Fault {
-                reason: Reason::MalformedResult,
-                message: format!(
-                    "rulebox_input returned {:#x}, which with {len} bytes is outside the rule's {size} bytes of memory",
-                    inst.input_ptr
-                ),
-                backtrace: None,
-            });
-        };
-        dest.copy_from_slice(event);
+        {
+            Some(dest) => dest.copy_from_slice(event),
+            None => return Err(inst.input_outside_memory(len)),
+        }
         match inst.on_event.call(&mut inst.store, len) {
             Ok(packed) => {
                 inst.fuel_left = inst.store.get_fuel().unwrap_or(0);
                 Ok(packed)
             }
-            Err(e) => Err(fail(e, inst)),
+            Err(e) => Err(inst.fail(e)),
         }
     }
 
@@ -734,6 +705,65 @@ impl LoadedRule {
             });
         }
         Ok(())
+    }
+}
+
+/// A fault that the host, not the rule, is responsible for.
+#[cold]
+fn host_fault(message: &str) -> Fault {
+    Fault {
+        reason: Reason::HostError,
+        message: message.to_owned(),
+        backtrace: None,
+    }
+}
+
+impl Instance {
+    /// Asks the guest for an input buffer of `len` bytes (`rulebox_input`), and keeps it.
+    #[cold]
+    #[inline(never)]
+    fn grow_input(&mut self, len: u32) -> Result<(), Fault> {
+        let ptr = match self.input.call(&mut self.store, len) {
+            Ok(p) => {
+                self.fuel_left = self.store.get_fuel().unwrap_or(0);
+                p
+            }
+            Err(e) => return Err(self.fail(e)),
+        };
+        if ptr == 0 {
+            return Err(Fault {
+                reason: Reason::MalformedResult,
+                message: format!("rulebox_input({len}) returned a null buffer"),
+                backtrace: None,
+            });
+        }
+        self.input_ptr = ptr;
+        self.input_cap = len;
+        Ok(())
+    }
+
+    /// The fault for an input buffer that does not lie inside the guest's memory.
+    #[cold]
+    #[inline(never)]
+    fn input_outside_memory(&self, len: u32) -> Fault {
+        Fault {
+            reason: Reason::MalformedResult,
+            message: format!(
+                "rulebox_input returned {:#x}, which with {len} bytes is outside the rule's {} bytes of memory",
+                self.input_ptr,
+                self.memory.data_size(&self.store)
+            ),
+            backtrace: None,
+        }
+    }
+
+    /// Classifies a call that failed, after noting the fuel it left.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, e: wasmtime::Error) -> Fault {
+        self.fuel_left = self.store.get_fuel().unwrap_or(0);
+        let memory = self.memory;
+        classify(&e, &mut self.store, self.last_panic.as_ref(), Some(memory))
     }
 }
 
