@@ -72,6 +72,79 @@ pub fn criterion_estimate(group: &str, function: &str, param: usize) -> Option<f
     v["mean"]["point_estimate"].as_f64()
 }
 
+/// One subject of [`interleave`]: a name, and a closure that runs one batch of work and returns
+/// how many units (calls, events) it ran.
+pub type Subject<'a> = (&'static str, Box<dyn FnMut() -> u64 + 'a>);
+
+/// Median and best time per unit of one subject of [`interleave`], in ns.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// The subject's name.
+    pub name: &'static str,
+    /// The median round.
+    pub p50_ns: f64,
+    /// The fastest round.
+    pub best_ns: f64,
+}
+
+/// Times `subjects` round-robin: each round runs one batch of every subject in turn (the order
+/// rotating between rounds), so that a noisy neighbour slows them alike, and the ratios of the
+/// medians hold where criterion's separate runs drift apart by tens of percent. The first tenth of
+/// the rounds is a warm-up and is not counted.
+pub fn interleave(rounds: usize, subjects: &mut [Subject<'_>]) -> Vec<Timing> {
+    let n = subjects.len();
+    let mut samples = vec![Vec::with_capacity(rounds); n];
+    let warm_up = rounds / 10;
+    for round in 0..rounds + warm_up {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let start = std::time::Instant::now();
+            let units = (subjects[i].1)().max(1);
+            let ns = start.elapsed().as_nanos() as f64 / units as f64;
+            if round >= warm_up {
+                samples[i].push(ns);
+            }
+        }
+    }
+    subjects
+        .iter()
+        .zip(samples)
+        .map(|((name, _), mut v)| {
+            v.sort_by(f64::total_cmp);
+            Timing {
+                name,
+                p50_ns: v[v.len() / 2],
+                best_ns: v[0],
+            }
+        })
+        .collect()
+}
+
+/// Prints `timings` as a table with each against the first (`base`).
+pub fn print_timings(unit: &str, timings: &[Timing]) {
+    let Some(base) = timings.first() else {
+        return;
+    };
+    println!(
+        "{:<26} {:>12} {:>12} {:>9} {:>9}",
+        "subject",
+        format!("p50 ns/{unit}"),
+        format!("best ns/{unit}"),
+        format!("p50/{}", "1st"),
+        format!("best/{}", "1st")
+    );
+    for t in timings {
+        println!(
+            "{:<26} {:>12.1} {:>12.1} {:>9.2} {:>9.2}",
+            t.name,
+            t.p50_ns,
+            t.best_ns,
+            t.p50_ns / base.p50_ns,
+            t.best_ns / base.best_ns
+        );
+    }
+}
+
 /// The bare wasmtime baseline: one exported function with the same signature as
 /// `rulebox_on_event`, returning at once.
 pub const BARE_CALL_WAT: &str = r#"(module
