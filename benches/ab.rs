@@ -1,17 +1,21 @@
 //! Two builds of the same content, measured side by side in one process: old against new.
 //!
 //! ```text
-//! cargo bench -p rulebox-benches --bench ab -- OLD_DIR NEW_DIR [ROUNDS]
+//! cargo bench -p rulebox-benches --bench ab -- --old OLD_DIR --new NEW_DIR [--rounds N]
 //! ```
 //!
 //! `OLD_DIR` and `NEW_DIR` hold `*.wasm` rule modules with the same file names (for example the
 //! `target/guest/wasm32-unknown-unknown/release/rule_*.wasm` of two builds, copied aside). Both sets
-//! are loaded into one runtime with the production limits, and each round runs every demo event
-//! through the old set, then through the new one (the order alternates between rounds), so that a
-//! noisy neighbour slows both alike. The bench prints, per rule and for the whole set, the median and
-//! the best round of each side, in ns per event, and their ratio new / old.
+//! are loaded into one runtime with the production limits. Each round runs, for each side in turn
+//! (the order alternating between rounds), every rule ten times over the demo events of its kinds,
+//! one rule after another, through `LoadedRule::evaluate` (no `RuleSet`, no reuse of detections), so
+//! that a noisy neighbour slows both sides alike. The bench prints, per rule and for the whole set
+//! (each rule's time weighted by its calls, per demo event), the median and the best round of each
+//! side, in ns per event, and the ratio new / old. These figures compare two builds; they are not
+//! the set figures of `--bench rules`, which go through a `RuleSet`.
 //!
-//! Without two folders it prints how to run it and does nothing (so `make bench` passes over it).
+//! Without `--old` and `--new` it prints how to run it and does nothing (so `make bench` passes over
+//! it).
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -102,20 +106,29 @@ fn min(v: &[f64]) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let (Some(old_dir), Some(new_dir)) = (args.first(), args.get(1)) else {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let (Some(old_dir), Some(new_dir)) = (value("--old"), value("--new")) else {
         println!(
-            "ab: skipped (usage: cargo bench -p rulebox-benches --bench ab -- OLD_DIR NEW_DIR [ROUNDS])"
+            "ab: skipped (usage: cargo bench -p rulebox-benches --bench ab -- --old OLD_DIR --new NEW_DIR [--rounds N])"
         );
         return;
     };
-    let rounds: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(200);
+    let rounds: usize = match value("--rounds") {
+        None => 200,
+        Some(r) => match r.parse() {
+            Ok(n) if n > 0 => n,
+            _ => panic!("--rounds wants a positive number, not {r:?}"),
+        },
+    };
     let (old_mods, new_mods) = (
-        modules(&PathBuf::from(old_dir)),
-        modules(&PathBuf::from(new_dir)),
+        modules(&PathBuf::from(&old_dir)),
+        modules(&PathBuf::from(&new_dir)),
     );
     let names: Vec<String> = old_mods.iter().map(|m| m.0.clone()).collect();
     assert_eq!(
@@ -141,10 +154,12 @@ fn main() {
         let (mut t_old, mut t_new) = (vec![Vec::new(); n], vec![Vec::new(); n]);
         // Whole set per round, ns per event (weighted by the calls each rule makes).
         let (mut s_old, mut s_new) = (Vec::new(), Vec::new());
-        let calls: Vec<usize> = old.rules.iter().map(|r| r.2.len()).collect();
-        let per_event = |t: &[f64]| {
+        // Each side's calls per rule: a new build may subscribe to other kinds.
+        let calls_of = |side: &Side| -> Vec<usize> { side.rules.iter().map(|r| r.2.len()).collect() };
+        let (calls, new_calls) = (calls_of(&old), calls_of(&new));
+        let per_event = |t: &[f64], calls: &[usize]| {
             t.iter()
-                .zip(&calls)
+                .zip(calls)
                 .map(|(ns, &c)| ns * c as f64)
                 .sum::<f64>()
                 / events.len() as f64
@@ -160,14 +175,16 @@ fn main() {
                 let b = new.round(&events, 10);
                 (old.round(&events, 10), b)
             };
-            s_old.push(per_event(&a));
-            s_new.push(per_event(&b));
+            s_old.push(per_event(&a, &calls));
+            s_new.push(per_event(&b, &new_calls));
             for i in 0..n {
                 t_old[i].push(a[i]);
                 t_new[i].push(b[i]);
             }
         }
-        println!("{rounds} rounds, old and new alternating; ns per event (median, best round)");
+        println!(
+            "{rounds} rounds, old and new alternating; ns per event (median, best round); events: old/new when the sides differ"
+        );
         println!(
             "{:<34} {:>6} {:>10} {:>10} {:>10} {:>10} {:>8}",
             "rule", "events", "old p50", "new p50", "old best", "new best", "new/old"
@@ -177,7 +194,11 @@ fn main() {
             println!(
                 "{:<34} {:>6} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.3}",
                 names[i],
-                calls[i],
+                if calls[i] == new_calls[i] {
+                    calls[i].to_string()
+                } else {
+                    format!("{}/{}", calls[i], new_calls[i])
+                },
                 mo,
                 mn,
                 min(&t_old[i]),

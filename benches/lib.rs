@@ -87,17 +87,31 @@ pub struct Timing {
     pub best_ns: f64,
 }
 
-/// Times `subjects` round-robin: each round runs one batch of every subject in turn (the order
-/// rotating between rounds), so that a noisy neighbour slows them alike, and the ratios of the
-/// medians hold where criterion's separate runs drift apart by tens of percent. The first tenth of
-/// the rounds is a warm-up and is not counted.
+/// Times `subjects` interleaved: each round runs one batch of every subject, in an order shuffled
+/// afresh each round (a fixed-seed xorshift, so runs are repeatable), so that a noisy neighbour
+/// slows them alike and no subject always runs right after the same one (which would hand it that
+/// one's warm caches). The ratios of the medians hold where criterion's separate runs drift apart by
+/// tens of percent. `rounds / 10` extra rounds run first as a warm-up and are not counted.
+///
+/// # Panics
+/// If `rounds` is 0.
 pub fn interleave(rounds: usize, subjects: &mut [Subject<'_>]) -> Vec<Timing> {
+    assert!(rounds > 0, "interleave needs at least one round");
     let n = subjects.len();
     let mut samples = vec![Vec::with_capacity(rounds); n];
     let warm_up = rounds / 10;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     for round in 0..rounds + warm_up {
-        for k in 0..n {
-            let i = (round + k) % n;
+        // Fisher-Yates with xorshift64.
+        for k in (1..n).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let j = usize::try_from(seed % (k as u64 + 1)).unwrap_or(0);
+            order.swap(k, j);
+        }
+        for &i in &order {
             let start = std::time::Instant::now();
             let units = (subjects[i].1)().max(1);
             let ns = start.elapsed().as_nanos() as f64 / units as f64;
@@ -126,16 +140,16 @@ pub fn print_timings(unit: &str, timings: &[Timing]) {
         return;
     };
     println!(
-        "{:<26} {:>12} {:>12} {:>9} {:>9}",
+        "{:<26} {:>14} {:>14} {:>9} {:>9}",
         "subject",
         format!("p50 ns/{unit}"),
         format!("best ns/{unit}"),
-        format!("p50/{}", "1st"),
-        format!("best/{}", "1st")
+        "p50/1st",
+        "best/1st"
     );
     for t in timings {
         println!(
-            "{:<26} {:>12.1} {:>12.1} {:>9.2} {:>9.2}",
+            "{:<26} {:>14.1} {:>14.1} {:>9.2} {:>9.2}",
             t.name,
             t.p50_ns,
             t.best_ns,
