@@ -3,7 +3,80 @@
 
 use std::fmt::Write as _;
 
-use rulebox_sdk::{EventKinds, RuleMetadata, Severity};
+use rulebox_example_artifacts::native::{self, NativeRule};
+use rulebox_example_artifacts::{ALL, ArtifactKind};
+use rulebox_runtime::{RuleSet, Runtime, SandboxThread};
+use rulebox_sdk::{Detections, EventKind, EventKinds, EventView, RuleMetadata, Severity};
+
+/// The good example rules compiled natively, each with its subscriptions (looked up once, as the
+/// host's `RuleSet` does) and its own detection list: the baseline of every sandboxed figure.
+pub struct NativeSet {
+    rules: Vec<(Box<dyn NativeRule>, EventKinds, Detections)>,
+}
+
+impl NativeSet {
+    /// Every good example rule.
+    ///
+    /// # Panics
+    /// If a good rule has no native build.
+    pub fn new() -> NativeSet {
+        let rules = ALL
+            .iter()
+            .filter(|a| a.kind == ArtifactKind::Good)
+            .map(|a| {
+                let rule = native::new_native(a.name).expect("every good rule has a native build");
+                let kinds = EventKinds::of(rule.meta().events);
+                let out = rule.detections();
+                (rule, kinds, out)
+            })
+            .collect();
+        NativeSet { rules }
+    }
+
+    /// Runs each event through every rule subscribed to its kind; returns the detections made. With
+    /// `view_per_rule`, each rule reads the event through an `EventView` of its own, as each sandbox
+    /// must; otherwise the rules share one view per event (and the texts it has already checked).
+    ///
+    /// # Panics
+    /// If an event does not decode.
+    pub fn run(&mut self, events: &[(EventKind, Vec<u8>)], view_per_rule: bool) -> usize {
+        let mut n = 0;
+        for (kind, bytes) in events {
+            let shared = EventView::new(std::hint::black_box(bytes)).expect("reads");
+            for (rule, kinds, out) in &mut self.rules {
+                if kinds.contains(*kind) {
+                    if view_per_rule {
+                        let own = EventView::new(std::hint::black_box(bytes)).expect("reads");
+                        rule.on_view(&own, out);
+                    } else {
+                        rule.on_view(&shared, out);
+                    }
+                    n += out.len();
+                }
+            }
+        }
+        n
+    }
+}
+
+impl Default for NativeSet {
+    fn default() -> Self {
+        NativeSet::new()
+    }
+}
+
+/// A `RuleSet` with every good example rule loaded, sandboxed with the runtime's limits.
+///
+/// # Panics
+/// If a good rule does not load.
+pub fn good_rule_set(runtime: &Runtime, thread: &SandboxThread) -> RuleSet {
+    let mut set = RuleSet::new(runtime);
+    for artifact in ALL.iter().filter(|a| a.kind == ArtifactKind::Good) {
+        set.load(thread, artifact.bytes, artifact.name)
+            .expect("a good example rule loads");
+    }
+    set
+}
 
 /// The WebAssembly text of a rule that implements the ABI and does nothing: `rulebox_on_event`
 /// returns "no detections" without reading the event. Loaded through the runtime with every limit

@@ -32,11 +32,13 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion};
 use std::hint::black_box;
 
-use rulebox_benches::{BARE_CALL_WAT, Subject, empty_rule_wat, interleave, print_timings};
-use rulebox_example_artifacts::{ALL, Artifact, ArtifactKind, DEMO_EVENTS, native};
+use rulebox_benches::{
+    BARE_CALL_WAT, NativeSet, Subject, empty_rule_wat, interleave, print_timings,
+};
+use rulebox_example_artifacts::{ALL, Artifact, ArtifactKind, DEMO_EVENTS};
 use rulebox_runtime::events::EventReader;
 use rulebox_runtime::{LoadedRule, ModuleCache, Runtime, SandboxThread};
-use rulebox_sdk::{Event, EventKind, EventKinds, EventView, RuleMetadata};
+use rulebox_sdk::{Event, EventKind, EventKinds, RuleMetadata};
 use wasmtime::{Config, Engine, Instance, Module, Store, TypedFunc};
 
 fn good() -> Vec<&'static Artifact> {
@@ -186,32 +188,9 @@ fn criterion_groups(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread
     // What each limit costs, on the real rules, next to the same rules compiled natively: the
     // engine's own floor (`none` / `native`) and what fuel and epochs add to it, in one run.
     let mut group = c.benchmark_group("limits");
-    let kinds: Vec<EventKinds> = {
-        let engine = raw_engine(false, false);
-        good()
-            .iter()
-            .map(|a| RawRule::new(&engine, a.bytes, false, false).kinds)
-            .collect()
-    };
-    let mut natives: Vec<_> = good()
-        .iter()
-        .map(|a| native::new_native(a.name).expect("every good rule has a native build"))
-        .collect();
-    let mut nat_out = natives[0].detections();
+    let mut natives = NativeSet::new();
     group.bench_function(BenchmarkId::new("native", events.len()), |b| {
-        b.iter(|| {
-            let mut n = 0usize;
-            for (kind, bytes) in &events {
-                let view = EventView::new(std::hint::black_box(bytes)).expect("reads");
-                for (r, k) in natives.iter_mut().zip(&kinds) {
-                    if k.contains(*kind) {
-                        r.on_view(&view, &mut nat_out);
-                        n += nat_out.len();
-                    }
-                }
-            }
-            n
-        });
+        b.iter(|| natives.run(&events, false));
     });
     for (name, fuel, epoch) in [
         ("none", false, false),
@@ -327,57 +306,27 @@ fn interleaved_limits() {
     const ROUNDS: usize = 200;
     let events = encoded_demo_events();
     let units = u64::try_from(events.len()).unwrap_or(1);
-    let kinds: Vec<EventKinds> = {
-        let engine = raw_engine(false, false);
-        good()
-            .iter()
-            .map(|a| RawRule::new(&engine, a.bytes, false, false).kinds)
-            .collect()
-    };
-    let mut natives: Vec<_> = good()
-        .iter()
-        .map(|a| native::new_native(a.name).expect("every good rule has a native build"))
-        .collect();
-    let mut nat_outs: Vec<_> = natives.iter().map(|r| r.detections()).collect();
     let events_ref = &events;
-    let kinds_ref = &kinds;
-    let mut subjects: Vec<Subject<'_>> = vec![(
-        "native",
-        Box::new(move || {
-            for (kind, bytes) in events_ref {
-                let view = EventView::new(black_box(bytes)).expect("reads");
-                for ((r, out), k) in natives.iter_mut().zip(&mut nat_outs).zip(kinds_ref) {
-                    if k.contains(*kind) {
-                        r.on_view(&view, out);
-                        black_box(out.len());
-                    }
-                }
-            }
-            units
-        }),
-    )];
-    // Natively again, each rule reading the event through a view of its own, as each sandboxed
-    // rule must (the shared view above caches the texts one rule has checked for the next).
-    let mut natives_apart: Vec<_> = good()
-        .iter()
-        .map(|a| native::new_native(a.name).expect("every good rule has a native build"))
-        .collect();
-    let mut apart_outs: Vec<_> = natives_apart.iter().map(|r| r.detections()).collect();
-    subjects.push((
-        "native, a view per rule",
-        Box::new(move || {
-            for (kind, bytes) in events_ref {
-                for ((r, out), k) in natives_apart.iter_mut().zip(&mut apart_outs).zip(kinds_ref) {
-                    if k.contains(*kind) {
-                        let view = EventView::new(black_box(bytes)).expect("reads");
-                        r.on_view(&view, out);
-                        black_box(out.len());
-                    }
-                }
-            }
-            units
-        }),
-    ));
+    let mut shared = NativeSet::new();
+    let mut apart = NativeSet::new();
+    let mut subjects: Vec<Subject<'_>> = vec![
+        (
+            "native",
+            Box::new(move || {
+                black_box(shared.run(events_ref, false));
+                units
+            }),
+        ),
+        // Each rule reading the event through a view of its own, as each sandboxed rule must (a
+        // shared view caches the texts one rule has checked for the next).
+        (
+            "native, a view per rule",
+            Box::new(move || {
+                black_box(apart.run(events_ref, true));
+                units
+            }),
+        ),
+    ];
     for (name, fuel, epoch) in [
         ("wasmtime, no limits", false, false),
         ("wasmtime, epoch", false, true),

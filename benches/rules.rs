@@ -13,10 +13,10 @@ use std::io::BufReader;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use rulebox_benches::{Subject, interleave, print_timings};
+use rulebox_benches::{NativeSet, Subject, good_rule_set, interleave, print_timings};
 use rulebox_example_artifacts::{ALL, ArtifactKind, DEMO_EVENTS, native};
 use rulebox_runtime::events::EventReader;
-use rulebox_runtime::{LoadedRule, Outcome, RuleSet, Runtime};
+use rulebox_runtime::{LoadedRule, Outcome, Runtime};
 use rulebox_sdk::{Event, EventKinds, EventView};
 
 fn demo_events() -> Vec<Event<'static>> {
@@ -108,41 +108,14 @@ fn set_group(
     name: &str,
     encoded: &[(rulebox_sdk::EventKind, Vec<u8>)],
 ) {
-    let mut set = RuleSet::new(runtime);
-    for artifact in ALL.iter().filter(|a| a.kind == ArtifactKind::Good) {
-        set.load(thread, artifact.bytes, artifact.name)
-            .expect("loads");
-    }
-    let mut natives: Vec<_> = ALL
-        .iter()
-        .filter(|a| a.kind == ArtifactKind::Good)
-        .map(|a| native::new_native(a.name).expect("native"))
-        .collect();
+    let mut set = good_rule_set(runtime, thread);
+    let mut natives = NativeSet::new();
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(
         u64::try_from(encoded.len()).unwrap_or(1),
     ));
-    let mut native_outs: Vec<_> = natives.iter().map(|r| r.detections()).collect();
-    // Subscriptions looked up once, as the host's `RuleSet` does.
-    let native_kinds: Vec<EventKinds> = natives
-        .iter()
-        .map(|r| EventKinds::of(r.meta().events))
-        .collect();
     group.bench_function(BenchmarkId::new("native", encoded.len()), |b| {
-        b.iter(|| {
-            let mut n = 0;
-            for (kind, bytes) in encoded {
-                let view = EventView::new(std::hint::black_box(bytes)).expect("reads");
-                for ((r, out), kinds) in natives.iter_mut().zip(&mut native_outs).zip(&native_kinds)
-                {
-                    if kinds.contains(*kind) {
-                        r.on_view(&view, out);
-                        n += out.len();
-                    }
-                }
-            }
-            n
-        });
+        b.iter(|| natives.run(encoded, false));
     });
     let mut outcome = Outcome::default();
     group.bench_function(BenchmarkId::new("sandboxed", encoded.len()), |b| {
@@ -174,35 +147,14 @@ fn interleaved_sets(runtime: &Runtime, thread: &rulebox_runtime::SandboxThread) 
         .collect();
     for (name, encoded) in [(SET, &encoded), (SET_BENIGN, &benign)] {
         let units = u64::try_from(encoded.len()).unwrap_or(1);
-        let mut set = RuleSet::new(runtime);
-        for artifact in ALL.iter().filter(|a| a.kind == ArtifactKind::Good) {
-            set.load(thread, artifact.bytes, artifact.name)
-                .expect("loads");
-        }
-        let mut natives: Vec<_> = ALL
-            .iter()
-            .filter(|a| a.kind == ArtifactKind::Good)
-            .map(|a| native::new_native(a.name).expect("native"))
-            .collect();
-        let kinds: Vec<EventKinds> = natives
-            .iter()
-            .map(|r| EventKinds::of(r.meta().events))
-            .collect();
-        let mut nat_outs: Vec<_> = natives.iter().map(|r| r.detections()).collect();
+        let mut set = good_rule_set(runtime, thread);
+        let mut natives = NativeSet::new();
         let mut outcome = Outcome::default();
         let mut subjects: Vec<Subject<'_>> = vec![
             (
                 "native",
                 Box::new(|| {
-                    for (kind, bytes) in encoded {
-                        let view = EventView::new(std::hint::black_box(bytes)).expect("reads");
-                        for ((r, out), k) in natives.iter_mut().zip(&mut nat_outs).zip(&kinds) {
-                            if k.contains(*kind) {
-                                r.on_view(&view, out);
-                                std::hint::black_box(out.len());
-                            }
-                        }
-                    }
+                    std::hint::black_box(natives.run(encoded, false));
                     units
                 }),
             ),
