@@ -125,6 +125,51 @@ impl RawRule {
     }
 }
 
+/// The limit modes of the raw-wasmtime measurements: criterion name, table name, fuel, epoch.
+const LIMIT_MODES: [(&str, &str, bool, bool); 4] = [
+    ("none", "wasmtime, no limits", false, false),
+    ("epoch", "wasmtime, epoch", false, true),
+    ("fuel", "wasmtime, fuel", true, false),
+    ("fuel+epoch", "wasmtime, fuel+epoch", true, true),
+];
+
+/// Every good example rule on raw wasmtime with only the limits asked for ([`RawRule`]).
+struct RawSet(Vec<RawRule>);
+
+impl RawSet {
+    fn new(fuel: bool, epoch: bool) -> RawSet {
+        let engine = raw_engine(fuel, epoch);
+        RawSet(
+            good()
+                .iter()
+                .map(|a| RawRule::new(&engine, a.bytes, fuel, epoch))
+                .collect(),
+        )
+    }
+
+    /// Each event through every rule subscribed to its kind; the results folded together.
+    fn run(&mut self, events: &[(EventKind, Vec<u8>)]) -> u64 {
+        let mut n = 0u64;
+        for (kind, bytes) in events {
+            for r in &mut self.0 {
+                if r.kinds.contains(*kind) {
+                    n = n.wrapping_add(r.call(bytes));
+                }
+            }
+        }
+        n
+    }
+}
+
+/// The bare-call baseline ([`BARE_CALL_WAT`]) instantiated on `engine`: its store and function.
+fn bare_call(engine: &Engine) -> (Store<()>, TypedFunc<u32, u64>) {
+    let module = Module::new(engine, BARE_CALL_WAT).expect("bare module");
+    let mut store = Store::new(engine, ());
+    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
+    let f = instance.get_typed_func(&mut store, "f").expect("f");
+    (store, f)
+}
+
 fn raw_engine(fuel: bool, epoch: bool) -> Engine {
     let mut config = Config::new();
     config
@@ -143,11 +188,7 @@ fn criterion_groups(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread
     let small = &events[0].1;
 
     // The floor: a bare typed call.
-    let engine = Engine::default();
-    let module = Module::new(&engine, BARE_CALL_WAT).expect("bare module");
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
-    let f: TypedFunc<u32, u64> = instance.get_typed_func(&mut store, "f").expect("f");
+    let (mut store, f) = bare_call(&Engine::default());
     let mut group = c.benchmark_group("call");
     group.bench_function("bare-wasmtime", |b| {
         b.iter(|| {
@@ -158,10 +199,7 @@ fn criterion_groups(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread
     // The same bare call on an engine with fuel and epoch interruption on (as the runtime's), the
     // budget and deadline set before each call as the runtime does: what the limits themselves cost.
     let limited = raw_engine(true, true);
-    let module = Module::new(&limited, BARE_CALL_WAT).expect("bare module");
-    let mut lstore = Store::new(&limited, ());
-    let instance = Instance::new(&mut lstore, &module, &[]).expect("instance");
-    let lf: TypedFunc<u32, u64> = instance.get_typed_func(&mut lstore, "f").expect("f");
+    let (mut lstore, lf) = bare_call(&limited);
     group.bench_function("bare-wasmtime-fuel-epoch", |b| {
         b.iter(|| {
             lstore.set_fuel(10_000_000).expect("fuel on");
@@ -192,29 +230,10 @@ fn criterion_groups(c: &mut Criterion, runtime: &Runtime, thread: &SandboxThread
     group.bench_function(BenchmarkId::new("native", events.len()), |b| {
         b.iter(|| natives.run(&events, false));
     });
-    for (name, fuel, epoch) in [
-        ("none", false, false),
-        ("epoch", false, true),
-        ("fuel", true, false),
-        ("fuel+epoch", true, true),
-    ] {
-        let engine = raw_engine(fuel, epoch);
-        let mut rules: Vec<RawRule> = good()
-            .iter()
-            .map(|a| RawRule::new(&engine, a.bytes, fuel, epoch))
-            .collect();
+    for (name, _, fuel, epoch) in LIMIT_MODES {
+        let mut set = RawSet::new(fuel, epoch);
         group.bench_function(BenchmarkId::new(name, events.len()), |b| {
-            b.iter(|| {
-                let mut n = 0u64;
-                for (kind, bytes) in &events {
-                    for r in &mut rules {
-                        if r.kinds.contains(*kind) {
-                            n = n.wrapping_add(r.call(bytes));
-                        }
-                    }
-                }
-                n
-            });
+            b.iter(|| set.run(&events));
         });
     }
     group.finish();
@@ -231,17 +250,10 @@ fn interleaved_calls(runtime: &Runtime, thread: &SandboxThread) {
     let events = encoded_demo_events();
     let small = &events[0].1;
 
-    let engine = Engine::default();
-    let module = Module::new(&engine, BARE_CALL_WAT).expect("bare module");
-    let mut store = Store::new(&engine, ());
-    let instance = Instance::new(&mut store, &module, &[]).expect("instance");
-    let f: TypedFunc<u32, u64> = instance.get_typed_func(&mut store, "f").expect("f");
+    let (mut store, f) = bare_call(&Engine::default());
 
     let limited = raw_engine(true, true);
-    let module = Module::new(&limited, BARE_CALL_WAT).expect("bare module");
-    let mut lstore = Store::new(&limited, ());
-    let instance = Instance::new(&mut lstore, &module, &[]).expect("instance");
-    let lf: TypedFunc<u32, u64> = instance.get_typed_func(&mut lstore, "f").expect("f");
+    let (mut lstore, lf) = bare_call(&limited);
 
     let wat = wat::parse_str(empty_rule_wat("empty")).expect("wat");
     let compiled = runtime.compile(&wat, "empty").expect("empty rule compiles");
@@ -327,27 +339,12 @@ fn interleaved_limits() {
             }),
         ),
     ];
-    for (name, fuel, epoch) in [
-        ("wasmtime, no limits", false, false),
-        ("wasmtime, epoch", false, true),
-        ("wasmtime, fuel", true, false),
-        ("wasmtime, fuel+epoch", true, true),
-    ] {
-        let engine = raw_engine(fuel, epoch);
-        let mut rules: Vec<RawRule> = good()
-            .iter()
-            .map(|a| RawRule::new(&engine, a.bytes, fuel, epoch))
-            .collect();
+    for (_, name, fuel, epoch) in LIMIT_MODES {
+        let mut set = RawSet::new(fuel, epoch);
         subjects.push((
             name,
             Box::new(move || {
-                for (kind, bytes) in events_ref {
-                    for r in &mut rules {
-                        if r.kinds.contains(*kind) {
-                            black_box(r.call(bytes));
-                        }
-                    }
-                }
+                black_box(set.run(events_ref));
                 units
             }),
         ));
