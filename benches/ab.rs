@@ -17,14 +17,11 @@
 //! Without `--old` and `--new` it prints how to run it and does nothing (so `make bench` passes over
 //! it).
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rulebox_example_artifacts::DEMO_EVENTS;
-use rulebox_runtime::events::EventReader;
 use rulebox_runtime::{LoadedRule, Runtime, SandboxThread};
-use rulebox_sdk::{Event, EventKind};
+use rulebox_sdk::EventKind;
 
 fn modules(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut found: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -137,12 +134,7 @@ fn main() {
         "the two folders must hold modules of the same names"
     );
     assert!(!names.is_empty(), "no *.wasm in {old_dir}");
-    let events: Vec<(EventKind, Vec<u8>)> =
-        EventReader::new(BufReader::new(DEMO_EVENTS.as_bytes()))
-            .filter_map(Result::ok)
-            .map(|r| r.event)
-            .map(|e: Event<'static>| (e.kind(), e.to_bytes().expect("encodes")))
-            .collect();
+    let events = rulebox_benches::encoded_demo_events();
 
     let runtime = Runtime::new(rulebox_benches::bench_config()).expect("runtime");
     let rt = runtime.clone();

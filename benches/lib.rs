@@ -1,12 +1,38 @@
-//! Shared helpers for the benchmarks in this folder (`rules.rs`, `overhead.rs`): hand-written rule
-//! modules that isolate the cost of the sandbox from the cost of a rule.
+//! Shared helpers for the benchmarks in this folder (`rules.rs`, `overhead.rs`, `ab.rs`): the demo
+//! events, the native and sandboxed example sets, hand-written rule modules that isolate the cost of
+//! the sandbox from the cost of a rule, and interleaved timing.
 
 use std::fmt::Write as _;
 
 use rulebox_example_artifacts::native::{self, NativeRule};
-use rulebox_example_artifacts::{ALL, ArtifactKind};
+use rulebox_example_artifacts::{ALL, ArtifactKind, DEMO_EVENTS};
+use rulebox_runtime::events::EventReader;
 use rulebox_runtime::{RuleSet, Runtime, SandboxThread};
-use rulebox_sdk::{Detections, EventKind, EventKinds, EventView, RuleMetadata, Severity};
+use rulebox_sdk::{Detections, Event, EventKind, EventKinds, EventView, RuleMetadata, Severity};
+
+/// The demo events (`example-rules/events/demo.jsonl`: an intrusion plus ordinary activity).
+pub fn demo_events() -> Vec<Event<'static>> {
+    EventReader::new(std::io::BufReader::new(DEMO_EVENTS.as_bytes()))
+        .filter_map(Result::ok)
+        .map(|r| r.event)
+        .collect()
+}
+
+/// `events` encoded once each, as the host does before handing an event to any rule.
+///
+/// # Panics
+/// If an event does not encode.
+pub fn encode(events: &[Event<'_>]) -> Vec<(EventKind, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| (e.kind(), e.to_bytes().expect("encodes")))
+        .collect()
+}
+
+/// The demo events, encoded.
+pub fn encoded_demo_events() -> Vec<(EventKind, Vec<u8>)> {
+    encode(&demo_events())
+}
 
 /// The good example rules compiled natively, each with its subscriptions (looked up once, as the
 /// host's `RuleSet` does) and its own detection list: the baseline of every sandboxed figure.

@@ -26,32 +26,23 @@
 //! - wasmtime's pooling instance allocator against the default: instantiation time for 1,000 rules
 //!   and per-event time.
 
-use std::io::BufReader;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
 use std::hint::black_box;
 
 use rulebox_benches::{
-    BARE_CALL_WAT, NativeSet, Subject, empty_rule_wat, interleave, print_timings,
+    BARE_CALL_WAT, NativeSet, Subject, empty_rule_wat, encoded_demo_events, interleave,
+    print_timings,
 };
-use rulebox_example_artifacts::{ALL, Artifact, ArtifactKind, DEMO_EVENTS};
-use rulebox_runtime::events::EventReader;
+use rulebox_example_artifacts::{ALL, Artifact, ArtifactKind};
 use rulebox_runtime::{LoadedRule, ModuleCache, Runtime, SandboxThread};
-use rulebox_sdk::{Event, EventKind, EventKinds, RuleMetadata};
+use rulebox_sdk::{EventKind, EventKinds, RuleMetadata};
 use wasmtime::{Config, Engine, Instance, Module, Store, TypedFunc};
 
 fn good() -> Vec<&'static Artifact> {
     ALL.iter()
         .filter(|a| a.kind == ArtifactKind::Good)
-        .collect()
-}
-
-fn encoded_demo_events() -> Vec<(EventKind, Vec<u8>)> {
-    EventReader::new(BufReader::new(DEMO_EVENTS.as_bytes()))
-        .filter_map(Result::ok)
-        .map(|r| r.event)
-        .map(|e: Event<'static>| (e.kind(), e.to_bytes().expect("encodes")))
         .collect()
 }
 

@@ -9,29 +9,19 @@
 //! native and sandboxed interleaved in one loop (`rulebox_benches::interleave`), the ratio that holds
 //! on a noisy machine.
 
-use std::io::BufReader;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use rulebox_benches::{NativeSet, Subject, good_rule_set, interleave, print_timings};
-use rulebox_example_artifacts::{ALL, ArtifactKind, DEMO_EVENTS, native};
-use rulebox_runtime::events::EventReader;
+use rulebox_benches::{
+    NativeSet, Subject, demo_events, encode, good_rule_set, interleave, print_timings,
+};
+use rulebox_example_artifacts::{ALL, ArtifactKind, native};
 use rulebox_runtime::{LoadedRule, Outcome, Runtime};
 use rulebox_sdk::{Event, EventKinds, EventView};
 
-fn demo_events() -> Vec<Event<'static>> {
-    EventReader::new(BufReader::new(DEMO_EVENTS.as_bytes()))
-        .filter_map(Result::ok)
-        .map(|r| r.event)
-        .collect()
-}
-
 fn bench(c: &mut Criterion, runtime: &Runtime, thread: &rulebox_runtime::SandboxThread) {
     let events = demo_events();
-    let encoded: Vec<(rulebox_sdk::EventKind, Vec<u8>)> = events
-        .iter()
-        .map(|e| (e.kind(), e.to_bytes().expect("encodes")))
-        .collect();
+    let encoded = encode(&events);
 
     for artifact in ALL.iter().filter(|a| a.kind == ArtifactKind::Good) {
         let compiled = runtime
@@ -137,10 +127,7 @@ fn set_group(
 fn interleaved_sets(runtime: &Runtime, thread: &rulebox_runtime::SandboxThread) {
     const ROUNDS: usize = 300;
     let events = demo_events();
-    let encoded: Vec<(rulebox_sdk::EventKind, Vec<u8>)> = events
-        .iter()
-        .map(|e| (e.kind(), e.to_bytes().expect("encodes")))
-        .collect();
+    let encoded = encode(&events);
     let benign: Vec<_> = benign_indices(&events)
         .into_iter()
         .map(|i| encoded[i].clone())

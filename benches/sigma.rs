@@ -45,10 +45,7 @@ fn bench(
         .filter_map(|c| c.events.clone().ok())
         .flatten()
         .collect();
-    let encoded: Vec<(EventKind, Vec<u8>)> = events
-        .iter()
-        .map(|e| (e.kind(), e.to_bytes().expect("encodes")))
-        .collect();
+    let encoded = rulebox_benches::encode(&events);
 
     let mut set = RuleSet::new(runtime);
     for p in &programs {
