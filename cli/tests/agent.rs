@@ -562,7 +562,7 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
     });
     let mut seen = String::new();
     wait_for(&lines, &mut seen, "starting release 1");
-    wait_for(&lines, &mut seen, "rules active");
+    wait_for(&lines, &mut seen, "release 1 active");
     let push = |path: &Path| {
         let out = rulebox()
             .args([
@@ -580,7 +580,7 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
         );
     };
     push(&b2);
-    wait_for(&lines, &mut seen, "release Some(2) active");
+    wait_for(&lines, &mut seen, "release 2 active");
 
     // A revert signed by a key the store does not trust is refused; the release keeps running.
     let stranger = rulebox_release::generate_key().unwrap();
@@ -615,7 +615,7 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
     sign(&key_path, &revert);
     push(&revert);
     wait_for(&lines, &mut seen, "applied the signed revert of release 2");
-    wait_for(&lines, &mut seen, "release Some(1) active");
+    wait_for(&lines, &mut seen, "release 1 active");
 
     use std::io::Write;
     writeln!(
@@ -626,7 +626,7 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
     drop(stdin);
     assert!(child.wait().unwrap().success(), "{seen}");
     let stdout = out_reader.join().unwrap();
-    assert!(stdout.contains(r#""type":"revert""#), "{stdout}");
+    assert!(stdout.contains(r#""lifecycle":"reverted""#), "{stdout}");
     assert!(stdout.contains(r#""alert":"revert_refused""#), "{stdout}");
     assert!(
         stdout.contains("\"rule_id\":\"office-spawns-shell\""),

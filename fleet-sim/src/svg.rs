@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::SimReport;
+use crate::report::{RingPoint, SimReport};
 
 const W: f64 = 900.0;
 const H: f64 = 420.0;
@@ -90,9 +90,9 @@ pub fn render(report: &SimReport) -> String {
         for (dash, pick) in [
             (
                 "",
-                (|p: &super::RingPoint| p.on_new) as fn(&super::RingPoint) -> usize,
+                (|p: &RingPoint| p.on_new) as fn(&RingPoint) -> usize,
             ),
-            (r#" stroke-dasharray="6,4""#, |p: &super::RingPoint| {
+            (r#" stroke-dasharray="6,4""#, |p: &RingPoint| {
                 p.failing
             }),
         ] {
