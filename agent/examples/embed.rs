@@ -8,7 +8,8 @@ use rulebox_agent::{Agent, AgentConfig, Baseline, EventOrigin};
 use rulebox_runtime::sdk::{Event, EventData, ProcessStart};
 
 fn main() -> anyhow::Result<()> {
-    let baseline = Baseline::from_modules(rulebox_example_artifacts::good().map(|a| (a.name, a.bytes)));
+    let baseline =
+        Baseline::from_modules(rulebox_example_artifacts::good().map(|a| (a.name, a.bytes)));
     let mut config = AgentConfig::new(baseline);
     config.store = std::env::args_os().nth(1).map(Into::into);
     let (agent, output) = Agent::start(config)?;
@@ -23,10 +24,15 @@ fn main() -> anyhow::Result<()> {
         let mut body = ProcessStart::default();
         body.image = r"C:\Windows\System32\cmd.exe".into();
         body.parent_image = format!(r"C:\Program Files\{parent}").into();
-        events.send(Event::new(EventData::ProcessStart(body)), EventOrigin::new("example", line))?;
+        events.send(
+            Event::new(EventData::ProcessStart(body)),
+            EventOrigin::new("example", line),
+        )?;
     }
     let summary = agent.stop()?;
-    printer.join().map_err(|_| anyhow::anyhow!("the printer thread panicked"))?;
+    printer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the printer thread panicked"))?;
     println!("{summary}");
     Ok(())
 }

@@ -51,7 +51,10 @@ impl Iterator for AgentOutput {
 impl AgentOutput {
     /// The next event, waiting at most `timeout`: `Ok(None)` if none came in time, `Err` once the
     /// agent has stopped and every event was read.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<AgentEvent>, crate::AgentStopped> {
+    pub fn recv_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<AgentEvent>, crate::AgentStopped> {
         match self.rx.recv_timeout(timeout) {
             Ok(event) => Ok(Some(event)),
             Err(RecvTimeoutError::Timeout) => Ok(None),
@@ -116,11 +119,16 @@ impl Agent {
         #[cfg(feature = "fault-injection")]
         crate::testing::crash_if_asked(&content);
 
-        // The sandbox thread activates the boot content before it takes any event.
+        // The sandbox thread reports the boot decision and activates its content before it takes
+        // any event.
         let worker = Worker::new(&runtime, output_tx, control_tx.clone(), counters.clone());
+        let reported = boot_events.clone();
         let worker = runtime
             .spawn_sandbox_thread("rulebox-sandbox", move |thread| {
                 let mut worker = worker;
+                for event in reported {
+                    worker.emit(event);
+                }
                 worker.activate(thread, &content, generation);
                 worker.run(thread, work_rx)
             })

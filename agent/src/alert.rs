@@ -494,7 +494,9 @@ impl std::fmt::Display for Alert {
                 write!(f, "release {from} abandoned ({}); ", Escaped(reason))?;
                 match to {
                     Some(to) => write!(f, "running last-known-good release {to}")?,
-                    None => f.write_str("no usable last-known-good: running the baseline content")?,
+                    None => {
+                        f.write_str("no usable last-known-good: running the baseline content")?
+                    }
                 }
                 if let Some(report) = report {
                     write!(f, "; report: {}", Escaped(report))?;
@@ -526,7 +528,12 @@ impl std::fmt::Display for Alert {
                 )
             }
             Alert::SourceFailed { source, error } => {
-                write!(f, "event source {} failed: {}", Escaped(source), Escaped(error))
+                write!(
+                    f,
+                    "event source {} failed: {}",
+                    Escaped(source),
+                    Escaped(error)
+                )
             }
             Alert::StoreFailed { operation, error } => {
                 write!(f, "cannot {}: {}", Escaped(operation), Escaped(error))

@@ -21,9 +21,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rulebox_runtime::content::{
-    BootDecision, ContentStore, InboxEntry, VerifiedBundle, now_unix,
-};
+use rulebox_runtime::content::{BootDecision, ContentStore, InboxEntry, VerifiedBundle, now_unix};
 use rulebox_runtime::{Content, ModuleCache, QuarantineRecord, Runtime};
 
 use crate::alert::Alert;
@@ -241,14 +239,19 @@ impl Control {
             .send(Work::Activate(Box::new(content), self.generation));
     }
 
-    /// The loop, until told to stop. `boot_events` are emitted first.
+    /// The loop, until told to stop. `boot_events` (emitted by the sandbox thread, before the boot
+    /// content's activation) are shown to the transport first.
     pub(crate) fn run(
         mut self,
         boot_events: Vec<AgentEvent>,
         messages: Receiver<ControlMsg>,
         worker: JoinHandle<u64>,
     ) -> Result<AgentSummary, AgentError> {
-        self.emit_all(boot_events);
+        if let Some(t) = self.transport.as_mut() {
+            for event in &boot_events {
+                t.observe(event);
+            }
+        }
         let mut next_poll = Instant::now();
         loop {
             let wait = next_poll
@@ -344,11 +347,13 @@ impl Control {
         let Some(store) = self.store.as_mut() else {
             return;
         };
-        match store.mark_good(release) {
+        let recorded = store.mark_good(release);
+        // Settled before GOOD is reported: an event sent after the report meets a settled set.
+        let _ = self.work.send(Work::Settle(generation));
+        match recorded {
             Ok(()) => self.emit(Lifecycle::Good { release }.into()),
             Err(e) => self.store_failed(&format!("record GOOD for release {release}"), &e),
         }
-        let _ = self.work.send(Work::Settle(generation));
     }
 
     /// Drops are counted by the senders; each rise is reported once.
@@ -422,7 +427,9 @@ impl Control {
         };
         let inbox = store.inbox();
         let outcome = match inbox.read_revert(entry.path()) {
-            Ok(bytes) => store.apply_revert(&bytes, now_unix()).map_err(|e| e.to_string()),
+            Ok(bytes) => store
+                .apply_revert(&bytes, now_unix())
+                .map_err(|e| e.to_string()),
             Err(e) => Err(format!("cannot read it: {e}")),
         };
         match outcome {

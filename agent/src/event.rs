@@ -6,8 +6,8 @@ use std::sync::Arc;
 use rulebox_runtime::RuleInfo;
 use rulebox_runtime::sdk::{Detection as RuleOutput, Event, EventKind, Severity};
 use rulebox_runtime::text::{Escaped, to_json_line};
-use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use crate::alert::Alert;
 use crate::lifecycle::Lifecycle;

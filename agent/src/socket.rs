@@ -303,7 +303,14 @@ fn accept_loop(
         let (uid, gid, pid) = match peer(&stream) {
             Ok(p) => p,
             Err(e) => {
-                if refuse(None, None, None, format!("cannot read its credentials: {e}")).is_err() {
+                if refuse(
+                    None,
+                    None,
+                    None,
+                    format!("cannot read its credentials: {e}"),
+                )
+                .is_err()
+                {
                     break;
                 }
                 continue;
@@ -330,7 +337,12 @@ fn accept_loop(
             .name("rulebox-connection".to_owned())
             .spawn(move || {
                 let _slot = slot;
-                let _ = feed(std::io::BufReader::new(stream), limits, &conn_sender, &source);
+                let _ = feed(
+                    std::io::BufReader::new(stream),
+                    limits,
+                    &conn_sender,
+                    &source,
+                );
             });
         if let Err(e) = spawned
             && sender.report_source_failed(name, &e).is_err()

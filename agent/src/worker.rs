@@ -56,7 +56,7 @@ impl Worker {
         }
     }
 
-    fn emit(&self, event: AgentEvent) {
+    pub(crate) fn emit(&self, event: AgentEvent) {
         // An embedder that dropped the output only loses the output; the agent goes on.
         let _ = self.output.send(event);
     }
@@ -145,9 +145,7 @@ impl Worker {
                 // A kind of rule alert this agent does not know: never dropped silently.
                 Alert::SourceFailed {
                     source: "rule set".to_owned(),
-                    error: format!(
-                        "an alert of a kind this agent does not know, on {event}"
-                    ),
+                    error: format!("an alert of a kind this agent does not know, on {event}"),
                 }
             }
         };

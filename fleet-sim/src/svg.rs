@@ -88,13 +88,8 @@ pub fn render(report: &SimReport) -> String {
         let colour = COLOURS[ring % COLOURS.len()];
         let size = (*size).max(1) as f64;
         for (dash, pick) in [
-            (
-                "",
-                (|p: &RingPoint| p.on_new) as fn(&RingPoint) -> usize,
-            ),
-            (r#" stroke-dasharray="6,4""#, |p: &RingPoint| {
-                p.failing
-            }),
+            ("", (|p: &RingPoint| p.on_new) as fn(&RingPoint) -> usize),
+            (r#" stroke-dasharray="6,4""#, |p: &RingPoint| p.failing),
         ] {
             let points: Vec<String> = report
                 .timeline

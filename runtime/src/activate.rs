@@ -161,10 +161,14 @@ impl Content {
         cache: Option<&ModuleCache>,
         is_quarantined: impl Fn(&RuleEntry) -> bool,
     ) -> Content {
-        Content::from_bundle_with(bundle, is_quarantined, |_entry, bytes, source| match cache {
-            Some(cache) => cache.compile(runtime, bytes, source),
-            None => runtime.compile(bytes, source),
-        })
+        Content::from_bundle_with(
+            bundle,
+            is_quarantined,
+            |_entry, bytes, source| match cache {
+                Some(cache) => cache.compile(runtime, bytes, source),
+                None => runtime.compile(bytes, source),
+            },
+        )
     }
 
     /// [`from_bundle`](Self::from_bundle) with another way to compile a module: `compile` gets the
@@ -183,11 +187,11 @@ impl Content {
             }
             let source = format!("release-{}:{}", bundle.release(), entry.id);
             match compile(entry, bytes, &source) {
-                Ok(compiled) => content.rules.push(ContentRule::new(
-                    compiled,
-                    entry.limits.clone(),
-                    Some(rule),
-                )),
+                Ok(compiled) => {
+                    content
+                        .rules
+                        .push(ContentRule::new(compiled, entry.limits.clone(), Some(rule)))
+                }
                 Err(e) => content.skipped.push(SkippedRule::DoesNotCompile {
                     rule,
                     reason: e.reason(),

@@ -57,9 +57,7 @@ mod ruleset;
 mod runtime;
 pub mod text;
 
-pub use activate::{
-    Activation, Content, ContentRule, DeclaredRule, ManifestMismatch, SkippedRule,
-};
+pub use activate::{Activation, Content, ContentRule, DeclaredRule, ManifestMismatch, SkippedRule};
 pub use config::{ConfigError, Limits, RuntimeConfig};
 pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};
 pub use module::{CompiledRule, LoadError, content_hash};

@@ -112,7 +112,10 @@ impl Reason {
 
     /// The reason named `name` (its [`name`](Self::name)), if there is one.
     pub fn from_name(name: &str) -> Option<Reason> {
-        REASON_NAMES.iter().find(|(_, n)| *n == name).map(|(r, _)| *r)
+        REASON_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(r, _)| *r)
     }
 }
 

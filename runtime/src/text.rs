@@ -57,7 +57,7 @@ impl serde_json::ser::Formatter for TerminalSafe {
     ) -> io::Result<()> {
         let mut rest = fragment;
         while let Some(at) = rest.find(needs_escape) {
-            writer.write_all(rest[..at].as_bytes())?;
+            writer.write_all(&rest.as_bytes()[..at])?;
             let c = rest[at..].chars().next().unwrap_or_default();
             // Every character escaped here is in the Basic Multilingual Plane: one `\uXXXX`.
             write!(writer, "\\u{:04x}", u32::from(c))?;
@@ -99,7 +99,10 @@ mod tests {
         let value = serde_json::json!({ "title": HOSTILE, "n": 1 });
         let line = to_json_line(&value).unwrap();
         assert!(!line.chars().any(needs_escape), "{line}");
-        assert!(line.contains("\\u009b") && line.contains("\\u202e"), "{line}");
+        assert!(
+            line.contains("\\u009b") && line.contains("\\u202e"),
+            "{line}"
+        );
         let back: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(back, value);
     }

@@ -8,8 +8,8 @@ use std::sync::mpsc;
 use rulebox_runtime::content::RUNTIME_VERSION;
 use rulebox_runtime::text::Escaped;
 use rulebox_runtime::{
-    Alert, CompiledRule, Content, ContentRule, DeclaredRule, EventError, Limits, RuleInfo,
-    RuleSet, Runtime, RuntimeConfig, SandboxThread, content_hash,
+    Alert, CompiledRule, Content, ContentRule, DeclaredRule, EventError, Limits, RuleInfo, RuleSet,
+    Runtime, RuntimeConfig, SandboxThread, content_hash,
 };
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION};
 use rulebox_sdk::{Event, EventKind};

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rulebox_agent::{
-    Agent, AgentConfig, AgentEvent, AgentOutput, Baseline, EventSender, HealthWindow,
-    SocketAccess, SocketSource, feed,
+    Agent, AgentConfig, AgentEvent, AgentOutput, Baseline, EventSender, HealthWindow, SocketAccess,
+    SocketSource, feed,
 };
 use rulebox_runtime::events::ReadLimits;
 
@@ -72,7 +72,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.store = if args.safe_mode {
         None
     } else {
-        Some(args.store.clone().context("--store is required unless --safe-mode")?)
+        Some(
+            args.store
+                .clone()
+                .context("--store is required unless --safe-mode")?,
+        )
     };
     config.boot_attempts = args.boot_attempts;
     config.health = HealthWindow::new(args.health_events, Duration::from_secs(args.health_secs));

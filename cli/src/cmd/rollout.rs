@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         RolloutCommand::Rings { plan, hosts } => {
             let plan: RolloutPlan =
                 serde_json::from_slice(&super::store::read_operator_file(&plan, "plan")?)
-            .with_context(|| format!("{} is not a plan", plan.display()))?;
+                    .with_context(|| format!("{} is not a plan", plan.display()))?;
             plan.validate()?;
             let list: Vec<HostInfo> = serde_json::from_slice(
                 &std::fs::read(&hosts)

@@ -159,9 +159,13 @@ pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(super::EXIT_OK));
     }
-    let target = inbox
-        .deliver_bundle(&args.bundle)
-        .with_context(|| format!("cannot deliver {} into {}", args.bundle.display(), inbox.dir().display()))?;
+    let target = inbox.deliver_bundle(&args.bundle).with_context(|| {
+        format!(
+            "cannot deliver {} into {}",
+            args.bundle.display(),
+            inbox.dir().display()
+        )
+    })?;
     println!("pushed {} to {}", args.bundle.display(), target.display());
     Ok(ExitCode::from(super::EXIT_OK))
 }

@@ -255,7 +255,12 @@ mod tests {
                 (false, "b-bundle".to_owned()),
             ]
         );
-        assert!(Inbox::new(dir.path().join("missing")).scan().unwrap().is_empty());
+        assert!(
+            Inbox::new(dir.path().join("missing"))
+                .scan()
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

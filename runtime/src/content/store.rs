@@ -1146,7 +1146,11 @@ pub(crate) mod tests {
     #[test]
     fn a_record_without_a_rule_id_is_not_listed_and_an_unknown_reason_is_kept() {
         let (_tmp, mut store) = new_store();
-        assert!(!store.record_quarantine(&record("", "", "h", Reason::NotWasm)).unwrap());
+        assert!(
+            !store
+                .record_quarantine(&record("", "", "h", Reason::NotWasm))
+                .unwrap()
+        );
         assert!(store.quarantined().is_empty());
         // A reason a newer runtime wrote still keeps the rule out, and is written back as it was.
         let entries: Vec<QuarantineEntry> = serde_json::from_str(
@@ -1157,7 +1161,11 @@ pub(crate) mod tests {
             entries[0].reason,
             QuarantineReason::Unrecognized("from_the_future".to_owned())
         );
-        assert!(serde_json::to_string(&entries).unwrap().contains("\"from_the_future\""));
+        assert!(
+            serde_json::to_string(&entries)
+                .unwrap()
+                .contains("\"from_the_future\"")
+        );
     }
 
     /// Installs a standard release `n` (signed by key 1).
@@ -1288,7 +1296,9 @@ pub(crate) mod tests {
     fn every_refusal_leaves_the_store_unchanged() {
         let (tmp, mut store) = new_store();
         install(&mut store, 5);
-        store.record_quarantine(&record("x", "1", "h", Reason::Trap)).unwrap();
+        store
+            .record_quarantine(&record("x", "1", "h", Reason::Trap))
+            .unwrap();
         let before = snapshot(&store);
         let mods = modules();
         let bytes: Vec<&[u8]> = mods.iter().map(|(_, b)| *b).collect();
@@ -1561,7 +1571,12 @@ pub(crate) mod tests {
         );
         assert!(
             store
-                .record_quarantine(&record(&e0.id, &e0.version, &e0.sha256, Reason::OutOfBounds))
+                .record_quarantine(&record(
+                    &e0.id,
+                    &e0.version,
+                    &e0.sha256,
+                    Reason::OutOfBounds
+                ))
                 .unwrap()
         );
         assert!(
@@ -1615,7 +1630,9 @@ pub(crate) mod tests {
         let (_tmp, mut store) = new_store();
         install(&mut store, 1);
         install(&mut store, 2);
-        store.record_quarantine(&record("r", "1", "h", Reason::Trap)).unwrap();
+        store
+            .record_quarantine(&record("r", "1", "h", Reason::Trap))
+            .unwrap();
         let dir = store.dir().to_path_buf();
         drop(store);
         std::fs::write(dir.join(STATE_FILE), b"\0\0\0garbage").unwrap();
@@ -1683,7 +1700,11 @@ pub(crate) mod tests {
         use std::process::{Command, Stdio};
 
         let exe = std::env::current_exe().unwrap();
-        for step in crate::content::testing::PAUSE_STEPS.iter().copied().chain([""]) {
+        for step in crate::content::testing::PAUSE_STEPS
+            .iter()
+            .copied()
+            .chain([""])
+        {
             let (_tmp, mut store) = new_store();
             let old = install(&mut store, 1);
             let dir = store.dir().to_path_buf();
