@@ -68,11 +68,16 @@ impl SocketAccess {
         {
             None
         } else {
+            let uids: Vec<String> = self.allowed_uids.iter().map(u32::to_string).collect();
             Some(format!(
-                "uid {uid} is not allowed (the agent's own uid {own}, root, the allowed uids {:?} or group {})",
-                self.allowed_uids,
+                "uid {uid} (gid {gid}) is not allowed: only the agent's own uid {own}, root{}{}",
+                if uids.is_empty() {
+                    String::new()
+                } else {
+                    format!(", uids {}", uids.join(", "))
+                },
                 self.group
-                    .map_or_else(|| "none".to_owned(), |g| g.to_string())
+                    .map_or_else(String::new, |g| format!(" and group {g}"))
             ))
         }
     }

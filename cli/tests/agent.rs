@@ -519,6 +519,19 @@ fn safe_mode_runs_the_baseline_without_a_store() {
     assert_eq!(stdout.matches("office-spawns-shell").count(), 2, "{stdout}");
 }
 
+/// Forwards a child's stream line by line, read on a thread of its own.
+fn forward_lines(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// Waits until the agent's stderr (forwarded line by line on `lines`) has a line containing `needle`;
 /// returns everything seen so far.
 fn wait_for(lines: &std::sync::mpsc::Receiver<String>, seen: &mut String, needle: &str) {
@@ -551,15 +564,7 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
     let mut stdin = child.stdin.take().unwrap();
     let child_out = child.stdout.take().unwrap();
     let out_reader = read_all(child_out);
-    let (tx, lines) = std::sync::mpsc::channel();
-    let child_err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(child_err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = forward_lines(child.stderr.take().unwrap());
     let mut seen = String::new();
     wait_for(&lines, &mut seen, "starting release 1");
     wait_for(&lines, &mut seen, "release 1 active");
@@ -658,15 +663,7 @@ fn the_event_socket_refuses_an_oversize_line_without_buffering_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    let child_err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(child_err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = forward_lines(child.stderr.take().unwrap());
     let out_reader = read_all(child.stdout.take().unwrap());
     let mut seen = String::new();
     wait_for(&lines, &mut seen, "the baseline content active");

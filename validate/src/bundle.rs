@@ -41,3 +41,72 @@ pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ValidateErro
         other => io(std::io::Error::other(other.to_string())),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rulebox_runtime::content::{
+        BundleError, MANIFEST_FORMAT, Manifest, RUNTIME_VERSION, RuleEntry, Signed,
+        module_file_name,
+    };
+    use rulebox_runtime::sdk::abi::{ABI_VERSION, SCHEMA_VERSION};
+
+    use super::*;
+
+    /// An unsigned bundle of the office-shell example rule in `dir`.
+    fn unsigned_bundle(dir: &Path) {
+        let bytes = rulebox_example_artifacts::by_name("office-shell")
+            .unwrap()
+            .bytes;
+        let sha256 = rulebox_runtime::content_hash(bytes);
+        let entry = RuleEntry {
+            id: "office-spawns-shell".into(),
+            version: "1.0.0".into(),
+            file: module_file_name(&sha256),
+            sha256,
+            size: u64::try_from(bytes.len()).unwrap(),
+            limits: None,
+        };
+        std::fs::create_dir_all(dir.join("modules")).unwrap();
+        std::fs::write(dir.join(&entry.file), bytes).unwrap();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            release: 1,
+            created_unix: 1,
+            expires_unix: u64::MAX,
+            min_runtime: RUNTIME_VERSION.into(),
+            abi_version: ABI_VERSION,
+            schema_versions: vec![SCHEMA_VERSION],
+            rules: vec![entry],
+            notes: String::new(),
+        };
+        let envelope = Signed {
+            signed: manifest,
+            signatures: Vec::new(),
+        };
+        std::fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec(&envelope).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_gate_reads_bundles_with_the_endpoints_structure_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        unsigned_bundle(dir.path());
+        assert_eq!(read_bundle(dir.path()).unwrap().modules().len(), 1);
+        // The exact-file-listing check: a file the manifest does not list.
+        std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+        let err = read_bundle(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ValidateError::Refused {
+                    source: BundleError::ExtraFile { path },
+                    ..
+                } if path == "notes.txt"
+            ),
+            "{err}"
+        );
+    }
+}

@@ -207,6 +207,13 @@ fn open_regular(path: &Path, links: Links) -> Result<File, CappedReadError> {
     File::open(path).map_err(CappedReadError::Io)
 }
 
+/// Creates a FIFO at `path` (tests of what happens when one is put where a file belongs).
+#[cfg(all(test, unix))]
+pub(crate) fn make_fifo(path: &Path) {
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    mknodat(CWD, path, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).expect("mkfifo");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,14 +295,7 @@ mod tests {
     fn capped_reads_refuse_a_fifo_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("revert.json");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
-            0,
-        )
-        .unwrap();
+        make_fifo(&fifo);
         // No writer: a blocking open would wait forever. Both modes refuse at once.
         let start = std::time::Instant::now();
         for links in [Links::Refuse, Links::Follow] {

@@ -332,15 +332,7 @@ mod tests {
         let inbox = Inbox::new(dir.path());
         let link = dir.path().join("a.revert.json");
         std::os::unix::fs::symlink("/proc/self/pagemap", &link).unwrap();
-        let fifo = dir.path().join("b.revert.json");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
-            0,
-        )
-        .unwrap();
+        super::super::fsutil::make_fifo(&dir.path().join("b.revert.json"));
         let entries = inbox.scan().unwrap();
         assert_eq!(entries.len(), 2);
         for entry in &entries {

@@ -1038,6 +1038,26 @@ mod tests {
     }
 
     #[test]
+    fn the_structure_step_takes_an_unsigned_bundle_and_refuses_what_an_endpoint_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = standard_bundle(dir.path(), 5, &[]);
+        let contents = check_bundle_structure(dir.path(), &BundleLimits::default()).unwrap();
+        assert_eq!(contents.manifest(), &manifest);
+        assert_eq!(contents.modules().len(), manifest.rules.len());
+        // Unsigned: no endpoint runs it.
+        assert!(matches!(
+            verify(dir.path(), &root(1, &[&key(1)], 1), None),
+            Err(BundleError::BelowThreshold { have: 0, .. })
+        ));
+        // A file the manifest does not list is refused, as on an endpoint.
+        std::fs::write(dir.path().join("modules").join("extra.wasm"), b"\0asm").unwrap();
+        assert!(matches!(
+            check_bundle_structure(dir.path(), &BundleLimits::default()),
+            Err(BundleError::ExtraFile { ref path }) if path == "modules/extra.wasm"
+        ));
+    }
+
+    #[test]
     fn wrong_signature_is_refused() {
         let (dir, root, mut manifest) = setup();
         // Altered after signing: the signature no longer covers the content.
