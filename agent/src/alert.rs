@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rulebox_runtime::content::ReleaseName;
 use rulebox_runtime::text::Escaped;
 use rulebox_runtime::{DeclaredRule, ManifestMismatch, QuarantineRecord, Reason, RuleInfo};
 use serde::Serialize;
@@ -353,18 +354,6 @@ impl Alert {
             strike,
             allowed,
             event,
-        }
-    }
-}
-
-/// `release N` or `the baseline content`.
-pub(crate) struct ReleaseName(pub Option<u64>);
-
-impl std::fmt::Display for ReleaseName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(r) => write!(f, "release {r}"),
-            None => f.write_str("the baseline content"),
         }
     }
 }

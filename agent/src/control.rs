@@ -35,6 +35,8 @@ use crate::worker::ControlMsg;
 
 /// The longest the control thread sleeps, so the health window's time criterion is checked often.
 const MAX_WAIT: Duration = Duration::from_millis(250);
+/// The shortest inbox poll interval.
+const MIN_POLL: Duration = Duration::from_millis(10);
 
 /// A release activated and not yet GOOD.
 struct Window {
@@ -59,6 +61,7 @@ pub(crate) struct Control {
     window: Option<Window>,
     reported_drops: u64,
     inbox_failing: bool,
+    transport_failing: bool,
 }
 
 impl Control {
@@ -84,7 +87,8 @@ impl Control {
             baseline,
             boot_attempts: config.boot_attempts,
             health: config.health,
-            inbox_poll: config.inbox_poll,
+            // A zero interval would scan the inbox in a tight loop.
+            inbox_poll: config.inbox_poll.max(MIN_POLL),
             work,
             output,
             counters,
@@ -93,6 +97,7 @@ impl Control {
             window: None,
             reported_drops: 0,
             inbox_failing: false,
+            transport_failing: false,
         }
     }
 
@@ -372,11 +377,17 @@ impl Control {
             return;
         };
         let inbox = store.inbox();
-        if let Some(t) = self.transport.as_mut()
-            && let Err(e) = t.poll(&inbox)
-        {
-            let error = e.to_string();
-            self.emit(Alert::TransportFailed { error }.into());
+        if let Some(t) = self.transport.as_mut() {
+            match t.poll(&inbox) {
+                Ok(()) => self.transport_failing = false,
+                // Reported once until a poll succeeds again.
+                Err(e) if !self.transport_failing => {
+                    self.transport_failing = true;
+                    let error = e.to_string();
+                    self.emit(Alert::TransportFailed { error }.into());
+                }
+                Err(_) => {}
+            }
         }
         let entries = match inbox.scan() {
             Ok(entries) => {

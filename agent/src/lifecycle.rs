@@ -4,7 +4,7 @@
 use rulebox_runtime::text::Escaped;
 use serde::Serialize;
 
-use crate::alert::ReleaseName;
+use rulebox_runtime::content::ReleaseName;
 
 /// Why the agent runs its built-in baseline content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

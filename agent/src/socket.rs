@@ -18,12 +18,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rulebox_runtime::events::ReadLimits;
 
 use crate::alert::Alert;
 use crate::sender::{Counters, EventSender};
 use crate::source::feed;
+
+/// How often a stopped socket source notices it was stopped.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+/// The least time between two reports of the same failing accept.
+const FAILURE_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Who may connect to the event socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,14 +166,16 @@ impl SocketSource {
     }
 
     fn shutdown(&mut self) {
+        use std::os::unix::fs::FileTypeExt;
         let Some(accept) = self.accept.take() else {
             return;
         };
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let _ = UnixStream::connect(&self.path);
         let _ = accept.join();
-        let _ = std::fs::remove_file(&self.path);
+        // Remove the socket, not whatever someone may have put in its place.
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_socket()) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -280,21 +288,38 @@ fn accept_loop(
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     let mut connection = 0u64;
-    for stream in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let stream = match stream {
-            Ok(s) => s,
+    // Accepting without blocking, so that stopping never depends on the socket file still being
+    // there to connect to.
+    if let Err(e) = listener.set_nonblocking(true) {
+        let _ = sender.report_source_failed(name, &e);
+        return;
+    }
+    let mut last_failure: Option<Instant> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
             Err(e) => {
-                if sender.report_source_failed(name, &e).is_err() {
-                    break;
+                // A failure that may last (out of descriptors): reported at most every 10 s, and no
+                // spinning.
+                if last_failure.is_none_or(|t| t.elapsed() >= FAILURE_REPORT_EVERY) {
+                    last_failure = Some(Instant::now());
+                    if sender.report_source_failed(name, &e).is_err() {
+                        break;
+                    }
                 }
-                // A transient failure (out of descriptors): do not spin.
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
+        // Connections are read blocking (back-pressure reaches the peer).
+        if let Err(e) = stream.set_nonblocking(false) {
+            let _ = sender.report_source_failed(name, &e);
+            continue;
+        }
         let refuse = |uid, gid, pid, reason: String| {
             Counters::add(&sender.counters().peers_refused);
             sender.notice(Alert::PeerRefused {

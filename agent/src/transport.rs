@@ -21,7 +21,8 @@ pub trait Transport: Send {
     ///
     /// # Return Value
     ///
-    /// `Err` is reported as an alert; the agent calls `poll` again at the next scan.
+    /// `Err` is reported as an alert (once until a poll succeeds again); the agent calls `poll` again
+    /// at the next scan.
     fn poll(&mut self, inbox: &Inbox) -> Result<(), TransportError>;
 
     /// Every alert and lifecycle event the control thread emits, in order (installing, good, update

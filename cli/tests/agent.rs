@@ -710,6 +710,7 @@ fn the_event_socket_refuses_an_oversize_line_without_buffering_it() {
     assert!(child.wait().unwrap().success(), "{seen}");
     let stdout = out_reader.join().unwrap();
     let grew = after.saturating_sub(before);
+    eprintln!("peak memory before {before} bytes, after a {OVERSIZE}-byte line {after} bytes");
     assert!(
         grew < 32 << 20,
         "a {OVERSIZE}-byte line grew the agent's peak memory by {grew} bytes"

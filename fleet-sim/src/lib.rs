@@ -8,8 +8,9 @@
 //! validated with the release tools (every module loaded in the real runtime). A sample of hosts is
 //! real: each has its own [`ContentStore`](rulebox_runtime::content::ContentStore) in a temporary
 //! folder and runs the production code end to end ([`real`]): install with every signature and policy
-//! check, the boot guard, the sandbox runtime evaluating the demo events with every rule of the
-//! release, the controller's signed revert. One real host (the *probe*) runs before the timeline and
+//! check, the boot guard, the endpoint's activation path (manifest limits and identity checks), the
+//! sandbox runtime evaluating the demo events with every rule of the release, the controller's
+//! signed revert. One real host (the *probe*) runs before the timeline and
 //! gives the figures (rules quarantined, detections per event, per-event latency, whether the boot
 //! guard falls back) that every modelled host reports for the same content; `real_hosts` more real
 //! hosts, plus one real host per customer-policy kind, run after the timeline with the revert the
@@ -17,7 +18,8 @@
 //! simulation fails with [`SimError::Inconsistent`]). The rest of the fleet is modelled: a state
 //! machine per host (polling for offers and reverts, installing, crash-looping at boot, falling back,
 //! going silent, heartbeating), which calls the endpoint's own policy decision
-//! ([`CustomerPolicy::permits`]) for every policy host.
+//! ([`CustomerPolicy::permits`](rulebox_runtime::content::CustomerPolicy::permits)) for every
+//! policy host.
 //!
 //! The main items: [`SimConfig`] and [`Scenario`] (what to run), [`simulate`] (run it), [`SimReport`]
 //! (what happened, with [`SimReport::summary`] for people and [`svg::render`] for a picture).

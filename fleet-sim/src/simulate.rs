@@ -7,7 +7,7 @@ use rulebox_rollout::{
     Action, Controller, Criticality, HealthReport, HostInfo, Phase, ReportKind, RolloutPlan,
     validate_release,
 };
-use rulebox_runtime::content::{CustomerPolicy, PolicyMode, verify_policy};
+use rulebox_runtime::content::{CustomerPolicy, PolicyMode, ReleaseName, verify_policy};
 
 use crate::content::{self, NEW_RELEASE, PREVIOUS_RELEASE, SimContent};
 use crate::real::{BOOT_ATTEMPTS, CompileCache, ContentRun, RealHostRun, RealRunner};
@@ -250,8 +250,11 @@ fn timeline(
     let on_new: Option<ContentRun> = probe.on_new.clone();
     if scenario == Scenario::CrashAtBoot && probe.fell_back_to != Some(PREVIOUS_RELEASE) {
         return Err(SimError::Inconsistent(format!(
-            "the probe's boot guard did not fall back to release {PREVIOUS_RELEASE}: {:?}",
-            probe.fell_back_to
+            "the probe's boot guard did not fall back to release {PREVIOUS_RELEASE} (it went to {})",
+            match probe.fell_back_to {
+                Some(r) => format!("release {r}"),
+                None => "no release".to_owned(),
+            }
         )));
     }
     let mut timeline = Vec::new();
@@ -564,9 +567,13 @@ fn check_real_hosts(
                 .as_ref()
                 .is_some_and(|(current, _)| *current == Some(PREVIOUS_RELEASE));
             if !back || !run.reinstall_refused {
+                let now = match &run.after_revert {
+                    Some((current, _)) => ReleaseName(*current).to_string(),
+                    None => "no revert applied".to_owned(),
+                };
                 return Err(SimError::Inconsistent(format!(
-                    "{} is not back on release {PREVIOUS_RELEASE} with release {NEW_RELEASE} refused after the signed revert: {:?}",
-                    run.label, run.after_revert
+                    "{} is not back on release {PREVIOUS_RELEASE} with release {NEW_RELEASE} refused after the signed revert (now: {now}; reinstall refused: {})",
+                    run.label, run.reinstall_refused
                 )));
             }
         }
@@ -575,9 +582,16 @@ fn check_real_hosts(
         let (kind, policy, _) = policies.get(outcome.kind);
         let model = policy.permits(NEW_RELEASE, start, NEW_RELEASE, start);
         if model.is_ok() != run.refused.is_none() {
+            let model = match &model {
+                Ok(()) => "accepted".to_owned(),
+                Err(v) => format!("refused ({v})"),
+            };
             return Err(SimError::Inconsistent(format!(
-                "{}: the model says {model:?}, the real store {:?}",
-                run.label, run.refused
+                "{}: the model says {model}, the real store {}",
+                run.label,
+                run.refused
+                    .as_deref()
+                    .map_or_else(|| "accepted".to_owned(), |r| format!("refused ({r})"))
             )));
         }
         if *kind == PolicyKind::Delayed && run.accepted_on_retry != Some(true) {

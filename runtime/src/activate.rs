@@ -299,9 +299,10 @@ impl Activation {
 }
 
 impl RuleSet {
-    /// Makes the set run `content` (see the [module docs](self)): each rule loaded under its
-    /// manifest limits and checked against its manifest entry, rules the content no longer has
-    /// removed, unchanged rules untouched. Never fails as a whole: each rule's outcome is in the
+    /// Makes the set run `content`: each rule loaded under its manifest limits (a module already
+    /// loaded under other limits is loaded again) and checked against its manifest entry, a module
+    /// that does not load leaving the version already running in place, rules the content no longer
+    /// has removed, unchanged rules untouched (same instance, same state). Never fails as a whole: each rule's outcome is in the
     /// returned [`Activation`].
     ///
     /// A new module with a declared identity is instantiated once on its own first, to read its

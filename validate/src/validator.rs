@@ -445,7 +445,10 @@ impl<'a> Harness<'a> {
                     quarantined.reason.name().to_owned(),
                     quarantined.message.clone(),
                 ),
-                _ => ("unknown".to_owned(), format!("{alert:?}")),
+                _ => (
+                    "unknown".to_owned(),
+                    "an alert of a kind this validator does not know".to_owned(),
+                ),
             };
             if self.fault.is_none() {
                 self.fault = Some(FaultSummary {
@@ -733,14 +736,16 @@ pub fn run_tests(
             let mut refused: Vec<String> = Vec::new();
             for m in &modules {
                 match rt.compile(&m.bytes, &m.source) {
-                    Ok(c) => match RuleSet::new(&rt).add(thread, &c) {
-                        Ok(info) => {
-                            by_id.insert(info.id.clone(), c);
+                    Ok(c) => {
+                        match Harness::new(&rt, thread, ContentRule::new(c.clone(), None, None)) {
+                            Ok((_, info)) => {
+                                by_id.insert(info.id.clone(), c);
+                            }
+                            Err((reason, message)) => {
+                                refused.push(format!("{}: {reason}: {message}", m.source))
+                            }
                         }
-                        Err(r) => {
-                            refused.push(format!("{}: {}: {}", m.source, r.reason, r.message))
-                        }
-                    },
+                    }
                     Err(e) => refused.push(format!("{}: {}: {e}", m.source, e.reason())),
                 }
             }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use rulebox_runtime::content::{
-    ContentStore, Inbox, MAX_REVERT_BYTES, StoreLayout, read_capped_following_links,
+    ContentStore, Inbox, MAX_REVERT_BYTES, ReleaseName, StoreLayout, read_capped_following_links,
 };
 
 /// Arguments of `rulebox store`.
@@ -113,8 +113,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot open the store {}", store.display()))?;
             let outcome = store.rollback(to, force).context("rollback refused")?;
             println!(
-                "rolled back from {:?} to release {}; report: {}",
-                outcome.from,
+                "rolled back from {} to release {}; report: {}",
+                ReleaseName(outcome.from),
                 outcome.to,
                 outcome.report.display()
             );

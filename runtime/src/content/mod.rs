@@ -64,8 +64,8 @@ pub use revert::{
     verify_revert,
 };
 pub use store::{
-    ContentStore, InstallOutcome, InstalledRelease, QuarantineEntry, QuarantineReason, Report,
-    ReportKind, StoreError, StoreState, StoreStatus,
+    ContentStore, InstallOutcome, InstalledRelease, QuarantineEntry, QuarantineReason, ReleaseName,
+    Report, ReportKind, StoreError, StoreState, StoreStatus,
 };
 pub use verify::{
     BundleContents, BundleError, BundleLimits, MAX_ROOT_BYTES, RUNTIME_VERSION, RootError,

@@ -75,6 +75,20 @@ impl Default for StoreState {
     }
 }
 
+/// A release for people: `release 42`, or `the baseline content` for `None` (what a store's
+/// `current: None` means).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseName(pub Option<u64>);
+
+impl std::fmt::Display for ReleaseName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, "release {r}"),
+            None => f.write_str("the baseline content"),
+        }
+    }
+}
+
 /// A rule version that was quarantined, kept across restarts (`quarantine.json`). The version stays
 /// quarantined until a release with another version (or other bytes) of that rule is installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,7 +380,7 @@ pub enum StoreError {
     #[error("there is no last-known-good release to roll back to")]
     NoLastKnownGood,
     /// `mark_good` for a release that is not current.
-    #[error("release {release} is not the current release ({current:?})")]
+    #[error("release {release} is not the current release (that is {})", ReleaseName(*current))]
     NotCurrent {
         /// The release given.
         release: u64,
@@ -560,10 +574,13 @@ impl ContentStore {
                 Err(e) => skipped.push(format!("{release} ({e})")),
             }
         }
+        let installed: Vec<String> = state.installed.keys().map(u64::to_string).collect();
         let mut reason = format!(
-            "state rebuilt from the release folders: installed {:?}, highest release {:?}",
-            state.installed.keys().collect::<Vec<_>>(),
-            state.highest_release
+            "state rebuilt from the release folders: installed [{}], highest release {}",
+            installed.join(", "),
+            state
+                .highest_release
+                .map_or_else(|| "none".to_owned(), |r| r.to_string())
         );
         if moved {
             reason.push_str(&format!(

@@ -400,7 +400,7 @@ pub enum BundleError {
         expected: u32,
     },
     /// None of the release's event-schema versions is this runtime's.
-    #[error("the release supports event-schema versions {offered:?}; this runtime supplies {ours}")]
+    #[error("the release supports event-schema versions [{}]; this runtime supplies {ours}", offered.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))]
     UnsupportedSchema {
         /// The manifest's schema versions.
         offered: Vec<u32>,
