@@ -48,14 +48,15 @@ pub fn feed<R: BufRead>(
                 sender.report_source_failed(&format!("{} line {}", at.source, at.line), &e)?;
                 break;
             }
+            Err(ReadError::Record { line, error, .. }) => {
+                // The alert names the source and the line; the error says what was wrong.
+                summary.unreadable += 1;
+                let at = EventOrigin::new(name.clone(), u64::try_from(line).unwrap_or(u64::MAX));
+                sender.report_unreadable(&at, &error)?;
+            }
             Err(e) => {
                 summary.unreadable += 1;
-                let line = match &e {
-                    ReadError::Record { line, .. } => *line,
-                    _ => 0,
-                };
-                let at = EventOrigin::new(name.clone(), u64::try_from(line).unwrap_or(u64::MAX));
-                sender.report_unreadable(&at, &e)?;
+                sender.report_unreadable(&EventOrigin::new(name.clone(), 0), &e)?;
             }
         }
     }
