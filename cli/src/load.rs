@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use rulebox_runtime::content::read_capped_following_links;
 
 /// A module file's path and bytes, or why it could not be read (one bad file never stops the others).
 pub struct ModuleFile {
@@ -45,27 +46,29 @@ pub fn module_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ModuleFile>> {
         .collect())
 }
 
-/// Reads one module file, refusing files over the read cap before reading them.
+/// Reads one module file, refusing files over the read cap before reading them (the runtime's one
+/// capped reader).
 pub fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
-    if len > MAX_READ {
-        bail!(
-            "{}: {len} bytes is larger than any rule module may be ({MAX_READ} bytes)",
+    read_capped_following_links(path, MAX_READ).with_context(|| {
+        format!(
+            "cannot read {} (a rule module is at most {MAX_READ} bytes)",
             path.display()
-        );
-    }
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        )
+    })
 }
+
+/// Largest runtime configuration file read.
+const MAX_CONFIG: u64 = 1 << 20;
 
 /// Reads an optional runtime configuration file.
 pub fn config(path: Option<&Path>) -> anyhow::Result<rulebox_runtime::RuntimeConfig> {
     match path {
         None => Ok(rulebox_runtime::RuntimeConfig::default()),
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let bytes = read_capped_following_links(path, MAX_CONFIG)
                 .with_context(|| format!("cannot read config {}", path.display()))?;
+            let text = String::from_utf8(bytes)
+                .with_context(|| format!("config {} is not UTF-8", path.display()))?;
             rulebox_runtime::RuntimeConfig::from_json(&text)
                 .with_context(|| format!("config {}", path.display()))
         }

@@ -90,9 +90,10 @@ pub fn alert(a: &Alert, event: &Value, record_path: Option<&Path>) -> Value {
     }
 }
 
-/// Writes one JSON value as a line.
+/// Writes one JSON value as a line, every string terminal-safe (control characters escaped).
 pub fn line(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
-    serde_json::to_writer(&mut *out, value)?;
+    let text = rulebox_runtime::text::to_json_line(value)?;
+    out.write_all(text.as_bytes())?;
     out.write_all(b"\n")?;
     Ok(())
 }

@@ -519,6 +519,19 @@ fn safe_mode_runs_the_baseline_without_a_store() {
     assert_eq!(stdout.matches("office-spawns-shell").count(), 2, "{stdout}");
 }
 
+/// Forwards a child's stream line by line, read on a thread of its own.
+fn forward_lines(stream: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// Waits until the agent's stderr (forwarded line by line on `lines`) has a line containing `needle`;
 /// returns everything seen so far.
 fn wait_for(lines: &std::sync::mpsc::Receiver<String>, seen: &mut String, needle: &str) {
@@ -551,18 +564,10 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
     let mut stdin = child.stdin.take().unwrap();
     let child_out = child.stdout.take().unwrap();
     let out_reader = read_all(child_out);
-    let (tx, lines) = std::sync::mpsc::channel();
-    let child_err = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(child_err).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = forward_lines(child.stderr.take().unwrap());
     let mut seen = String::new();
     wait_for(&lines, &mut seen, "starting release 1");
-    wait_for(&lines, &mut seen, "rules active");
+    wait_for(&lines, &mut seen, "release 1 active");
     let push = |path: &Path| {
         let out = rulebox()
             .args([
@@ -580,7 +585,7 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
         );
     };
     push(&b2);
-    wait_for(&lines, &mut seen, "release Some(2) active");
+    wait_for(&lines, &mut seen, "release 2 active");
 
     // A revert signed by a key the store does not trust is refused; the release keeps running.
     let stranger = rulebox_release::generate_key().unwrap();
@@ -615,7 +620,7 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
     sign(&key_path, &revert);
     push(&revert);
     wait_for(&lines, &mut seen, "applied the signed revert of release 2");
-    wait_for(&lines, &mut seen, "release Some(1) active");
+    wait_for(&lines, &mut seen, "release 1 active");
 
     use std::io::Write;
     writeln!(
@@ -626,7 +631,7 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
     drop(stdin);
     assert!(child.wait().unwrap().success(), "{seen}");
     let stdout = out_reader.join().unwrap();
-    assert!(stdout.contains(r#""type":"revert""#), "{stdout}");
+    assert!(stdout.contains(r#""lifecycle":"reverted""#), "{stdout}");
     assert!(stdout.contains(r#""alert":"revert_refused""#), "{stdout}");
     assert!(
         stdout.contains("\"rule_id\":\"office-spawns-shell\""),
@@ -635,4 +640,91 @@ fn a_signed_revert_pushed_to_a_running_agent_takes_it_back_without_stopping() {
     let store = ContentStore::open(&store_dir).unwrap();
     assert_eq!(store.state().current, Some(1));
     assert!(store.state().bad.contains(&2), "release 2 never comes back");
+}
+
+/// The peak resident memory of process `pid`, in bytes (Linux: `VmHWM`).
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[test]
+fn the_event_socket_refuses_an_oversize_line_without_buffering_it() {
+    use std::io::Write;
+    const OVERSIZE: usize = 256 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("events.sock");
+    let mut child = rulebox()
+        .args(["agent", "--safe-mode", "--events"])
+        .arg(format!("unix:{}", socket.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = forward_lines(child.stderr.take().unwrap());
+    let out_reader = read_all(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    wait_for(&lines, &mut seen, "the baseline content active");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no socket: {seen}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let Some(before) = peak_rss(child.id()) else {
+        eprintln!(
+            "the_event_socket_refuses_an_oversize_line_without_buffering_it: skipped: no /proc/PID/status on this system"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        return;
+    };
+    let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    conn.write_all(b"{\"host\":\"").unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..OVERSIZE / chunk.len() {
+        conn.write_all(&chunk).unwrap();
+    }
+    let good = r#"{"host":"h","pid":1,"data":{"ProcessStart":{"Image":"C:\\Windows\\System32\\cmd.exe","ParentImage":"C:\\Office\\WINWORD.EXE"}}}"#;
+    writeln!(conn, "\"}}\n{good}").unwrap();
+    drop(conn);
+    wait_for(&lines, &mut seen, "over the limit");
+    // The detection of the good line comes after; give the agent the time to reach it.
+    let after = {
+        std::thread::sleep(Duration::from_millis(500));
+        peak_rss(child.id()).unwrap()
+    };
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success(), "{seen}");
+    let stdout = out_reader.join().unwrap();
+    let grew = after.saturating_sub(before);
+    eprintln!("peak memory before {before} bytes, after a {OVERSIZE}-byte line {after} bytes");
+    assert!(
+        grew < 32 << 20,
+        "a {OVERSIZE}-byte line grew the agent's peak memory by {grew} bytes"
+    );
+    assert_eq!(
+        stdout.matches(r#""alert":"event_unreadable""#).count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches(r#""type":"detection""#).count(),
+        1,
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#""unreadable":1"#), "counted: {stdout}");
+    assert!(!socket.exists(), "the socket is removed at the end");
 }

@@ -8,8 +8,9 @@
 //! (`rulebox_runtime::content::CustomerPolicy`); the controller only sees their refusals.
 //!
 //! The main types: [`RolloutPlan`] (rings, bakes, [`GateConfig`]), [`assign_rings`] (deterministic
-//! ring of each [`HostInfo`]), [`HealthReport`] and [`evaluate`] (the gates), [`Controller`] (the
-//! state machine), and [`sim`] (the fleet simulation behind `rulebox fleet simulate`).
+//! ring of each [`HostInfo`]), [`HealthReport`] and [`evaluate`] (the gates), and [`Controller`]
+//! (the state machine). The fleet simulation behind `rulebox fleet simulate` is the crate
+//! `rulebox-fleet-sim`, so this library links no test content.
 //!
 //! ```
 //! use rulebox_rollout::{RolloutPlan, HostInfo, Criticality, assign_rings};
@@ -34,7 +35,6 @@ mod controller;
 mod fleet;
 mod health;
 mod plan;
-pub mod sim;
 
 pub use controller::{
     Action, BASELINE_SAMPLE, Controller, Phase, REVERT_VALIDITY_SECS, RolloutError, RolloutStatus,

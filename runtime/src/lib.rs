@@ -8,8 +8,10 @@
 //! stream as detections. The host never panics because of content.
 //!
 //! The main types: [`Runtime`] (shared engine and configuration), [`RuleSet`] (loaded rules and
-//! dispatch), [`QuarantineRecord`] (why a rule stopped, with the event that made it) and
-//! [`events::EventReader`] (JSON lines and Windows event JSON in, typed events out).
+//! dispatch), [`Content`] and [`RuleSet::activate`] (the one way a release's modules become the
+//! rules a set runs, under their manifest limits and identity checks), [`QuarantineRecord`] (why a
+//! rule stopped, with the event that made it) and [`events::EventReader`] (JSON lines and Windows
+//! event JSON in, typed events out). The endpoint agent built on them is the `rulebox-agent` crate.
 //!
 //! ```no_run
 //! use rulebox_runtime::{Runtime, RuntimeConfig, RuleSet};
@@ -38,6 +40,7 @@
 //! [`SandboxThread`] token every such call takes), whose native stack is larger than the guest stack
 //! limit, so runaway recursion is a trap, never a process abort.
 
+mod activate;
 mod config;
 pub mod content;
 pub mod events;
@@ -52,7 +55,9 @@ mod rule;
 mod rule_info;
 mod ruleset;
 mod runtime;
+pub mod text;
 
+pub use activate::{Activation, Content, ContentRule, DeclaredRule, ManifestMismatch, SkippedRule};
 pub use config::{ConfigError, Limits, RuntimeConfig};
 pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};
 pub use module::{CompiledRule, LoadError, content_hash};

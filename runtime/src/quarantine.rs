@@ -109,6 +109,14 @@ impl Reason {
             .find(|(r, _)| *r == self)
             .map_or("unknown", |(_, n)| n)
     }
+
+    /// The reason named `name` (its [`name`](Self::name)), if there is one.
+    pub fn from_name(name: &str) -> Option<Reason> {
+        REASON_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(r, _)| *r)
+    }
 }
 
 const REASON_NAMES: &[(Reason, &str)] = &[
@@ -338,6 +346,8 @@ mod tests {
                 serde_json::Value::String((*name).into())
             );
             assert_eq!(reason.name(), *name);
+            assert_eq!(Reason::from_name(name), Some(*reason));
         }
+        assert_eq!(Reason::from_name("no_such_reason"), None);
     }
 }

@@ -652,6 +652,14 @@ impl RuleSet {
             .any(|s| s.rule.info().id == rule_id && matches!(s.state, RuleState::Active))
     }
 
+    /// The limits the rule `rule_id` runs under, if it is loaded.
+    pub fn limits_of(&self, rule_id: &str) -> Option<&crate::config::Limits> {
+        self.slots
+            .iter()
+            .find(|s| s.rule.info().id == rule_id)
+            .map(|s| s.rule.limits())
+    }
+
     /// Reason the rule `rule_id` was quarantined, if it was.
     pub fn quarantine_reason(&self, rule_id: &str) -> Option<Reason> {
         self.slots

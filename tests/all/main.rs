@@ -1,5 +1,6 @@
 //! rulebox's integration tests: one binary, one module per feature.
 
+mod agent;
 mod common;
 mod differential;
 mod faults;

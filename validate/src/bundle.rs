@@ -1,94 +1,26 @@
-//! Reading a bundle folder before it is signed: the manifest and its modules, checked against each
-//! other (the signatures are checked later, by `rulebox bundle verify` and by every endpoint).
+//! Reading a bundle folder before it is signed: exactly the endpoint's structure checks
+//! ([`check_bundle_structure`]); the signatures are checked later, by `rulebox bundle verify` and by
+//! every endpoint.
 
 use std::path::{Path, PathBuf};
 
-use rulebox_runtime::content::{
-    BundleLimits, Manifest, RuleEntry, Signed, manifest_hash, module_file_name,
-};
-use sha2::{Digest, Sha256};
+use rulebox_runtime::content::{BundleContents, BundleLimits, check_bundle_structure};
 
 use crate::error::ValidateError;
 
-/// A bundle's manifest, its canonical hash, and each entry with its module bytes.
-#[derive(Debug, Clone)]
-pub struct BundleContent {
-    /// The manifest (signatures, if any, are not looked at).
-    pub manifest: Manifest,
-    /// The manifest's canonical hash, which a report is bound to.
-    pub manifest_hash: String,
-    /// Each rule entry with its module bytes, in manifest order.
-    pub modules: Vec<(RuleEntry, Vec<u8>)>,
-}
-
-/// Reads `dir/manifest.json` (signed or not) and every module it lists, refusing a manifest or
-/// module over the endpoint's size caps, a module file name other than `modules/<sha256>.wasm`, and
-/// a module whose size or SHA-256 differs from its entry.
-pub fn read_bundle(dir: &Path) -> Result<BundleContent, ValidateError> {
-    let limits = BundleLimits::default();
-    let bad = |problem: String| ValidateError::Bundle {
+/// Reads the bundle in `dir` (signed or not) with the endpoint's own structure checks and size caps:
+/// the manifest, its format, ABI, schema and runtime versions, every entry, exactly the listed files,
+/// and each module's size and SHA-256. Anything an endpoint would refuse for its structure is refused
+/// here ([`ValidateError::Refused`]).
+pub fn read_bundle(dir: &Path) -> Result<BundleContents, ValidateError> {
+    check_bundle_structure(dir, &BundleLimits::default()).map_err(|source| ValidateError::Refused {
         path: dir.to_path_buf(),
-        problem,
-    };
-    let path = dir.join("manifest.json");
-    let bytes = read_capped(&path, limits.max_manifest_bytes)?;
-    let envelope: Signed<Manifest> =
-        serde_json::from_slice(&bytes).map_err(|source| ValidateError::Json {
-            path: path.clone(),
-            source,
-        })?;
-    let manifest = envelope.signed;
-    let hash = manifest_hash(&manifest).map_err(ValidateError::Encode)?;
-    let mut modules = Vec::with_capacity(manifest.rules.len());
-    let mut total = 0u64;
-    for entry in &manifest.rules {
-        if entry.file != module_file_name(&entry.sha256) {
-            return Err(bad(format!(
-                "rule `{}`: file `{}` is not `modules/<its sha256>.wasm`",
-                entry.id.escape_debug(),
-                entry.file.escape_debug()
-            )));
-        }
-        if entry.size > limits.max_module_bytes {
-            return Err(bad(format!(
-                "rule `{}`: module of {} bytes is over the cap of {}",
-                entry.id, entry.size, limits.max_module_bytes
-            )));
-        }
-        total = total.saturating_add(entry.size);
-        if total > limits.max_total_bytes {
-            return Err(bad(format!(
-                "modules total more than the cap of {} bytes",
-                limits.max_total_bytes
-            )));
-        }
-        let file = dir.join(&entry.file);
-        let module = read_capped(&file, entry.size)?;
-        if u64::try_from(module.len()).unwrap_or(u64::MAX) != entry.size {
-            return Err(bad(format!(
-                "rule `{}`: `{}` is {} bytes, the manifest says {}",
-                entry.id,
-                entry.file,
-                module.len(),
-                entry.size
-            )));
-        }
-        if hex::encode(Sha256::digest(&module)) != entry.sha256 {
-            return Err(bad(format!(
-                "rule `{}`: `{}` does not have the manifest's SHA-256",
-                entry.id, entry.file
-            )));
-        }
-        modules.push((entry.clone(), module));
-    }
-    Ok(BundleContent {
-        manifest,
-        manifest_hash: hash,
-        modules,
+        source,
     })
 }
 
-/// Reads a regular file of at most `cap` bytes (the cap is checked before and while reading).
+/// Reads a regular file of at most `cap` bytes (the runtime's one capped reader; a link named on the
+/// command line is followed).
 pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ValidateError> {
     use rulebox_runtime::content::CappedReadError;
     let io = |source| ValidateError::Io {
@@ -108,4 +40,73 @@ pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ValidateErro
         CappedReadError::Io(source) => io(source),
         other => io(std::io::Error::other(other.to_string())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rulebox_runtime::content::{
+        BundleError, MANIFEST_FORMAT, Manifest, RUNTIME_VERSION, RuleEntry, Signed,
+        module_file_name,
+    };
+    use rulebox_runtime::sdk::abi::{ABI_VERSION, SCHEMA_VERSION};
+
+    use super::*;
+
+    /// An unsigned bundle of the office-shell example rule in `dir`.
+    fn unsigned_bundle(dir: &Path) {
+        let bytes = rulebox_example_artifacts::by_name("office-shell")
+            .unwrap()
+            .bytes;
+        let sha256 = rulebox_runtime::content_hash(bytes);
+        let entry = RuleEntry {
+            id: "office-spawns-shell".into(),
+            version: "1.0.0".into(),
+            file: module_file_name(&sha256),
+            sha256,
+            size: u64::try_from(bytes.len()).unwrap(),
+            limits: None,
+        };
+        std::fs::create_dir_all(dir.join("modules")).unwrap();
+        std::fs::write(dir.join(&entry.file), bytes).unwrap();
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            release: 1,
+            created_unix: 1,
+            expires_unix: u64::MAX,
+            min_runtime: RUNTIME_VERSION.into(),
+            abi_version: ABI_VERSION,
+            schema_versions: vec![SCHEMA_VERSION],
+            rules: vec![entry],
+            notes: String::new(),
+        };
+        let envelope = Signed {
+            signed: manifest,
+            signatures: Vec::new(),
+        };
+        std::fs::write(
+            dir.join("manifest.json"),
+            serde_json::to_vec(&envelope).unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_gate_reads_bundles_with_the_endpoints_structure_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        unsigned_bundle(dir.path());
+        assert_eq!(read_bundle(dir.path()).unwrap().modules().len(), 1);
+        // The exact-file-listing check: a file the manifest does not list.
+        std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+        let err = read_bundle(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ValidateError::Refused {
+                    source: BundleError::ExtraFile { path },
+                    ..
+                } if path == "notes.txt"
+            ),
+            "{err}"
+        );
+    }
 }

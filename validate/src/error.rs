@@ -43,6 +43,14 @@ pub enum ValidateError {
         /// What is wrong.
         problem: String,
     },
+    /// A bundle fails the endpoint's structure checks (an endpoint would refuse it).
+    #[error("bundle `{}` is refused by the endpoint's checks: {source}", path.display())]
+    Refused {
+        /// The bundle folder.
+        path: PathBuf,
+        /// The endpoint's refusal.
+        source: rulebox_runtime::content::BundleError,
+    },
     /// A rule test file is not valid.
     #[error("test file `{}`: {problem}", path.display())]
     Cases {

@@ -43,7 +43,7 @@ pub mod events;
 mod report;
 mod validator;
 
-pub use bundle::{BundleContent, read_bundle};
+pub use bundle::read_bundle;
 pub use error::{GateError, ValidateError};
 pub use report::{
     CaseFailure, CorpusInfo, EventCounts, FaultSummary, FuelProfile, MemoryProfile, REPORT_FORMAT,

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use rulebox_runtime::content::{MANIFEST_FORMAT, RUNTIME_VERSION};
+use rulebox_runtime::content::RUNTIME_VERSION;
+use rulebox_runtime::text::Escaped;
 use rulebox_runtime::{
-    Alert, CompiledRule, EventError, Limits, RuleInfo, RuleSet, Runtime, RuntimeConfig,
-    SandboxThread, Upsert, content_hash,
+    Alert, CompiledRule, Content, ContentRule, DeclaredRule, EventError, Limits, RuleInfo, RuleSet,
+    Runtime, RuntimeConfig, SandboxThread, content_hash,
 };
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION};
 use rulebox_sdk::{Event, EventKind};
@@ -122,58 +123,28 @@ pub fn validate_modules(
 }
 
 /// Validates the bundle in `dir` (signed or not): every module under every event-schema version the
-/// manifest declares, with the manifest's per-rule limits. The report is bound to the manifest hash.
+/// manifest declares, with the manifest's per-rule limits. The bundle is read with the endpoint's own
+/// structure checks ([`read_bundle`]): what an endpoint would refuse is refused here. The report is
+/// bound to the manifest hash.
 pub fn validate_bundle(
     dir: &Path,
     options: &Options,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Report, ValidateError> {
     let content = read_bundle(dir)?;
-    let m = &content.manifest;
+    let m = content.manifest();
     let mut problems = Vec::new();
-    if m.format != MANIFEST_FORMAT {
+    // What an endpoint accepts but this validator could not vouch for.
+    if parse_version(&m.min_runtime).is_some_and(|min| Some(min) < parse_version(RUNTIME_VERSION)) {
         problems.push(format!(
-            "manifest format {} (this runtime reads {MANIFEST_FORMAT})",
-            m.format
-        ));
-    }
-    if m.abi_version != ABI_VERSION {
-        problems.push(format!(
-            "declares guest ABI version {}; this runtime implements {ABI_VERSION}",
-            m.abi_version
-        ));
-    }
-    match (parse_version(&m.min_runtime), parse_version(RUNTIME_VERSION)) {
-        (None, _) => problems.push(format!(
-            "min_runtime `{}` is not major.minor.patch",
-            m.min_runtime.escape_debug()
-        )),
-        (Some(min), Some(ours)) if min > ours => problems.push(format!(
-            "needs runtime {} or later; this validator is runtime {RUNTIME_VERSION}",
-            m.min_runtime
-        )),
-        (Some(min), Some(ours)) if min < ours => problems.push(format!(
             "declares it runs on runtime {} and later, but only runtime {RUNTIME_VERSION} (this validator) was checked: build the bundle with min_runtime {RUNTIME_VERSION}",
-            m.min_runtime
-        )),
-        _ => {}
-    }
-    if m.schema_versions.is_empty() {
-        problems.push("declares no event-schema version".to_owned());
+            Escaped(&m.min_runtime)
+        ));
     }
     for v in &m.schema_versions {
         if !SUPPORTED_SCHEMAS.contains(v) {
             problems.push(format!(
                 "declares event-schema version {v}, which this validator cannot encode events in (it has {SUPPORTED_SCHEMAS:?}): the rules were never tested against what a runtime of that version feeds them"
-            ));
-        }
-    }
-    let mut ids = BTreeMap::new();
-    for e in &m.rules {
-        if let Some(first) = ids.insert(e.id.clone(), e.file.clone()) {
-            problems.push(format!(
-                "rule id `{}` is in both `{first}` and `{}`",
-                e.id, e.file
             ));
         }
     }
@@ -183,12 +154,12 @@ pub fn validate_bundle(
     let target = TargetInfo {
         kind: "bundle".to_owned(),
         release: Some(m.release),
-        manifest_hash: Some(content.manifest_hash.clone()),
+        manifest_hash: Some(content.manifest_hash().to_owned()),
         schema_versions: m.schema_versions.clone(),
         min_runtime: Some(m.min_runtime.clone()),
     };
     let modules = content
-        .modules
+        .into_modules()
         .into_iter()
         .map(|(entry, bytes)| ModuleInput {
             source: entry.file.clone(),
@@ -362,13 +333,13 @@ fn run(
     })
 }
 
-/// One rule in its own [`RuleSet`], exactly as an agent runs it, with the measurements the report
+/// One rule in its own [`RuleSet`], activated exactly as an agent activates it
+/// ([`RuleSet::activate`]: manifest limits, identity check), with the measurements the report
 /// needs.
 struct Harness<'a> {
     rt: &'a Runtime,
     thread: &'a SandboxThread,
-    compiled: &'a CompiledRule,
-    limits: Option<&'a Limits>,
+    content: Content,
     set: RuleSet,
     fuel: Vec<u64>,
     worst: (u64, String),
@@ -382,16 +353,15 @@ impl<'a> Harness<'a> {
     fn new(
         rt: &'a Runtime,
         thread: &'a SandboxThread,
-        compiled: &'a CompiledRule,
-        limits: Option<&'a Limits>,
+        rule: ContentRule,
     ) -> Result<(Harness<'a>, Arc<RuleInfo>), (String, String)> {
-        let (set, info) = Self::load(rt, thread, compiled, limits)?;
+        let content = Content::new(None, vec![rule]);
+        let (set, info) = Self::load(rt, thread, &content)?;
         Ok((
             Harness {
                 rt,
                 thread,
-                compiled,
-                limits,
+                content,
                 set,
                 fuel: Vec::new(),
                 worst: (0, String::new()),
@@ -406,17 +376,22 @@ impl<'a> Harness<'a> {
     fn load(
         rt: &Runtime,
         thread: &SandboxThread,
-        compiled: &CompiledRule,
-        limits: Option<&Limits>,
+        content: &Content,
     ) -> Result<(RuleSet, Arc<RuleInfo>), (String, String)> {
         let mut set = RuleSet::new(rt);
-        match set.upsert_with_limits(thread, compiled, limits) {
-            Ok(Upsert::Added(info)) => Ok((set, info)),
-            Ok(other) => Err((
+        let activation = set.activate(thread, content);
+        if let Some(info) = activation.loaded().next() {
+            return Ok((set, info.clone()));
+        }
+        if let Some(mismatch) = activation.mismatched.first() {
+            return Err(("manifest_mismatch".to_owned(), mismatch.to_string()));
+        }
+        match activation.refused.first() {
+            Some(record) => Err((record.reason.name().to_owned(), record.message.clone())),
+            None => Err((
                 "host_error".to_owned(),
-                format!("unexpected load outcome {other:?}"),
+                "the rule was neither loaded nor refused".to_owned(),
             )),
-            Err(record) => Err((record.reason.name().to_owned(), record.message.clone())),
         }
     }
 
@@ -429,7 +404,7 @@ impl<'a> Harness<'a> {
     /// A fresh instance (a test case starts from a rule without state).
     fn fresh(&mut self) {
         self.note_memory();
-        if let Ok((set, _)) = Self::load(self.rt, self.thread, self.compiled, self.limits) {
+        if let Ok((set, _)) = Self::load(self.rt, self.thread, &self.content) {
             self.set = set;
         }
     }
@@ -470,7 +445,10 @@ impl<'a> Harness<'a> {
                     quarantined.reason.name().to_owned(),
                     quarantined.message.clone(),
                 ),
-                _ => ("unknown".to_owned(), format!("{alert:?}")),
+                _ => (
+                    "unknown".to_owned(),
+                    "an alert of a kind this validator does not know".to_owned(),
+                ),
             };
             if self.fault.is_none() {
                 self.fault = Some(FaultSummary {
@@ -558,7 +536,12 @@ fn validate_rule(
             return report;
         }
     };
-    let (mut h, info) = match Harness::new(rt, thread, &compiled, module.limits.as_ref()) {
+    let declared = module.declared.as_ref().map(|(id, version)| DeclaredRule {
+        id: id.clone(),
+        version: version.clone(),
+    });
+    let rule = ContentRule::new(compiled, module.limits.clone(), declared);
+    let (mut h, info) = match Harness::new(rt, thread, rule) {
         Ok(ok) => ok,
         Err((reason, message)) => {
             report
@@ -571,17 +554,11 @@ fn validate_rule(
     report.version = Some(info.version.clone());
     let kinds: Vec<EventKind> = info.subscriptions.iter().collect();
     report.subscriptions = kinds.iter().map(|k| k.name().to_owned()).collect();
-    if let Some((id, version)) = &module.declared
-        && (*id != info.id || *version != info.version)
-    {
-        report.failures.push(format!(
-            "the manifest says rule `{id}` {version}; the module reports `{}` {}",
-            info.id, info.version
-        ));
-    }
-    let limits = module
-        .limits
-        .clone()
+    // The limits the activation applied (the manifest entry's, or the configuration's).
+    let limits = h
+        .set
+        .limits_of(&info.id)
+        .cloned()
         .unwrap_or_else(|| rt.config().limits_for(&info.id).clone());
     report.fuel.budget = limits.fuel_per_event;
     report.memory.budget = limits.memory_bytes;
@@ -759,14 +736,16 @@ pub fn run_tests(
             let mut refused: Vec<String> = Vec::new();
             for m in &modules {
                 match rt.compile(&m.bytes, &m.source) {
-                    Ok(c) => match RuleSet::new(&rt).add(thread, &c) {
-                        Ok(info) => {
-                            by_id.insert(info.id.clone(), c);
+                    Ok(c) => {
+                        match Harness::new(&rt, thread, ContentRule::new(c.clone(), None, None)) {
+                            Ok((_, info)) => {
+                                by_id.insert(info.id.clone(), c);
+                            }
+                            Err((reason, message)) => {
+                                refused.push(format!("{}: {reason}: {message}", m.source))
+                            }
                         }
-                        Err(r) => {
-                            refused.push(format!("{}: {}: {}", m.source, r.reason, r.message))
-                        }
-                    },
+                    }
                     Err(e) => refused.push(format!("{}: {}: {e}", m.source, e.reason())),
                 }
             }
@@ -794,7 +773,8 @@ pub fn run_tests(
                         out.push(outcome);
                         continue;
                     };
-                    let (mut h, _) = match Harness::new(&rt, thread, compiled, None) {
+                    let rule = ContentRule::new(compiled.clone(), None, None);
+                    let (mut h, _) = match Harness::new(&rt, thread, rule) {
                         Ok(ok) => ok,
                         Err((reason, message)) => {
                             outcome.problem = Some(format!("does not load: {reason}: {message}"));

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use rulebox_rollout::sim::{Scenario, SimConfig, SimReport, simulate, svg};
+use rulebox_fleet_sim::{Scenario, SimConfig, SimReport, simulate, svg};
 
 /// Arguments of `rulebox fleet`.
 #[derive(Debug, clap::Args)]
@@ -117,7 +117,8 @@ fn simulate_cmd(a: SimulateArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The targets, checked on a report.
+/// The simulation's targets (a bad release halted before it left the canary ring, a good one on every
+/// eligible host, no host needing a person), checked on a report.
 fn missed_targets(r: &SimReport) -> Vec<String> {
     let mut missed = Vec::new();
     if r.manual_intervention > 0 {

@@ -111,12 +111,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let mut store = ContentStore::open(&store)
                 .with_context(|| format!("cannot open the store {}", store.display()))?;
             if let Some(root) = owner_root {
-                let bytes = std::fs::read(&root)
-                    .with_context(|| format!("cannot read {}", root.display()))?;
+                let bytes = super::store::read_operator_file(&root, "owner root")?;
                 store.set_owner_root(&bytes)?;
             }
-            let bytes = std::fs::read(&policy)
-                .with_context(|| format!("cannot read {}", policy.display()))?;
+            let bytes = super::store::read_operator_file(&policy, "policy")?;
             let p = store.set_policy(&bytes)?;
             println!(
                 "policy version {} installed: {}, delay {} h",

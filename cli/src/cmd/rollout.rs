@@ -88,10 +88,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         }
         RolloutCommand::Rings { plan, hosts } => {
-            let plan: RolloutPlan = serde_json::from_slice(
-                &std::fs::read(&plan).with_context(|| format!("cannot read {}", plan.display()))?,
-            )
-            .with_context(|| format!("{} is not a plan", plan.display()))?;
+            let plan: RolloutPlan =
+                serde_json::from_slice(&super::store::read_operator_file(&plan, "plan")?)
+                    .with_context(|| format!("{} is not a plan", plan.display()))?;
             plan.validate()?;
             let list: Vec<HostInfo> = serde_json::from_slice(
                 &std::fs::read(&hosts)
@@ -134,8 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         RolloutCommand::ApplyRevert { store, revert } => {
-            let bytes = std::fs::read(&revert)
-                .with_context(|| format!("cannot read {}", revert.display()))?;
+            let bytes = super::store::read_operator_file(&revert, "revert")?;
             let mut store = ContentStore::open(&store)
                 .with_context(|| format!("cannot open the store {}", store.display()))?;
             let out = store.apply_revert(&bytes, now_unix())?;

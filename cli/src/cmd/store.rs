@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rulebox_runtime::content::ContentStore;
+use rulebox_runtime::content::{
+    ContentStore, Inbox, MAX_REVERT_BYTES, ReleaseName, StoreLayout, read_capped_following_links,
+};
 
 /// Arguments of `rulebox store`.
 #[derive(Debug, clap::Args)]
@@ -61,8 +63,7 @@ enum StoreCommand {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         StoreCommand::Init { store, root } => {
-            let bytes = std::fs::read(&root)
-                .with_context(|| format!("cannot read root {}", root.display()))?;
+            let bytes = read_operator_file(&root, "root")?;
             ContentStore::init(&store, &bytes)
                 .with_context(|| format!("cannot create the store {}", store.display()))?;
             println!(
@@ -96,8 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         StoreCommand::UpdateRoot { store, root } => {
-            let bytes = std::fs::read(&root)
-                .with_context(|| format!("cannot read root {}", root.display()))?;
+            let bytes = read_operator_file(&root, "root")?;
             let mut store = ContentStore::open(&store)
                 .with_context(|| format!("cannot open the store {}", store.display()))?;
             let accepted = store.update_root(&bytes).context("new root refused")?;
@@ -113,8 +113,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot open the store {}", store.display()))?;
             let outcome = store.rollback(to, force).context("rollback refused")?;
             println!(
-                "rolled back from {:?} to release {}; report: {}",
-                outcome.from,
+                "rolled back from {} to release {}; report: {}",
+                ReleaseName(outcome.from),
                 outcome.to,
                 outcome.report.display()
             );
@@ -135,27 +135,23 @@ pub struct PushArgs {
     store: PathBuf,
 }
 
-/// Copies a bundle into a store's inbox atomically (copy beside it, then rename), so the agent never
-/// sees half a bundle. The agent verifies it; `push` does not need to be trusted.
+/// Delivers a bundle or a signed revert to a store's inbox ([`Inbox`]: copied beside its final name,
+/// fsynced, then renamed, so the agent never sees half of it). The agent verifies it; `push` does not
+/// need to be trusted.
 pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
-    let inbox = args.store.join("inbox");
-    std::fs::create_dir_all(&inbox)
-        .with_context(|| format!("cannot create {}", inbox.display()))?;
+    let inbox = Inbox::new(StoreLayout::new(&args.store).inbox());
     let name = args
         .bundle
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .context("bundle path has no name")?;
-    let tmp = inbox.join(format!(".push-{name}-{}", std::process::id()));
+        .context("the path to push has no name")?;
     if args.bundle.is_file() {
-        let stem = name.strip_suffix(".json").unwrap_or(&name);
-        let stem = stem.strip_suffix(".revert").unwrap_or(stem);
-        std::fs::copy(&args.bundle, &tmp)
-            .with_context(|| format!("cannot copy {}", args.bundle.display()))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        let target = inbox.join(format!("{stem}{}", super::agent::REVERT_SUFFIX));
-        std::fs::rename(&tmp, &target)
-            .with_context(|| format!("cannot move the revert into {}", target.display()))?;
+        let cap = u64::try_from(MAX_REVERT_BYTES).unwrap_or(u64::MAX);
+        let bytes = read_capped_following_links(&args.bundle, cap)
+            .with_context(|| format!("cannot read the revert {}", args.bundle.display()))?;
+        let target = inbox
+            .deliver_revert(&name, &bytes)
+            .with_context(|| format!("cannot deliver the revert into {}", inbox.dir().display()))?;
         println!(
             "pushed the revert {} to {}",
             args.bundle.display(),
@@ -163,27 +159,22 @@ pub fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(super::EXIT_OK));
     }
-    copy_dir(&args.bundle, &tmp)
-        .with_context(|| format!("cannot copy {}", args.bundle.display()))?;
-    let target = inbox.join(&name);
-    std::fs::rename(&tmp, &target)
-        .with_context(|| format!("cannot move the bundle into {}", target.display()))?;
+    let target = inbox.deliver_bundle(&args.bundle).with_context(|| {
+        format!(
+            "cannot deliver {} into {}",
+            args.bundle.display(),
+            inbox.dir().display()
+        )
+    })?;
     println!("pushed {} to {}", args.bundle.display(), target.display());
     Ok(ExitCode::from(super::EXIT_OK))
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let path = entry.path();
-        let dest = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&path, &dest)?;
-        } else {
-            std::fs::copy(&path, &dest)?;
-            std::fs::File::open(&dest)?.sync_all()?;
-        }
-    }
-    std::fs::File::open(to)?.sync_all()
+/// Reads a file an operator names (a root, a policy, a revert), capped.
+pub fn read_operator_file(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    read_capped_following_links(path, OPERATOR_FILE_CAP)
+        .with_context(|| format!("cannot read {what} {}", path.display()))
 }
+
+/// Largest root, policy or revert file an operator command reads.
+const OPERATOR_FILE_CAP: u64 = 1 << 20;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::now_unix_ms;
-use super::store::{ContentStore, Report, StoreError};
+use super::store::{ContentStore, Report, ReportKind, StoreError};
 use super::verify::VerifiedBundle;
 
 /// The boot guard's durable records (inside `state.json`).
@@ -127,7 +127,7 @@ pub struct RollbackOutcome {
 
 impl ContentStore {
     /// Decides what content to run at start-up (see [`BootDecision`]); `k_max` is the number of
-    /// STARTING records without GOOD that abandon a release (the K, default 3; 0 counts as 1).
+    /// STARTING records without GOOD that abandon a release (the agent's boot-attempts setting, default 3; 0 counts as 1).
     ///
     /// - No current release: [`BootDecision::Baseline`] without a report.
     /// - The current release V has `k_max` starts without GOOD: V is marked bad, and the
@@ -219,7 +219,7 @@ impl ContentStore {
                         attempts: 1,
                     });
                     let report = self.write_report(&Report {
-                        kind: "fallback".to_owned(),
+                        kind: ReportKind::Fallback,
                         at_unix_ms: now_unix_ms(),
                         from: Some(from),
                         to: Some(to),
@@ -248,7 +248,7 @@ impl ContentStore {
         state.current = None;
         state.boot.starting = None;
         let report = self.write_report(&Report {
-            kind: "baseline".to_owned(),
+            kind: ReportKind::Baseline,
             at_unix_ms: now_unix_ms(),
             from: Some(from),
             to: None,
@@ -311,7 +311,7 @@ impl ContentStore {
         state.current = Some(target);
         state.boot.starting = None;
         let report = self.write_report(&Report {
-            kind: "rollback".to_owned(),
+            kind: ReportKind::Rollback,
             at_unix_ms: now_unix_ms(),
             from,
             to: Some(target),
@@ -427,7 +427,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let written = read_report(&report);
-        assert_eq!(written.kind, "fallback");
+        assert_eq!(written.kind, ReportKind::Fallback);
         assert_eq!((written.from, written.to), (Some(2), Some(1)));
         assert_eq!(written.attempts, Some(K));
         assert_eq!(written.bad, vec![2]);
@@ -504,7 +504,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let written = read_report(&report);
-        assert_eq!(written.kind, "baseline");
+        assert_eq!(written.kind, ReportKind::Baseline);
         assert!(
             written.reason.contains("release 1 is unusable"),
             "{}",
@@ -585,7 +585,7 @@ mod tests {
         let out = store.rollback(None, false).unwrap();
         assert_eq!((out.from, out.to), (Some(3), 1));
         assert_eq!(out.bundle.release(), 1);
-        assert_eq!(read_report(&out.report).kind, "rollback");
+        assert_eq!(read_report(&out.report).kind, ReportKind::Rollback);
         assert_eq!(store.state().current, Some(1));
         assert_eq!(store.state().highest_release, Some(3));
 

@@ -5,20 +5,18 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Prefix of every temporary file or folder the store creates. [`ContentStore::open`] removes
-/// leftovers with this prefix.
-///
-/// [`ContentStore::open`]: super::ContentStore::open
-pub(crate) const TMP_PREFIX: &str = ".tmp-";
+pub(crate) use super::layout::TMP_PREFIX;
 
 /// The environment variable naming the install step to pause at (test builds only; see
 /// [`PAUSE_STEPS`]).
+#[cfg(any(test, feature = "fault-injection"))]
 pub const PAUSE_ENV: &str = "RULEBOX_TEST_PAUSE_AT";
 
 /// The install steps a test build can pause at, in order: `copy-module` (before each module is
 /// copied into the temporary release folder), `write-manifest` (before the manifest copy is
 /// written), `rename-release` (before the temporary folder is renamed to `releases/<release>`),
 /// `write-state` (before `state.json` is replaced).
+#[cfg(any(test, feature = "fault-injection"))]
 pub const PAUSE_STEPS: &[&str] = &[
     "copy-module",
     "write-manifest",
@@ -129,22 +127,37 @@ pub enum CappedReadError {
     Io(io::Error),
 }
 
-/// Reads a regular file of at most `cap` bytes. The size is checked before reading (metadata of the
-/// opened file), and the read itself stops after `cap + 1` bytes, so a file that is endless (a
-/// device, a FIFO, a file still being appended to) can never make this read more than `cap + 1`
-/// bytes. A symbolic link is refused (the content store's own files are never links).
-pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, CappedReadError> {
-    let link = std::fs::symlink_metadata(path).map_err(CappedReadError::Io)?;
-    if !link.file_type().is_file() {
-        return Err(CappedReadError::NotAFile);
-    }
-    read_capped_following_links(path, cap)
+/// Whether a capped read follows a symbolic link named by the path itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Links {
+    /// A symbolic link is refused ([`CappedReadError::NotAFile`]): for every file the agent and the
+    /// store read, which are never links.
+    Refuse,
+    /// A symbolic link to a regular file is followed: for files a person names on a command line
+    /// (keys, modules, bundles being built or validated).
+    Follow,
 }
 
-/// Like the store's own capped read, but a symbolic link to a regular file is followed: for files a
-/// person names on a command line (keys, modules, bundles being built or validated).
+/// Reads a regular file of at most `cap` bytes, refusing a symbolic link: the one capped reader of
+/// everything the agent and the content store read ([`read_capped_with`] with [`Links::Refuse`]).
+pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, CappedReadError> {
+    read_capped_with(path, cap, Links::Refuse)
+}
+
+/// [`read_capped_with`] with [`Links::Follow`]: for files a person names on a command line.
 pub fn read_capped_following_links(path: &Path, cap: u64) -> Result<Vec<u8>, CappedReadError> {
-    let file = File::open(path).map_err(CappedReadError::Io)?;
+    read_capped_with(path, cap, Links::Follow)
+}
+
+/// Reads a regular file of at most `cap` bytes.
+///
+/// The file is opened with `O_NONBLOCK` (so a FIFO or a device put where a file belongs cannot block
+/// the open) and, with [`Links::Refuse`], `O_NOFOLLOW` (a link is refused by the kernel, with no
+/// window between a check and the open). Everything else is decided on the open descriptor: it must
+/// be a regular file (`fstat`), its size must be at most `cap`, and the read stops after `cap + 1`
+/// bytes, so a file that grows while being read can never make this read more than that.
+pub fn read_capped_with(path: &Path, cap: u64, links: Links) -> Result<Vec<u8>, CappedReadError> {
+    let file = open_regular(path, links)?;
     let meta = file.metadata().map_err(CappedReadError::Io)?;
     if !meta.is_file() {
         return Err(CappedReadError::NotAFile);
@@ -162,6 +175,43 @@ pub fn read_capped_following_links(path: &Path, cap: u64) -> Result<Vec<u8>, Cap
         });
     }
     Ok(bytes)
+}
+
+/// Opens `path` read-only, non-blocking, close-on-exec and (with [`Links::Refuse`]) without following
+/// a final symbolic link.
+#[cfg(unix)]
+fn open_regular(path: &Path, links: Links) -> Result<File, CappedReadError> {
+    use rustix::fs::{Mode, OFlags};
+    let mut flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    if links == Links::Refuse {
+        flags |= OFlags::NOFOLLOW;
+    }
+    match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => Ok(File::from(fd)),
+        // `O_NOFOLLOW` on a link.
+        Err(rustix::io::Errno::LOOP) if links == Links::Refuse => Err(CappedReadError::NotAFile),
+        Err(e) => Err(CappedReadError::Io(io::Error::from(e))),
+    }
+}
+
+/// Opens `path` read-only; a link is refused by checking before the open (the platform has no
+/// `O_NOFOLLOW`).
+#[cfg(not(unix))]
+fn open_regular(path: &Path, links: Links) -> Result<File, CappedReadError> {
+    if links == Links::Refuse {
+        let link = std::fs::symlink_metadata(path).map_err(CappedReadError::Io)?;
+        if !link.file_type().is_file() {
+            return Err(CappedReadError::NotAFile);
+        }
+    }
+    File::open(path).map_err(CappedReadError::Io)
+}
+
+/// Creates a FIFO at `path` (tests of what happens when one is put where a file belongs).
+#[cfg(all(test, unix))]
+pub(crate) fn make_fifo(path: &Path) {
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    mknodat(CWD, path, FileType::Fifo, Mode::RUSR | Mode::WUSR, 0).expect("mkfifo");
 }
 
 #[cfg(test)]
@@ -223,6 +273,38 @@ mod tests {
             read_capped(Path::new("/dev/zero"), 10),
             Err(CappedReadError::NotAFile)
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn capped_reads_refuse_a_link_to_a_regular_file_unless_asked_to_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("real.json");
+        std::fs::write(&target, b"{}").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            read_capped(&link, 10),
+            Err(CappedReadError::NotAFile)
+        ));
+        assert_eq!(read_capped_following_links(&link, 10).unwrap(), b"{}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn capped_reads_refuse_a_fifo_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("revert.json");
+        make_fifo(&fifo);
+        // No writer: a blocking open would wait forever. Both modes refuse at once.
+        let start = std::time::Instant::now();
+        for links in [Links::Refuse, Links::Follow] {
+            assert!(matches!(
+                read_capped_with(&fifo, 10, links),
+                Err(CappedReadError::NotAFile)
+            ));
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

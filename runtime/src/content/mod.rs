@@ -8,9 +8,13 @@
 //! - [`verify_bundle`]: every check a bundle directory must pass before anything in it is used:
 //!   sizes capped before reading, signature threshold, expiry (freeze), rollback, ABI and schema
 //!   versions, minimum runtime, module sizes and hashes (mix-and-match), no extra or missing files.
+//! - [`check_bundle_structure`]: the same checks but the signatures and the time-dependent ones, for a
+//!   bundle that is not signed yet (the release gate runs it).
 //! - [`ContentStore`]: the store folder (releases, pointers to the current and last-known-good
-//!   release, boot records, quarantine list, reports). Every write is temp file + fsync + rename +
-//!   fsync of the folder ([`write_atomic`]); everything read back is re-verified before use.
+//!   release, boot records, quarantine list, reports), laid out as [`layout`] says. Every write is
+//!   temp file + fsync + rename + fsync of the folder ([`write_atomic`]); everything read back is
+//!   re-verified before use; every file is read with the one capped reader ([`read_capped`]).
+//! - [`Inbox`]: where bundles and signed reverts are delivered for the agent.
 //! - [`ContentStore::begin_boot`] / [`ContentStore::mark_good`] / [`ContentStore::rollback`]: the
 //!   boot guard.
 //! - [`ContentStore::set_policy`] / [`CustomerPolicy`]: the owner's signed policy (pin, N-k, delay,
@@ -22,10 +26,20 @@
 mod boot_guard;
 mod format;
 pub(crate) mod fsutil;
+mod inbox;
+pub mod layout;
 mod policy;
 mod revert;
 mod store;
 mod verify;
+
+/// Test-only hooks (builds with the `fault-injection` feature): the install steps the store can
+/// pause at, for tests that kill the process there. Not part of the supported API.
+#[cfg(any(test, feature = "fault-injection"))]
+#[doc(hidden)]
+pub mod testing {
+    pub use super::fsutil::{PAUSE_ENV, PAUSE_STEPS};
+}
 
 #[cfg(test)]
 mod testutil;
@@ -36,23 +50,27 @@ pub use format::{
     Signature, Signed, key_id, manifest_hash, module_file_name, signing_bytes,
 };
 pub use fsutil::{
-    CappedReadError, PAUSE_ENV, PAUSE_STEPS, fsync_dir, read_capped_following_links, write_atomic,
+    CappedReadError, Links, fsync_dir, read_capped, read_capped_following_links, read_capped_with,
+    write_atomic,
 };
+pub use inbox::{Inbox, InboxEntry};
+pub use layout::{OWNER_ROOT_FILE, POLICY_FILE, POLICY_STATE_FILE, REVERT_SUFFIX, StoreLayout};
 pub use policy::{
-    CONTEXT_POLICY, CustomerPolicy, OWNER_ROOT_FILE, POLICY_FILE, POLICY_FORMAT, POLICY_STATE_FILE,
-    PolicyError, PolicyMode, PolicyViolation, verify_policy,
+    CONTEXT_POLICY, CustomerPolicy, POLICY_FORMAT, PolicyError, PolicyMode, PolicyViolation,
+    verify_policy,
 };
 pub use revert::{
     CONTEXT_REVERT, MAX_REVERT_BYTES, REVERT_FORMAT, Revert, RevertError, RevertOutcome,
     verify_revert,
 };
 pub use store::{
-    ContentStore, InstallOutcome, InstalledRelease, QuarantineEntry, Report, StoreError,
-    StoreState, StoreStatus,
+    ContentStore, InstallOutcome, InstalledRelease, QuarantineEntry, QuarantineReason, ReleaseName,
+    Report, ReportKind, StoreError, StoreState, StoreStatus,
 };
 pub use verify::{
-    BundleError, BundleLimits, MAX_ROOT_BYTES, RUNTIME_VERSION, RootError, SignatureError,
-    VerifiedBundle, load_trusted_root, parse_trusted_root, update_root, verify_bundle,
+    BundleContents, BundleError, BundleLimits, MAX_ROOT_BYTES, RUNTIME_VERSION, RootError,
+    SignatureError, VerifiedBundle, check_bundle_structure, load_trusted_root, parse_trusted_root,
+    update_root, verify_bundle,
 };
 
 /// Seconds since the Unix epoch, by the system clock (0 if the clock is before 1970).

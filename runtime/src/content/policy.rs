@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{Manifest, Root, Signable, Signed, signing_bytes};
 use super::fsutil::{CappedReadError, read_capped, write_atomic};
+use super::layout::POLICY_STATE_FILE;
 use super::store::{ContentStore, StoreError};
 use super::verify::{RootError, SignatureError, check_threshold, parse_trusted_root, update_root};
 
@@ -30,12 +31,6 @@ use super::verify::{RootError, SignatureError, check_threshold, parse_trusted_ro
 pub const CONTEXT_POLICY: &[u8] = b"rulebox-policy-v1\0";
 /// The policy format this runtime reads ([`CustomerPolicy::format`]).
 pub const POLICY_FORMAT: u32 = 1;
-/// The owner root's file in the store.
-pub const OWNER_ROOT_FILE: &str = "owner-root.json";
-/// The policy's file in the store.
-pub const POLICY_FILE: &str = "policy.json";
-/// The file recording the newest published release this host has seen.
-pub const POLICY_STATE_FILE: &str = "policy-state.json";
 /// Largest policy or owner-root file read, in bytes.
 const MAX_POLICY_BYTES: u64 = 64 << 10;
 
@@ -319,7 +314,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 impl ContentStore {
     /// The installed owner root, checked (valid and signed by a threshold of its own keys), if any.
     pub fn owner_root(&self) -> Result<Option<Root>, StoreError> {
-        match read_small(&self.dir().join(OWNER_ROOT_FILE))? {
+        match read_small(&self.layout().owner_root())? {
             None => Ok(None),
             Some(bytes) => Ok(Some(
                 parse_trusted_root(&bytes).map_err(PolicyError::OwnerRoot)?,
@@ -338,7 +333,7 @@ impl ContentStore {
             Some(current) => update_root(&current, envelope_bytes),
         }
         .map_err(PolicyError::OwnerRoot)?;
-        write_file(&self.dir().join(OWNER_ROOT_FILE), envelope_bytes)?;
+        write_file(&self.layout().owner_root(), envelope_bytes)?;
         Ok(root)
     }
 
@@ -357,7 +352,7 @@ impl ContentStore {
             }
             .into());
         }
-        write_file(&self.dir().join(POLICY_FILE), envelope_bytes)?;
+        write_file(&self.layout().policy(), envelope_bytes)?;
         tracing::info!(version = policy.version, mode = %policy.mode, "installed the owner's policy");
         Ok(policy)
     }
@@ -367,7 +362,7 @@ impl ContentStore {
     /// host whose policy cannot be read refuses new content rather than take it against the owner's
     /// wishes).
     pub fn policy(&self) -> Result<Option<CustomerPolicy>, StoreError> {
-        let Some(bytes) = read_small(&self.dir().join(POLICY_FILE))? else {
+        let Some(bytes) = read_small(&self.layout().policy())? else {
             return Ok(None);
         };
         let owner = self.owner_root()?.ok_or(PolicyError::NoOwnerRoot)?;
@@ -376,7 +371,7 @@ impl ContentStore {
 
     /// The newest release whose verified manifest this host has seen (0 if none recorded).
     pub fn newest_published(&self) -> Result<u64, StoreError> {
-        let path = self.dir().join(POLICY_STATE_FILE);
+        let path = self.layout().policy_state();
         match read_small(&path)? {
             None => Ok(0),
             Some(bytes) => serde_json::from_slice::<PolicyState>(&bytes)
@@ -410,7 +405,7 @@ impl ContentStore {
                 what: POLICY_STATE_FILE,
                 source,
             })?;
-            write_file(&self.dir().join(POLICY_STATE_FILE), &bytes)?;
+            write_file(&self.layout().policy_state(), &bytes)?;
         }
         policy
             .permits(manifest.release, manifest.created_unix, newest, now_unix)
@@ -596,7 +591,7 @@ mod tests {
             "{err}"
         );
         // A policy file altered on disk is not obeyed silently: installs are refused.
-        let path = store.dir().join(POLICY_FILE);
+        let path = store.layout().policy();
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replace("\"paused\"", "\"latest\"")).unwrap();
         assert!(matches!(

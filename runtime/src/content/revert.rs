@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::format::{Signable, Signed, signing_bytes};
-use super::store::{ContentStore, Report, StoreError};
+use super::store::{ContentStore, Report, ReportKind, StoreError};
 use super::verify::{SignatureError, VerifiedBundle, check_threshold};
 use super::{Root, now_unix_ms};
 
@@ -194,7 +194,7 @@ impl ContentStore {
             state.last_known_good = if was_current { state.current } else { None };
         }
         let report = self.write_report(&Report {
-            kind: "revert".to_owned(),
+            kind: ReportKind::Revert,
             at_unix_ms: now_unix_ms(),
             from: Some(release),
             to: state.current,
@@ -255,12 +255,12 @@ mod tests {
             .unwrap();
         assert!(out.was_current);
         assert_eq!(out.current, Some(1));
-        assert_eq!(out.bundle.as_ref().map(VerifiedBundle::release), Some(1));
+        assert_eq!(out.bundle.as_ref().map(|b| b.release()), Some(1));
         assert_eq!(store.state().current, Some(1));
         assert_eq!(store.state().last_known_good, Some(1));
         assert!(store.state().bad.contains(&2));
         let written: Report = serde_json::from_slice(&std::fs::read(&out.report).unwrap()).unwrap();
-        assert_eq!(written.kind, "revert");
+        assert_eq!(written.kind, ReportKind::Revert);
         // Again: nothing more changes.
         let again = store
             .apply_revert(&bytes(&revert(2, Some(1)), 1), NOW)

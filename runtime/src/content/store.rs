@@ -1,16 +1,6 @@
 //! The on-disk content store: verified copies of installed releases, the pointers to the current and
-//! last-known-good release, the boot-guard records, the persisted quarantine list and reports.
-//!
-//! ```text
-//! STORE/
-//!   lock                 held (advisory, exclusive) by the process that opened the store for writing
-//!   root.json            the trusted root envelope
-//!   state.json           StoreState: highest release, current, last-known-good, bad, boot record
-//!   quarantine.json      [QuarantineEntry]
-//!   releases/<n>/        manifest.json + modules/<sha256>.wasm, verified copies
-//!   reports/<ms>-<kind>.json
-//!   inbox/               bundles dropped for the agent
-//! ```
+//! last-known-good release, the boot-guard records, the persisted quarantine list and reports. Every
+//! file and folder is in the layout table of [`layout`](super::layout).
 //!
 //! Every file is replaced with [`write_atomic`]; a release folder is built under
 //! `releases/.tmp-<n>-<unique>/`, fsynced, and renamed into place before `state.json` points at it.
@@ -24,24 +14,19 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::boot_guard::BootRecord;
-use super::format::Root;
+use super::format::{Root, RuleEntry};
 use super::fsutil::{
     CappedReadError, TMP_PREFIX, fsync_dir, pause_point, read_capped, unique_suffix, write_atomic,
     write_new_synced,
 };
+use super::inbox::Inbox;
+use super::layout::{QUARANTINE_FILE, STATE_FILE, StoreLayout};
 use super::verify::{
     BundleError, BundleLimits, Checks, RootError, VerifiedBundle, load_trusted_root,
     parse_trusted_root, read_signed_manifest, update_root, verify_bundle, verify_with,
 };
 use super::{now_unix, now_unix_ms};
-
-const LOCK_FILE: &str = "lock";
-const ROOT_FILE: &str = "root.json";
-const STATE_FILE: &str = "state.json";
-const QUARANTINE_FILE: &str = "quarantine.json";
-const RELEASES_DIR: &str = "releases";
-const REPORTS_DIR: &str = "reports";
-const INBOX_DIR: &str = "inbox";
+use crate::quarantine::{QuarantineRecord, Reason};
 
 /// Largest `state.json` read.
 const MAX_STATE_BYTES: u64 = 1 << 20;
@@ -90,6 +75,20 @@ impl Default for StoreState {
     }
 }
 
+/// A release for people: `release 42`, or `the baseline content` for `None` (what a store's
+/// `current: None` means).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReleaseName(pub Option<u64>);
+
+impl std::fmt::Display for ReleaseName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(r) => write!(f, "release {r}"),
+            None => f.write_str("the baseline content"),
+        }
+    }
+}
+
 /// A rule version that was quarantined, kept across restarts (`quarantine.json`). The version stays
 /// quarantined until a release with another version (or other bytes) of that rule is installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,18 +100,110 @@ pub struct QuarantineEntry {
     pub rule_version: String,
     /// SHA-256 of the module, hex.
     pub content_hash: String,
-    /// Why (a [`Reason`](crate::Reason) name or a short text).
-    pub reason: String,
+    /// Why.
+    pub reason: QuarantineReason,
     /// When it was recorded, in milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
+}
+
+/// Why a rule version is on the quarantine list: a [`Reason`] this runtime knows, or a name it does
+/// not (written by a newer runtime), kept as written so that the entry still keeps the rule out.
+/// Stored as the reason's name (`"out_of_bounds"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QuarantineReason {
+    /// A reason this runtime knows.
+    Known(Reason),
+    /// A name this runtime does not know (at most 64 bytes are kept).
+    Unrecognized(String),
+}
+
+impl QuarantineReason {
+    /// The reason's name.
+    pub fn name(&self) -> &str {
+        match self {
+            QuarantineReason::Known(r) => r.name(),
+            QuarantineReason::Unrecognized(name) => name,
+        }
+    }
+}
+
+impl From<Reason> for QuarantineReason {
+    fn from(reason: Reason) -> Self {
+        QuarantineReason::Known(reason)
+    }
+}
+
+impl std::fmt::Display for QuarantineReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", crate::text::Escaped(self.name()))
+    }
+}
+
+impl Serialize for QuarantineReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for QuarantineReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(match Reason::from_name(&name) {
+            Some(r) => QuarantineReason::Known(r),
+            None => {
+                let kept = &name[..name.floor_char_boundary(64)];
+                QuarantineReason::Unrecognized(kept.to_owned())
+            }
+        })
+    }
+}
+
+/// What a [`Report`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReportKind {
+    /// The boot guard went back to the last-known-good release.
+    Fallback,
+    /// The boot guard went back to the built-in baseline content.
+    Baseline,
+    /// An operator rolled back by hand.
+    Rollback,
+    /// A bundle was refused.
+    Refusal,
+    /// A signed revert was applied.
+    Revert,
+    /// A damaged `state.json` was rebuilt from the release folders.
+    Rebuild,
+}
+
+impl ReportKind {
+    /// The snake_case name used in JSON and in report file names.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportKind::Fallback => "fallback",
+            ReportKind::Baseline => "baseline",
+            ReportKind::Rollback => "rollback",
+            ReportKind::Refusal => "refusal",
+            ReportKind::Revert => "revert",
+            ReportKind::Rebuild => "rebuild",
+        }
+    }
+}
+
+impl std::fmt::Display for ReportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A report written to `reports/` (fallbacks, rollbacks, refusals) for people and fleet tooling.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
-    /// What happened: `fallback`, `baseline`, `rollback`, `refusal`.
-    pub kind: String,
+    /// What happened.
+    pub kind: ReportKind,
     /// When, in milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
     /// The release that was left (or refused), if any.
@@ -289,7 +380,7 @@ pub enum StoreError {
     #[error("there is no last-known-good release to roll back to")]
     NoLastKnownGood,
     /// `mark_good` for a release that is not current.
-    #[error("release {release} is not the current release ({current:?})")]
+    #[error("release {release} is not the current release (that is {})", ReleaseName(*current))]
     NotCurrent {
         /// The release given.
         release: u64,
@@ -351,18 +442,15 @@ impl ContentStore {
         let root = parse_trusted_root(root_bytes)?;
         std::fs::create_dir_all(dir).map_err(io_at(dir))?;
         let lock = Self::lock(dir)?;
-        let state_path = dir.join(STATE_FILE);
-        if state_path.exists() {
+        let layout = StoreLayout::new(dir);
+        if layout.state().exists() {
             return Err(StoreError::AlreadyInitialized {
                 dir: dir.to_path_buf(),
             });
         }
-        for sub in [RELEASES_DIR, REPORTS_DIR, INBOX_DIR] {
-            let path = dir.join(sub);
-            std::fs::create_dir_all(&path).map_err(io_at(&path))?;
-        }
+        create_folders(&layout)?;
         fsync_dir(dir).map_err(io_at(dir))?;
-        let root_path = dir.join(ROOT_FILE);
+        let root_path = layout.root();
         write_atomic(&root_path, root_bytes).map_err(io_at(&root_path))?;
         let mut store = ContentStore {
             dir: dir.to_path_buf(),
@@ -387,7 +475,7 @@ impl ContentStore {
 
     /// [`open`](Self::open) with other bundle size caps.
     pub fn open_with(dir: &Path, limits: BundleLimits) -> Result<ContentStore, StoreError> {
-        if !dir.join(STATE_FILE).exists() {
+        if !StoreLayout::new(dir).state().exists() {
             return Err(StoreError::NotInitialized {
                 dir: dir.to_path_buf(),
             });
@@ -396,10 +484,7 @@ impl ContentStore {
         let mut store = Self::read(dir, limits)?;
         store.lock = Some(lock);
         store.remove_leftovers()?;
-        for sub in [RELEASES_DIR, REPORTS_DIR, INBOX_DIR] {
-            let path = dir.join(sub);
-            std::fs::create_dir_all(&path).map_err(io_at(&path))?;
-        }
+        create_folders(&store.layout())?;
         Ok(store)
     }
 
@@ -408,7 +493,7 @@ impl ContentStore {
     /// view is a snapshot: each file is replaced atomically, so each is read whole, but the agent may
     /// change them at any time.
     pub fn open_read_only(dir: &Path) -> Result<ContentStore, StoreError> {
-        if !dir.join(STATE_FILE).exists() {
+        if !StoreLayout::new(dir).state().exists() {
             return Err(StoreError::NotInitialized {
                 dir: dir.to_path_buf(),
             });
@@ -436,8 +521,9 @@ impl ContentStore {
     /// returns its path.
     pub fn rebuild_state(dir: &Path) -> Result<(ContentStore, PathBuf), StoreError> {
         let lock = Self::lock(dir)?;
-        let root = load_trusted_root(&dir.join(ROOT_FILE))?;
-        let quarantine_path = dir.join(QUARANTINE_FILE);
+        let layout = StoreLayout::new(dir);
+        let root = load_trusted_root(&layout.root())?;
+        let quarantine_path = layout.quarantine();
         let quarantine = read_json(&quarantine_path, MAX_QUARANTINE_BYTES).unwrap_or_default();
         let mut store = ContentStore {
             dir: dir.to_path_buf(),
@@ -448,11 +534,8 @@ impl ContentStore {
             lock: Some(lock),
         };
         store.remove_leftovers()?;
-        for sub in [RELEASES_DIR, REPORTS_DIR, INBOX_DIR] {
-            let path = dir.join(sub);
-            std::fs::create_dir_all(&path).map_err(io_at(&path))?;
-        }
-        let state_path = dir.join(STATE_FILE);
+        create_folders(&layout)?;
+        let state_path = layout.state();
         let aside = dir.join(format!("{STATE_FILE}.damaged-{}", now_unix_ms()));
         let moved = match std::fs::rename(&state_path, &aside) {
             Ok(()) => true,
@@ -462,7 +545,7 @@ impl ContentStore {
 
         let mut state = StoreState::default();
         let mut skipped = Vec::new();
-        let releases = dir.join(RELEASES_DIR);
+        let releases = layout.releases();
         for entry in std::fs::read_dir(&releases).map_err(io_at(&releases))? {
             let entry = entry.map_err(io_at(&releases))?;
             let name = entry.file_name();
@@ -491,10 +574,13 @@ impl ContentStore {
                 Err(e) => skipped.push(format!("{release} ({e})")),
             }
         }
+        let installed: Vec<String> = state.installed.keys().map(u64::to_string).collect();
         let mut reason = format!(
-            "state rebuilt from the release folders: installed {:?}, highest release {:?}",
-            state.installed.keys().collect::<Vec<_>>(),
-            state.highest_release
+            "state rebuilt from the release folders: installed [{}], highest release {}",
+            installed.join(", "),
+            state
+                .highest_release
+                .map_or_else(|| "none".to_owned(), |r| r.to_string())
         );
         if moved {
             reason.push_str(&format!(
@@ -506,7 +592,7 @@ impl ContentStore {
             reason.push_str(&format!("; unusable folders: {}", skipped.join(", ")));
         }
         let report = store.write_report(&Report {
-            kind: "rebuild".to_owned(),
+            kind: ReportKind::Rebuild,
             at_unix_ms: now_unix_ms(),
             from: None,
             to: None,
@@ -524,7 +610,7 @@ impl ContentStore {
     }
 
     fn lock(dir: &Path) -> Result<File, StoreError> {
-        let path = dir.join(LOCK_FILE);
+        let path = StoreLayout::new(dir).lock();
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -552,8 +638,9 @@ impl ContentStore {
     }
 
     fn read(dir: &Path, limits: BundleLimits) -> Result<ContentStore, StoreError> {
-        let root = load_trusted_root(&dir.join(ROOT_FILE))?;
-        let state_path = dir.join(STATE_FILE);
+        let layout = StoreLayout::new(dir);
+        let root = load_trusted_root(&layout.root())?;
+        let state_path = layout.state();
         let state: StoreState = read_json(&state_path, MAX_STATE_BYTES)?;
         if state.format != StoreState::FORMAT {
             return Err(StoreError::Corrupt {
@@ -565,7 +652,7 @@ impl ContentStore {
                 ),
             });
         }
-        let quarantine_path = dir.join(QUARANTINE_FILE);
+        let quarantine_path = layout.quarantine();
         let quarantine: Vec<QuarantineEntry> = if quarantine_path.exists() {
             read_json(&quarantine_path, MAX_QUARANTINE_BYTES)?
         } else {
@@ -584,11 +671,8 @@ impl ContentStore {
     /// Removes `.tmp-*` files and folders left by an interrupted write in the store, `releases/` and
     /// `reports/`.
     fn remove_leftovers(&self) -> Result<(), StoreError> {
-        for sub in [None, Some(RELEASES_DIR), Some(REPORTS_DIR)] {
-            let dir = match sub {
-                Some(s) => self.dir.join(s),
-                None => self.dir.clone(),
-            };
+        let layout = self.layout();
+        for dir in [self.dir.clone(), layout.releases(), layout.reports()] {
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -626,19 +710,34 @@ impl ContentStore {
         &self.dir
     }
 
-    /// The folder bundles are dropped into for the agent.
+    /// The paths of the store's files and folders.
+    pub fn layout(&self) -> StoreLayout {
+        StoreLayout::new(&self.dir)
+    }
+
+    /// The folder bundles and reverts are delivered into for the agent.
     pub fn inbox_dir(&self) -> PathBuf {
-        self.dir.join(INBOX_DIR)
+        self.layout().inbox()
+    }
+
+    /// The inbox, to scan or deliver to.
+    pub fn inbox(&self) -> Inbox {
+        Inbox::new(self.inbox_dir())
+    }
+
+    /// The folder of the module cache ([`ModuleCache::open`](crate::ModuleCache::open) it there).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.layout().cache()
     }
 
     /// The folder reports are written to.
     pub fn reports_dir(&self) -> PathBuf {
-        self.dir.join(REPORTS_DIR)
+        self.layout().reports()
     }
 
     /// The folder of an installed release.
     pub fn release_dir(&self, release: u64) -> PathBuf {
-        self.dir.join(RELEASES_DIR).join(release.to_string())
+        self.layout().release(release)
     }
 
     /// The trusted root.
@@ -663,7 +762,7 @@ impl ContentStore {
             what: STATE_FILE,
             source,
         })?;
-        let path = self.dir.join(STATE_FILE);
+        let path = self.layout().state();
         write_atomic(&path, &bytes).map_err(io_at(&path))?;
         self.state = state;
         Ok(())
@@ -676,25 +775,14 @@ impl ContentStore {
                 what: QUARANTINE_FILE,
                 source,
             })?;
-        let path = self.dir.join(QUARANTINE_FILE);
+        let path = self.layout().quarantine();
         write_atomic(&path, &bytes).map_err(io_at(&path))
     }
 
     /// Writes `report` to `reports/<unix_ms>-<kind>.json` (atomically) and returns its path.
     pub fn write_report(&self, report: &Report) -> Result<PathBuf, StoreError> {
         self.writable()?;
-        let kind: String = report
-            .kind
-            .chars()
-            .take(40)
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
+        let kind = report.kind.name();
         let dir = self.reports_dir();
         let mut path = dir.join(format!("{}-{kind}.json", report.at_unix_ms));
         let mut n = 1u32;
@@ -725,7 +813,7 @@ impl ContentStore {
             _ => None,
         };
         self.write_report(&Report {
-            kind: "refusal".to_owned(),
+            kind: ReportKind::Refusal,
             at_unix_ms: now_unix_ms(),
             from,
             to: self.state.current,
@@ -817,7 +905,7 @@ impl ContentStore {
 
     /// Copies a verified bundle into `releases/<release>` (steps 1 and 2 of [`install`](Self::install)).
     fn write_release(&self, bundle: &VerifiedBundle) -> Result<(), StoreError> {
-        let releases = self.dir.join(RELEASES_DIR);
+        let releases = self.layout().releases();
         let tmp = releases.join(format!(
             "{TMP_PREFIX}{}-{}",
             bundle.release(),
@@ -887,30 +975,29 @@ impl ContentStore {
     pub fn update_root(&mut self, new_envelope_bytes: &[u8]) -> Result<&Root, StoreError> {
         self.writable()?;
         let root = update_root(&self.root, new_envelope_bytes)?;
-        let path = self.dir.join(ROOT_FILE);
+        let path = self.layout().root();
         write_atomic(&path, new_envelope_bytes).map_err(io_at(&path))?;
         self.root = root;
         Ok(&self.root)
     }
 
-    /// Records that a rule version was quarantined, durably. Returns `false` (and writes nothing) if
-    /// that exact version and hash is already recorded. The list keeps the newest 10,000 entries.
-    pub fn record_quarantine(
-        &mut self,
-        rule_id: &str,
-        rule_version: &str,
-        content_hash: &str,
-        reason: &str,
-    ) -> Result<bool, StoreError> {
+    /// Records durably that the rule version of `record` was quarantined, so that
+    /// [`is_quarantined`](Self::is_quarantined) keeps it out at the next start. Returns `false` (and
+    /// writes nothing) if that exact rule id, version and module hash is already recorded, or if the
+    /// record names no rule (a module refused before its metadata could be read: it is refused again
+    /// at every load anyway). The list keeps the newest 10,000 entries.
+    pub fn record_quarantine(&mut self, record: &QuarantineRecord) -> Result<bool, StoreError> {
         self.writable()?;
-        if self.is_quarantined(rule_id, rule_version, content_hash) {
+        if record.rule_id.is_empty()
+            || self.is_listed(&record.rule_id, &record.rule_version, &record.content_hash)
+        {
             return Ok(false);
         }
         self.quarantine.push(QuarantineEntry {
-            rule_id: rule_id.to_owned(),
-            rule_version: rule_version.to_owned(),
-            content_hash: content_hash.to_owned(),
-            reason: reason.to_owned(),
+            rule_id: record.rule_id.clone(),
+            rule_version: record.rule_version.clone(),
+            content_hash: record.content_hash.clone(),
+            reason: QuarantineReason::Known(record.reason),
             at_unix_ms: now_unix_ms(),
         });
         if self.quarantine.len() > MAX_QUARANTINE_ENTRIES {
@@ -929,8 +1016,13 @@ impl ContentStore {
         &self.quarantine
     }
 
-    /// Whether this exact rule version (id, version and module hash) is quarantined.
-    pub fn is_quarantined(&self, rule_id: &str, rule_version: &str, content_hash: &str) -> bool {
+    /// Whether the rule version a manifest entry names (its id, version and module hash) is
+    /// quarantined on this host: the agent does not load it.
+    pub fn is_quarantined(&self, entry: &RuleEntry) -> bool {
+        self.is_listed(&entry.id, &entry.version, &entry.sha256)
+    }
+
+    fn is_listed(&self, rule_id: &str, rule_version: &str, content_hash: &str) -> bool {
         self.quarantine.iter().any(|q| {
             q.rule_id == rule_id && q.rule_version == rule_version && q.content_hash == content_hash
         })
@@ -1005,6 +1097,14 @@ impl ContentStore {
     }
 }
 
+/// Creates the store's folders if they are missing.
+fn create_folders(layout: &StoreLayout) -> Result<(), StoreError> {
+    for path in layout.folders() {
+        std::fs::create_dir_all(&path).map_err(io_at(&path))?;
+    }
+    Ok(())
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64) -> Result<T, StoreError> {
     let corrupt = |problem: String| StoreError::Corrupt {
         path: path.to_path_buf(),
@@ -1027,6 +1127,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::content::format::{Manifest, Signed};
+    use crate::content::layout::{INBOX_DIR, RELEASES_DIR, REPORTS_DIR, ROOT_FILE};
     use crate::content::testutil::*;
 
     /// A store trusting root v1 = {key 1}, threshold 1.
@@ -1035,6 +1136,53 @@ pub(crate) mod tests {
         let root_bytes = root_bytes(&root(1, &[&key(1)], 1), &[&key(1)]);
         let store = ContentStore::init(&dir.path().join("store"), &root_bytes).unwrap();
         (dir, store)
+    }
+
+    /// A quarantine record of a rule version, as the rule set makes them.
+    pub(crate) fn record(id: &str, version: &str, hash: &str, reason: Reason) -> QuarantineRecord {
+        QuarantineRecord {
+            format: QuarantineRecord::FORMAT,
+            rule_id: id.to_owned(),
+            rule_version: version.to_owned(),
+            content_hash: hash.to_owned(),
+            source: String::new(),
+            reason,
+            message: String::new(),
+            backtrace: None,
+            event: None,
+            event_json: None,
+            limits: crate::Limits::default(),
+            max_wasm_stack: 0,
+            epoch_tick_ms: 0,
+            strikes: 0,
+            at_unix_ms: 0,
+            runtime_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_record_without_a_rule_id_is_not_listed_and_an_unknown_reason_is_kept() {
+        let (_tmp, mut store) = new_store();
+        assert!(
+            !store
+                .record_quarantine(&record("", "", "h", Reason::NotWasm))
+                .unwrap()
+        );
+        assert!(store.quarantined().is_empty());
+        // A reason a newer runtime wrote still keeps the rule out, and is written back as it was.
+        let entries: Vec<QuarantineEntry> = serde_json::from_str(
+            r#"[{"rule_id":"r","rule_version":"1","content_hash":"h","reason":"from_the_future","at_unix_ms":1}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            entries[0].reason,
+            QuarantineReason::Unrecognized("from_the_future".to_owned())
+        );
+        assert!(
+            serde_json::to_string(&entries)
+                .unwrap()
+                .contains("\"from_the_future\"")
+        );
     }
 
     /// Installs a standard release `n` (signed by key 1).
@@ -1126,7 +1274,7 @@ pub(crate) mod tests {
         ));
         let mut ro = ContentStore::open_read_only(&dir).unwrap();
         assert!(matches!(
-            ro.record_quarantine("a", "1", "h", "r"),
+            ro.record_quarantine(&record("a", "1", "h", Reason::Trap)),
             Err(StoreError::ReadOnly)
         ));
         assert!(matches!(ro.begin_boot(3), Err(StoreError::ReadOnly)));
@@ -1165,7 +1313,9 @@ pub(crate) mod tests {
     fn every_refusal_leaves_the_store_unchanged() {
         let (tmp, mut store) = new_store();
         install(&mut store, 5);
-        store.record_quarantine("x", "1", "h", "trap").unwrap();
+        store
+            .record_quarantine(&record("x", "1", "h", Reason::Trap))
+            .unwrap();
         let before = snapshot(&store);
         let mods = modules();
         let bytes: Vec<&[u8]> = mods.iter().map(|(_, b)| *b).collect();
@@ -1333,7 +1483,7 @@ pub(crate) mod tests {
         let err = store.install(&bundle, NOW).unwrap_err();
         let report = store.report_refusal(&bundle, &err).unwrap();
         let report: Report = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
-        assert_eq!(report.kind, "refusal");
+        assert_eq!(report.kind, ReportKind::Refusal);
         assert!(report.reason.contains("expired"), "{}", report.reason);
         assert_eq!(snapshot(&store), before);
         store.load_release(5).unwrap();
@@ -1438,26 +1588,37 @@ pub(crate) mod tests {
         );
         assert!(
             store
-                .record_quarantine(&e0.id, &e0.version, &e0.sha256, "out_of_bounds")
+                .record_quarantine(&record(
+                    &e0.id,
+                    &e0.version,
+                    &e0.sha256,
+                    Reason::OutOfBounds
+                ))
                 .unwrap()
         );
         assert!(
             !store
-                .record_quarantine(&e0.id, &e0.version, &e0.sha256, "again")
+                .record_quarantine(&record(&e0.id, &e0.version, &e0.sha256, Reason::Trap))
                 .unwrap()
         );
         assert!(
             store
-                .record_quarantine(&e1.id, &e1.version, &e1.sha256, "deadline")
+                .record_quarantine(&record(&e1.id, &e1.version, &e1.sha256, Reason::Deadline))
                 .unwrap()
         );
-        assert!(store.is_quarantined(&e0.id, &e0.version, &e0.sha256));
-        assert!(!store.is_quarantined(&e0.id, "2.0.0", &e0.sha256));
+        assert!(store.is_quarantined(e0));
+        assert!(!store.is_quarantined(&RuleEntry {
+            version: "2.0.0".into(),
+            ..e0.clone()
+        }));
         let dir = store.dir().to_path_buf();
         drop(store);
         let mut store = ContentStore::open(&dir).unwrap();
         assert_eq!(store.quarantined().len(), 2);
-        assert_eq!(store.quarantined()[0].reason, "out_of_bounds");
+        assert_eq!(
+            store.quarantined()[0].reason,
+            QuarantineReason::Known(Reason::OutOfBounds)
+        );
         assert_eq!(store.status_at(NOW).quarantine.len(), 2);
 
         // Release 2 brings rule e0 in version 2.0.0; e1 is unchanged.
@@ -1474,8 +1635,8 @@ pub(crate) mod tests {
         let outcome = store.install(bundle.path(), NOW).unwrap();
         assert_eq!(outcome.unquarantined.len(), 1);
         assert_eq!(outcome.unquarantined[0].rule_id, e0.id);
-        assert!(!store.is_quarantined(&e0.id, &e0.version, &e0.sha256));
-        assert!(store.is_quarantined(&e1.id, &e1.version, &e1.sha256));
+        assert!(!store.is_quarantined(e0));
+        assert!(store.is_quarantined(e1));
         drop(store);
         let store = ContentStore::open(&dir).unwrap();
         assert_eq!(store.quarantined().len(), 1);
@@ -1486,7 +1647,9 @@ pub(crate) mod tests {
         let (_tmp, mut store) = new_store();
         install(&mut store, 1);
         install(&mut store, 2);
-        store.record_quarantine("r", "1", "h", "trap").unwrap();
+        store
+            .record_quarantine(&record("r", "1", "h", Reason::Trap))
+            .unwrap();
         let dir = store.dir().to_path_buf();
         drop(store);
         std::fs::write(dir.join(STATE_FILE), b"\0\0\0garbage").unwrap();
@@ -1496,7 +1659,7 @@ pub(crate) mod tests {
         ));
         let (mut store, report) = ContentStore::rebuild_state(&dir).unwrap();
         let report: Report = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
-        assert_eq!(report.kind, "rebuild");
+        assert_eq!(report.kind, ReportKind::Rebuild);
         assert!(report.reason.contains("damaged"), "{}", report.reason);
         assert_eq!(store.state().highest_release, Some(2));
         assert_eq!(
@@ -1554,7 +1717,11 @@ pub(crate) mod tests {
         use std::process::{Command, Stdio};
 
         let exe = std::env::current_exe().unwrap();
-        for step in crate::content::PAUSE_STEPS.iter().copied().chain([""]) {
+        for step in crate::content::testing::PAUSE_STEPS
+            .iter()
+            .copied()
+            .chain([""])
+        {
             let (_tmp, mut store) = new_store();
             let old = install(&mut store, 1);
             let dir = store.dir().to_path_buf();
@@ -1570,7 +1737,7 @@ pub(crate) mod tests {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env(crate::content::PAUSE_ENV, step)
+                .env(crate::content::testing::PAUSE_ENV, step)
                 .env("RULEBOX_TEST_STORE", &dir)
                 .env("RULEBOX_TEST_BUNDLE", bundle.path())
                 .stdout(Stdio::null())

@@ -29,11 +29,7 @@ fn quote(text: &str) -> String {
     if text.len() <= MAX_QUOTED {
         return text.to_owned();
     }
-    let mut end = MAX_QUOTED;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    format!("{}...", &text[..text.floor_char_boundary(MAX_QUOTED)])
 }
 
 /// Size caps applied to a bundle before any of it is read.
@@ -404,7 +400,7 @@ pub enum BundleError {
         expected: u32,
     },
     /// None of the release's event-schema versions is this runtime's.
-    #[error("the release supports event-schema versions {offered:?}; this runtime supplies {ours}")]
+    #[error("the release supports event-schema versions [{}]; this runtime supplies {ours}", offered.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))]
     UnsupportedSchema {
         /// The manifest's schema versions.
         offered: Vec<u32>,
@@ -530,20 +526,21 @@ impl BundleError {
     }
 }
 
-/// A bundle that passed every check: the manifest, its canonical hash, and the module bytes (read
-/// once, hashed, and handed out from memory so nothing can change them between check and use).
-/// Only [`verify_bundle`] and the store make one.
+/// A bundle folder that passed the endpoint's structure checks ([`check_bundle_structure`]): the
+/// manifest, its canonical hash, and the module bytes (read once, hashed, and handed out from memory
+/// so nothing can change them between check and use). Its signatures are not checked: only a
+/// [`VerifiedBundle`] is content an endpoint may run.
 #[derive(Clone)]
-pub struct VerifiedBundle {
+pub struct BundleContents {
     manifest: Manifest,
     manifest_bytes: Vec<u8>,
     manifest_hash: String,
     modules: Vec<(RuleEntry, Vec<u8>)>,
 }
 
-impl std::fmt::Debug for VerifiedBundle {
+impl std::fmt::Debug for BundleContents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerifiedBundle")
+        f.debug_struct("BundleContents")
             .field("release", &self.manifest.release)
             .field("manifest_hash", &self.manifest_hash)
             .field(
@@ -558,7 +555,7 @@ impl std::fmt::Debug for VerifiedBundle {
     }
 }
 
-impl VerifiedBundle {
+impl BundleContents {
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
@@ -574,7 +571,7 @@ impl VerifiedBundle {
         &self.manifest_hash
     }
 
-    /// The exact bytes of `manifest.json` as verified (the signed envelope).
+    /// The exact bytes of `manifest.json` as checked (the signed envelope).
     pub fn manifest_bytes(&self) -> &[u8] {
         &self.manifest_bytes
     }
@@ -596,6 +593,32 @@ impl VerifiedBundle {
     }
 }
 
+/// A bundle that passed every check, its signatures included: [`BundleContents`] an endpoint may
+/// run. Only [`verify_bundle`] and the store make one; it dereferences to its contents.
+#[derive(Clone)]
+pub struct VerifiedBundle(BundleContents);
+
+impl std::fmt::Debug for VerifiedBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("VerifiedBundle").field(&self.0).finish()
+    }
+}
+
+impl std::ops::Deref for VerifiedBundle {
+    type Target = BundleContents;
+
+    fn deref(&self) -> &BundleContents {
+        &self.0
+    }
+}
+
+impl VerifiedBundle {
+    /// The rule entries with their module bytes, by value.
+    pub fn into_modules(self) -> Vec<(RuleEntry, Vec<u8>)> {
+        self.0.modules
+    }
+}
+
 /// Which of the time-dependent checks apply.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Checks {
@@ -614,13 +637,11 @@ pub(crate) struct Checks {
 /// 3. the manifest has not expired at `now_unix` (freeze);
 /// 4. its release is above `highest_accepted` (equal: [`BundleError::AlreadyInstalled`]; below:
 ///    [`BundleError::Rollback`]);
-/// 5. format 1, this runtime's ABI version, this runtime's event-schema version among
-///    `schema_versions`, `min_runtime` at most this runtime's version;
-/// 6. every entry: a non-empty unique id, `file` exactly `modules/<sha256>.wasm`, valid limits, size
-///    within the per-module cap, total within the bundle cap;
-/// 7. the folder holds exactly `manifest.json` and the listed modules;
-/// 8. each module: a regular file whose size is the manifest's (read with a cap of that size) and
-///    whose SHA-256 is the manifest's (mix-and-match).
+/// 5. to 8. the structure ([`check_bundle_structure`]): format, ABI, schema and runtime versions;
+///    every entry; exactly the listed files; each module's size and hash.
+///
+/// Steps 1 and 2 come first so that nothing but the capped manifest is read before the content is
+/// known to come from the vendor.
 pub fn verify_bundle(
     dir: &Path,
     root: &Root,
@@ -637,6 +658,25 @@ pub fn verify_bundle(
         },
         limits,
     )
+}
+
+/// The structure step of [`verify_bundle`], usable on a bundle that is not signed yet (the release
+/// gate runs it): reads `manifest.json` (step 1; signatures, if any, are not looked at) and checks,
+/// in this order, refusing at the first failure:
+///
+/// 5. format 1, this runtime's ABI version, this runtime's event-schema version among
+///    `schema_versions`, `min_runtime` at most this runtime's version;
+/// 6. every entry: a non-empty unique id, `file` exactly `modules/<sha256>.wasm`, valid limits, size
+///    within the per-module cap, total within the bundle cap;
+/// 7. the folder holds exactly `manifest.json` and the listed modules;
+/// 8. each module: a regular file whose size is the manifest's (read with a cap of that size) and
+///    whose SHA-256 is the manifest's (mix-and-match).
+pub fn check_bundle_structure(
+    dir: &Path,
+    limits: &BundleLimits,
+) -> Result<BundleContents, BundleError> {
+    let (envelope, manifest_bytes) = read_manifest(dir, limits)?;
+    check_structure(dir, envelope.signed, manifest_bytes, limits)
 }
 
 pub(crate) fn verify_with(
@@ -672,7 +712,51 @@ pub(crate) fn verify_with(
         }
     }
 
+    check_structure(dir, manifest, manifest_bytes, limits).map(VerifiedBundle)
+}
+
+/// Steps 5 to 8 (see [`check_bundle_structure`]).
+fn check_structure(
+    dir: &Path,
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    limits: &BundleLimits,
+) -> Result<BundleContents, BundleError> {
     // 5. Compatibility.
+    check_compatibility(&manifest)?;
+
+    // 6. Entries, before touching any module.
+    let files = check_entries(&manifest, limits)?;
+
+    // 7. Exactly the listed files.
+    check_listing(dir, &files)?;
+
+    // 8. Each module: size, then hash.
+    let mut modules = Vec::with_capacity(manifest.rules.len());
+    for entry in &manifest.rules {
+        let bytes = read_module(dir, entry)?;
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != entry.sha256 {
+            return Err(BundleError::MixAndMatch {
+                file: entry.file.clone(),
+                expected: entry.sha256.clone(),
+                found,
+            });
+        }
+        modules.push((entry.clone(), bytes));
+    }
+
+    let manifest_hash = manifest_hash(&manifest).map_err(BundleError::Encode)?;
+    Ok(BundleContents {
+        manifest,
+        manifest_bytes,
+        manifest_hash,
+        modules,
+    })
+}
+
+/// Step 5: the manifest is for this runtime.
+fn check_compatibility(manifest: &Manifest) -> Result<(), BundleError> {
     if manifest.format != MANIFEST_FORMAT {
         return Err(BundleError::UnsupportedFormat {
             found: manifest.format,
@@ -707,8 +791,14 @@ pub(crate) fn verify_with(
             ours: RUNTIME_VERSION,
         });
     }
+    Ok(())
+}
 
-    // 6. Entries, before touching any module.
+/// Step 6: every entry, before any module is opened. Returns the listed files.
+fn check_entries<'m>(
+    manifest: &'m Manifest,
+    limits: &BundleLimits,
+) -> Result<BTreeSet<&'m str>, BundleError> {
     let mut ids = BTreeSet::new();
     let mut files = BTreeSet::new();
     let mut total: u64 = 0;
@@ -766,32 +856,7 @@ pub(crate) fn verify_with(
             });
         }
     }
-
-    // 7. Exactly the listed files.
-    check_listing(dir, &files)?;
-
-    // 8. Each module: size, then hash.
-    let mut modules = Vec::with_capacity(manifest.rules.len());
-    for entry in &manifest.rules {
-        let bytes = read_module(dir, entry)?;
-        let found = hex::encode(Sha256::digest(&bytes));
-        if found != entry.sha256 {
-            return Err(BundleError::MixAndMatch {
-                file: entry.file.clone(),
-                expected: entry.sha256.clone(),
-                found,
-            });
-        }
-        modules.push((entry.clone(), bytes));
-    }
-
-    let manifest_hash = manifest_hash(&manifest).map_err(BundleError::Encode)?;
-    Ok(VerifiedBundle {
-        manifest,
-        manifest_bytes,
-        manifest_hash,
-        modules,
-    })
+    Ok(files)
 }
 
 /// Steps 1 and 2 of [`verify_bundle`]: reads `dir/manifest.json` (capped) and checks its signatures
@@ -801,7 +866,20 @@ pub(crate) fn read_signed_manifest(
     root: &Root,
     limits: &BundleLimits,
 ) -> Result<(Manifest, Vec<u8>), BundleError> {
-    // 1. The manifest, capped before reading.
+    let (envelope, manifest_bytes) = read_manifest(dir, limits)?;
+
+    // 2. Signatures.
+    let keys = root.verifying_keys().map_err(BundleError::InvalidRoot)?;
+    let message = signing_bytes(&envelope.signed).map_err(BundleError::Encode)?;
+    check_threshold(&message, &envelope.signatures, &keys, root.threshold)?;
+    Ok((envelope.signed, manifest_bytes))
+}
+
+/// Step 1: reads `dir/manifest.json` (a regular file, capped before reading) and parses it.
+fn read_manifest(
+    dir: &Path,
+    limits: &BundleLimits,
+) -> Result<(Signed<Manifest>, Vec<u8>), BundleError> {
     let manifest_path = dir.join("manifest.json");
     let manifest_bytes =
         read_capped(&manifest_path, limits.max_manifest_bytes).map_err(|e| match e {
@@ -819,12 +897,7 @@ pub(crate) fn read_signed_manifest(
         })?;
     let envelope: Signed<Manifest> =
         serde_json::from_slice(&manifest_bytes).map_err(BundleError::ManifestParse)?;
-
-    // 2. Signatures.
-    let keys = root.verifying_keys().map_err(BundleError::InvalidRoot)?;
-    let message = signing_bytes(&envelope.signed).map_err(BundleError::Encode)?;
-    check_threshold(&message, &envelope.signatures, &keys, root.threshold)?;
-    Ok((envelope.signed, manifest_bytes))
+    Ok((envelope, manifest_bytes))
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
@@ -883,15 +956,6 @@ fn check_listing(dir: &Path, files: &BTreeSet<&str>) -> Result<(), BundleError> 
 fn read_module(dir: &Path, entry: &RuleEntry) -> Result<Vec<u8>, BundleError> {
     // `entry.file` was checked to be `modules/<64 hex>.wasm`: no traversal is possible.
     let path = dir.join(&entry.file);
-    match std::fs::symlink_metadata(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(BundleError::MissingModule {
-                file: entry.file.clone(),
-            });
-        }
-        Err(e) => return Err(io_error(&path)(e)),
-        Ok(_) => {}
-    }
     let size_mismatch = |found: u64| BundleError::SizeMismatch {
         file: entry.file.clone(),
         expected: entry.size,
@@ -908,6 +972,11 @@ fn read_module(dir: &Path, entry: &RuleEntry) -> Result<Vec<u8>, BundleError> {
         }
         Err(CappedReadError::TooLarge { size }) => Err(size_mismatch(size)),
         Err(CappedReadError::NotAFile) => Err(BundleError::NotAFile { path }),
+        Err(CappedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+            Err(BundleError::MissingModule {
+                file: entry.file.clone(),
+            })
+        }
         Err(CappedReadError::Io(e)) => Err(io_error(&path)(e)),
     }
 }
@@ -966,6 +1035,26 @@ mod tests {
         assert!(bundle.is_expired(LATER));
         // No rollback check at all.
         verify(dir.path(), &root, None).unwrap();
+    }
+
+    #[test]
+    fn the_structure_step_takes_an_unsigned_bundle_and_refuses_what_an_endpoint_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = standard_bundle(dir.path(), 5, &[]);
+        let contents = check_bundle_structure(dir.path(), &BundleLimits::default()).unwrap();
+        assert_eq!(contents.manifest(), &manifest);
+        assert_eq!(contents.modules().len(), manifest.rules.len());
+        // Unsigned: no endpoint runs it.
+        assert!(matches!(
+            verify(dir.path(), &root(1, &[&key(1)], 1), None),
+            Err(BundleError::BelowThreshold { have: 0, .. })
+        ));
+        // A file the manifest does not list is refused, as on an endpoint.
+        std::fs::write(dir.path().join("modules").join("extra.wasm"), b"\0asm").unwrap();
+        assert!(matches!(
+            check_bundle_structure(dir.path(), &BundleLimits::default()),
+            Err(BundleError::ExtraFile { ref path }) if path == "modules/extra.wasm"
+        ));
     }
 
     #[test]

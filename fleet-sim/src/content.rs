@@ -15,7 +15,7 @@ use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION, pack};
 use rulebox_sdk::{Detections, EventKinds, RuleMetadata, Severity};
 use sha2::{Digest, Sha256};
 
-use super::{Scenario, SimError};
+use crate::scenario::{Scenario, SimError};
 
 /// The id of the detection-storm rule.
 pub const STORM_RULE_ID: &str = "fires-on-everything";

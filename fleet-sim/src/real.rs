@@ -1,22 +1,26 @@
 //! Real hosts: the simulation's sample that runs the production code end to end, each in its own
 //! temporary content store: [`ContentStore::install`] (signature checks and the owner's policy),
 //! the boot guard ([`ContentStore::begin_boot`] / [`ContentStore::mark_good`], with the process
-//! "dying" before GOOD in the crash-at-boot scenario), the real sandbox runtime evaluating the demo
-//! events with every rule of the release, and [`ContentStore::apply_revert`] with the controller's
-//! signed revert. The modelled hosts take their figures from these runs.
+//! "dying" before GOOD in the crash-at-boot scenario), the endpoint's activation path
+//! ([`Content::from_bundle_with`] and [`RuleSet::activate`]: quarantined rules left out, manifest
+//! limits and identity checks applied), the real sandbox runtime evaluating the demo events with
+//! every rule of the release, and [`ContentStore::apply_revert`] with the controller's signed
+//! revert. The modelled hosts take their figures from these runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::BufReader;
 use std::time::Instant;
 
 use rulebox_runtime::content::{BootDecision, ContentStore, StoreError, VerifiedBundle};
 use rulebox_runtime::events::EventReader;
 use rulebox_runtime::sdk::Event;
-use rulebox_runtime::{Alert, CompiledRule, Outcome, RuleSet, RuleState, Runtime, SandboxThread};
+use rulebox_runtime::{
+    Alert, CompiledRule, Content, Outcome, RuleSet, RuleState, Runtime, SandboxThread,
+};
 use serde::Serialize;
 
-use super::content::SimContent;
-use super::{Scenario, SimError};
+use crate::content::SimContent;
+use crate::scenario::{Scenario, SimError};
 
 /// Starts without GOOD before the boot guard falls back (the agent's default K).
 pub const BOOT_ATTEMPTS: u32 = 3;
@@ -30,6 +34,8 @@ pub struct ContentRun {
     pub release: Option<u64>,
     /// Rules loaded.
     pub rules: usize,
+    /// The fuel budget per event each loaded rule runs under (its manifest entry's, or the default).
+    pub fuel_per_event: BTreeMap<String, u64>,
     /// Rules quarantined after the events.
     pub quarantined: u32,
     /// Events processed.
@@ -113,32 +119,38 @@ impl<'a> RealRunner<'a> {
         self.cache
     }
 
-    /// Loads `bundle` into a fresh rule set (skipping rules the store holds quarantined) and streams
-    /// the demo events through it; quarantines are recorded in the store, as the agent does.
+    /// Activates `bundle` in a fresh rule set as the agent does (rules the store holds quarantined
+    /// left out, manifest limits and identity checks applied) and streams the demo events through
+    /// it; quarantines are recorded in the store, as the agent does.
     pub fn run_content(
         &mut self,
         store: &mut ContentStore,
         bundle: &VerifiedBundle,
     ) -> Result<ContentRun, SimError> {
-        let mut set = RuleSet::new(self.rt);
-        for (entry, bytes) in bundle.modules() {
-            if store.is_quarantined(&entry.id, &entry.version, &entry.sha256) {
-                continue;
-            }
-            let compiled = match self.cache.get(&entry.sha256) {
-                Some(c) => c.clone(),
+        let (rt, cache) = (self.rt, &mut self.cache);
+        let content = Content::from_bundle_with(
+            bundle,
+            |entry| store.is_quarantined(entry),
+            |entry, bytes, source| match cache.get(&entry.sha256) {
+                Some(c) => Ok(c.clone()),
                 None => {
-                    let c = self
-                        .rt
-                        .compile(bytes, &entry.id)
-                        .map_err(|e| SimError::RealHost(format!("{}: {e}", entry.id)))?;
-                    self.cache.insert(entry.sha256.clone(), c.clone());
-                    c
+                    let c = rt.compile(bytes, source)?;
+                    cache.insert(entry.sha256.clone(), c.clone());
+                    Ok(c)
                 }
-            };
-            // A module that fails to load is refused and counted below as not loaded.
-            let _ = set.add(self.thread, &compiled);
-        }
+            },
+        );
+        let mut set = RuleSet::new(self.rt);
+        // A module that does not load or is not what its entry says is left out and counted below
+        // as not loaded.
+        let activation = set.activate(self.thread, &content);
+        let fuel_per_event = activation
+            .loaded()
+            .filter_map(|info| {
+                set.limits_of(&info.id)
+                    .map(|l| (info.id.clone(), l.fuel_per_event))
+            })
+            .collect();
         let rules = set.rules().count();
         let mut outcome = Outcome::default();
         let (mut events, mut detections) = (0u64, 0u64);
@@ -153,12 +165,7 @@ impl<'a> RealRunner<'a> {
                 for alert in &outcome.alerts {
                     if let Alert::RuleQuarantined(r) = alert {
                         store
-                            .record_quarantine(
-                                &r.rule_id,
-                                &r.rule_version,
-                                &r.content_hash,
-                                r.reason.name(),
-                            )
+                            .record_quarantine(r)
                             .map_err(|e| store_err("record quarantine", e))?;
                     }
                 }
@@ -172,6 +179,7 @@ impl<'a> RealRunner<'a> {
         Ok(ContentRun {
             release: Some(bundle.release()),
             rules,
+            fuel_per_event,
             quarantined: u32::try_from(quarantined).unwrap_or(u32::MAX),
             events,
             detections,

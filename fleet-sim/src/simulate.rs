@@ -1,361 +1,18 @@
-//! The fleet simulation: thousands of hosts in virtual time, a rollout controller, and a scenario for
-//! the new release. Run by `rulebox fleet simulate`.
-//!
-//! **What is real and what is modelled.** The content is real: both releases are built, signed and
-//! validated with the release tools (every module loaded in the real runtime). A sample of hosts is
-//! real: each has its own [`ContentStore`](rulebox_runtime::content::ContentStore) in a temporary
-//! folder and runs the production code end to end ([`real`]): install with every signature and policy
-//! check, the boot guard, the sandbox runtime evaluating the demo events with every rule of the
-//! release, the controller's signed revert. One real host (the *probe*) runs before the timeline and
-//! gives the figures (rules quarantined, detections per event, per-event latency, whether the boot
-//! guard falls back) that every modelled host reports for the same content; `real_hosts` more real
-//! hosts, plus one real host per customer-policy kind, run after the timeline with the revert the
-//! controller actually issued, and must agree with the probe and with the model (otherwise the
-//! simulation fails with [`SimError::Inconsistent`]). The rest of the fleet is modelled: a state
-//! machine per host (polling for offers and reverts, installing, crash-looping at boot, falling back,
-//! going silent, heartbeating), which calls the endpoint's own policy decision
-//! ([`CustomerPolicy::permits`]) for every policy host.
+//! The simulation itself: the modelled fleet, the timeline in virtual time, and the check of the real
+//! sample against the model.
 
-pub mod content;
-pub mod real;
-pub mod svg;
-
-use std::str::FromStr;
 use std::sync::Arc;
 
-use rulebox_runtime::content::{CustomerPolicy, PolicyMode, verify_policy};
-use serde::Serialize;
+use rulebox_rollout::{
+    Action, Controller, Criticality, HealthReport, HostInfo, Phase, ReportKind, RolloutPlan,
+    validate_release,
+};
+use rulebox_runtime::content::{CustomerPolicy, PolicyMode, ReleaseName, verify_policy};
 
-use crate::controller::{Controller, Phase, RolloutError, validate_release};
-use crate::fleet::{Criticality, HostInfo};
-use crate::health::{HealthReport, ReportKind};
-use crate::plan::RolloutPlan;
-use content::{NEW_RELEASE, PREVIOUS_RELEASE, SimContent};
-use real::{BOOT_ATTEMPTS, CompileCache, ContentRun, RealHostRun, RealRunner};
-
-/// What is wrong with the new release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// Nothing: the eight good rules.
-    Good,
-    /// Every start of the release kills the agent before its health window (a stand-in for content
-    /// that crashes the host at boot); the boot guard falls back after three starts.
-    CrashAtBoot,
-    /// Two rules trap on real events (`endless-loop`, `null-deref`) and are quarantined.
-    Trap,
-    /// Hosts that take the release stop reporting (the release breaks the agent's telemetry; its
-    /// update channel still works, so the revert reaches it).
-    Silent,
-    /// A rule fires on every event (`fires-on-everything`).
-    DetectionStorm,
-}
-
-impl Scenario {
-    /// Every scenario.
-    pub const ALL: [Scenario; 5] = [
-        Scenario::Good,
-        Scenario::CrashAtBoot,
-        Scenario::Trap,
-        Scenario::Silent,
-        Scenario::DetectionStorm,
-    ];
-
-    /// The command-line name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Scenario::Good => "good",
-            Scenario::CrashAtBoot => "crash-at-boot",
-            Scenario::Trap => "trap",
-            Scenario::Silent => "silent",
-            Scenario::DetectionStorm => "detection-storm",
-        }
-    }
-
-    /// Whether the release should be halted.
-    pub const fn is_bad(self) -> bool {
-        !matches!(self, Scenario::Good)
-    }
-}
-
-impl FromStr for Scenario {
-    type Err = SimError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL
-            .into_iter()
-            .find(|x| x.name() == s)
-            .ok_or_else(|| {
-                SimError::Config(format!(
-                    "unknown scenario `{s}`; one of: {}",
-                    Scenario::ALL.map(Scenario::name).join(", ")
-                ))
-            })
-    }
-}
-
-/// Why a simulation could not run or did not hold together.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SimError {
-    /// The configuration is unusable.
-    #[error("simulation settings: {0}")]
-    Config(String),
-    /// The content could not be built or signed.
-    #[error("building the simulation's content: {0}")]
-    Content(String),
-    /// A real host failed in an unexpected way.
-    #[error("real host: {0}")]
-    RealHost(String),
-    /// The controller refused.
-    #[error(transparent)]
-    Rollout(#[from] RolloutError),
-    /// A real host disagreed with the model.
-    #[error("the real hosts disagree with the model: {0}")]
-    Inconsistent(String),
-}
-
-/// A customer policy kind in the simulated fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PolicyKind {
-    /// Pinned to the previous release.
-    Pinned,
-    /// N-1.
-    NMinus1,
-    /// Paused.
-    Paused,
-    /// Latest, delayed by [`SimConfig::delay_hours`].
-    Delayed,
-}
-
-impl PolicyKind {
-    /// Every kind.
-    pub const ALL: [PolicyKind; 4] = [
-        PolicyKind::Pinned,
-        PolicyKind::NMinus1,
-        PolicyKind::Paused,
-        PolicyKind::Delayed,
-    ];
-
-    /// A short name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            PolicyKind::Pinned => "pinned",
-            PolicyKind::NMinus1 => "n-1",
-            PolicyKind::Paused => "paused",
-            PolicyKind::Delayed => "delayed",
-        }
-    }
-}
-
-/// Simulation settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SimConfig {
-    /// Hosts in the fleet.
-    pub hosts: usize,
-    /// What is wrong with the new release.
-    pub scenario: Scenario,
-    /// Seed of every pseudo-random choice (attributes, policies, poll times, jitter).
-    pub seed: u64,
-    /// Real hosts run after the timeline besides the probe and the policy hosts.
-    pub real_hosts: usize,
-    /// Share of the fleet with each policy kind (pinned, N-1, paused, delayed).
-    pub policy_share: f64,
-    /// The delayed hosts' delay, hours.
-    pub delay_hours: u32,
-    /// Use the emergency plan (shorter bakes; still canary first, still validated).
-    pub emergency: bool,
-    /// How often a host polls for offers and reverts, seconds.
-    pub poll_secs: u64,
-    /// How long one crashing start of the agent takes, seconds.
-    pub restart_secs: u64,
-}
-
-impl SimConfig {
-    /// Defaults: seed 7, 4 real hosts, 2% of each policy kind, a 2-hour delay, the standard plan,
-    /// polls every 5 minutes, 2 minutes per crashing start.
-    pub fn new(hosts: usize, scenario: Scenario) -> SimConfig {
-        SimConfig {
-            hosts,
-            scenario,
-            seed: 7,
-            real_hosts: 4,
-            policy_share: 0.02,
-            delay_hours: 2,
-            emergency: false,
-            poll_secs: 300,
-            restart_secs: 120,
-        }
-    }
-}
-
-/// Per-ring figures at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RingPoint {
-    /// Hosts running the new release.
-    pub on_new: usize,
-    /// Hosts hurt by it: crash-looping, silent, or running a bad release.
-    pub failing: usize,
-}
-
-/// The fleet at one moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TimelinePoint {
-    /// Seconds since the rollout started.
-    pub t: u64,
-    /// Per ring.
-    pub rings: Vec<RingPoint>,
-}
-
-/// What policy hosts ended with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PolicyOutcome {
-    /// The policy.
-    pub kind: PolicyKind,
-    /// Hosts with it.
-    pub hosts: usize,
-    /// Of those, on the new release at the end.
-    pub on_new: usize,
-    /// On the previous release at the end.
-    pub on_previous: usize,
-    /// The real policy host's refusal message at the start (the endpoint's own words).
-    pub endpoint_refusal: Option<String>,
-}
-
-/// The simulation's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SimReport {
-    /// The scenario.
-    pub scenario: Scenario,
-    /// Fleet size.
-    pub hosts: usize,
-    /// Hosts whose owner's policy allows the new release during the rollout.
-    pub eligible: usize,
-    /// Hosts per ring.
-    pub ring_sizes: Vec<usize>,
-    /// Hosts that installed the new release.
-    pub received: usize,
-    /// Of those, per ring.
-    pub received_by_ring: Vec<usize>,
-    /// Hosts outside the canary ring that installed it before the halt (the target is 0; 0 when the
-    /// release was not halted).
-    pub received_outside_canary_before_halt: usize,
-    /// Hosts that quarantined a rule of the new release.
-    pub quarantined_hosts: usize,
-    /// Hosts that crash-looped at boot.
-    pub crash_looped: usize,
-    /// Hosts that went silent.
-    pub went_silent: usize,
-    /// Seconds from the start to the halt.
-    pub halted_after_secs: Option<u64>,
-    /// Why it halted.
-    pub halt_reasons: Vec<String>,
-    /// Seconds from the start to completion.
-    pub completed_after_secs: Option<u64>,
-    /// Hosts that received a bad release and are back on good content.
-    pub back_on_good: usize,
-    /// Hosts that need a person: still crash-looping, silent, or on a bad release at the end.
-    pub manual_intervention: usize,
-    /// Hosts on the new release at the end.
-    pub on_new_at_end: usize,
-    /// Policy hosts.
-    pub policies: Vec<PolicyOutcome>,
-    /// The real hosts' lives (the probe first).
-    pub real_hosts: Vec<RealHostRun>,
-    /// Virtual seconds simulated.
-    pub virtual_secs: u64,
-    /// The fleet over time (every 5 virtual minutes).
-    pub timeline: Vec<TimelinePoint>,
-}
-
-fn fmt_duration(secs: u64) -> String {
-    format!("{}h{:02}m{:02}s", secs / 3600, secs / 60 % 60, secs % 60)
-}
-
-impl SimReport {
-    /// The report for people.
-    pub fn summary(&self) -> String {
-        let mut s = String::new();
-        let mut line = |l: String| {
-            s.push_str(&l);
-            s.push('\n');
-        };
-        line(format!(
-            "scenario {}: {} hosts, rings {:?}, {} eligible under their owners' policies",
-            self.scenario.name(),
-            self.hosts,
-            self.ring_sizes,
-            self.eligible
-        ));
-        line(format!(
-            "  received the release      {:>6}  (per ring {:?})",
-            self.received, self.received_by_ring
-        ));
-        line(format!(
-            "  outside canary before halt{:>6}",
-            self.received_outside_canary_before_halt
-        ));
-        line(format!(
-            "  quarantined a rule        {:>6}",
-            self.quarantined_hosts
-        ));
-        line(format!(
-            "  crash-looped at boot      {:>6}",
-            self.crash_looped
-        ));
-        line(format!(
-            "  went silent               {:>6}",
-            self.went_silent
-        ));
-        match self.halted_after_secs {
-            Some(t) => line(format!(
-                "  halted after              {}: {}",
-                fmt_duration(t),
-                self.halt_reasons.join("; ")
-            )),
-            None => line("  halted                    no".to_owned()),
-        }
-        if let Some(t) = self.completed_after_secs {
-            line(format!("  completed after           {}", fmt_duration(t)));
-        }
-        line(format!(
-            "  back on good content      {:>6}",
-            self.back_on_good
-        ));
-        line(format!(
-            "  on the new release at end {:>6}",
-            self.on_new_at_end
-        ));
-        line(format!(
-            "  NEEDING MANUAL INTERVENTION {:>4}",
-            self.manual_intervention
-        ));
-        for p in &self.policies {
-            line(format!(
-                "  policy {:<8} {:>5} hosts: {} on release {NEW_RELEASE}, {} on release {PREVIOUS_RELEASE}{}",
-                p.kind.name(),
-                p.hosts,
-                p.on_new,
-                p.on_previous,
-                p.endpoint_refusal
-                    .as_ref()
-                    .map(|r| format!(" (endpoint: {r})"))
-                    .unwrap_or_default()
-            ));
-        }
-        line(format!(
-            "  real hosts (production store, boot guard and runtime): {}; the other {} modelled from the probe",
-            self.real_hosts.len(),
-            self.hosts.saturating_sub(self.real_hosts.len())
-        ));
-        line(format!(
-            "  virtual time              {}",
-            fmt_duration(self.virtual_secs)
-        ));
-        s
-    }
-}
+use crate::content::{self, NEW_RELEASE, PREVIOUS_RELEASE, SimContent};
+use crate::real::{BOOT_ATTEMPTS, CompileCache, ContentRun, RealHostRun, RealRunner};
+use crate::report::{PolicyOutcome, RingPoint, SimReport, TimelinePoint};
+use crate::scenario::{PolicyKind, Scenario, SimConfig, SimError};
 
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -593,8 +250,11 @@ fn timeline(
     let on_new: Option<ContentRun> = probe.on_new.clone();
     if scenario == Scenario::CrashAtBoot && probe.fell_back_to != Some(PREVIOUS_RELEASE) {
         return Err(SimError::Inconsistent(format!(
-            "the probe's boot guard did not fall back to release {PREVIOUS_RELEASE}: {:?}",
-            probe.fell_back_to
+            "the probe's boot guard did not fall back to release {PREVIOUS_RELEASE} (it went to {})",
+            match probe.fell_back_to {
+                Some(r) => format!("release {r}"),
+                None => "no release".to_owned(),
+            }
         )));
     }
     let mut timeline = Vec::new();
@@ -722,11 +382,11 @@ fn timeline(
         }
         for action in controller.tick(t)? {
             match action {
-                crate::controller::Action::Halt { .. } => {
+                Action::Halt { .. } => {
                     halted_at = Some(t);
                     settle_until = Some(t + 6 * 3600);
                 }
-                crate::controller::Action::Complete => {
+                Action::Complete => {
                     completed_at = Some(t);
                     settle_until = Some(t + 2 * cfg.poll_secs);
                 }
@@ -907,9 +567,13 @@ fn check_real_hosts(
                 .as_ref()
                 .is_some_and(|(current, _)| *current == Some(PREVIOUS_RELEASE));
             if !back || !run.reinstall_refused {
+                let now = match &run.after_revert {
+                    Some((current, _)) => ReleaseName(*current).to_string(),
+                    None => "no revert applied".to_owned(),
+                };
                 return Err(SimError::Inconsistent(format!(
-                    "{} is not back on release {PREVIOUS_RELEASE} with release {NEW_RELEASE} refused after the signed revert: {:?}",
-                    run.label, run.after_revert
+                    "{} is not back on release {PREVIOUS_RELEASE} with release {NEW_RELEASE} refused after the signed revert (now: {now}; reinstall refused: {})",
+                    run.label, run.reinstall_refused
                 )));
             }
         }
@@ -918,9 +582,16 @@ fn check_real_hosts(
         let (kind, policy, _) = policies.get(outcome.kind);
         let model = policy.permits(NEW_RELEASE, start, NEW_RELEASE, start);
         if model.is_ok() != run.refused.is_none() {
+            let model = match &model {
+                Ok(()) => "accepted".to_owned(),
+                Err(v) => format!("refused ({v})"),
+            };
             return Err(SimError::Inconsistent(format!(
-                "{}: the model says {model:?}, the real store {:?}",
-                run.label, run.refused
+                "{}: the model says {model}, the real store {}",
+                run.label,
+                run.refused
+                    .as_deref()
+                    .map_or_else(|| "accepted".to_owned(), |r| format!("refused ({r})"))
             )));
         }
         if *kind == PolicyKind::Delayed && run.accepted_on_retry != Some(true) {

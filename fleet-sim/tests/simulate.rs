@@ -1,6 +1,8 @@
-//! The targets, checked on the fleet simulation (2,000 hosts, so the suite stays fast).
+//! The simulation's targets, checked on a fleet of 2,000 hosts (so the suite stays fast): a bad
+//! release halted inside the canary ring with no host needing a person, a good one reaching every
+//! eligible host, every owner's policy obeyed.
 
-use rulebox_rollout::sim::{PolicyKind, Scenario, SimConfig, SimReport, simulate, svg};
+use rulebox_fleet_sim::{PolicyKind, Scenario, SimConfig, SimReport, simulate, svg};
 
 const HOSTS: usize = 2_000;
 

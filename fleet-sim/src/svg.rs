@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::SimReport;
+use crate::report::{RingPoint, SimReport};
 
 const W: f64 = 900.0;
 const H: f64 = 420.0;
@@ -88,13 +88,8 @@ pub fn render(report: &SimReport) -> String {
         let colour = COLOURS[ring % COLOURS.len()];
         let size = (*size).max(1) as f64;
         for (dash, pick) in [
-            (
-                "",
-                (|p: &super::RingPoint| p.on_new) as fn(&super::RingPoint) -> usize,
-            ),
-            (r#" stroke-dasharray="6,4""#, |p: &super::RingPoint| {
-                p.failing
-            }),
+            ("", (|p: &RingPoint| p.on_new) as fn(&RingPoint) -> usize),
+            (r#" stroke-dasharray="6,4""#, |p: &RingPoint| p.failing),
         ] {
             let points: Vec<String> = report
                 .timeline

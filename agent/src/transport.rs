@@ -1,0 +1,34 @@
+//! [`Transport`]: where a content fetcher (network, message queue, management tool) plugs into the
+//! agent. It hands complete bundles and signed reverts to the one way in, the store's inbox, so
+//! verification, the owner's policy, the boot guard and install stay the same for every delivery;
+//! and it sees the lifecycle events a check-in reports.
+
+use rulebox_runtime::content::Inbox;
+
+use crate::event::AgentEvent;
+
+/// An error of a transport, reported as [`Alert::TransportFailed`](crate::Alert::TransportFailed);
+/// the agent goes on with the content it has.
+pub type TransportError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Brings content to the host. The agent calls it on its control thread (never the sandbox thread,
+/// so events keep flowing while it works).
+pub trait Transport: Send {
+    /// Called before every inbox scan (every [`AgentConfig::inbox_poll`](crate::AgentConfig)).
+    /// Deliver what is complete with [`Inbox::deliver_bundle`] / [`Inbox::deliver_revert`]; the scan
+    /// that follows takes it. Keep it short: a long poll delays the health window and the next scan
+    /// (do slow downloads on a thread of the transport's own and deliver here).
+    ///
+    /// # Return Value
+    ///
+    /// `Err` is reported as an alert (once until a poll succeeds again); the agent calls `poll` again
+    /// at the next scan.
+    fn poll(&mut self, inbox: &Inbox) -> Result<(), TransportError>;
+
+    /// Every alert and lifecycle event the control thread emits, in order (installing, good, update
+    /// refused, reverted, release abandoned, content expired, ...), for a check-in to report.
+    /// Detections and per-event alerts do not pass here.
+    fn observe(&mut self, event: &AgentEvent) {
+        let _ = event;
+    }
+}

@@ -1,0 +1,407 @@
+//! The one way content becomes the rules a [`RuleSet`] runs, used alike by the endpoint agent, the
+//! fleet simulation's real hosts and the release gate:
+//!
+//! 1. [`Content::from_bundle`] compiles a bundle's modules (through the host's [`ModuleCache`] when
+//!    there is one), leaving out the rule versions quarantined on this host and the modules that do
+//!    not compile, each with the reason ([`SkippedRule`]), and keeps each module's manifest entry:
+//!    its limits and the rule id and version it must report.
+//! 2. [`RuleSet::activate`] makes the set run exactly that content: every rule is loaded under its
+//!    manifest limits (a module already loaded under other limits is loaded again), a module that
+//!    reports another id or version than its entry is not loaded at all ([`ManifestMismatch`]), a
+//!    module that does not load leaves the version already running in place, and every rule the
+//!    content no longer has is removed. Rules whose module did not change keep their instance and
+//!    state. The returned [`Activation`] says what happened to each.
+
+use std::sync::Arc;
+
+use crate::config::Limits;
+use crate::content::{BundleContents, RuleEntry};
+use crate::module::{CompiledRule, LoadError};
+use crate::module_cache::ModuleCache;
+use crate::quarantine::{QuarantineRecord, Reason};
+use crate::rule::LoadedRule;
+use crate::rule_info::RuleInfo;
+use crate::ruleset::{RuleSet, Upsert};
+use crate::runtime::{Runtime, SandboxThread};
+use crate::text::Escaped;
+
+/// The rule id and version a signed manifest entry says its module has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredRule {
+    /// The rule id.
+    pub id: String,
+    /// The rule version.
+    pub version: String,
+}
+
+impl DeclaredRule {
+    /// What `entry` declares.
+    pub fn of(entry: &RuleEntry) -> DeclaredRule {
+        DeclaredRule {
+            id: entry.id.clone(),
+            version: entry.version.clone(),
+        }
+    }
+
+    fn matches(&self, info: &RuleInfo) -> bool {
+        self.id == info.id && self.version == info.version
+    }
+}
+
+/// One rule of some [`Content`]: the compiled module, the limits it runs under (`None`: the
+/// runtime configuration's for its id), and what its manifest entry declares, if it has one.
+#[derive(Debug, Clone)]
+pub struct ContentRule {
+    compiled: CompiledRule,
+    limits: Option<Limits>,
+    declared: Option<DeclaredRule>,
+}
+
+impl ContentRule {
+    /// A rule of content.
+    pub fn new(
+        compiled: CompiledRule,
+        limits: Option<Limits>,
+        declared: Option<DeclaredRule>,
+    ) -> ContentRule {
+        ContentRule {
+            compiled,
+            limits,
+            declared,
+        }
+    }
+
+    /// The compiled module.
+    pub fn compiled(&self) -> &CompiledRule {
+        &self.compiled
+    }
+
+    /// The limits from the manifest entry, if it sets them.
+    pub fn limits(&self) -> Option<&Limits> {
+        self.limits.as_ref()
+    }
+
+    /// What the manifest entry declares, if the rule has one.
+    pub fn declared(&self) -> Option<&DeclaredRule> {
+        self.declared.as_ref()
+    }
+}
+
+/// A rule of a bundle left out of its [`Content`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkippedRule {
+    /// This rule version (id, version and module hash) is quarantined on this host.
+    Quarantined {
+        /// The manifest entry's rule.
+        rule: DeclaredRule,
+    },
+    /// The module does not compile or fails the ABI checks.
+    DoesNotCompile {
+        /// The manifest entry's rule.
+        rule: DeclaredRule,
+        /// Why.
+        reason: Reason,
+        /// The error.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for SkippedRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkippedRule::Quarantined { rule } => write!(
+                f,
+                "{} {} is quarantined on this host",
+                Escaped(&rule.id),
+                Escaped(&rule.version)
+            ),
+            SkippedRule::DoesNotCompile {
+                rule,
+                reason,
+                message,
+            } => write!(
+                f,
+                "{} {}: {reason}: {}",
+                Escaped(&rule.id),
+                Escaped(&rule.version),
+                Escaped(message)
+            ),
+        }
+    }
+}
+
+/// Compiled content to activate: which release it is (`None`: content that is not a release, such
+/// as an agent's built-in baseline) and its rules.
+#[derive(Debug, Clone, Default)]
+pub struct Content {
+    release: Option<u64>,
+    rules: Vec<ContentRule>,
+    skipped: Vec<SkippedRule>,
+}
+
+impl Content {
+    /// Content made of `rules`.
+    pub fn new(release: Option<u64>, rules: Vec<ContentRule>) -> Content {
+        Content {
+            release,
+            rules,
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Compiles the modules of a bundle (a verified one on an endpoint) with `runtime`, through
+    /// `cache` when given, leaving out the entries `is_quarantined` names (on an endpoint:
+    /// [`ContentStore::is_quarantined`](crate::content::ContentStore::is_quarantined)) and the
+    /// modules that do not compile. Each rule keeps its entry's limits and declared id and version.
+    /// A module's source label is `release-<n>:<rule id>`.
+    pub fn from_bundle(
+        runtime: &Runtime,
+        bundle: &BundleContents,
+        cache: Option<&ModuleCache>,
+        is_quarantined: impl Fn(&RuleEntry) -> bool,
+    ) -> Content {
+        Content::from_bundle_with(
+            bundle,
+            is_quarantined,
+            |_entry, bytes, source| match cache {
+                Some(cache) => cache.compile(runtime, bytes, source),
+                None => runtime.compile(bytes, source),
+            },
+        )
+    }
+
+    /// [`from_bundle`](Self::from_bundle) with another way to compile a module: `compile` gets the
+    /// entry, the module bytes and the source label.
+    pub fn from_bundle_with(
+        bundle: &BundleContents,
+        is_quarantined: impl Fn(&RuleEntry) -> bool,
+        mut compile: impl FnMut(&RuleEntry, &[u8], &str) -> Result<CompiledRule, LoadError>,
+    ) -> Content {
+        let mut content = Content::new(Some(bundle.release()), Vec::new());
+        for (entry, bytes) in bundle.modules() {
+            let rule = DeclaredRule::of(entry);
+            if is_quarantined(entry) {
+                content.skipped.push(SkippedRule::Quarantined { rule });
+                continue;
+            }
+            let source = format!("release-{}:{}", bundle.release(), entry.id);
+            match compile(entry, bytes, &source) {
+                Ok(compiled) => {
+                    content
+                        .rules
+                        .push(ContentRule::new(compiled, entry.limits.clone(), Some(rule)))
+                }
+                Err(e) => content.skipped.push(SkippedRule::DoesNotCompile {
+                    rule,
+                    reason: e.reason(),
+                    message: e.to_string(),
+                }),
+            }
+        }
+        content
+    }
+
+    /// Compiles `modules` (a name and the bytes each) into content that is not a release, with the
+    /// configuration's limits and no declared identity: every module must compile (the first that
+    /// does not is returned with its error). A module's source label is `baseline:<name>`.
+    pub fn from_modules<'a>(
+        runtime: &Runtime,
+        cache: Option<&ModuleCache>,
+        modules: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> Result<Content, (String, LoadError)> {
+        let mut rules = Vec::new();
+        for (name, bytes) in modules {
+            let source = format!("baseline:{name}");
+            let compiled = match cache {
+                Some(cache) => cache.compile(runtime, bytes, &source),
+                None => runtime.compile(bytes, &source),
+            }
+            .map_err(|e| (name.to_owned(), e))?;
+            rules.push(ContentRule::new(compiled, None, None));
+        }
+        Ok(Content::new(None, rules))
+    }
+
+    /// The release (`None`: not a release).
+    pub fn release(&self) -> Option<u64> {
+        self.release
+    }
+
+    /// The rules to run.
+    pub fn rules(&self) -> &[ContentRule] {
+        &self.rules
+    }
+
+    /// The bundle's rules left out, with why.
+    pub fn skipped(&self) -> &[SkippedRule] {
+        &self.skipped
+    }
+}
+
+/// A module whose own metadata is not the rule its manifest entry declares: it was not loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestMismatch {
+    /// What the manifest entry declares.
+    pub declared: DeclaredRule,
+    /// What the module reports.
+    pub found_id: String,
+    /// The version the module reports.
+    pub found_version: String,
+    /// SHA-256 of the module, hex.
+    pub content_hash: String,
+}
+
+impl std::fmt::Display for ManifestMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the manifest says rule `{}` {}; the module reports `{}` {}; not loaded",
+            Escaped(&self.declared.id),
+            Escaped(&self.declared.version),
+            Escaped(&self.found_id),
+            Escaped(&self.found_version)
+        )
+    }
+}
+
+/// What [`RuleSet::activate`] did.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Activation {
+    /// The content's release.
+    pub release: Option<u64>,
+    /// Rules with an id the set did not run before.
+    pub added: Vec<Arc<RuleInfo>>,
+    /// Rules that replaced another version of the same id (kept as the fallback until
+    /// [`RuleSet::settle`]).
+    pub replaced: Vec<Arc<RuleInfo>>,
+    /// Rules whose module and limits did not change: same instance, same state.
+    pub unchanged: Vec<Arc<RuleInfo>>,
+    /// Modules that did not load; the version of the same id already running, if any, keeps running.
+    pub refused: Vec<Arc<QuarantineRecord>>,
+    /// Modules that are not the rule their manifest entry declares; not loaded.
+    pub mismatched: Vec<ManifestMismatch>,
+    /// Rules removed because the content no longer has them.
+    pub removed: Vec<String>,
+    /// The content's rules left out before activation ([`Content::skipped`]).
+    pub skipped: Vec<SkippedRule>,
+}
+
+impl Activation {
+    /// Every rule the content runs now: added, replaced and unchanged.
+    pub fn loaded(&self) -> impl Iterator<Item = &Arc<RuleInfo>> {
+        self.added
+            .iter()
+            .chain(&self.replaced)
+            .chain(&self.unchanged)
+    }
+}
+
+impl RuleSet {
+    /// Makes the set run `content`: each rule loaded under its manifest limits (a module already
+    /// loaded under other limits is loaded again) and checked against its manifest entry, a module
+    /// that does not load leaving the version already running in place, rules the content no longer
+    /// has removed, unchanged rules untouched (same instance, same state). Never fails as a whole: each rule's outcome is in the
+    /// returned [`Activation`].
+    ///
+    /// A new module with a declared identity is instantiated once on its own first, to read its
+    /// metadata, so that a module claiming another rule's id never displaces that rule.
+    pub fn activate(&mut self, thread: &SandboxThread, content: &Content) -> Activation {
+        let mut report = Activation {
+            release: content.release,
+            skipped: content.skipped.clone(),
+            ..Activation::default()
+        };
+        let mut keep: Vec<String> = Vec::new();
+        for rule in &content.rules {
+            let limits = rule.limits.as_ref();
+            let loaded_same = self
+                .rules()
+                .find(|(info, _, _)| info.content_hash == rule.compiled.content_hash())
+                .map(|(info, _, _)| info.clone());
+            if let Some(info) = loaded_same {
+                if let Some(declared) = &rule.declared
+                    && !declared.matches(&info)
+                {
+                    report.mismatched.push(mismatch(declared, &info));
+                    continue;
+                }
+                let wanted = limits
+                    .cloned()
+                    .unwrap_or_else(|| self.runtime().config().limits_for(&info.id).clone());
+                if self.limits_of(&info.id) == Some(&wanted) {
+                    keep.push(info.id.clone());
+                    report.unchanged.push(info);
+                    continue;
+                }
+                // The same module under other limits: load it again under the new ones.
+                self.remove(&info.id);
+            } else if let Some(declared) = &rule.declared
+                && let Ok(probe) =
+                    LoadedRule::load_with_limits(self.runtime(), thread, &rule.compiled, limits)
+                && !declared.matches(probe.info())
+            {
+                report.mismatched.push(mismatch(declared, probe.info()));
+                continue;
+            }
+            match self.upsert_with_limits(thread, &rule.compiled, limits) {
+                Ok(Upsert::Added(info)) => {
+                    keep.push(info.id.clone());
+                    report.added.push(info);
+                }
+                Ok(Upsert::Replaced { new, .. }) => {
+                    keep.push(new.id.clone());
+                    report.replaced.push(new);
+                }
+                Ok(Upsert::Unchanged(info)) => {
+                    keep.push(info.id.clone());
+                    report.unchanged.push(info);
+                }
+                Err(record) => {
+                    // The version already loaded under this id (if any) keeps running.
+                    let id = rule
+                        .declared
+                        .as_ref()
+                        .map_or(record.rule_id.as_str(), |d| d.id.as_str());
+                    if !id.is_empty() {
+                        keep.push(id.to_owned());
+                    }
+                    report.refused.push(record);
+                }
+            }
+        }
+        let stale: Vec<String> = self
+            .ids()
+            .filter(|id| !keep.iter().any(|k| k == id))
+            .map(str::to_owned)
+            .collect();
+        for id in stale {
+            self.remove(&id);
+            report.removed.push(id);
+        }
+        tracing::info!(
+            target: "rulebox::decision",
+            decision = "activate",
+            release = ?content.release,
+            added = report.added.len(),
+            replaced = report.replaced.len(),
+            unchanged = report.unchanged.len(),
+            refused = report.refused.len(),
+            mismatched = report.mismatched.len(),
+            removed = report.removed.len(),
+            skipped = report.skipped.len(),
+            "content activated"
+        );
+        report
+    }
+}
+
+fn mismatch(declared: &DeclaredRule, info: &RuleInfo) -> ManifestMismatch {
+    ManifestMismatch {
+        declared: declared.clone(),
+        found_id: info.id.clone(),
+        found_version: info.version.clone(),
+        content_hash: info.content_hash.clone(),
+    }
+}
