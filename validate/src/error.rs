@@ -43,14 +43,9 @@ pub enum ValidateError {
         /// What is wrong.
         problem: String,
     },
-    /// A rule test file is not valid.
-    #[error("test file `{}`: {problem}", path.display())]
-    Cases {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
+    /// A rule test file is not valid, or a folder given for tests holds none.
+    #[error(transparent)]
+    Cases(#[from] rulebox_cases::CaseError),
     /// The options are unusable.
     #[error("invalid validation options: {0}")]
     Options(String),

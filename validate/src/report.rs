@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::read_capped;
 use crate::error::{GateError, ValidateError};
 
-/// The report format written by this version ([`Report::format`]).
-pub const REPORT_FORMAT: u32 = 1;
+/// The report format written by this version ([`Report::format`]). Format 2 lists every fault of a
+/// rule ([`RuleReport::faults`], [`RuleReport::fault_count`]), not only the first.
+pub const REPORT_FORMAT: u32 = 2;
 
 /// Largest report file read back, in bytes.
 const MAX_REPORT_BYTES: u64 = 64 << 20;
@@ -121,6 +122,11 @@ pub struct RuleReport {
     pub memory: MemoryProfile,
     /// The first fault (trap, budget, bad result), with the event that caused it.
     pub fault: Option<FaultSummary>,
+    /// Every fault, in the order found, up to [`MAX_LISTED_FAULTS`](crate::MAX_LISTED_FAULTS):
+    /// after a fault the rule is loaded again and the run goes on, so each event is run.
+    pub faults: Vec<FaultSummary>,
+    /// How many faults in all (the list above may be cut).
+    pub fault_count: u64,
 }
 
 /// Counts by event source.
