@@ -47,16 +47,37 @@ pub fn module_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ModuleFile>> {
 
 /// Reads one module file, refusing files over the read cap before reading them.
 pub fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .len();
-    if len > MAX_READ {
+    read_capped(path, MAX_READ, "a rule module")
+}
+
+/// Reads a regular file of at most `cap` bytes (`what` names it in errors). A FIFO or device where
+/// the file should be is refused before it is opened, a file over the cap before it is read.
+pub fn read_capped(path: &Path, cap: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > cap {
         bail!(
-            "{}: {len} bytes is larger than any rule module may be ({MAX_READ} bytes)",
-            path.display()
+            "{}: {} bytes is larger than {what} may be ({cap} bytes)",
+            path.display(),
+            meta.len()
         );
     }
-    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?,
+            cap + 1,
+        ),
+        &mut bytes,
+    )
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > cap {
+        bail!("{} grew past {cap} bytes while being read", path.display());
+    }
+    Ok(bytes)
 }
 
 /// Reads an optional runtime configuration file.

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod load;
 mod output;
+mod table;
 
 /// Sandboxed detection content for endpoint agents.
 ///
@@ -42,6 +43,8 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Run rules' test cases (events and expected detections) in the sandbox.
     Test(cmd::test::Args),
+    /// Write a new rule crate (rule, native tests, test cases, README) ready to build and validate.
+    New(cmd::new::Args),
     /// Vendor side: generate a signing key.
     Keygen(cmd::release::KeygenArgs),
     /// Vendor side: build and sign the trusted root (keys and threshold).
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Test(args) => cmd::test::run(args),
+        Command::New(args) => cmd::new::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Store(args) => cmd::store::run(args),
