@@ -98,10 +98,7 @@ fn cargo(dir: &Path, args: &[&str]) -> Output {
         }
     }
     cmd.env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env(
-            "CARGO_TARGET_DIR",
-            workspace().join("target/rule-template-test"),
-        )
+        .env("CARGO_TARGET_DIR", target)
         // The copied Cargo.lock holds every version needed: no registry access.
         .arg("--offline");
     bounded(cmd, &format!("cargo {}", args.join(" ")))
