@@ -119,8 +119,7 @@ fn build_module(krate: &Path) -> PathBuf {
         &["build", "--release", "--target", "wasm32-unknown-unknown"],
     );
     assert!(built.status.success(), "{}", show(&built));
-    let wasm = workspace()
-        .join("target/rule-template-test/wasm32-unknown-unknown/release/certutil_download.wasm");
+    let wasm = shared_target().join("wasm32-unknown-unknown/release/certutil_download.wasm");
     std::fs::create_dir_all(krate.join("build")).unwrap();
     std::fs::copy(&wasm, krate.join("build/certutil_download.wasm")).unwrap();
     PathBuf::from("build/certutil_download.wasm")
