@@ -18,7 +18,8 @@ mod table;
 struct Cli {
     /// Log level for the runtime's decisions on stderr (off, error, warn, info, debug, trace), or a
     /// tracing filter such as `rulebox=debug`. Also read from RULEBOX_LOG. Default: warn (off for
-    /// the demo and the fleet simulation, which tell their own story).
+    /// the demo and the fleet simulation, which tell their own story, and for validate and test,
+    /// which report every fault themselves).
     #[arg(long, global = true)]
     log: Option<String>,
     /// Write the runtime's log as JSON lines instead of text.
@@ -71,7 +72,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Fleet(_)) {
+    // The demo and the fleet simulation tell their own story; validate and test report every fault
+    // themselves (a rule faulting on every event would otherwise log a quarantine per event).
+    let default_level = if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Fleet(_) | Command::Validate(_) | Command::Test(_)
+    ) {
         "off"
     } else {
         "warn"

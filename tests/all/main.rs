@@ -1,6 +1,7 @@
 //! rulebox's integration tests: one binary, one module per feature.
 
 mod common;
+mod config_doc;
 mod differential;
 mod faults;
 mod fuzz_smoke;

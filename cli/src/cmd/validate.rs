@@ -318,7 +318,14 @@ impl<'a> Records<'a> {
                 if let Some(bundle) = self.bundle {
                     record.source = bundle.join(&record.source).display().to_string();
                 }
-                crate::output::write_record(&dir, &record).map(|p| (p, true))
+                serde_json::to_vec_pretty(&record)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut bytes| {
+                        bytes.push(b'\n');
+                        let stem = format!("{}-{}", record.file_stem(), found.origin);
+                        crate::output::write_new_file(&dir, &stem, "json", &bytes)
+                    })
+                    .map(|p| (p, true))
             }
             None => {
                 let stem = format!(
