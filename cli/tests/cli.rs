@@ -229,6 +229,134 @@ fn run_exits_0_on_clean_content_and_reads_windows_events() {
 }
 
 #[test]
+fn run_reads_several_event_files_one_after_another_and_names_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = rules_dir(tmp.path(), &[]);
+    let (a, b) = (tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl"));
+    std::fs::write(&a, DEMO_EVENTS).unwrap();
+    let word = r#"{"data":{"ProcessStart":{"Image":"C:\\Windows\\System32\\cmd.exe","ParentImage":"C:\\Office\\WINWORD.EXE"}}}"#;
+    std::fs::write(&b, format!("not json\n{word}\n")).unwrap();
+    let out = rulebox(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--no-records",
+        ],
+        tmp.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The demo's detections first, then the one from b.jsonl (its line 2), each naming its file.
+    let last = lines.last().unwrap();
+    assert_eq!(last["rule_id"], "office-spawns-shell");
+    assert_eq!(last["event"]["file"], b.to_str().unwrap());
+    assert_eq!(last["event"]["line"], 2);
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l["event"]["file"] == a.to_str().unwrap())
+    );
+    let demo_events = DEMO_EVENTS.lines().filter(|l| !l.trim().is_empty()).count() - 1;
+    assert!(
+        stderr.contains(&format!("{} events read, 2 unreadable", demo_events + 1)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: line 1", b.display())),
+        "{stderr}"
+    );
+    // A missing file is an error before any event runs.
+    let missing = rulebox(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            a.to_str().unwrap(),
+            "nope.jsonl",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(missing.stdout.is_empty());
+    assert!(text(&missing.stderr).contains("nope.jsonl"));
+}
+
+/// The build writes the example modules one folder per set; the good rules' folder holds them and
+/// nothing else, so running it quarantines and rejects nothing.
+#[test]
+fn the_example_modules_folder_of_good_rules_holds_only_the_good_rules() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(target)
+    };
+    let folder = |set: &str| target.join("example-modules").join(set);
+    let names = |set: &str| {
+        let mut n: Vec<String> = std::fs::read_dir(folder(set))
+            .unwrap_or_else(|e| panic!("{}: {e}", folder(set).display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    for (set, kind) in [
+        ("rules", ArtifactKind::Good),
+        ("faulty", ArtifactKind::Faulty),
+        ("wasi", ArtifactKind::Wasi),
+        ("engines", ArtifactKind::Engine),
+    ] {
+        let mut want: Vec<String> = ALL
+            .iter()
+            .filter(|a| a.kind == kind)
+            .map(|a| format!("{}.wasm", a.name))
+            .collect();
+        want.sort();
+        assert_eq!(names(set), want, "target/example-modules/{set}");
+        for a in ALL.iter().filter(|a| a.kind == kind) {
+            let bytes = std::fs::read(folder(set).join(format!("{}.wasm", a.name))).unwrap();
+            assert!(
+                bytes == a.bytes,
+                "{set}/{}.wasm is the built module",
+                a.name
+            );
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("demo.jsonl");
+    std::fs::write(&events, DEMO_EVENTS).unwrap();
+    let out = rulebox(
+        &[
+            "run",
+            "--rules",
+            folder("rules").to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("0 quarantined, 0 rejected at load"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn validate_accepts_good_and_rejects_bad_with_reasons() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = rules_dir(tmp.path(), &["endless-start"]);
