@@ -34,13 +34,7 @@ pub fn run_file<R: Rule>(file: &CaseFile) -> Vec<CaseOutcome> {
     file.cases
         .iter()
         .map(|case| {
-            let mut outcome = CaseOutcome {
-                file: file.file_name(),
-                rule: file.rule.clone(),
-                case: case.name.clone(),
-                problem: None,
-                detections: 0,
-            };
+            let mut outcome = CaseOutcome::new(file, case);
             if file.rule != R::META.id {
                 outcome.problem = Some(format!(
                     "the file is for rule `{}`, but this rule's id is `{}`",

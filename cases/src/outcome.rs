@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::file::{Case, CaseFile};
 use crate::text::printable;
 
 /// The outcome of one test case.
@@ -20,6 +21,17 @@ pub struct CaseOutcome {
 }
 
 impl CaseOutcome {
+    /// The outcome of `case` of `file` before it runs: passed, no detections.
+    pub fn new(file: &CaseFile, case: &Case) -> CaseOutcome {
+        CaseOutcome {
+            file: file.file_name(),
+            rule: file.rule.clone(),
+            case: case.name.clone(),
+            problem: None,
+            detections: 0,
+        }
+    }
+
     /// Whether the case passed.
     pub fn passed(&self) -> bool {
         self.problem.is_none()

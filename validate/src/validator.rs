@@ -863,13 +863,7 @@ pub fn run_tests(
             for file in &files {
                 let compiled = by_id.get(&file.rule);
                 for case in &file.cases {
-                    let mut outcome = CaseOutcome {
-                        file: file.file_name(),
-                        rule: file.rule.clone(),
-                        case: case.name.clone(),
-                        problem: None,
-                        detections: 0,
-                    };
+                    let mut outcome = CaseOutcome::new(file, case);
                     let Some(compiled) = compiled else {
                         let mut problem = format!(
                             "no module reports rule id `{}` (the modules report: {})",
