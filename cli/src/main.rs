@@ -58,7 +58,8 @@ enum Command {
     Push(cmd::store::PushArgs),
     /// Measure per-event latency (p50, p99) and throughput of rule modules in the production sandbox.
     Bench(cmd::bench::Args),
-    /// Re-run a quarantine record's event against its module and show the same fault.
+    /// Re-run a quarantine record's event against its module and show the same fault, or against a
+    /// rebuilt module to check a fix.
     Replay(cmd::replay::Args),
     /// Simulate a staged rollout over a fleet in virtual time and report the blast radius.
     Fleet(cmd::fleet::Args),

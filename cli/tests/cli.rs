@@ -544,6 +544,7 @@ fn every_command_has_help() {
         &["run"][..],
         &["validate"],
         &["test"],
+        &["new"],
         &["replay"],
         &["bench"],
         &["demo"],

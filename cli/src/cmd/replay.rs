@@ -16,10 +16,11 @@ const MAX_RECORD_BYTES: u64 = 64 << 20;
 pub struct Args {
     /// A quarantine record (JSON), as written by `rulebox run` and `rulebox validate`.
     record: PathBuf,
-    /// The module to replay against. By default the record's own module, found from its `source`:
-    /// as written, relative to the record's folder, relative to that folder's parent (where `run`
-    /// and `validate` were started when they wrote the default `rulebox-quarantine/`), and relative
-    /// to the current folder; the first whose SHA-256 is the record's content hash is used.
+    /// The module to replay against. By default the record's own module, found from its `source`
+    /// path (an absolute one as it is; a relative one relative to the record's folder, to that
+    /// folder's parent, where `run` and `validate` were started when they wrote the default
+    /// `rulebox-quarantine/`, and to the current folder): the first whose SHA-256 is the record's
+    /// content hash.
     /// A module with another hash (the rule rebuilt after a fix) runs the record's event under the
     /// record's limits to check the fix: the result is `fixed` when it no longer faults.
     #[arg(long)]
