@@ -290,6 +290,85 @@ fn run_reads_several_event_files_one_after_another_and_names_each() {
     assert!(text(&missing.stderr).contains("nope.jsonl"));
 }
 
+/// `validate` writes the first fault of each kind for replay: a quarantine record, or, for a budget
+/// hit the rule's strikes allowed (no record), the event as a file `run` reads; both reproduce.
+#[test]
+fn validate_writes_each_kind_of_fault_out_and_each_one_reproduces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let module = ALL.iter().find(|a| a.name == "endless-loop").unwrap();
+    std::fs::write(tmp.path().join("loop.wasm"), module.bytes).unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        r#"{"rules":{"faulty-endless-loop":{"budget_strikes":3}}}"#,
+    )
+    .unwrap();
+    let out = rulebox(
+        &[
+            "validate",
+            "loop.wasm",
+            "--generated",
+            "4",
+            "--config",
+            "config.json",
+        ],
+        tmp.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let dir = tmp.path().join("rulebox-quarantine");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    // Two strikes (no record: event files), then the quarantine on the third (a record), then a
+    // fresh instance: generated #0 and #1 strike, #2 quarantines, #3 and the first boundary event
+    // strike, the second quarantines. One file of each per source.
+    assert_eq!(
+        files,
+        [
+            "faulty-endless-loop-out_of_fuel-boundary.json",
+            "faulty-endless-loop-out_of_fuel-boundary.jsonl",
+            "faulty-endless-loop-out_of_fuel-generated.json",
+            "faulty-endless-loop-out_of_fuel-generated.jsonl",
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "rulebox replay rulebox-quarantine/faulty-endless-loop-out_of_fuel-generated.json"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rulebox run --rules MODULE --events rulebox-quarantine/faulty-endless-loop-out_of_fuel-generated.jsonl"), "{stdout}");
+    let replay = rulebox(
+        &[
+            "replay",
+            "rulebox-quarantine/faulty-endless-loop-out_of_fuel-generated.json",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(replay.status.code(), Some(0), "{}", text(&replay.stdout));
+    assert!(text(&replay.stdout).contains("result:   reproduced"));
+    let rerun = rulebox(
+        &[
+            "run",
+            "--rules",
+            "loop.wasm",
+            "--events",
+            "rulebox-quarantine/faulty-endless-loop-out_of_fuel-boundary.jsonl",
+            "--no-records",
+        ],
+        tmp.path(),
+    );
+    let alert: Value = serde_json::from_str(text(&rerun.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        alert["alert"], "rule_quarantined",
+        "the default config quarantines at once"
+    );
+    assert_eq!(alert["reason"], "out_of_fuel");
+}
+
 /// The build writes the example modules one folder per set; the good rules' folder holds them and
 /// nothing else, so running it quarantines and rejects nothing.
 #[test]

@@ -178,10 +178,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write the report {}", path.display()))?;
     }
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            records.print(true);
+        }
         Format::Text => {
             print_table(&report);
-            records.print();
+            records.print(false);
             print_footer(&report, report_path.as_deref());
         }
     }
@@ -279,8 +282,10 @@ fn print_footer(report: &Report, report_path: Option<&Path>) {
 struct Records<'a> {
     dir: Option<PathBuf>,
     bundle: Option<&'a Path>,
-    /// (rule, reason, origin) already written, with how many more of each were not.
-    seen: Vec<((String, String, &'static str), u64)>,
+    /// (rule, reason, origin, whether a record) already written, with how many more of each were
+    /// not. A budget hit the strikes allowed has no record, so it is kept apart: the record of a
+    /// later quarantine for the same reason is still written.
+    seen: Vec<((String, String, &'static str, bool), u64)>,
     /// What was written: rule, reason, origin, event label, path, whether it is a record.
     written: Vec<(String, String, &'static str, String, PathBuf, bool)>,
     errors: Vec<String>,
@@ -305,6 +310,7 @@ impl<'a> Records<'a> {
             found.rule_id.clone(),
             found.fault.reason.clone(),
             found.origin,
+            found.record.is_some(),
         );
         if let Some((_, more)) = self.seen.iter_mut().find(|(k, _)| *k == key) {
             *more += 1;
@@ -356,19 +362,25 @@ impl<'a> Records<'a> {
         }
     }
 
-    fn print(&self) {
+    /// The lines saying what was written, for the text output; with `--format json` they go to
+    /// stderr, so that stdout stays one JSON document.
+    fn print(&self, to_stderr: bool) {
+        let mut lines = Vec::new();
         if !self.written.is_empty() {
-            println!(
+            lines.push(
                 "faults written for replay (the first of each rule, reason and event source):"
+                    .to_owned(),
             );
         }
         for (rule, reason, origin, event, path, is_record) in &self.written {
             let more = self
                 .seen
                 .iter()
-                .find(|(k, _)| k.0 == *rule && k.1 == *reason && k.2 == *origin)
+                .find(|(k, _)| {
+                    k.0 == *rule && k.1 == *reason && k.2 == *origin && k.3 == *is_record
+                })
                 .map_or(0, |(_, n)| *n);
-            println!(
+            lines.push(format!(
                 "  {} {reason} on `{}`{}",
                 printable(rule),
                 printable(event),
@@ -377,19 +389,25 @@ impl<'a> Records<'a> {
                 } else {
                     String::new()
                 }
-            );
+            ));
+            let path = path.display();
             if *is_record {
-                println!("    record: {}", path.display());
-                println!(
-                    "    replay: rulebox replay {}   (after a fix: --module NEW.wasm)",
-                    path.display()
-                );
+                lines.push(format!("    record: {path}"));
+                lines.push(format!(
+                    "    replay: rulebox replay {path}   (after a fix: --module NEW.wasm)"
+                ));
             } else {
-                println!("    event:  {}", path.display());
-                println!(
-                    "    rerun:  rulebox run --rules MODULE --events {}",
-                    path.display()
-                );
+                lines.push(format!("    event:  {path}"));
+                lines.push(format!(
+                    "    rerun:  rulebox run --rules MODULE --events {path}"
+                ));
+            }
+        }
+        for line in lines {
+            if to_stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
             }
         }
         for e in &self.errors {
