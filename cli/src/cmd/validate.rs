@@ -278,16 +278,32 @@ fn print_footer(report: &Report, report_path: Option<&Path>) {
     );
 }
 
+/// What a fault is written out once for: its rule, reason and event source, and whether it has a
+/// record (a budget hit the strikes allowed has none, so it is kept apart: the record of a later
+/// quarantine for the same reason is still written).
+#[derive(Debug, PartialEq, Eq)]
+struct FaultKey {
+    rule: String,
+    reason: String,
+    origin: &'static str,
+    record: bool,
+}
+
+/// One fault written out, and how many more of its kind were not.
+struct Written {
+    key: FaultKey,
+    /// The first one's event label.
+    event: String,
+    /// Where it was written (`None` if writing failed).
+    path: Option<PathBuf>,
+    more: u64,
+}
+
 /// The faults found, written out for replay: the first of each rule, reason and event source.
 struct Records<'a> {
     dir: Option<PathBuf>,
     bundle: Option<&'a Path>,
-    /// (rule, reason, origin, whether a record) already written, with how many more of each were
-    /// not. A budget hit the strikes allowed has no record, so it is kept apart: the record of a
-    /// later quarantine for the same reason is still written.
-    seen: Vec<((String, String, &'static str, bool), u64)>,
-    /// What was written: rule, reason, origin, event label, path, whether it is a record.
-    written: Vec<(String, String, &'static str, String, PathBuf, bool)>,
+    written: Vec<Written>,
     errors: Vec<String>,
 }
 
@@ -296,7 +312,6 @@ impl<'a> Records<'a> {
         Records {
             dir,
             bundle,
-            seen: Vec::new(),
             written: Vec::new(),
             errors: Vec::new(),
         }
@@ -306,18 +321,17 @@ impl<'a> Records<'a> {
         let Some(dir) = self.dir.clone() else {
             return;
         };
-        let key = (
-            found.rule_id.clone(),
-            found.fault.reason.clone(),
-            found.origin,
-            found.record.is_some(),
-        );
-        if let Some((_, more)) = self.seen.iter_mut().find(|(k, _)| *k == key) {
-            *more += 1;
+        let key = FaultKey {
+            rule: found.rule_id.clone(),
+            reason: found.fault.reason.clone(),
+            origin: found.origin,
+            record: found.record.is_some(),
+        };
+        if let Some(w) = self.written.iter_mut().find(|w| w.key == key) {
+            w.more += 1;
             return;
         }
-        self.seen.push((key, 0));
-        let written = match found.record {
+        let path = match found.record {
             Some(mut record) => {
                 // A bundle's module sources are relative to the bundle folder: make the record's
                 // source a path `rulebox replay` can open.
@@ -331,7 +345,6 @@ impl<'a> Records<'a> {
                         let stem = format!("{}-{}", record.file_stem(), found.origin);
                         crate::output::write_new_file(&dir, &stem, "json", &bytes)
                     })
-                    .map(|p| (p, true))
             }
             None => {
                 let stem = format!(
@@ -346,52 +359,46 @@ impl<'a> Records<'a> {
                         line.push(b'\n');
                         crate::output::write_new_file(&dir, &stem, "jsonl", &line)
                     })
-                    .map(|p| (p, false))
             }
         };
-        match written {
-            Ok((path, is_record)) => self.written.push((
-                found.rule_id,
-                found.fault.reason,
-                found.origin,
-                found.fault.event,
-                path,
-                is_record,
-            )),
-            Err(e) => self.errors.push(format!("{e:#}")),
-        }
+        let path = path.map_err(|e| self.errors.push(format!("{e:#}"))).ok();
+        self.written.push(Written {
+            key,
+            event: found.fault.event,
+            path,
+            more: 0,
+        });
     }
 
     /// The lines saying what was written, for the text output; with `--format json` they go to
     /// stderr, so that stdout stays one JSON document.
     fn print(&self, to_stderr: bool) {
         let mut lines = Vec::new();
-        if !self.written.is_empty() {
+        let written: Vec<(&Written, &PathBuf)> = self
+            .written
+            .iter()
+            .filter_map(|w| w.path.as_ref().map(|p| (w, p)))
+            .collect();
+        if !written.is_empty() {
             lines.push(
                 "faults written for replay (the first of each rule, reason and event source):"
                     .to_owned(),
             );
         }
-        for (rule, reason, origin, event, path, is_record) in &self.written {
-            let more = self
-                .seen
-                .iter()
-                .find(|(k, _)| {
-                    k.0 == *rule && k.1 == *reason && k.2 == *origin && k.3 == *is_record
-                })
-                .map_or(0, |(_, n)| *n);
+        for (w, path) in written {
             lines.push(format!(
-                "  {} {reason} on `{}`{}",
-                printable(rule),
-                printable(event),
-                if more > 0 {
-                    format!(" (and {more} more {origin} events)")
+                "  {} {} on `{}`{}",
+                printable(&w.key.rule),
+                w.key.reason,
+                printable(&w.event),
+                if w.more > 0 {
+                    format!(" (and {} more {} events)", w.more, w.key.origin)
                 } else {
                     String::new()
                 }
             ));
             let path = path.display();
-            if *is_record {
+            if w.key.record {
                 lines.push(format!("    record: {path}"));
                 lines.push(format!(
                     "    replay: rulebox replay {path}   (after a fix: --module NEW.wasm)"
