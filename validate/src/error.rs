@@ -103,6 +103,20 @@ pub enum GateError {
         /// This runtime's version.
         ours: String,
     },
+    /// The report is in another format than this version writes (made before a change to what
+    /// validation checks or records).
+    #[error(
+        "validation report `{}` is format {found}; this version of the gate reads format {ours}: validate the bundle again",
+        path.display()
+    )]
+    OtherFormat {
+        /// The report.
+        path: PathBuf,
+        /// The format in the report.
+        found: u32,
+        /// The format this version writes.
+        ours: u32,
+    },
     /// The report says the bundle failed validation.
     #[error("validation report `{}` says the bundle failed: {summary}", path.display())]
     Failed {
