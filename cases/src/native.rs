@@ -20,7 +20,7 @@ use crate::text::printable;
 /// This tests the rule's logic; the sandbox's limits (fuel, memory, result caps) apply only to the
 /// module, which `rulebox test` and `rulebox validate` run. Windows event JSON in a test file is not
 /// read here (the mapping lives with the host's readers): such a file is an error naming the event.
-pub fn run_cases<R: Rule, P: AsRef<Path>>(paths: &[P]) -> Result<Vec<CaseOutcome>, CaseError> {
+pub fn run_cases<R: Rule>(paths: &[impl AsRef<Path>]) -> Result<Vec<CaseOutcome>, CaseError> {
     let mut outcomes = Vec::new();
     for path in find_case_files(paths)? {
         let file = read_case_file(&path)?;
@@ -93,7 +93,7 @@ pub fn run_file<R: Rule>(file: &CaseFile) -> Vec<CaseOutcome> {
 /// When a case fails, no case is found, or a test file is invalid.
 pub fn assert_cases<R: Rule>(path: impl AsRef<Path>) {
     let path = path.as_ref();
-    let outcomes = match run_cases::<R, _>(&[path]) {
+    let outcomes = match run_cases::<R>(&[path]) {
         Ok(outcomes) => outcomes,
         Err(e) => panic!("{e}"),
     };

@@ -77,7 +77,7 @@ fn failures_panics_and_other_rules_ids_are_reported_and_every_case_runs() {
         ),
     )
     .unwrap();
-    let out = run_cases::<Fragile, _>(&[dir.path()]).unwrap();
+    let out = run_cases::<Fragile>(&[dir.path()]).unwrap();
     let by_name = |n: &str| out.iter().find(|o| o.case == n).unwrap();
     assert_eq!(out.len(), 5);
     assert!(by_name("fires").passed(), "{:?}", by_name("fires"));
@@ -122,7 +122,7 @@ fn assert_cases_panics_on_a_failure_and_on_a_folder_without_tests() {
     let message = err.downcast_ref::<String>().unwrap();
     assert!(message.contains("no test files"), "{message}");
     assert!(matches!(
-        run_cases::<Fragile, _>(&[dir.path()]),
+        run_cases::<Fragile>(&[dir.path()]),
         Err(CaseError::NoFiles { .. })
     ));
     std::fs::write(
