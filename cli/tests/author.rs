@@ -149,6 +149,14 @@ fn a_rule_from_the_template_goes_through_the_whole_loop_outside_the_workspace() 
     }
     let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
     assert!(manifest.contains("opt-level = 3"), "{manifest}");
+    // Without --sdk, the checkout the binary was built from.
+    let default = rulebox(home, &["new", "other-rule", "--dir", "elsewhere/other"]);
+    assert!(default.status.success(), "{}", show(&default));
+    let other = std::fs::read_to_string(home.join("elsewhere/other/Cargo.toml")).unwrap();
+    assert!(
+        other.contains(&format!("path = '{}'", sdk.join("rules-sdk").display())),
+        "{other}"
+    );
     // A second `new` on the same folder is refused, and changes nothing.
     let again = rulebox(
         home,
