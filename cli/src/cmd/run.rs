@@ -20,7 +20,7 @@ pub struct Args {
     rules: Vec<PathBuf>,
     /// The events: rulebox JSON lines or Windows event JSON (evtx_dump style), told apart per
     /// record. Several files are read one after another (`--events a.jsonl b.json`, or the flag
-    /// repeated); `-` reads standard input.
+    /// repeated), and each output line's `event` then names its `file`; `-` reads standard input.
     #[arg(long, required = true, num_args = 1..)]
     events: Vec<PathBuf>,
     /// A runtime configuration file (JSON): limits for every rule and per rule id.
