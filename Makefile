@@ -1,12 +1,13 @@
 # rulebox: the two commands a newcomer needs, and a few more.
 #   make demo   build everything and tell the story on built-in content
 #   make test   run every test
+#   make install  the rulebox binary, for use outside the checkout (PREFIX=/opt/rulebox for another place)
 # Both install the WebAssembly targets the build needs (rules are built from source, never committed).
 
 CARGO ?= cargo
 WASM_TARGETS = wasm32-unknown-unknown wasm32-wasip1
 
-.PHONY: demo test targets lint bench ci
+.PHONY: demo test targets lint bench ci install
 
 targets:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown && rustup target list --installed | grep -qx wasm32-wasip1 \
@@ -18,6 +19,10 @@ demo: targets
 test: targets
 	$(CARGO) test --workspace
 	$(CARGO) test -p rulebox-cli --features fault-injection --test agent
+
+# The `rulebox` binary for use outside the checkout: into ~/.cargo/bin, or PREFIX/bin.
+install: targets
+	$(CARGO) install --locked --path cli $(if $(PREFIX),--root $(PREFIX))
 
 lint: targets
 	$(CARGO) fmt --all -- --check

@@ -49,9 +49,16 @@ pub fn module_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ModuleFile>> {
 /// Reads one module file, refusing files over the read cap before reading them (the runtime's one
 /// capped reader).
 pub fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
-    read_capped_following_links(path, MAX_READ).with_context(|| {
+    read_capped(path, MAX_READ, "a rule module")
+}
+
+/// Reads a regular file of at most `cap` bytes through the runtime's one capped reader (`what`
+/// names it in errors): a FIFO or device where the file should be is refused on the open
+/// descriptor, a file over the cap before it is read.
+pub fn read_capped(path: &Path, cap: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+    read_capped_following_links(path, cap).with_context(|| {
         format!(
-            "cannot read {} (a rule module is at most {MAX_READ} bytes)",
+            "cannot read {} ({what} is at most {cap} bytes)",
             path.display()
         )
     })

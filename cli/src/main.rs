@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod load;
 mod output;
+mod table;
 
 /// Sandboxed detection content for endpoint agents.
 ///
@@ -17,7 +18,8 @@ mod output;
 struct Cli {
     /// Log level for the runtime's decisions on stderr (off, error, warn, info, debug, trace), or a
     /// tracing filter such as `rulebox=debug`. Also read from RULEBOX_LOG. Default: warn (off for
-    /// the demo and the fleet simulation, which tell their own story).
+    /// the demo and the fleet simulation, which tell their own story, and for validate and test,
+    /// which report every fault themselves).
     #[arg(long, global = true)]
     log: Option<String>,
     /// Write the runtime's log as JSON lines instead of text.
@@ -42,6 +44,8 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Run rules' test cases (events and expected detections) in the sandbox.
     Test(cmd::test::Args),
+    /// Write a new rule crate (rule, native tests, test cases, README) ready to build and validate.
+    New(cmd::new::Args),
     /// Vendor side: generate a signing key.
     Keygen(cmd::release::KeygenArgs),
     /// Vendor side: build and sign the trusted root (keys and threshold).
@@ -54,7 +58,8 @@ enum Command {
     Push(cmd::store::PushArgs),
     /// Measure per-event latency (p50, p99) and throughput of rule modules in the production sandbox.
     Bench(cmd::bench::Args),
-    /// Re-run a quarantine record's event against its module and show the same fault.
+    /// Re-run a quarantine record's event against its module and show the same fault, or against a
+    /// rebuilt module to check a fix.
     Replay(cmd::replay::Args),
     /// Simulate a staged rollout over a fleet in virtual time and report the blast radius.
     Fleet(cmd::fleet::Args),
@@ -68,7 +73,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Fleet(_)) {
+    // The demo and the fleet simulation tell their own story; validate and test report every fault
+    // themselves (a rule faulting on every event would otherwise log a quarantine per event).
+    let default_level = if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Fleet(_) | Command::Validate(_) | Command::Test(_)
+    ) {
         "off"
     } else {
         "warn"
@@ -80,6 +90,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Test(args) => cmd::test::run(args),
+        Command::New(args) => cmd::new::run(args),
         Command::Replay(args) => cmd::replay::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Store(args) => cmd::store::run(args),

@@ -101,24 +101,60 @@ pub fn line(out: &mut impl Write, value: &Value) -> anyhow::Result<()> {
 /// Writes `record` into `dir` as `<stem>.json` (temp file, fsync, rename), never overwriting an
 /// existing record. Returns the path.
 pub fn write_record(dir: &Path, record: &QuarantineRecord) -> anyhow::Result<PathBuf> {
+    let mut bytes = serde_json::to_vec_pretty(record)?;
+    bytes.push(b'\n');
+    write_new_file(dir, &record.file_stem(), "json", &bytes)
+}
+
+/// `text` as a safe part of a file name: ASCII letters, digits, `-` and `_` kept, anything else `_`.
+pub fn file_stem_part(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes `bytes` into `dir` (created if missing) as `<stem>.<ext>`, or `<stem>-2.<ext>` and so on
+/// if that exists (never overwriting a file), through a temporary file, fsync and rename, so no
+/// half-written file is ever left under the final name. Returns the path.
+pub fn write_new_file(dir: &Path, stem: &str, ext: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let stem = record.file_stem();
-    let mut path = dir.join(format!("{stem}.json"));
+    let mut path = dir.join(format!("{stem}.{ext}"));
     let mut n = 1;
-    while path.exists() {
+    while path.symlink_metadata().is_ok() {
         n += 1;
-        path = dir.join(format!("{stem}-{n}.json"));
+        path = dir.join(format!("{stem}-{n}.{ext}"));
     }
-    let tmp = dir.join(format!(".{stem}-{n}.json.tmp"));
+    let tmp = dir.join(format!(".{stem}-{n}.{ext}.tmp"));
+    // A temporary file left by a crash (or a link planted there) is removed, never followed.
+    let _ = std::fs::remove_file(&tmp);
     {
-        let mut file = std::fs::File::create(&tmp)
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
-        serde_json::to_writer_pretty(&mut file, record)?;
-        file.write_all(b"\n")?;
+        file.write_all(bytes)?;
         file.sync_all()?;
     }
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("cannot move record into {}", path.display()))?;
+    // A hard link fails if a file appeared under that name meanwhile, where `rename` would replace
+    // it; `rename` is the fallback on file systems without hard links.
+    match std::fs::hard_link(&tmp, &path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("{} appeared while writing", path.display()));
+        }
+        Err(_) => std::fs::rename(&tmp, &path)
+            .with_context(|| format!("cannot move the file into {}", path.display()))?,
+    }
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }

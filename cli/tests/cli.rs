@@ -229,6 +229,213 @@ fn run_exits_0_on_clean_content_and_reads_windows_events() {
 }
 
 #[test]
+fn run_reads_several_event_files_one_after_another_and_names_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = rules_dir(tmp.path(), &[]);
+    let (a, b) = (tmp.path().join("a.jsonl"), tmp.path().join("b.jsonl"));
+    std::fs::write(&a, DEMO_EVENTS).unwrap();
+    let word = r#"{"data":{"ProcessStart":{"Image":"C:\\Windows\\System32\\cmd.exe","ParentImage":"C:\\Office\\WINWORD.EXE"}}}"#;
+    std::fs::write(&b, format!("not json\n{word}\n")).unwrap();
+    let out = rulebox(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--no-records",
+        ],
+        tmp.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // The demo's detections first, then the one from b.jsonl (its line 2), each naming its file.
+    let last = lines.last().unwrap();
+    assert_eq!(last["rule_id"], "office-spawns-shell");
+    assert_eq!(last["event"]["file"], b.to_str().unwrap());
+    assert_eq!(last["event"]["line"], 2);
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l["event"]["file"] == a.to_str().unwrap())
+    );
+    let demo_events = DEMO_EVENTS.lines().filter(|l| !l.trim().is_empty()).count() - 1;
+    assert!(
+        stderr.contains(&format!("{} events read, 2 unreadable", demo_events + 1)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: line 1", b.display())),
+        "{stderr}"
+    );
+    // A missing file is an error before any event runs.
+    let missing = rulebox(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            a.to_str().unwrap(),
+            "nope.jsonl",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(missing.stdout.is_empty());
+    assert!(text(&missing.stderr).contains("nope.jsonl"));
+}
+
+/// `validate` writes the first fault of each kind for replay: a quarantine record, or, for a budget
+/// hit the rule's strikes allowed (no record), the event as a file `run` reads; both reproduce.
+#[test]
+fn validate_writes_each_kind_of_fault_out_and_each_one_reproduces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let module = ALL.iter().find(|a| a.name == "endless-loop").unwrap();
+    std::fs::write(tmp.path().join("loop.wasm"), module.bytes).unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        r#"{"rules":{"faulty-endless-loop":{"budget_strikes":3}}}"#,
+    )
+    .unwrap();
+    let out = rulebox(
+        &[
+            "validate",
+            "loop.wasm",
+            "--generated",
+            "4",
+            "--config",
+            "config.json",
+        ],
+        tmp.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let dir = tmp.path().join("rulebox-quarantine");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    // Two strikes (no record: event files), then the quarantine on the third (a record), then a
+    // fresh instance: generated #0 and #1 strike, #2 quarantines, #3 and the first boundary event
+    // strike, the second quarantines. One file of each per source.
+    assert_eq!(
+        files,
+        [
+            "faulty-endless-loop-out_of_fuel-boundary.json",
+            "faulty-endless-loop-out_of_fuel-boundary.jsonl",
+            "faulty-endless-loop-out_of_fuel-generated.json",
+            "faulty-endless-loop-out_of_fuel-generated.jsonl",
+        ],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "rulebox replay rulebox-quarantine/faulty-endless-loop-out_of_fuel-generated.json"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rulebox run --rules MODULE --events rulebox-quarantine/faulty-endless-loop-out_of_fuel-generated.jsonl"), "{stdout}");
+    let replay = rulebox(
+        &[
+            "replay",
+            "rulebox-quarantine/faulty-endless-loop-out_of_fuel-generated.json",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(replay.status.code(), Some(0), "{}", text(&replay.stdout));
+    assert!(text(&replay.stdout).contains("result:   reproduced"));
+    let rerun = rulebox(
+        &[
+            "run",
+            "--rules",
+            "loop.wasm",
+            "--events",
+            "rulebox-quarantine/faulty-endless-loop-out_of_fuel-boundary.jsonl",
+            "--no-records",
+        ],
+        tmp.path(),
+    );
+    let alert: Value = serde_json::from_str(text(&rerun.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(
+        alert["alert"], "rule_quarantined",
+        "the default config quarantines at once"
+    );
+    assert_eq!(alert["reason"], "out_of_fuel");
+}
+
+/// The build writes the example modules one folder per set; the good rules' folder holds them and
+/// nothing else, so running it quarantines and rejects nothing.
+#[test]
+fn the_example_modules_folder_of_good_rules_holds_only_the_good_rules() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = if target.is_absolute() {
+        target
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(target)
+    };
+    let folder = |set: &str| target.join("example-modules").join(set);
+    let names = |set: &str| {
+        let mut n: Vec<String> = std::fs::read_dir(folder(set))
+            .unwrap_or_else(|e| panic!("{}: {e}", folder(set).display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    for (set, kind) in [
+        ("rules", ArtifactKind::Good),
+        ("faulty", ArtifactKind::Faulty),
+        ("wasi", ArtifactKind::Wasi),
+        ("engines", ArtifactKind::Engine),
+    ] {
+        let mut want: Vec<String> = ALL
+            .iter()
+            .filter(|a| a.kind == kind)
+            .map(|a| format!("{}.wasm", a.name))
+            .collect();
+        want.sort();
+        assert_eq!(names(set), want, "target/example-modules/{set}");
+        for a in ALL.iter().filter(|a| a.kind == kind) {
+            let bytes = std::fs::read(folder(set).join(format!("{}.wasm", a.name))).unwrap();
+            assert!(
+                bytes == a.bytes,
+                "{set}/{}.wasm is the built module",
+                a.name
+            );
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("demo.jsonl");
+    std::fs::write(&events, DEMO_EVENTS).unwrap();
+    let out = rulebox(
+        &[
+            "run",
+            "--rules",
+            folder("rules").to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("0 quarantined, 0 rejected at load"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn validate_accepts_good_and_rejects_bad_with_reasons() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = rules_dir(tmp.path(), &["endless-start"]);
@@ -314,7 +521,8 @@ fn signing_a_bundle_requires_a_passing_validation() {
         "{}",
         text(&refused.stderr)
     );
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-rules/rules");
+    // The bundle's one rule's own tests (a test file for a rule the bundle lacks fails the gate).
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../example-rules/rules/office-shell");
     let validated = run(&[
         "validate",
         "rel",
@@ -415,6 +623,7 @@ fn every_command_has_help() {
         &["run"][..],
         &["validate"],
         &["test"],
+        &["new"],
         &["replay"],
         &["bench"],
         &["demo"],

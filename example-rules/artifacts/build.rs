@@ -14,7 +14,8 @@
 //! the jobserver, clippy's workspace wrapper, the build-script variables of this crate).
 //!
 //! The modules are copied into `OUT_DIR/wasm/` and embedded with `include_bytes!` by the generated
-//! `OUT_DIR/artifacts.rs`.
+//! `OUT_DIR/artifacts.rs`, and into `<target>/example-modules/{rules,faulty,wasi,engines}/`, one
+//! folder per set, for people to run (`rulebox run --rules target/example-modules/rules`).
 
 use std::collections::BTreeSet;
 use std::env;
@@ -208,6 +209,42 @@ fn main() {
 
     fs::write(out_dir.join("artifacts.rs"), generate(&guests, &wasm_out))
         .expect("write artifacts.rs");
+    publish(
+        &guests,
+        &wasm_out,
+        &target_dir.with_file_name("example-modules"),
+    );
+}
+
+/// Copies the modules to `<target>/example-modules/<rules|faulty|wasi|engines>/<name>.wasm`, one
+/// folder per set, so that `rulebox run --rules target/example-modules/rules` loads the good rules
+/// only. A module no longer built is removed from its folder.
+fn publish(guests: &[Guest], wasm_out: &Path, root: &Path) {
+    for kind in [Kind::Good, Kind::Faulty, Kind::Wasi, Kind::Engine] {
+        let dir = root.join(kind.dir());
+        fs::create_dir_all(&dir).expect("create target/example-modules");
+        let names: BTreeSet<String> = guests
+            .iter()
+            .filter(|g| g.kind == kind)
+            .map(|g| format!("{}.wasm", g.name))
+            .collect();
+        for name in &names {
+            let bytes = fs::read(wasm_out.join(name)).expect("read a built module");
+            let copy = dir.join(name);
+            if fs::read(&copy).ok().as_deref() != Some(&bytes[..]) {
+                fs::write(&copy, &bytes).expect("copy a module into target/example-modules");
+            }
+        }
+        for entry in fs::read_dir(&dir)
+            .expect("list target/example-modules")
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".wasm") && !names.contains(&name) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 fn rerun_if_changed(path: &Path) {

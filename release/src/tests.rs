@@ -376,6 +376,13 @@ fn signing_requires_a_passing_report_bound_to_this_manifest_and_runtime() {
         ReleaseError::NotValidated(rulebox_validate::GateError::OtherRuntime { .. })
     ));
     edited.runtime_version = report.runtime_version.clone();
+    edited.format = rulebox_validate::REPORT_FORMAT - 1;
+    rulebox_validate::write_report(&new_file, &edited).unwrap();
+    assert!(matches!(
+        sign_manifest(&bundle, &key).unwrap_err(),
+        ReleaseError::NotValidated(rulebox_validate::GateError::OtherFormat { .. })
+    ));
+    edited.format = rulebox_validate::REPORT_FORMAT;
     edited.rules[0].passed = false;
     edited.rules[0].failures.push("trap".into());
     rulebox_validate::write_report(&new_file, &edited).unwrap();

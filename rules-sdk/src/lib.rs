@@ -9,7 +9,8 @@
 //!
 //! ## A complete rule
 //!
-//! `Cargo.toml`:
+//! `rulebox new my-rule` writes such a crate (the rule, native tests, `tests/cases.json` and a
+//! README with the build, test, validate, run and bench commands). By hand, `Cargo.toml`:
 //!
 //! ```toml
 //! [package]
@@ -23,9 +24,17 @@
 //! [dependencies]
 //! rulebox-sdk = { path = "../rulebox/rules-sdk" }
 //!
+//! [dev-dependencies]
+//! rulebox-cases = { path = "../rulebox/cases" }   # tests/*.json, run natively by `cargo test`
+//!
+//! [workspace]                # its own, even inside another one
+//!
 //! [profile.release]
-//! opt-level = "s"
+//! opt-level = 3              # smaller *and* faster modules than "s" for rules
+//! lto = true
+//! codegen-units = 1
 //! panic = "abort"
+//! strip = "debuginfo"        # keeps function names, for quarantine backtraces
 //! ```
 //!
 //! `src/lib.rs`:
@@ -69,14 +78,22 @@
 //! assert_eq!(found[0].rule_id, "whoami-all");
 //! ```
 //!
-//! ## Build and run
+//! ## Build, test and run
 //!
 //! ```sh
 //! rustup target add wasm32-unknown-unknown
+//! cargo test                                   # native: unit tests, and tests/*.json via rulebox-cases
 //! cargo build --release --target wasm32-unknown-unknown
-//! rulebox validate target/wasm32-unknown-unknown/release/my_rule.wasm
-//! rulebox run --rules target/wasm32-unknown-unknown/release --events events.jsonl
+//! rulebox test tests --rules target/wasm32-unknown-unknown/release/my_rule.wasm
+//! rulebox validate target/wasm32-unknown-unknown/release/my_rule.wasm --tests tests
+//! rulebox run --rules target/wasm32-unknown-unknown/release/my_rule.wasm --events events.jsonl
 //! ```
+//!
+//! Test cases (`tests/*.json`: events, and the detections expected or `"none"`) are described in
+//! `docs/testing.md` of the rulebox repository, and run natively by the `rulebox-cases` crate
+//! (`rulebox_cases::assert_cases::<MyRule>(env!("CARGO_MANIFEST_DIR"))` in `tests/cases.rs`). The
+//! runtime configuration the sandbox applies (`--config`: fuel, memory, deadline, per-rule limits)
+//! is in `docs/config.md`.
 //!
 //! ## What the host guarantees, and what it enforces
 //!

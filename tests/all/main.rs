@@ -2,6 +2,7 @@
 
 mod agent;
 mod common;
+mod config_doc;
 mod differential;
 mod faults;
 mod fuzz_smoke;

@@ -184,6 +184,7 @@ fn a_bundle_is_validated_under_every_schema_version_it_declares() {
     .unwrap();
     let options = Options {
         generated_per_kind: 4,
+        tests: vec![workspace().join("example-rules/rules/office-shell")],
         ..golden_options()
     };
     let clean = rulebox_validate::validate_bundle(&bundle, &options, &mut |_| {}).unwrap();
@@ -217,4 +218,142 @@ fn a_bundle_is_validated_under_every_schema_version_it_declares() {
     );
     assert!(problems.contains("runtime 0.0.1"), "{problems}");
     assert_ne!(report.target.manifest_hash, clean.target.manifest_hash);
+}
+
+/// A rule that faults on every process start: each of its failing cases names its own fault, the
+/// cases after the first fault still run on a fresh instance (one on another kind passes), every
+/// generated and boundary event still runs, and every fault reaches the caller with its record.
+#[test]
+fn validate_reports_every_fault_of_a_rule_and_runs_every_event_after_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |cmd: &str| {
+        format!(r#"{{"data":{{"ProcessStart":{{"Image":"a.exe","CommandLine":"{cmd}"}}}}}}"#)
+    };
+    std::fs::write(
+        dir.path().join("cases.json"),
+        format!(
+            r#"{{"rule":"faulty-panics","cases":[
+                {{"name":"first start","events":[{}],"expect":"none"}},
+                {{"name":"second start","events":[{}, {}],"expect":"none"}},
+                {{"name":"a DNS query","events":[{{"data":{{"DnsQuery":{{"QueryName":"x.example"}}}}}}],"expect":"none"}}
+            ]}}"#,
+            start("one"),
+            start("two"),
+            start("three")
+        ),
+    )
+    .unwrap();
+    let options = Options {
+        generated_per_kind: 8,
+        tests: vec![dir.path().to_path_buf()],
+        ..golden_options()
+    };
+    let mut found = Vec::new();
+    let report = rulebox_validate::validate_modules(vec![input("panics")], &options, &mut |p| {
+        if let Progress::Fault(f) = p {
+            found.push(*f);
+        }
+    })
+    .unwrap();
+    let r = &report.rules[0];
+    assert!(!r.passed);
+    assert_eq!(r.rule_id.as_deref(), Some("faulty-panics"));
+
+    // Each failing case carries its own fault, not "the rule faulted" after the first one.
+    assert_eq!((r.tests.cases, r.tests.passed), (3, 1), "{:?}", r.tests);
+    let problem = |case: &str| {
+        r.tests
+            .failed
+            .iter()
+            .find(|c| c.case.ends_with(case))
+            .unwrap_or_else(|| panic!("{case} failed: {:?}", r.tests.failed))
+            .problem
+            .clone()
+    };
+    assert!(problem("first start").contains("event 0: guest_panic"));
+    let second = problem("second start");
+    assert!(
+        second.contains("event 0: guest_panic") && second.contains("event 1: guest_panic"),
+        "both events of the case ran and faulted: {second}"
+    );
+
+    // Every generated and boundary event ran although the rule faulted on the first of them.
+    assert_eq!(r.events.generated, 8);
+    assert!(r.events.boundary > 3, "{:?}", r.events);
+    // The DNS query never reached the rule (it does not subscribe to it): every event that did, faulted.
+    let process_events = r.events.total();
+    assert_eq!(r.events.tests, 3);
+    assert_eq!(r.fault_count, process_events, "{:?}", r.events);
+    assert_eq!(
+        r.faults.len(),
+        usize::try_from(process_events)
+            .unwrap()
+            .min(rulebox_validate::MAX_LISTED_FAULTS)
+    );
+    assert_eq!(r.fault.as_ref(), r.faults.first());
+    let labels: Vec<&str> = r.faults.iter().map(|f| f.event.as_str()).collect();
+    assert!(
+        labels[0].contains("first start") && labels[1].contains("second start"),
+        "{labels:?}"
+    );
+    assert!(
+        labels
+            .iter()
+            .any(|l| l.starts_with("generated process_start #7")),
+        "{labels:?}"
+    );
+    assert!(
+        r.failures
+            .iter()
+            .any(|f| f.contains(&format!("guest_panic on {process_events} events"))),
+        "{:?}",
+        r.failures
+    );
+
+    // Every fault was handed over as it happened, with the runtime's record of the exact event.
+    assert_eq!(u64::try_from(found.len()).unwrap(), r.fault_count);
+    assert!(found.iter().all(|f| f.rule_id == "faulty-panics"));
+    let boundary = found.iter().find(|f| f.origin == "boundary").unwrap();
+    let record = boundary.record.as_ref().expect("a quarantine record");
+    assert_eq!(record.reason.name(), "guest_panic");
+    let bytes = record.event_bytes().unwrap().expect("the event's bytes");
+    assert_eq!(bytes, boundary.event.to_bytes().unwrap());
+    assert!(found.iter().any(|f| f.origin == "test"));
+    assert!(found.iter().any(|f| f.origin == "generated"));
+}
+
+/// A test file whose rule id no module reports fails the gate: its cases would never run.
+#[test]
+fn a_test_file_for_a_rule_no_module_has_fails_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let tests = dir.path().join("my-tests");
+    std::fs::create_dir(&tests).unwrap();
+    std::fs::write(
+        tests.join("typo.json"),
+        r#"{"rule":"office-spawns-shel","cases":[{"name":"c","expect":"none",
+            "events":[{"data":{"ProcessStart":{}}}]}]}"#,
+    )
+    .unwrap();
+    let options = Options {
+        generated_per_kind: 4,
+        tests: vec![workspace().join("example-rules/rules/office-shell"), tests],
+        ..golden_options()
+    };
+    let report =
+        rulebox_validate::validate_modules(vec![input("office-shell")], &options, &mut |_| {})
+            .unwrap();
+    assert!(report.rules[0].passed, "{:?}", report.rules[0].failures);
+    assert!(!report.passed);
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    let problem = &report.problems[0];
+    assert!(
+        problem.contains("my-tests/typo.json")
+            && problem.contains("`office-spawns-shel`")
+            && problem.contains("the modules report: office-spawns-shell"),
+        "{problem}"
+    );
+    assert!(
+        !problem.contains(&dir.path().display().to_string()),
+        "no absolute path: {problem}"
+    );
 }

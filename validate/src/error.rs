@@ -51,14 +51,9 @@ pub enum ValidateError {
         /// The endpoint's refusal.
         source: rulebox_runtime::content::BundleError,
     },
-    /// A rule test file is not valid.
-    #[error("test file `{}`: {problem}", path.display())]
-    Cases {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: String,
-    },
+    /// A rule test file is not valid, or a folder given for tests holds none.
+    #[error(transparent)]
+    Cases(#[from] rulebox_cases::CaseError),
     /// The options are unusable.
     #[error("invalid validation options: {0}")]
     Options(String),
@@ -115,6 +110,20 @@ pub enum GateError {
         found: String,
         /// This runtime's version.
         ours: String,
+    },
+    /// The report is in another format than this version writes (made before a change to what
+    /// validation checks or records).
+    #[error(
+        "validation report `{}` is format {found}; this version of the gate reads format {ours}: validate the bundle again",
+        path.display()
+    )]
+    OtherFormat {
+        /// The report.
+        path: PathBuf,
+        /// The format in the report.
+        found: u32,
+        /// The format this version writes.
+        ours: u32,
     },
     /// The report says the bundle failed validation.
     #[error("validation report `{}` says the bundle failed: {summary}", path.display())]

@@ -40,17 +40,20 @@ mod bundle;
 pub mod cases;
 mod error;
 pub mod events;
+mod progress;
 mod report;
 mod validator;
 
 pub use bundle::read_bundle;
+pub use cases::CaseOutcome;
 pub use error::{GateError, ValidateError};
+pub use progress::{FaultFound, Progress};
 pub use report::{
     CaseFailure, CorpusInfo, EventCounts, FaultSummary, FuelProfile, MemoryProfile, REPORT_FORMAT,
     Report, RuleReport, Settings, TargetInfo, TestSummary, check_gate, read_report, report_path,
     write_report,
 };
 pub use validator::{
-    CaseOutcome, CorpusSource, ModuleInput, Options, Progress, SUPPORTED_SCHEMAS, run_tests,
+    CorpusSource, MAX_LISTED_FAULTS, ModuleInput, Options, SUPPORTED_SCHEMAS, run_tests,
     validate_bundle, validate_modules,
 };

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::read_capped;
 use crate::error::{GateError, ValidateError};
 
-/// The report format written by this version ([`Report::format`]).
-pub const REPORT_FORMAT: u32 = 1;
+/// The report format written by this version ([`Report::format`]). Format 2 lists every fault of a
+/// rule ([`RuleReport::faults`], [`RuleReport::fault_count`]), not only the first.
+pub const REPORT_FORMAT: u32 = 2;
 
 /// Largest report file read back, in bytes.
 const MAX_REPORT_BYTES: u64 = 64 << 20;
@@ -121,6 +122,14 @@ pub struct RuleReport {
     pub memory: MemoryProfile,
     /// The first fault (trap, budget, bad result), with the event that caused it.
     pub fault: Option<FaultSummary>,
+    /// Every fault, in the order found, up to [`MAX_LISTED_FAULTS`](crate::MAX_LISTED_FAULTS):
+    /// after a fault the rule is loaded again and the run goes on, so each event is run. (Absent
+    /// from format 1 reports, which are read so that the gate can refuse them by their format.)
+    #[serde(default)]
+    pub faults: Vec<FaultSummary>,
+    /// How many faults in all (the list above may be cut).
+    #[serde(default)]
+    pub fault_count: u64,
 }
 
 /// Counts by event source.
@@ -286,11 +295,18 @@ pub fn check_gate(bundle_dir: &Path, manifest: &Manifest) -> Result<Report, Gate
             expected: manifest_hash.to_owned(),
         });
     }
-    if report.runtime_version != RUNTIME_VERSION || report.format != REPORT_FORMAT {
+    if report.runtime_version != RUNTIME_VERSION {
         return Err(GateError::OtherRuntime {
             path,
             found: report.runtime_version,
             ours: RUNTIME_VERSION.to_owned(),
+        });
+    }
+    if report.format != REPORT_FORMAT {
+        return Err(GateError::OtherFormat {
+            path,
+            found: report.format,
+            ours: REPORT_FORMAT,
         });
     }
     for entry in &manifest.rules {
@@ -325,4 +341,28 @@ pub fn check_gate(bundle_dir: &Path, manifest: &Manifest) -> Result<Report, Gate
         });
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report written before faults were listed still reads (so the gate can name its format).
+    #[test]
+    fn a_format_1_report_reads_and_says_its_format() {
+        let golden = include_str!("../../tests/golden/validate-examples.json");
+        let mut value: serde_json::Value = serde_json::from_str(golden).unwrap();
+        value["format"] = 1.into();
+        for rule in value["rules"].as_array_mut().unwrap() {
+            let rule = rule.as_object_mut().unwrap();
+            rule.remove("faults");
+            rule.remove("fault_count");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.json");
+        std::fs::write(&path, value.to_string()).unwrap();
+        let report = read_report(&path).unwrap();
+        assert_eq!(report.format, 1);
+        assert!(report.rules.iter().all(|r| r.faults.is_empty()));
+    }
 }

@@ -8,16 +8,17 @@ use std::sync::mpsc;
 use rulebox_runtime::content::RUNTIME_VERSION;
 use rulebox_runtime::text::Escaped;
 use rulebox_runtime::{
-    Alert, CompiledRule, Content, ContentRule, DeclaredRule, EventError, Limits, RuleInfo, RuleSet,
-    Runtime, RuntimeConfig, SandboxThread, content_hash,
+    Alert, CompiledRule, Content, ContentRule, DeclaredRule, Limits, QuarantineRecord, RuleInfo,
+    RuleSet, Runtime, RuntimeConfig, SandboxThread, content_hash,
 };
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION};
 use rulebox_sdk::{Event, EventKind};
 
 use crate::bundle::read_bundle;
-use crate::cases::{CaseFile, Seen, compare, find_case_files, read_case_file};
+use crate::cases::{CaseFile, CaseOutcome, Seen, compare, find_case_files, read_case_file};
 use crate::error::ValidateError;
 use crate::events::{LabeledEvent, boundary, corpus, generated};
+use crate::progress::{FaultFound, Progress};
 use crate::report::{
     CaseFailure, CorpusInfo, EventCounts, FaultSummary, FuelProfile, MemoryProfile, REPORT_FORMAT,
     Report, RuleReport, Settings, TargetInfo, TestSummary,
@@ -82,24 +83,9 @@ pub struct ModuleInput {
     pub declared: Option<(String, String)>,
 }
 
-/// Progress of a long run, for a progress bar.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Progress {
-    /// A rule starts: its position, its name and how many events it will see.
-    Rule {
-        /// 0-based position.
-        index: usize,
-        /// Rules (times schema versions) in all.
-        of: usize,
-        /// The rule id or source.
-        name: String,
-        /// Events it will be run on.
-        events: u64,
-    },
-    /// More events were run.
-    Events(u64),
-}
+/// The most faults a rule's report lists ([`RuleReport::faults`](crate::RuleReport::faults)); all
+/// are counted, and each reason is named in the rule's failures.
+pub const MAX_LISTED_FAULTS: usize = 32;
 
 /// Validates loose module files against the runtime's own event-schema version.
 pub fn validate_modules(
@@ -230,9 +216,21 @@ fn run(
     }
     let runtime = Runtime::new(options.config.clone())?;
     let mut cases: BTreeMap<String, Vec<CaseFile>> = BTreeMap::new();
-    for path in find_case_files(&options.tests)? {
-        let file = read_case_file(&path)?;
-        cases.entry(file.rule.clone()).or_default().push(file);
+    // Each test file's rule id, with the file named from the folder given (for reports, which hold
+    // no absolute paths).
+    let mut case_rules: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for root in &options.tests {
+        for path in find_case_files(std::slice::from_ref(root))? {
+            let file = read_case_file(&path)?;
+            let base = root.file_name().map(PathBuf::from).unwrap_or_default();
+            let shown = match path.strip_prefix(root) {
+                Ok(rest) if !rest.as_os_str().is_empty() => base.join(rest),
+                _ => base,
+            };
+            let shown = rulebox_cases::printable(&shown.display().to_string()).into_owned();
+            case_rules.entry(file.rule.clone()).or_default().push(shown);
+            cases.entry(file.rule.clone()).or_default().push(file);
+        }
     }
     let (corpus_events, corpus_info) = match &options.corpus {
         CorpusSource::Dir(dir) => match corpus(dir) {
@@ -313,6 +311,7 @@ fn run(
         Ok(rules) => rules,
         Err(panic) => std::panic::resume_unwind(panic),
     };
+    problems.extend(unmatched_tests(&case_rules, &rules));
     let passed = problems.is_empty() && !rules.is_empty() && rules.iter().all(|r| r.passed);
     Ok(Report {
         format: REPORT_FORMAT,
@@ -333,9 +332,54 @@ fn run(
     })
 }
 
+/// A problem for every test file whose rule id no validated module reports: its cases would
+/// otherwise never run, and the gate would pass without them.
+fn unmatched_tests(
+    case_rules: &BTreeMap<String, Vec<String>>,
+    rules: &[RuleReport],
+) -> Vec<String> {
+    let reported: Vec<&str> = rules.iter().filter_map(|r| r.rule_id.as_deref()).collect();
+    let mut known = reported.clone();
+    known.sort_unstable();
+    known.dedup();
+    let unloaded = rules.iter().filter(|r| r.rule_id.is_none()).count();
+    case_rules
+        .iter()
+        .filter(|(id, _)| !reported.contains(&id.as_str()))
+        .map(|(id, paths)| {
+            format!(
+                "test file {} is for rule `{}`, which no module validated here reports ({}){}",
+                paths.join(", "),
+                rulebox_cases::printable(id),
+                if known.is_empty() {
+                    "no module reported a rule id".to_owned()
+                } else {
+                    format!("the modules report: {}", known.join(", "))
+                },
+                if unloaded > 0 {
+                    format!("; {unloaded} module(s) did not load")
+                } else {
+                    String::new()
+                }
+            )
+        })
+        .collect()
+}
+
+/// What feeding one event to a rule gave.
+struct Fed {
+    /// Whether the rule was called (subscribed, not refused by the host's caps).
+    ran: bool,
+    /// Its detections.
+    seen: Vec<Seen>,
+    /// Faults it caused (usually none or one), with the runtime's record when it quarantined.
+    faults: Vec<(FaultSummary, Option<QuarantineRecord>)>,
+}
+
 /// One rule in its own [`RuleSet`], activated exactly as an agent activates it
 /// ([`RuleSet::activate`]: manifest limits, identity check), with the measurements the report
-/// needs.
+/// needs. A rule that faults is quarantined, as on an endpoint; the harness then loads a fresh
+/// instance before the next event, so every event is run and every fault found.
 struct Harness<'a> {
     rt: &'a Runtime,
     thread: &'a SandboxThread,
@@ -344,7 +388,12 @@ struct Harness<'a> {
     fuel: Vec<u64>,
     worst: (u64, String),
     memory_high: u64,
-    fault: Option<FaultSummary>,
+    /// The first [`MAX_LISTED_FAULTS`] faults.
+    faults: Vec<FaultSummary>,
+    /// Every fault, by reason in order of first appearance: reason, count, first one.
+    by_reason: Vec<(String, u64, FaultSummary)>,
+    /// Set when the rule was quarantined: the next event reloads it first.
+    quarantined: bool,
     refused: Vec<String>,
 }
 
@@ -366,7 +415,9 @@ impl<'a> Harness<'a> {
                 fuel: Vec::new(),
                 worst: (0, String::new()),
                 memory_high: 0,
-                fault: None,
+                faults: Vec::new(),
+                by_reason: Vec::new(),
+                quarantined: false,
                 refused: Vec::new(),
             },
             info,
@@ -401,34 +452,43 @@ impl<'a> Harness<'a> {
         }
     }
 
-    /// A fresh instance (a test case starts from a rule without state).
+    /// A fresh instance (a test case starts from a rule without state, and a quarantined rule is
+    /// loaded again to run the next event).
     fn fresh(&mut self) {
         self.note_memory();
         if let Ok((set, _)) = Self::load(self.rt, self.thread, &self.content) {
             self.set = set;
+            self.quarantined = false;
         }
     }
 
-    /// Runs one event; returns its detections, or `None` when the rule did not run (not
-    /// subscribed, refused by the host's caps, or stopped by an earlier fault).
-    fn feed(&mut self, label: &str, event: &Event<'_>) -> Option<Vec<Seen>> {
-        if self.fault.is_some() {
-            return None;
+    /// How many faults in all.
+    fn fault_count(&self) -> u64 {
+        self.by_reason.iter().map(|(_, n, _)| n).sum()
+    }
+
+    /// Runs one event; returns whether the rule ran (it does not when it is not subscribed to the
+    /// event's kind, or the host's caps refuse the event), its detections and its faults.
+    fn feed(&mut self, label: &str, event: &Event<'_>) -> Fed {
+        let mut fed = Fed {
+            ran: false,
+            seen: Vec::new(),
+            faults: Vec::new(),
+        };
+        if self.quarantined {
+            self.fresh();
         }
         let outcome = match self.set.process(self.thread, event) {
             Ok(o) => o,
-            Err(e @ (EventError::TooLarge { .. } | EventError::TooManyFields { .. })) => {
-                self.refused.push(format!("{label}: {e}"));
-                return None;
-            }
             Err(e) => {
                 self.refused.push(format!("{label}: {e}"));
-                return None;
+                return fed;
             }
         };
         if outcome.rules_run == 0 {
-            return None;
+            return fed;
         }
+        fed.ran = true;
         if let Some((_, _, stats)) = self.set.rules().next() {
             self.fuel.push(stats.last_fuel);
             if stats.last_fuel > self.worst.0 || self.worst.1.is_empty() {
@@ -436,44 +496,64 @@ impl<'a> Harness<'a> {
             }
         }
         for alert in &outcome.alerts {
-            let (reason, message) = match alert {
-                Alert::RuleQuarantined(r) => (r.reason.name().to_owned(), r.message.clone()),
+            let (reason, message, record) = match alert {
+                Alert::RuleQuarantined(r) => {
+                    self.quarantined = true;
+                    (
+                        r.reason.name().to_owned(),
+                        r.message.clone(),
+                        Some((**r).clone()),
+                    )
+                }
                 Alert::BudgetStrike { fault, .. } => {
-                    (fault.reason.name().to_owned(), fault.message.clone())
+                    (fault.reason.name().to_owned(), fault.message.clone(), None)
                 }
                 Alert::PreviousVersionRestored { quarantined, .. } => (
                     quarantined.reason.name().to_owned(),
                     quarantined.message.clone(),
+                    Some((**quarantined).clone()),
                 ),
                 _ => (
                     "unknown".to_owned(),
                     "an alert of a kind this validator does not know".to_owned(),
+                    None,
                 ),
             };
-            if self.fault.is_none() {
-                self.fault = Some(FaultSummary {
-                    reason,
-                    message,
-                    event: label.to_owned(),
-                });
+            let summary = FaultSummary {
+                reason,
+                message,
+                event: label.to_owned(),
+            };
+            if self.faults.len() < MAX_LISTED_FAULTS {
+                self.faults.push(summary.clone());
             }
+            match self
+                .by_reason
+                .iter_mut()
+                .find(|(r, _, _)| *r == summary.reason)
+            {
+                Some((_, n, _)) => *n += 1,
+                None => self
+                    .by_reason
+                    .push((summary.reason.clone(), 1, summary.clone())),
+            }
+            fed.faults.push((summary, record));
         }
-        Some(
-            outcome
-                .detections
-                .into_iter()
-                .map(|d| Seen {
-                    event: 0,
-                    title: d.detection.title.into_owned(),
-                    fields: d
-                        .detection
-                        .fields
-                        .into_iter()
-                        .map(|f| (f.name.into_owned(), f.value.into_owned()))
-                        .collect(),
-                })
-                .collect(),
-        )
+        fed.seen = outcome
+            .detections
+            .into_iter()
+            .map(|d| Seen {
+                event: 0,
+                title: d.detection.title.into_owned(),
+                fields: d
+                    .detection
+                    .fields
+                    .into_iter()
+                    .map(|f| (f.name.into_owned(), f.value.into_owned()))
+                    .collect(),
+            })
+            .collect();
+        fed
     }
 }
 
@@ -514,6 +594,8 @@ fn validate_rule(
         fuel: FuelProfile::default(),
         memory: MemoryProfile::default(),
         fault: None,
+        faults: Vec::new(),
+        fault_count: 0,
     };
     if !SUPPORTED_SCHEMAS.contains(&schema) {
         report.failures.push(format!(
@@ -594,29 +676,40 @@ fn validate_rule(
             .notes
             .push("no test cases for this rule (give --tests)".to_owned());
     }
+    let found = |origin: &'static str, event: &Event<'_>, fault, record| {
+        Progress::Fault(Box::new(FaultFound {
+            rule_id: info.id.clone(),
+            source: module.source.clone(),
+            origin,
+            fault,
+            record,
+            event: event.clone().into_owned(),
+        }))
+    };
     for file in &case_files {
         for case in &file.cases {
             h.fresh();
             let mut seen = Vec::new();
-            let mut ran = true;
+            let mut faults = Vec::new();
             for (i, event) in case.events.iter().enumerate() {
                 let label = format!("test {}: {} #{i}", file.file_name(), case.name);
-                match h.feed(&label, event) {
-                    Some(found) => {
-                        report.events.tests += 1;
-                        seen.extend(found.into_iter().map(|s| Seen { event: i, ..s }));
-                    }
-                    None if h.fault.is_some() => ran = false,
-                    None => {}
+                let fed = h.feed(&label, event);
+                if fed.ran {
+                    report.events.tests += 1;
+                }
+                seen.extend(fed.seen.into_iter().map(|s| Seen { event: i, ..s }));
+                for (fault, record) in fed.faults {
+                    faults.push(format!("event {i}: {}: {}", fault.reason, fault.message));
+                    progress(found("test", event, fault, record));
                 }
             }
             progress(Progress::Events(count(case.events.len())));
             report.detections.tests += count(seen.len());
             report.tests.cases += 1;
-            let problem = if ran {
+            let problem = if faults.is_empty() {
                 compare(&case.expect, &seen)
             } else {
-                Some("the rule faulted".to_owned())
+                Some(format!("the rule faulted on {}", faults.join("; ")))
             };
             match problem {
                 None => report.tests.passed += 1,
@@ -639,17 +732,21 @@ fn validate_rule(
     // endpoint).
     h.fresh();
     type Pick = fn(&mut EventCounts) -> &mut u64;
-    let sources: [(&[LabeledEvent], Pick); 3] = [
-        (&corpus, |c| &mut c.corpus),
-        (&generated, |c| &mut c.generated),
-        (&boundary, |c| &mut c.boundary),
+    let sources: [(&'static str, &[LabeledEvent], Pick); 3] = [
+        ("corpus", &corpus, |c| &mut c.corpus),
+        ("generated", &generated, |c| &mut c.generated),
+        ("boundary", &boundary, |c| &mut c.boundary),
     ];
-    for (events, pick) in sources {
+    for (origin, events, pick) in sources {
         for chunk in events.chunks(64) {
             for e in chunk {
-                if let Some(found) = h.feed(&e.label, &e.event) {
+                let fed = h.feed(&e.label, &e.event);
+                if fed.ran {
                     *pick(&mut report.events) += 1;
-                    *pick(&mut report.detections) += count(found.len());
+                    *pick(&mut report.detections) += count(fed.seen.len());
+                }
+                for (fault, record) in fed.faults {
+                    progress(found(origin, &e.event, fault, record));
                 }
             }
             progress(Progress::Events(count(chunk.len())));
@@ -666,13 +763,19 @@ fn validate_rule(
     report.fuel.worst_event = std::mem::take(&mut h.worst.1);
     report.memory.high_water = h.memory_high;
     let headroom = u128::from(shared.options.headroom_percent);
-    if let Some(fault) = h.fault.take() {
-        report.failures.push(format!(
-            "{} on `{}`: {}",
-            fault.reason, fault.event, fault.message
-        ));
-        report.fault = Some(fault);
+    for (_, n, first) in &h.by_reason {
+        report.failures.push(if *n == 1 {
+            format!("{} on `{}`: {}", first.reason, first.event, first.message)
+        } else {
+            format!(
+                "{} on {n} events, the first `{}`: {}",
+                first.reason, first.event, first.message
+            )
+        });
     }
+    report.fault_count = h.fault_count();
+    report.faults = std::mem::take(&mut h.faults);
+    report.fault = report.faults.first().cloned();
     if u128::from(report.fuel.max) * 100 > u128::from(report.fuel.budget) * headroom {
         report.failures.push(format!(
             "worst event used {} of {} fuel ({}%; headroom {headroom}%): `{}`",
@@ -704,24 +807,10 @@ fn validate_rule(
     report
 }
 
-/// The outcome of one test case run by [`run_tests`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaseOutcome {
-    /// The test file's name.
-    pub file: String,
-    /// The rule id.
-    pub rule: String,
-    /// The case's name.
-    pub case: String,
-    /// What differed, or `None` when the case passed.
-    pub problem: Option<String>,
-    /// Detections the case produced.
-    pub detections: u64,
-}
-
 /// Runs every test case in `files` against the module of `modules` whose rule id the file names,
-/// each case on a fresh instance in the production sandbox. A file naming a rule no module has, or
-/// a module that does not load, fails its cases.
+/// each case on a fresh instance in the production sandbox, every event of a case even after a
+/// fault (on a fresh instance again). A file naming a rule no module has, or a module that does not
+/// load, fails its cases.
 pub fn run_tests(
     modules: Vec<ModuleInput>,
     files: Vec<CaseFile>,
@@ -749,27 +838,26 @@ pub fn run_tests(
                     Err(e) => refused.push(format!("{}: {}: {e}", m.source, e.reason())),
                 }
             }
+            let known: Vec<&str> = by_id.keys().map(String::as_str).collect();
             let mut out = Vec::new();
             for file in &files {
                 let compiled = by_id.get(&file.rule);
                 for case in &file.cases {
-                    let mut outcome = CaseOutcome {
-                        file: file.file_name(),
-                        rule: file.rule.clone(),
-                        case: case.name.clone(),
-                        problem: None,
-                        detections: 0,
-                    };
+                    let mut outcome = CaseOutcome::new(file, case);
                     let Some(compiled) = compiled else {
-                        outcome.problem = Some(if refused.is_empty() {
-                            format!("no module reports rule id `{}`", file.rule)
-                        } else {
-                            format!(
-                                "no module reports rule id `{}` (refused: {})",
-                                file.rule,
-                                refused.join("; ")
-                            )
-                        });
+                        let mut problem = format!(
+                            "no module reports rule id `{}` (the modules report: {})",
+                            rulebox_cases::printable(&file.rule),
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        );
+                        if !refused.is_empty() {
+                            problem.push_str(&format!("; refused: {}", refused.join("; ")));
+                        }
+                        outcome.problem = Some(problem);
                         out.push(outcome);
                         continue;
                     };
@@ -783,19 +871,21 @@ pub fn run_tests(
                         }
                     };
                     let mut seen = Vec::new();
+                    let mut faults = Vec::new();
                     for (i, event) in case.events.iter().enumerate() {
-                        let label = format!("event {i}");
-                        if let Some(found) = h.feed(&label, event) {
-                            seen.extend(found.into_iter().map(|s| Seen { event: i, ..s }));
-                        }
+                        let fed = h.feed(&format!("event {i}"), event);
+                        seen.extend(fed.seen.into_iter().map(|s| Seen { event: i, ..s }));
+                        faults.extend(
+                            fed.faults
+                                .into_iter()
+                                .map(|(f, _)| format!("event {i}: {}: {}", f.reason, f.message)),
+                        );
                     }
                     outcome.detections = count(seen.len());
-                    outcome.problem = match h.fault.take() {
-                        Some(f) => Some(format!(
-                            "the rule faulted on {}: {}: {}",
-                            f.event, f.reason, f.message
-                        )),
-                        None => compare(&case.expect, &seen),
+                    outcome.problem = if faults.is_empty() {
+                        compare(&case.expect, &seen)
+                    } else {
+                        Some(format!("the rule faulted on {}", faults.join("; ")))
                     };
                     out.push(outcome);
                 }

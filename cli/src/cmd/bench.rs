@@ -11,6 +11,8 @@ use rulebox_runtime::events::EventReader;
 use rulebox_runtime::{LoadedRule, Outcome, RuleSet, Runtime};
 use rulebox_sdk::EventKind;
 
+use crate::table::{Align, Table};
+
 /// Arguments of `rulebox bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -174,24 +176,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if skipped > 0 {
             println!("{skipped} unreadable event record(s) skipped (listed on stderr)");
         }
-        println!(
-            "{:<48} {:>7} {:>10} {:>10} {:>10} {:>12}",
-            "rule", "events", "mean ns", "p50 ns", "p99 ns", "events/s"
-        );
+        let mut table = Table::new(&[
+            ("rule (module)", Align::Left),
+            ("events", Align::Right),
+            ("mean ns", Align::Right),
+            ("p50 ns", Align::Right),
+            ("p99 ns", Align::Right),
+            ("events/s", Align::Right),
+            ("", Align::Left),
+        ]);
         for f in rules.iter().chain(std::iter::once(&set)) {
-            println!(
-                "{:<48} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>12.0}{}",
-                f.name.chars().take(48).collect::<String>(),
-                f.events,
-                f.mean_ns,
-                f.p50_ns,
-                f.p99_ns,
-                f.events_per_second,
+            table.row(vec![
+                f.name.clone(),
+                f.events.to_string(),
+                format!("{:.0}", f.mean_ns),
+                format!("{:.0}", f.p50_ns),
+                format!("{:.0}", f.p99_ns),
+                format!("{:.0}", f.events_per_second),
                 f.fault
                     .as_deref()
-                    .map(|x| format!("  FAULT: {x}"))
-                    .unwrap_or_default()
-            );
+                    .map(|x| format!("FAULT: {x}"))
+                    .unwrap_or_default(),
+            ]);
+        }
+        for line in table.lines() {
+            println!("{line}");
         }
     }
     let faulted = rules

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod bench;
 pub mod demo;
 pub mod fleet;
+pub mod new;
 pub mod policy;
 pub mod release;
 pub mod replay;

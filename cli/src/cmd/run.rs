@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use rulebox_cases::printable;
 use rulebox_runtime::events::EventReader;
 use rulebox_runtime::{Outcome, RuleSet, RuleState, Runtime};
 
 use crate::output;
+use crate::table::{Align, Table};
 
 /// Arguments of `rulebox run`.
 #[derive(Debug, clap::Args)]
@@ -17,9 +19,10 @@ pub struct Args {
     #[arg(long, required = true, num_args = 1..)]
     rules: Vec<PathBuf>,
     /// The events: rulebox JSON lines or Windows event JSON (evtx_dump style), told apart per
-    /// record. `-` reads standard input.
-    #[arg(long)]
-    events: PathBuf,
+    /// record. Several files are read one after another (`--events a.jsonl b.json`, or the flag
+    /// repeated), and each output line's `event` then names its `file`; `-` reads standard input.
+    #[arg(long, required = true, num_args = 1..)]
+    events: Vec<PathBuf>,
     /// A runtime configuration file (JSON): limits for every rule and per rule id.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -36,13 +39,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let modules = crate::load::module_files(&args.rules)?;
     let config = crate::load::config(args.config.as_deref())?;
     let runtime = Runtime::new(config).context("cannot start the runtime")?;
-    let input: Box<dyn BufRead + Send> = if args.events.as_os_str() == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
-    } else {
-        let file = std::fs::File::open(&args.events)
-            .with_context(|| format!("cannot open events file {}", args.events.display()))?;
-        Box::new(BufReader::new(file))
-    };
+    if args.events.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        anyhow::bail!("standard input (`-`) can be given to --events only once");
+    }
+    // Every file is opened before any event runs, so a missing one is an error before any output.
+    let mut inputs: Vec<(String, Box<dyn BufRead + Send>)> = Vec::new();
+    for path in &args.events {
+        if path.as_os_str() == "-" {
+            inputs.push(("-".to_owned(), Box::new(BufReader::new(std::io::stdin()))));
+        } else {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open events file {}", path.display()))?;
+            inputs.push((path.display().to_string(), Box::new(BufReader::new(file))));
+        }
+    }
+    let several = inputs.len() > 1;
     let records_dir = (!args.no_records).then_some(args.quarantine_dir);
     let rt = runtime.clone();
     runtime.run_sandboxed(move |thread| -> anyhow::Result<ExitCode> {
@@ -76,42 +87,58 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
 
-        let mut reader = EventReader::new(input);
         let mut outcome = Outcome::default();
         let (mut read, mut unreadable, mut refused) = (0u64, Capped::default(), Capped::default());
         let mut quarantined = Vec::new();
-        for item in &mut reader {
-            let item = match item {
-                Ok(item) => item,
-                Err(e) => {
-                    unreadable.push(e.to_string());
-                    continue;
+        for (name, input) in inputs {
+            // Where a line is, in messages: `line 7`, or `b.jsonl line 7` when several files are read.
+            let at = |line: usize| {
+                if several {
+                    format!("{name} line {line}")
+                } else {
+                    format!("line {line}")
                 }
             };
-            read += 1;
-            if let Err(e) = set.process_into(thread, &item.event, &mut outcome) {
-                refused.push(format!("line {}: {e}", item.line));
-                continue;
-            }
-            if outcome.detections.is_empty() && outcome.alerts.is_empty() {
-                continue;
-            }
-            let event = output::event_ref(&item.event, item.line);
-            for d in &outcome.detections {
-                output::line(&mut out, &output::detection(d, &event))?;
-            }
-            for alert in &outcome.alerts {
-                let path = match alert {
-                    rulebox_runtime::Alert::RuleQuarantined(record) => {
-                        let path = save(records_dir.as_deref(), record);
-                        quarantined.push((record.clone(), item.line, path.clone()));
-                        path
+            for item in EventReader::new(input) {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        unreadable.push(if several {
+                            format!("{name}: {e}")
+                        } else {
+                            e.to_string()
+                        });
+                        continue;
                     }
-                    _ => None,
                 };
-                output::line(&mut out, &output::alert(alert, &event, path.as_deref()))?;
+                read += 1;
+                if let Err(e) = set.process_into(thread, &item.event, &mut outcome) {
+                    refused.push(format!("{}: {e}", at(item.line)));
+                    continue;
+                }
+                if outcome.detections.is_empty() && outcome.alerts.is_empty() {
+                    continue;
+                }
+                let mut event = output::event_ref(&item.event, item.line);
+                if several {
+                    event["file"] = serde_json::Value::String(name.clone());
+                }
+                for d in &outcome.detections {
+                    output::line(&mut out, &output::detection(d, &event))?;
+                }
+                for alert in &outcome.alerts {
+                    let path = match alert {
+                        rulebox_runtime::Alert::RuleQuarantined(record) => {
+                            let path = save(records_dir.as_deref(), record);
+                            quarantined.push((record.clone(), at(item.line), path.clone()));
+                            path
+                        }
+                        _ => None,
+                    };
+                    output::line(&mut out, &output::alert(alert, &event, path.as_deref()))?;
+                }
+                out.flush()?;
             }
-            out.flush()?;
         }
         out.flush()?;
         drop(out);
@@ -132,23 +159,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             quarantined.len(),
             rejected.len()
         )?;
+        let mut table = Table::new(&[
+            ("  RULE", Align::Left),
+            ("VERSION", Align::Left),
+            ("STATE", Align::Left),
+            ("EVENTS", Align::Right),
+            ("DETECTIONS", Align::Right),
+        ]);
         for (info, state, rs) in set.rules() {
             let state = match state {
                 RuleState::Active => "active".to_owned(),
                 RuleState::Quarantined(r) => format!("QUARANTINED ({})", r.reason),
                 _ => "unknown".to_owned(),
             };
-            writeln!(
-                err,
-                "  {:<32} {:<8} {:<28} events {:>6}  detections {:>5}",
-                info.id, info.version, state, rs.events, rs.detections
-            )?;
+            table.row(vec![
+                format!("  {}", info.id),
+                info.version.clone(),
+                state,
+                rs.events.to_string(),
+                rs.detections.to_string(),
+            ]);
         }
-        for (record, line, path) in &quarantined {
+        if set.rules().next().is_some() {
+            for line in table.lines() {
+                writeln!(err, "{line}")?;
+            }
+        }
+        for (record, at, path) in &quarantined {
             writeln!(
                 err,
-                "quarantined {} {} at event line {line}: {}: {}",
-                record.rule_id, record.rule_version, record.reason, record.message
+                "quarantined {} {} at event {at}: {}: {}",
+                printable(&record.rule_id),
+                printable(&record.rule_version),
+                record.reason,
+                printable(&record.message)
             )?;
             if let Some(p) = path {
                 writeln!(
@@ -163,7 +207,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             writeln!(
                 err,
                 "rejected {}: {}: {}",
-                record.source, record.reason, record.message
+                printable(&record.source),
+                record.reason,
+                printable(&record.message)
             )?;
             if let Some(p) = path {
                 writeln!(err, "  record: {}", p.display())?;
@@ -172,7 +218,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         unreadable.print(&mut err, "unreadable input")?;
         refused.print(&mut err, "refused events")?;
         for message in &unreadable_modules {
-            writeln!(err, "unreadable module: {message}")?;
+            writeln!(err, "unreadable module: {}", printable(message))?;
         }
         Ok(ExitCode::from(
             if quarantined.is_empty() && rejected.is_empty() && unreadable_modules.is_empty() {
@@ -204,7 +250,7 @@ impl Capped {
 
     fn print(&self, err: &mut impl Write, what: &str) -> std::io::Result<()> {
         for item in &self.first {
-            writeln!(err, "{what}: {item}")?;
+            writeln!(err, "{what}: {}", printable(item))?;
         }
         let shown = u64::try_from(self.first.len()).unwrap_or(u64::MAX);
         if self.count > shown {

@@ -15,7 +15,8 @@ pub struct Args {
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// Rule modules (`.wasm` files or folders of them); each test file runs against the module
-    /// reporting the rule id it names. Default: the good example rules built into this binary.
+    /// reporting the rule id it names. Without it the cases run against the good example rules
+    /// built into this binary (and the command says so).
     #[arg(long = "rules")]
     rules: Vec<PathBuf>,
     /// A runtime configuration file (JSON), as for `rulebox run`.
@@ -38,11 +39,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| read_case_file(p))
         .collect::<Result<Vec<_>, _>>()?;
-    anyhow::ensure!(
-        !files.is_empty(),
-        "no test files (*.json) under the paths given"
-    );
-    let modules = if args.rules.is_empty() {
+    let built_in = args.rules.is_empty();
+    if built_in {
+        eprintln!(
+            "rulebox test: no --rules given, so the cases run against the example rules built into \
+             this binary; to test your own module give --rules PATH.wasm (for a rule crate: \
+             --rules target/wasm32-unknown-unknown/release/NAME.wasm)"
+        );
+    }
+    let modules = if built_in {
         rulebox_example_artifacts::good()
             .map(|a| ModuleInput {
                 source: format!("built-in {}", a.name),
@@ -78,16 +83,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 json!({"rule": o.rule, "file": o.file, "case": o.case,
                        "passed": o.problem.is_none(), "problem": o.problem, "detections": o.detections})
             ),
-            Format::Text => match &o.problem {
-                None => println!("ok   {} {}: {}", o.rule, o.file, o.case),
-                Some(p) => println!("FAIL {} {}: {}: {p}", o.rule, o.file, o.case),
-            },
+            Format::Text => println!("{o}"),
         }
     }
     if args.format == Format::Text {
         eprintln!(
-            "rulebox test: {} passed, {failed} failed",
-            outcomes.len() - failed
+            "rulebox test: {} passed, {failed} failed{}",
+            outcomes.len() - failed,
+            if built_in {
+                " (against the built-in example rules; give --rules for your own)"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitCode::from(if failed == 0 {

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rulebox_validate::{CorpusSource, ModuleInput, Options, Progress, Report};
+use rulebox_cases::printable;
+use rulebox_validate::{CorpusSource, FaultFound, ModuleInput, Options, Progress, Report};
+
+use crate::table::{Align, Table};
 
 /// Arguments of `rulebox validate`.
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,15 @@ pub struct Args {
     /// its manifest hash (where `rulebox bundle sign` looks); for loose modules: not written.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Where the faults found are written, for `rulebox replay`: a quarantine record (one JSON file)
+    /// for the first fault of each reason and event source (test, corpus, generated, boundary) of
+    /// each rule; an event file (`.jsonl`, for `rulebox run --events`) for a budget hit the rule's
+    /// strikes allowed, which has no record.
+    #[arg(long, default_value = "rulebox-quarantine")]
+    quarantine_dir: PathBuf,
+    /// Do not write fault records (the report still lists every fault).
+    #[arg(long)]
+    no_records: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,16 +120,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{bar:30} {pos}/{len} events  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let bundle = bundle_dir(&args.paths)?;
+    let mut records = Records::new(
+        (!args.no_records).then(|| args.quarantine_dir.clone()),
+        bundle,
+    );
     let mut on_progress = |p: Progress| match p {
         Progress::Rule { name, events, .. } => {
             bar.inc_length(events);
-            bar.set_message(name);
+            bar.set_message(printable(&name).into_owned());
         }
         Progress::Events(n) => bar.inc(n),
+        Progress::Fault(found) => records.add(*found),
         _ => {}
     };
 
-    let (report, report_path) = match bundle_dir(&args.paths)? {
+    let (report, report_path) = match bundle {
         Some(dir) => {
             let report = rulebox_validate::validate_bundle(dir, &options, &mut on_progress)?;
             let path = match &args.report {
@@ -160,8 +178,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write the report {}", path.display()))?;
     }
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Text => print_table(&report, report_path.as_deref()),
+        Format::Json => {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            records.print(true);
+        }
+        Format::Text => {
+            print_table(&report);
+            records.print(false);
+            print_footer(&report, report_path.as_deref());
+        }
     }
     Ok(ExitCode::from(if report.passed {
         super::EXIT_OK
@@ -183,27 +208,24 @@ fn percent(part: u64, whole: u64) -> String {
     format!("{:.1}%", part as f64 * 100.0 / whole.max(1) as f64)
 }
 
-fn print_table(report: &Report, report_path: Option<&Path>) {
-    println!(
-        "{:<32} {:>6} {:<7} {:>7} {:>7} {:>7}  {:<28} {:<16}",
-        "RULE",
-        "SCHEMA",
-        "VERDICT",
-        "EVENTS",
-        "DETECT",
-        "TESTS",
-        "FUEL p50/p99/max (of budget)",
-        "MEMORY (of budget)"
-    );
+fn print_table(report: &Report) {
+    let mut table = Table::new(&[
+        ("RULE", Align::Left),
+        ("SCHEMA", Align::Right),
+        ("VERDICT", Align::Left),
+        ("EVENTS", Align::Right),
+        ("DETECT", Align::Right),
+        ("TESTS", Align::Right),
+        ("FUEL p50/p99/max (of budget)", Align::Left),
+        ("MEMORY (of budget)", Align::Left),
+    ]);
     for r in &report.rules {
-        let name = r.rule_id.clone().unwrap_or_else(|| r.source.clone());
-        println!(
-            "{:<32} {:>6} {:<7} {:>7} {:>7} {:>7}  {:<28} {:<16}",
-            name,
-            r.schema_version,
-            if r.passed { "pass" } else { "FAIL" },
-            r.events.total(),
-            r.detections.total(),
+        table.row(vec![
+            r.rule_id.clone().unwrap_or_else(|| r.source.clone()),
+            r.schema_version.to_string(),
+            if r.passed { "pass" } else { "FAIL" }.to_owned(),
+            r.events.total().to_string(),
+            r.detections.total().to_string(),
             format!("{}/{}", r.tests.passed, r.tests.cases),
             format!(
                 "{}/{}/{} ({})",
@@ -217,20 +239,28 @@ fn print_table(report: &Report, report_path: Option<&Path>) {
                 r.memory.high_water as f64 / (1 << 20) as f64,
                 percent(r.memory.high_water, r.memory.budget)
             ),
-        );
+        ]);
+    }
+    let lines = table.lines();
+    println!("{}", lines[0]);
+    for (r, line) in report.rules.iter().zip(&lines[1..]) {
+        println!("{line}");
         for f in &r.failures {
-            println!("    fail: {f}");
+            println!("    fail: {}", printable(f));
         }
         for c in &r.tests.failed {
-            println!("    test {}: {}", c.case, c.problem);
+            println!("    test {}: {}", printable(&c.case), printable(&c.problem));
         }
         for n in &r.notes {
-            println!("    note: {n}");
+            println!("    note: {}", printable(n));
         }
     }
     for p in &report.problems {
-        println!("problem: {p}");
+        println!("problem: {}", printable(p));
     }
+}
+
+fn print_footer(report: &Report, report_path: Option<&Path>) {
     println!(
         "corpus: {} ({} events)",
         report.corpus.note, report.corpus.events
@@ -246,4 +276,149 @@ fn print_table(report: &Report, report_path: Option<&Path>) {
         report.rules.len(),
         report.settings.headroom_percent
     );
+}
+
+/// What a fault is written out once for: its rule, reason and event source, and whether it has a
+/// record (a budget hit the strikes allowed has none, so it is kept apart: the record of a later
+/// quarantine for the same reason is still written).
+#[derive(Debug, PartialEq, Eq)]
+struct FaultKey {
+    rule: String,
+    reason: String,
+    origin: &'static str,
+    record: bool,
+}
+
+/// One fault written out, and how many more of its kind were not.
+struct Written {
+    key: FaultKey,
+    /// The first one's event label.
+    event: String,
+    /// Where it was written (`None` if writing failed).
+    path: Option<PathBuf>,
+    more: u64,
+}
+
+/// The faults found, written out for replay: the first of each rule, reason and event source.
+struct Records<'a> {
+    dir: Option<PathBuf>,
+    bundle: Option<&'a Path>,
+    written: Vec<Written>,
+    errors: Vec<String>,
+}
+
+impl<'a> Records<'a> {
+    fn new(dir: Option<PathBuf>, bundle: Option<&'a Path>) -> Records<'a> {
+        Records {
+            dir,
+            bundle,
+            written: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, found: FaultFound) {
+        let Some(dir) = self.dir.clone() else {
+            return;
+        };
+        let key = FaultKey {
+            rule: found.rule_id.clone(),
+            reason: found.fault.reason.clone(),
+            origin: found.origin,
+            record: found.record.is_some(),
+        };
+        if let Some(w) = self.written.iter_mut().find(|w| w.key == key) {
+            w.more += 1;
+            return;
+        }
+        let path = match found.record {
+            Some(mut record) => {
+                // A bundle's module sources are relative to the bundle folder: make the record's
+                // source a path `rulebox replay` can open.
+                if let Some(bundle) = self.bundle {
+                    record.source = bundle.join(&record.source).display().to_string();
+                }
+                serde_json::to_vec_pretty(&record)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut bytes| {
+                        bytes.push(b'\n');
+                        let stem = format!("{}-{}", record.file_stem(), found.origin);
+                        crate::output::write_new_file(&dir, &stem, "json", &bytes)
+                    })
+            }
+            None => {
+                let stem = format!(
+                    "{}-{}-{}",
+                    crate::output::file_stem_part(&found.rule_id),
+                    found.fault.reason,
+                    found.origin
+                );
+                serde_json::to_vec(&found.event)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|mut line| {
+                        line.push(b'\n');
+                        crate::output::write_new_file(&dir, &stem, "jsonl", &line)
+                    })
+            }
+        };
+        let path = path.map_err(|e| self.errors.push(format!("{e:#}"))).ok();
+        self.written.push(Written {
+            key,
+            event: found.fault.event,
+            path,
+            more: 0,
+        });
+    }
+
+    /// The lines saying what was written, for the text output; with `--format json` they go to
+    /// stderr, so that stdout stays one JSON document.
+    fn print(&self, to_stderr: bool) {
+        let mut lines = Vec::new();
+        let written: Vec<(&Written, &PathBuf)> = self
+            .written
+            .iter()
+            .filter_map(|w| w.path.as_ref().map(|p| (w, p)))
+            .collect();
+        if !written.is_empty() {
+            lines.push(
+                "faults written for replay (the first of each rule, reason and event source):"
+                    .to_owned(),
+            );
+        }
+        for (w, path) in written {
+            lines.push(format!(
+                "  {} {} on `{}`{}",
+                printable(&w.key.rule),
+                w.key.reason,
+                printable(&w.event),
+                if w.more > 0 {
+                    format!(" (and {} more {} events)", w.more, w.key.origin)
+                } else {
+                    String::new()
+                }
+            ));
+            let path = path.display();
+            if w.key.record {
+                lines.push(format!("    record: {path}"));
+                lines.push(format!(
+                    "    replay: rulebox replay {path}   (after a fix: --module NEW.wasm)"
+                ));
+            } else {
+                lines.push(format!("    event:  {path}"));
+                lines.push(format!(
+                    "    rerun:  rulebox run --rules MODULE --events {path}"
+                ));
+            }
+        }
+        for line in lines {
+            if to_stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+        for e in &self.errors {
+            eprintln!("rulebox validate: warning: cannot write a fault record: {e}");
+        }
+    }
 }
