@@ -95,12 +95,20 @@
 extern crate alloc;
 
 pub mod abi;
+pub mod batch;
 mod detection;
 mod event;
 mod kind;
 mod matching;
+mod pack;
+#[cfg(target_arch = "wasm32")]
+mod pack_glue;
 mod rule;
 pub mod wire;
+
+/// `alloc`, for the code the export macros generate in a rule crate.
+#[doc(hidden)]
+pub extern crate alloc as __alloc;
 
 pub use detection::{
     Detection, DetectionBuilder, Detections, ResultError, ResultReader, Severity, TRUNCATED_MARK,
@@ -115,6 +123,10 @@ pub use event::{
 pub use kind::{EventKind, EventKinds};
 pub use matching::{
     contains_ignore_case, ends_with_ignore_case, eq_ignore_case, starts_with_ignore_case,
+};
+pub use pack::{
+    DynRule, LoadReply, Pack, PackError, PackMeta, PackMetadata, RuleList, StaticRules,
+    run_native_pack,
 };
 pub use rule::{Rule, RuleMeta, RuleMetadata, run_native, run_native_view};
 pub use wire::{EventView, WireError};

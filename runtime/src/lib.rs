@@ -46,23 +46,33 @@ mod host;
 mod limiter;
 mod module;
 mod module_cache;
+mod outcome;
+mod pack;
+mod pack_call;
 mod quarantine;
 mod replay;
 mod rule;
 mod rule_info;
 mod ruleset;
 mod runtime;
+mod unit;
 
 pub use config::{ConfigError, Limits, RuntimeConfig};
 pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};
 pub use module::{CompiledRule, LoadError, content_hash};
 pub use module_cache::{CacheStats, ModuleCache};
-pub use quarantine::{Alert, Fault, QuarantineRecord, Reason};
-pub use replay::{ReplayError, ReplayOutcome, replay};
+pub use outcome::{BatchOutcome, EventError, Outcome, RuleDetection};
+pub use pack::{
+    LOAD_FUEL_PER_DATA_BYTE, LOAD_MS_PER_DATA_KIB, LoadedPack, MAX_BATCH_BYTES,
+    MAX_PACK_METADATA_BYTES, MAX_PACK_RULES, MAX_RULE_DATA_BYTES,
+};
+pub use quarantine::{Alert, Fault, PackRecord, QuarantineRecord, Reason};
+pub use replay::{ReplayError, ReplayOutcome, replay, replay_with_data};
 pub use rule::{LoadedRule, RuleStats};
-pub use rule_info::RuleInfo;
-pub use ruleset::{EventError, Outcome, RuleDetection, RuleSet, RuleState, SetStats, Upsert};
+pub use rule_info::{PackInfo, RuleInfo};
+pub use ruleset::{PackUpsert, RuleSet, RuleState, SetStats, Upsert};
 pub use runtime::{Runtime, SandboxThread};
+pub use unit::Prepared;
 
 /// Re-exported so an embedder uses the exact schema version this runtime was built with.
 pub use rulebox_sdk as sdk;
@@ -79,6 +89,8 @@ mod tests {
         send_sync::<crate::QuarantineRecord>();
         send::<crate::RuleSet>();
         send::<crate::LoadedRule>();
+        send::<crate::LoadedPack>();
+        send::<crate::Prepared>();
         send::<crate::Outcome>();
     }
 }

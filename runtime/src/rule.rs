@@ -17,12 +17,12 @@ use crate::rule_info::RuleInfo;
 use crate::runtime::{Runtime, SandboxThread};
 
 /// Largest metadata a rule may return.
-const MAX_METADATA_BYTES: u32 = 4096;
+pub(crate) const MAX_METADATA_BYTES: u32 = 4096;
 
 /// Longest trap message or backtrace kept (function names come from the module: untrusted).
 const MAX_REPORT_TEXT: usize = 16 << 10;
 
-fn clip(mut text: String, max: usize) -> String {
+pub(crate) fn clip(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
@@ -94,7 +94,7 @@ fn overwrite(dst: &mut Cow<'static, str>, src: &str) {
 /// Reads a result (`rulebox_sdk::ResultReader`: every check) and appends its detections to `out`,
 /// each written into one taken from `spare` when there is one. On an error, `out` may hold part of
 /// the result: the caller drops it.
-fn read_result(
+pub(crate) fn read_result(
     bytes: &[u8],
     rule_id: &str,
     max_detections: u32,
@@ -207,17 +207,22 @@ fn read_panic(
 
 /// The bytes at a packed `(ptr, len)` in guest memory, after checking them against the memory's
 /// current size and `max_len`.
-fn read_guest(
+pub(crate) fn read_guest(
     store: &Store<HostState>,
     memory: Memory,
     packed: u64,
     max_len: u32,
 ) -> Result<&[u8], String> {
+    guest_slice(memory.data(store), packed, max_len)
+}
+
+/// The bytes at a packed `(ptr, len)` in `data` (a guest's whole memory), after checking them
+/// against its size and `max_len`.
+pub(crate) fn guest_slice(data: &[u8], packed: u64, max_len: u32) -> Result<&[u8], String> {
     let (ptr, len) = abi::unpack(packed);
     if len > max_len {
         return Err(format!("length {len} is over the cap of {max_len} bytes"));
     }
-    let data = memory.data(store);
     let start = usize::try_from(ptr).map_err(|_| "pointer does not fit".to_owned())?;
     let len = usize::try_from(len).map_err(|_| "length does not fit".to_owned())?;
     start
@@ -231,7 +236,70 @@ fn read_guest(
         })
 }
 
-fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadError {
+/// Checks and reads a result other than [`abi::RESULT_NONE`] (the caller handles that one) at
+/// `packed` in `memory` (the guest's whole memory), under `limits`: the result of ABI 2's
+/// `rulebox_on_event` and of ABI 3's `rule_end` alike. Detections are appended to `out` (each
+/// written into one taken from `spare` while there are any); on a fault nothing is appended.
+pub(crate) fn check_result(
+    memory: &[u8],
+    packed: u64,
+    rule_id: &str,
+    limits: &Limits,
+    out: &mut Vec<Detection<'static>>,
+    spare: &mut Vec<Detection<'static>>,
+) -> Result<(), Fault> {
+    let malformed = |message: String| Fault {
+        reason: Reason::MalformedResult,
+        message,
+        backtrace: None,
+    };
+    if packed == abi::RESULT_UNDECODABLE_EVENT {
+        return Err(Fault {
+            reason: Reason::UndecodableEvent,
+            message: format!(
+                "the rule could not decode the event (it expects event-schema version {})",
+                abi::SCHEMA_VERSION
+            ),
+            backtrace: None,
+        });
+    }
+    let (_, len) = abi::unpack(packed);
+    if len == 0 {
+        return Ok(());
+    }
+    if len > limits.max_result_bytes {
+        return Err(Fault {
+            reason: Reason::OversizedResult,
+            message: format!(
+                "result of {len} bytes is over the cap of {} bytes",
+                limits.max_result_bytes
+            ),
+            backtrace: None,
+        });
+    }
+    let bytes = guest_slice(memory, packed, limits.max_result_bytes)
+        .map_err(|m| malformed(format!("result {m}")))?;
+    // Every count, length, cap and text is checked; a result that fails any check adds nothing to
+    // `out` (what was read goes back to `spare`).
+    let before = out.len();
+    let read = read_result(bytes, rule_id, limits.max_detections, out, spare);
+    if let Err(e) = read {
+        spare.extend(out.drain(before..));
+        return Err(match e {
+            ResultError::TooMany { .. } => Fault {
+                reason: Reason::OversizedResult,
+                message: e.to_string(),
+                backtrace: None,
+            },
+            e => malformed(format!(
+                "result does not decode as a list of detections: {e}"
+            )),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadError {
     let fault = classify(error, store, None, None);
     match fault.reason {
         Reason::OutOfFuel | Reason::Deadline => LoadError::StartTooLong(fault),
@@ -251,7 +319,7 @@ fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadErro
     }
 }
 
-fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
+pub(crate) fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::BadMetadata(m));
     if meta.schema_version != abi::SCHEMA_VERSION {
         return Err(LoadError::SchemaVersion {
@@ -259,36 +327,7 @@ fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
             expected: abi::SCHEMA_VERSION,
         });
     }
-    if meta.id.is_empty() || meta.id.len() > 128 {
-        return bad(format!("id must be 1 to 128 bytes, is {}", meta.id.len()));
-    }
-    if !meta
-        .id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-    {
-        return bad(format!(
-            "id `{}` may hold only ASCII letters, digits and - _ . :",
-            meta.id.escape_debug()
-        ));
-    }
-    if meta.name.len() > 256 {
-        return bad(format!("name is {} bytes; at most 256", meta.name.len()));
-    }
-    if meta.version.is_empty() || meta.version.len() > 64 {
-        return bad(format!(
-            "version must be 1 to 64 bytes, is {}",
-            meta.version.len()
-        ));
-    }
-    if meta
-        .name
-        .chars()
-        .chain(meta.version.chars())
-        .any(char::is_control)
-    {
-        return bad("name and version may not hold control characters".to_owned());
-    }
+    validate_identity("", &meta.id, &meta.name, &meta.version)?;
     if meta.subscriptions.unknown_bits() != 0 {
         return bad(format!(
             "subscribes to unknown event kinds (bits {:#x})",
@@ -299,6 +338,56 @@ fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
         return bad("subscribes to no event kind".to_owned());
     }
     Ok(())
+}
+
+/// The checks on an id, a name and a version (of a rule, or of a pack when `what` is `"pack "`).
+pub(crate) fn validate_identity(
+    what: &str,
+    id: &str,
+    name: &str,
+    version: &str,
+) -> Result<(), LoadError> {
+    let bad = |m: String| Err(LoadError::BadMetadata(m));
+    if id.is_empty() || id.len() > 128 {
+        return bad(format!("{what}id must be 1 to 128 bytes, is {}", id.len()));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        return bad(format!(
+            "{what}id `{}` may hold only ASCII letters, digits and - _ . :",
+            id.escape_debug()
+        ));
+    }
+    if name.len() > 256 {
+        return bad(format!("{what}name is {} bytes; at most 256", name.len()));
+    }
+    if version.is_empty() || version.len() > 64 {
+        return bad(format!(
+            "{what}version must be 1 to 64 bytes, is {}",
+            version.len()
+        ));
+    }
+    if name.chars().chain(version.chars()).any(char::is_control) {
+        return bad(format!(
+            "{what}name and version may not hold control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The limits a module loads under, before its id (and so its own limits) is known: the most
+/// generous of the configuration's and those `given` for it.
+pub(crate) fn loading_limits(runtime: &Runtime, given: Option<&Limits>) -> Limits {
+    let mut loading = runtime.config().loading_limits();
+    if let Some(l) = given {
+        loading.memory_bytes = loading.memory_bytes.max(l.memory_bytes);
+        loading.table_elements = loading.table_elements.max(l.table_elements);
+        loading.fuel_at_load = loading.fuel_at_load.max(l.fuel_at_load);
+        loading.load_deadline_ms = loading.load_deadline_ms.max(l.load_deadline_ms);
+    }
+    loading
 }
 
 impl LoadedRule {
@@ -321,17 +410,18 @@ impl LoadedRule {
         limits: Option<&Limits>,
     ) -> Result<LoadedRule, LoadError> {
         thread.check(runtime);
+        if compiled.is_pack() {
+            return Err(LoadError::WrongAbi {
+                found: compiled.abi_version(),
+                expected: abi::ABI_VERSION,
+                what: "one-rule module",
+            });
+        }
         if let Some(l) = limits {
             l.validate()
                 .map_err(|e| LoadError::BadMetadata(format!("limits given for the rule: {e}")))?;
         }
-        let mut loading = runtime.config().loading_limits();
-        if let Some(l) = limits {
-            loading.memory_bytes = loading.memory_bytes.max(l.memory_bytes);
-            loading.table_elements = loading.table_elements.max(l.table_elements);
-            loading.fuel_at_load = loading.fuel_at_load.max(l.fuel_at_load);
-            loading.load_deadline_ms = loading.load_deadline_ms.max(l.load_deadline_ms);
-        }
+        let loading = loading_limits(runtime, limits);
         let (mut instance, meta) = Self::instantiate(runtime, compiled, &loading, None)?;
         validate_metadata(&meta)?;
         let limits = limits
@@ -360,6 +450,8 @@ impl LoadedRule {
             content_hash: compiled.content_hash().to_owned(),
             source: compiled.source().to_owned(),
             wasi: compiled.uses_wasi(),
+            pack: None,
+            index: 0,
         });
         if let Ok(mut log) = instance.store.data().log.lock() {
             log.set_rule(info.id.as_str().into());
@@ -648,69 +740,17 @@ impl LoadedRule {
         out: &mut Vec<Detection<'static>>,
         spare: &mut Vec<Detection<'static>>,
     ) -> Result<(), Fault> {
-        let malformed = |message: String| Fault {
-            reason: Reason::MalformedResult,
-            message,
-            backtrace: None,
+        let memory = match &self.instance {
+            Some(inst) => inst.memory.data(&inst.store),
+            None => &[],
         };
-        if packed == abi::RESULT_UNDECODABLE_EVENT {
-            return Err(Fault {
-                reason: Reason::UndecodableEvent,
-                message: format!(
-                    "the rule could not decode the event (it expects event-schema version {})",
-                    abi::SCHEMA_VERSION
-                ),
-                backtrace: None,
-            });
-        }
-        let (_, len) = abi::unpack(packed);
-        if len == 0 {
-            return Ok(());
-        }
-        if len > self.limits.max_result_bytes {
-            return Err(Fault {
-                reason: Reason::OversizedResult,
-                message: format!(
-                    "result of {len} bytes is over the cap of {} bytes",
-                    self.limits.max_result_bytes
-                ),
-                backtrace: None,
-            });
-        }
-        let Some(inst) = &self.instance else {
-            return Err(malformed("the rule was released".into()));
-        };
-        let bytes = read_guest(
-            &inst.store,
-            inst.memory,
-            packed,
-            self.limits.max_result_bytes,
-        )
-        .map_err(|m| malformed(format!("result {m}")))?;
-        // Every count, length, cap and text is checked; a result that fails any check adds
-        // nothing to `out` (what was read goes back to `spare`).
-        let before = out.len();
-        let read = read_result(bytes, &self.info.id, self.limits.max_detections, out, spare);
-        if let Err(e) = read {
-            spare.extend(out.drain(before..));
-            return Err(match e {
-                ResultError::TooMany { .. } => Fault {
-                    reason: Reason::OversizedResult,
-                    message: e.to_string(),
-                    backtrace: None,
-                },
-                e => malformed(format!(
-                    "result does not decode as a list of detections: {e}"
-                )),
-            });
-        }
-        Ok(())
+        check_result(memory, packed, &self.info.id, &self.limits, out, spare)
     }
 }
 
 /// A fault that the host, not the rule, is responsible for.
 #[cold]
-fn host_fault(message: &str) -> Fault {
+pub(crate) fn host_fault(message: &str) -> Fault {
     Fault {
         reason: Reason::HostError,
         message: message.to_owned(),
