@@ -11,7 +11,7 @@ use core::cell::UnsafeCell;
 
 use crate::abi::{MAX_INPUT_LEN, RESULT_NONE, RESULT_UNDECODABLE_EVENT, pack as packed};
 use crate::batch::BatchView;
-use crate::detection::{Detections, Severity};
+use crate::detection::Detections;
 use crate::pack::{LoadReply, Pack};
 use crate::wire::EventView;
 
@@ -53,9 +53,9 @@ struct PackGuest<P> {
     input: Vec<u8>,
     /// The encoded `LoadReply` `rulebox_load` points at.
     reply: Vec<u8>,
-    /// One result buffer, reused by every rule.
-    detections: Detections,
-    severities: Vec<Severity>,
+    /// Each rule's result buffer, reused from event to event: a rule's own, as in a module of its
+    /// own, so that the fuel it spends growing it does not depend on the other rules.
+    detections: Vec<Detections>,
     /// Rule indices subscribed to each kind (by ABI number).
     by_kind: Vec<Vec<u32>>,
     candidates: Vec<u32>,
@@ -83,8 +83,7 @@ impl<P: Pack> PackCell<P> {
             pack: None,
             input: Vec::new(),
             reply: Vec::new(),
-            detections: Detections::new("", Severity::Low),
-            severities: Vec::new(),
+            detections: Vec::new(),
             by_kind: Vec::new(),
             candidates: Vec::new(),
         }))
@@ -127,7 +126,11 @@ impl<P: Pack> PackCell<P> {
         let encoded = match &loaded {
             Ok(p) => {
                 let meta = p.metadata();
-                g.severities = meta.rules.iter().map(|r| r.severity).collect();
+                g.detections = meta
+                    .rules
+                    .iter()
+                    .map(|r| Detections::new("", r.severity))
+                    .collect();
                 g.by_kind = crate::pack::by_kind(&meta.rules);
                 postcard::to_extend(&LoadReply::Loaded(meta), core::mem::take(&mut g.reply))
             }
@@ -153,7 +156,6 @@ impl<P: Pack> PackCell<P> {
             pack,
             input,
             detections,
-            severities,
             by_kind,
             candidates,
             ..
@@ -195,19 +197,19 @@ impl<P: Pack> PackCell<P> {
                 }
                 // A view of its own (its own cache of checked texts), so the rule's fuel does not
                 // depend on which rules read the event before it.
-                let (ptr, len) = match EventView::new(event) {
-                    Ok(own) => {
-                        let index = rule as usize;
-                        detections.reset(severities.get(index).copied().unwrap_or(Severity::Low));
-                        pack.on_event(index, &own, detections);
-                        if detections.is_empty() {
+                let index = rule as usize;
+                let (ptr, len) = match (EventView::new(event), detections.get_mut(index)) {
+                    (Ok(own), Some(out)) => {
+                        out.clear();
+                        pack.on_event(index, &own, out);
+                        if out.is_empty() {
                             (0, 0)
                         } else {
-                            let result = detections.as_bytes();
+                            let result = out.as_bytes();
                             (ptr_of(result), result.len() as u32)
                         }
                     }
-                    Err(_) => (u32::MAX, u32::MAX),
+                    _ => (u32::MAX, u32::MAX),
                 };
                 rule_end(ptr, len);
             }
