@@ -161,7 +161,13 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     let mut guests = Vec::new();
-    for kind in [Kind::Good, Kind::Faulty, Kind::Wasi, Kind::Engine, Kind::Pack] {
+    for kind in [
+        Kind::Good,
+        Kind::Faulty,
+        Kind::Wasi,
+        Kind::Engine,
+        Kind::Pack,
+    ] {
         let dir = examples.join(kind.dir());
         // The folder itself, so that a crate added or removed reruns the script.
         rerun_if_changed(&dir);

@@ -91,9 +91,9 @@
 //!
 //! | import | signature | meaning |
 //! |---|---|---|
-//! | `rulebox.event_begin` | `(event: i32) -> i32` | before any work on event `event` of the batch: `1` evaluate it, `0` skip it; the pack's own fuel and deadline for that event start here |
-//! | `rulebox.rule_begin` | `(rule: i32) -> i32` | before rule `rule` runs on the current event: `1` run it (under that rule's own fuel budget and deadline, from here), `0` skip it (quarantined, removed, not subscribed, or already evaluated) |
-//! | `rulebox.rule_end` | `(ptr: i32, len: i32)` | the rule's result in the format above (`(0, 0)`: none; `(u32::MAX, u32::MAX)`: it could not decode the event); the pack's budgets resume |
+//! | `rulebox.event_begin` | `(event: i32) -> i32` | closes the open rule, if any; before any work on event `event` of the batch: `1` evaluate it, `0` skip it; the pack's own fuel and deadline for that event start here |
+//! | `rulebox.rule_begin` | `(rule: i32) -> i32` | closes the open rule, if any; before rule `rule` runs on the current event: `1` run it (it is open, under its own fuel budget and deadline, from here), `0` skip it (quarantined, removed, not subscribed, or already evaluated) |
+//! | `rulebox.rule_end` | `(ptr: i32, len: i32)` | closes the open rule with its detections in the result format above (`(u32::MAX, u32::MAX)`: it could not decode the event); needed only with detections: a rule without any is closed by the next `rule_begin` or `event_begin`, or by the return |
 //!
 //! ```text
 //!  host                                      guest (one instance, one linear memory)
@@ -103,25 +103,25 @@
 //!         rulebox_load(d) ─────────────────────► [ postcard LoadReply: pack id, name, version,
 //!                                                  one RuleMetadata per rule ] (checked by host)
 //!  per batch (up to 4,096 events):
-//!         p = rulebox_input(n); copy batch ────► [ count | (offset, len) × count | events... ]
+//!         p = rulebox_input(n); write batch ───► [ count | (offset, len) × count | events... ]
 //!         rulebox_on_events(n)
 //!           for each event e, in order:
 //!             event_begin(e) ◄───────────────────  pack budget: fuel and deadline per event
 //!             for each candidate rule r, increasing:
-//!               rule_begin(r) ◄──────────────────  r's own fuel budget and deadline start
+//!               rule_begin(r) ◄──────────────────  r's own fuel budget and deadline start;
 //!                                                  r runs on a fresh EventView of event e
 //!               rule_end(ptr, len) ◄─────────────► [ r's detections, result format ]
-//!                                                  host checks and keeps them; pack budget resumes
+//!               (only with detections)             host checks and keeps them
 //! ```
 //!
 //! The calling sequence is checked by the host: events begin in strictly increasing order and in
 //! range; within an event, rules begin in strictly increasing order and in range, only after the
-//! event began and with no rule open; `rule_end` only with a rule open; the call returns with no
-//! rule open. A step out of order is a *protocol violation*: a fault of the pack as a whole (the
-//! pack stops; see `docs/abi.md`). A trap, a fuel or deadline fault, a memory fault or a bad
-//! result between `rule_begin` and `rule_end` is that rule's fault alone: the host replaces the
-//! instance with a fresh one (same module, same data) and resumes with the next rule of the same
-//! event. Anything outside every rule runs on the pack's own budget and is the pack's fault.
+//! event began; `rule_end` only with a rule open. A step out of order is a *protocol violation*: a
+//! fault of the pack as a whole (the pack stops; see `docs/abi.md`). A trap, a fuel or deadline
+//! fault, a memory fault or a bad result while a rule is open is that rule's fault alone: the host
+//! replaces the instance with a fresh one (same module, same data) and resumes with the next rule
+//! of the same event. Anything outside every rule runs on the pack's own budget and is the pack's
+//! fault.
 
 /// The ABI version of a one-rule module ([`export_rule!`](crate::export_rule)). Version 1
 /// returned detections as a postcard list; version 2 returns them in the result format of this

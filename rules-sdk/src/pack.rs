@@ -85,7 +85,11 @@ impl PackMetadata<'_> {
             id: Cow::Owned(self.id.into_owned()),
             name: Cow::Owned(self.name.into_owned()),
             version: Cow::Owned(self.version.into_owned()),
-            rules: self.rules.into_iter().map(RuleMetadata::into_owned).collect(),
+            rules: self
+                .rules
+                .into_iter()
+                .map(RuleMetadata::into_owned)
+                .collect(),
         }
     }
 }
@@ -142,10 +146,16 @@ pub trait Pack: Sized {
     /// (empty, with the rule's default severity).
     fn on_event(&mut self, rule: usize, event: &EventView<'_>, out: &mut Detections);
 
-    /// The rules worth running on `event`, in increasing index order, into `out` (empty).
-    /// `subscribed` lists, in increasing order, every rule subscribed to the event's kind; the
-    /// default runs them all. A prefilter may return fewer: it must never leave out a rule that could
-    /// match, and it runs on the pack's own budget, not any rule's.
+    /// Whether the pack has a prefilter: when `true`, [`candidates`](Self::candidates) is asked,
+    /// for every event, which rules to run; when `false` (the default), every rule subscribed to
+    /// the event's kind runs.
+    const PREFILTER: bool = false;
+
+    /// The rules worth running on `event`, in increasing index order, into `out` (empty); asked
+    /// only when [`PREFILTER`](Self::PREFILTER) is `true`. `subscribed` lists, in increasing
+    /// order, every rule subscribed to the event's kind; the default runs them all. A prefilter may
+    /// return fewer: it must never leave out a rule that could match, and it runs on the pack's own
+    /// budget, not any rule's.
     fn candidates(&mut self, event: &EventView<'_>, subscribed: &[u32], out: &mut Vec<u32>) {
         let _ = event;
         out.extend_from_slice(subscribed);
@@ -228,7 +238,10 @@ impl<S: StaticRules> Pack for RuleList<S> {
 /// # Panics
 ///
 /// If the event cannot be encoded (more than 4 GiB of text or 65,535 extra fields).
-pub fn run_native_pack<P: Pack>(pack: &mut P, event: &Event<'_>) -> Vec<(usize, Detection<'static>)> {
+pub fn run_native_pack<P: Pack>(
+    pack: &mut P,
+    event: &Event<'_>,
+) -> Vec<(usize, Detection<'static>)> {
     let bytes = event.to_bytes().expect("the event encodes");
     let view = EventView::new(&bytes).expect("a fresh encoding reads back");
     let (subscribed, severities): (Vec<u32>, Vec<(Cow<'static, str>, Severity)>) = {
@@ -245,7 +258,11 @@ pub fn run_native_pack<P: Pack>(pack: &mut P, event: &Event<'_>) -> Vec<(usize, 
         (subscribed, severities)
     };
     let mut candidates = Vec::new();
-    pack.candidates(&view, &subscribed, &mut candidates);
+    if P::PREFILTER {
+        pack.candidates(&view, &subscribed, &mut candidates);
+    } else {
+        candidates.clone_from(&subscribed);
+    }
     let mut found = Vec::new();
     let mut out = Detections::new("", Severity::Low);
     for &rule in &candidates {
@@ -341,8 +358,10 @@ mod tests {
         assert_eq!((meta.id.as_ref(), meta.name.as_ref()), ("two", "two"));
         assert_eq!(meta.rules.len(), 2);
         assert_eq!(meta.rules[1].id, "dns");
-        let mut p = ProcessStart::default();
-        p.image = "C:\\cmd.exe".into();
+        let p = ProcessStart {
+            image: "C:\\cmd.exe".into(),
+            ..Default::default()
+        };
         let found = run_native_pack(&mut pack, &Event::new(EventData::ProcessStart(p)));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, 0);

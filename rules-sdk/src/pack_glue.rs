@@ -40,7 +40,7 @@ fn rule_begin(rule: u32) -> bool {
     unsafe { host_rule_begin(rule) != 0 }
 }
 
-/// `rulebox.rule_end`: the open rule's result, `(0, 0)` for none.
+/// `rulebox.rule_end`: the open rule's detections.
 #[inline]
 fn rule_end(ptr: u32, len: u32) {
     // SAFETY: the host reads (and checks) `len` bytes at `ptr` in this module's memory, during the
@@ -176,44 +176,54 @@ impl<P: Pack> PackCell<P> {
             if !event_begin(e as u32) {
                 continue;
             }
-            let Ok(view) = EventView::new(event) else {
+            let Ok(kind) = EventView::kind_of(event) else {
                 return RESULT_UNDECODABLE_EVENT;
             };
-            let subscribed = by_kind
-                .get(view.kind() as usize)
-                .map_or(&[][..], Vec::as_slice);
+            let subscribed = by_kind.get(kind as usize).map_or(&[][..], Vec::as_slice);
             if subscribed.is_empty() {
                 continue;
             }
-            candidates.clear();
-            pack.candidates(&view, subscribed, candidates);
-            if candidates.windows(2).any(|w| w[0] >= w[1]) {
-                candidates.sort_unstable();
-                candidates.dedup();
-            }
-            for &rule in candidates.iter() {
-                if !rule_begin(rule) {
-                    continue;
-                }
-                // A view of its own (its own cache of checked texts), so the rule's fuel does not
-                // depend on which rules read the event before it.
-                let index = rule as usize;
-                let (ptr, len) = match (EventView::new(event), detections.get_mut(index)) {
-                    (Ok(own), Some(out)) => {
-                        out.clear();
-                        pack.on_event(index, &own, out);
-                        if out.is_empty() {
-                            (0, 0)
-                        } else {
-                            let result = out.as_bytes();
-                            (ptr_of(result), result.len() as u32)
-                        }
-                    }
-                    _ => (u32::MAX, u32::MAX),
+            let run: &[u32] = if P::PREFILTER {
+                let Ok(view) = EventView::new(event) else {
+                    return RESULT_UNDECODABLE_EVENT;
                 };
-                rule_end(ptr, len);
+                candidates.clear();
+                pack.candidates(&view, subscribed, candidates);
+                if candidates.windows(2).any(|w| w[0] >= w[1]) {
+                    candidates.sort_unstable();
+                    candidates.dedup();
+                }
+                candidates
+            } else {
+                subscribed
+            };
+            for &rule in run {
+                if rule_begin(rule) {
+                    run_rule(pack, rule, event, detections);
+                }
             }
         }
+        // The last rule closes with the return.
         RESULT_NONE
+    }
+}
+
+/// Runs `rule` (just begun) on `event`, on a view of its own (its own cache of checked texts, so
+/// that its fuel does not depend on which rules read the event before it), into its own result
+/// buffer; hands over its detections with `rule_end` (a rule without any is closed by the next
+/// `rule_begin` or `event_begin`, or by the return).
+#[inline(always)]
+fn run_rule<P: Pack>(pack: &mut P, rule: u32, event: &[u8], detections: &mut [Detections]) {
+    let index = rule as usize;
+    match (EventView::new(event), detections.get_mut(index)) {
+        (Ok(own), Some(out)) => {
+            out.clear();
+            pack.on_event(index, &own, out);
+            if !out.is_empty() {
+                let result = out.as_bytes();
+                rule_end(ptr_of(result), result.len() as u32);
+            }
+        }
+        _ => rule_end(u32::MAX, u32::MAX),
     }
 }

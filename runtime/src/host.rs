@@ -59,7 +59,11 @@ const WASI_ENOTSUP: i32 = 58;
 pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     linker.func_wrap(imports::MODULE, imports::LOG, log_import)?;
-    linker.func_wrap(imports::MODULE, imports::EVENT_BEGIN, pack_call::event_begin)?;
+    linker.func_wrap(
+        imports::MODULE,
+        imports::EVENT_BEGIN,
+        pack_call::event_begin,
+    )?;
     linker.func_wrap(imports::MODULE, imports::RULE_BEGIN, pack_call::rule_begin)?;
     linker.func_wrap(imports::MODULE, imports::RULE_END, pack_call::rule_end)?;
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, HostState::wasi)?;
@@ -99,10 +103,10 @@ fn log_import(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32)
     };
     let message = String::from_utf8_lossy(bytes);
     // In a pack, the message is the open rule's, if one is open.
-    let rule = state
-        .pack
-        .as_deref()
-        .and_then(|ctl| ctl.open.map(|open| ctl.members[open.rule as usize].id.clone()));
+    let rule = state.pack.as_deref().and_then(|ctl| {
+        ctl.open
+            .map(|open| ctl.members[open.rule as usize].id.clone())
+    });
     if let Ok(mut log) = state.log.lock() {
         match rule {
             Some(rule) => log.log_for(&rule, "log", level.cast_unsigned(), &message),

@@ -100,7 +100,9 @@ pub enum LoadError {
     BadRuleData(String),
     /// The module implements the other ABI than the call expects: a rule pack given where one rule
     /// is expected (`LoadedRule`), or a one-rule module where a pack is.
-    #[error("module implements ABI version {found}; this call loads ABI version {expected} (a {what})")]
+    #[error(
+        "module implements ABI version {found}; this call loads ABI version {expected} (a {what})"
+    )]
     WrongAbi {
         /// The module's ABI.
         found: u32,
@@ -292,7 +294,10 @@ pub(crate) fn check(
                     )));
                 }
             }
-            (imports::MODULE, name @ (imports::EVENT_BEGIN | imports::RULE_BEGIN | imports::RULE_END)) => {
+            (
+                imports::MODULE,
+                name @ (imports::EVENT_BEGIN | imports::RULE_BEGIN | imports::RULE_END),
+            ) => {
                 if !is_pack {
                     return Err(forbidden(
                         "only a rule pack (a module exporting `rulebox_on_events`) may import it",

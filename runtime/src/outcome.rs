@@ -60,6 +60,10 @@ fn held_bytes(d: &Detection<'static>) -> usize {
 impl Outcome {
     /// Empties the outcome, keeping its allocations (the strings of small detections included).
     pub fn clear(&mut self) {
+        self.rules_run = 0;
+        if self.detections.is_empty() && self.alerts.is_empty() {
+            return;
+        }
         for d in self.detections.drain(..) {
             if self.spare.len() < MAX_SPARE && held_bytes(&d.detection) <= MAX_SPARE_BYTES {
                 self.spare.push(d.detection);
@@ -116,7 +120,6 @@ pub enum EventError {
         limit: usize,
     },
 }
-
 
 /// What processing a batch of events produced ([`RuleSet::process_batch`](crate::RuleSet::process_batch)):
 /// for each event, in order, its [`Outcome`] or why it was refused.

@@ -14,7 +14,7 @@ use crate::guest_log::LogBudget;
 use crate::host::HostState;
 use crate::limiter::RuleLimiter;
 use crate::module::{CompiledRule, LoadError, content_hash};
-use crate::pack_call::{Done, MemberCtl, PackCtl, PackTrap};
+use crate::pack_call::{Counters, Hit, MemberCtl, PackCtl, PackTrap};
 use crate::quarantine::{Fault, Reason};
 use crate::rule::{
     RuleStats, classify, clip, host_fault, load_fault, loading_limits, read_guest,
@@ -47,6 +47,8 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 pub(crate) struct Member {
     pub(crate) info: Arc<RuleInfo>,
     pub(crate) limits: Limits,
+    /// Strikes; and the counters, while the pack has no instance (while it has one, they live in
+    /// its control table).
     pub(crate) stats: RuleStats,
     /// Whether the rule runs (not quarantined, removed or kept only as a fallback).
     pub(crate) enabled: bool,
@@ -67,21 +69,25 @@ struct Instance {
 pub(crate) enum CallEnd {
     /// Every event was walked.
     Done,
-    /// Rule `rule` faulted on event `event` (an index into the call's selection), after using `fuel`.
+    /// Rule `rule` faulted on event `event` (an index into the call's selection).
     RuleFault {
         event: usize,
         rule: u32,
         fault: Fault,
-        fuel: u64,
     },
-    /// The pack itself faulted while on event `event` (its shared code, or a protocol violation).
-    PackFault { event: usize, fault: Fault },
+    /// The pack itself faulted while on event `event` (its shared code, or a protocol violation),
+    /// done with the rules below `done_upto` on it.
+    PackFault {
+        event: usize,
+        done_upto: u32,
+        fault: Fault,
+    },
 }
 
 /// What [`LoadedPack::finish_call`] reports, in order.
 pub(crate) enum Delivery<'a> {
-    /// Rule `rule` ran on event `event` of the call's selection.
-    Ran { event: usize, rule: u32 },
+    /// `rules` rules ran on event `event` of the call's selection.
+    Ran { event: usize, rules: u32 },
     /// ... and reported this.
     Detection {
         event: usize,
@@ -265,25 +271,26 @@ impl LoadedPack {
             memory_high_water: 0,
             log_suppressed: 0,
         };
-        pack.arm(runtime, &mut instance);
+        pack.arm(runtime, &mut instance, None);
         pack.instance = Some(instance);
         Ok(pack)
     }
 
     /// Gives a fresh instance the pack's limits and the control table of its rules.
-    fn arm(&self, runtime: &Runtime, instance: &mut Instance) {
+    /// The rules' counters come from the old instance's table, if any, or from the members.
+    fn arm(&self, runtime: &Runtime, instance: &mut Instance, old: Option<&PackCtl>) {
         let members = self
             .members
             .iter()
-            .map(|m| MemberCtl {
-                kinds: if m.enabled {
-                    m.info.subscriptions.0
-                } else {
-                    0
-                },
+            .enumerate()
+            .map(|(i, m)| MemberCtl {
+                kinds: if m.enabled { m.info.subscriptions.0 } else { 0 },
                 limits: m.limits.clone(),
                 ticks: runtime.ticks_for(m.limits.deadline_ms),
                 id: m.info.id.as_str().into(),
+                counters: old
+                    .and_then(|c| c.members.get(i))
+                    .map_or_else(|| counters_of(&m.stats), |c| c.counters),
             })
             .collect();
         let mut ctl = PackCtl::new(
@@ -296,9 +303,6 @@ impl LoadedPack {
         let state = instance.store.data_mut();
         state.limiter.memory_cap = self.limits.memory_bytes;
         state.limiter.table_cap = self.limits.table_elements;
-        if let Some(old) = state.pack.take() {
-            ctl.spare = old.spare;
-        }
         state.pack = Some(Box::new(ctl));
         if let Ok(mut log) = state.log.lock() {
             log.set_rule(self.info.id.as_str().into());
@@ -310,11 +314,13 @@ impl LoadedPack {
     /// must report the same metadata.
     pub(crate) fn renew(&mut self, runtime: &Runtime) -> Result<(), LoadError> {
         let loading = loading_limits(runtime, Some(&self.limits));
-        let spare = self
+        let old = self
             .instance
             .as_mut()
-            .and_then(|i| i.store.data_mut().pack.as_mut())
-            .map(|c| std::mem::take(&mut c.spare));
+            .and_then(|i| i.store.data_mut().pack.take());
+        if let Some(old) = &old {
+            self.keep_counters(old);
+        }
         self.fold_instance_counters();
         self.instance = None;
         let (mut instance, meta) = instantiate(
@@ -329,22 +335,45 @@ impl LoadedPack {
                 "the pack's metadata changed between instantiations".into(),
             ));
         }
-        self.arm(runtime, &mut instance);
-        if let (Some(spare), Some(ctl)) = (spare, instance.store.data_mut().pack.as_mut()) {
-            ctl.spare = spare;
+        self.arm(runtime, &mut instance, old.as_deref());
+        if let (Some(old), Some(ctl)) = (old, instance.store.data_mut().pack.as_mut()) {
+            ctl.spare = old.spare;
         }
         self.instance = Some(instance);
         self.renewals += 1;
         Ok(())
     }
 
+    /// Copies the counters of `ctl` (a live instance's) into the members.
+    fn keep_counters(&mut self, ctl: &PackCtl) {
+        for (m, c) in self.members.iter_mut().zip(&ctl.members) {
+            let strikes = m.stats.strikes;
+            m.stats = stats_of(&c.counters);
+            m.stats.strikes = strikes;
+        }
+    }
+
     /// Drops the instance and its store, giving its memory back. No rule of the pack runs again.
     pub(crate) fn release(&mut self) {
+        let ctl = self
+            .instance
+            .as_mut()
+            .and_then(|i| i.store.data_mut().pack.take());
+        if let Some(ctl) = ctl {
+            self.keep_counters(&ctl);
+        }
         self.fold_instance_counters();
         self.instance = None;
         for m in &mut self.members {
             m.enabled = false;
         }
+    }
+
+    /// The live instance's control table.
+    fn ctl(&self) -> Option<&PackCtl> {
+        self.instance
+            .as_ref()
+            .and_then(|inst| inst.store.data().pack.as_deref())
     }
 
     /// Whether the pack still has an instance.
@@ -413,7 +442,12 @@ impl LoadedPack {
     /// Rule `i`'s counters; memory and suppressed log messages are the pack's (one memory, one log
     /// budget for all its rules).
     pub(crate) fn stats(&self, i: usize) -> RuleStats {
-        let mut stats = self.members[i].stats.clone();
+        let member = &self.members[i];
+        let mut stats = match self.ctl().and_then(|c| c.members.get(i)) {
+            Some(c) => stats_of(&c.counters),
+            None => member.stats.clone(),
+        };
+        stats.strikes = member.stats.strikes;
         let (high, suppressed) = self.instance_counters();
         stats.memory_high_water = self.memory_high_water.max(high);
         stats.log_suppressed = self.log_suppressed.saturating_add(suppressed);
@@ -433,19 +467,13 @@ impl LoadedPack {
             .as_mut()
             .and_then(|inst| inst.store.data_mut().pack.as_deref_mut())
         {
-            ctl.members[i].kinds = kinds;
+            ctl.set_kinds(i, kinds);
         }
     }
 
     /// The kinds (bit mask) some enabled rule of the pack subscribes to.
     pub(crate) fn runnable_kinds(&self) -> u32 {
-        if self.instance.is_none() {
-            return 0;
-        }
-        self.members
-            .iter()
-            .filter(|m| m.enabled)
-            .fold(0, |acc, m| acc | m.info.subscriptions.0)
+        self.ctl().map_or(0, PackCtl::kinds_union)
     }
 
     /// How many enabled rules from index `from` on (only `only`, if given) subscribe to `kind`:
@@ -466,10 +494,8 @@ impl LoadedPack {
     }
 
     /// Takes detections from `spare` (an outcome's) for the instance to write results into.
+    #[cold]
     pub(crate) fn lend_spare(&mut self, spare: &mut Vec<Detection<'static>>) {
-        if spare.is_empty() {
-            return;
-        }
         if let Some(ctl) = self
             .instance
             .as_mut()
@@ -510,6 +536,7 @@ impl LoadedPack {
         let Some(inst) = self.instance.as_mut() else {
             return CallEnd::PackFault {
                 event: 0,
+                done_upto: 0,
                 fault: host_fault("the pack was released after it stopped"),
             };
         };
@@ -519,6 +546,7 @@ impl LoadedPack {
             Err(e) => {
                 return CallEnd::PackFault {
                     event: 0,
+                    done_upto: 0,
                     fault: host_fault(&format!("the batch cannot be written: {e}")),
                 };
             }
@@ -531,27 +559,37 @@ impl LoadedPack {
         if let Err(e) = inst.store.set_fuel(fuel) {
             return CallEnd::PackFault {
                 event: 0,
+                done_upto: 0,
                 fault: host_fault(&format!("{e:#}")),
             };
         }
         inst.store.set_epoch_deadline(ticks);
-        if len32 > inst.input_cap || inst.input_ptr == 0 {
-            if let Err(fault) = inst.grow_input(len32) {
-                return CallEnd::PackFault { event: 0, fault };
-            }
+        if (len32 > inst.input_cap || inst.input_ptr == 0)
+            && let Err(fault) = inst.grow_input(len32)
+        {
+            return CallEnd::PackFault {
+                event: 0,
+                done_upto: 0,
+                fault,
+            };
         }
         // The guest's pointer is checked against its memory before the host writes a byte.
         let data = inst.memory.data_mut(&mut inst.store);
         let start = inst.input_ptr as usize;
-        let Some(dest) = start.checked_add(len).and_then(|end| data.get_mut(start..end)) else {
+        let Some(dest) = start
+            .checked_add(len)
+            .and_then(|end| data.get_mut(start..end))
+        else {
             return CallEnd::PackFault {
                 event: 0,
+                done_upto: 0,
                 fault: inst.input_outside_memory(len32),
             };
         };
         if let Err(e) = batch::write_batch_to(bytes(), dest) {
             return CallEnd::PackFault {
                 event: 0,
+                done_upto: 0,
                 fault: host_fault(&format!("the batch cannot be written: {e}")),
             };
         }
@@ -559,19 +597,16 @@ impl LoadedPack {
         let fuel_left = inst.store.get_fuel().unwrap_or(0);
         let ctl = inst.ctl();
         let event = ctl.current.map_or(0, |e| e as usize);
+        if result.is_ok() {
+            // The last rule closes with the call.
+            ctl.finish(fuel_left);
+        }
+        let done_upto = ctl.next_rule;
         match result {
-            Ok(abi::RESULT_NONE) => match ctl.open {
-                None => CallEnd::Done,
-                Some(open) => CallEnd::PackFault {
-                    event,
-                    fault: protocol(format!(
-                        "rulebox_on_events returned with rule {} open (no rule_end)",
-                        open.rule
-                    )),
-                },
-            },
+            Ok(abi::RESULT_NONE) => CallEnd::Done,
             Ok(abi::RESULT_UNDECODABLE_EVENT) => CallEnd::PackFault {
                 event,
+                done_upto,
                 fault: Fault {
                     reason: Reason::UndecodableEvent,
                     message: format!(
@@ -584,6 +619,7 @@ impl LoadedPack {
             },
             Ok(other) => CallEnd::PackFault {
                 event,
+                done_upto,
                 fault: protocol(format!(
                     "rulebox_on_events returned {other:#x}; the ABI defines 0 and u64::MAX"
                 )),
@@ -592,10 +628,18 @@ impl LoadedPack {
                 if let Some(PackTrap::Protocol(message)) = e.downcast_ref::<PackTrap>() {
                     return CallEnd::PackFault {
                         event,
+                        done_upto,
                         fault: protocol(message.clone()),
                     };
                 }
-                let open = ctl.open;
+                let open = ctl.open.take();
+                // The faulting rule's event counts, with the fuel it used.
+                if let Some(open) = open {
+                    let member = &mut ctl.members[open.rule as usize];
+                    let fuel = member.limits.fuel_per_event.saturating_sub(fuel_left);
+                    member.counters.note(fuel);
+                    ctl.ran[event] += 1;
+                }
                 let fault = match e.downcast_ref::<PackTrap>() {
                     Some(PackTrap::Result(fault)) => fault.clone(),
                     _ => {
@@ -607,64 +651,76 @@ impl LoadedPack {
                     Some(open) => CallEnd::RuleFault {
                         event,
                         rule: open.rule,
-                        fuel: self.members[open.rule as usize]
-                            .limits
-                            .fuel_per_event
-                            .saturating_sub(fuel_left),
                         fault,
                     },
-                    None => CallEnd::PackFault { event, fault },
+                    None => CallEnd::PackFault {
+                        event,
+                        done_upto,
+                        fault,
+                    },
                 }
             }
         }
     }
 
-    /// Hands over the results of the last call, in order (for each rule that ran: that it ran, then
-    /// its detections), and updates each rule's counters.
+    /// Hands over the results of the last call, in order: for each event, how many rules ran on
+    /// it, then its detections.
     pub(crate) fn finish_call(&mut self, mut deliver: impl FnMut(Delivery<'_>)) {
         let Some(inst) = self.instance.as_mut() else {
             return;
         };
         let ctl = inst.ctl();
         let mut detections = ctl.detections.drain(..);
-        for &Done {
-            event,
-            rule,
-            fuel,
-            detections: count,
-        } in &ctl.done
-        {
-            let member = &mut self.members[rule as usize];
-            note_fuel(&mut member.stats, fuel);
-            member.stats.detections += u64::from(count);
-            let event = event as usize;
-            deliver(Delivery::Ran { event, rule });
-            for detection in detections.by_ref().take(count as usize) {
-                deliver(Delivery::Detection {
-                    event,
-                    rule: &member.info,
-                    detection,
-                });
+        let mut hits = ctl.hits.iter().peekable();
+        for (event, &rules) in ctl.ran.iter().enumerate() {
+            if rules > 0 {
+                deliver(Delivery::Ran { event, rules });
+            }
+            while let Some(&&Hit {
+                event: e,
+                rule,
+                count,
+            }) = hits.peek()
+            {
+                if e as usize != event {
+                    break;
+                }
+                hits.next();
+                let info = &self.members[rule as usize].info;
+                for detection in detections.by_ref().take(count as usize) {
+                    deliver(Delivery::Detection {
+                        event,
+                        rule: info,
+                        detection,
+                    });
+                }
             }
         }
         drop(detections);
-        ctl.done.clear();
-    }
-
-    /// Counts the event rule `rule` faulted on, with the fuel it used.
-    pub(crate) fn note_fault(&mut self, rule: u32, fuel: u64) {
-        if let Some(m) = self.members.get_mut(rule as usize) {
-            note_fuel(&mut m.stats, fuel);
-        }
+        ctl.hits.clear();
+        ctl.ran.clear();
     }
 }
 
-/// Counts one event that used `fuel`.
-pub(crate) fn note_fuel(stats: &mut RuleStats, fuel: u64) {
-    stats.events += 1;
-    stats.last_fuel = fuel;
-    stats.max_fuel = stats.max_fuel.max(fuel);
-    stats.total_fuel = stats.total_fuel.saturating_add(fuel);
+fn counters_of(stats: &RuleStats) -> Counters {
+    Counters {
+        events: stats.events,
+        detections: stats.detections,
+        last_fuel: stats.last_fuel,
+        max_fuel: stats.max_fuel,
+        total_fuel: stats.total_fuel,
+    }
+}
+
+fn stats_of(c: &Counters) -> RuleStats {
+    RuleStats {
+        events: c.events,
+        detections: c.detections,
+        last_fuel: c.last_fuel,
+        max_fuel: c.max_fuel,
+        total_fuel: c.total_fuel,
+        ..RuleStats::default()
+    }
 }
 
 fn protocol(message: String) -> Fault {
@@ -676,6 +732,7 @@ fn protocol(message: String) -> Fault {
 }
 
 impl Instance {
+    #[inline]
     fn ctl(&mut self) -> &mut PackCtl {
         // Every pack instance is armed before it is called.
         self.store

@@ -2,6 +2,10 @@
 //! `rulebox.rule_end` imports, each step checked, each rule given its own fuel budget and deadline,
 //! and each result checked and kept for the rule that made it.
 //!
+//! A rule is *open* from its `rule_begin` until the pack's next `rule_begin`, `event_begin` or
+//! `rule_end`, or until `rulebox_on_events` returns: `rule_end` is needed only to hand over
+//! detections, so a rule that finds nothing costs one host call.
+//!
 //! The state lives in the store ([`HostState::pack`]) so that the imports reach it through their
 //! `Caller`; the pack ([`crate::pack`]) fills it before each call and reads the results after.
 
@@ -17,6 +21,27 @@ use crate::host::HostState;
 use crate::quarantine::Fault;
 use crate::rule::check_result;
 
+/// A rule's counters while its pack's instance lives (moved to each fresh instance).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) events: u64,
+    pub(crate) detections: u64,
+    pub(crate) last_fuel: u64,
+    pub(crate) max_fuel: u64,
+    pub(crate) total_fuel: u64,
+}
+
+impl Counters {
+    /// Counts one event that used `fuel`.
+    #[inline]
+    pub(crate) fn note(&mut self, fuel: u64) {
+        self.events += 1;
+        self.last_fuel = fuel;
+        self.max_fuel = self.max_fuel.max(fuel);
+        self.total_fuel = self.total_fuel.saturating_add(fuel);
+    }
+}
+
 /// What the host enforces for one rule of a pack, as the imports need it.
 #[derive(Debug, Clone)]
 pub(crate) struct MemberCtl {
@@ -29,42 +54,41 @@ pub(crate) struct MemberCtl {
     pub(crate) ticks: u64,
     /// The rule's id, given to its detections.
     pub(crate) id: Arc<str>,
+    pub(crate) counters: Counters,
 }
 
-/// One rule that ran to `rule_end` on one event of the call.
+/// Detections of one rule on one event of the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Done {
+pub(crate) struct Hit {
     /// The event's index in the call's batch.
     pub(crate) event: u32,
     /// The rule's index in the pack.
     pub(crate) rule: u32,
-    /// Fuel the rule used on the event.
-    pub(crate) fuel: u64,
-    /// How many detections it reported (the next ones in [`PackCtl::detections`]).
-    pub(crate) detections: u32,
+    /// How many detections (the next ones in [`PackCtl::detections`]).
+    pub(crate) count: u32,
 }
 
-/// The rule between its `rule_begin` and its `rule_end`.
+/// The rule between its `rule_begin` and its close.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Open {
     pub(crate) rule: u32,
-    /// The pack's fuel when the rule began, given back at `rule_end`.
-    pack_fuel: u64,
-    /// The pack's deadline left when the rule began, in ticks, given back at `rule_end`.
-    pack_ticks: u64,
 }
 
 /// The pack's side of a call, in the store.
 pub(crate) struct PackCtl {
     pub(crate) members: Vec<MemberCtl>,
+    /// The union of the members' `kinds`.
+    kinds_union: u32,
+    /// For each kind bit, how many members run on it (so that one member's change is O(1)).
+    kind_counts: [u32; 32],
     pub(crate) memory: Option<Memory>,
     epoch: Arc<AtomicU64>,
     /// The pack's own fuel for each event (the work outside every rule).
     pub(crate) pack_fuel: u64,
     /// The pack's own deadline for each event, in ticks.
     pub(crate) pack_ticks: u64,
-    /// The kind (ABI number) of each event of the call's batch.
-    kinds: Vec<u8>,
+    /// The kind bit (1 << ABI number) of each event of the call's batch.
+    kinds: Vec<u32>,
     /// On the call's first event, rules below this index already ran (in an instance that faulted).
     floor: u32,
     /// When set, only this rule runs (a restored previous version catching up on a batch).
@@ -73,13 +97,20 @@ pub(crate) struct PackCtl {
     next_event: u32,
     /// The event being evaluated.
     pub(crate) current: Option<u32>,
-    /// The lowest rule index `rule_begin` may name next.
-    next_rule: u32,
+    /// The lowest rule index `rule_begin` may name next on the current event: the rules below it
+    /// are done with it (they ran, or the pack passed them over).
+    pub(crate) next_rule: u32,
     pub(crate) open: Option<Open>,
+    /// The pack's fuel when the open rule began, given back when it closes.
+    saved_fuel: u64,
+    /// The pack's deadline left when the open rule began, in ticks, given back when it closes.
+    saved_ticks: u64,
     /// Absolute epoch at which the pack's deadline for the current event passes.
     deadline: u64,
-    /// Rules that ran, in order.
-    pub(crate) done: Vec<Done>,
+    /// Rules run on each event of the call.
+    pub(crate) ran: Vec<u32>,
+    /// Rules that reported detections, in order.
+    pub(crate) hits: Vec<Hit>,
     /// Their detections, in order.
     pub(crate) detections: Vec<Detection<'static>>,
     /// Detections of earlier calls, kept for their allocations.
@@ -97,6 +128,7 @@ pub(crate) enum PackTrap {
     Result(Fault),
 }
 
+#[cold]
 fn violation(message: String) -> wasmtime::Error {
     wasmtime::Error::new(PackTrap::Protocol(message))
 }
@@ -108,8 +140,17 @@ impl PackCtl {
         pack_fuel: u64,
         pack_ticks: u64,
     ) -> PackCtl {
+        let mut kind_counts = [0u32; 32];
+        for m in &members {
+            for (bit, count) in kind_counts.iter_mut().enumerate() {
+                *count += (m.kinds >> bit) & 1;
+            }
+        }
+        let kinds_union = members.iter().fold(0, |acc, m| acc | m.kinds);
         PackCtl {
             members,
+            kinds_union,
+            kind_counts,
             memory: None,
             epoch,
             pack_fuel,
@@ -121,11 +162,32 @@ impl PackCtl {
             current: None,
             next_rule: 0,
             open: None,
+            saved_fuel: 0,
+            saved_ticks: 0,
             deadline: 0,
-            done: Vec::new(),
+            ran: Vec::new(),
+            hits: Vec::new(),
             detections: Vec::new(),
             spare: Vec::new(),
         }
+    }
+
+    /// Lets rule `i` run on `kinds` (0: not at all).
+    pub(crate) fn set_kinds(&mut self, i: usize, kinds: u32) {
+        let old = std::mem::replace(&mut self.members[i].kinds, kinds);
+        for (bit, count) in self.kind_counts.iter_mut().enumerate() {
+            *count = *count - ((old >> bit) & 1) + ((kinds >> bit) & 1);
+            if *count == 0 {
+                self.kinds_union &= !(1 << bit);
+            } else {
+                self.kinds_union |= 1 << bit;
+            }
+        }
+    }
+
+    /// The kinds (bit mask) some member runs on.
+    pub(crate) fn kinds_union(&self) -> u32 {
+        self.kinds_union
     }
 
     /// Prepares a call over events of `kinds` (ABI numbers, in batch order): rules below `floor`
@@ -137,7 +199,9 @@ impl PackCtl {
         only: Option<u32>,
     ) {
         self.kinds.clear();
-        self.kinds.extend(kinds);
+        self.kinds.extend(kinds.map(|k| 1u32 << (k & 31)));
+        self.ran.clear();
+        self.ran.resize(self.kinds.len(), 0);
         self.floor = floor;
         self.only = only;
         self.next_event = 0;
@@ -145,41 +209,64 @@ impl PackCtl {
         self.next_rule = 0;
         self.open = None;
         self.deadline = self.now().saturating_add(self.pack_ticks);
-        self.done.clear();
+        self.hits.clear();
         self.spare.append(&mut self.detections);
     }
 
+    #[inline]
     fn now(&self) -> u64 {
         self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Closes the open rule (if any) with no detections: counts it with the fuel it used. The
+    /// caller gives the pack its budgets back (or the next rule its own).
+    #[inline]
+    fn close(&mut self, fuel_left: u64) {
+        if let (Some(open), Some(event)) = (self.open.take(), self.current) {
+            let member = &mut self.members[open.rule as usize];
+            member
+                .counters
+                .note(member.limits.fuel_per_event.saturating_sub(fuel_left));
+            self.ran[event as usize] += 1;
+        }
+    }
+
+    /// Called when `rulebox_on_events` returned normally: closes the open rule. Returns whether
+    /// one was open.
+    pub(crate) fn finish(&mut self, fuel_left: u64) -> bool {
+        let open = self.open.is_some();
+        self.close(fuel_left);
+        open
     }
 }
 
 /// The state of a pack's call, or the error for a module calling a pack import outside one.
+#[inline]
 fn ctl<'a>(caller: &'a mut Caller<'_, HostState>) -> wasmtime::Result<&'a mut PackCtl> {
-    caller
-        .data_mut()
-        .pack
-        .as_deref_mut()
-        .ok_or_else(|| violation("a pack import was called by a module that is not a pack".into()))
+    match caller.data_mut().pack.as_deref_mut() {
+        Some(ctl) => Ok(ctl),
+        None => Err(violation(
+            "a pack import was called by a module that is not a pack".into(),
+        )),
+    }
 }
 
-/// `rulebox.event_begin(event) -> i32`: starts event `event` of the batch; 1 to evaluate it, 0 to
-/// skip it (no rule of the pack runs on its kind). The pack's own fuel and deadline start afresh.
+/// `rulebox.event_begin(event) -> i32`: closes the open rule, if any, and starts event `event` of
+/// the batch; 1 to evaluate it, 0 to skip it (no rule of the pack runs on its kind). The pack's own
+/// fuel and deadline start afresh.
 pub(crate) fn event_begin(mut caller: Caller<'_, HostState>, event: u32) -> wasmtime::Result<u32> {
+    let fuel_left = caller.get_fuel()?;
     let ctl = ctl(&mut caller)?;
-    if let Some(open) = ctl.open {
-        return Err(violation(format!(
-            "event_begin({event}) while rule {} is open",
-            open.rule
-        )));
-    }
+    ctl.close(fuel_left);
     if event < ctl.next_event {
         return Err(violation(match ctl.current {
-            Some(current) => format!("event_begin({event}) after event {current}: events go in increasing order"),
+            Some(current) => {
+                format!("event_begin({event}) after event {current}: events go in increasing order")
+            }
             None => format!("event_begin({event}) out of order"),
         }));
     }
-    let Some(&kind) = ctl.kinds.get(event as usize) else {
+    let Some(&bit) = ctl.kinds.get(event as usize) else {
         return Err(violation(format!(
             "event_begin({event}) is out of range: the batch holds {} events",
             ctl.kinds.len()
@@ -188,8 +275,7 @@ pub(crate) fn event_begin(mut caller: Caller<'_, HostState>, event: u32) -> wasm
     ctl.next_event = event + 1;
     ctl.current = Some(event);
     ctl.next_rule = 0;
-    let bit = 1u32 << (kind & 31);
-    let run = ctl.members.iter().any(|m| m.kinds & bit != 0);
+    let run = ctl.kinds_union & bit != 0;
     let (fuel, ticks) = (ctl.pack_fuel, ctl.pack_ticks);
     ctl.deadline = ctl.now().saturating_add(ticks);
     caller.set_fuel(fuel)?;
@@ -197,17 +283,13 @@ pub(crate) fn event_begin(mut caller: Caller<'_, HostState>, event: u32) -> wasm
     Ok(u32::from(run))
 }
 
-/// `rulebox.rule_begin(rule) -> i32`: 1 if rule `rule` is to run on the current event (its own fuel
-/// budget and deadline start now), 0 to skip it.
+/// `rulebox.rule_begin(rule) -> i32`: closes the open rule, if any, then 1 if rule `rule` is to run
+/// on the current event (its own fuel budget and deadline start now), 0 to skip it.
 pub(crate) fn rule_begin(mut caller: Caller<'_, HostState>, rule: u32) -> wasmtime::Result<u32> {
-    let pack_fuel = caller.get_fuel()?;
+    let fuel_left = caller.get_fuel()?;
     let ctl = ctl(&mut caller)?;
-    if let Some(open) = ctl.open {
-        return Err(violation(format!(
-            "rule_begin({rule}) while rule {} is open (no rule_end)",
-            open.rule
-        )));
-    }
+    let was_open = ctl.open.is_some();
+    ctl.close(fuel_left);
     let Some(event) = ctl.current else {
         return Err(violation(format!(
             "rule_begin({rule}) before any event_begin"
@@ -226,50 +308,62 @@ pub(crate) fn rule_begin(mut caller: Caller<'_, HostState>, rule: u32) -> wasmti
         )));
     };
     ctl.next_rule = rule + 1;
-    let bit = 1u32 << (ctl.kinds[event as usize] & 31);
-    let skip = member.kinds & bit == 0
+    let skip = member.kinds & ctl.kinds[event as usize] == 0
         || (event == 0 && rule < ctl.floor)
         || ctl.only.is_some_and(|only| only != rule);
     if skip {
+        if was_open {
+            // The pack's budgets resume.
+            let (fuel, ticks) = (ctl.saved_fuel, ctl.saved_ticks);
+            ctl.deadline = ctl.now().saturating_add(ticks);
+            caller.set_fuel(fuel)?;
+            caller.as_context_mut().set_epoch_deadline(ticks);
+        }
         return Ok(0);
     }
     let (fuel, ticks) = (member.limits.fuel_per_event, member.ticks);
-    let pack_ticks = ctl.deadline.saturating_sub(ctl.now()).max(1);
-    ctl.open = Some(Open {
-        rule,
-        pack_fuel,
-        pack_ticks,
-    });
+    if !was_open {
+        // The pack's budgets pause while the rule runs.
+        ctl.saved_fuel = fuel_left;
+        ctl.saved_ticks = ctl.deadline.saturating_sub(ctl.now()).max(1);
+    }
+    ctl.open = Some(Open { rule });
     caller.set_fuel(fuel)?;
     caller.as_context_mut().set_epoch_deadline(ticks);
     Ok(1)
 }
 
-/// `rulebox.rule_end(ptr, len)`: the open rule's result (ABI 2's packed result, split): checked,
-/// kept for that rule and event, its fuel recorded; the pack's budgets resume.
-pub(crate) fn rule_end(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) -> wasmtime::Result<()> {
+/// `rulebox.rule_end(ptr, len)`: closes the open rule with its result (ABI 2's packed result,
+/// split): checked, kept for that rule and event, its fuel recorded; the pack's budgets resume.
+#[inline(never)]
+pub(crate) fn rule_end(
+    mut caller: Caller<'_, HostState>,
+    ptr: u32,
+    len: u32,
+) -> wasmtime::Result<()> {
     let fuel_left = caller.get_fuel()?;
+    let packed = abi::pack(ptr, len);
     let memory = caller.data().pack.as_ref().and_then(|c| c.memory);
     let (data, state): (&[u8], &mut HostState) = match memory {
-        Some(m) => {
+        Some(m) if packed != abi::RESULT_NONE => {
             let (data, state) = m.data_and_store_mut(&mut caller);
             (data, state)
         }
-        None => (&[], caller.data_mut()),
+        _ => (&[], caller.data_mut()),
     };
     let Some(ctl) = state.pack.as_deref_mut() else {
-        return Err(violation("rule_end called by a module that is not a pack".into()));
+        return Err(violation(
+            "rule_end called by a module that is not a pack".into(),
+        ));
     };
     let (Some(open), Some(event)) = (ctl.open, ctl.current) else {
         return Err(violation(format!(
             "rule_end({ptr:#x}, {len}) with no rule open"
         )));
     };
-    let member = &ctl.members[open.rule as usize];
-    let fuel = member.limits.fuel_per_event.saturating_sub(fuel_left);
-    let packed = abi::pack(ptr, len);
     let before = ctl.detections.len();
     if packed != abi::RESULT_NONE {
+        let member = &ctl.members[open.rule as usize];
         check_result(
             data,
             packed,
@@ -281,15 +375,18 @@ pub(crate) fn rule_end(mut caller: Caller<'_, HostState>, ptr: u32, len: u32) ->
         .map_err(|fault| wasmtime::Error::new(PackTrap::Result(fault)))?;
     }
     let count = u32::try_from(ctl.detections.len() - before).unwrap_or(u32::MAX);
-    ctl.done.push(Done {
-        event,
-        rule: open.rule,
-        fuel,
-        detections: count,
-    });
-    ctl.open = None;
-    ctl.deadline = ctl.now().saturating_add(open.pack_ticks);
-    caller.set_fuel(open.pack_fuel)?;
-    caller.as_context_mut().set_epoch_deadline(open.pack_ticks);
+    if count > 0 {
+        ctl.members[open.rule as usize].counters.detections += u64::from(count);
+        ctl.hits.push(Hit {
+            event,
+            rule: open.rule,
+            count,
+        });
+    }
+    ctl.close(fuel_left);
+    let (fuel, ticks) = (ctl.saved_fuel, ctl.saved_ticks);
+    ctl.deadline = ctl.now().saturating_add(ticks);
+    caller.set_fuel(fuel)?;
+    caller.as_context_mut().set_epoch_deadline(ticks);
     Ok(())
 }

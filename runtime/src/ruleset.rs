@@ -313,7 +313,13 @@ impl RuleSet {
             rules: 0,
             limits: self.runtime.config().limits.clone(),
         });
-        self.reject(compiled.content_hash(), compiled.source(), None, pack, error)
+        self.reject(
+            compiled.content_hash(),
+            compiled.source(),
+            None,
+            pack,
+            error,
+        )
     }
 
     /// `Some` when a module with this content (and rule data) is already loaded.
@@ -770,7 +776,9 @@ impl RuleSet {
             }
             self.by_kind[*kind as usize] = subscribed;
         } else {
-            let kinds = events.iter().fold(0u32, |acc, (k, _)| acc | 1 << (*k as u8));
+            let kinds = events
+                .iter()
+                .fold(0u32, |acc, (k, _)| acc | 1 << (*k as u8));
             for pos in 0..self.units.len() {
                 if self.units[pos].runnable_kinds() & kinds != 0 {
                     self.run_unit(pos, events, outs, 0, None);
@@ -876,9 +884,13 @@ impl RuleSet {
                 Some(m) => pack.member(m as usize).info.subscriptions.0,
                 None => pack.runnable_kinds(),
             };
-            sel.extend((from..events.len()).filter(|&i| kinds & (1 << (events[i].0 as u8)) != 0));
-            for &i in &sel {
-                pack.lend_spare(&mut outs[i].spare);
+            for i in from..events.len() {
+                if kinds & (1 << (events[i].0 as u8)) != 0 {
+                    sel.push(i);
+                    if !outs[i].spare.is_empty() {
+                        pack.lend_spare(&mut outs[i].spare);
+                    }
+                }
             }
         }
         let (mut start, mut floor) = (0, 0);
@@ -889,25 +901,15 @@ impl RuleSet {
             if !pack.is_live() {
                 break;
             }
-            let chunk = &sel[start..start + LoadedPack::chunk(events, &sel[start..])];
-            let end = pack.call(events, chunk, floor, only);
-            let fault_event = match &end {
-                CallEnd::Done => None,
-                CallEnd::RuleFault { event, .. } | CallEnd::PackFault { event, .. } => {
-                    Some(*event)
-                }
+            let rest = &sel[start..];
+            let chunk = match rest {
+                [_] => rest,
+                _ => &rest[..LoadedPack::chunk(events, rest)],
             };
-            // Rules below this index are done with the fault's event (they ran, or the pack passed
-            // them over).
-            let mut done_upto = if fault_event == Some(0) { floor } else { 0 };
+            let end = pack.call(events, chunk, floor, only);
             let stats = &mut self.stats;
             pack.finish_call(|d| match d {
-                Delivery::Ran { event, rule } => {
-                    outs[chunk[event]].rules_run += 1;
-                    if Some(event) == fault_event {
-                        done_upto = done_upto.max(rule + 1);
-                    }
-                }
+                Delivery::Ran { event, rules } => outs[chunk[event]].rules_run += rules,
                 Delivery::Detection {
                     event,
                     rule,
@@ -925,22 +927,25 @@ impl RuleSet {
                     start += chunk.len();
                     floor = 0;
                 }
-                CallEnd::RuleFault {
-                    event,
-                    rule,
-                    fault,
-                    fuel,
-                } => {
+                CallEnd::RuleFault { event, rule, fault } => {
                     let i = chunk[event];
-                    pack.note_fault(rule, fuel);
-                    outs[i].rules_run += 1;
                     self.rule_fault(pos, rule, fault, events[i].1, &mut outs[i], i);
                     self.renew_pack(pos, events[i], &mut outs[i], (i, rule));
                     start += event;
                     floor = rule + 1;
                 }
-                CallEnd::PackFault { event, fault } => {
+                CallEnd::PackFault {
+                    event,
+                    done_upto,
+                    fault,
+                } => {
                     let i = chunk[event];
+                    // On the call's first event, the rules below `floor` ran in an earlier instance.
+                    let done_upto = if event == 0 {
+                        done_upto.max(floor)
+                    } else {
+                        done_upto
+                    };
                     let missed = pack.subscribed_from(events[i].0, done_upto, only);
                     self.pack_fault(pos, fault, events[i], &mut outs[i], (i, done_upto), missed);
                     start += event + 1;
@@ -1292,7 +1297,10 @@ impl RuleSet {
 fn renew_fault(e: &LoadError) -> Fault {
     let f = e.to_fault();
     Fault {
-        message: format!("its instance could not be renewed after a fault: {}", f.message),
+        message: format!(
+            "its instance could not be renewed after a fault: {}",
+            f.message
+        ),
         ..f
     }
 }

@@ -127,7 +127,8 @@ impl Unit {
 
     /// The pack side of a record about rule `member` (`None` for the pack itself).
     pub(crate) fn pack_record(&self, member: Option<u32>) -> Option<PackRecord> {
-        self.pack().map(|p| pack_record(p.info(), p.limits(), member))
+        self.pack()
+            .map(|p| pack_record(p.info(), p.limits(), member))
     }
 }
 

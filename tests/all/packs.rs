@@ -30,7 +30,8 @@ fn seen(i: usize, outcome: &Outcome, into: &mut Seen) {
 fn singles(rt: &Runtime, thread: &SandboxThread) -> RuleSet {
     let mut set = RuleSet::new(rt);
     for a in ALL.iter().filter(|a| a.kind == ArtifactKind::Good) {
-        set.load(thread, a.bytes, a.name).expect("a good rule loads");
+        set.load(thread, a.bytes, a.name)
+            .expect("a good rule loads");
     }
     set
 }
@@ -59,7 +60,9 @@ fn the_example_pack_detects_what_the_example_rules_do_one_by_one_and_batched() {
         assert!(expected.len() >= 8, "{expected:?}");
 
         let mut pack = RuleSet::new(&rt);
-        let first = pack.load(thread, EXAMPLE_PACK.bytes, "example-pack").unwrap();
+        let first = pack
+            .load(thread, EXAMPLE_PACK.bytes, "example-pack")
+            .unwrap();
         assert_eq!(first.pack.as_ref().unwrap().id, "example-pack");
         assert_eq!(pack.rules().count(), 8);
         assert_eq!(
@@ -68,7 +71,9 @@ fn the_example_pack_detects_what_the_example_rules_do_one_by_one_and_batched() {
         );
 
         let mut batched = RuleSet::new(&rt);
-        batched.load(thread, EXAMPLE_PACK.bytes, "example-pack").unwrap();
+        batched
+            .load(thread, EXAMPLE_PACK.bytes, "example-pack")
+            .unwrap();
         let mut out = BatchOutcome::default();
         batched.process_batch(thread, &events, &mut out);
         let mut got = Vec::new();
@@ -98,7 +103,8 @@ fn a_rules_fuel_in_a_pack_is_its_fuel_as_a_module_of_its_own() {
         let events = demo_events();
         let mut single = singles(&rt, thread);
         let mut pack = RuleSet::new(&rt);
-        pack.load(thread, EXAMPLE_PACK.bytes, "example-pack").unwrap();
+        pack.load(thread, EXAMPLE_PACK.bytes, "example-pack")
+            .unwrap();
         let mut diffs: Vec<i64> = Vec::new();
         for e in &events {
             let before: Vec<u64> = single.rules().map(|(_, _, s)| s.events).collect();
@@ -110,7 +116,8 @@ fn a_rules_fuel_in_a_pack_is_its_fuel_as_a_module_of_its_own() {
                 }
                 let (_, _, p) = pack.rules().find(|(i, _, _)| i.id == info.id).unwrap();
                 assert_eq!(p.events, s.events, "{} ran as often", info.id);
-                let diff = i64::try_from(p.last_fuel).unwrap() - i64::try_from(s.last_fuel).unwrap();
+                let diff =
+                    i64::try_from(p.last_fuel).unwrap() - i64::try_from(s.last_fuel).unwrap();
                 assert!(
                     diff.unsigned_abs() <= PACK_FUEL_BOUND,
                     "{}: {} fuel in the pack, {} alone",
@@ -150,7 +157,8 @@ fn a_rule_with_a_lower_fuel_limit_hits_it_alone() {
         let events = demo_events();
         let expected = one_by_one(&mut singles(&runtime(), thread), thread, &events);
         let mut pack = RuleSet::new(&rt);
-        pack.load(thread, EXAMPLE_PACK.bytes, "example-pack").unwrap();
+        pack.load(thread, EXAMPLE_PACK.bytes, "example-pack")
+            .unwrap();
         let mut got = Vec::new();
         let mut records = Vec::new();
         for (i, e) in events.iter().enumerate() {
@@ -166,7 +174,10 @@ fn a_rule_with_a_lower_fuel_limit_hits_it_alone() {
         let (at, record) = &records[0];
         assert_eq!(record.rule_id, "office-spawns-shell");
         assert_eq!(record.reason, rulebox_runtime::Reason::OutOfFuel);
-        assert_eq!(record.limits.fuel_per_event, 500, "the rule's own limit is in its record");
+        assert_eq!(
+            record.limits.fuel_per_event, 500,
+            "the rule's own limit is in its record"
+        );
         let first = events
             .iter()
             .position(|e| e.kind() == rulebox_sdk::EventKind::ProcessStart)
@@ -180,7 +191,8 @@ fn a_rule_with_a_lower_fuel_limit_hits_it_alone() {
         assert_eq!(sorted(got), sorted(others));
         assert_eq!(pack.active_count(), 7);
         // Replay, with the rule's own limit from the record.
-        let outcome = rulebox_runtime::replay(&runtime(), thread, record, EXAMPLE_PACK.bytes).unwrap();
+        let outcome =
+            rulebox_runtime::replay(&runtime(), thread, record, EXAMPLE_PACK.bytes).unwrap();
         assert!(outcome.reproduced(), "{outcome:?}");
     });
 }
@@ -192,7 +204,9 @@ fn a_batch_with_a_fault_in_its_middle_event_names_that_event_and_goes_on() {
     rt.clone().run_sandboxed(move |thread| {
         // The faulty rule subscribes to process starts; the batch has one, in the middle.
         let dns = |n: u32| {
-            let mut e = Event::new(rulebox_sdk::EventData::DnsQuery(rulebox_sdk::DnsQuery::default()));
+            let mut e = Event::new(rulebox_sdk::EventData::DnsQuery(
+                rulebox_sdk::DnsQuery::default(),
+            ));
             e.pid = n;
             e
         };
@@ -215,13 +229,24 @@ fn a_batch_with_a_fault_in_its_middle_event_names_that_event_and_goes_on() {
                     _ => None,
                 })
                 .collect();
-            let small = o.detections.iter().filter(|d| d.rule.id.starts_with("small-")).count();
+            let small = o
+                .detections
+                .iter()
+                .filter(|d| d.rule.id.starts_with("small-"))
+                .count();
             if i == 5 {
                 assert_eq!(quarantined.len(), 1);
                 assert_eq!(quarantined[0].rule_id, "faulty-null-deref");
                 let bytes = quarantined[0].event_bytes().unwrap().unwrap();
-                assert_eq!(Event::from_bytes(&bytes).unwrap(), events[5], "the exact event");
-                assert_eq!(small, 20, "every small rule, before and after it, saw the event");
+                assert_eq!(
+                    Event::from_bytes(&bytes).unwrap(),
+                    events[5],
+                    "the exact event"
+                );
+                assert_eq!(
+                    small, 20,
+                    "every small rule, before and after it, saw the event"
+                );
             } else {
                 assert!(quarantined.is_empty(), "event {i}: {quarantined:?}");
             }
@@ -248,32 +273,64 @@ fn a_pack_is_updated_by_its_rule_data_without_losing_an_event() {
         let compiled = rt.compile(MANY_RULES.bytes, "many-rules").unwrap();
         let mut set = RuleSet::new(&rt);
         let v1 = many(100, "");
-        let Ok(Upsert::Pack(first)) = set.upsert_with_data(thread, &compiled, v1.as_bytes(), None) else {
+        let Ok(Upsert::Pack(first)) = set.upsert_with_data(thread, &compiled, v1.as_bytes(), None)
+        else {
             panic!("loads")
         };
         assert_eq!((first.added.len(), first.rules.len()), (100, 100));
         let hit = |set: &mut RuleSet, line: &str| -> Vec<String> {
-            let o = set.process(thread, &process("C:\\p.exe", line, "")).unwrap();
-            o.detections.iter().map(|d| format!("{} {}", d.rule.id, d.rule.version)).collect()
+            let o = set
+                .process(thread, &process("C:\\p.exe", line, ""))
+                .unwrap();
+            o.detections
+                .iter()
+                .map(|d| format!("{} {}", d.rule.id, d.rule.version))
+                .collect()
         };
         assert_eq!(hit(&mut set, "#7#"), ["small-7 1.0.0"]);
         // The same data again changes nothing.
-        let Ok(Upsert::Pack(same)) = set.upsert_with_data(thread, &compiled, v1.as_bytes(), None) else {
+        let Ok(Upsert::Pack(same)) = set.upsert_with_data(thread, &compiled, v1.as_bytes(), None)
+        else {
             panic!()
         };
         assert!(same.unchanged);
         // Version 2 of one rule, one rule more, one rule fewer: a data load, no compile.
-        let v2 = v1.replace("small 7\n", "small 7 2.0.0\n").replace("small 99\n", "") + "small 100\n";
-        let Ok(Upsert::Pack(second)) = set.upsert_with_data(thread, &compiled, v2.as_bytes(), None) else {
+        let v2 = v1
+            .replace("small 7\n", "small 7 2.0.0\n")
+            .replace("small 99\n", "")
+            + "small 100\n";
+        let Ok(Upsert::Pack(second)) = set.upsert_with_data(thread, &compiled, v2.as_bytes(), None)
+        else {
             panic!("the update loads")
         };
         assert!(!second.unchanged);
-        assert_eq!(second.added.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["small-100"]);
-        assert_eq!(second.removed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["small-99"]);
+        assert_eq!(
+            second
+                .added
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["small-100"]
+        );
+        assert_eq!(
+            second
+                .removed
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["small-99"]
+        );
         assert_eq!(second.replaced.len(), 99);
-        assert_eq!(hit(&mut set, "#7# #99# #100#"), ["small-7 2.0.0", "small-100 1.0.0"]);
+        assert_eq!(
+            hit(&mut set, "#7# #99# #100#"),
+            ["small-7 2.0.0", "small-100 1.0.0"]
+        );
         assert_eq!(set.rules().count(), 100);
-        assert_eq!(set.packs().count(), 1, "the previous version is kept only as a fallback");
+        assert_eq!(
+            set.packs().count(),
+            1,
+            "the previous version is kept only as a fallback"
+        );
         set.settle();
         assert_eq!(set.packs().count(), 1);
         // One rule removed: the others keep running.
@@ -334,13 +391,22 @@ fn a_pack_prepared_on_another_thread_is_installed_between_two_events() {
     let rt3 = rt.clone();
     rt.run_sandboxed(move |thread| {
         let mut set = RuleSet::new(&rt3);
-        set.upsert_with_data(thread, &compiled, many(10, "").as_bytes(), None).unwrap();
-        assert_eq!(set.process(thread, &process("C:\\p.exe", "#2000#", "")).unwrap().detections.len(), 0);
+        set.upsert_with_data(thread, &compiled, many(10, "").as_bytes(), None)
+            .unwrap();
+        assert_eq!(
+            set.process(thread, &process("C:\\p.exe", "#2000#", ""))
+                .unwrap()
+                .detections
+                .len(),
+            0
+        );
         let Ok(Upsert::Pack(update)) = set.upsert_prepared(prepared) else {
             panic!()
         };
         assert_eq!((update.added.len(), update.replaced.len()), (2_490, 10));
-        let o = set.process(thread, &process("C:\\p.exe", "#2000# #3#", "")).unwrap();
+        let o = set
+            .process(thread, &process("C:\\p.exe", "#2000# #3#", ""))
+            .unwrap();
         assert_eq!(o.detections.len(), 2);
     });
 }

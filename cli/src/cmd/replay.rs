@@ -15,6 +15,10 @@ pub struct Args {
     /// record's content hash.
     #[arg(long)]
     module: Option<PathBuf>,
+    /// The rule data of a rule pack loaded with data (an engine's rules); its SHA-256 must match the
+    /// record's data hash.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 /// Runs `rulebox replay`. Exits 0 when the recorded fault is reproduced, 2 when it is not.
@@ -30,16 +34,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             module_path.display()
         )
     })?;
+    let data = match &args.data {
+        Some(path) => crate::load::read_module(path)
+            .with_context(|| format!("the rule data {}", path.display()))?,
+        None => Vec::new(),
+    };
     let runtime = Runtime::new(RuntimeConfig::default())?;
     println!("record:   {}", args.record.display());
     println!(
         "rule:     {} {} ({})",
         record.rule_id, record.rule_version, record.content_hash
     );
+    if let Some(pack) = &record.pack {
+        let which = pack
+            .rule_index
+            .map_or_else(|| "the pack itself".to_owned(), |i| format!("rule {i}"));
+        println!(
+            "pack:     {} {} ({which} of {}; rule data {})",
+            pack.id.escape_debug(),
+            pack.version.escape_debug(),
+            pack.rules,
+            pack.data_hash.escape_debug()
+        );
+    }
     println!("recorded: {}: {}", record.reason, record.message);
     let rt = runtime.clone();
-    let outcome = runtime
-        .run_sandboxed(move |thread| rulebox_runtime::replay(&rt, thread, &record, &module))?;
+    let outcome = runtime.run_sandboxed(move |thread| {
+        rulebox_runtime::replay_with_data(&rt, thread, &record, &module, &data)
+    })?;
     match outcome {
         ReplayOutcome::Reproduced(fault) => {
             println!("replayed: {}: {}", fault.reason, fault.message);

@@ -6,9 +6,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use rulebox_runtime::events::EventReader;
-use rulebox_runtime::{Outcome, RuleSet, RuleState, Runtime};
+use rulebox_runtime::{BatchOutcome, RuleSet, RuleState, Runtime};
 
 use crate::output;
+
+/// Events per batch handed to the rules when reading a file.
+const BATCH: usize = 64;
 
 /// Arguments of `rulebox run`.
 #[derive(Debug, clap::Args)]
@@ -36,7 +39,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let modules = crate::load::module_files(&args.rules)?;
     let config = crate::load::config(args.config.as_deref())?;
     let runtime = Runtime::new(config).context("cannot start the runtime")?;
-    let input: Box<dyn BufRead + Send> = if args.events.as_os_str() == "-" {
+    let from_stdin = args.events.as_os_str() == "-";
+    let input: Box<dyn BufRead + Send> = if from_stdin {
         Box::new(BufReader::new(std::io::stdin()))
     } else {
         let file = std::fs::File::open(&args.events)
@@ -77,39 +81,59 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
 
         let mut reader = EventReader::new(input);
-        let mut outcome = Outcome::default();
+        let mut batch_out = BatchOutcome::default();
         let (mut read, mut unreadable, mut refused) = (0u64, Capped::default(), Capped::default());
         let mut quarantined = Vec::new();
-        for item in &mut reader {
-            let item = match item {
-                Ok(item) => item,
-                Err(e) => {
-                    unreadable.push(e.to_string());
+        // Events are handed to the rules in batches (a rule pack is called once per batch); from
+        // standard input one at a time, so that each detection is printed as its event arrives.
+        let batch = if from_stdin { 1 } else { BATCH };
+        let (mut events, mut lines) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
+        loop {
+            events.clear();
+            lines.clear();
+            for item in reader.by_ref() {
+                match item {
+                    Ok(item) => {
+                        read += 1;
+                        events.push(item.event);
+                        lines.push(item.line);
+                        if events.len() == batch {
+                            break;
+                        }
+                    }
+                    Err(e) => unreadable.push(e.to_string()),
+                }
+            }
+            if events.is_empty() {
+                break;
+            }
+            set.process_batch(thread, &events, &mut batch_out);
+            for ((ev, &line), result) in events.iter().zip(&lines).zip(batch_out.iter()) {
+                let outcome = match result {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        refused.push(format!("line {line}: {e}"));
+                        continue;
+                    }
+                };
+                if outcome.detections.is_empty() && outcome.alerts.is_empty() {
                     continue;
                 }
-            };
-            read += 1;
-            if let Err(e) = set.process_into(thread, &item.event, &mut outcome) {
-                refused.push(format!("line {}: {e}", item.line));
-                continue;
-            }
-            if outcome.detections.is_empty() && outcome.alerts.is_empty() {
-                continue;
-            }
-            let event = output::event_ref(&item.event, item.line);
-            for d in &outcome.detections {
-                output::line(&mut out, &output::detection(d, &event))?;
-            }
-            for alert in &outcome.alerts {
-                let path = match alert {
-                    rulebox_runtime::Alert::RuleQuarantined(record) => {
-                        let path = save(records_dir.as_deref(), record);
-                        quarantined.push((record.clone(), item.line, path.clone()));
-                        path
-                    }
-                    _ => None,
-                };
-                output::line(&mut out, &output::alert(alert, &event, path.as_deref()))?;
+                let event = output::event_ref(ev, line);
+                for d in &outcome.detections {
+                    output::line(&mut out, &output::detection(d, &event))?;
+                }
+                for alert in &outcome.alerts {
+                    let path = match alert {
+                        rulebox_runtime::Alert::RuleQuarantined(record) => {
+                            let path = save(records_dir.as_deref(), record);
+                            quarantined.push((record.clone(), line, path.clone()));
+                            path
+                        }
+                        _ => None,
+                    };
+                    output::line(&mut out, &output::alert(alert, &event, path.as_deref()))?;
+                }
             }
             out.flush()?;
         }

@@ -260,7 +260,11 @@ mod tests {
         assert_eq!(by_name("no-such-rule"), None);
         assert_eq!(FIELD_COUNT.name, "field-count");
         assert_eq!(
-            good().count() + faulty().count() + wasi().count() + engines().count() + packs().count(),
+            good().count()
+                + faulty().count()
+                + wasi().count()
+                + engines().count()
+                + packs().count(),
             ALL.len()
         );
         assert!(faulty().all(|a| a.kind == ArtifactKind::Faulty));

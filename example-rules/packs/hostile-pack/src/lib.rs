@@ -17,8 +17,8 @@
 //! sequence on it (each is a protocol violation or a fault of the pack's own code, never of a rule):
 //! `@event-twice@` (event_begin of the same event again), `@event-out-of-range@`,
 //! `@rules-backwards@` (rule 1 begins, then rule 0), `@rule-out-of-range@`, `@end-without-begin@`,
-//! `@begin-without-end@`, `@return-open@` (returns with a rule open), `@bad-return@` (returns 7),
-//! `@trap-outside@` (traps between rules), `@spin-outside@` (loops between rules).
+//! `@end-twice@` (rule_end twice for one rule), `@bad-return@` (returns 7), `@trap-outside@` (traps
+//! between rules), `@spin-outside@` (loops between rules).
 //!
 //! Natively the crate is just the parsing of its data and triggers, which its tests check.
 #![cfg_attr(target_arch = "wasm32", no_std)]
@@ -47,7 +47,10 @@ impl Script {
         let mut script = Script::default();
         for line in text.lines() {
             let mut words = line.split_whitespace();
-            match (words.next(), words.next().and_then(|w| w.parse::<u32>().ok())) {
+            match (
+                words.next(),
+                words.next().and_then(|w| w.parse::<u32>().ok()),
+            ) {
                 (None, _) => {}
                 (Some("rules"), Some(n)) => script.rules = n,
                 (Some("garbage"), Some(i)) => script.garbage.push(i),
@@ -73,10 +76,8 @@ pub enum Trigger {
     RuleOutOfRange,
     /// `rule_end` with no rule open.
     EndWithoutBegin,
-    /// `rule_begin` of rule 1 while rule 0 is open.
-    BeginWithoutEnd,
-    /// `rulebox_on_events` returns with a rule open.
-    ReturnOpen,
+    /// `rule_end` twice for one rule.
+    EndTwice,
     /// `rulebox_on_events` returns 7.
     BadReturn,
     /// A trap between rules.
@@ -86,14 +87,13 @@ pub enum Trigger {
 }
 
 /// The triggers, with the words that set them off.
-pub const TRIGGERS: [(&str, Trigger); 10] = [
+pub const TRIGGERS: [(&str, Trigger); 9] = [
     ("@event-twice@", Trigger::EventTwice),
     ("@event-out-of-range@", Trigger::EventOutOfRange),
     ("@rules-backwards@", Trigger::RulesBackwards),
     ("@rule-out-of-range@", Trigger::RuleOutOfRange),
     ("@end-without-begin@", Trigger::EndWithoutBegin),
-    ("@begin-without-end@", Trigger::BeginWithoutEnd),
-    ("@return-open@", Trigger::ReturnOpen),
+    ("@end-twice@", Trigger::EndTwice),
     ("@bad-return@", Trigger::BadReturn),
     ("@trap-outside@", Trigger::TrapOutside),
     ("@spin-outside@", Trigger::SpinOutside),
@@ -324,13 +324,10 @@ mod guest {
                     rule_begin(s.script.rules);
                 }
                 Some(Trigger::EndWithoutBegin) => rule_end(0, 0),
-                Some(Trigger::BeginWithoutEnd) => {
+                Some(Trigger::EndTwice) => {
                     rule_begin(0);
-                    rule_begin(1);
-                }
-                Some(Trigger::ReturnOpen) => {
-                    rule_begin(0);
-                    return 0;
+                    rule_end(0, 0);
+                    rule_end(0, 0);
                 }
                 Some(Trigger::BadReturn) => return 7,
                 Some(Trigger::TrapOutside) => core::arch::wasm32::unreachable(),
@@ -359,11 +356,14 @@ mod tests {
     #[test]
     fn scripts_and_triggers_parse() {
         let s = Script::parse(b"rules 10\ngarbage 3\nbad-pointer 4\n").unwrap();
-        assert_eq!((s.rules, &s.garbage[..], &s.bad_pointer[..]), (10, &[3][..], &[4][..]));
+        assert_eq!(
+            (s.rules, &s.garbage[..], &s.bad_pointer[..]),
+            (10, &[3][..], &[4][..])
+        );
         assert!(Script::parse(b"duplicate-ids").unwrap().duplicate_ids);
         assert!(Script::parse(b"rules x").is_none());
-        assert_eq!(trigger("a @return-open@ b"), Some(Trigger::ReturnOpen));
+        assert_eq!(trigger("a @end-twice@ b"), Some(Trigger::EndTwice));
         assert_eq!(trigger("#all#"), None);
-        assert_eq!(TRIGGERS.len(), 10);
+        assert_eq!(TRIGGERS.len(), 9);
     }
 }

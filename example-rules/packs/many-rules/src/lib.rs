@@ -8,7 +8,7 @@
 //! pack many-rules 1.0.0     the pack's id and version (optional; these are the defaults)
 //! prefilter                 run only the rules an event can match (see below)
 //! small 17                  rule `small-17`: fires on a process start whose command line holds
-//!                           `#17#` (or `#all#`)
+//!                           `#17#` (or `#all#`), in any case
 //! small 17 2.0.0            the same rule at version 2.0.0
 //! faulty panics             the rule of `example-rules/faulty/panics`, as it is
 //! loads-forever             the data never finishes loading: the pack's load never returns
@@ -106,7 +106,8 @@ impl ManyRules {
                         .and_then(|w| w.parse().ok())
                         .ok_or_else(|| bad("small needs a number"))?;
                     let version = words.next().unwrap_or("1.0.0");
-                    let index = u32::try_from(pack.rules.len()).map_err(|_| bad("too many rules"))?;
+                    let index =
+                        u32::try_from(pack.rules.len()).map_err(|_| bad("too many rules"))?;
                     let slot = n as usize;
                     if pack.by_marker.len() <= slot {
                         pack.by_marker.resize(slot + 1, u32::MAX);
@@ -127,7 +128,8 @@ impl ManyRules {
                     let name = words.next().ok_or_else(|| bad("faulty needs a name"))?;
                     let rule = faulty(name).ok_or_else(|| bad("no such faulty rule"))?;
                     let meta = rule.meta();
-                    let index = u32::try_from(pack.rules.len()).map_err(|_| bad("too many rules"))?;
+                    let index =
+                        u32::try_from(pack.rules.len()).map_err(|_| bad("too many rules"))?;
                     pack.always.push(index);
                     pack.rules.push(Spec {
                         id: meta.id.to_string(),
@@ -170,10 +172,11 @@ fn markers(text: &str, mut f: impl FnMut(Option<usize>)) {
         let word = &text[start..start + len];
         if word == "all" {
             f(None);
-        } else if !word.is_empty() && word.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(n) = word.parse::<usize>() {
-                f(Some(n));
-            }
+        } else if !word.is_empty()
+            && word.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = word.parse::<usize>()
+        {
+            f(Some(n));
         }
         i = start;
     }
@@ -215,13 +218,15 @@ impl Pack for ManyRules {
                     return;
                 };
                 let line = p.command_line();
-                if line.contains(marker.as_str()) || line.contains(ALL) {
+                if contains_ignore_case(line, marker) || contains_ignore_case(line, ALL) {
                     out.detect("marker seen").field("CommandLine", line);
                 }
             }
             Kind::Faulty(rule) => rule.on_event(event, out),
         }
     }
+
+    const PREFILTER: bool = true;
 
     fn candidates(&mut self, event: &EventView<'_>, subscribed: &[u32], out: &mut Vec<u32>) {
         if !self.prefilter {
