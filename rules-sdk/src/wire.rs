@@ -243,27 +243,6 @@ impl<'e> EventView<'e> {
     /// Reads the header and checks that the slot and extra tables fit in `bytes`. Texts are checked
     /// when they are read (or all at once by [`check`](Self::check)).
     pub fn new(bytes: &'e [u8]) -> Result<EventView<'e>, WireError> {
-        let (kind, layout, extras, heap) = Self::header(bytes)?;
-        Ok(EventView {
-            bytes,
-            kind,
-            layout,
-            extras,
-            heap,
-            texts: [const { Cell::new(None) }; MAX_TEXTS],
-        })
-    }
-
-    /// The kind of the event in `bytes`, after the checks of [`new`](Self::new) (header, slot
-    /// count, tables in bounds), without making a view.
-    pub fn kind_of(bytes: &[u8]) -> Result<EventKind, WireError> {
-        Self::header(bytes).map(|(kind, ..)| kind)
-    }
-
-    /// The checks of [`new`](Self::new): the kind, its layout, the extra count and where the heap
-    /// starts.
-    #[inline]
-    fn header(bytes: &[u8]) -> Result<(EventKind, &'static BodyLayout, usize, usize), WireError> {
         if bytes.len() < HEADER_LEN {
             return Err(WireError::Truncated {
                 needed: HEADER_LEN,
@@ -294,7 +273,21 @@ impl<'e> EventView<'e> {
                 len: bytes.len(),
             });
         }
-        Ok((kind, layout, extras, heap))
+        Ok(EventView {
+            bytes,
+            kind,
+            layout,
+            extras,
+            heap,
+            texts: [const { Cell::new(None) }; MAX_TEXTS],
+        })
+    }
+
+    /// The kind of the event in `bytes`, after the checks of [`new`](Self::new) (header, slot
+    /// count, tables in bounds), without keeping a view.
+    #[inline]
+    pub fn kind_of(bytes: &[u8]) -> Result<EventKind, WireError> {
+        EventView::new(bytes).map(|v| v.kind)
     }
 
     /// The kind of the event.
