@@ -7,8 +7,15 @@
 //! keeps processing every event, and an [`Alert`] carrying the triggering event is raised in the same
 //! stream as detections. The host never panics because of content.
 //!
+//! A module holds one rule (ABI 2, [`LoadedRule`]) or is a **rule pack** (ABI 3, [`LoadedPack`]):
+//! one instance evaluating many rules on one copy of each batch of events, each rule with its own
+//! fuel budget and deadline per event, counters and quarantine; an engine whose rules are data is a
+//! pack loaded with its rule data, so that updating a rule is a data load, never a compile.
+//!
 //! The main types: [`Runtime`] (shared engine and configuration), [`RuleSet`] (loaded rules and
-//! dispatch), [`QuarantineRecord`] (why a rule stopped, with the event that made it) and
+//! dispatch, one event at a time or in batches: [`RuleSet::process_batch`], [`BatchOutcome`]),
+//! [`Prepared`] (a module loaded off the hot path, installed between two events),
+//! [`QuarantineRecord`] (why a rule stopped, with the event that made it) and
 //! [`events::EventReader`] (JSON lines and Windows event JSON in, typed events out).
 //!
 //! ```no_run
@@ -55,6 +62,7 @@ mod rule;
 mod rule_info;
 mod ruleset;
 mod runtime;
+mod start;
 mod unit;
 
 pub use config::{ConfigError, Limits, RuntimeConfig};

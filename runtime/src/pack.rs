@@ -2,7 +2,7 @@
 //! batch of events. The calling sequence's host side is in [`crate::pack_call`]; what a fault means
 //! (strike, quarantine, the pack stopping) is decided by the [`RuleSet`](crate::RuleSet).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rulebox_sdk::abi::{self, exports};
 use rulebox_sdk::batch::{self, MAX_BATCH_EVENTS};
@@ -10,9 +10,7 @@ use rulebox_sdk::{Detection, EventKind, LoadReply, PackMetadata};
 use wasmtime::{Memory, Store, TypedFunc};
 
 use crate::config::Limits;
-use crate::guest_log::LogBudget;
 use crate::host::HostState;
-use crate::limiter::RuleLimiter;
 use crate::module::{CompiledRule, LoadError, content_hash};
 use crate::pack_call::{Counters, Hit, MemberCtl, PackCtl, PackTrap};
 use crate::quarantine::{Fault, Reason};
@@ -22,6 +20,7 @@ use crate::rule::{
 };
 use crate::rule_info::{PackInfo, RuleInfo};
 use crate::runtime::{Runtime, SandboxThread};
+use crate::start::{Started, export, start};
 
 /// Most rules one pack may declare.
 pub const MAX_PACK_RULES: usize = 16_384;
@@ -795,101 +794,31 @@ fn instantiate(
     pack_id: Option<&str>,
 ) -> Result<(Instance, PackMetadata<'static>), LoadError> {
     let limits = scaled_for_data(limits.clone(), data.len());
-    let config = runtime.config();
     let label: Arc<str> = pack_id.unwrap_or(compiled.source()).into();
-    let log = Arc::new(Mutex::new(LogBudget::new(
-        label,
-        config.log_per_second,
-        config.log_burst,
-    )));
-    let mut state = HostState::new(
-        RuleLimiter::new(limits.memory_bytes, limits.table_elements),
-        log,
-    );
     // A pack calling `event_begin` or `rule_begin` while it loads breaks the calling sequence: its
     // control table is empty until the first call.
-    state.pack = Some(Box::new(PackCtl::new(
-        Vec::new(),
-        runtime.epoch().clone(),
-        0,
-        0,
-    )));
-    let mut store = Store::new(runtime.engine(), state);
-    store.limiter(|s| &mut s.limiter);
-    store.set_fuel(limits.fuel_at_load).map_err(|e| {
-        LoadError::StartFailed(Fault {
-            reason: Reason::HostError,
-            message: format!("{e:#}"),
-            backtrace: None,
-        })
-    })?;
-    store.set_epoch_deadline(runtime.ticks_for(limits.load_deadline_ms));
-    store.epoch_deadline_trap();
-
-    let inner = &compiled.inner;
-    let instance = match inner.pre.instantiate(&mut store) {
-        Ok(i) => i,
-        Err(e) => return Err(load_fault(&e, &mut store)),
-    };
-    if inner.has_initialize {
-        let init = instance
-            .get_typed_func::<(), ()>(&mut store, exports::INITIALIZE)
-            .map_err(|e| LoadError::WrongExportType {
-                name: exports::INITIALIZE.into(),
-                found: format!("{e:#}"),
-                expected: "func ()",
-            })?;
-        if let Err(e) = init.call(&mut store, ()) {
-            return Err(load_fault(&e, &mut store));
-        }
-    }
-    let func = |store: &mut Store<HostState>, name: &'static str| {
-        instance
-            .get_func(&mut *store, name)
-            .ok_or(LoadError::MissingExport(name))
-    };
-    let wrong = |name: &'static str, expected: &'static str| {
-        move |e: wasmtime::Error| LoadError::WrongExportType {
-            name: name.into(),
-            found: format!("{e:#}"),
-            expected,
-        }
-    };
-    let abi_version = func(&mut store, exports::ABI_VERSION)?
-        .typed::<(), i32>(&store)
-        .map_err(wrong(exports::ABI_VERSION, "func () -> i32"))?;
-    let input = func(&mut store, exports::INPUT)?
-        .typed::<u32, u32>(&store)
-        .map_err(wrong(exports::INPUT, "func (i32) -> i32"))?;
-    let load = func(&mut store, exports::LOAD)?
-        .typed::<u32, u64>(&store)
-        .map_err(wrong(exports::LOAD, "func (i32) -> i64"))?;
-    let on_events = func(&mut store, exports::ON_EVENTS)?
-        .typed::<u32, u64>(&store)
-        .map_err(wrong(exports::ON_EVENTS, "func (i32) -> i64"))?;
-    let last_panic = if inner.has_last_panic {
-        Some(
-            func(&mut store, exports::LAST_PANIC)?
-                .typed::<(), u64>(&store)
-                .map_err(wrong(exports::LAST_PANIC, "func () -> i64"))?,
-        )
-    } else {
-        None
-    };
-    let memory = instance
-        .get_memory(&mut store, exports::MEMORY)
-        .ok_or(LoadError::MissingExport(exports::MEMORY))?;
-
-    let version = match abi_version.call(&mut store, ()) {
-        Ok(v) => v,
-        Err(e) => return Err(load_fault(&e, &mut store)),
-    };
-    if u32::try_from(version).ok() != Some(abi::PACK_ABI_VERSION) {
-        return Err(LoadError::AbiVersion {
-            found: i64::from(version),
-            expected: abi::PACK_ABI_VERSION,
-        });
-    }
+    let empty = PackCtl::new(Vec::new(), runtime.epoch().clone(), 0, 0);
+    let Started {
+        mut store,
+        instance,
+        memory,
+        input,
+        last_panic,
+    } = start(
+        runtime,
+        compiled,
+        &limits,
+        label,
+        Some(Box::new(empty)),
+        abi::PACK_ABI_VERSION,
+    )?;
+    let load = export::<u32, u64>(&mut store, &instance, exports::LOAD, "func (i32) -> i64")?;
+    let on_events = export::<u32, u64>(
+        &mut store,
+        &instance,
+        exports::ON_EVENTS,
+        "func (i32) -> i64",
+    )?;
     let mut inst = Instance {
         store,
         memory,
@@ -946,5 +875,91 @@ fn instantiate(
     match reply {
         Ok(meta) => Ok((inst, meta)),
         Err(why) => Err(LoadError::BadRuleData(clip(why, 1024))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use rulebox_sdk::{EventKinds, RuleMetadata, Severity};
+
+    use super::*;
+
+    #[test]
+    fn load_budgets_grow_with_the_data_within_the_upper_bounds() {
+        let base = Limits::default();
+        let same = scaled_for_data(base.clone(), 0);
+        assert_eq!(
+            (same.fuel_at_load, same.load_deadline_ms),
+            (base.fuel_at_load, base.load_deadline_ms)
+        );
+        let mib = scaled_for_data(base.clone(), 1 << 20);
+        assert_eq!(
+            mib.fuel_at_load,
+            base.fuel_at_load + (1 << 20) * LOAD_FUEL_PER_DATA_BYTE
+        );
+        assert_eq!(
+            mib.load_deadline_ms,
+            base.load_deadline_ms + 1024 * LOAD_MS_PER_DATA_KIB
+        );
+        let huge = scaled_for_data(base, usize::MAX);
+        assert_eq!(
+            (huge.fuel_at_load, huge.load_deadline_ms),
+            (1_000_000_000_000, 600_000)
+        );
+        huge.validate().expect("still a valid configuration");
+    }
+
+    fn rule(id: &str) -> RuleMetadata<'static> {
+        RuleMetadata {
+            schema_version: abi::SCHEMA_VERSION,
+            id: Cow::Owned(id.into()),
+            name: Cow::Borrowed("r"),
+            version: Cow::Borrowed("1"),
+            severity: Severity::Low,
+            subscriptions: EventKinds::all(),
+        }
+    }
+
+    fn meta(rules: Vec<RuleMetadata<'static>>) -> PackMetadata<'static> {
+        PackMetadata {
+            schema_version: abi::SCHEMA_VERSION,
+            id: Cow::Borrowed("p"),
+            name: Cow::Borrowed("p"),
+            version: Cow::Borrowed("1"),
+            rules,
+        }
+    }
+
+    #[test]
+    fn pack_metadata_is_checked_rule_by_rule() {
+        validate_pack_metadata(&meta(vec![rule("a"), rule("b")])).unwrap();
+        let err = validate_pack_metadata(&meta(vec![rule("a"), rule("a")])).unwrap_err();
+        assert!(
+            err.to_string().contains("rule 1: the id `a` appears twice"),
+            "{err}"
+        );
+        let err = validate_pack_metadata(&meta(vec![rule("a"), rule("b c")])).unwrap_err();
+        assert!(err.to_string().contains("rule 1: id `b c`"), "{err}");
+        let err = validate_pack_metadata(&meta(Vec::new())).unwrap_err();
+        assert!(err.to_string().contains("no rules"), "{err}");
+        let mut bad = meta(vec![rule("a")]);
+        bad.id = Cow::Borrowed("");
+        let err = validate_pack_metadata(&bad).unwrap_err();
+        assert!(err.to_string().contains("pack id must be"), "{err}");
+        let mut old = meta(vec![rule("a")]);
+        old.rules[0].schema_version = 1;
+        assert!(matches!(
+            validate_pack_metadata(&old),
+            Err(LoadError::SchemaVersion { found: 1, .. })
+        ));
+        let many = meta(
+            (0..=MAX_PACK_RULES)
+                .map(|i| rule(&format!("r{i}")))
+                .collect(),
+        );
+        let err = validate_pack_metadata(&many).unwrap_err();
+        assert!(err.to_string().contains("at most 16384"), "{err}");
     }
 }

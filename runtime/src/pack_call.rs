@@ -390,3 +390,51 @@ pub(crate) fn rule_end(
     caller.as_context_mut().set_epoch_deadline(ticks);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(kinds: u32) -> MemberCtl {
+        MemberCtl {
+            kinds,
+            limits: Limits::default(),
+            ticks: 1,
+            id: "r".into(),
+            counters: Counters::default(),
+        }
+    }
+
+    #[test]
+    fn the_union_of_kinds_follows_every_change() {
+        let mut ctl = PackCtl::new(
+            vec![member(0b011), member(0b010), member(0)],
+            Arc::default(),
+            1,
+            1,
+        );
+        assert_eq!(ctl.kinds_union(), 0b011);
+        ctl.set_kinds(0, 0);
+        assert_eq!(ctl.kinds_union(), 0b010, "rule 1 still runs on kind 1");
+        ctl.set_kinds(1, 0);
+        assert_eq!(ctl.kinds_union(), 0);
+        ctl.set_kinds(2, 0b100);
+        ctl.set_kinds(0, 0b101);
+        assert_eq!(ctl.kinds_union(), 0b101);
+        ctl.set_kinds(2, 0b100);
+        ctl.set_kinds(0, 0);
+        assert_eq!(ctl.kinds_union(), 0b100);
+    }
+
+    #[test]
+    fn counters_note_every_event() {
+        let mut c = Counters::default();
+        c.note(10);
+        c.note(30);
+        c.note(20);
+        assert_eq!(
+            (c.events, c.last_fuel, c.max_fuel, c.total_fuel),
+            (3, 20, 30, 60)
+        );
+    }
+}

@@ -1,20 +1,20 @@
 //! One loaded rule: its own store and instance, and the call that evaluates an event.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rulebox_sdk::abi::{self, exports};
 use rulebox_sdk::{Detection, Field, ResultError, ResultReader, RuleMetadata};
 use wasmtime::{Memory, Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::config::Limits;
-use crate::guest_log::LogBudget;
 use crate::host::HostState;
-use crate::limiter::{MemoryLimitExceeded, RuleLimiter, TableLimitExceeded};
+use crate::limiter::{MemoryLimitExceeded, TableLimitExceeded};
 use crate::module::{CompiledRule, LoadError};
 use crate::quarantine::{Fault, Reason};
 use crate::rule_info::RuleInfo;
 use crate::runtime::{Runtime, SandboxThread};
+use crate::start::{Started, export, start};
 
 /// Largest metadata a rule may return.
 pub(crate) const MAX_METADATA_BYTES: u32 = 4096;
@@ -472,95 +472,22 @@ impl LoadedRule {
         limits: &Limits,
         rule_id: Option<&str>,
     ) -> Result<(Instance, RuleMetadata<'static>), LoadError> {
-        let config = runtime.config();
         let label: Arc<str> = rule_id.unwrap_or(compiled.source()).into();
-        let log = Arc::new(Mutex::new(LogBudget::new(
-            label,
-            config.log_per_second,
-            config.log_burst,
-        )));
-        let state = HostState::new(
-            RuleLimiter::new(limits.memory_bytes, limits.table_elements),
-            log,
-        );
-        let mut store = Store::new(runtime.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_fuel(limits.fuel_at_load).map_err(|e| {
-            LoadError::StartFailed(Fault {
-                reason: Reason::HostError,
-                message: format!("{e:#}"),
-                backtrace: None,
-            })
-        })?;
-        store.set_epoch_deadline(runtime.ticks_for(limits.load_deadline_ms));
-        store.epoch_deadline_trap();
-
-        let inner = &compiled.inner;
-        let instance = match inner.pre.instantiate(&mut store) {
-            Ok(i) => i,
-            Err(e) => return Err(load_fault(&e, &mut store)),
-        };
-        if inner.has_initialize {
-            let init = instance
-                .get_typed_func::<(), ()>(&mut store, exports::INITIALIZE)
-                .map_err(|e| LoadError::WrongExportType {
-                    name: exports::INITIALIZE.into(),
-                    found: format!("{e:#}"),
-                    expected: "func ()",
-                })?;
-            if let Err(e) = init.call(&mut store, ()) {
-                return Err(load_fault(&e, &mut store));
-            }
-        }
-        let typed = |store: &mut Store<HostState>,
-                     name: &'static str|
-         -> Result<wasmtime::Func, LoadError> {
-            instance
-                .get_func(&mut *store, name)
-                .ok_or(LoadError::MissingExport(name))
-        };
-        let wrong = |name: &'static str, expected: &'static str| {
-            move |e: wasmtime::Error| LoadError::WrongExportType {
-                name: name.into(),
-                found: format!("{e:#}"),
-                expected,
-            }
-        };
-        let abi_version = typed(&mut store, exports::ABI_VERSION)?
-            .typed::<(), i32>(&store)
-            .map_err(wrong(exports::ABI_VERSION, "func () -> i32"))?;
-        let metadata = typed(&mut store, exports::METADATA)?
-            .typed::<(), u64>(&store)
-            .map_err(wrong(exports::METADATA, "func () -> i64"))?;
-        let input = typed(&mut store, exports::INPUT)?
-            .typed::<u32, u32>(&store)
-            .map_err(wrong(exports::INPUT, "func (i32) -> i32"))?;
-        let on_event = typed(&mut store, exports::ON_EVENT)?
-            .typed::<u32, u64>(&store)
-            .map_err(wrong(exports::ON_EVENT, "func (i32) -> i64"))?;
-        let last_panic = if inner.has_last_panic {
-            Some(
-                typed(&mut store, exports::LAST_PANIC)?
-                    .typed::<(), u64>(&store)
-                    .map_err(wrong(exports::LAST_PANIC, "func () -> i64"))?,
-            )
-        } else {
-            None
-        };
-        let memory = instance
-            .get_memory(&mut store, exports::MEMORY)
-            .ok_or(LoadError::MissingExport(exports::MEMORY))?;
-
-        let version = match abi_version.call(&mut store, ()) {
-            Ok(v) => v,
-            Err(e) => return Err(load_fault(&e, &mut store)),
-        };
-        if u32::try_from(version).ok() != Some(abi::ABI_VERSION) {
-            return Err(LoadError::AbiVersion {
-                found: i64::from(version),
-                expected: abi::ABI_VERSION,
-            });
-        }
+        let Started {
+            mut store,
+            instance,
+            memory,
+            input,
+            last_panic,
+        } = start(runtime, compiled, limits, label, None, abi::ABI_VERSION)?;
+        let metadata =
+            export::<(), u64>(&mut store, &instance, exports::METADATA, "func () -> i64")?;
+        let on_event = export::<u32, u64>(
+            &mut store,
+            &instance,
+            exports::ON_EVENT,
+            "func (i32) -> i64",
+        )?;
         let packed = match metadata.call(&mut store, ()) {
             Ok(p) => p,
             Err(e) => return Err(load_fault(&e, &mut store)),
