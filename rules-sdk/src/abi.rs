@@ -442,7 +442,7 @@ macro_rules! export_rule {
 }
 
 /// Exports a [`Pack`](crate::Pack) type as a rule pack module (ABI 3): an engine whose rules are
-/// data, or any set of rules evaluated in one sandbox. See [`crate::pack`].
+/// data, or any set of rules evaluated in one sandbox. See [`Pack`](crate::Pack).
 ///
 /// On `wasm32` targets this defines the exports of ABI 3 ([`crate::abi`]); on every other target it
 /// expands to nothing.

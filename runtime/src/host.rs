@@ -30,6 +30,13 @@ impl HostState {
         }
     }
 
+    /// The instance's memory high-water mark and the log messages its rate limit suppressed.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        let high = u64::try_from(self.limiter.memory_high_water).unwrap_or(u64::MAX);
+        let suppressed = self.log.lock().map(|l| l.suppressed_total).unwrap_or(0);
+        (high, suppressed)
+    }
+
     fn wasi(&mut self) -> &mut WasiP1Ctx {
         let log = &self.log;
         self.wasi.get_or_insert_with(|| {

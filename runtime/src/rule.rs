@@ -552,10 +552,7 @@ impl LoadedRule {
         let Some(inst) = &self.instance else {
             return (0, 0);
         };
-        let state = inst.store.data();
-        let high = u64::try_from(state.limiter.memory_high_water).unwrap_or(u64::MAX);
-        let suppressed = state.log.lock().map(|l| l.suppressed_total).unwrap_or(0);
-        (high, suppressed)
+        inst.store.data().counters()
     }
 
     /// What the host knows about the rule.
