@@ -1275,6 +1275,13 @@ impl RuleSet {
         &self.stats
     }
 
+    /// The limits the rule `rule_id` runs under (for a rule of a pack: its own per-event budgets;
+    /// its memory is the pack's).
+    pub fn limits(&self, rule_id: &str) -> Option<&Limits> {
+        let e = &self.entries[*self.index.get(rule_id)?];
+        self.unit(e.unit).map(|u| u.limits(e.member))
+    }
+
     /// Whether the rule `rule_id` is active.
     pub fn is_active(&self, rule_id: &str) -> bool {
         self.index

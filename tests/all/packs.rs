@@ -86,11 +86,12 @@ fn the_example_pack_detects_what_the_example_rules_do_one_by_one_and_batched() {
 }
 
 /// How far a rule's fuel in a pack may be from its fuel as a one-rule module on the same event
-/// (`docs/abi.md`, "Fuel in a pack"). On most events the difference is a small constant: the
-/// pack's per-rule dispatch. On the events where the module's glue grows its input buffer (its first
-/// event, or one larger than any before) the module pays for that and the pack does not (its
-/// buffer grows on the pack's own budget); and a rule that allocates does so in the pack's shared
-/// heap, whose state depends on the other rules.
+/// (`docs/abi.md`, "Fuel, deadlines and memory in a pack"). On most events the difference is a
+/// small constant: the pack's per-rule dispatch. On the events where the module's glue grows its
+/// input buffer (its first event, or one larger than any before) the module pays for the growth,
+/// which grows with the event's size, and the pack does not (its buffer grows on the pack's own
+/// budget); and a rule that allocates does so in the pack's shared heap, whose state depends on
+/// the other rules. On the small demo events all of it stays within this bound.
 pub const PACK_FUEL_BOUND: u64 = 1_024;
 
 /// The pack's per-rule dispatch costs at most this much fuel.
@@ -409,4 +410,94 @@ fn a_pack_prepared_on_another_thread_is_installed_between_two_events() {
             .unwrap();
         assert_eq!(o.detections.len(), 2);
     });
+}
+
+#[test]
+fn the_validator_validates_a_pack_rule_by_rule_as_it_does_one_rule_modules() {
+    use rulebox_validate::{CorpusSource, ModuleInput, Options, validate_modules};
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let options = Options {
+        generated_per_kind: 16,
+        corpus: CorpusSource::Skip("not used by this test".to_owned()),
+        tests: vec![workspace.join("example-rules/rules")],
+        ..Options::default()
+    };
+    let input = |name: &str, bytes: &[u8]| ModuleInput {
+        source: name.to_owned(),
+        bytes: bytes.to_vec(),
+        limits: None,
+        declared: None,
+    };
+    let modules: Vec<ModuleInput> = ALL
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Good)
+        .map(|a| input(a.name, a.bytes))
+        .collect();
+    let alone = validate_modules(modules, &options, &mut |_| {}).unwrap();
+    // `rulebox test`: every rule's own cases, each rule of the pack run in the whole pack.
+    let files: Vec<_> = rulebox_validate::cases::find_case_files(&options.tests)
+        .unwrap()
+        .iter()
+        .map(|p| rulebox_validate::cases::read_case_file(p).unwrap())
+        .collect();
+    let total: usize = files.iter().map(|f| f.cases.len()).sum();
+    let outcomes = rulebox_validate::run_tests(
+        vec![input("example-pack", EXAMPLE_PACK.bytes)],
+        files,
+        rulebox_runtime::RuntimeConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(outcomes.len(), total);
+    let failed: Vec<_> = outcomes.iter().filter(|o| o.problem.is_some()).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    assert!(outcomes.iter().any(|o| o.detections > 0));
+    let pack = validate_modules(
+        vec![input("example-pack", EXAMPLE_PACK.bytes)],
+        &options,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        alone.passed && pack.passed,
+        "{:?}",
+        pack.rules.iter().map(|r| &r.failures).collect::<Vec<_>>()
+    );
+    assert_eq!(pack.rules.len(), 8, "one report per rule of the pack");
+    for a in &alone.rules {
+        let p = pack
+            .rules
+            .iter()
+            .find(|p| p.rule_id == a.rule_id)
+            .unwrap_or_else(|| panic!("{:?} has a report", a.rule_id));
+        assert!(p.passed, "{:?}: {:?}", p.rule_id, p.failures);
+        assert_eq!(
+            (p.tests.cases, p.tests.passed),
+            (a.tests.cases, a.tests.passed),
+            "{:?}",
+            p.rule_id
+        );
+        assert_eq!(p.events, a.events, "{:?} ran on the same events", p.rule_id);
+        assert_eq!(
+            p.detections, a.detections,
+            "{:?} detected the same",
+            p.rule_id
+        );
+        assert_eq!(p.fuel.budget, a.fuel.budget);
+        // The worst event (a boundary event at the size cap) costs a module of its own the growth
+        // of its input buffer, which a pack pays on its own budget: never more in the pack.
+        assert!(
+            p.fuel.max <= a.fuel.max + PACK_FUEL_BOUND,
+            "{:?}: worst event {} fuel in the pack, {} alone",
+            p.rule_id,
+            p.fuel.max,
+            a.fuel.max
+        );
+        assert!(
+            p.fuel.p50.abs_diff(a.fuel.p50) <= PACK_FUEL_BOUND,
+            "{:?}: median {} fuel in the pack, {} alone",
+            p.rule_id,
+            p.fuel.p50,
+            a.fuel.p50
+        );
+    }
 }

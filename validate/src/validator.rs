@@ -305,14 +305,23 @@ fn run(
     let worker = runtime
         .spawn_sandbox_thread("rulebox-validate", move |thread| {
             let mut rules = Vec::new();
-            let of = modules.len() * schemas.len();
-            for (m, module) in modules.iter().enumerate() {
+            // A rule pack is validated rule by rule, each in the whole pack.
+            let targets: Vec<(&ModuleInput, Option<String>)> = modules
+                .iter()
+                .flat_map(|m| match pack_rules(&rt, thread, m) {
+                    Some(ids) => ids.into_iter().map(|id| (m, Some(id))).collect(),
+                    None => vec![(m, None)],
+                })
+                .collect();
+            let of = targets.len() * schemas.len();
+            for (m, (module, member)) in targets.iter().enumerate() {
                 for (s, schema) in schemas.iter().enumerate() {
                     let index = m * schemas.len() + s;
                     rules.push(validate_rule(
                         &rt,
                         thread,
                         module,
+                        member.as_deref(),
                         *schema,
                         &mut shared,
                         &mut |p| {
@@ -362,13 +371,31 @@ fn run(
     })
 }
 
+/// The ids of the rules of `module` if it is a rule pack that loads (`None` otherwise: a one-rule
+/// module, or one that does not load, whose report says why).
+fn pack_rules(rt: &Runtime, thread: &SandboxThread, module: &ModuleInput) -> Option<Vec<String>> {
+    let compiled = rt.compile(&module.bytes, &module.source).ok()?;
+    if !compiled.is_pack() {
+        return None;
+    }
+    match rulebox_runtime::Prepared::load(rt, thread, &compiled, &[], module.limits.as_ref()) {
+        Ok(p) => Some(p.rules().iter().map(|r| r.id.clone()).collect()),
+        Err(_) => None,
+    }
+}
+
 /// One rule in its own [`RuleSet`], exactly as an agent runs it, with the measurements the report
-/// needs.
+/// needs. A rule of a pack runs in the whole pack (the other rules run too), and the measurements
+/// are its own.
 struct Harness<'a> {
     rt: &'a Runtime,
     thread: &'a SandboxThread,
     compiled: &'a CompiledRule,
     limits: Option<&'a Limits>,
+    /// The rule of a pack being validated.
+    member: Option<&'a str>,
+    /// Its id, once loaded.
+    id: String,
     set: RuleSet,
     fuel: Vec<u64>,
     worst: (u64, String),
@@ -384,14 +411,17 @@ impl<'a> Harness<'a> {
         thread: &'a SandboxThread,
         compiled: &'a CompiledRule,
         limits: Option<&'a Limits>,
+        member: Option<&'a str>,
     ) -> Result<(Harness<'a>, Arc<RuleInfo>), (String, String)> {
-        let (set, info) = Self::load(rt, thread, compiled, limits)?;
+        let (set, info) = Self::load(rt, thread, compiled, limits, member)?;
         Ok((
             Harness {
                 rt,
                 thread,
                 compiled,
                 limits,
+                member,
+                id: info.id.clone(),
                 set,
                 fuel: Vec::new(),
                 worst: (0, String::new()),
@@ -408,20 +438,35 @@ impl<'a> Harness<'a> {
         thread: &SandboxThread,
         compiled: &CompiledRule,
         limits: Option<&Limits>,
+        member: Option<&str>,
     ) -> Result<(RuleSet, Arc<RuleInfo>), (String, String)> {
         let mut set = RuleSet::new(rt);
-        match set.upsert_with_limits(thread, compiled, limits) {
-            Ok(Upsert::Added(info)) => Ok((set, info)),
-            Ok(other) => Err((
+        let loaded = set.upsert_with_limits(thread, compiled, limits);
+        let info = match (&loaded, member) {
+            (Ok(Upsert::Added(info)), None) => Some(info.clone()),
+            (Ok(Upsert::Pack(p)), Some(id)) => p.rules.iter().find(|r| r.id == id).cloned(),
+            _ => None,
+        };
+        match (loaded, info) {
+            (Ok(_), Some(info)) => Ok((set, info)),
+            (Ok(other), None) => Err((
                 "host_error".to_owned(),
                 format!("unexpected load outcome {other:?}"),
             )),
-            Err(record) => Err((record.reason.name().to_owned(), record.message.clone())),
+            (Err(record), _) => Err((record.reason.name().to_owned(), record.message.clone())),
         }
     }
 
+    /// The rule's counters.
+    fn stats(&self) -> Option<rulebox_runtime::RuleStats> {
+        self.set
+            .rules()
+            .find(|(info, _, _)| info.id == self.id)
+            .map(|(_, _, stats)| stats)
+    }
+
     fn note_memory(&mut self) {
-        if let Some((_, _, stats)) = self.set.rules().next() {
+        if let Some(stats) = self.stats() {
             self.memory_high = self.memory_high.max(stats.memory_high_water);
         }
     }
@@ -429,7 +474,13 @@ impl<'a> Harness<'a> {
     /// A fresh instance (a test case starts from a rule without state).
     fn fresh(&mut self) {
         self.note_memory();
-        if let Ok((set, _)) = Self::load(self.rt, self.thread, self.compiled, self.limits) {
+        if let Ok((set, _)) = Self::load(
+            self.rt,
+            self.thread,
+            self.compiled,
+            self.limits,
+            self.member,
+        ) {
             self.set = set;
         }
     }
@@ -440,6 +491,7 @@ impl<'a> Harness<'a> {
         if self.fault.is_some() {
             return None;
         }
+        let events_before = self.stats().map_or(0, |s| s.events);
         let outcome = match self.set.process(self.thread, event) {
             Ok(o) => o,
             Err(e @ (EventError::TooLarge { .. } | EventError::TooManyFields { .. })) => {
@@ -451,10 +503,14 @@ impl<'a> Harness<'a> {
                 return None;
             }
         };
-        if outcome.rules_run == 0 {
+        let ran = match self.member {
+            None => outcome.rules_run > 0,
+            Some(_) => self.stats().map(|s| s.events) != Some(events_before),
+        };
+        if !ran {
             return None;
         }
-        if let Some((_, _, stats)) = self.set.rules().next() {
+        if let Some(stats) = self.stats() {
             self.fuel.push(stats.last_fuel);
             if stats.last_fuel > self.worst.0 || self.worst.1.is_empty() {
                 self.worst = (stats.last_fuel, label.to_owned());
@@ -462,8 +518,16 @@ impl<'a> Harness<'a> {
         }
         for alert in &outcome.alerts {
             let (reason, message) = match alert {
+                // In a pack, only what stops or strikes this rule (a record about the pack stops
+                // every rule of it).
+                Alert::RuleQuarantined(r)
+                    if self.member.is_some() && r.rule_id != self.id && !r.rule_id.is_empty() =>
+                {
+                    continue;
+                }
+                Alert::BudgetStrike { rule, .. } if rule.id != self.id => continue,
                 Alert::RuleQuarantined(r) => (r.reason.name().to_owned(), r.message.clone()),
-                Alert::BudgetStrike { fault, .. } => {
+                Alert::BudgetStrike { fault, .. } | Alert::PackStrike { fault, .. } => {
                     (fault.reason.name().to_owned(), fault.message.clone())
                 }
                 Alert::PreviousVersionRestored { quarantined, .. } => (
@@ -480,10 +544,12 @@ impl<'a> Harness<'a> {
                 });
             }
         }
+        let id = &self.id;
         Some(
             outcome
                 .detections
                 .into_iter()
+                .filter(|d| d.rule.id == *id)
                 .map(|d| Seen {
                     event: 0,
                     title: d.detection.title.into_owned(),
@@ -516,6 +582,7 @@ fn validate_rule(
     rt: &Runtime,
     thread: &SandboxThread,
     module: &ModuleInput,
+    member: Option<&str>,
     schema: u32,
     shared: &mut Shared,
     progress: &mut dyn FnMut(Progress),
@@ -558,7 +625,7 @@ fn validate_rule(
             return report;
         }
     };
-    let (mut h, info) = match Harness::new(rt, thread, &compiled, module.limits.as_ref()) {
+    let (mut h, info) = match Harness::new(rt, thread, &compiled, module.limits.as_ref(), member) {
         Ok(ok) => ok,
         Err((reason, message)) => {
             report
@@ -572,6 +639,7 @@ fn validate_rule(
     let kinds: Vec<EventKind> = info.subscriptions.iter().collect();
     report.subscriptions = kinds.iter().map(|k| k.name().to_owned()).collect();
     if let Some((id, version)) = &module.declared
+        && member.is_none()
         && (*id != info.id || *version != info.version)
     {
         report.failures.push(format!(
@@ -579,9 +647,10 @@ fn validate_rule(
             info.id, info.version
         ));
     }
-    let limits = module
-        .limits
-        .clone()
+    let limits = h
+        .set
+        .limits(&info.id)
+        .cloned()
         .unwrap_or_else(|| rt.config().limits_for(&info.id).clone());
     report.fuel.budget = limits.fuel_per_event;
     report.memory.budget = limits.memory_bytes;
@@ -754,14 +823,17 @@ pub fn run_tests(
     let rt = runtime.clone();
     let worker = runtime
         .spawn_sandbox_thread("rulebox-test", move |thread| {
-            // Learn each module's rule id by loading it.
-            let mut by_id: BTreeMap<String, CompiledRule> = BTreeMap::new();
+            // Learn each module's rule ids by loading it: each with its module, and whether it is a
+            // rule of a pack.
+            let mut by_id: BTreeMap<String, (CompiledRule, bool)> = BTreeMap::new();
             let mut refused: Vec<String> = Vec::new();
             for m in &modules {
                 match rt.compile(&m.bytes, &m.source) {
-                    Ok(c) => match RuleSet::new(&rt).add(thread, &c) {
-                        Ok(info) => {
-                            by_id.insert(info.id.clone(), c);
+                    Ok(c) => match RuleSet::new(&rt).add_module(thread, &c, &[], None) {
+                        Ok(rules) => {
+                            for info in rules {
+                                by_id.insert(info.id.clone(), (c.clone(), c.is_pack()));
+                            }
                         }
                         Err(r) => {
                             refused.push(format!("{}: {}: {}", m.source, r.reason, r.message))
@@ -794,7 +866,9 @@ pub fn run_tests(
                         out.push(outcome);
                         continue;
                     };
-                    let (mut h, _) = match Harness::new(&rt, thread, compiled, None) {
+                    let (compiled, in_pack) = compiled;
+                    let member = in_pack.then_some(file.rule.as_str());
+                    let (mut h, _) = match Harness::new(&rt, thread, compiled, None, member) {
                         Ok(ok) => ok,
                         Err((reason, message)) => {
                             outcome.problem = Some(format!("does not load: {reason}: {message}"));
