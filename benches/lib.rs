@@ -1,11 +1,12 @@
-//! Shared helpers for the benchmarks in this folder (`rules.rs`, `overhead.rs`, `ab.rs`): the demo
-//! events, the native and sandboxed example sets, hand-written rule modules that isolate the cost of
-//! the sandbox from the cost of a rule, and interleaved timing.
+//! Shared helpers for the benchmarks in this folder (`rules.rs`, `overhead.rs`, `ab.rs`, `packs.rs`):
+//! the demo events, the native and sandboxed example sets (one module per rule, or the example pack),
+//! hand-written rule modules that isolate the cost of the sandbox from the cost of a rule, a rule
+//! pack on raw wasmtime ([`RawPack`]), and interleaved timing.
 
 use std::fmt::Write as _;
 
 use rulebox_example_artifacts::native::{self, NativeRule};
-use rulebox_example_artifacts::{ALL, ArtifactKind, DEMO_EVENTS};
+use rulebox_example_artifacts::{ALL, ArtifactKind, DEMO_EVENTS, EXAMPLE_PACK};
 use rulebox_runtime::events::EventReader;
 use rulebox_runtime::{RuleSet, Runtime, SandboxThread};
 use rulebox_sdk::{Detections, Event, EventKind, EventKinds, EventView, RuleMetadata, Severity};
@@ -102,6 +103,134 @@ pub fn good_rule_set(runtime: &Runtime, thread: &SandboxThread) -> RuleSet {
             .expect("a good example rule loads");
     }
     set
+}
+
+/// A `RuleSet` holding the example pack (every good example rule in one module), sandboxed with the
+/// runtime's limits.
+///
+/// # Panics
+/// If the pack does not load.
+pub fn example_pack_set(runtime: &Runtime, thread: &SandboxThread) -> RuleSet {
+    let mut set = RuleSet::new(runtime);
+    set.load(thread, EXAMPLE_PACK.bytes, EXAMPLE_PACK.name)
+        .expect("the example pack loads");
+    set
+}
+
+/// A rule pack on raw wasmtime, with fuel and epoch interruption on and set as the runtime sets them
+/// (the pack's budget per event, each rule's own between `rule_begin` and `rule_end`), and nothing
+/// else: no check of the calling sequence, no result read, no statistics. The floor of ABI 3 with
+/// these limits, which the runtime's pack path is compared with.
+pub struct RawPack {
+    store: wasmtime::Store<RawPackState>,
+    on_events: wasmtime::TypedFunc<u32, u64>,
+    memory: wasmtime::Memory,
+    input: usize,
+}
+
+/// The store data of a [`RawPack`]: the pack's fuel saved while a rule runs, and the detections
+/// seen (counted, not read).
+#[derive(Default)]
+pub struct RawPackState {
+    saved: u64,
+    results: u64,
+}
+
+impl RawPack {
+    /// Instantiates `bytes` (a pack taking no rule data) on a fresh engine with fuel and epochs on.
+    ///
+    /// # Panics
+    /// If the pack does not instantiate or load.
+    pub fn new(bytes: &[u8]) -> RawPack {
+        use wasmtime::{Caller, Config, Engine, Linker, Module, Store};
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config).expect("engine");
+        let module = Module::new(&engine, bytes).expect("compiles");
+        let mut linker: Linker<RawPackState> = Linker::new(&engine);
+        const FUEL: u64 = 10_000_000;
+        const TICKS: u64 = 1 << 40;
+        linker
+            .func_wrap(
+                "rulebox",
+                "event_begin",
+                |mut c: Caller<'_, RawPackState>, _e: u32| -> wasmtime::Result<u32> {
+                    c.set_fuel(FUEL)?;
+                    wasmtime::AsContextMut::as_context_mut(&mut c).set_epoch_deadline(TICKS);
+                    Ok(1)
+                },
+            )
+            .expect("event_begin");
+        linker
+            .func_wrap(
+                "rulebox",
+                "rule_begin",
+                |mut c: Caller<'_, RawPackState>, _r: u32| -> wasmtime::Result<u32> {
+                    let saved = c.get_fuel()?;
+                    c.data_mut().saved = saved;
+                    c.set_fuel(FUEL)?;
+                    wasmtime::AsContextMut::as_context_mut(&mut c).set_epoch_deadline(TICKS);
+                    Ok(1)
+                },
+            )
+            .expect("rule_begin");
+        linker
+            .func_wrap(
+                "rulebox",
+                "rule_end",
+                |mut c: Caller<'_, RawPackState>, _p: u32, len: u32| -> wasmtime::Result<()> {
+                    let saved = c.data().saved;
+                    c.data_mut().results += u64::from(len != 0);
+                    c.set_fuel(saved)?;
+                    wasmtime::AsContextMut::as_context_mut(&mut c).set_epoch_deadline(TICKS);
+                    Ok(())
+                },
+            )
+            .expect("rule_end");
+        let mut store = Store::new(&engine, RawPackState::default());
+        store.set_fuel(100_000_000).expect("fuel on");
+        store.set_epoch_deadline(TICKS);
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .expect("instantiates");
+        let memory = instance.get_memory(&mut store, "memory").expect("memory");
+        let load: wasmtime::TypedFunc<u32, u64> = instance
+            .get_typed_func(&mut store, "rulebox_load")
+            .expect("load");
+        load.call(&mut store, 0).expect("loads");
+        let input: wasmtime::TypedFunc<u32, u32> = instance
+            .get_typed_func(&mut store, "rulebox_input")
+            .expect("input");
+        let input = input.call(&mut store, 1 << 20).expect("buffer");
+        let on_events = instance
+            .get_typed_func(&mut store, "rulebox_on_events")
+            .expect("on_events");
+        RawPack {
+            store,
+            on_events,
+            memory,
+            input: usize::try_from(input).expect("fits"),
+        }
+    }
+
+    /// One call over `events` as one batch; the number of results the rules returned so far.
+    ///
+    /// # Panics
+    /// If the batch does not fit the buffer or the pack traps.
+    pub fn run(&mut self, events: &[(EventKind, Vec<u8>)]) -> u64 {
+        let bytes = || events.iter().map(|(_, b)| b.as_slice());
+        let len = rulebox_sdk::batch::batch_len(bytes()).expect("a batch");
+        self.store.set_fuel(10_000_000).expect("fuel on");
+        self.store.set_epoch_deadline(1 << 40);
+        let dest = &mut self.memory.data_mut(&mut self.store)[self.input..self.input + len];
+        rulebox_sdk::batch::write_batch_to(bytes(), dest).expect("written");
+        let len = u32::try_from(len).expect("small");
+        self.on_events.call(&mut self.store, len).expect("no trap");
+        self.store.data().results
+    }
 }
 
 /// The WebAssembly text of a rule that implements the ABI and does nothing: `rulebox_on_event`

@@ -4,19 +4,24 @@
 //! it subscribes to (a mix of attacks and ordinary activity), once natively (the rule's Rust code,
 //! compiled for the host, reading the encoded event through `EventView`) and once in its sandbox with
 //! every limit on (fuel, epoch deadline, memory cap); both start from the bytes the host encodes once
-//! per event, so the difference is the sandbox alone. At the end the bench prints the ratio
-//! sandboxed / native per rule, from the estimates of this run, and then the two sets again with
-//! native and sandboxed interleaved in one loop (`rulebox_benches::interleave`), the ratio that holds
-//! on a noisy machine.
+//! per event, so the difference is the sandbox alone. The sets run three ways: one module per rule
+//! (`sandboxed`), the same rules as one rule pack called once per event (`pack`), and the pack called
+//! once per batch of events (`pack-batched`, ABI 3 with batching: how an agent with queued events
+//! runs it). At the end the bench prints the ratio sandboxed / native per rule, from the estimates of
+//! this run, and then the two sets again with every subject interleaved in one loop
+//! (`rulebox_benches::interleave`), the ratios that hold on a noisy machine, with the pack on raw
+//! wasmtime with the same limits (`raw-pack-batched`: the engine's floor for ABI 3).
 
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rulebox_benches::{
-    NativeSet, Subject, demo_events, encode, good_rule_set, interleave, print_timings,
+    NativeSet, RawPack, Subject, demo_events, encode, example_pack_set, good_rule_set, interleave,
+    print_timings,
 };
+use rulebox_example_artifacts::EXAMPLE_PACK;
 use rulebox_example_artifacts::{ALL, ArtifactKind, native};
-use rulebox_runtime::{LoadedRule, Outcome, Runtime};
+use rulebox_runtime::{BatchOutcome, LoadedRule, Outcome, RuleSet, Runtime};
 use rulebox_sdk::{Event, EventKinds, EventView};
 
 fn bench(c: &mut Criterion, runtime: &Runtime, thread: &rulebox_runtime::SandboxThread) {
@@ -109,17 +114,47 @@ fn set_group(
     });
     let mut outcome = Outcome::default();
     group.bench_function(BenchmarkId::new("sandboxed", encoded.len()), |b| {
-        b.iter(|| {
-            let mut n = 0;
-            for (kind, bytes) in encoded {
-                set.process_encoded(thread, *kind, bytes, &mut outcome)
-                    .expect("within limits");
-                n += outcome.detections.len();
-            }
-            n
-        });
+        b.iter(|| per_event(&mut set, thread, encoded, &mut outcome));
+    });
+    let mut pack = example_pack_set(runtime, thread);
+    group.bench_function(BenchmarkId::new("pack", encoded.len()), |b| {
+        b.iter(|| per_event(&mut pack, thread, encoded, &mut outcome));
+    });
+    let mut batched = example_pack_set(runtime, thread);
+    let mut out = BatchOutcome::default();
+    group.bench_function(BenchmarkId::new("pack-batched", encoded.len()), |b| {
+        b.iter(|| batch(&mut batched, thread, encoded, &mut out));
     });
     group.finish();
+}
+
+/// Every event through `set`, one call each; the detections made.
+fn per_event(
+    set: &mut RuleSet,
+    thread: &rulebox_runtime::SandboxThread,
+    encoded: &[(rulebox_sdk::EventKind, Vec<u8>)],
+    outcome: &mut Outcome,
+) -> usize {
+    let mut n = 0;
+    for (kind, bytes) in encoded {
+        set.process_encoded(thread, *kind, bytes, outcome)
+            .expect("within limits");
+        n += outcome.detections.len();
+    }
+    n
+}
+
+/// Every event through `set` as one batch; the detections made.
+fn batch(
+    set: &mut RuleSet,
+    thread: &rulebox_runtime::SandboxThread,
+    encoded: &[(rulebox_sdk::EventKind, Vec<u8>)],
+    out: &mut BatchOutcome,
+) -> usize {
+    set.process_encoded_batch(thread, encoded, out);
+    out.iter()
+        .map(|o| o.expect("within limits").detections.len())
+        .sum()
 }
 
 /// The two sets again, native and sandboxed timed interleaved ([`interleave`]), so that their ratio
@@ -137,6 +172,11 @@ fn interleaved_sets(runtime: &Runtime, thread: &rulebox_runtime::SandboxThread) 
         let mut set = good_rule_set(runtime, thread);
         let mut natives = NativeSet::new();
         let mut outcome = Outcome::default();
+        let mut pack = example_pack_set(runtime, thread);
+        let mut pack_outcome = Outcome::default();
+        let mut batched = example_pack_set(runtime, thread);
+        let mut out = BatchOutcome::default();
+        let mut raw = RawPack::new(EXAMPLE_PACK.bytes);
         let mut subjects: Vec<Subject<'_>> = vec![
             (
                 "native",
@@ -148,11 +188,28 @@ fn interleaved_sets(runtime: &Runtime, thread: &rulebox_runtime::SandboxThread) 
             (
                 "sandboxed",
                 Box::new(|| {
-                    for (kind, bytes) in encoded {
-                        set.process_encoded(thread, *kind, bytes, &mut outcome)
-                            .expect("within limits");
-                        std::hint::black_box(outcome.detections.len());
-                    }
+                    std::hint::black_box(per_event(&mut set, thread, encoded, &mut outcome));
+                    units
+                }),
+            ),
+            (
+                "pack",
+                Box::new(|| {
+                    std::hint::black_box(per_event(&mut pack, thread, encoded, &mut pack_outcome));
+                    units
+                }),
+            ),
+            (
+                "pack-batched",
+                Box::new(|| {
+                    std::hint::black_box(batch(&mut batched, thread, encoded, &mut out));
+                    units
+                }),
+            ),
+            (
+                "raw-pack-batched",
+                Box::new(|| {
+                    std::hint::black_box(raw.run(encoded));
                     units
                 }),
             ),
@@ -161,7 +218,16 @@ fn interleaved_sets(runtime: &Runtime, thread: &rulebox_runtime::SandboxThread) 
             "\n{name}, {ROUNDS} interleaved rounds of its {} events:",
             encoded.len()
         );
-        print_timings("event", &interleave(ROUNDS, &mut subjects));
+        let timings = interleave(ROUNDS, &mut subjects);
+        print_timings("event", &timings);
+        if let [_, _, _, batched, raw] = &timings[..] {
+            println!(
+                "{:<26} {:>14.2} {:>14.2}   (the runtime's share: pack-batched / raw-pack-batched)",
+                "runtime / raw, batched",
+                batched.p50_ns / raw.p50_ns,
+                batched.best_ns / raw.best_ns
+            );
+        }
     }
 }
 
@@ -186,19 +252,29 @@ fn print_ratios() {
     groups.push((SET.to_owned(), events.len()));
     groups.push((SET_BENIGN.to_owned(), benign_indices(&events).len()));
     for (group, n) in groups {
-        if let (Some(nat), Some(sb)) = (
-            rulebox_benches::criterion_estimate(&group, "native", n),
-            rulebox_benches::criterion_estimate(&group, "sandboxed", n),
-        ) {
-            let per = |x: f64| x / n as f64;
-            println!(
-                "{:<28} {:>8} {:>12.1} {:>12.1} {:>7.2}",
-                group,
-                n,
-                per(nat),
-                per(sb),
-                sb / nat
-            );
+        for subject in ["sandboxed", "pack", "pack-batched"] {
+            if let (Some(nat), Some(sb)) = (
+                rulebox_benches::criterion_estimate(&group, "native", n),
+                rulebox_benches::criterion_estimate(&group, subject, n),
+            ) {
+                let per = |x: f64| x / n as f64;
+                let label = if subject == "sandboxed" {
+                    group.clone()
+                } else {
+                    format!("{group} ({subject})")
+                };
+                println!(
+                    "{:<28} {:>8} {:>12.1} {:>12.1} {:>7.2}",
+                    label,
+                    n,
+                    per(nat),
+                    per(sb),
+                    sb / nat
+                );
+            }
+            if !group.starts_with("set/") {
+                break;
+            }
         }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`parse_content`]: manifests, roots, runtime configurations, quarantine records, rule test
 //!   files and bundle folders.
 //! - [`decode_result`]: a rule's result bytes, decoded by the host exactly as after a real call.
+//! - [`pack_calls`]: a rule pack calling the host's ABI 3 imports in an arbitrary order, with
+//!   arbitrary arguments and an arbitrary return value.
 
 use std::borrow::Cow;
 use std::io::BufReader;
@@ -373,4 +375,126 @@ pub fn decode_result(data: &[u8]) -> bool {
         }
     });
     accepted
+}
+
+/// A rule pack whose `rulebox_on_events` plays its rule data as a script of host calls, 9 bytes a
+/// step: an op byte (low two bits: 0 `event_begin(a)`, 1 `rule_begin(a)`, 2 `rule_end(a, b)`, 3
+/// return `b`) and two little-endian `u32`s `a` and `b`. It declares four rules, on every kind.
+fn script_pack() -> &'static rulebox_runtime::CompiledRule {
+    static PACK: OnceLock<rulebox_runtime::CompiledRule> = OnceLock::new();
+    PACK.get_or_init(|| {
+        let rules = (0..4)
+            .map(|i| RuleMetadata {
+                schema_version: SCHEMA_VERSION,
+                id: format!("script-{i}").into(),
+                name: "fuzz".into(),
+                version: "1".into(),
+                severity: Severity::Low,
+                subscriptions: EventKinds::all(),
+            })
+            .collect();
+        let reply = rulebox_sdk::LoadReply::Loaded(rulebox_sdk::PackMetadata {
+            schema_version: SCHEMA_VERSION,
+            id: "script-pack".into(),
+            name: "fuzz".into(),
+            version: "1".into(),
+            rules,
+        });
+        let reply = postcard::to_allocvec(&reply).expect("encodes");
+        let escaped: String = reply.iter().map(|b| format!("\\{b:02x}")).collect();
+        let packed = pack(1024, u32::try_from(reply.len()).unwrap_or(0)).cast_signed();
+        let abi = rulebox_sdk::abi::PACK_ABI_VERSION;
+        let text = format!(
+            r#"(module
+                (import "rulebox" "event_begin" (func $eb (param i32) (result i32)))
+                (import "rulebox" "rule_begin" (func $rb (param i32) (result i32)))
+                (import "rulebox" "rule_end" (func $re (param i32 i32)))
+                (memory (export "memory") 4)
+                (global $n (mut i32) (i32.const 0))
+                (data (i32.const 1024) "{escaped}")
+                (func (export "rulebox_abi_version") (result i32) i32.const {abi})
+                (func (export "rulebox_input") (param i32) (result i32)
+                    (if (result i32) (i32.gt_u (local.get 0) (i32.const 65536))
+                        (then (i32.const 0)) (else (i32.const 65536))))
+                (func (export "rulebox_load") (param $len i32) (result i64)
+                    (memory.copy (i32.const 131072) (i32.const 65536) (local.get $len))
+                    (global.set $n (local.get $len))
+                    (i64.const {packed}))
+                (func (export "rulebox_on_events") (param $len i32) (result i64)
+                    (local $i i32) (local $op i32) (local $a i32) (local $b i32)
+                    (block $done (loop $next
+                        (br_if $done (i32.gt_u (i32.add (local.get $i) (i32.const 9)) (global.get $n)))
+                        (local.set $op (i32.and (i32.load8_u offset=131072 (local.get $i)) (i32.const 3)))
+                        (local.set $a (i32.load offset=131073 (local.get $i)))
+                        (local.set $b (i32.load offset=131077 (local.get $i)))
+                        (if (i32.eq (local.get $op) (i32.const 0)) (then (drop (call $eb (local.get $a)))))
+                        (if (i32.eq (local.get $op) (i32.const 1)) (then (drop (call $rb (local.get $a)))))
+                        (if (i32.eq (local.get $op) (i32.const 2)) (then (call $re (local.get $a) (local.get $b))))
+                        (if (i32.eq (local.get $op) (i32.const 3)) (then (return (i64.extend_i32_u (local.get $b)))))
+                        (local.set $i (i32.add (local.get $i) (i32.const 9)))
+                        (br $next)))
+                    (i64.const 0)))"#
+        );
+        let bytes = wat::parse_str(&text).expect("script pack parses");
+        runtime()
+            .compile(&bytes, "script-pack")
+            .expect("script pack compiles")
+    })
+}
+
+/// Target: a rule pack driving the host's side of ABI 3 with an arbitrary sequence of
+/// `event_begin`, `rule_begin` and `rule_end` calls (arbitrary indices, arbitrary result pointers
+/// and lengths) and an arbitrary return value, over a batch of every kind of event, next to a
+/// one-rule module. Whatever it does: no panic; no rule of it runs twice on one event; a fault is
+/// typed, and a stopped pack quarantines its rules; the other module sees every event. Returns
+/// whether the pack was still running afterwards.
+pub fn pack_calls(script: &[u8]) -> bool {
+    if script.len() > 60 << 10 {
+        return true;
+    }
+    let script = script.to_vec();
+    let rt = runtime().clone();
+    runtime().run_sandboxed(move |thread| {
+        let mut set = rulebox_runtime::RuleSet::new(&rt);
+        set.add(thread, echo_rule()).expect("echo rule loads");
+        set.add_module(thread, script_pack(), &script, None)
+            .expect("the script pack loads");
+        let events = events();
+        let batch: Vec<(EventKind, &[u8])> = events
+            .iter()
+            .map(|b| (EventView::kind_of(b).expect("an event"), b.as_slice()))
+            .collect();
+        let mut out = rulebox_runtime::BatchOutcome::default();
+        set.process_encoded_batch(thread, &batch, &mut out);
+        assert_eq!(out.len(), events.len());
+        let n = u64::try_from(events.len()).unwrap_or(u64::MAX);
+        let mut running = true;
+        for (info, state, stats) in set.rules() {
+            if info.pack.is_some() {
+                assert!(
+                    stats.events <= n,
+                    "{} ran {} times on {n} events",
+                    info.id,
+                    stats.events
+                );
+                running &= matches!(state, rulebox_runtime::RuleState::Active);
+            } else {
+                assert!(
+                    stats.events == n || !matches!(state, rulebox_runtime::RuleState::Active),
+                    "the one-rule module saw every event"
+                );
+            }
+        }
+        for record in set.records() {
+            assert!(!record.reason.is_load_time(), "{record:?}");
+            if record.rule_id.is_empty() {
+                let pack = record
+                    .pack
+                    .as_ref()
+                    .expect("a record about the pack names it");
+                assert_eq!(pack.rule_index, None);
+            }
+        }
+        running
+    })
 }

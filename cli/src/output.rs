@@ -53,6 +53,31 @@ pub fn alert(a: &Alert, event: &Value, record_path: Option<&Path>) -> Value {
             "record": record_path.map(|p| p.display().to_string()),
             "event": event,
             "triggering_event": r.event_json,
+            // A rule of a pack, or (no rule index) the pack itself, with all its rules.
+            "pack": r.pack.as_ref().map(|p| json!({
+                "id": p.id, "version": p.version, "rule_index": p.rule_index,
+                "rules": p.rules, "data_hash": p.data_hash,
+            })),
+        }),
+        Alert::PackStrike {
+            pack,
+            fault,
+            strike,
+            allowed,
+            rules_missed,
+        } => json!({
+            "type": "alert",
+            "alert": "pack_strike",
+            "severity": "medium",
+            "pack_id": pack.id,
+            "pack_version": pack.version,
+            "content_hash": pack.content_hash,
+            "reason": fault.reason.name(),
+            "message": fault.message,
+            "strike": strike,
+            "allowed": allowed,
+            "rules_missed": rules_missed,
+            "event": event,
         }),
         Alert::BudgetStrike {
             rule,

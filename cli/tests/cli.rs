@@ -656,3 +656,40 @@ fn every_command_has_help() {
         assert!(text(&out.stdout).contains("Usage"), "{cmd:?}");
     }
 }
+
+#[test]
+fn run_loads_a_rule_pack_from_a_folder_and_reports_as_its_rules_do_one_by_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(&events, DEMO_EVENTS).unwrap();
+    let detections = |dir: &Path| -> Vec<(String, String)> {
+        let out = rulebox(
+            &[
+                "run",
+                "--rules",
+                dir.to_str().unwrap(),
+                "--events",
+                events.to_str().unwrap(),
+                "--no-records",
+            ],
+            tmp.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let mut found: Vec<(String, String)> = text(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "detection")
+            .map(|v| (v["rule_id"].to_string(), v["event"].to_string()))
+            .collect();
+        found.sort();
+        found
+    };
+    let modules = rules_dir(tmp.path(), &[]);
+    let pack = tmp.path().join("pack");
+    std::fs::create_dir_all(&pack).unwrap();
+    let example = ALL.iter().find(|a| a.name == "example-pack").unwrap();
+    std::fs::write(pack.join("example-pack.wasm"), example.bytes).unwrap();
+    let one_by_one = detections(&modules);
+    assert!(one_by_one.len() >= 8, "{one_by_one:?}");
+    assert_eq!(detections(&pack), one_by_one);
+}

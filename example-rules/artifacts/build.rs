@@ -4,7 +4,11 @@
 //!   `wasm32-unknown-unknown`, all in one `cargo build` invocation;
 //! * `example-rules/engines/*` (evaluators that other content is embedded into, such as the Sigma
 //!   evaluator) for `wasm32-unknown-unknown`, in the same invocation as the rules;
-//! * `example-rules/wasi/*` for `wasm32-wasip1`, in a second one.
+//! * `example-rules/wasi/*` for `wasm32-wasip1`, in a second one;
+//! * `example-rules/packs/*` (rule packs, ABI 3) for `wasm32-unknown-unknown`, in a third one: a
+//!   pack links rules of `rules/` and `faulty/` with their feature `module` off (no exports of
+//!   their own), and cargo unifies features across one invocation, so built together with those
+//!   rules' own modules the packs would link the rules' exports too.
 //!
 //! The nested cargo uses its own target directory (`$CARGO_TARGET_DIR/guest`, or
 //! `<workspace>/target/guest`), so it never waits on the lock of the outer build, and it is shared by
@@ -95,6 +99,7 @@ enum Kind {
     Faulty,
     Wasi,
     Engine,
+    Pack,
 }
 
 impl Kind {
@@ -104,6 +109,7 @@ impl Kind {
             Kind::Faulty => "faulty",
             Kind::Wasi => "wasi",
             Kind::Engine => "engines",
+            Kind::Pack => "packs",
         }
     }
 
@@ -113,12 +119,13 @@ impl Kind {
             Kind::Faulty => "Faulty",
             Kind::Wasi => "Wasi",
             Kind::Engine => "Engine",
+            Kind::Pack => "Pack",
         }
     }
 
     fn target(self) -> &'static str {
         match self {
-            Kind::Good | Kind::Faulty | Kind::Engine => WASM_TARGET,
+            Kind::Good | Kind::Faulty | Kind::Engine | Kind::Pack => WASM_TARGET,
             Kind::Wasi => WASI_TARGET,
         }
     }
@@ -155,7 +162,13 @@ fn main() {
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     let mut guests = Vec::new();
-    for kind in [Kind::Good, Kind::Faulty, Kind::Wasi, Kind::Engine] {
+    for kind in [
+        Kind::Good,
+        Kind::Faulty,
+        Kind::Wasi,
+        Kind::Engine,
+        Kind::Pack,
+    ] {
         let dir = examples.join(kind.dir());
         // The folder itself, so that a crate added or removed reruns the script.
         rerun_if_changed(&dir);
@@ -178,13 +191,18 @@ fn main() {
         .unwrap_or_else(|| workspace.join("target"))
         .join("guest");
 
+    // One invocation per target, and the packs in one of their own (see the module docs).
     for target in &targets {
-        let packages: Vec<&str> = guests
-            .iter()
-            .filter(|g| g.kind.target() == *target)
-            .map(|g| g.package.as_str())
-            .collect();
-        cargo_build(&workspace, &target_dir, target, &packages);
+        for packs in [false, true] {
+            let packages: Vec<&str> = guests
+                .iter()
+                .filter(|g| g.kind.target() == *target && (g.kind == Kind::Pack) == packs)
+                .map(|g| g.package.as_str())
+                .collect();
+            if !packages.is_empty() {
+                cargo_build(&workspace, &target_dir, target, &packages);
+            }
+        }
     }
 
     let wasm_out = out_dir.join("wasm");
@@ -426,7 +444,7 @@ fn generate(guests: &[Guest], wasm_out: &Path) -> String {
         .expect("write to String");
     }
     code.push_str(
-        "/// Every example module: the good rules, then the faulty set, then the WASI rules, then the engines.\n",
+        "/// Every example module: the good rules, then the faulty set, then the WASI rules, then the engines, then the packs.\n",
     );
     code.push_str("pub const ALL: &[Artifact] = &[\n");
     for g in guests {

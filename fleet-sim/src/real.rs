@@ -147,7 +147,7 @@ impl<'a> RealRunner<'a> {
         let fuel_per_event = activation
             .loaded()
             .filter_map(|info| {
-                set.limits_of(&info.id)
+                set.limits(&info.id)
                     .map(|l| (info.id.clone(), l.fuel_per_event))
             })
             .collect();

@@ -1,5 +1,8 @@
-//! The host/guest contract (ABI version 2). `docs/abi.md` in the repository is the same text with more
-//! background; the two must agree.
+//! The host/guest contract: ABI version 2 (one rule per module) and ABI version 3 (a rule pack: many
+//! rules per module). `docs/abi.md` in the repository is the same text with more background; the two
+//! must agree. A module built with [`export_rule!`](crate::export_rule) implements version 2, one
+//! built with [`export_rules!`](crate::export_rules) or [`export_pack!`](crate::export_pack) version
+//! 3; the host runs both.
 //!
 //! # Exports a rule module provides
 //!
@@ -72,11 +75,62 @@
 //! | `wasi_snapshot_preview1.*` | WASI preview 1 | for `wasm32-wasip1` modules only: a context that grants nothing (no files, no environment, no sockets); stdout and stderr go to the host's log, rate-limited; `poll_oneoff` (sleeping) fails with `ENOTSUP` |
 //!
 //! A plain rule imports nothing. Any other import makes the host refuse the module at load.
+//!
+//! # ABI 3: rule packs
+//!
+//! One module (one instance) evaluates a set of rules on one copy of a batch of events per call.
+//! The host knows each rule (its id, version, subscriptions, limits, counters, quarantine) exactly
+//! as it knows a one-rule module; the pack only saves the copies and the calls.
+//!
+//! | export | signature | meaning |
+//! |---|---|---|
+//! | `memory`, `rulebox_input`, `rulebox_last_panic`, `_initialize` | | as in version 2 |
+//! | `rulebox_abi_version` | `() -> i32` | [`PACK_ABI_VERSION`] |
+//! | `rulebox_load` | `(len: i32) -> i64` | called once, right after instantiation: build the pack from the rule data in the first `len` bytes of the input buffer (`len` may be 0); returns packed `(ptr, len)` of a postcard [`LoadReply`](crate::LoadReply) |
+//! | `rulebox_on_events` | `(len: i32) -> i64` | evaluate the batch ([`crate::batch`]) in the first `len` bytes of the input buffer; returns [`RESULT_NONE`] when done, [`RESULT_UNDECODABLE_EVENT`] if it cannot read it |
+//!
+//! | import | signature | meaning |
+//! |---|---|---|
+//! | `rulebox.event_begin` | `(event: i32) -> i32` | closes the open rule, if any; before any work on event `event` of the batch: `1` evaluate it, `0` skip it; the pack's own fuel and deadline for that event start here |
+//! | `rulebox.rule_begin` | `(rule: i32) -> i32` | closes the open rule, if any; before rule `rule` runs on the current event: `1` run it (it is open, under its own fuel budget and deadline, from here), `0` skip it (quarantined, removed, not subscribed, or already evaluated) |
+//! | `rulebox.rule_end` | `(ptr: i32, len: i32)` | closes the open rule with its detections in the result format above (`(u32::MAX, u32::MAX)`: it could not decode the event); needed only with detections: a rule without any is closed by the next `rule_begin` or `event_begin`, or by the return |
+//!
+//! ```text
+//!  host                                      guest (one instance, one linear memory)
+//!  ────                                      ─────────────────────────────────────────────────
+//!  load:  rulebox_abi_version() == 3 ?
+//!         p = rulebox_input(d); copy rule data ─► [ input buffer: rule data (d bytes) ]
+//!         rulebox_load(d) ─────────────────────► [ postcard LoadReply: pack id, name, version,
+//!                                                  one RuleMetadata per rule ] (checked by host)
+//!  per batch (up to 4,096 events):
+//!         p = rulebox_input(n); write batch ───► [ count | (offset, len) × count | events... ]
+//!         rulebox_on_events(n)
+//!           for each event e, in order:
+//!             event_begin(e) ◄───────────────────  pack budget: fuel and deadline per event
+//!             for each candidate rule r, increasing:
+//!               rule_begin(r) ◄──────────────────  r's own fuel budget and deadline start;
+//!                                                  r runs on a fresh EventView of event e
+//!               rule_end(ptr, len) ◄─────────────► [ r's detections, result format ]
+//!               (only with detections)             host checks and keeps them
+//! ```
+//!
+//! The calling sequence is checked by the host: events begin in strictly increasing order and in
+//! range; within an event, rules begin in strictly increasing order and in range, only after the
+//! event began; `rule_end` only with a rule open. A step out of order is a *protocol violation*: a
+//! fault of the pack as a whole (the pack stops; see `docs/abi.md`). A trap, a fuel or deadline
+//! fault, a memory fault or a bad result while a rule is open is that rule's fault alone: the host
+//! replaces the instance with a fresh one (same module, same data) and resumes with the next rule
+//! of the same event. Anything outside every rule runs on the pack's own budget and is the pack's
+//! fault.
 
-/// The ABI version this SDK implements; the host refuses modules reporting another. Version 1
+/// The ABI version of a one-rule module ([`export_rule!`](crate::export_rule)). Version 1
 /// returned detections as a postcard list; version 2 returns them in the result format of this
 /// module's docs, written in place by [`Detections`](crate::Detections).
 pub const ABI_VERSION: u32 = 2;
+
+/// The ABI version of a rule pack ([`export_rules!`](crate::export_rules),
+/// [`export_pack!`](crate::export_pack)): many rules in one module, events in batches.
+pub const PACK_ABI_VERSION: u32 = 3;
 
 /// Longest detection title, in bytes.
 pub const MAX_TITLE_BYTES: usize = 1024;
@@ -115,6 +169,10 @@ pub mod exports {
     pub const LAST_PANIC: &str = "rulebox_last_panic";
     /// `()`, optional (WASI reactors)
     pub const INITIALIZE: &str = "_initialize";
+    /// `(len: i32) -> i64`, packs only
+    pub const LOAD: &str = "rulebox_load";
+    /// `(len: i32) -> i64`, packs only
+    pub const ON_EVENTS: &str = "rulebox_on_events";
     /// The linear memory.
     pub const MEMORY: &str = "memory";
 }
@@ -125,6 +183,12 @@ pub mod imports {
     pub const MODULE: &str = "rulebox";
     /// `(level: i32, ptr: i32, len: i32)`
     pub const LOG: &str = "log";
+    /// `(event: i32) -> i32`, packs only
+    pub const EVENT_BEGIN: &str = "event_begin";
+    /// `(rule: i32) -> i32`, packs only
+    pub const RULE_BEGIN: &str = "rule_begin";
+    /// `(ptr: i32, len: i32)`, packs only
+    pub const RULE_END: &str = "rule_end";
     /// The module name of WASI preview 1 imports.
     pub const WASI_P1_MODULE: &str = "wasi_snapshot_preview1";
 }
@@ -172,6 +236,8 @@ pub mod __private {
 
     use super::{MAX_INPUT_LEN, RESULT_NONE, RESULT_UNDECODABLE_EVENT, pack};
     use crate::{Detections, EventView, Rule, RuleMetadata};
+
+    pub use crate::pack_glue::PackCell;
 
     struct Guest<R> {
         rule: R,
@@ -372,6 +438,83 @@ macro_rules! export_rule {
                 $crate::abi::__private::PANIC.get()
             }
         };
+    };
+}
+
+/// Exports a [`Pack`](crate::Pack) type as a rule pack module (ABI 3): an engine whose rules are
+/// data, or any set of rules evaluated in one sandbox. See [`Pack`](crate::Pack).
+///
+/// On `wasm32` targets this defines the exports of ABI 3 ([`crate::abi`]); on every other target it
+/// expands to nothing.
+#[macro_export]
+macro_rules! export_pack {
+    ($pack:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            static GUEST: $crate::abi::__private::PackCell<$pack> =
+                $crate::abi::__private::PackCell::new();
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_abi_version() -> u32 {
+                $crate::abi::PACK_ABI_VERSION
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_input(len: u32) -> u32 {
+                GUEST.input(len)
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_load(len: u32) -> u64 {
+                GUEST.load(len)
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_on_events(len: u32) -> u64 {
+                GUEST.on_events(len)
+            }
+
+            #[unsafe(no_mangle)]
+            extern "C" fn rulebox_last_panic() -> u64 {
+                $crate::abi::__private::PANIC.get()
+            }
+        };
+    };
+}
+
+/// Exports several [`Rule`](crate::Rule) types as one rule pack module (ABI 3): one sandbox
+/// evaluates them all on one copy of each event, and each keeps its own metadata, state, fuel
+/// budget, counters and quarantine.
+///
+/// `export_rules!(A, B, C)` names the pack after the crate (package name, description and
+/// version); `export_rules!(pack: PACK; A, B, C)` takes a [`PackMeta`](crate::PackMeta) constant.
+/// Rule index `i` is the `i`th type given. On targets other than `wasm32` it expands to nothing.
+#[macro_export]
+macro_rules! export_rules {
+    (pack: $meta:expr; $($rule:ty),+ $(,)?) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct Rules;
+            impl $crate::StaticRules for Rules {
+                const PACK: $crate::PackMeta = $meta;
+                fn rules() -> $crate::__alloc::vec::Vec<$crate::__alloc::boxed::Box<dyn $crate::DynRule>> {
+                    $crate::__alloc::vec![
+                        $($crate::__alloc::boxed::Box::new(<$rule as ::core::default::Default>::default())),+
+                    ]
+                }
+            }
+            $crate::export_pack!($crate::RuleList<Rules>);
+        };
+    };
+    ($($rule:ty),+ $(,)?) => {
+        $crate::export_rules!(
+            pack: $crate::PackMeta::from_package(
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_DESCRIPTION"),
+                env!("CARGO_PKG_VERSION"),
+            );
+            $($rule),+
+        );
     };
 }
 

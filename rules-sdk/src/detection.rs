@@ -235,6 +235,13 @@ impl Detections {
         self.open.buf.clear();
     }
 
+    /// Forgets every detection and makes `severity` the default of the next ones: the pack glue
+    /// reuses one list for every rule of a pack.
+    pub(crate) fn reset(&mut self, severity: Severity) {
+        self.clear();
+        self.severity = severity;
+    }
+
     /// Takes the detections out (decoded), leaving the list empty.
     pub fn take(&mut self) -> Vec<Detection<'static>> {
         let list = self.to_vec();

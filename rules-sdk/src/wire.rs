@@ -283,6 +283,13 @@ impl<'e> EventView<'e> {
         })
     }
 
+    /// The kind of the event in `bytes`, after the checks of [`new`](Self::new) (header, slot
+    /// count, tables in bounds), without keeping a view.
+    #[inline]
+    pub fn kind_of(bytes: &[u8]) -> Result<EventKind, WireError> {
+        EventView::new(bytes).map(|v| v.kind)
+    }
+
     /// The kind of the event.
     #[inline]
     pub fn kind(&self) -> EventKind {

@@ -19,11 +19,11 @@ use crate::content::{BundleContents, RuleEntry};
 use crate::module::{CompiledRule, LoadError};
 use crate::module_cache::ModuleCache;
 use crate::quarantine::{QuarantineRecord, Reason};
-use crate::rule::LoadedRule;
 use crate::rule_info::RuleInfo;
 use crate::ruleset::{RuleSet, Upsert};
 use crate::runtime::{Runtime, SandboxThread};
 use crate::text::Escaped;
+use crate::unit::Prepared;
 
 /// The rule id and version a signed manifest entry says its module has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +43,11 @@ impl DeclaredRule {
         }
     }
 
+    /// Whether a module whose rule is `info` is what this entry declares: the rule's id and version,
+    /// or, for a rule of a pack, the pack's.
     fn matches(&self, info: &RuleInfo) -> bool {
-        self.id == info.id && self.version == info.version
+        let (id, version) = identity(info);
+        self.id == id && self.version == version
     }
 }
 
@@ -316,33 +319,42 @@ impl RuleSet {
         let mut keep: Vec<String> = Vec::new();
         for rule in &content.rules {
             let limits = rule.limits.as_ref();
-            let loaded_same = self
+            // Every rule the module already runs (one, or each rule of a pack).
+            let loaded_same: Vec<Arc<RuleInfo>> = self
                 .rules()
-                .find(|(info, _, _)| info.content_hash == rule.compiled.content_hash())
-                .map(|(info, _, _)| info.clone());
-            if let Some(info) = loaded_same {
+                .filter(|(info, _, _)| info.content_hash == rule.compiled.content_hash())
+                .map(|(info, _, _)| info.clone())
+                .collect();
+            if let Some(first) = loaded_same.first() {
                 if let Some(declared) = &rule.declared
-                    && !declared.matches(&info)
+                    && !declared.matches(first)
                 {
-                    report.mismatched.push(mismatch(declared, &info));
+                    report.mismatched.push(mismatch(declared, first));
                     continue;
                 }
-                let wanted = limits
-                    .cloned()
-                    .unwrap_or_else(|| self.runtime().config().limits_for(&info.id).clone());
-                if self.limits_of(&info.id) == Some(&wanted) {
-                    keep.push(info.id.clone());
-                    report.unchanged.push(info);
+                let config = self.runtime().config();
+                let same_limits = loaded_same.iter().all(|info| {
+                    let wanted = limits
+                        .cloned()
+                        .unwrap_or_else(|| config.limits_for(&info.id).clone());
+                    self.limits(&info.id) == Some(&wanted)
+                });
+                if same_limits {
+                    keep.extend(loaded_same.iter().map(|i| i.id.clone()));
+                    report.unchanged.extend(loaded_same);
                     continue;
                 }
                 // The same module under other limits: load it again under the new ones.
-                self.remove(&info.id);
+                for info in &loaded_same {
+                    self.remove(&info.id);
+                }
             } else if let Some(declared) = &rule.declared
                 && let Ok(probe) =
-                    LoadedRule::load_with_limits(self.runtime(), thread, &rule.compiled, limits)
-                && !declared.matches(probe.info())
+                    Prepared::load(self.runtime(), thread, &rule.compiled, &[], limits)
+                && let Some(found) = probe.rules().first()
+                && !declared.matches(found)
             {
-                report.mismatched.push(mismatch(declared, probe.info()));
+                report.mismatched.push(mismatch(declared, found));
                 continue;
             }
             match self.upsert_with_limits(thread, &rule.compiled, limits) {
@@ -357,6 +369,17 @@ impl RuleSet {
                 Ok(Upsert::Unchanged(info)) => {
                     keep.push(info.id.clone());
                     report.unchanged.push(info);
+                }
+                Ok(Upsert::Pack(pack)) => {
+                    keep.extend(pack.rules.iter().map(|i| i.id.clone()));
+                    if pack.unchanged {
+                        report.unchanged.extend(pack.rules);
+                    } else {
+                        report.added.extend(pack.added);
+                        report
+                            .replaced
+                            .extend(pack.replaced.into_iter().map(|(new, _)| new));
+                    }
                 }
                 Err(record) => {
                     // The version already loaded under this id (if any) keeps running.
@@ -397,11 +420,21 @@ impl RuleSet {
     }
 }
 
+/// The identity a manifest entry declares for the module of `info`: the rule's id and version, or
+/// its pack's.
+fn identity(info: &RuleInfo) -> (&str, &str) {
+    match &info.pack {
+        Some(pack) => (pack.id.as_str(), pack.version.as_str()),
+        None => (info.id.as_str(), info.version.as_str()),
+    }
+}
+
 fn mismatch(declared: &DeclaredRule, info: &RuleInfo) -> ManifestMismatch {
+    let (id, version) = identity(info);
     ManifestMismatch {
         declared: declared.clone(),
-        found_id: info.id.clone(),
-        found_version: info.version.clone(),
+        found_id: id.to_owned(),
+        found_version: version.to_owned(),
         content_hash: info.content_hash.clone(),
     }
 }

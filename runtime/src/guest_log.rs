@@ -42,6 +42,13 @@ impl LogBudget {
 
     /// Logs `message` from `source` at `level` if the budget allows, else counts it.
     pub(crate) fn log(&mut self, source: &'static str, level: u32, message: &str) {
+        let rule = self.rule.clone();
+        self.log_for(&rule, source, level, message);
+    }
+
+    /// Like [`log`](Self::log), naming `rule` (a rule of the pack this budget belongs to) as the
+    /// author. The budget is the pack's: its rules share it.
+    pub(crate) fn log_for(&mut self, rule: &str, source: &'static str, level: u32, message: &str) {
         let now = Instant::now();
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.last = now;
@@ -53,7 +60,6 @@ impl LogBudget {
         }
         self.tokens -= 1.0;
         let message = truncate(message, MAX_LOG_MESSAGE);
-        let rule = &*self.rule;
         let suppressed = std::mem::take(&mut self.suppressed);
         match level {
             0 => tracing::error!(target: "rulebox::guest", rule, source, suppressed, "{message}"),

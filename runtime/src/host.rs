@@ -8,13 +8,16 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::guest_log::{GuestOutput, LogBudget, MAX_LOG_MESSAGE};
 use crate::limiter::RuleLimiter;
+use crate::pack_call::{self, PackCtl};
 
-/// The data each rule's `Store` holds.
+/// The data each rule's (or pack's) `Store` holds.
 pub(crate) struct HostState {
     pub(crate) limiter: RuleLimiter,
     pub(crate) log: Arc<Mutex<LogBudget>>,
     /// WASI context, created on first use by a WASI module: grants nothing.
     wasi: Option<WasiP1Ctx>,
+    /// For a rule pack: the calling sequence's state and results (`None` for a one-rule module).
+    pub(crate) pack: Option<Box<PackCtl>>,
 }
 
 impl HostState {
@@ -23,7 +26,15 @@ impl HostState {
             limiter,
             log,
             wasi: None,
+            pack: None,
         }
+    }
+
+    /// The instance's memory high-water mark and the log messages its rate limit suppressed.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        let high = u64::try_from(self.limiter.memory_high_water).unwrap_or(u64::MAX);
+        let suppressed = self.log.lock().map(|l| l.suppressed_total).unwrap_or(0);
+        (high, suppressed)
     }
 
     fn wasi(&mut self) -> &mut WasiP1Ctx {
@@ -55,6 +66,13 @@ const WASI_ENOTSUP: i32 = 58;
 pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::new(engine);
     linker.func_wrap(imports::MODULE, imports::LOG, log_import)?;
+    linker.func_wrap(
+        imports::MODULE,
+        imports::EVENT_BEGIN,
+        pack_call::event_begin,
+    )?;
+    linker.func_wrap(imports::MODULE, imports::RULE_BEGIN, pack_call::rule_begin)?;
+    linker.func_wrap(imports::MODULE, imports::RULE_END, pack_call::rule_end)?;
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, HostState::wasi)?;
     // A rule must never block its worker thread: sleeping through `poll_oneoff` would stall every rule
     // on that thread without the epoch deadline seeing it (the deadline interrupts wasm code, not host
@@ -72,7 +90,8 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostS
 }
 
 /// `rulebox.log(level, ptr, len)`: reads the message from the rule's memory, bounds-checked; a bad
-/// pointer or length is ignored (and counted as a suppressed message), never trusted.
+/// pointer or length is ignored (and counted as a suppressed message), never trusted. In a pack, the
+/// message is logged under the rule open at the time (or the pack's id between rules).
 fn log_import(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32) {
     let Some(Extern::Memory(memory)) = caller.get_export(rulebox_sdk::abi::exports::MEMORY) else {
         return;
@@ -90,7 +109,15 @@ fn log_import(mut caller: Caller<'_, HostState>, level: i32, ptr: i32, len: i32)
         return;
     };
     let message = String::from_utf8_lossy(bytes);
+    // In a pack, the message is the open rule's, if one is open.
+    let rule = state.pack.as_deref().and_then(|ctl| {
+        ctl.open
+            .map(|open| ctl.members[open.rule as usize].id.clone())
+    });
     if let Ok(mut log) = state.log.lock() {
-        log.log("log", level.cast_unsigned(), &message);
+        match rule {
+            Some(rule) => log.log_for(&rule, "log", level.cast_unsigned(), &message),
+            None => log.log("log", level.cast_unsigned(), &message),
+        }
     }
 }

@@ -7,8 +7,15 @@
 //! keeps processing every event, and an [`Alert`] carrying the triggering event is raised in the same
 //! stream as detections. The host never panics because of content.
 //!
+//! A module holds one rule (ABI 2, [`LoadedRule`]) or is a **rule pack** (ABI 3, [`LoadedPack`]):
+//! one instance evaluating many rules on one copy of each batch of events, each rule with its own
+//! fuel budget and deadline per event, counters and quarantine; an engine whose rules are data is a
+//! pack loaded with its rule data, so that updating a rule is a data load, never a compile.
+//!
 //! The main types: [`Runtime`] (shared engine and configuration), [`RuleSet`] (loaded rules and
-//! dispatch), [`Content`] and [`RuleSet::activate`] (the one way a release's modules become the
+//! dispatch, one event at a time or in batches: [`RuleSet::process_batch`], [`BatchOutcome`]),
+//! [`Prepared`] (a module loaded off the hot path, installed between two events), [`Content`] and
+//! [`RuleSet::activate`] (the one way a release's modules become the
 //! rules a set runs, under their manifest limits and identity checks), [`QuarantineRecord`] (why a
 //! rule stopped, with the event that made it) and [`events::EventReader`] (JSON lines and Windows
 //! event JSON in, typed events out). The endpoint agent built on them is the `rulebox-agent` crate.
@@ -49,25 +56,36 @@ mod host;
 mod limiter;
 mod module;
 mod module_cache;
+mod outcome;
+mod pack;
+mod pack_call;
 mod quarantine;
 mod replay;
 mod rule;
 mod rule_info;
 mod ruleset;
 mod runtime;
+mod start;
 pub mod text;
+mod unit;
 
 pub use activate::{Activation, Content, ContentRule, DeclaredRule, ManifestMismatch, SkippedRule};
 pub use config::{ConfigError, Limits, RuntimeConfig};
 pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};
 pub use module::{CompiledRule, LoadError, content_hash};
 pub use module_cache::{CacheStats, ModuleCache};
-pub use quarantine::{Alert, Fault, QuarantineRecord, Reason};
-pub use replay::{ReplayError, ReplayOutcome, replay};
+pub use outcome::{BatchOutcome, EventError, Outcome, RuleDetection};
+pub use pack::{
+    LOAD_FUEL_PER_DATA_BYTE, LOAD_MS_PER_DATA_KIB, LoadedPack, MAX_BATCH_BYTES,
+    MAX_PACK_METADATA_BYTES, MAX_PACK_RULES, MAX_RULE_DATA_BYTES,
+};
+pub use quarantine::{Alert, Fault, PackRecord, QuarantineRecord, Reason};
+pub use replay::{ReplayError, ReplayOutcome, replay, replay_with_data};
 pub use rule::{LoadedRule, RuleStats};
-pub use rule_info::RuleInfo;
-pub use ruleset::{EventError, Outcome, RuleDetection, RuleSet, RuleState, SetStats, Upsert};
+pub use rule_info::{PackInfo, RuleInfo};
+pub use ruleset::{PackUpsert, RuleSet, RuleState, SetStats, Upsert};
 pub use runtime::{Runtime, SandboxThread};
+pub use unit::Prepared;
 
 /// Re-exported so an embedder uses the exact schema version this runtime was built with.
 pub use rulebox_sdk as sdk;
@@ -84,6 +102,8 @@ mod tests {
         send_sync::<crate::QuarantineRecord>();
         send::<crate::RuleSet>();
         send::<crate::LoadedRule>();
+        send::<crate::LoadedPack>();
+        send::<crate::Prepared>();
         send::<crate::Outcome>();
     }
 }

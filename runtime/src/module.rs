@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rulebox_sdk::abi::{exports, imports};
+use rulebox_sdk::abi::{self, exports, imports};
 use sha2::{Digest, Sha256};
 use wasmtime::{ExternType, InstancePre, Module, ValType};
 
@@ -95,6 +95,22 @@ pub enum LoadError {
     /// Another loaded rule has the same id.
     #[error("another loaded rule already has the id `{0}`")]
     DuplicateId(String),
+    /// A rule pack refused its rule data, or the data is larger than the runtime accepts.
+    #[error("rule data refused: {0}")]
+    BadRuleData(String),
+    /// The module implements the other ABI than the call expects: a rule pack given where one rule
+    /// is expected (`LoadedRule`), or a one-rule module where a pack is.
+    #[error(
+        "module implements ABI version {found}; this call loads ABI version {expected} (a {what})"
+    )]
+    WrongAbi {
+        /// The module's ABI.
+        found: u32,
+        /// The ABI the call loads.
+        expected: u32,
+        /// What the call loads: `one-rule module` or `rule pack`.
+        what: &'static str,
+    },
 }
 
 impl LoadError {
@@ -115,6 +131,8 @@ impl LoadError {
             LoadError::StartFailed(_) => Reason::StartFailed,
             LoadError::BadMetadata(_) => Reason::BadMetadata,
             LoadError::DuplicateId(_) => Reason::DuplicateId,
+            LoadError::BadRuleData(_) => Reason::BadRuleData,
+            LoadError::WrongAbi { .. } => Reason::AbiVersion,
         }
     }
 
@@ -150,6 +168,9 @@ pub(crate) struct CompiledInner {
     pub(crate) has_initialize: bool,
     pub(crate) has_last_panic: bool,
     pub(crate) declared_memory: u64,
+    /// The ABI the exports implement: [`abi::ABI_VERSION`] (one rule) or
+    /// [`abi::PACK_ABI_VERSION`] (a pack).
+    pub(crate) abi: u32,
 }
 
 impl std::fmt::Debug for CompiledRule {
@@ -181,6 +202,17 @@ impl CompiledRule {
     /// The memory size the module declares, in bytes.
     pub fn declared_memory(&self) -> u64 {
         self.inner.declared_memory
+    }
+
+    /// The ABI the module's exports implement: 2 (one rule, `rulebox_on_event`) or 3 (a rule pack,
+    /// `rulebox_on_events`). The module's own `rulebox_abi_version` is checked against it at load.
+    pub fn abi_version(&self) -> u32 {
+        self.inner.abi
+    }
+
+    /// Whether the module is a rule pack (ABI 3).
+    pub fn is_pack(&self) -> bool {
+        self.inner.abi == abi::PACK_ABI_VERSION
     }
 }
 
@@ -241,7 +273,10 @@ pub(crate) fn check(
     source: &str,
 ) -> Result<CompiledRule, LoadError> {
     let config = runtime.config();
-    // Imports: only `rulebox.log` and WASI preview 1 functions.
+    // A pack exports `rulebox_on_events`; a one-rule module `rulebox_on_event`.
+    let is_pack = module.get_export(exports::ON_EVENTS).is_some();
+    // Imports: only `rulebox.log`, WASI preview 1 functions, and for a pack the calling-sequence
+    // functions of ABI 3.
     let mut wasi = false;
     for import in module.imports() {
         let ty = import.ty();
@@ -259,6 +294,28 @@ pub(crate) fn check(
                     )));
                 }
             }
+            (
+                imports::MODULE,
+                name @ (imports::EVENT_BEGIN | imports::RULE_BEGIN | imports::RULE_END),
+            ) => {
+                if !is_pack {
+                    return Err(forbidden(
+                        "only a rule pack (a module exporting `rulebox_on_events`) may import it",
+                    ));
+                }
+                let (params, results, text): (&[ValType], &[ValType], &str) =
+                    if name == imports::RULE_END {
+                        (&[ValType::I32, ValType::I32], &[], "(i32, i32)")
+                    } else {
+                        (&[ValType::I32], &[ValType::I32], "(i32) -> i32")
+                    };
+                if !func_matches(&ty, params, results) {
+                    return Err(forbidden(&format!(
+                        "has type {}; the ABI defines {text}",
+                        describe(&ty)
+                    )));
+                }
+            }
             (imports::WASI_P1_MODULE, _) => {
                 if !matches!(ty, ExternType::Func(_)) {
                     return Err(forbidden("only WASI functions can be imported"));
@@ -267,7 +324,8 @@ pub(crate) fn check(
             }
             _ => {
                 return Err(forbidden(
-                    "the runtime provides only `rulebox.log` and WASI preview 1",
+                    "the runtime provides only `rulebox.log`, a pack's `rulebox.event_begin`, \
+                     `rulebox.rule_begin` and `rulebox.rule_end`, and WASI preview 1",
                 ));
             }
         }
@@ -275,9 +333,23 @@ pub(crate) fn check(
 
     // Exports the ABI requires, with their exact types.
     let export = |name: &'static str| module.get_export(name);
+    let (call_first, call_events) = if is_pack {
+        (exports::LOAD, exports::ON_EVENTS)
+    } else {
+        (exports::METADATA, exports::ON_EVENT)
+    };
     let required: [(&'static str, &[ValType], &[ValType], &'static str); 4] = [
         (exports::ABI_VERSION, &[], &[ValType::I32], "func () -> i32"),
-        (exports::METADATA, &[], &[ValType::I64], "func () -> i64"),
+        if is_pack {
+            (
+                call_first,
+                &[ValType::I32],
+                &[ValType::I64],
+                "func (i32) -> i64",
+            )
+        } else {
+            (call_first, &[], &[ValType::I64], "func () -> i64")
+        },
         (
             exports::INPUT,
             &[ValType::I32],
@@ -285,7 +357,7 @@ pub(crate) fn check(
             "func (i32) -> i32",
         ),
         (
-            exports::ON_EVENT,
+            call_events,
             &[ValType::I32],
             &[ValType::I64],
             "func (i32) -> i64",
@@ -384,6 +456,11 @@ pub(crate) fn check(
             has_last_panic: present[0],
             has_initialize: present[1],
             declared_memory,
+            abi: if is_pack {
+                abi::PACK_ABI_VERSION
+            } else {
+                abi::ABI_VERSION
+            },
         }),
     })
 }

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
-use crate::rule_info::RuleInfo;
+use crate::rule_info::{PackInfo, RuleInfo};
 
 /// Why a rule was refused at load or quarantined at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -43,6 +43,10 @@ pub enum Reason {
     UndecodableEvent,
     /// A host function the rule called failed (for a WASI module: it called `proc_exit`, say).
     HostError,
+    /// A rule pack broke the calling sequence of ABI 3 (events or rules out of order or out of
+    /// range, a rule ended that never began, a call that returned with a rule open): a fault of the
+    /// pack as a whole.
+    PackProtocol,
     // ---- load time ----
     /// The bytes are not a WebAssembly module (no `\0asm` header).
     NotWasm,
@@ -72,6 +76,8 @@ pub enum Reason {
     BadMetadata,
     /// Another loaded rule already has this rule's id.
     DuplicateId,
+    /// A rule pack refused its rule data, or the data is over the runtime's cap.
+    BadRuleData,
 }
 
 impl Reason {
@@ -99,6 +105,7 @@ impl Reason {
                 | Reason::StartFailed
                 | Reason::BadMetadata
                 | Reason::DuplicateId
+                | Reason::BadRuleData
         )
     }
 
@@ -134,6 +141,7 @@ const REASON_NAMES: &[(Reason, &str)] = &[
     (Reason::OversizedResult, "oversized_result"),
     (Reason::UndecodableEvent, "undecodable_event"),
     (Reason::HostError, "host_error"),
+    (Reason::PackProtocol, "pack_protocol"),
     (Reason::NotWasm, "not_wasm"),
     (Reason::ModuleTooLarge, "module_too_large"),
     (Reason::InvalidModule, "invalid_module"),
@@ -148,6 +156,7 @@ const REASON_NAMES: &[(Reason, &str)] = &[
     (Reason::StartFailed, "start_failed"),
     (Reason::BadMetadata, "bad_metadata"),
     (Reason::DuplicateId, "duplicate_id"),
+    (Reason::BadRuleData, "bad_rule_data"),
 ];
 
 impl std::fmt::Display for Reason {
@@ -212,11 +221,37 @@ pub struct QuarantineRecord {
     pub at_unix_ms: u64,
     /// The runtime's version.
     pub runtime_version: String,
+    /// For a rule of a pack, or a pack itself: which pack, its rule data, and the limits of the
+    /// instance (replay uses the same). Absent for a one-rule module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<PackRecord>,
+}
+
+/// The pack side of a [`QuarantineRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PackRecord {
+    /// The pack's id.
+    pub id: String,
+    /// The pack's version.
+    pub version: String,
+    /// SHA-256 of the pack's rule data, hex (that of no bytes for a pack without data).
+    pub data_hash: String,
+    /// The rule's index in the pack; `None` when the record is about the pack itself (a fault in
+    /// its shared code, a protocol violation, a load-time refusal): then every rule of the pack
+    /// stopped with it.
+    pub rule_index: Option<u32>,
+    /// How many rules the pack has (0 when it was refused before its metadata was read).
+    pub rules: u32,
+    /// The limits of the pack's instance: its memory and table caps, its load budgets, and its own
+    /// fuel and deadline per event for the work outside every rule.
+    pub limits: Limits,
 }
 
 impl QuarantineRecord {
-    /// The current record format.
-    pub const FORMAT: u32 = 1;
+    /// The current record format. Format 2 added [`pack`](Self::pack); a format-1 record reads as
+    /// one without it.
+    pub const FORMAT: u32 = 2;
 
     #[allow(
         clippy::too_many_arguments,
@@ -254,7 +289,14 @@ impl QuarantineRecord {
             strikes,
             at_unix_ms: now_unix_ms(),
             runtime_version: env!("CARGO_PKG_VERSION").to_owned(),
+            pack: None,
         }
+    }
+
+    /// The record with its pack side set.
+    pub(crate) fn in_pack(mut self, pack: PackRecord) -> QuarantineRecord {
+        self.pack = Some(pack);
+        self
     }
 
     /// The triggering event's exact bytes, if the record has them.
@@ -265,27 +307,36 @@ impl QuarantineRecord {
             .transpose()
     }
 
-    /// A short name for files: `<rule id or hash prefix>-<reason>`.
+    /// A short name for files: `<rule id, pack id or hash prefix>-<reason>`.
     pub fn file_stem(&self) -> String {
-        let who = if self.rule_id.is_empty() {
+        let who = if self.rule_id.is_empty()
+            && let Some(pack) = &self.pack
+            && !pack.id.is_empty()
+        {
+            sanitize(&format!("pack-{}", pack.id))
+        } else if self.rule_id.is_empty() {
             self.content_hash
                 .get(..12)
                 .unwrap_or(&self.content_hash)
                 .to_owned()
         } else {
-            self.rule_id
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
+            sanitize(&self.rule_id)
         };
         format!("{who}-{}", self.reason)
     }
+}
+
+/// `text` with everything but ASCII letters, digits, `-` and `_` replaced by `_`.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn default_stack() -> usize {
@@ -311,6 +362,8 @@ pub(crate) fn now_unix_ms() -> u64 {
 #[non_exhaustive]
 pub enum Alert {
     /// A rule was quarantined (or refused at load); it will not run again until a new version arrives.
+    /// When the record's [`pack`](QuarantineRecord::pack) has no `rule_index`, a whole rule pack
+    /// stopped (or was refused): every one of its rules.
     RuleQuarantined(Arc<QuarantineRecord>),
     /// A new version of a rule was quarantined and the version it replaced in a hot update was
     /// restored in its place.
@@ -319,6 +372,23 @@ pub enum Alert {
         quarantined: Arc<QuarantineRecord>,
         /// The version running again.
         restored: Arc<RuleInfo>,
+    },
+    /// A rule pack's shared code (the work outside every rule: walking the batch, a prefilter) hit
+    /// the pack's own fuel or time budget on an event. The instance was replaced by a fresh one and
+    /// the pack goes on with the next event; the rules that had not yet run on this event did not
+    /// see it (`rules_missed`, also counted in [`SetStats`](crate::SetStats)). The pack stops once
+    /// its strikes reach its allowance.
+    PackStrike {
+        /// The pack.
+        pack: Arc<PackInfo>,
+        /// The fault.
+        fault: Fault,
+        /// Strikes used so far, including this one.
+        strike: u32,
+        /// Strikes allowed before the pack stops.
+        allowed: u32,
+        /// Rules of the pack that were to run on the event and did not.
+        rules_missed: u32,
     },
     /// A rule hit its fuel or time budget on an event and was reset; it keeps running until its strike
     /// allowance is used up.

@@ -1,28 +1,28 @@
 //! One loaded rule: its own store and instance, and the call that evaluates an event.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rulebox_sdk::abi::{self, exports};
 use rulebox_sdk::{Detection, Field, ResultError, ResultReader, RuleMetadata};
 use wasmtime::{Memory, Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::config::Limits;
-use crate::guest_log::LogBudget;
 use crate::host::HostState;
-use crate::limiter::{MemoryLimitExceeded, RuleLimiter, TableLimitExceeded};
+use crate::limiter::{MemoryLimitExceeded, TableLimitExceeded};
 use crate::module::{CompiledRule, LoadError};
 use crate::quarantine::{Fault, Reason};
 use crate::rule_info::RuleInfo;
 use crate::runtime::{Runtime, SandboxThread};
+use crate::start::{Started, export, start};
 
 /// Largest metadata a rule may return.
-const MAX_METADATA_BYTES: u32 = 4096;
+pub(crate) const MAX_METADATA_BYTES: u32 = 4096;
 
 /// Longest trap message or backtrace kept (function names come from the module: untrusted).
 const MAX_REPORT_TEXT: usize = 16 << 10;
 
-fn clip(mut text: String, max: usize) -> String {
+pub(crate) fn clip(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {
@@ -94,7 +94,7 @@ fn overwrite(dst: &mut Cow<'static, str>, src: &str) {
 /// Reads a result (`rulebox_sdk::ResultReader`: every check) and appends its detections to `out`,
 /// each written into one taken from `spare` when there is one. On an error, `out` may hold part of
 /// the result: the caller drops it.
-fn read_result(
+pub(crate) fn read_result(
     bytes: &[u8],
     rule_id: &str,
     max_detections: u32,
@@ -207,17 +207,22 @@ fn read_panic(
 
 /// The bytes at a packed `(ptr, len)` in guest memory, after checking them against the memory's
 /// current size and `max_len`.
-fn read_guest(
+pub(crate) fn read_guest(
     store: &Store<HostState>,
     memory: Memory,
     packed: u64,
     max_len: u32,
 ) -> Result<&[u8], String> {
+    guest_slice(memory.data(store), packed, max_len)
+}
+
+/// The bytes at a packed `(ptr, len)` in `data` (a guest's whole memory), after checking them
+/// against its size and `max_len`.
+pub(crate) fn guest_slice(data: &[u8], packed: u64, max_len: u32) -> Result<&[u8], String> {
     let (ptr, len) = abi::unpack(packed);
     if len > max_len {
         return Err(format!("length {len} is over the cap of {max_len} bytes"));
     }
-    let data = memory.data(store);
     let start = usize::try_from(ptr).map_err(|_| "pointer does not fit".to_owned())?;
     let len = usize::try_from(len).map_err(|_| "length does not fit".to_owned())?;
     start
@@ -231,7 +236,70 @@ fn read_guest(
         })
 }
 
-fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadError {
+/// Checks and reads a result other than [`abi::RESULT_NONE`] (the caller handles that one) at
+/// `packed` in `memory` (the guest's whole memory), under `limits`: the result of ABI 2's
+/// `rulebox_on_event` and of ABI 3's `rule_end` alike. Detections are appended to `out` (each
+/// written into one taken from `spare` while there are any); on a fault nothing is appended.
+pub(crate) fn check_result(
+    memory: &[u8],
+    packed: u64,
+    rule_id: &str,
+    limits: &Limits,
+    out: &mut Vec<Detection<'static>>,
+    spare: &mut Vec<Detection<'static>>,
+) -> Result<(), Fault> {
+    let malformed = |message: String| Fault {
+        reason: Reason::MalformedResult,
+        message,
+        backtrace: None,
+    };
+    if packed == abi::RESULT_UNDECODABLE_EVENT {
+        return Err(Fault {
+            reason: Reason::UndecodableEvent,
+            message: format!(
+                "the rule could not decode the event (it expects event-schema version {})",
+                abi::SCHEMA_VERSION
+            ),
+            backtrace: None,
+        });
+    }
+    let (_, len) = abi::unpack(packed);
+    if len == 0 {
+        return Ok(());
+    }
+    if len > limits.max_result_bytes {
+        return Err(Fault {
+            reason: Reason::OversizedResult,
+            message: format!(
+                "result of {len} bytes is over the cap of {} bytes",
+                limits.max_result_bytes
+            ),
+            backtrace: None,
+        });
+    }
+    let bytes = guest_slice(memory, packed, limits.max_result_bytes)
+        .map_err(|m| malformed(format!("result {m}")))?;
+    // Every count, length, cap and text is checked; a result that fails any check adds nothing to
+    // `out` (what was read goes back to `spare`).
+    let before = out.len();
+    let read = read_result(bytes, rule_id, limits.max_detections, out, spare);
+    if let Err(e) = read {
+        spare.extend(out.drain(before..));
+        return Err(match e {
+            ResultError::TooMany { .. } => Fault {
+                reason: Reason::OversizedResult,
+                message: e.to_string(),
+                backtrace: None,
+            },
+            e => malformed(format!(
+                "result does not decode as a list of detections: {e}"
+            )),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadError {
     let fault = classify(error, store, None, None);
     match fault.reason {
         Reason::OutOfFuel | Reason::Deadline => LoadError::StartTooLong(fault),
@@ -251,7 +319,7 @@ fn load_fault(error: &wasmtime::Error, store: &mut Store<HostState>) -> LoadErro
     }
 }
 
-fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
+pub(crate) fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
     let bad = |m: String| Err(LoadError::BadMetadata(m));
     if meta.schema_version != abi::SCHEMA_VERSION {
         return Err(LoadError::SchemaVersion {
@@ -259,36 +327,7 @@ fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
             expected: abi::SCHEMA_VERSION,
         });
     }
-    if meta.id.is_empty() || meta.id.len() > 128 {
-        return bad(format!("id must be 1 to 128 bytes, is {}", meta.id.len()));
-    }
-    if !meta
-        .id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-    {
-        return bad(format!(
-            "id `{}` may hold only ASCII letters, digits and - _ . :",
-            meta.id.escape_debug()
-        ));
-    }
-    if meta.name.len() > 256 {
-        return bad(format!("name is {} bytes; at most 256", meta.name.len()));
-    }
-    if meta.version.is_empty() || meta.version.len() > 64 {
-        return bad(format!(
-            "version must be 1 to 64 bytes, is {}",
-            meta.version.len()
-        ));
-    }
-    if meta
-        .name
-        .chars()
-        .chain(meta.version.chars())
-        .any(char::is_control)
-    {
-        return bad("name and version may not hold control characters".to_owned());
-    }
+    validate_identity("", &meta.id, &meta.name, &meta.version)?;
     if meta.subscriptions.unknown_bits() != 0 {
         return bad(format!(
             "subscribes to unknown event kinds (bits {:#x})",
@@ -299,6 +338,56 @@ fn validate_metadata(meta: &RuleMetadata<'_>) -> Result<(), LoadError> {
         return bad("subscribes to no event kind".to_owned());
     }
     Ok(())
+}
+
+/// The checks on an id, a name and a version (of a rule, or of a pack when `what` is `"pack "`).
+pub(crate) fn validate_identity(
+    what: &str,
+    id: &str,
+    name: &str,
+    version: &str,
+) -> Result<(), LoadError> {
+    let bad = |m: String| Err(LoadError::BadMetadata(m));
+    if id.is_empty() || id.len() > 128 {
+        return bad(format!("{what}id must be 1 to 128 bytes, is {}", id.len()));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        return bad(format!(
+            "{what}id `{}` may hold only ASCII letters, digits and - _ . :",
+            id.escape_debug()
+        ));
+    }
+    if name.len() > 256 {
+        return bad(format!("{what}name is {} bytes; at most 256", name.len()));
+    }
+    if version.is_empty() || version.len() > 64 {
+        return bad(format!(
+            "{what}version must be 1 to 64 bytes, is {}",
+            version.len()
+        ));
+    }
+    if name.chars().chain(version.chars()).any(char::is_control) {
+        return bad(format!(
+            "{what}name and version may not hold control characters"
+        ));
+    }
+    Ok(())
+}
+
+/// The limits a module loads under, before its id (and so its own limits) is known: the most
+/// generous of the configuration's and those `given` for it.
+pub(crate) fn loading_limits(runtime: &Runtime, given: Option<&Limits>) -> Limits {
+    let mut loading = runtime.config().loading_limits();
+    if let Some(l) = given {
+        loading.memory_bytes = loading.memory_bytes.max(l.memory_bytes);
+        loading.table_elements = loading.table_elements.max(l.table_elements);
+        loading.fuel_at_load = loading.fuel_at_load.max(l.fuel_at_load);
+        loading.load_deadline_ms = loading.load_deadline_ms.max(l.load_deadline_ms);
+    }
+    loading
 }
 
 impl LoadedRule {
@@ -321,17 +410,18 @@ impl LoadedRule {
         limits: Option<&Limits>,
     ) -> Result<LoadedRule, LoadError> {
         thread.check(runtime);
+        if compiled.is_pack() {
+            return Err(LoadError::WrongAbi {
+                found: compiled.abi_version(),
+                expected: abi::ABI_VERSION,
+                what: "one-rule module",
+            });
+        }
         if let Some(l) = limits {
             l.validate()
                 .map_err(|e| LoadError::BadMetadata(format!("limits given for the rule: {e}")))?;
         }
-        let mut loading = runtime.config().loading_limits();
-        if let Some(l) = limits {
-            loading.memory_bytes = loading.memory_bytes.max(l.memory_bytes);
-            loading.table_elements = loading.table_elements.max(l.table_elements);
-            loading.fuel_at_load = loading.fuel_at_load.max(l.fuel_at_load);
-            loading.load_deadline_ms = loading.load_deadline_ms.max(l.load_deadline_ms);
-        }
+        let loading = loading_limits(runtime, limits);
         let (mut instance, meta) = Self::instantiate(runtime, compiled, &loading, None)?;
         validate_metadata(&meta)?;
         let limits = limits
@@ -360,6 +450,8 @@ impl LoadedRule {
             content_hash: compiled.content_hash().to_owned(),
             source: compiled.source().to_owned(),
             wasi: compiled.uses_wasi(),
+            pack: None,
+            index: 0,
         });
         if let Ok(mut log) = instance.store.data().log.lock() {
             log.set_rule(info.id.as_str().into());
@@ -380,95 +472,22 @@ impl LoadedRule {
         limits: &Limits,
         rule_id: Option<&str>,
     ) -> Result<(Instance, RuleMetadata<'static>), LoadError> {
-        let config = runtime.config();
         let label: Arc<str> = rule_id.unwrap_or(compiled.source()).into();
-        let log = Arc::new(Mutex::new(LogBudget::new(
-            label,
-            config.log_per_second,
-            config.log_burst,
-        )));
-        let state = HostState::new(
-            RuleLimiter::new(limits.memory_bytes, limits.table_elements),
-            log,
-        );
-        let mut store = Store::new(runtime.engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.set_fuel(limits.fuel_at_load).map_err(|e| {
-            LoadError::StartFailed(Fault {
-                reason: Reason::HostError,
-                message: format!("{e:#}"),
-                backtrace: None,
-            })
-        })?;
-        store.set_epoch_deadline(runtime.ticks_for(limits.load_deadline_ms));
-        store.epoch_deadline_trap();
-
-        let inner = &compiled.inner;
-        let instance = match inner.pre.instantiate(&mut store) {
-            Ok(i) => i,
-            Err(e) => return Err(load_fault(&e, &mut store)),
-        };
-        if inner.has_initialize {
-            let init = instance
-                .get_typed_func::<(), ()>(&mut store, exports::INITIALIZE)
-                .map_err(|e| LoadError::WrongExportType {
-                    name: exports::INITIALIZE.into(),
-                    found: format!("{e:#}"),
-                    expected: "func ()",
-                })?;
-            if let Err(e) = init.call(&mut store, ()) {
-                return Err(load_fault(&e, &mut store));
-            }
-        }
-        let typed = |store: &mut Store<HostState>,
-                     name: &'static str|
-         -> Result<wasmtime::Func, LoadError> {
-            instance
-                .get_func(&mut *store, name)
-                .ok_or(LoadError::MissingExport(name))
-        };
-        let wrong = |name: &'static str, expected: &'static str| {
-            move |e: wasmtime::Error| LoadError::WrongExportType {
-                name: name.into(),
-                found: format!("{e:#}"),
-                expected,
-            }
-        };
-        let abi_version = typed(&mut store, exports::ABI_VERSION)?
-            .typed::<(), i32>(&store)
-            .map_err(wrong(exports::ABI_VERSION, "func () -> i32"))?;
-        let metadata = typed(&mut store, exports::METADATA)?
-            .typed::<(), u64>(&store)
-            .map_err(wrong(exports::METADATA, "func () -> i64"))?;
-        let input = typed(&mut store, exports::INPUT)?
-            .typed::<u32, u32>(&store)
-            .map_err(wrong(exports::INPUT, "func (i32) -> i32"))?;
-        let on_event = typed(&mut store, exports::ON_EVENT)?
-            .typed::<u32, u64>(&store)
-            .map_err(wrong(exports::ON_EVENT, "func (i32) -> i64"))?;
-        let last_panic = if inner.has_last_panic {
-            Some(
-                typed(&mut store, exports::LAST_PANIC)?
-                    .typed::<(), u64>(&store)
-                    .map_err(wrong(exports::LAST_PANIC, "func () -> i64"))?,
-            )
-        } else {
-            None
-        };
-        let memory = instance
-            .get_memory(&mut store, exports::MEMORY)
-            .ok_or(LoadError::MissingExport(exports::MEMORY))?;
-
-        let version = match abi_version.call(&mut store, ()) {
-            Ok(v) => v,
-            Err(e) => return Err(load_fault(&e, &mut store)),
-        };
-        if u32::try_from(version).ok() != Some(abi::ABI_VERSION) {
-            return Err(LoadError::AbiVersion {
-                found: i64::from(version),
-                expected: abi::ABI_VERSION,
-            });
-        }
+        let Started {
+            mut store,
+            instance,
+            memory,
+            input,
+            last_panic,
+        } = start(runtime, compiled, limits, label, None, abi::ABI_VERSION)?;
+        let metadata =
+            export::<(), u64>(&mut store, &instance, exports::METADATA, "func () -> i64")?;
+        let on_event = export::<u32, u64>(
+            &mut store,
+            &instance,
+            exports::ON_EVENT,
+            "func (i32) -> i64",
+        )?;
         let packed = match metadata.call(&mut store, ()) {
             Ok(p) => p,
             Err(e) => return Err(load_fault(&e, &mut store)),
@@ -533,10 +552,7 @@ impl LoadedRule {
         let Some(inst) = &self.instance else {
             return (0, 0);
         };
-        let state = inst.store.data();
-        let high = u64::try_from(state.limiter.memory_high_water).unwrap_or(u64::MAX);
-        let suppressed = state.log.lock().map(|l| l.suppressed_total).unwrap_or(0);
-        (high, suppressed)
+        inst.store.data().counters()
     }
 
     /// What the host knows about the rule.
@@ -648,69 +664,17 @@ impl LoadedRule {
         out: &mut Vec<Detection<'static>>,
         spare: &mut Vec<Detection<'static>>,
     ) -> Result<(), Fault> {
-        let malformed = |message: String| Fault {
-            reason: Reason::MalformedResult,
-            message,
-            backtrace: None,
+        let memory = match &self.instance {
+            Some(inst) => inst.memory.data(&inst.store),
+            None => &[],
         };
-        if packed == abi::RESULT_UNDECODABLE_EVENT {
-            return Err(Fault {
-                reason: Reason::UndecodableEvent,
-                message: format!(
-                    "the rule could not decode the event (it expects event-schema version {})",
-                    abi::SCHEMA_VERSION
-                ),
-                backtrace: None,
-            });
-        }
-        let (_, len) = abi::unpack(packed);
-        if len == 0 {
-            return Ok(());
-        }
-        if len > self.limits.max_result_bytes {
-            return Err(Fault {
-                reason: Reason::OversizedResult,
-                message: format!(
-                    "result of {len} bytes is over the cap of {} bytes",
-                    self.limits.max_result_bytes
-                ),
-                backtrace: None,
-            });
-        }
-        let Some(inst) = &self.instance else {
-            return Err(malformed("the rule was released".into()));
-        };
-        let bytes = read_guest(
-            &inst.store,
-            inst.memory,
-            packed,
-            self.limits.max_result_bytes,
-        )
-        .map_err(|m| malformed(format!("result {m}")))?;
-        // Every count, length, cap and text is checked; a result that fails any check adds
-        // nothing to `out` (what was read goes back to `spare`).
-        let before = out.len();
-        let read = read_result(bytes, &self.info.id, self.limits.max_detections, out, spare);
-        if let Err(e) = read {
-            spare.extend(out.drain(before..));
-            return Err(match e {
-                ResultError::TooMany { .. } => Fault {
-                    reason: Reason::OversizedResult,
-                    message: e.to_string(),
-                    backtrace: None,
-                },
-                e => malformed(format!(
-                    "result does not decode as a list of detections: {e}"
-                )),
-            });
-        }
-        Ok(())
+        check_result(memory, packed, &self.info.id, &self.limits, out, spare)
     }
 }
 
 /// A fault that the host, not the rule, is responsible for.
 #[cold]
-fn host_fault(message: &str) -> Fault {
+pub(crate) fn host_fault(message: &str) -> Fault {
     Fault {
         reason: Reason::HostError,
         message: message.to_owned(),

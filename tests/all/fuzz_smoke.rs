@@ -118,3 +118,52 @@ fn fuzz_smoke_decode_result() {
         "{accepted} accepted, {refused} refused"
     );
 }
+
+#[test]
+fn fuzz_smoke_pack_calls() {
+    let mut running = 0;
+    for input in inputs(7, 120, 256) {
+        if fuzz::pack_calls(&input) {
+            running += 1;
+        }
+    }
+    // A well-formed script too: every event, every rule, a detection-free close: the pack runs on.
+    let mut script = Vec::new();
+    for e in 0..17u32 {
+        script.push(0);
+        script.extend_from_slice(&e.to_le_bytes());
+        script.extend_from_slice(&0u32.to_le_bytes());
+        for r in 0..4u32 {
+            script.push(1);
+            script.extend_from_slice(&r.to_le_bytes());
+            script.extend_from_slice(&0u32.to_le_bytes());
+        }
+    }
+    assert!(
+        fuzz::pack_calls(&script),
+        "a well-formed script keeps the pack running"
+    );
+    // Scripts that begin well and go astray: events and rules in order, then results at arbitrary
+    // pointers and lengths, and arbitrary steps.
+    for (i, tail) in inputs(8, 60, 90).into_iter().enumerate() {
+        let mut s = Vec::new();
+        let step = |s: &mut Vec<u8>, op: u8, a: u32, b: u32| {
+            s.push(op);
+            s.extend_from_slice(&a.to_le_bytes());
+            s.extend_from_slice(&b.to_le_bytes());
+        };
+        step(&mut s, 0, 0, 0);
+        step(&mut s, 1, u32::try_from(i % 5).unwrap(), 0);
+        for chunk in tail.chunks(8) {
+            let word = |k: usize| {
+                chunk
+                    .get(k..k + 4)
+                    .map_or(0, |w| u32::from_le_bytes(w.try_into().unwrap()))
+            };
+            step(&mut s, 2, word(0), word(4) % 512);
+            step(&mut s, 1, word(0) % 6, 0);
+        }
+        fuzz::pack_calls(&s);
+    }
+    eprintln!("fuzz_smoke_pack_calls: the pack still ran after {running} of 120 random scripts");
+}

@@ -14,7 +14,7 @@ fn escape(bytes: &[u8]) -> String {
 
 /// A hand-written rule `id` at `version`: it reports one detection titled `title` on every process
 /// start, or traps on every event when `title` is `None`.
-fn wat_rule(id: &str, version: &str, title: Option<&str>) -> Vec<u8> {
+pub fn wat_rule(id: &str, version: &str, title: Option<&str>) -> Vec<u8> {
     let meta = postcard::to_allocvec(&RuleMetadata {
         schema_version: SCHEMA_VERSION,
         id: id.into(),

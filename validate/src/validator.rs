@@ -274,14 +274,23 @@ fn run(
     let worker = runtime
         .spawn_sandbox_thread("rulebox-validate", move |thread| {
             let mut rules = Vec::new();
-            let of = modules.len() * schemas.len();
-            for (m, module) in modules.iter().enumerate() {
+            // A rule pack is validated rule by rule, each in the whole pack.
+            let targets: Vec<(&ModuleInput, Option<String>)> = modules
+                .iter()
+                .flat_map(|m| match pack_rules(&rt, thread, m) {
+                    Some(ids) => ids.into_iter().map(|id| (m, Some(id))).collect(),
+                    None => vec![(m, None)],
+                })
+                .collect();
+            let of = targets.len() * schemas.len();
+            for (m, (module, member)) in targets.iter().enumerate() {
                 for (s, schema) in schemas.iter().enumerate() {
                     let index = m * schemas.len() + s;
                     rules.push(validate_rule(
                         &rt,
                         thread,
                         module,
+                        member.as_deref(),
                         *schema,
                         &mut shared,
                         &mut |p| {
@@ -366,6 +375,19 @@ fn unmatched_tests(
         .collect()
 }
 
+/// The ids of the rules of `module` if it is a rule pack that loads (`None` otherwise: a one-rule
+/// module, or one that does not load, whose report says why).
+fn pack_rules(rt: &Runtime, thread: &SandboxThread, module: &ModuleInput) -> Option<Vec<String>> {
+    let compiled = rt.compile(&module.bytes, &module.source).ok()?;
+    if !compiled.is_pack() {
+        return None;
+    }
+    match rulebox_runtime::Prepared::load(rt, thread, &compiled, &[], module.limits.as_ref()) {
+        Ok(p) => Some(p.rules().iter().map(|r| r.id.clone()).collect()),
+        Err(_) => None,
+    }
+}
+
 /// What feeding one event to a rule gave.
 struct Fed {
     /// Whether the rule was called (subscribed, not refused by the host's caps).
@@ -379,11 +401,16 @@ struct Fed {
 /// One rule in its own [`RuleSet`], activated exactly as an agent activates it
 /// ([`RuleSet::activate`]: manifest limits, identity check), with the measurements the report
 /// needs. A rule that faults is quarantined, as on an endpoint; the harness then loads a fresh
-/// instance before the next event, so every event is run and every fault found.
+/// instance before the next event, so every event is run and every fault found. A rule of a pack
+/// runs in the whole pack (the other rules run too), and the measurements are its own.
 struct Harness<'a> {
     rt: &'a Runtime,
     thread: &'a SandboxThread,
     content: Content,
+    /// The rule of a pack being validated.
+    member: Option<&'a str>,
+    /// Its id, once loaded.
+    id: String,
     set: RuleSet,
     fuel: Vec<u64>,
     worst: (u64, String),
@@ -403,14 +430,17 @@ impl<'a> Harness<'a> {
         rt: &'a Runtime,
         thread: &'a SandboxThread,
         rule: ContentRule,
+        member: Option<&'a str>,
     ) -> Result<(Harness<'a>, Arc<RuleInfo>), (String, String)> {
         let content = Content::new(None, vec![rule]);
-        let (set, info) = Self::load(rt, thread, &content)?;
+        let (set, info) = Self::load(rt, thread, &content, member)?;
         Ok((
             Harness {
                 rt,
                 thread,
                 content,
+                member,
+                id: info.id.clone(),
                 set,
                 fuel: Vec::new(),
                 worst: (0, String::new()),
@@ -428,11 +458,16 @@ impl<'a> Harness<'a> {
         rt: &Runtime,
         thread: &SandboxThread,
         content: &Content,
+        member: Option<&str>,
     ) -> Result<(RuleSet, Arc<RuleInfo>), (String, String)> {
         let mut set = RuleSet::new(rt);
         let activation = set.activate(thread, content);
-        if let Some(info) = activation.loaded().next() {
-            return Ok((set, info.clone()));
+        let found = activation
+            .loaded()
+            .find(|info| member.is_none_or(|id| info.id == id))
+            .cloned();
+        if let Some(info) = found {
+            return Ok((set, info));
         }
         if let Some(mismatch) = activation.mismatched.first() {
             return Err(("manifest_mismatch".to_owned(), mismatch.to_string()));
@@ -446,8 +481,16 @@ impl<'a> Harness<'a> {
         }
     }
 
+    /// The rule's counters.
+    fn stats(&self) -> Option<rulebox_runtime::RuleStats> {
+        self.set
+            .rules()
+            .find(|(info, _, _)| info.id == self.id)
+            .map(|(_, _, stats)| stats)
+    }
+
     fn note_memory(&mut self) {
-        if let Some((_, _, stats)) = self.set.rules().next() {
+        if let Some(stats) = self.stats() {
             self.memory_high = self.memory_high.max(stats.memory_high_water);
         }
     }
@@ -456,7 +499,7 @@ impl<'a> Harness<'a> {
     /// loaded again to run the next event).
     fn fresh(&mut self) {
         self.note_memory();
-        if let Ok((set, _)) = Self::load(self.rt, self.thread, &self.content) {
+        if let Ok((set, _)) = Self::load(self.rt, self.thread, &self.content, self.member) {
             self.set = set;
             self.quarantined = false;
         }
@@ -478,6 +521,7 @@ impl<'a> Harness<'a> {
         if self.quarantined {
             self.fresh();
         }
+        let events_before = self.stats().map_or(0, |s| s.events);
         let outcome = match self.set.process(self.thread, event) {
             Ok(o) => o,
             Err(e) => {
@@ -485,11 +529,15 @@ impl<'a> Harness<'a> {
                 return fed;
             }
         };
-        if outcome.rules_run == 0 {
+        let ran = match self.member {
+            None => outcome.rules_run > 0,
+            Some(_) => self.stats().map(|s| s.events) != Some(events_before),
+        };
+        if !ran {
             return fed;
         }
         fed.ran = true;
-        if let Some((_, _, stats)) = self.set.rules().next() {
+        if let Some(stats) = self.stats() {
             self.fuel.push(stats.last_fuel);
             if stats.last_fuel > self.worst.0 || self.worst.1.is_empty() {
                 self.worst = (stats.last_fuel, label.to_owned());
@@ -497,6 +545,14 @@ impl<'a> Harness<'a> {
         }
         for alert in &outcome.alerts {
             let (reason, message, record) = match alert {
+                // In a pack, only what stops or strikes this rule (a record about the pack stops
+                // every rule of it).
+                Alert::RuleQuarantined(r)
+                    if self.member.is_some() && r.rule_id != self.id && !r.rule_id.is_empty() =>
+                {
+                    continue;
+                }
+                Alert::BudgetStrike { rule, .. } if rule.id != self.id => continue,
                 Alert::RuleQuarantined(r) => {
                     self.quarantined = true;
                     (
@@ -505,7 +561,7 @@ impl<'a> Harness<'a> {
                         Some((**r).clone()),
                     )
                 }
-                Alert::BudgetStrike { fault, .. } => {
+                Alert::BudgetStrike { fault, .. } | Alert::PackStrike { fault, .. } => {
                     (fault.reason.name().to_owned(), fault.message.clone(), None)
                 }
                 Alert::PreviousVersionRestored { quarantined, .. } => (
@@ -539,9 +595,11 @@ impl<'a> Harness<'a> {
             }
             fed.faults.push((summary, record));
         }
+        let id = &self.id;
         fed.seen = outcome
             .detections
             .into_iter()
+            .filter(|d| d.rule.id == *id)
             .map(|d| Seen {
                 event: 0,
                 title: d.detection.title.into_owned(),
@@ -574,6 +632,7 @@ fn validate_rule(
     rt: &Runtime,
     thread: &SandboxThread,
     module: &ModuleInput,
+    member: Option<&str>,
     schema: u32,
     shared: &mut Shared,
     progress: &mut dyn FnMut(Progress),
@@ -618,12 +677,13 @@ fn validate_rule(
             return report;
         }
     };
+    // A rule of a pack is checked against the manifest entry as the pack.
     let declared = module.declared.as_ref().map(|(id, version)| DeclaredRule {
         id: id.clone(),
         version: version.clone(),
     });
     let rule = ContentRule::new(compiled, module.limits.clone(), declared);
-    let (mut h, info) = match Harness::new(rt, thread, rule) {
+    let (mut h, info) = match Harness::new(rt, thread, rule, member) {
         Ok(ok) => ok,
         Err((reason, message)) => {
             report
@@ -639,7 +699,7 @@ fn validate_rule(
     // The limits the activation applied (the manifest entry's, or the configuration's).
     let limits = h
         .set
-        .limits_of(&info.id)
+        .limits(&info.id)
         .cloned()
         .unwrap_or_else(|| rt.config().limits_for(&info.id).clone());
     report.fuel.budget = limits.fuel_per_event;
@@ -820,21 +880,25 @@ pub fn run_tests(
     let rt = runtime.clone();
     let worker = runtime
         .spawn_sandbox_thread("rulebox-test", move |thread| {
-            // Learn each module's rule id by loading it.
-            let mut by_id: BTreeMap<String, CompiledRule> = BTreeMap::new();
+            // Learn each module's rule ids by loading it: each with its module, and whether it is a
+            // rule of a pack.
+            let mut by_id: BTreeMap<String, (CompiledRule, bool)> = BTreeMap::new();
             let mut refused: Vec<String> = Vec::new();
             for m in &modules {
                 match rt.compile(&m.bytes, &m.source) {
-                    Ok(c) => {
-                        match Harness::new(&rt, thread, ContentRule::new(c.clone(), None, None)) {
-                            Ok((_, info)) => {
-                                by_id.insert(info.id.clone(), c);
-                            }
-                            Err((reason, message)) => {
-                                refused.push(format!("{}: {reason}: {message}", m.source))
+                    Ok(c) => match RuleSet::new(&rt).add_module(thread, &c, &[], None) {
+                        Ok(rules) => {
+                            for info in rules {
+                                by_id.insert(info.id.clone(), (c.clone(), c.is_pack()));
                             }
                         }
-                    }
+                        Err(r) => refused.push(format!(
+                            "{}: {}: {}",
+                            m.source,
+                            r.reason,
+                            Escaped(&r.message)
+                        )),
+                    },
                     Err(e) => refused.push(format!("{}: {}: {e}", m.source, e.reason())),
                 }
             }
@@ -861,8 +925,10 @@ pub fn run_tests(
                         out.push(outcome);
                         continue;
                     };
+                    let (compiled, in_pack) = compiled;
+                    let member = in_pack.then_some(file.rule.as_str());
                     let rule = ContentRule::new(compiled.clone(), None, None);
-                    let (mut h, _) = match Harness::new(&rt, thread, rule) {
+                    let (mut h, _) = match Harness::new(&rt, thread, rule, member) {
                         Ok(ok) => ok,
                         Err((reason, message)) => {
                             outcome.problem = Some(format!("does not load: {reason}: {message}"));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rulebox_runtime::events::EventReader;
-use rulebox_runtime::{LoadedRule, Outcome, RuleSet, Runtime};
+use rulebox_runtime::{BatchOutcome, LoadedRule, Outcome, RuleSet, Runtime};
 use rulebox_sdk::EventKind;
 
 use crate::table::{Align, Table};
@@ -31,6 +31,47 @@ pub struct Args {
     /// Print the results as one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// Events per batch in the batched figure.
+const BATCH: usize = 64;
+
+/// The figures of the rule pack `compiled` alone over the events of the kinds its rules subscribe
+/// to, one call per event.
+fn pack_figures(
+    rt: &Runtime,
+    thread: &rulebox_runtime::SandboxThread,
+    compiled: &rulebox_runtime::CompiledRule,
+    name: &str,
+    events: &[(EventKind, Vec<u8>)],
+    budget: Duration,
+) -> anyhow::Result<Figures> {
+    let mut pack = RuleSet::new(rt);
+    let rules = pack
+        .add_module(thread, compiled, &[], None)
+        .map_err(|r| anyhow::anyhow!("{name} refused: {}", r.message))?;
+    let kinds = rules.iter().fold(rulebox_sdk::EventKinds::NONE, |k, r| {
+        rulebox_sdk::EventKinds(k.0 | r.subscriptions.0)
+    });
+    let label = match rules[0].pack.as_ref() {
+        Some(p) => format!("pack {} ({} rules) ({name})", p.id, rules.len()),
+        None => name.to_owned(),
+    };
+    let mine: Vec<&(EventKind, Vec<u8>)> =
+        events.iter().filter(|(k, _)| kinds.contains(*k)).collect();
+    let (mut times, mut outcome) = (Vec::new(), Outcome::default());
+    let start = Instant::now();
+    while !mine.is_empty() && start.elapsed() < budget {
+        for (kind, bytes) in &mine {
+            let t = Instant::now();
+            pack.process_encoded(thread, *kind, bytes, &mut outcome)
+                .context("an event over the runtime's limits")?;
+            times.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+    let quarantined = pack.records().len();
+    let fault = (quarantined > 0).then(|| format!("{quarantined} rule(s) quarantined"));
+    Ok(figures(label, mine.len(), times, fault))
 }
 
 /// Latency figures of one measured subject.
@@ -101,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let budget = Duration::from_millis(args.millis.max(1));
     let rt = runtime.clone();
-    let (rules, set) = runtime.run_sandboxed(move |thread| -> anyhow::Result<_> {
+    let (rules, set, batched) = runtime.run_sandboxed(move |thread| -> anyhow::Result<_> {
         let mut results = Vec::new();
         let mut set = RuleSet::new(&rt);
         for module in &modules {
@@ -113,10 +154,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let compiled = rt
                 .compile(bytes, &name)
                 .with_context(|| format!("{name} refused"))?;
-            let mut rule = LoadedRule::load(&rt, thread, &compiled)
-                .with_context(|| format!("{name} refused"))?;
             set.add(thread, &compiled)
                 .map_err(|r| anyhow::anyhow!("{name} refused: {}", r.message))?;
+            if compiled.is_pack() {
+                // A rule pack: measured as one subject, in a set of its own.
+                results.push(pack_figures(
+                    &rt, thread, &compiled, &name, &events, budget,
+                )?);
+                continue;
+            }
+            let mut rule = LoadedRule::load(&rt, thread, &compiled)
+                .with_context(|| format!("{name} refused"))?;
             let mine: Vec<&[u8]> = events
                 .iter()
                 .filter(|(k, _)| rule.info().subscriptions.contains(*k))
@@ -157,19 +205,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 times.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
             }
         }
+        // The whole set again, in batches (a rule pack is called once per batch).
+        let mut batched = BatchOutcome::default();
+        let mut batch_times = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < budget {
+            for chunk in events.chunks(BATCH) {
+                let t = Instant::now();
+                set.process_encoded_batch(thread, chunk, &mut batched);
+                let per = t.elapsed().as_nanos() / chunk.len() as u128;
+                batch_times
+                    .extend((0..chunk.len()).map(|_| u64::try_from(per).unwrap_or(u64::MAX)));
+            }
+        }
         let quarantined = set.records().len();
         let fault = (quarantined > 0).then(|| format!("{quarantined} rule(s) quarantined"));
+        let batched = figures(
+            format!("whole set, in batches of {BATCH}"),
+            events.len(),
+            batch_times,
+            fault.clone(),
+        );
         Ok((
             results,
             figures("whole set".to_owned(), events.len(), times, fault),
+            batched,
         ))
     })?;
 
     if args.json {
         println!(
             "{}",
-            serde_json::json!({ "rules": rules, "set": set, "skipped_records": skipped,
-                "limits": "production (fuel, memory, deadline on)" })
+            serde_json::json!({ "rules": rules, "set": set, "set_batched": batched,
+                "skipped_records": skipped, "limits": "production (fuel, memory, deadline on)" })
         );
     } else {
         println!("per-event latency in the production sandbox (fuel, memory cap and deadline on)");
@@ -185,7 +253,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ("events/s", Align::Right),
             ("", Align::Left),
         ]);
-        for f in rules.iter().chain(std::iter::once(&set)) {
+        for f in rules.iter().chain([&set, &batched]) {
             table.row(vec![
                 f.name.clone(),
                 f.events.to_string(),
@@ -205,7 +273,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let faulted = rules
         .iter()
-        .chain(std::iter::once(&set))
+        .chain([&set, &batched])
         .any(|f| f.fault.is_some());
     Ok(ExitCode::from(if faulted {
         super::EXIT_QUARANTINE

@@ -25,6 +25,10 @@ pub struct Args {
     /// record's limits to check the fix: the result is `fixed` when it no longer faults.
     #[arg(long)]
     module: Option<PathBuf>,
+    /// The rule data of a rule pack loaded with data (an engine's rules); its SHA-256 must match the
+    /// record's data hash.
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 /// Runs `rulebox replay`. With the record's own module: exits 0 when the recorded fault is
@@ -40,6 +44,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let hash = content_hash(&module);
     let checking_fix = hash != record.content_hash;
+    let data = match &args.data {
+        Some(path) => crate::load::read_module(path)
+            .with_context(|| format!("the rule data {}", path.display()))?,
+        None => Vec::new(),
+    };
     let runtime = Runtime::new(RuntimeConfig::default())?;
     println!("record:   {}", args.record.display());
     println!(
@@ -48,6 +57,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         printable(&record.rule_version),
         printable(&record.content_hash)
     );
+    if let Some(pack) = &record.pack {
+        let which = pack
+            .rule_index
+            .map_or_else(|| "the pack itself".to_owned(), |i| format!("rule {i}"));
+        println!(
+            "pack:     {} {} ({which} of {}; rule data {})",
+            printable(&pack.id),
+            printable(&pack.version),
+            pack.rules,
+            printable(&pack.data_hash)
+        );
+    }
     println!(
         "recorded: {}: {}",
         record.reason,
@@ -66,8 +87,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut replayed = record.clone();
     replayed.content_hash = hash;
     let rt = runtime.clone();
-    let outcome = runtime
-        .run_sandboxed(move |thread| rulebox_runtime::replay(&rt, thread, &replayed, &module))?;
+    let outcome = runtime.run_sandboxed(move |thread| {
+        rulebox_runtime::replay_with_data(&rt, thread, &replayed, &module, &data)
+    })?;
     let (fault, detections) = match &outcome {
         ReplayOutcome::Reproduced(f) | ReplayOutcome::DifferentFault(f) => (Some(f), 0),
         ReplayOutcome::NoFault(d) => (None, d.len()),

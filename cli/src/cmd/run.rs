@@ -7,10 +7,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rulebox_cases::printable;
 use rulebox_runtime::events::EventReader;
-use rulebox_runtime::{Outcome, RuleSet, RuleState, Runtime};
+use rulebox_runtime::{BatchOutcome, RuleSet, RuleState, Runtime};
 
 use crate::output;
 use crate::table::{Align, Table};
+
+/// Events per batch handed to the rules when reading a file.
+const BATCH: usize = 64;
 
 /// Arguments of `rulebox run`.
 #[derive(Debug, clap::Args)]
@@ -87,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
 
-        let mut outcome = Outcome::default();
+        let mut batch_out = BatchOutcome::default();
         let (mut read, mut unreadable, mut refused) = (0u64, Capped::default(), Capped::default());
         let mut quarantined = Vec::new();
         for (name, input) in inputs {
@@ -99,43 +102,65 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     format!("line {line}")
                 }
             };
-            for item in EventReader::new(input) {
-                let item = match item {
-                    Ok(item) => item,
-                    Err(e) => {
-                        unreadable.push(if several {
+            // Events are handed to the rules in batches (a rule pack is called once per batch);
+            // from standard input one at a time, so that each detection is printed as its event
+            // arrives.
+            let batch = if name == "-" { 1 } else { BATCH };
+            let mut reader = EventReader::new(input);
+            let (mut events, mut lines) = (Vec::with_capacity(batch), Vec::with_capacity(batch));
+            loop {
+                events.clear();
+                lines.clear();
+                for item in reader.by_ref() {
+                    match item {
+                        Ok(item) => {
+                            read += 1;
+                            events.push(item.event);
+                            lines.push(item.line);
+                            if events.len() == batch {
+                                break;
+                            }
+                        }
+                        Err(e) => unreadable.push(if several {
                             format!("{name}: {e}")
                         } else {
                             e.to_string()
-                        });
+                        }),
+                    }
+                }
+                if events.is_empty() {
+                    break;
+                }
+                set.process_batch(thread, &events, &mut batch_out);
+                for ((ev, &line), result) in events.iter().zip(&lines).zip(batch_out.iter()) {
+                    let outcome = match result {
+                        Ok(outcome) => outcome,
+                        Err(e) => {
+                            refused.push(format!("{}: {e}", at(line)));
+                            continue;
+                        }
+                    };
+                    if outcome.detections.is_empty() && outcome.alerts.is_empty() {
                         continue;
                     }
-                };
-                read += 1;
-                if let Err(e) = set.process_into(thread, &item.event, &mut outcome) {
-                    refused.push(format!("{}: {e}", at(item.line)));
-                    continue;
-                }
-                if outcome.detections.is_empty() && outcome.alerts.is_empty() {
-                    continue;
-                }
-                let mut event = output::event_ref(&item.event, item.line);
-                if several {
-                    event["file"] = serde_json::Value::String(name.clone());
-                }
-                for d in &outcome.detections {
-                    output::line(&mut out, &output::detection(d, &event))?;
-                }
-                for alert in &outcome.alerts {
-                    let path = match alert {
-                        rulebox_runtime::Alert::RuleQuarantined(record) => {
-                            let path = save(records_dir.as_deref(), record);
-                            quarantined.push((record.clone(), at(item.line), path.clone()));
-                            path
-                        }
-                        _ => None,
-                    };
-                    output::line(&mut out, &output::alert(alert, &event, path.as_deref()))?;
+                    let mut event = output::event_ref(ev, line);
+                    if several {
+                        event["file"] = serde_json::Value::String(name.clone());
+                    }
+                    for d in &outcome.detections {
+                        output::line(&mut out, &output::detection(d, &event))?;
+                    }
+                    for alert in &outcome.alerts {
+                        let path = match alert {
+                            rulebox_runtime::Alert::RuleQuarantined(record) => {
+                                let path = save(records_dir.as_deref(), record);
+                                quarantined.push((record.clone(), at(line), path.clone()));
+                                path
+                            }
+                            _ => None,
+                        };
+                        output::line(&mut out, &output::alert(alert, &event, path.as_deref()))?;
+                    }
                 }
                 out.flush()?;
             }

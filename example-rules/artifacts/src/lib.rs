@@ -3,7 +3,10 @@
 //! `build.rs` builds every crate under `example-rules/rules/` (the good rules) and
 //! `example-rules/faulty/` (the faulty-content set) for `wasm32-unknown-unknown`, and every crate under
 //! `example-rules/wasi/` for `wasm32-wasip1`, and every crate under `example-rules/engines/` (evaluators
-//! that content is embedded into, [`SIGMA_EVAL`]) for `wasm32-unknown-unknown`, then generates one [`Artifact`] constant per module
+//! that content is embedded into, [`SIGMA_EVAL`]) and `example-rules/packs/` (rule packs:
+//! [`EXAMPLE_PACK`], the good rules in one module; [`MANY_RULES`], a test engine whose rules are
+//! data; [`HOSTILE_PACK`], hand-written exports that break the ABI on command) for
+//! `wasm32-unknown-unknown`, then generates one [`Artifact`] constant per module
 //! (named after the crate's folder in SCREAMING_SNAKE_CASE: [`OFFICE_SHELL`], [`FIELD_COUNT`], ...)
 //! and the table [`ALL`]. The `.wasm` files are never committed; building this crate needs the wasm
 //! targets (`rustup target add wasm32-unknown-unknown wasm32-wasip1`).
@@ -32,16 +35,20 @@ pub enum ArtifactKind {
     /// An evaluator that content is embedded into before it is a rule (`example-rules/engines/`),
     /// `wasm32-unknown-unknown`. Loaded as it is, it is refused (it has no rule yet).
     Engine,
+    /// A rule pack (ABI 3: many rules in one module, `example-rules/packs/`),
+    /// `wasm32-unknown-unknown`.
+    Pack,
 }
 
 impl ArtifactKind {
-    /// `"good"`, `"faulty"`, `"wasi"` or `"engine"`.
+    /// `"good"`, `"faulty"`, `"wasi"`, `"engine"` or `"pack"`.
     pub const fn name(self) -> &'static str {
         match self {
             ArtifactKind::Good => "good",
             ArtifactKind::Faulty => "faulty",
             ArtifactKind::Wasi => "wasi",
             ArtifactKind::Engine => "engine",
+            ArtifactKind::Pack => "pack",
         }
     }
 }
@@ -51,7 +58,7 @@ impl ArtifactKind {
 pub struct Artifact {
     /// The crate's folder name, e.g. `"office-shell"` or `"field-count"`.
     pub name: &'static str,
-    /// Good, faulty or WASI.
+    /// Which set it belongs to.
     pub kind: ArtifactKind,
     /// Where the module was written at build time (inside this crate's `OUT_DIR`).
     pub path: &'static str,
@@ -84,6 +91,11 @@ pub fn wasi() -> impl Iterator<Item = &'static Artifact> {
 /// The engines.
 pub fn engines() -> impl Iterator<Item = &'static Artifact> {
     of_kind(ArtifactKind::Engine)
+}
+
+/// The rule packs.
+pub fn packs() -> impl Iterator<Item = &'static Artifact> {
+    of_kind(ArtifactKind::Pack)
 }
 
 fn of_kind(kind: ArtifactKind) -> impl Iterator<Item = &'static Artifact> {
@@ -214,6 +226,7 @@ mod tests {
         assert_eq!(names(ArtifactKind::Faulty), folders("faulty"));
         assert_eq!(names(ArtifactKind::Wasi), folders("wasi"));
         assert_eq!(names(ArtifactKind::Engine), folders("engines"));
+        assert_eq!(names(ArtifactKind::Pack), folders("packs"));
         let unique: BTreeSet<_> = ALL.iter().map(|a| a.name).collect();
         assert_eq!(unique.len(), ALL.len());
     }
@@ -247,7 +260,11 @@ mod tests {
         assert_eq!(by_name("no-such-rule"), None);
         assert_eq!(FIELD_COUNT.name, "field-count");
         assert_eq!(
-            good().count() + faulty().count() + wasi().count() + engines().count(),
+            good().count()
+                + faulty().count()
+                + wasi().count()
+                + engines().count()
+                + packs().count(),
             ALL.len()
         );
         assert!(faulty().all(|a| a.kind == ArtifactKind::Faulty));
@@ -271,7 +288,7 @@ mod tests {
         }
         assert_eq!(by_name("sigma-eval"), Some(&SIGMA_EVAL));
         assert_eq!(SIGMA_EVAL.kind, ArtifactKind::Engine);
-        for a in faulty().chain(wasi()).chain(engines()) {
+        for a in faulty().chain(wasi()).chain(engines()).chain(packs()) {
             assert!(native::new_native(a.name).is_none(), "{}", a.name);
         }
     }

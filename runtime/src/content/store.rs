@@ -1157,6 +1157,7 @@ pub(crate) mod tests {
             strikes: 0,
             at_unix_ms: 0,
             runtime_version: String::new(),
+            pack: None,
         }
     }
 

@@ -59,6 +59,7 @@ fn descend(depth: u64) -> u64 {
     inner.wrapping_mul(inner) ^ depth
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(DeepRecursion);
 
 #[cfg(test)]

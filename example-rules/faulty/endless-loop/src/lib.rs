@@ -41,6 +41,7 @@ fn spin() -> ! {
     }
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(EndlessLoop);
 
 #[cfg(test)]

@@ -195,6 +195,7 @@ impl Rule for FieldCountRule {
     }
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(FieldCountRule);
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 
 extern crate alloc;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
 use rulebox_sdk::RuleMetadata;
 use rulebox_sdk::prelude::*;
 
@@ -30,7 +30,7 @@ pub const META: RuleMeta = RuleMeta {
 /// What `rulebox_on_event` points the host at: not a result.
 pub static GARBAGE: [u8; 64] = [0xFF; 64];
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "module"))]
 mod guest {
     use alloc::vec::Vec;
     use core::cell::UnsafeCell;

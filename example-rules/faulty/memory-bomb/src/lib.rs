@@ -57,6 +57,7 @@ impl Rule for MemoryBomb {
     }
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(MemoryBomb);
 
 #[cfg(test)]

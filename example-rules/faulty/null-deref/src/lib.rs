@@ -46,6 +46,7 @@ impl Rule for NullDeref {
     }
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(NullDeref);
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ impl Rule for Panics {
     }
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(Panics);
 
 #[cfg(test)]

@@ -164,6 +164,7 @@ pub fn glob_ignore_case(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&b| b == b'*')
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(AttackPipe);
 
 #[cfg(test)]

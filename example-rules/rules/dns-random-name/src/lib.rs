@@ -165,6 +165,7 @@ pub fn log2_q16(x: u32) -> u64 {
     (u64::from(int) << 16) | frac
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(DnsRandomName);
 
 #[cfg(test)]

@@ -117,6 +117,7 @@ fn looks_like_base64(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(EncodedPowerShell);
 
 #[cfg(test)]

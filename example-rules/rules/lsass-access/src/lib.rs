@@ -73,6 +73,7 @@ fn is_benign_source(image: &str) -> bool {
         .any(|(name, dir)| ends_with_ignore_case(image, name) && contains_ignore_case(image, dir))
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(LsassAccess);
 
 #[cfg(test)]

@@ -186,6 +186,7 @@ fn fnv1a_ignore_case(text: &str) -> u64 {
     })
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(MassRename);
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ impl Rule for OfficeShell {
     }
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(OfficeShell);
 
 #[cfg(test)]

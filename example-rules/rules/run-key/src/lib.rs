@@ -135,6 +135,7 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
     }
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(RunKey);
 
 #[cfg(test)]

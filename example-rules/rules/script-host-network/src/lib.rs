@@ -84,6 +84,7 @@ fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
     core::str::from_utf8(&buf[i..]).unwrap_or("")
 }
 
+#[cfg(feature = "module")]
 rulebox_sdk::export_rule!(ScriptHostNetwork);
 
 #[cfg(test)]
