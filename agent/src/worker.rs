@@ -25,6 +25,8 @@ pub(crate) enum ControlMsg {
         generation: u64,
         /// Its release.
         release: Option<u64>,
+        /// How many of its rules run (added, replaced or unchanged).
+        loaded: usize,
     },
     /// The embedder asked for an inbox scan now.
     CheckInbox,
@@ -166,6 +168,7 @@ impl Worker {
         let _ = self.control.send(ControlMsg::Activated {
             generation,
             release: content.release(),
+            loaded: activation.loaded().count(),
         });
     }
 }

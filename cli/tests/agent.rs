@@ -103,7 +103,7 @@ fn bundle(dir: &Path, key: &rulebox_release::KeyFile, release: u64, names: &[&st
         generated_per_kind: 4,
         ..Default::default()
     };
-    let (report, _) = rulebox_release::validate_for_release(&out, &quick).unwrap();
+    let (report, _) = rulebox_release::validate_for_release(&out, &quick, key).unwrap();
     let faulty = ALL
         .iter()
         .any(|a| a.kind == ArtifactKind::Faulty && names.contains(&a.name));

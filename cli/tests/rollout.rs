@@ -54,7 +54,7 @@ fn bundle(dir: &Path, key: &KeyFile, release: u64) -> PathBuf {
         generated_per_kind: 4,
         ..Default::default()
     };
-    let (report, _) = rulebox_release::validate_for_release(&out, &quick).unwrap();
+    let (report, _) = rulebox_release::validate_for_release(&out, &quick, key).unwrap();
     assert!(report.passed, "{}", report.failure_summary());
     rulebox_release::sign_manifest(&out, key).unwrap();
     out

@@ -132,9 +132,9 @@ pub fn read_case_file(path: &Path) -> Result<CaseFile, ValidateError> {
         problem,
     };
     let bytes = read_capped(path, MAX_CASE_FILE_BYTES)?;
-    let spec: FileSpec = serde_json::from_slice(&bytes).map_err(|source| ValidateError::Json {
+    let spec: FileSpec = serde_json::from_slice(&bytes).map_err(|error| ValidateError::Json {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     if spec.rule.is_empty() {
         return Err(bad("`rule` is empty".to_owned()));
@@ -204,9 +204,9 @@ pub fn read_case_file(path: &Path) -> Result<CaseFile, ValidateError> {
 pub fn find_case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ValidateError> {
     fn json_files(dir: &Path) -> Result<Vec<PathBuf>, ValidateError> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|source| ValidateError::Io {
+            .map_err(|error| ValidateError::Io {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "json") && p.is_file())
@@ -216,9 +216,9 @@ pub fn find_case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ValidateError>
     }
     let mut found = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path).map_err(|source| ValidateError::Io {
+        let meta = std::fs::metadata(path).map_err(|error| ValidateError::Io {
             path: path.clone(),
-            source,
+            error,
         })?;
         if !meta.is_dir() {
             found.push(path.clone());
@@ -227,9 +227,9 @@ pub fn find_case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ValidateError>
         } else {
             found.extend(json_files(path)?);
             let mut subs: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|source| ValidateError::Io {
+                .map_err(|error| ValidateError::Io {
                     path: path.clone(),
-                    source,
+                    error,
                 })?
                 .filter_map(|e| e.ok().map(|e| e.path().join("tests")))
                 .filter(|p| p.is_dir())
