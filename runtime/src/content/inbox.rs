@@ -589,4 +589,119 @@ mod tests {
             ));
         }
     }
+
+    #[test]
+    fn refused_entries_are_bounded_in_count_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::new(dir.path());
+        for n in 0..(MAX_REFUSED_KEPT + 12) {
+            let bundle = dir.path().join(format!("unsigned-{n}"));
+            std::fs::create_dir(&bundle).unwrap();
+            std::fs::write(bundle.join("manifest.json"), b"{}").unwrap();
+            let entry = inbox.scan().unwrap().remove(0);
+            assert!(inbox.refuse(&entry).unwrap().is_some());
+        }
+        assert_eq!(inbox.refused().unwrap().len(), MAX_REFUSED_KEPT);
+        // One entry alone over the byte bound is not kept at all (a sparse file: no disk used).
+        let big = dir.path().join("huge");
+        std::fs::create_dir(&big).unwrap();
+        std::fs::File::create(big.join("module.wasm"))
+            .unwrap()
+            .set_len(MAX_REFUSED_BYTES + 1)
+            .unwrap();
+        let entry = inbox.scan().unwrap().remove(0);
+        assert_eq!(inbox.refuse(&entry).unwrap(), None);
+        assert!(!big.exists());
+        let kept = inbox.refused().unwrap();
+        assert_eq!(kept.len(), MAX_REFUSED_KEPT);
+        assert!(kept.iter().map(|(_, b)| b).sum::<u64>() <= MAX_REFUSED_BYTES);
+    }
+
+    #[test]
+    fn unfinished_deliveries_are_removed_once_stale_and_refused_ones_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::new(dir.path());
+        let stale = dir.path().join(".push-dead-1");
+        let fresh = dir.path().join(".push-live-2");
+        for d in [&stale, &fresh] {
+            std::fs::create_dir(d).unwrap();
+            std::fs::write(d.join("manifest.json"), b"{").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - STALE_DELIVERY - Duration::from_secs(60);
+        std::fs::File::open(&stale)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        for n in 0..(MAX_REFUSED_KEPT + 3) {
+            std::fs::create_dir(dir.path().join(format!(".refused-b{n}-{}", 1_000 + n))).unwrap();
+        }
+        assert_eq!(inbox.clean().unwrap(), 4);
+        assert!(!stale.exists(), "a delivery that died is removed");
+        assert!(fresh.exists(), "one still being copied is left alone");
+        assert_eq!(inbox.refused().unwrap().len(), MAX_REFUSED_KEPT);
+        // The oldest refused entries went.
+        assert!(!dir.path().join(".refused-b0-1000").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_delivery_never_follows_a_link_and_never_widens_access() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::new(dir.path().join("inbox"));
+        let bundle = dir.path().join("release-9");
+        std::fs::create_dir_all(bundle.join("modules")).unwrap();
+        std::fs::write(bundle.join("manifest.json"), b"{}").unwrap();
+        let module = bundle.join("modules").join("a.wasm");
+        std::fs::write(&module, b"\0asm secret").unwrap();
+        std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // The folder named is a link: refused.
+        let link = dir.path().join("release-link");
+        std::os::unix::fs::symlink(&bundle, &link).unwrap();
+        assert!(inbox.deliver_bundle(&link).is_err());
+        // A FIFO inside is refused without blocking.
+        let fifo = bundle.join("modules").join("b.wasm");
+        super::super::fsutil::make_fifo(&fifo);
+        let start = std::time::Instant::now();
+        assert!(inbox.deliver_bundle(&bundle).is_err());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::fs::remove_file(&fifo).unwrap();
+        assert!(inbox.scan().unwrap().is_empty());
+        // A whole delivery: every copy readable by its owner only.
+        let target = inbox.deliver_bundle(&bundle).unwrap();
+        assert_eq!(mode(&target), 0o700);
+        assert_eq!(mode(&target.join("modules")), 0o700);
+        assert_eq!(mode(&target.join("modules").join("a.wasm")), 0o600);
+        assert_eq!(mode(&target.join("manifest.json")), 0o600);
+        let revert = inbox.deliver_revert("r", b"{}").unwrap();
+        assert_eq!(mode(&revert), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_revert_swapped_for_a_fifo_after_the_listing_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::new(dir.path());
+        let path = dir.path().join("w.revert.json");
+        std::fs::write(&path, b"{}").unwrap();
+        let entries = inbox.scan().unwrap();
+        assert_eq!(entries.len(), 1);
+        // Between the listing and the read, the file becomes a FIFO nobody writes to.
+        std::fs::remove_file(&path).unwrap();
+        super::super::fsutil::make_fifo(&path);
+        let start = std::time::Instant::now();
+        assert!(matches!(
+            inbox.read_revert(entries[0].path()),
+            Err(CappedReadError::NotAFile)
+        ));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        // And swapped for a link to /proc/self/pagemap: refused, nothing read.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/proc/self/pagemap", &path).unwrap();
+        assert!(matches!(
+            inbox.read_revert(entries[0].path()),
+            Err(CappedReadError::NotAFile)
+        ));
+    }
 }

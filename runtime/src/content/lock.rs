@@ -123,3 +123,145 @@ fn open_private(dir: &Path) -> Result<File, StoreError> {
         .open(&path)
         .map_err(io_at(&path))
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::io::BufRead;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    use crate::content::ContentStore;
+    use crate::content::store::tests::new_store;
+
+    /// A uid no account uses: "another local user".
+    const OTHER_UID: u32 = 54_321;
+
+    fn is_root() -> bool {
+        rustix::process::geteuid().is_root()
+    }
+
+    /// The child half of the tests below: opens `RULEBOX_TEST_LOCK_FILE` read-only (all `flock`
+    /// needs), takes an exclusive lock on it, says `HELD` and keeps it; or says why it could not.
+    #[test]
+    #[ignore = "run as a child process of another uid by the lock tests"]
+    fn child_holds_a_file_lock() {
+        let Some(path) = std::env::var_os("RULEBOX_TEST_LOCK_FILE") else {
+            return;
+        };
+        match std::fs::File::open(&path) {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => {
+                    println!("HELD");
+                    std::thread::sleep(std::time::Duration::from_secs(30));
+                }
+                Err(e) => println!("NOT LOCKED: {e}"),
+            },
+            Err(e) => println!("CANNOT OPEN: {e}"),
+        }
+    }
+
+    /// Runs [`child_holds_a_file_lock`] as [`OTHER_UID`] on `path`; returns its first line and the
+    /// child (still running if it holds the lock).
+    fn as_other_user(path: &std::path::Path) -> (String, std::process::Child) {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "content::lock::tests::child_holds_a_file_lock",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("RULEBOX_TEST_LOCK_FILE", path)
+            .uid(OTHER_UID)
+            .gid(OTHER_UID)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // The test harness prints `test <name> ... ` before the child's own output, on its line.
+        let line = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                ["HELD", "NOT LOCKED", "CANNOT OPEN"]
+                    .iter()
+                    .find_map(|m| l.find(m).map(|at| l[at..].to_owned()))
+            })
+            .unwrap_or_default();
+        (line, child)
+    }
+
+    /// A store whose folders another user may enter (0755), so that only the lock file's own mode
+    /// stands between that user and the lock.
+    fn traversable_store() -> (tempfile::TempDir, ContentStore) {
+        let (tmp, store) = new_store();
+        for dir in [tmp.path(), store.dir()] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        (tmp, store)
+    }
+
+    #[test]
+    fn another_user_cannot_open_the_store_lock() {
+        if !is_root() {
+            eprintln!("skipped: running a child as another user needs root");
+            return;
+        }
+        let (_tmp, store) = traversable_store();
+        let lock = store.layout().lock();
+        let meta = std::fs::metadata(&lock).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600, "the lock file is the owner's alone");
+        drop(store);
+        // Control: a world-readable file in the same folder is open to that user, so what stops
+        // it below is the lock file's mode.
+        let control = lock.with_file_name("readable");
+        std::fs::write(&control, b"").unwrap();
+        std::fs::set_permissions(&control, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (line, mut child) = as_other_user(&control);
+        child.kill().ok();
+        child.wait().unwrap();
+        assert_eq!(line, "HELD");
+        let (line, mut child) = as_other_user(&lock);
+        child.kill().ok();
+        child.wait().unwrap();
+        assert!(line.starts_with("CANNOT OPEN"), "{line}");
+    }
+
+    #[test]
+    fn a_lock_held_by_another_user_on_an_old_lock_file_does_not_keep_the_store_closed() {
+        if !is_root() {
+            eprintln!("skipped: running a child as another user needs root");
+            return;
+        }
+        let (_tmp, store) = traversable_store();
+        let dir = store.dir().to_path_buf();
+        let lock = store.layout().lock();
+        drop(store);
+        // An older version made the lock 0644; another user opens it and holds the lock.
+        std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (line, mut child) = as_other_user(&lock);
+        assert_eq!(line, "HELD");
+        // The store still opens: the lock file is replaced by a private one, and locked.
+        let opened = ContentStore::open(&dir);
+        child.kill().ok();
+        child.wait().unwrap();
+        let store = opened.unwrap();
+        let meta = std::fs::metadata(&lock).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        assert!(matches!(
+            ContentStore::open(&dir),
+            Err(crate::content::StoreError::Locked { .. })
+        ));
+        drop(store);
+        // A link where the lock belongs is replaced too, never followed.
+        let target = dir.with_file_name("elsewhere");
+        std::fs::write(&target, b"keep").unwrap();
+        std::fs::remove_file(&lock).unwrap();
+        std::os::unix::fs::symlink(&target, &lock).unwrap();
+        drop(ContentStore::open(&dir).unwrap());
+        assert!(!std::fs::symlink_metadata(&lock).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    }
+}

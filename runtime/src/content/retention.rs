@@ -136,3 +136,95 @@ impl ContentStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::store::tests::{install, new_store};
+
+    #[test]
+    fn old_release_folders_are_pruned_keeping_current_last_known_good_and_a_few_others() {
+        let (_tmp, mut store) = new_store();
+        for release in 1..=8 {
+            install(&mut store, release);
+            if release == 2 {
+                store.begin_boot(3).unwrap();
+                store.mark_good(2).unwrap();
+            }
+        }
+        let kept: Vec<u64> = store.state().installed.keys().copied().collect();
+        // Current 8, last-known-good 2, and the newest three others.
+        assert_eq!(kept, vec![2, 5, 6, 7, 8]);
+        for release in 1..=8 {
+            assert_eq!(
+                store.release_dir(release).exists(),
+                kept.contains(&release),
+                "release {release}"
+            );
+        }
+        for release in &kept {
+            store.load_release(*release).unwrap();
+        }
+        // A folder no state references (a prune killed between its two steps) goes at open.
+        std::fs::create_dir_all(store.release_dir(3).join("modules")).unwrap();
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        let store = ContentStore::open(&dir).unwrap();
+        assert!(!store.release_dir(3).exists());
+        assert_eq!(store.state().highest_release, Some(8));
+    }
+
+    #[test]
+    fn reports_are_bounded() {
+        let (_tmp, store) = new_store();
+        let dir = store.reports_dir();
+        for n in 0..(MAX_REPORTS + 5) {
+            std::fs::write(dir.join(format!("{}-refusal.json", 1_000 + n)), b"{}").unwrap();
+        }
+        let newest = store
+            .write_report(&crate::content::Report {
+                kind: crate::content::ReportKind::Refusal,
+                at_unix_ms: 9_000_000,
+                from: None,
+                to: None,
+                reason: "test".into(),
+                attempts: None,
+                bad: Vec::new(),
+                source: None,
+            })
+            .unwrap();
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), MAX_REPORTS);
+        assert!(newest.exists());
+        // The oldest went first.
+        assert!(!dir.join("1000-refusal.json").exists());
+        assert!(dir.join(format!("{}-refusal.json", 1_000 + MAX_REPORTS + 4)).exists());
+    }
+
+    #[test]
+    fn the_status_says_how_much_the_store_holds() {
+        let (_tmp, mut store) = new_store();
+        let outcome = install(&mut store, 1);
+        let modules: u64 = outcome
+            .bundle
+            .modules()
+            .iter()
+            .map(|(_, b)| b.len() as u64)
+            .sum();
+        let refused = store.inbox().dir().join("refused-bundle");
+        std::fs::create_dir(&refused).unwrap();
+        std::fs::write(refused.join("x"), vec![0u8; 4096]).unwrap();
+        let entry = store.inbox().scan().unwrap().remove(0);
+        store.inbox().refuse(&entry).unwrap();
+        let usage = store.status().usage;
+        assert!(usage.releases.bytes > modules, "{usage:?}");
+        assert_eq!(usage.refused_entries, 1);
+        assert_eq!(usage.refused.bytes, 4096);
+        assert!(usage.inbox.bytes >= 4096);
+        assert!(usage.total.bytes >= usage.releases.bytes + usage.inbox.bytes);
+        assert!(!usage.total.truncated);
+    }
+}

@@ -1333,7 +1333,8 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::content::format::{Manifest, Signed};
-    use crate::content::layout::{INBOX_DIR, RELEASES_DIR, REPORTS_DIR, ROOT_FILE};
+    use crate::content::layout::{CACHE_DIR, INBOX_DIR, RELEASES_DIR, REPORTS_DIR, ROOT_FILE};
+    use crate::content::verify::MAX_RELEASE_STEP;
     use crate::content::testutil::*;
 
     /// A store trusting root v1 = {key 1}, threshold 1.
@@ -2035,5 +2036,124 @@ pub(crate) mod tests {
         let bundle = tempfile::tempdir().unwrap();
         standard_bundle(bundle.path(), 1, &[&key(2)]);
         store.install(bundle.path(), NOW).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_store_whose_folder_or_parents_another_user_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let (tmp, store) = new_store();
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        chmod(&dir, 0o777);
+        let err = ContentStore::open(&dir).unwrap_err();
+        assert!(matches!(&err, StoreError::Unsafe(u) if u.path == dir), "{err}");
+        chmod(&dir, 0o700);
+        chmod(tmp.path(), 0o777);
+        let err = ContentStore::open(&dir).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unsafe(u) if u.path == tmp.path()),
+            "{err}"
+        );
+        // Init refuses too, before writing anything.
+        let other = tmp.path().join("other");
+        let root = std::fs::read(dir.join(ROOT_FILE)).unwrap();
+        chmod(&dir, 0o700);
+        assert!(matches!(
+            ContentStore::init(&other, &root),
+            Err(StoreError::Unsafe(_))
+        ));
+        chmod(tmp.path(), 0o700);
+        ContentStore::open(&dir).unwrap();
+        if rustix::process::geteuid().is_root() {
+            // Owned by another user: whoever that is could replace root.json.
+            std::os::unix::fs::chown(&dir, Some(54_321), None).unwrap();
+            let err = ContentStore::open(&dir).unwrap_err();
+            assert!(err.to_string().contains("owned by uid 54321"), "{err}");
+        }
+        // The module cache checks the folders above it the same way.
+        std::os::unix::fs::chown(&dir, Some(0), None).ok();
+        chmod(&dir, 0o777);
+        assert!(!crate::ModuleCache::open(&dir.join(CACHE_DIR)).is_enabled());
+    }
+
+    #[test]
+    fn a_root_rotation_resets_a_fast_forwarded_release_counter() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 3);
+        // A key holder jumps the counter far ahead (within the step bound) ...
+        install(&mut store, 900_000);
+        // ... and the vendor's next real release is refused as a rollback.
+        let bundle = tempfile::tempdir().unwrap();
+        standard_bundle(bundle.path(), 4, &[&key(2)]);
+        // Root 2 drops key 1 (the one that signed 900000), adds key 2, and resets the counter.
+        let mut v2 = root(2, &[&key(2)], 1);
+        v2.release_counter = Some(3);
+        assert!(matches!(
+            store.install(bundle.path(), NOW),
+            Err(StoreError::Bundle(BundleError::UnknownKey { .. }))
+        ));
+        store
+            .update_root(&root_bytes(&v2, &[&key(1), &key(2)]))
+            .unwrap();
+        assert_eq!(store.state().highest_release, Some(3));
+        assert_eq!(store.state().release_counter_root, Some(2));
+        assert_eq!(store.install(bundle.path(), NOW).unwrap().release, 4);
+        // The reset applies once: a reopen does not lower the counter again.
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        let store = ContentStore::open(&dir).unwrap();
+        assert_eq!(store.state().highest_release, Some(4));
+        // A fresh store trusting a root with a counter starts its numbering there.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut start = root(1, &[&key(1)], 1);
+        start.release_counter = Some(2_026_000_000);
+        let mut store =
+            ContentStore::init(&tmp.path().join("s"), &root_bytes(&start, &[&key(1)])).unwrap();
+        assert_eq!(store.state().highest_release, Some(2_026_000_000));
+        install(&mut store, 2_026_000_001);
+    }
+
+    #[test]
+    fn a_release_number_far_ahead_is_refused_so_it_cannot_block_every_later_release() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 7);
+        let before = store.state().clone();
+        for release in [u64::MAX, 7 + MAX_RELEASE_STEP + 1] {
+            let bundle = tempfile::tempdir().unwrap();
+            standard_bundle(bundle.path(), release, &[&key(1)]);
+            let err = store.install(bundle.path(), NOW).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Bundle(BundleError::TooFarAhead { base: 7, .. })
+                ),
+                "{err}"
+            );
+            assert_eq!(store.state(), &before);
+        }
+        install(&mut store, 7 + MAX_RELEASE_STEP);
+        // On a fresh store the step counts from 0 (or the root's counter).
+        let (_tmp, mut store) = new_store();
+        let bundle = tempfile::tempdir().unwrap();
+        standard_bundle(bundle.path(), u64::MAX, &[&key(1)]);
+        assert!(matches!(
+            store.install(bundle.path(), NOW),
+            Err(StoreError::Bundle(BundleError::TooFarAhead { base: 0, .. }))
+        ));
+    }
+
+    #[test]
+    fn a_disk_error_is_never_a_refusal_of_the_bundle() {
+        let io = StoreError::Io {
+            path: PathBuf::from("x"),
+            error: io::Error::from_raw_os_error(28), // ENOSPC
+        };
+        assert!(!io.is_refusal());
+        assert!(StoreError::Bundle(BundleError::Expired { expires: 1, now: 2 }).is_refusal());
+        assert!(!StoreError::Policy(super::super::PolicyError::NoOwnerRoot).is_refusal());
     }
 }
