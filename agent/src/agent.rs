@@ -198,14 +198,26 @@ impl Agent {
     /// persisted, a [`Lifecycle::Stopped`](crate::Lifecycle::Stopped) event ends the output, and the
     /// store's lock is released. Senders still held elsewhere get [`AgentStopped`](crate::AgentStopped)
     /// from then on.
+    ///
+    /// A clean stop is not a failed start: if the running release's health window had not passed,
+    /// its start is taken back from the boot guard's STARTING record, so restarts (SIGTERM, a
+    /// reboot) never add up to a fallback. Only a start that did not end cleanly counts.
     pub fn stop(mut self) -> Result<AgentSummary, AgentError> {
-        self.stop_inner()
+        self.stop_inner(true)
             .unwrap_or(Err(AgentError::Panicked { what: "control" }))
     }
 
-    fn stop_inner(&mut self) -> Option<Result<AgentSummary, AgentError>> {
+    /// [`stop`](Self::stop), counting the current start as failed (it is not taken back from the
+    /// STARTING record): for an embedder whose own checks found the host unhealthy under this
+    /// content (a watchdog), as if the agent had died.
+    pub fn stop_failed(mut self) -> Result<AgentSummary, AgentError> {
+        self.stop_inner(false)
+            .unwrap_or(Err(AgentError::Panicked { what: "control" }))
+    }
+
+    fn stop_inner(&mut self, clean: bool) -> Option<Result<AgentSummary, AgentError>> {
         let thread = self.thread.take()?;
-        let _ = self.control.send(ControlMsg::Stop);
+        let _ = self.control.send(ControlMsg::Stop { clean });
         Some(
             thread
                 .join()
@@ -217,6 +229,6 @@ impl Agent {
 impl Drop for Agent {
     /// Stops the agent if [`stop`](Agent::stop) was not called.
     fn drop(&mut self) {
-        let _ = self.stop_inner();
+        let _ = self.stop_inner(true);
     }
 }

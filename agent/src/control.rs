@@ -419,6 +419,7 @@ impl Control {
             }
         }
         let mut next_poll = Instant::now();
+        let mut clean = true;
         loop {
             let wait = next_poll
                 .saturating_duration_since(Instant::now())
@@ -430,8 +431,16 @@ impl Control {
                     release,
                     loaded,
                 }) => self.activated(generation, release, loaded),
-                Ok(ControlMsg::CheckInbox) => next_poll = Instant::now(),
-                Ok(ControlMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(ControlMsg::CheckInbox) => {
+                    // Asked for: a delivery the store could not take is tried again now too.
+                    self.install_retry_at = self.install_retry_at.map(|_| Instant::now());
+                    next_poll = Instant::now();
+                }
+                Ok(ControlMsg::Stop { clean: asked }) => {
+                    clean = asked;
+                    break;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.retry();
@@ -443,7 +452,7 @@ impl Control {
             self.check_expiry();
             self.check_drops();
         }
-        self.shutdown(messages, worker)
+        self.shutdown(messages, worker, clean)
     }
 
     /// The sandbox thread runs generation `generation` now, with `loaded` of its rules running. The
@@ -551,6 +560,7 @@ impl Control {
         mut self,
         messages: Receiver<ControlMsg>,
         worker: JoinHandle<u64>,
+        clean: bool,
     ) -> Result<AgentSummary, crate::AgentError> {
         let _ = self.work.send(Work::Stop);
         let processed = worker
@@ -561,7 +571,8 @@ impl Control {
                 self.persist(&record);
             }
         }
-        if self.counted_start
+        if clean
+            && self.counted_start
             && let Some(store) = self.store.as_mut()
             && let Err(e) = store.record_clean_stop()
         {

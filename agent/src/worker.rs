@@ -30,8 +30,11 @@ pub(crate) enum ControlMsg {
     },
     /// The embedder asked for an inbox scan now.
     CheckInbox,
-    /// The embedder asked the agent to stop.
-    Stop,
+    /// The embedder asked the agent to stop; `clean: false` counts the current start as failed.
+    Stop {
+        /// Whether the stop takes back the current start (see [`Agent::stop`](crate::Agent::stop)).
+        clean: bool,
+    },
 }
 
 pub(crate) struct Worker {

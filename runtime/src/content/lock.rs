@@ -212,7 +212,11 @@ mod tests {
         let (_tmp, store) = traversable_store();
         let lock = store.layout().lock();
         let meta = std::fs::metadata(&lock).unwrap();
-        assert_eq!(meta.mode() & 0o777, 0o600, "the lock file is the owner's alone");
+        assert_eq!(
+            meta.mode() & 0o777,
+            0o600,
+            "the lock file is the owner's alone"
+        );
         drop(store);
         // Control: a world-readable file in the same folder is open to that user, so what stops
         // it below is the lock file's mode.
@@ -261,7 +265,12 @@ mod tests {
         std::fs::remove_file(&lock).unwrap();
         std::os::unix::fs::symlink(&target, &lock).unwrap();
         drop(ContentStore::open(&dir).unwrap());
-        assert!(!std::fs::symlink_metadata(&lock).unwrap().file_type().is_symlink());
+        assert!(
+            !std::fs::symlink_metadata(&lock)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(std::fs::read(&target).unwrap(), b"keep");
     }
 }

@@ -201,7 +201,10 @@ mod tests {
         assert!(newest.exists());
         // The oldest went first.
         assert!(!dir.join("1000-refusal.json").exists());
-        assert!(dir.join(format!("{}-refusal.json", 1_000 + MAX_REPORTS + 4)).exists());
+        assert!(
+            dir.join(format!("{}-refusal.json", 1_000 + MAX_REPORTS + 4))
+                .exists()
+        );
     }
 
     #[test]

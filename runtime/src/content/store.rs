@@ -519,14 +519,16 @@ impl From<UnsafeFolder> for StoreError {
 }
 
 impl StoreError {
-    /// Whether this is a verdict on the content offered (a bundle refused, a release marked bad,
-    /// a conflicting release, the owner's policy saying no): the delivery is refused for good.
+    /// Whether this is a verdict on the content offered (a bundle or a revert refused, a release
+    /// marked bad, a conflicting release, the owner's policy saying no): the delivery is refused
+    /// for good.
     /// Every other error is a problem of this host (a full disk, a damaged or unreadable store or
     /// policy file): the delivery is kept and tried again.
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
             StoreError::Bundle(_)
+                | StoreError::Revert(_)
                 | StoreError::BadRelease { .. }
                 | StoreError::ReleaseConflict { .. }
                 | StoreError::Policy(super::policy::PolicyError::Refused(_))
@@ -1334,8 +1336,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::content::format::{Manifest, Signed};
     use crate::content::layout::{CACHE_DIR, INBOX_DIR, RELEASES_DIR, REPORTS_DIR, ROOT_FILE};
-    use crate::content::verify::MAX_RELEASE_STEP;
     use crate::content::testutil::*;
+    use crate::content::verify::MAX_RELEASE_STEP;
 
     /// A store trusting root v1 = {key 1}, threshold 1.
     pub(crate) fn new_store() -> (tempfile::TempDir, ContentStore) {
@@ -2050,7 +2052,10 @@ pub(crate) mod tests {
         drop(store);
         chmod(&dir, 0o777);
         let err = ContentStore::open(&dir).unwrap_err();
-        assert!(matches!(&err, StoreError::Unsafe(u) if u.path == dir), "{err}");
+        assert!(
+            matches!(&err, StoreError::Unsafe(u) if u.path == dir),
+            "{err}"
+        );
         chmod(&dir, 0o700);
         chmod(tmp.path(), 0o777);
         let err = ContentStore::open(&dir).unwrap_err();
