@@ -11,9 +11,11 @@
 //! - [`check_bundle_structure`]: the same checks but the signatures and the time-dependent ones, for a
 //!   bundle that is not signed yet (the release gate runs it).
 //! - [`ContentStore`]: the store folder (releases, pointers to the current and last-known-good
-//!   release, boot records, quarantine list, reports), laid out as [`layout`] says. Every write is
-//!   temp file + fsync + rename + fsync of the folder ([`write_atomic`]); everything read back is
-//!   re-verified before use; every file is read with the one capped reader ([`read_capped`]).
+//!   release, boot records, quarantine list, reports), laid out as [`layout`] says, refused if
+//!   another user could change it ([`check_private_folder`]), bounded in what it keeps
+//!   ([`StoreUsage`], the retention rules). Every write is temp file + fsync + rename + fsync of the
+//!   folder ([`write_atomic`]); everything read back is re-verified before use; every file is read
+//!   with the one capped reader ([`read_capped`]).
 //! - [`Inbox`]: where bundles and signed reverts are delivered for the agent.
 //! - [`ContentStore::begin_boot`] / [`ContentStore::mark_good`] / [`ContentStore::rollback`]: the
 //!   boot guard.

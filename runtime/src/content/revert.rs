@@ -340,13 +340,21 @@ mod tests {
         assert_eq!(store.state().current, Some(1));
         let bundle = tempfile::tempdir().unwrap();
         crate::content::testutil::standard_bundle(bundle.path(), 2, &[&key(1)]);
-        assert!(matches!(
-            store.install(bundle.path(), NOW),
-            Err(StoreError::BadRelease {
-                release: 2,
-                why: Some(BadReason::Withdrawn)
-            })
-        ));
+        let err = store.install(bundle.path(), NOW).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::BadRelease {
+                    release: 2,
+                    why: Some(BadReason::Withdrawn)
+                }
+            ),
+            "{err}"
+        );
+        // A withdrawn release is not reported as one that failed to start.
+        let text = err.to_string();
+        assert!(text.contains("withdrew it with a signed revert"), "{text}");
+        assert!(!text.contains("failed to start"), "{text}");
     }
 
     #[test]
