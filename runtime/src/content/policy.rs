@@ -239,14 +239,11 @@ impl SeenReleases {
         floor: Option<u64>,
     ) -> bool {
         let mut changed = false;
-        if !self.seen.contains_key(&release) {
-            self.seen.insert(
-                release,
-                SeenRelease {
-                    first_seen_unix: now_unix,
-                    manifest_hash: manifest_hash.to_owned(),
-                },
-            );
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.seen.entry(release) {
+            slot.insert(SeenRelease {
+                first_seen_unix: now_unix,
+                manifest_hash: manifest_hash.to_owned(),
+            });
             changed = true;
         }
         if let Some(floor) = floor {
