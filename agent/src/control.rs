@@ -230,16 +230,10 @@ impl Control {
                 };
                 (what, self.bundle_content(&bundle, &mut reported))
             }
-            None => {
-                self.expiry = None;
-                reported.push(
-                    Lifecycle::Baseline {
-                        reason: BaselineReason::StoreUnavailable,
-                    }
-                    .into(),
-                );
-                ("the baseline content".to_owned(), self.baseline.clone())
-            }
+            None => (
+                "the baseline content".to_owned(),
+                self.baseline_content(BaselineReason::StoreUnavailable, &mut reported),
+            ),
         };
         events.push(
             Alert::StoreFailed {
@@ -312,7 +306,6 @@ impl Control {
                 reason,
                 report,
             } => {
-                self.counted_start = false;
                 let why = match from {
                     Some(from) => {
                         events.push(
@@ -328,11 +321,22 @@ impl Control {
                     }
                     None => BaselineReason::NothingInstalled,
                 };
-                events.push(Lifecycle::Baseline { reason: why }.into());
-                self.expiry = None;
-                self.baseline.clone()
+                self.baseline_content(why, events)
             }
         }
+    }
+
+    /// The baseline content, to run for `reason` (reported in `events`): no start of a release is
+    /// pending, and no release's expiry is watched.
+    fn baseline_content(
+        &mut self,
+        reason: BaselineReason,
+        events: &mut Vec<AgentEvent>,
+    ) -> Content {
+        self.counted_start = false;
+        self.expiry = None;
+        events.push(Lifecycle::Baseline { reason }.into());
+        self.baseline.clone()
     }
 
     fn starting(&self, release: u64, attempt: u32) -> AgentEvent {
@@ -494,15 +498,9 @@ impl Control {
                     ),
                     &e,
                 );
-                self.counted_start = false;
-                self.expiry = None;
-                self.emit(
-                    Lifecycle::Baseline {
-                        reason: BaselineReason::StoreUnavailable,
-                    }
-                    .into(),
-                );
-                let baseline = self.baseline.clone();
+                let mut events = Vec::new();
+                let baseline = self.baseline_content(BaselineReason::StoreUnavailable, &mut events);
+                self.emit_all(events);
                 self.activate(baseline);
             }
         }
@@ -797,17 +795,7 @@ impl Control {
                 (Some(bundle), Some(release)) => {
                     self.begin(&mut events, Meanwhile::Bundle(release, bundle))
                 }
-                _ => {
-                    self.counted_start = false;
-                    self.expiry = None;
-                    events.push(
-                        Lifecycle::Baseline {
-                            reason: BaselineReason::Reverted,
-                        }
-                        .into(),
-                    );
-                    self.baseline.clone()
-                }
+                _ => self.baseline_content(BaselineReason::Reverted, &mut events),
             };
             self.emit_all(events);
             self.activate(content);
