@@ -13,7 +13,8 @@
 //!    `is_quarantined`), and new quarantines are written back ([`Control::persist`]).
 //! 4. Each module checked against its manifest entry, and rules the release dropped removed:
 //!    [`RuleSet::activate`](rulebox_runtime::RuleSet::activate), on the sandbox thread.
-//! 5. Reverts before bundles, dot-prefixed entries skipped, refused entries renamed (and bounded):
+//! 5. Reverts before bundles, dot-prefixed entries skipped, refused entries renamed (and bounded),
+//!    dead deliveries cleaned (at open and every 10 minutes):
 //!    [`Inbox`](rulebox_runtime::content::Inbox), used by [`Control::poll`]. A store that fails
 //!    (a full disk) never refuses the delivery: it stays in the inbox and is tried again.
 //! 6. The module cache at the store's `cache/` folder: [`ContentStore::cache_dir`].
@@ -32,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rulebox_runtime::content::{
-    BootDecision, ContentStore, InboxEntry, StoreError, VerifiedBundle, now_unix,
+    BootDecision, ContentStore, InboxEntry, STALE_DELIVERY, StoreError, VerifiedBundle, now_unix,
 };
 use rulebox_runtime::{Content, ModuleCache, QuarantineRecord, Runtime};
 
@@ -108,6 +109,8 @@ pub(crate) struct Control {
     pending: Option<Pending>,
     retry_at: Instant,
     install_retry_at: Option<Instant>,
+    /// When the inbox's leftovers are next cleaned (an agent may run for months between opens).
+    clean_at: Instant,
     expiry: Option<Expiry>,
     reported_drops: u64,
     inbox_failing: bool,
@@ -150,6 +153,7 @@ impl Control {
             pending: None,
             retry_at: Instant::now() + STORE_RETRY,
             install_retry_at: None,
+            clean_at: Instant::now() + STALE_DELIVERY,
             expiry: None,
             reported_drops: 0,
             inbox_failing: false,
@@ -678,6 +682,12 @@ impl Control {
                     self.emit(Alert::TransportFailed { error }.into());
                 }
                 Err(_) => {}
+            }
+        }
+        if Instant::now() >= self.clean_at {
+            self.clean_at = Instant::now() + STALE_DELIVERY;
+            if let Err(e) = inbox.clean() {
+                tracing::warn!(error = %e, "cannot clean the inbox's leftovers");
             }
         }
         let entries = match inbox.scan() {
