@@ -380,11 +380,17 @@ fn a_release_in_which_no_rule_loads_never_becomes_last_known_good() {
 #[test]
 fn content_that_expires_while_running_raises_an_alert_without_a_restart() {
     let f = Fixture::new();
-    let expires = now_unix() + 3;
+    // Valid for a few seconds more: installed at `now` (the store takes the time it is given),
+    // activated before it expires, then it expires while the agent runs.
+    let now = now_unix();
+    let expires = now + 8;
     let bundle = f.bundle_with(1, artifacts(&["office-shell"]), |o| {
-        o.expires_unix = expires
+        o.created_unix = Some(now - 60);
+        o.expires_unix = expires;
     });
-    f.install_good(&bundle);
+    let mut store = ContentStore::open(&f.store).unwrap();
+    store.install(&bundle, now).unwrap();
+    drop(store);
     let mut agent = Running::start(f.config());
     agent.wait("release 1 active", activated(Some(1)));
     assert!(

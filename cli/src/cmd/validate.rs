@@ -1,6 +1,7 @@
 //! `rulebox validate`: the release gate. Runs every rule of a bundle (or loose modules) in the
 //! production sandbox over its test cases, the recorded corpus, generated and boundary events, and
-//! writes a report bound to the bundle's manifest hash, which `rulebox bundle sign` requires.
+//! writes a report bound to the bundle's manifest hash and signed by the gate key, which `rulebox
+//! bundle sign` requires.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

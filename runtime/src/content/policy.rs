@@ -526,16 +526,25 @@ impl ContentStore {
     }
 
     /// The releases whose verified manifest this host saw (`policy-state.json`; empty if none is
-    /// recorded).
+    /// recorded). The newest release an earlier version of the file recorded counts as seen long
+    /// ago (it proves that release exists, nothing about the ones before it).
     pub fn seen_releases(&self) -> Result<SeenReleases, StoreError> {
         let path = self.layout().policy_state();
-        match read_small(&path, MAX_POLICY_STATE_BYTES)? {
-            None => Ok(SeenReleases::default()),
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        let Some(bytes) = read_small(&path, MAX_POLICY_STATE_BYTES)? else {
+            return Ok(SeenReleases::default());
+        };
+        let mut seen: SeenReleases =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
                 path,
                 problem: e.to_string(),
-            }),
+            })?;
+        if let Some(newest) = seen.newest_published.take() {
+            seen.seen.entry(newest).or_insert(SeenRelease {
+                first_seen_unix: 0,
+                manifest_hash: String::new(),
+            });
         }
+        Ok(seen)
     }
 
     /// The install-time check: `bundle` has passed every signature and format check. With no
@@ -774,6 +783,33 @@ mod tests {
         assert!(push(&mut store, 3).is_err());
         assert_eq!(push(&mut store, 2).unwrap(), InstallOk(2));
         assert_eq!(store.state().current, Some(2));
+    }
+
+    #[test]
+    fn a_policy_state_of_an_earlier_version_counts_only_its_newest_release_as_seen() {
+        let (_tmp, mut store) = owner_store();
+        install(&mut store, 1);
+        store
+            .set_policy(&signed(&policy(1, PolicyMode::NMinus { n: 1 }, 0), 7))
+            .unwrap();
+        std::fs::write(
+            store.layout().policy_state(),
+            br#"{"newest_published":900000}"#,
+        )
+        .unwrap();
+        let seen = store.seen_releases().unwrap();
+        assert_eq!(seen.first_seen(900_000), Some(0));
+        assert_eq!(seen.seen.len(), 1);
+        // Release 2 is still refused: only 900000 is known to exist.
+        assert!(matches!(
+            push(&mut store, 2),
+            Err(StoreError::Policy(PolicyError::Refused(
+                PolicyViolation::TooNew { missing: 3, .. }
+            )))
+        ));
+        // Written back in the new form.
+        let text = std::fs::read_to_string(store.layout().policy_state()).unwrap();
+        assert!(!text.contains("newest_published"), "{text}");
     }
 
     #[test]
