@@ -5,7 +5,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rulebox_runtime::content::{ContentStore, Inbox};
+use rulebox_runtime::content::{ContentStore, Inbox, StoreLayout};
 use rulebox_runtime::{Content, ModuleCache, Runtime};
 
 use crate::config::AgentConfig;
@@ -68,6 +68,13 @@ impl Agent {
     /// guard decide what to run (recording STARTING durably before anything runs), compiles that,
     /// and starts the threads. Returns once the content is queued for activation: events sent from
     /// now on are evaluated by it.
+    ///
+    /// The agent never runs nothing: a store that cannot be opened (locked by another process,
+    /// refused as unsafe, damaged, on a failing disk) or a STARTING record that cannot be written (a
+    /// full disk) makes it run the baseline (or, for the latter, a release that reached GOOD on this
+    /// host), raise an alert, and try again every few seconds. Only an unusable runtime
+    /// configuration, a baseline module that does not compile or a thread that cannot start is an
+    /// error.
     pub fn start(config: AgentConfig) -> Result<(Agent, AgentOutput), AgentError> {
         Self::start_inner(config, None)
     }
@@ -85,12 +92,14 @@ impl Agent {
         transport: Option<Box<dyn Transport>>,
     ) -> Result<(Agent, AgentOutput), AgentError> {
         let runtime = Runtime::new(config.runtime.clone())?;
-        let store = match &config.store {
-            None => None,
-            Some(dir) => Some(ContentStore::open(dir).map_err(|source| AgentError::Store {
-                dir: dir.clone(),
-                source,
-            })?),
+        // A store that cannot be opened does not stop the agent: it runs the baseline, alerts, and
+        // tries again (the control thread).
+        let (store, store_error) = match &config.store {
+            None => (None, None),
+            Some(dir) => match ContentStore::open(dir) {
+                Ok(store) => (Some(store), None),
+                Err(e) => (None, Some(e)),
+            },
         };
         // Machine code this host generated earlier for the same modules (the trust boundary is in
         // the module cache's docs): a restart or an update that keeps most rules compiles only the
@@ -98,7 +107,10 @@ impl Agent {
         let cache = store.as_ref().map(|s| ModuleCache::open(&s.cache_dir()));
         let baseline = Content::from_modules(&runtime, cache.as_ref(), config.baseline.modules())
             .map_err(|(module, source)| AgentError::Baseline { module, source })?;
-        let inbox = store.as_ref().map(ContentStore::inbox);
+        let inbox = config
+            .store
+            .as_ref()
+            .map(|dir| Inbox::new(StoreLayout::new(dir).inbox()));
 
         let counters = Arc::new(Counters::default());
         let (work_tx, work_rx) = mpsc::sync_channel(config.queue.max(1));
@@ -115,7 +127,7 @@ impl Agent {
             counters.clone(),
             transport,
         );
-        let (content, generation, boot_events) = control.boot()?;
+        let (content, generation, boot_events) = control.boot(store_error);
         #[cfg(feature = "fault-injection")]
         crate::testing::crash_if_asked(&content);
 
@@ -186,14 +198,26 @@ impl Agent {
     /// persisted, a [`Lifecycle::Stopped`](crate::Lifecycle::Stopped) event ends the output, and the
     /// store's lock is released. Senders still held elsewhere get [`AgentStopped`](crate::AgentStopped)
     /// from then on.
+    ///
+    /// A clean stop is not a failed start: if the running release's health window had not passed,
+    /// its start is taken back from the boot guard's STARTING record, so restarts (SIGTERM, a
+    /// reboot) never add up to a fallback. Only a start that did not end cleanly counts.
     pub fn stop(mut self) -> Result<AgentSummary, AgentError> {
-        self.stop_inner()
+        self.stop_inner(true)
             .unwrap_or(Err(AgentError::Panicked { what: "control" }))
     }
 
-    fn stop_inner(&mut self) -> Option<Result<AgentSummary, AgentError>> {
+    /// [`stop`](Self::stop), counting the current start as failed (it is not taken back from the
+    /// STARTING record): for an embedder whose own checks found the host unhealthy under this
+    /// content (a watchdog), as if the agent had died.
+    pub fn stop_failed(mut self) -> Result<AgentSummary, AgentError> {
+        self.stop_inner(false)
+            .unwrap_or(Err(AgentError::Panicked { what: "control" }))
+    }
+
+    fn stop_inner(&mut self, clean: bool) -> Option<Result<AgentSummary, AgentError>> {
         let thread = self.thread.take()?;
-        let _ = self.control.send(ControlMsg::Stop);
+        let _ = self.control.send(ControlMsg::Stop { clean });
         Some(
             thread
                 .join()
@@ -205,6 +229,6 @@ impl Agent {
 impl Drop for Agent {
     /// Stops the agent if [`stop`](Agent::stop) was not called.
     fn drop(&mut self) {
-        let _ = self.stop_inner();
+        let _ = self.stop_inner(true);
     }
 }

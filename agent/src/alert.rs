@@ -225,7 +225,17 @@ pub enum Alert {
         /// The error.
         error: String,
     },
-    /// A write to the content store failed (a quarantine, a GOOD record, a report, the inbox).
+    /// The content store cannot be opened (another process holds its lock, it is not initialised,
+    /// another user could change it, its files are damaged or the disk fails): the agent runs its
+    /// baseline content, tries again every few seconds, and runs the store's content once it can.
+    StoreUnavailable {
+        /// The store folder.
+        store: String,
+        /// Why.
+        error: String,
+    },
+    /// A write to the content store failed (a quarantine, a GOOD record, a report, the inbox, an
+    /// install): the agent goes on with the content it can run and tries again.
     StoreFailed {
         /// What the agent was doing.
         operation: String,
@@ -243,7 +253,9 @@ impl Alert {
     /// How urgent it is.
     pub fn severity(&self) -> AlertSeverity {
         match self {
-            Alert::ReleaseAbandoned { .. } => AlertSeverity::Critical,
+            Alert::ReleaseAbandoned { .. } | Alert::StoreUnavailable { .. } => {
+                AlertSeverity::Critical
+            }
             Alert::RuleQuarantined { .. }
             | Alert::PreviousVersionRestored { .. }
             | Alert::RuleRefused { .. }
@@ -279,6 +291,7 @@ impl Alert {
             Alert::RevertRefused { .. } => "revert_refused",
             Alert::PeerRefused { .. } => "peer_refused",
             Alert::SourceFailed { .. } => "source_failed",
+            Alert::StoreUnavailable { .. } => "store_unavailable",
             Alert::StoreFailed { .. } => "store_failed",
             Alert::TransportFailed { .. } => "transport_failed",
         }
@@ -524,6 +537,12 @@ impl std::fmt::Display for Alert {
                     Escaped(error)
                 )
             }
+            Alert::StoreUnavailable { store, error } => write!(
+                f,
+                "cannot open the content store {}: {}; running the baseline content and trying again",
+                Escaped(store),
+                Escaped(error)
+            ),
             Alert::StoreFailed { operation, error } => {
                 write!(f, "cannot {}: {}", Escaped(operation), Escaped(error))
             }

@@ -43,8 +43,8 @@ impl Baseline {
 /// STARTING record is cleared, the versions its update replaced are dropped).
 ///
 /// The window passes once the release has processed `events` events **and** run for `running`
-/// without the agent dying; with `or_after` set, it also passes after that long whatever the event
-/// count, so that a quiet host reaches GOOD too.
+/// without the agent dying; with `or_after` set (the default: 10 minutes), it also passes after
+/// that long whatever the event count, so that a quiet host reaches GOOD too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HealthWindow {
@@ -74,9 +74,22 @@ impl HealthWindow {
 }
 
 impl Default for HealthWindow {
-    /// 100 events and 30 seconds.
+    /// 100 events and 30 seconds, or 10 minutes whatever the event count.
     fn default() -> Self {
-        HealthWindow::new(100, Duration::from_secs(30))
+        HealthWindow {
+            or_after: Some(Self::DEFAULT_OR_AFTER),
+            ..HealthWindow::new(100, Duration::from_secs(30))
+        }
+    }
+}
+
+impl HealthWindow {
+    /// The default time criterion: 10 minutes.
+    pub const DEFAULT_OR_AFTER: Duration = Duration::from_secs(600);
+
+    /// This window with the time criterion `or_after` (`None`: the event count is always needed).
+    pub fn with_or_after(self, or_after: Option<Duration>) -> HealthWindow {
+        HealthWindow { or_after, ..self }
     }
 }
 
@@ -96,7 +109,7 @@ pub struct AgentConfig {
     /// Starts of a release without reaching GOOD after which the boot guard abandons it for the
     /// last-known-good release (default 3).
     pub boot_attempts: u32,
-    /// When a started release is healthy (default: 100 events and 30 seconds).
+    /// When a started release is healthy (default: 100 events and 30 seconds, or 10 minutes).
     pub health: HealthWindow,
     /// Events queued between the sources and the rules (default 1024). A full queue makes
     /// [`EventSender::send`](crate::EventSender::send) wait (back-pressure);

@@ -1,32 +1,44 @@
 //! The control thread: the boot guard, the inbox (reverts first), installs, the health window, and
 //! the persistence of quarantines. It owns the content store; the sandbox thread owns the rule set.
 //!
-//! The seven rules an agent must keep, and where they are kept here:
+//! The rules an agent must keep, and where they are kept here:
 //!
-//! 1. STARTING again after every install, before the new content runs: [`Control::take_bundle`]
-//!    calls `begin_boot` right after `install` and activates what it decides.
+//! 1. STARTING again after every install and every revert, before the new content runs:
+//!    [`Control::take_bundle`] and [`Control::take_revert`] call `begin_boot` and activate what it
+//!    decides.
 //! 2. At the end of the health window, GOOD in the store *and* `settle` in the rule set:
-//!    [`Control::check_health`].
+//!    [`Control::check_health`]. A release of which no rule loaded never reaches GOOD: the boot
+//!    guard abandons it at once ([`Control::activated`]).
 //! 3. Quarantined rule versions are not compiled ([`Content::from_bundle`] with
 //!    `is_quarantined`), and new quarantines are written back ([`Control::persist`]).
 //! 4. Each module checked against its manifest entry, and rules the release dropped removed:
 //!    [`RuleSet::activate`](rulebox_runtime::RuleSet::activate), on the sandbox thread.
-//! 5. Reverts before bundles, dot-prefixed entries skipped, refused entries renamed:
-//!    [`Inbox`](rulebox_runtime::content::Inbox), used by [`Control::poll`].
+//! 5. Reverts before bundles, dot-prefixed entries skipped, refused entries renamed (and bounded),
+//!    dead deliveries cleaned (at open and every 10 minutes):
+//!    [`Inbox`](rulebox_runtime::content::Inbox), used by [`Control::poll`]. A store that fails
+//!    (a full disk) never refuses the delivery: it stays in the inbox and is tried again.
 //! 6. The module cache at the store's `cache/` folder: [`ContentStore::cache_dir`].
-//! 7. An alert whenever expired content is activated: [`Control::bundle_content`].
+//! 7. An alert whenever expired content is activated, and when running content expires:
+//!    [`Control::bundle_content`], [`Control::check_expiry`].
+//! 8. Never nothing: a store that cannot be opened, or a STARTING record that cannot be written,
+//!    runs the baseline (or a release that reached GOOD here), alerts, and is tried again
+//!    ([`Control::retry`]).
+//! 9. A clean stop takes back its start from the STARTING record ([`Control::shutdown`]): only a
+//!    start that did not end cleanly counts toward a fallback.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rulebox_runtime::content::{BootDecision, ContentStore, InboxEntry, VerifiedBundle, now_unix};
+use rulebox_runtime::content::{
+    BootDecision, ContentStore, InboxEntry, STALE_DELIVERY, StoreError, VerifiedBundle, now_unix,
+};
 use rulebox_runtime::{Content, ModuleCache, QuarantineRecord, Runtime};
 
 use crate::alert::Alert;
 use crate::config::HealthWindow;
-use crate::error::AgentError;
 use crate::event::AgentEvent;
 use crate::lifecycle::{AgentSummary, BaselineReason, Lifecycle};
 use crate::sender::{Counters, Work};
@@ -37,6 +49,12 @@ use crate::worker::ControlMsg;
 const MAX_WAIT: Duration = Duration::from_millis(250);
 /// The shortest inbox poll interval.
 const MIN_POLL: Duration = Duration::from_millis(10);
+/// How often a store that cannot be opened, or a STARTING record that cannot be written, is tried
+/// again.
+pub(crate) const STORE_RETRY: Duration = Duration::from_secs(5);
+/// How long a delivery that the store could not take (a disk error, not a refusal) waits before it
+/// is tried again.
+pub(crate) const INSTALL_RETRY: Duration = Duration::from_secs(30);
 
 /// A release activated and not yet GOOD.
 struct Window {
@@ -45,9 +63,35 @@ struct Window {
     started: Instant,
 }
 
+/// What waits for the store to work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// The store could not be opened: the baseline runs.
+    Open,
+    /// STARTING could not be recorded: the baseline (or a release that reached GOOD here) runs.
+    Boot,
+}
+
+/// What runs when the boot guard cannot record STARTING.
+enum Meanwhile<'a> {
+    /// The current release if it reached GOOD on this host (and is not bad and has starts left),
+    /// else the baseline.
+    KnownGood,
+    /// This release (content the host already ran: a revert's target).
+    Bundle(u64, &'a VerifiedBundle),
+}
+
+/// The running release's manifest expiry, and whether it was reported.
+struct Expiry {
+    release: u64,
+    expires_unix: u64,
+    reported: bool,
+}
+
 pub(crate) struct Control {
     pub runtime: Runtime,
     pub store: Option<ContentStore>,
+    pub store_dir: Option<PathBuf>,
     pub cache: Option<ModuleCache>,
     pub baseline: Content,
     pub boot_attempts: u32,
@@ -59,6 +103,15 @@ pub(crate) struct Control {
     pub transport: Option<Box<dyn Transport>>,
     generation: u64,
     window: Option<Window>,
+    /// Whether this process's start of the current release is counted in its STARTING record (and
+    /// so is taken back by a clean stop).
+    counted_start: bool,
+    pending: Option<Pending>,
+    retry_at: Instant,
+    install_retry_at: Option<Instant>,
+    /// When the inbox's leftovers are next cleaned (an agent may run for months between opens).
+    clean_at: Instant,
+    expiry: Option<Expiry>,
     reported_drops: u64,
     inbox_failing: bool,
     transport_failing: bool,
@@ -83,6 +136,7 @@ impl Control {
         Control {
             runtime,
             store,
+            store_dir: config.store.clone(),
             cache,
             baseline,
             boot_attempts: config.boot_attempts,
@@ -95,18 +149,28 @@ impl Control {
             transport,
             generation: 0,
             window: None,
+            counted_start: false,
+            pending: None,
+            retry_at: Instant::now() + STORE_RETRY,
+            install_retry_at: None,
+            clean_at: Instant::now() + STALE_DELIVERY,
+            expiry: None,
             reported_drops: 0,
             inbox_failing: false,
             transport_failing: false,
         }
     }
 
-    /// Decides what to run at start-up (STARTING is recorded durably before this returns) and
-    /// compiles it. Returns the content, its generation and the events that report the decision.
-    pub(crate) fn boot(&mut self) -> Result<(Content, u64, Vec<AgentEvent>), AgentError> {
+    /// Decides what to run at start-up (STARTING is recorded durably before this returns, when the
+    /// store allows) and compiles it. `open_error` is why the store could not be opened, if it
+    /// could not. Returns the content, its generation and the events that report the decision.
+    pub(crate) fn boot(
+        &mut self,
+        open_error: Option<StoreError>,
+    ) -> (Content, u64, Vec<AgentEvent>) {
         let mut events = Vec::new();
-        let content = match self.store.as_mut() {
-            None => {
+        let content = match (&self.store_dir, open_error) {
+            (None, _) => {
                 events.push(
                     Lifecycle::Baseline {
                         reason: BaselineReason::SafeMode,
@@ -115,25 +179,109 @@ impl Control {
                 );
                 self.baseline.clone()
             }
-            Some(store) => {
-                let decision = store
-                    .begin_boot(self.boot_attempts)
-                    .map_err(AgentError::BootGuard)?;
-                self.decided(decision, &mut events)
+            (Some(dir), Some(error)) => {
+                events.push(
+                    Alert::StoreUnavailable {
+                        store: dir.display().to_string(),
+                        error: error.to_string(),
+                    }
+                    .into(),
+                );
+                events.push(
+                    Lifecycle::Baseline {
+                        reason: BaselineReason::StoreUnavailable,
+                    }
+                    .into(),
+                );
+                self.pending = Some(Pending::Open);
+                self.baseline.clone()
             }
+            (Some(_), None) => self.begin(&mut events, Meanwhile::KnownGood),
         };
         self.generation += 1;
-        Ok((content, self.generation, events))
+        (content, self.generation, events)
+    }
+
+    /// Asks the boot guard what to run and compiles it. When STARTING cannot be recorded, the
+    /// content is what can run without it (`meanwhile`), and the boot is tried again later
+    /// ([`retry`](Self::retry)).
+    fn begin(&mut self, events: &mut Vec<AgentEvent>, meanwhile: Meanwhile<'_>) -> Content {
+        let boot_attempts = self.boot_attempts;
+        let Some(store) = self.store.as_mut() else {
+            return self.baseline.clone();
+        };
+        let error = match store.begin_boot(boot_attempts) {
+            Ok(decision) => {
+                self.pending = None;
+                return self.decided(decision, events);
+            }
+            Err(error) => error,
+        };
+        self.counted_start = false;
+        self.pending = Some(Pending::Boot);
+        self.retry_at = Instant::now() + STORE_RETRY;
+        let mut reported = Vec::new();
+        let known_good = match meanwhile {
+            Meanwhile::Bundle(release, bundle) => Some((release, bundle.clone(), false)),
+            Meanwhile::KnownGood => self.known_good().map(|(r, b)| (r, b, true)),
+        };
+        let (what, content) = match known_good {
+            Some((release, bundle, good)) => {
+                let what = if good {
+                    format!("release {release}, which reached GOOD on this host")
+                } else {
+                    format!("release {release}")
+                };
+                (what, self.bundle_content(&bundle, &mut reported))
+            }
+            None => (
+                "the baseline content".to_owned(),
+                self.baseline_content(BaselineReason::StoreUnavailable, &mut reported),
+            ),
+        };
+        events.push(
+            Alert::StoreFailed {
+                operation: format!(
+                    "record STARTING (running {what} meanwhile; trying again every {} s)",
+                    STORE_RETRY.as_secs()
+                ),
+                error: error.to_string(),
+            }
+            .into(),
+        );
+        events.append(&mut reported);
+        content
+    }
+
+    /// The current release, if it reached GOOD on this host, is not bad and has not used up its
+    /// starts: what may run when its start cannot be recorded.
+    fn known_good(&self) -> Option<(u64, VerifiedBundle)> {
+        let store = self.store.as_ref()?;
+        let state = store.state();
+        let release = state.current?;
+        let attempts = state
+            .boot
+            .starting
+            .filter(|s| s.release == release)
+            .map_or(0, |s| s.attempts);
+        if state.bad.contains(&release)
+            || !state.boot.reached_good.contains(&release)
+            || attempts >= self.boot_attempts.max(1)
+        {
+            return None;
+        }
+        store.load_release(release).ok().map(|b| (release, b))
     }
 
     /// The content a boot decision names, and the events that report it.
-    fn decided(&self, decision: BootDecision, events: &mut Vec<AgentEvent>) -> Content {
+    fn decided(&mut self, decision: BootDecision, events: &mut Vec<AgentEvent>) -> Content {
         match decision {
             BootDecision::Start {
                 release,
                 attempt,
                 bundle,
             } => {
+                self.counted_start = true;
                 events.push(self.starting(release, attempt));
                 self.bundle_content(&bundle, events)
             }
@@ -144,12 +292,13 @@ impl Control {
                 report,
                 bundle,
             } => {
+                self.counted_start = true;
                 events.push(
                     Alert::ReleaseAbandoned {
                         from,
                         to: Some(to),
                         reason: reason.to_string(),
-                        report: Some(report.display().to_string()),
+                        report: report.map(|p| p.display().to_string()),
                     }
                     .into(),
                 );
@@ -176,10 +325,22 @@ impl Control {
                     }
                     None => BaselineReason::NothingInstalled,
                 };
-                events.push(Lifecycle::Baseline { reason: why }.into());
-                self.baseline.clone()
+                self.baseline_content(why, events)
             }
         }
+    }
+
+    /// The baseline content, to run for `reason` (reported in `events`): no start of a release is
+    /// pending, and no release's expiry is watched.
+    fn baseline_content(
+        &mut self,
+        reason: BaselineReason,
+        events: &mut Vec<AgentEvent>,
+    ) -> Content {
+        self.counted_start = false;
+        self.expiry = None;
+        events.push(Lifecycle::Baseline { reason }.into());
+        self.baseline.clone()
     }
 
     fn starting(&self, release: u64, attempt: u32) -> AgentEvent {
@@ -192,17 +353,25 @@ impl Control {
     }
 
     /// Compiles a verified release, leaving out the rule versions quarantined on this host, through
-    /// the module cache; an expired manifest is reported (the content still runs).
-    fn bundle_content(&self, bundle: &VerifiedBundle, events: &mut Vec<AgentEvent>) -> Content {
-        if bundle.is_expired(now_unix()) {
+    /// the module cache; an expired manifest is reported (the content still runs), and its expiry is
+    /// watched while it runs ([`check_expiry`](Self::check_expiry)).
+    fn bundle_content(&mut self, bundle: &VerifiedBundle, events: &mut Vec<AgentEvent>) -> Content {
+        let expires_unix = bundle.manifest().expires_unix;
+        let expired = bundle.is_expired(now_unix());
+        if expired {
             events.push(
                 Alert::ContentExpired {
                     release: bundle.release(),
-                    expires_unix: bundle.manifest().expires_unix,
+                    expires_unix,
                 }
                 .into(),
             );
         }
+        self.expiry = Some(Expiry {
+            release: bundle.release(),
+            expires_unix,
+            reported: expired,
+        });
         let store = self.store.as_ref();
         Content::from_bundle(&self.runtime, bundle, self.cache.as_ref(), |entry| {
             store.is_some_and(|s| s.is_quarantined(entry))
@@ -251,13 +420,14 @@ impl Control {
         boot_events: Vec<AgentEvent>,
         messages: Receiver<ControlMsg>,
         worker: JoinHandle<u64>,
-    ) -> Result<AgentSummary, AgentError> {
+    ) -> Result<AgentSummary, crate::AgentError> {
         if let Some(t) = self.transport.as_mut() {
             for event in &boot_events {
                 t.observe(event);
             }
         }
         let mut next_poll = Instant::now();
+        let mut clean = true;
         loop {
             let wait = next_poll
                 .saturating_duration_since(Instant::now())
@@ -267,43 +437,148 @@ impl Control {
                 Ok(ControlMsg::Activated {
                     generation,
                     release,
-                }) => {
-                    if generation == self.generation {
-                        self.window = release.map(|release| Window {
-                            generation,
-                            release,
-                            started: Instant::now(),
-                        });
-                    }
+                    loaded,
+                }) => self.activated(generation, release, loaded),
+                Ok(ControlMsg::CheckInbox) => {
+                    // Asked for: a delivery the store could not take is tried again now too.
+                    self.install_retry_at = self.install_retry_at.map(|_| Instant::now());
+                    next_poll = Instant::now();
                 }
-                Ok(ControlMsg::CheckInbox) => next_poll = Instant::now(),
-                Ok(ControlMsg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(ControlMsg::Stop { clean: asked }) => {
+                    clean = asked;
+                    break;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
+            self.retry();
             if Instant::now() >= next_poll {
                 self.poll();
                 next_poll = Instant::now() + self.inbox_poll;
             }
             self.check_health();
+            self.check_expiry();
             self.check_drops();
         }
-        self.shutdown(messages, worker)
+        self.shutdown(messages, worker, clean)
     }
 
-    /// Stops the sandbox thread after everything queued, persists the last quarantines, reports.
+    /// The sandbox thread runs generation `generation` now, with `loaded` of its rules running. The
+    /// health window of a release starts; a release of which no rule loaded is abandoned at once (it
+    /// must never become last-known-good, and the host must not run nothing).
+    fn activated(&mut self, generation: u64, release: Option<u64>, loaded: usize) {
+        if generation != self.generation {
+            return;
+        }
+        let Some(release) = release else {
+            self.window = None;
+            return;
+        };
+        if loaded > 0 {
+            self.window = Some(Window {
+                generation,
+                release,
+                started: Instant::now(),
+            });
+            return;
+        }
+        self.window = None;
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let error = "no rule of it loaded on this host".to_owned();
+        match store.abandon_unusable(release, error) {
+            Ok(decision) => {
+                let mut events = Vec::new();
+                let content = self.decided(decision, &mut events);
+                self.emit_all(events);
+                self.activate(content);
+            }
+            Err(e) => {
+                // The fallback cannot be recorded: run what runs without a record.
+                self.store_failed(
+                    &format!(
+                        "abandon release {release}, of which no rule loaded (running the baseline content meanwhile)"
+                    ),
+                    &e,
+                );
+                let mut events = Vec::new();
+                let baseline = self.baseline_content(BaselineReason::StoreUnavailable, &mut events);
+                self.emit_all(events);
+                self.activate(baseline);
+            }
+        }
+    }
+
+    /// Tries again what waits for the store: opening it, then recording STARTING.
+    fn retry(&mut self) {
+        let Some(pending) = self.pending else {
+            return;
+        };
+        if Instant::now() < self.retry_at {
+            return;
+        }
+        self.retry_at = Instant::now() + STORE_RETRY;
+        if pending == Pending::Open {
+            let Some(dir) = self.store_dir.clone() else {
+                return;
+            };
+            match ContentStore::open(&dir) {
+                Ok(store) => {
+                    self.cache = Some(ModuleCache::open(&store.cache_dir()));
+                    self.store = Some(store);
+                    tracing::info!(store = %dir.display(), "the content store can be opened again");
+                }
+                // Reported once, at start-up; the baseline keeps running.
+                Err(e) => {
+                    tracing::debug!(store = %dir.display(), error = %e, "the content store still cannot be opened");
+                    return;
+                }
+            }
+        }
+        let boot_attempts = self.boot_attempts;
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        match store.begin_boot(boot_attempts) {
+            Ok(decision) => {
+                self.pending = None;
+                let mut events = Vec::new();
+                let content = self.decided(decision, &mut events);
+                self.emit_all(events);
+                self.activate(content);
+            }
+            // Reported when it first failed; what runs meanwhile keeps running.
+            Err(e) => {
+                self.pending = Some(Pending::Boot);
+                tracing::debug!(error = %e, "the boot guard still cannot record STARTING");
+            }
+        }
+    }
+
+    /// Stops the sandbox thread after everything queued, persists the last quarantines, takes back
+    /// a counted start that did not reach GOOD (a clean stop is not a failed start), reports.
     fn shutdown(
         mut self,
         messages: Receiver<ControlMsg>,
         worker: JoinHandle<u64>,
-    ) -> Result<AgentSummary, AgentError> {
+        clean: bool,
+    ) -> Result<AgentSummary, crate::AgentError> {
         let _ = self.work.send(Work::Stop);
         let processed = worker
             .join()
-            .map_err(|_| AgentError::Panicked { what: "sandbox" })?;
+            .map_err(|_| crate::AgentError::Panicked { what: "sandbox" })?;
         while let Ok(msg) = messages.try_recv() {
             if let ControlMsg::Quarantined(record) = msg {
                 self.persist(&record);
             }
+        }
+        if clean
+            && self.counted_start
+            && let Some(store) = self.store.as_mut()
+            && let Err(e) = store.record_clean_stop()
+        {
+            self.store_failed("record the clean stop", &e);
         }
         self.check_drops();
         let c = &self.counters;
@@ -356,9 +631,29 @@ impl Control {
         // Settled before GOOD is reported: an event sent after the report meets a settled set.
         let _ = self.work.send(Work::Settle(generation));
         match recorded {
-            Ok(()) => self.emit(Lifecycle::Good { release }.into()),
+            Ok(()) => {
+                self.counted_start = false;
+                self.emit(Lifecycle::Good { release }.into());
+            }
             Err(e) => self.store_failed(&format!("record GOOD for release {release}"), &e),
         }
+    }
+
+    /// Rule 7: content that expires while it runs is reported when it expires, not at the next
+    /// restart.
+    fn check_expiry(&mut self) {
+        let Some(expiry) = self.expiry.as_mut() else {
+            return;
+        };
+        if expiry.reported || now_unix() < expiry.expires_unix {
+            return;
+        }
+        expiry.reported = true;
+        let alert = Alert::ContentExpired {
+            release: expiry.release,
+            expires_unix: expiry.expires_unix,
+        };
+        self.emit(alert.into());
     }
 
     /// Drops are counted by the senders; each rise is reported once.
@@ -389,6 +684,12 @@ impl Control {
                 Err(_) => {}
             }
         }
+        if Instant::now() >= self.clean_at {
+            self.clean_at = Instant::now() + STALE_DELIVERY;
+            if let Err(e) = inbox.clean() {
+                tracing::warn!(error = %e, "cannot clean the inbox's leftovers");
+            }
+        }
         let entries = match inbox.scan() {
             Ok(entries) => {
                 self.inbox_failing = false;
@@ -403,11 +704,18 @@ impl Control {
                 return;
             }
         };
+        if self.install_retry_at.is_some_and(|at| Instant::now() < at) {
+            // The store could not take the last delivery; nothing is taken until it is retried.
+            return;
+        }
         for entry in entries {
             match &entry {
                 InboxEntry::Revert { .. } => self.take_revert(&entry),
                 InboxEntry::Bundle { .. } => self.take_bundle(&entry),
                 _ => {}
+            }
+            if self.install_retry_at.is_some() {
+                return;
             }
         }
     }
@@ -430,50 +738,46 @@ impl Control {
         }
     }
 
-    /// A signed revert: verified and applied; if it withdrew the running release, the content the
-    /// store goes back to replaces it without stopping the event stream.
+    /// The store could not take `entry` (a disk error, an unreadable policy file: a problem of this
+    /// host, not of the delivery): it stays in the inbox and is tried again after
+    /// [`INSTALL_RETRY`]; reported once until a delivery is taken again.
+    fn keep_for_later(&mut self, entry: &InboxEntry, error: &StoreError) {
+        let reported = self.install_retry_at.is_some();
+        self.install_retry_at = Some(Instant::now() + INSTALL_RETRY);
+        if !reported {
+            let what = format!(
+                "take the delivery {} (it stays in the inbox and is tried again every {} s)",
+                rulebox_runtime::text::Escaped(&entry.name()),
+                INSTALL_RETRY.as_secs()
+            );
+            self.store_failed(&what, error);
+        }
+    }
+
+    /// A signed revert: verified and applied; if it withdrew the running release, the boot guard
+    /// records STARTING for the content the store goes back to, which then replaces it without
+    /// stopping the event stream.
     fn take_revert(&mut self, entry: &InboxEntry) {
         let Some(store) = self.store.as_mut() else {
             return;
         };
         let inbox = store.inbox();
         let outcome = match inbox.read_revert(entry.path()) {
-            Ok(bytes) => store
-                .apply_revert(&bytes, now_unix())
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(format!("cannot read it: {e}")),
+            Ok(bytes) => store.apply_revert(&bytes, now_unix()).map_err(Err),
+            Err(rulebox_runtime::content::CappedReadError::Io(e)) => Err(Err(StoreError::Io {
+                path: entry.path().to_path_buf(),
+                error: e,
+            })),
+            Err(e) => Err(Ok(format!("cannot read it: {e}"))),
         };
-        match outcome {
-            Ok(outcome) => {
-                self.emit(
-                    Lifecycle::Reverted {
-                        release: outcome.revert.release,
-                        current: outcome.current,
-                        was_current: outcome.was_current,
-                        reason: outcome.revert.reason.clone(),
-                    }
-                    .into(),
-                );
-                if outcome.was_current {
-                    let mut events = Vec::new();
-                    let content = match &outcome.bundle {
-                        Some(bundle) => self.bundle_content(bundle, &mut events),
-                        None => {
-                            events.push(
-                                Lifecycle::Baseline {
-                                    reason: BaselineReason::Reverted,
-                                }
-                                .into(),
-                            );
-                            self.baseline.clone()
-                        }
-                    };
-                    self.emit_all(events);
-                    self.activate(content);
-                }
-                self.remove(entry);
-            }
-            Err(error) => {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(Err(e)) if !e.is_refusal() => return self.keep_for_later(entry, &e),
+            Err(refused) => {
+                let error = match refused {
+                    Ok(text) => text,
+                    Err(e) => e.to_string(),
+                };
                 self.emit(
                     Alert::RevertRefused {
                         file: entry.name(),
@@ -481,21 +785,44 @@ impl Control {
                     }
                     .into(),
                 );
-                self.move_aside(entry);
+                return self.move_aside(entry);
             }
+        };
+        self.install_retry_at = None;
+        self.emit(
+            Lifecycle::Reverted {
+                release: outcome.revert.release,
+                current: outcome.current,
+                was_current: outcome.was_current,
+                marked_bad: !outcome.pinned,
+                reason: outcome.revert.reason.clone(),
+            }
+            .into(),
+        );
+        if outcome.was_current {
+            let mut events = Vec::new();
+            let content = match (&outcome.bundle, outcome.current) {
+                (Some(bundle), Some(release)) => {
+                    self.begin(&mut events, Meanwhile::Bundle(release, bundle))
+                }
+                _ => self.baseline_content(BaselineReason::Reverted, &mut events),
+            };
+            self.emit_all(events);
+            self.activate(content);
         }
+        self.remove(entry);
     }
 
     /// A bundle: verified and installed (the owner's policy included), then the boot guard records
-    /// STARTING before the new content runs (rule 1), then it is activated.
+    /// STARTING before the new content runs (rule 1), then it is activated. If STARTING cannot be
+    /// recorded, the content already running keeps running and the start is tried again.
     fn take_bundle(&mut self, entry: &InboxEntry) {
-        let boot_attempts = self.boot_attempts;
         let Some(store) = self.store.as_mut() else {
             return;
         };
         match store.install(entry.path(), now_unix()) {
             Ok(installed) => {
-                let decision = store.begin_boot(boot_attempts);
+                self.install_retry_at = None;
                 self.emit(
                     Lifecycle::Installing {
                         release: installed.release,
@@ -503,17 +830,37 @@ impl Control {
                     }
                     .into(),
                 );
+                let boot_attempts = self.boot_attempts;
+                let decision = self
+                    .store
+                    .as_mut()
+                    .map(|store| store.begin_boot(boot_attempts));
                 match decision {
-                    Ok(decision) => {
+                    Some(Ok(decision)) => {
+                        self.pending = None;
                         let mut events = Vec::new();
                         let content = self.decided(decision, &mut events);
                         self.emit_all(events);
                         self.activate(content);
                     }
-                    Err(e) => self.store_failed("record STARTING for the new release", &e),
+                    Some(Err(e)) => {
+                        // The running content keeps running: nothing new runs uncounted.
+                        self.pending = Some(Pending::Boot);
+                        self.retry_at = Instant::now() + STORE_RETRY;
+                        self.store_failed(
+                            &format!(
+                                "record STARTING for the new release {} (the content already running keeps running; trying again every {} s)",
+                                installed.release,
+                                STORE_RETRY.as_secs()
+                            ),
+                            &e,
+                        );
+                    }
+                    None => {}
                 }
                 self.remove(entry);
             }
+            Err(e) if !e.is_refusal() => self.keep_for_later(entry, &e),
             Err(e) => {
                 let report = store
                     .report_refusal(entry.path(), &e)

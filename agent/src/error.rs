@@ -1,28 +1,18 @@
 //! [`AgentError`]: why an agent could not start or stop cleanly.
 
-use std::path::PathBuf;
-
-use rulebox_runtime::content::StoreError;
 use rulebox_runtime::{ConfigError, LoadError};
 
-/// Why [`Agent::start`](crate::Agent::start) or [`Agent::stop`](crate::Agent::stop) failed.
+/// Why [`Agent::start`](crate::Agent::start) or [`Agent::stop`](crate::Agent::stop) failed. A content
+/// store that cannot be opened or written is not among them: the agent then runs its baseline
+/// content and raises [`Alert::StoreUnavailable`](crate::Alert::StoreUnavailable) or
+/// [`Alert::StoreFailed`](crate::Alert::StoreFailed). Each message names what failed; the cause is
+/// its `source()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
     /// The runtime configuration is unusable.
-    #[error("cannot start the runtime: {0}")]
+    #[error("cannot start the runtime")]
     Runtime(#[from] ConfigError),
-    /// The content store cannot be opened.
-    #[error("cannot open the content store `{}`", dir.display())]
-    Store {
-        /// The store folder.
-        dir: PathBuf,
-        /// Why.
-        source: StoreError,
-    },
-    /// The boot guard could not record its decision (the store refused a write).
-    #[error("the boot guard cannot record its decision")]
-    BootGuard(#[source] StoreError),
     /// A module of the baseline content does not compile.
     #[error("the baseline module `{module}` does not compile")]
     Baseline {

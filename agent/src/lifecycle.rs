@@ -13,12 +13,16 @@ use rulebox_runtime::content::ReleaseName;
 pub enum BaselineReason {
     /// The agent was started without a store.
     SafeMode,
-    /// No release is installed (or an operator's rebuild left none current).
+    /// No release is current: none is installed, an operator's rebuild left none current, or an
+    /// earlier fallback went to the baseline.
     NothingInstalled,
     /// The boot guard abandoned the release and there was no usable last-known-good one.
     FellBack,
     /// A signed revert withdrew the running release and no installed release could replace it.
     Reverted,
+    /// The content store cannot be opened, or the boot guard cannot record STARTING for a release
+    /// that never reached GOOD here (a full disk): the baseline runs until the store works again.
+    StoreUnavailable,
 }
 
 /// What an agent did, counted from its start to its stop.
@@ -107,7 +111,8 @@ pub enum Lifecycle {
         /// The release that was current.
         previous: Option<u64>,
     },
-    /// A signed revert was applied: the release is marked bad on this host.
+    /// A signed revert was applied: the release is marked bad on this host (unless the owner's
+    /// policy pins it).
     Reverted {
         /// The withdrawn release.
         release: u64,
@@ -115,6 +120,9 @@ pub enum Lifecycle {
         current: Option<u64>,
         /// Whether the withdrawn release was running (and was replaced).
         was_current: bool,
+        /// Whether it was marked bad (`false`: it is the release the owner's policy pins, which a
+        /// revert stops but never marks bad).
+        marked_bad: bool,
         /// The vendor's reason.
         reason: String,
     },
@@ -144,8 +152,11 @@ impl std::fmt::Display for Lifecycle {
                     f.write_str("safe mode: running the built-in baseline content only")
                 }
                 BaselineReason::NothingInstalled => {
-                    f.write_str("no release installed; running the baseline content")
+                    f.write_str("no release is current; running the baseline content")
                 }
+                BaselineReason::StoreUnavailable => f.write_str(
+                    "the content store cannot be used; running the baseline content until it can",
+                ),
                 BaselineReason::FellBack => {
                     f.write_str("no usable release; running the baseline content")
                 }
@@ -188,18 +199,28 @@ impl std::fmt::Display for Lifecycle {
                 release,
                 current,
                 was_current,
+                marked_bad,
                 reason,
-            } => write!(
-                f,
-                "applied the signed revert of release {release} ({}); {}: {}",
-                Escaped(reason),
-                if *was_current {
-                    "now running"
-                } else {
-                    "it was not running; still running"
-                },
-                ReleaseName(*current)
-            ),
+            } => {
+                write!(
+                    f,
+                    "applied the signed revert of release {release} ({}); {}: {}",
+                    Escaped(reason),
+                    if *was_current {
+                        "now running"
+                    } else {
+                        "it was not running; still running"
+                    },
+                    ReleaseName(*current)
+                )?;
+                if !marked_bad {
+                    write!(
+                        f,
+                        " (release {release} is not marked bad: the owner's policy pins it)"
+                    )?;
+                }
+                Ok(())
+            }
             Lifecycle::Good { release } => {
                 write!(f, "release {release} is GOOD (last-known-good)")
             }

@@ -25,11 +25,16 @@ pub(crate) enum ControlMsg {
         generation: u64,
         /// Its release.
         release: Option<u64>,
+        /// How many of its rules run (added, replaced or unchanged).
+        loaded: usize,
     },
     /// The embedder asked for an inbox scan now.
     CheckInbox,
-    /// The embedder asked the agent to stop.
-    Stop,
+    /// The embedder asked the agent to stop; `clean: false` counts the current start as failed.
+    Stop {
+        /// Whether the stop takes back the current start (see [`Agent::stop`](crate::Agent::stop)).
+        clean: bool,
+    },
 }
 
 pub(crate) struct Worker {
@@ -166,6 +171,7 @@ impl Worker {
         let _ = self.control.send(ControlMsg::Activated {
             generation,
             release: content.release(),
+            loaded: activation.loaded().count(),
         });
     }
 }

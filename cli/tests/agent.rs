@@ -103,7 +103,7 @@ fn bundle(dir: &Path, key: &rulebox_release::KeyFile, release: u64, names: &[&st
         generated_per_kind: 4,
         ..Default::default()
     };
-    let (report, _) = rulebox_release::validate_for_release(&out, &quick).unwrap();
+    let (report, _) = rulebox_release::validate_for_release(&out, &quick, key).unwrap();
     let faulty = ALL
         .iter()
         .any(|a| a.kind == ArtifactKind::Faulty && names.contains(&a.name));
@@ -727,4 +727,121 @@ fn the_event_socket_refuses_an_oversize_line_without_buffering_it() {
     );
     assert!(stdout.contains(r#""unreadable":1"#), "counted: {stdout}");
     assert!(!socket.exists(), "the socket is removed at the end");
+}
+
+#[cfg(unix)]
+#[test]
+fn push_never_follows_a_link_and_never_widens_access() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (store_dir, key) = store(tmp.path());
+    let push = |path: &Path| {
+        rulebox()
+            .args([
+                "push",
+                path.to_str().unwrap(),
+                "--store",
+                store_dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let inbox = store_dir.join("inbox");
+    let listing = || -> Vec<String> {
+        std::fs::read_dir(&inbox)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // A secret only its owner may read, and links to it and to a bundle.
+    let secret = tmp.path().join("secret.revert.json");
+    std::fs::write(&secret, b"{\"not\":\"a revert\"}").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let bundle = bundle(tmp.path(), &key, 1, &["office-shell"]);
+    for (link, target) in [
+        ("linked.revert.json", secret.as_path()),
+        ("linked-bundle", bundle.as_path()),
+    ] {
+        let path = tmp.path().join(link);
+        std::os::unix::fs::symlink(target, &path).unwrap();
+        let out = push(&path);
+        assert!(!out.status.success(), "{link}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("symbolic link"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(listing().is_empty(), "{:?}", listing());
+    // What is pushed is copied readable by its owner only, whatever the source's mode.
+    for entry in std::fs::read_dir(bundle.join("modules")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    assert!(push(&bundle).status.success());
+    assert!(push(&secret).status.success());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let delivered = inbox.join("bundle-1");
+    assert_eq!(mode(&delivered), 0o700);
+    for entry in std::fs::read_dir(delivered.join("modules")).unwrap() {
+        assert_eq!(mode(&entry.unwrap().path()), 0o600);
+    }
+    assert_eq!(mode(&inbox.join("secret.revert.json")), 0o600);
+    assert_eq!(mode(&inbox), 0o700);
+}
+
+#[test]
+fn store_status_shows_the_root_and_content_expiry_and_what_the_store_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store_dir, key) = store(tmp.path());
+    let hash = {
+        let mut store = ContentStore::open(&store_dir).unwrap();
+        store
+            .install(&bundle(tmp.path(), &key, 1, &["office-shell"]), now_unix())
+            .unwrap()
+            .bundle
+            .manifest_hash()
+            .to_owned()
+    };
+    let out = rulebox()
+        .args(["store", "status", "--store", store_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "root:             version 1, expires ",
+        "current:          release 1, content expires ",
+        &format!("installed:        release 1 manifest {hash} (current, expires "),
+        "disk:             ",
+        "releases ",
+        "refused entries kept",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn an_agent_whose_store_is_locked_still_runs_the_baseline_and_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store_dir, _key) = store(tmp.path());
+    let holder = ContentStore::open(&store_dir).unwrap();
+    let events = events_file(tmp.path(), 2);
+    let (ok, stdout, stderr) = agent_once(&store_dir, &events);
+    drop(holder);
+    assert!(ok, "the agent runs: {stderr}");
+    assert!(
+        stdout.contains("\"alert\":\"store_unavailable\""),
+        "{stdout}"
+    );
+    assert!(stderr.contains("cannot open the content store"), "{stderr}");
+    assert_eq!(
+        stdout.matches("\"type\":\"detection\"").count(),
+        2,
+        "the baseline detects: {stdout}"
+    );
 }

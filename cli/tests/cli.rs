@@ -537,8 +537,181 @@ fn signing_a_bundle_requires_a_passing_validation() {
         stdout.contains("PASS") && stdout.contains("report: "),
         "{stdout}"
     );
-    let signed = run(&["bundle", "sign", "rel", "--key", "k.json"]);
+    // A passing report that no gate key signed (anyone could have written it): refused.
+    let unsigned = run(&["bundle", "sign", "rel", "--key", "k.json"]);
+    assert_eq!(unsigned.status.code(), Some(1));
+    assert!(
+        text(&unsigned.stderr).contains("not signed by a gate key"),
+        "{}",
+        text(&unsigned.stderr)
+    );
+    // Validated with a gate key the signer does not know yet: refused until it is named.
+    assert_eq!(
+        run(&[
+            "keygen",
+            "--out",
+            "gate.json",
+            "--public-out",
+            "gate.pub.json"
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    let attested = run(&[
+        "validate",
+        "rel",
+        "--generated",
+        "4",
+        "--gate-key",
+        "gate.json",
+        "--tests",
+        rules.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        attested.status.code(),
+        Some(0),
+        "{}",
+        text(&attested.stderr)
+    );
+    let untrusted = run(&["bundle", "sign", "rel", "--key", "k.json"]);
+    assert!(
+        text(&untrusted.stderr).contains("not attested by a trusted gate key"),
+        "{}",
+        text(&untrusted.stderr)
+    );
+    let signed = run(&[
+        "bundle",
+        "sign",
+        "rel",
+        "--key",
+        "k.json",
+        "--gate-key",
+        "gate.pub.json",
+    ]);
     assert_eq!(signed.status.code(), Some(0), "{}", text(&signed.stderr));
+}
+
+#[test]
+fn expiry_options_that_overflow_are_refused_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| rulebox(args, tmp.path());
+    assert_eq!(run(&["keygen", "--out", "k.json"]).status.code(), Some(0));
+    let module = ALL.iter().find(|a| a.name == "office-shell").unwrap();
+    std::fs::write(tmp.path().join("office.wasm"), module.bytes).unwrap();
+    for args in [
+        vec![
+            "bundle",
+            "build",
+            "--out",
+            "rel",
+            "--release",
+            "3",
+            "--expires-days",
+            "18446744073709551615",
+            "office.wasm",
+        ],
+        vec![
+            "root",
+            "build",
+            "--out",
+            "r.json",
+            "--key",
+            "k.json",
+            "--expires-days",
+            "213503982334601",
+        ],
+        vec![
+            "rollout",
+            "sign-revert",
+            "--release",
+            "3",
+            "--reason",
+            "x",
+            "--key",
+            "k.json",
+            "--valid-hours",
+            "5124095576030431",
+            "--out",
+            "v.json",
+        ],
+    ] {
+        let out = run(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.contains("not in"), "{args:?}: {stderr}");
+    }
+    assert!(
+        !tmp.path().join("v.json").exists(),
+        "no revert that never expires"
+    );
+}
+
+#[test]
+fn an_error_prints_each_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| rulebox(args, tmp.path());
+    assert_eq!(run(&["keygen", "--out", "k.json"]).status.code(), Some(0));
+    assert_eq!(
+        run(&["keygen", "--out", "other.json"]).status.code(),
+        Some(0)
+    );
+    let build = |out: &str, version: &str, key: &str| {
+        let made = run(&[
+            "root",
+            "build",
+            "--out",
+            out,
+            "--root-version",
+            version,
+            "--key",
+            key,
+        ]);
+        assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    };
+    build("root.json", "1", "k.json");
+    assert_eq!(
+        run(&["root", "sign", "root.json", "--key", "k.json"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(&["store", "init", "--store", "store", "--root", "root.json"])
+            .status
+            .code(),
+        Some(0)
+    );
+    // Root 2, signed only by a key root 1 does not name: refused, and the cause said once.
+    build("root2.json", "2", "other.json");
+    assert_eq!(
+        run(&["root", "sign", "root2.json", "--key", "other.json"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = run(&[
+        "store",
+        "update-root",
+        "--store",
+        "store",
+        "--root",
+        "root2.json",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("signed only by keys the root does not name")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    // A file that is not there: the system's reason once.
+    let out = run(&["store", "init", "--store", "s2", "--root", "missing.json"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
 }
 
 #[test]

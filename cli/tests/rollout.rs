@@ -54,7 +54,7 @@ fn bundle(dir: &Path, key: &KeyFile, release: u64) -> PathBuf {
         generated_per_kind: 4,
         ..Default::default()
     };
-    let (report, _) = rulebox_release::validate_for_release(&out, &quick).unwrap();
+    let (report, _) = rulebox_release::validate_for_release(&out, &quick, key).unwrap();
     assert!(report.passed, "{}", report.failure_summary());
     rulebox_release::sign_manifest(&out, key).unwrap();
     out
@@ -76,19 +76,36 @@ fn an_owner_policy_refuses_a_vendor_push_and_a_signed_revert_takes_the_host_back
         "--root",
         &s(&vendor_root),
     ]));
-    {
+    let two = {
         let mut st = ContentStore::open(&store).unwrap();
         st.install(&bundle(dir, &vendor, 1), now_unix()).unwrap();
         st.install(&bundle(dir, &vendor, 2), now_unix()).unwrap();
-    }
+        st.state().installed[&2].clone()
+    };
 
-    // The owner pins release 2.
+    // The owner pins release 2, by number and manifest hash (a pin without the hash is refused).
     let policy = dir.join("policy.json");
+    let no_hash = rulebox(&[
+        "policy",
+        "sign",
+        "--mode",
+        "pin:2",
+        "--policy-version",
+        "1",
+        "--key",
+        &s(&owner_key),
+        "--out",
+        &s(&policy),
+    ]);
+    assert!(!no_hash.status.success());
+    assert!(String::from_utf8_lossy(&no_hash.stderr).contains("--manifest-hash"));
     let out = ok(&rulebox(&[
         "policy",
         "sign",
         "--mode",
         "pin:2",
+        "--manifest-hash",
+        &two,
         "--policy-version",
         "1",
         "--key",
@@ -136,7 +153,8 @@ fn an_owner_policy_refuses_a_vendor_push_and_a_signed_revert_takes_the_host_back
     );
     assert!(err.to_string().contains("pins release 2"), "{err}");
 
-    // The vendor withdraws release 2: the host goes back to 1 and never takes 2 again.
+    // The vendor withdraws release 2: the host stops running it and goes back to 1, but the
+    // release the owner pinned is not marked bad (the owner decides when to return to it).
     let revert = dir.join("revert.json");
     ok(&rulebox(&[
         "rollout",
@@ -160,9 +178,10 @@ fn an_owner_policy_refuses_a_vendor_push_and_a_signed_revert_takes_the_host_back
         &s(&revert),
     ]));
     assert!(out.contains("current: release 1"), "{out}");
+    assert!(out.contains("not marked bad"), "{out}");
     let st = ContentStore::open_read_only(&store).unwrap();
     assert_eq!(st.state().current, Some(1));
-    assert!(st.state().bad.contains(&2));
+    assert!(!st.state().bad.contains(&2));
 
     // A revert signed by the owner's key is refused.
     let forged_revert = dir.join("forged-revert.json");

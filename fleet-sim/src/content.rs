@@ -141,7 +141,9 @@ fn release_through_gate(
         generated_per_kind: 4,
         ..Default::default()
     };
-    let (report, _) = rulebox_release::validate_for_release(path, &options).map_err(release_err)?;
+    // The vendor validates with its own key as the gate key.
+    let (report, _) =
+        rulebox_release::validate_for_release(path, &options, vendor).map_err(release_err)?;
     if report.passed {
         return sign_manifest(path, vendor).map(|_| ()).map_err(release_err);
     }

@@ -300,7 +300,7 @@ impl<'a> RealRunner<'a> {
         if revert.is_some() || run.fell_back_to.is_some() {
             run.reinstall_refused = matches!(
                 store.install(new_dir, now + 1200),
-                Err(StoreError::BadRelease { release }) if release == new
+                Err(StoreError::BadRelease { release, .. }) if release == new
             );
         }
         Ok(run)

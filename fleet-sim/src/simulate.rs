@@ -7,7 +7,10 @@ use rulebox_rollout::{
     Action, Controller, Criticality, HealthReport, HostInfo, Phase, ReportKind, RolloutPlan,
     validate_release,
 };
-use rulebox_runtime::content::{CustomerPolicy, PolicyMode, ReleaseName, verify_policy};
+use rulebox_runtime::content::{
+    BundleLimits, CustomerPolicy, PolicyMode, PolicyViolation, ReleaseName, SeenReleases,
+    check_bundle_structure, verify_policy,
+};
 
 use crate::content::{self, NEW_RELEASE, PREVIOUS_RELEASE, SimContent};
 use crate::real::{BOOT_ATTEMPTS, CompileCache, ContentRun, RealHostRun, RealRunner};
@@ -89,18 +92,34 @@ fn make_fleet(cfg: &SimConfig) -> (Vec<HostInfo>, Vec<SimHost>) {
 
 struct Policies {
     by_kind: Vec<(PolicyKind, CustomerPolicy, Vec<u8>)>,
+    /// The new release's manifest hash.
+    new_hash: String,
+    /// What a host that was offered the new release at the start has seen.
+    seen: SeenReleases,
+}
+
+/// The canonical manifest hash of the bundle in `dir`.
+fn manifest_hash_of(dir: &std::path::Path) -> Result<String, SimError> {
+    check_bundle_structure(dir, &BundleLimits::default())
+        .map(|b| b.manifest_hash().to_owned())
+        .map_err(|e| SimError::Content(e.to_string()))
 }
 
 impl Policies {
     fn new(content: &SimContent, cfg: &SimConfig, now: u64) -> Result<Policies, SimError> {
         let owner_root = rulebox_runtime::content::parse_trusted_root(&content.owner_root_bytes)
             .map_err(|e| SimError::Content(e.to_string()))?;
+        let previous_hash = manifest_hash_of(&content.previous.1)?;
+        let new_hash = manifest_hash_of(&content.new.1)?;
+        let mut seen = SeenReleases::default();
+        seen.record(NEW_RELEASE, &new_hash, now, Some(PREVIOUS_RELEASE));
         let mut by_kind = Vec::new();
         for kind in PolicyKind::ALL {
             let (mode, delay) = match kind {
                 PolicyKind::Pinned => (
                     PolicyMode::Pin {
                         release: PREVIOUS_RELEASE,
+                        manifest_hash: Some(previous_hash.clone()),
                     },
                     0,
                 ),
@@ -114,7 +133,19 @@ impl Policies {
                 verify_policy(&bytes, &owner_root).map_err(|e| SimError::Content(e.to_string()))?;
             by_kind.push((kind, policy, bytes));
         }
-        Ok(Policies { by_kind })
+        Ok(Policies {
+            by_kind,
+            new_hash,
+            seen,
+        })
+    }
+
+    /// The endpoint's decision on the new release, offered at the start, for a host of `kind` at
+    /// `now`.
+    fn permits(&self, kind: PolicyKind, now: u64) -> Result<(), PolicyViolation> {
+        self.get(kind)
+            .1
+            .permits(NEW_RELEASE, &self.new_hash, &self.seen, now)
     }
 
     fn get(&self, kind: PolicyKind) -> &(PolicyKind, CustomerPolicy, Vec<u8>) {
@@ -295,10 +326,7 @@ fn timeline(
             {
                 let verdict = match host.policy {
                     None => Ok(()),
-                    Some(kind) => policies
-                        .get(kind)
-                        .1
-                        .permits(NEW_RELEASE, start, NEW_RELEASE, t),
+                    Some(kind) => policies.permits(kind, t),
                 };
                 match verdict {
                     Err(v) => controller.report(
@@ -445,11 +473,7 @@ fn timeline(
         .iter()
         .filter(|h| match h.policy {
             None => true,
-            Some(k) => policies
-                .get(k)
-                .1
-                .permits(NEW_RELEASE, start, NEW_RELEASE, t)
-                .is_ok(),
+            Some(k) => policies.permits(k, t).is_ok(),
         })
         .count();
     let policies_out = PolicyKind::ALL
@@ -579,8 +603,8 @@ fn check_real_hosts(
         }
     }
     for (outcome, run) in report.policies.iter_mut().zip(policy_runs) {
-        let (kind, policy, _) = policies.get(outcome.kind);
-        let model = policy.permits(NEW_RELEASE, start, NEW_RELEASE, start);
+        let (kind, _, _) = policies.get(outcome.kind);
+        let model = policies.permits(*kind, start);
         if model.is_ok() != run.refused.is_none() {
             let model = match &model {
                 Ok(()) => "accepted".to_owned(),

@@ -20,8 +20,9 @@
 //! let options = BundleOptions::new(42, 1_800_000_000, "weekly content");
 //! let modules = [ModuleSource::Path("office-shell.wasm".into())];
 //! build_bundle("bundle-42".as_ref(), &modules, &options)?;
-//! // The release gate: validate in the production runtime; signing requires the passing report.
-//! let (report, _path) = validate_for_release("bundle-42".as_ref(), &Default::default())?;
+//! // The release gate: validate in the production runtime; signing requires the passing report,
+//! // signed by a gate key the signer trusts (here the signer's own key).
+//! let (report, _path) = validate_for_release("bundle-42".as_ref(), &Default::default(), &key)?;
 //! assert!(report.passed);
 //! sign_manifest("bundle-42".as_ref(), &key)?;
 //! verify_release("bundle-42".as_ref(), "root.json".as_ref(), None, rulebox_runtime::content::now_unix())?;
@@ -50,12 +51,12 @@ const MAX_KEY_FILE_BYTES: u64 = 64 << 10;
 #[non_exhaustive]
 pub enum ReleaseError {
     /// A file cannot be read or written.
-    #[error("`{}`: {source}", path.display())]
+    #[error("`{}`: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The operating system's random number generator failed.
     #[error("cannot generate a key: the system random number generator failed: {0}")]
@@ -79,16 +80,16 @@ pub enum ReleaseError {
         cap: u64,
     },
     /// A JSON file does not parse.
-    #[error("`{}` is not valid: {source}", path.display())]
+    #[error("`{}` is not valid: {error}", path.display())]
     Json {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// A value cannot be encoded (not expected to happen).
     #[error("cannot encode: {0}")]
-    Encode(#[source] serde_json::Error),
+    Encode(serde_json::Error),
     /// The output folder of a bundle exists and is not empty.
     #[error("output folder `{}` exists and is not empty", path.display())]
     OutputNotEmpty {
@@ -124,19 +125,20 @@ pub enum ReleaseError {
     Options(String),
     /// The runtime configuration (per-rule limits) is invalid.
     #[error("invalid limits: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The root is invalid or its signatures do not verify.
     #[error(transparent)]
     Root(#[from] RootError),
     /// The bundle fails the endpoint's checks.
     #[error("the bundle fails verification: {0}")]
-    Bundle(#[from] BundleError),
+    Bundle(BundleError),
     /// Validation could not run.
     #[error("validation: {0}")]
-    Validate(#[from] rulebox_validate::ValidateError),
-    /// The signing gate refused: no passing validation report bound to the bundle's hash.
+    Validate(rulebox_validate::ValidateError),
+    /// The signing gate refused: no passing validation report bound to the bundle's hash and
+    /// signed by a trusted gate key.
     #[error("refusing to sign: {0}")]
-    NotValidated(#[from] rulebox_validate::GateError),
+    NotValidated(rulebox_validate::GateError),
     /// A module's own metadata differs from what the manifest says about it.
     #[error(
         "manifest entry `{rule_id}` {version}: the module `{file}` reports rule `{found_id}` {found_version}"
@@ -156,9 +158,33 @@ pub enum ReleaseError {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ReleaseError + '_ {
-    move |source| ReleaseError::Io {
+    move |error| ReleaseError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
+    }
+}
+
+impl From<ConfigError> for ReleaseError {
+    fn from(e: ConfigError) -> Self {
+        ReleaseError::Config(e)
+    }
+}
+
+impl From<BundleError> for ReleaseError {
+    fn from(e: BundleError) -> Self {
+        ReleaseError::Bundle(e)
+    }
+}
+
+impl From<rulebox_validate::ValidateError> for ReleaseError {
+    fn from(e: rulebox_validate::ValidateError) -> Self {
+        ReleaseError::Validate(e)
+    }
+}
+
+impl From<rulebox_validate::GateError> for ReleaseError {
+    fn from(e: rulebox_validate::GateError) -> Self {
+        ReleaseError::NotValidated(e)
     }
 }
 
@@ -256,9 +282,9 @@ pub fn write_key_file(path: &Path, key: &KeyFile) -> Result<(), ReleaseError> {
 /// Reads and checks a key file.
 pub fn read_key_file(path: &Path) -> Result<KeyFile, ReleaseError> {
     let bytes = read_capped(path, MAX_KEY_FILE_BYTES)?;
-    let key: KeyFile = serde_json::from_slice(&bytes).map_err(|source| ReleaseError::Json {
+    let key: KeyFile = serde_json::from_slice(&bytes).map_err(|error| ReleaseError::Json {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     key.signing_key().map_err(|e| match e {
         ReleaseError::KeyFile { problem, .. } => ReleaseError::KeyFile {
@@ -268,6 +294,69 @@ pub fn read_key_file(path: &Path) -> Result<KeyFile, ReleaseError> {
         other => other,
     })?;
     Ok(key)
+}
+
+/// Reads the public half of a key file: a key file made by [`write_key_file`], or the same JSON
+/// without its `secret` (what a signer is given of a gate key). Checks that `keyid` is the SHA-256
+/// of `public` and that `public` is a valid ed25519 key.
+pub fn read_public_key_file(path: &Path) -> Result<KeyEntry, ReleaseError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PublicKeyFile {
+        keyid: String,
+        public: String,
+        #[serde(default)]
+        #[allow(
+            dead_code,
+            reason = "accepted so that a whole key file can be named; never used"
+        )]
+        secret: Option<String>,
+    }
+    let bytes = read_capped(path, MAX_KEY_FILE_BYTES)?;
+    let file: PublicKeyFile =
+        serde_json::from_slice(&bytes).map_err(|error| ReleaseError::Json {
+            path: path.to_path_buf(),
+            error,
+        })?;
+    let problem = |p: &str| ReleaseError::KeyFile {
+        path: path.to_path_buf(),
+        problem: p.to_owned(),
+    };
+    let mut public = [0u8; 32];
+    hex::decode_to_slice(&file.public, &mut public)
+        .map_err(|_| problem("`public` is not 32 bytes of hex"))?;
+    if ed25519_dalek::VerifyingKey::from_bytes(&public).is_err() {
+        return Err(problem("`public` is not a valid ed25519 public key"));
+    }
+    if key_id(&public) != file.keyid {
+        return Err(problem("`keyid` is not the hex SHA-256 of the public key"));
+    }
+    Ok(KeyEntry {
+        public: hex::encode(public),
+    })
+}
+
+/// Writes the public half of `key` (`{"keyid", "public"}`) to a new file at `path` (refused if it
+/// exists): what a signer is given to trust a gate key ([`read_public_key_file`]).
+pub fn write_public_key_file(path: &Path, key: &KeyFile) -> Result<(), ReleaseError> {
+    #[derive(Serialize)]
+    struct PublicKeyFile<'a> {
+        keyid: &'a str,
+        public: &'a str,
+    }
+    let mut bytes = serde_json::to_vec_pretty(&PublicKeyFile {
+        keyid: &key.keyid,
+        public: &key.public,
+    })
+    .map_err(ReleaseError::Encode)?;
+    bytes.push(b'\n');
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_at(path))?;
+    file.write_all(&bytes).map_err(io_at(path))?;
+    file.sync_all().map_err(io_at(path))
 }
 
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReleaseError> {
@@ -282,16 +371,16 @@ fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReleaseError> {
             io::ErrorKind::InvalidInput,
             "not a regular file",
         )),
-        CappedReadError::Io(source) => io_at(path)(source),
+        CappedReadError::Io(error) => io_at(path)(error),
         other => io_at(path)(io::Error::other(other.to_string())),
     })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64) -> Result<T, ReleaseError> {
     let bytes = read_capped(path, cap)?;
-    serde_json::from_slice(&bytes).map_err(|source| ReleaseError::Json {
+    serde_json::from_slice(&bytes).map_err(|error| ReleaseError::Json {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -350,6 +439,7 @@ pub fn build_root(
         expires_unix,
         keys,
         threshold,
+        release_counter: None,
     };
     root.verifying_keys()
         .map_err(|problem| ReleaseError::Root(RootError::Invalid { version, problem }))?;
@@ -592,33 +682,53 @@ pub fn build_bundle(
 /// not changed.
 ///
 /// **The release gate**: nothing is signed unless a passing validation report bound to this
-/// manifest's hash, made by this runtime version, lies beside the bundle
-/// ([`rulebox_validate::check_gate`]; write one with [`validate_for_release`] or `rulebox
-/// validate`). There is no way around it in this function, in any build.
+/// manifest's hash, made by this runtime version and **signed by a gate key the signer trusts**
+/// lies beside the bundle ([`rulebox_validate::check_gate`]; write one with
+/// [`validate_for_release`] or `rulebox validate --gate-key`). This function trusts reports signed
+/// by `key` itself (the signer validated the bundle); [`sign_manifest_trusting`] names other gate
+/// keys (a validation service's). There is no way around it in this function, in any build.
 pub fn sign_manifest(bundle_dir: &Path, key: &KeyFile) -> Result<Signed<Manifest>, ReleaseError> {
+    sign_manifest_trusting(bundle_dir, key, &[])
+}
+
+/// [`sign_manifest`], trusting validation reports signed by any of `gate_keys` as well as by `key`.
+pub fn sign_manifest_trusting(
+    bundle_dir: &Path,
+    key: &KeyFile,
+    gate_keys: &[KeyEntry],
+) -> Result<Signed<Manifest>, ReleaseError> {
     let path = bundle_dir.join("manifest.json");
     let mut envelope: Signed<Manifest> =
         read_json(&path, BundleLimits::default().max_manifest_bytes)?;
-    rulebox_validate::check_gate(bundle_dir, &envelope.signed)?;
+    let mut trusted = vec![key.key_entry()];
+    trusted.extend(gate_keys.iter().cloned());
+    rulebox_validate::check_gate(bundle_dir, &envelope.signed, &trusted)?;
     add_signature(&mut envelope, key)?;
     write_json(&path, &envelope)?;
     Ok(envelope)
 }
 
 /// Validates the bundle in `bundle_dir` in the production runtime ([`rulebox_validate::validate_bundle`]
-/// with `options`) and writes the report where [`sign_manifest`] looks for it
+/// with `options`), signs the report with `gate_key` (over its canonical bytes, under
+/// [`rulebox_validate::CONTEXT_VALIDATION`]) and writes it where [`sign_manifest`] looks for it
 /// ([`rulebox_validate::report_path`]), passed or not. Returns the report and its path.
 pub fn validate_for_release(
     bundle_dir: &Path,
     options: &rulebox_validate::Options,
+    gate_key: &KeyFile,
 ) -> Result<(rulebox_validate::Report, PathBuf), ReleaseError> {
     let report = rulebox_validate::validate_bundle(bundle_dir, options, &mut |_| {})?;
     let path = rulebox_validate::report_path(
         bundle_dir,
         report.target.manifest_hash.as_deref().unwrap_or_default(),
     )?;
-    rulebox_validate::write_report(&path, &report)?;
-    Ok((report, path))
+    let mut attested = Signed {
+        signed: report,
+        signatures: Vec::new(),
+    };
+    add_signature(&mut attested, gate_key)?;
+    rulebox_validate::write_attested_report(&path, &attested)?;
+    Ok((attested.signed, path))
 }
 
 /// Everything an endpoint checks ([`content::verify_bundle`] against the root file at `root_path`,

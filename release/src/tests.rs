@@ -103,7 +103,7 @@ fn roots_are_built_signed_and_rotated() {
     assert!(matches!(
         update_root(&v1, &bytes),
         Err(RootError::NotSignedByCurrent {
-            source: SignatureError::UnknownKey { .. },
+            error: SignatureError::UnknownKey { .. },
             ..
         })
     ));
@@ -111,7 +111,7 @@ fn roots_are_built_signed_and_rotated() {
     assert!(matches!(
         update_root(&v1, &serde_json::to_vec(&v2).unwrap()),
         Err(RootError::NotSignedByCurrent {
-            source: SignatureError::BelowThreshold { have: 1, need: 2 },
+            error: SignatureError::BelowThreshold { have: 1, need: 2 },
             ..
         })
     ));
@@ -162,7 +162,7 @@ fn build_sign_verify_install() {
         ),
         "{err}"
     );
-    let (report, _) = validate_for_release(&bundle, &quick()).unwrap();
+    let (report, _) = validate_for_release(&bundle, &quick(), &key).unwrap();
     assert!(report.passed, "{}", report.failure_summary());
     let envelope = sign_manifest(&bundle, &key).unwrap();
     assert_eq!(envelope.signatures.len(), 1);
@@ -297,7 +297,7 @@ fn verify_catches_a_manifest_that_misstates_a_module() {
     envelope.signed.rules[1].version = "9.9.9".into();
     std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
     // The validator catches it first, so the gate refuses to sign.
-    let (report, _) = validate_for_release(&bundle, &quick()).unwrap();
+    let (report, _) = validate_for_release(&bundle, &quick(), &key).unwrap();
     assert!(!report.passed);
     assert!(
         report.failure_summary().contains("the manifest says rule"),
@@ -328,7 +328,7 @@ fn signing_requires_a_passing_report_bound_to_this_manifest_and_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("bundle");
     build_bundle(&bundle, &good_modules(1), &options(5)).unwrap();
-    let (report, report_file) = validate_for_release(&bundle, &quick()).unwrap();
+    let (report, report_file) = validate_for_release(&bundle, &quick(), &key).unwrap();
     assert!(report.passed);
     assert!(
         report_file
@@ -367,10 +367,18 @@ fn signing_requires_a_passing_report_bound_to_this_manifest_and_runtime() {
         "{err}"
     );
     // Bound to the right hash but made by another runtime, or failed: refused.
+    let attest = |report: &rulebox_validate::Report, signer: &KeyFile| {
+        let mut attested = Signed {
+            signed: report.clone(),
+            signatures: Vec::new(),
+        };
+        add_signature(&mut attested, signer).unwrap();
+        rulebox_validate::write_attested_report(&new_file, &attested).unwrap();
+    };
     let mut edited = report.clone();
     edited.target.manifest_hash = Some(hash.clone());
     edited.runtime_version = "0.0.1".into();
-    rulebox_validate::write_report(&new_file, &edited).unwrap();
+    attest(&edited, &key);
     assert!(matches!(
         sign_manifest(&bundle, &key).unwrap_err(),
         ReleaseError::NotValidated(rulebox_validate::GateError::OtherRuntime { .. })
@@ -385,12 +393,95 @@ fn signing_requires_a_passing_report_bound_to_this_manifest_and_runtime() {
     edited.format = rulebox_validate::REPORT_FORMAT;
     edited.rules[0].passed = false;
     edited.rules[0].failures.push("trap".into());
-    rulebox_validate::write_report(&new_file, &edited).unwrap();
+    attest(&edited, &key);
     assert!(matches!(
         sign_manifest(&bundle, &key).unwrap_err(),
         ReleaseError::NotValidated(rulebox_validate::GateError::Failed { .. })
     ));
     // Validating the new content makes it signable.
-    validate_for_release(&bundle, &quick()).unwrap();
+    validate_for_release(&bundle, &quick(), &key).unwrap();
     assert_eq!(sign_manifest(&bundle, &key).unwrap().signatures.len(), 1);
+}
+
+#[test]
+fn a_validation_report_edited_to_passed_is_refused_by_the_signing_gate() {
+    let key = generate_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    let trapping = by_name("null-deref").unwrap();
+    build_bundle(
+        &bundle,
+        &[ModuleSource::Bytes {
+            name: trapping.name.into(),
+            bytes: trapping.bytes.to_vec(),
+        }],
+        &options(9),
+    )
+    .unwrap();
+    let (report, path) = validate_for_release(&bundle, &quick(), &key).unwrap();
+    assert!(!report.passed);
+    // The attack: the report file edited by hand to say every rule passed.
+    let mut attested = rulebox_validate::read_attested_report(&path).unwrap();
+    attested.signed.passed = true;
+    for rule in &mut attested.signed.rules {
+        rule.passed = true;
+        rule.failures.clear();
+        rule.fault = None;
+    }
+    rulebox_validate::write_attested_report(&path, &attested).unwrap();
+    let err = sign_manifest(&bundle, &key).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ReleaseError::NotValidated(rulebox_validate::GateError::NotAttested {
+                error: SignatureError::BadSignature { .. },
+                ..
+            })
+        ),
+        "{err}"
+    );
+    // Its signatures removed: unsigned, refused.
+    attested.signatures.clear();
+    rulebox_validate::write_attested_report(&path, &attested).unwrap();
+    assert!(matches!(
+        sign_manifest(&bundle, &key).unwrap_err(),
+        ReleaseError::NotValidated(rulebox_validate::GateError::Unsigned { .. })
+    ));
+    // Signed again by a key the signer does not trust (the attacker's own): refused.
+    let stranger = generate_key().unwrap();
+    add_signature(&mut attested, &stranger).unwrap();
+    rulebox_validate::write_attested_report(&path, &attested).unwrap();
+    assert!(matches!(
+        sign_manifest(&bundle, &key).unwrap_err(),
+        ReleaseError::NotValidated(rulebox_validate::GateError::NotAttested {
+            error: SignatureError::UnknownKey { .. },
+            ..
+        })
+    ));
+    let manifest = bundle.join("manifest.json");
+    let envelope: Signed<Manifest> =
+        serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert!(envelope.signatures.is_empty(), "nothing was signed");
+}
+
+#[test]
+fn a_report_signed_by_a_trusted_gate_key_lets_another_signer_sign() {
+    let (gate, signer) = (generate_key().unwrap(), generate_key().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    build_bundle(&bundle, &good_modules(1), &options(4)).unwrap();
+    validate_for_release(&bundle, &quick(), &gate).unwrap();
+    // The signer does not trust the gate's key by default.
+    assert!(matches!(
+        sign_manifest(&bundle, &signer).unwrap_err(),
+        ReleaseError::NotValidated(rulebox_validate::GateError::NotAttested { .. })
+    ));
+    // Given the gate's public half (as `keygen --public-out` writes it), it signs.
+    let public = dir.path().join("gate.pub.json");
+    write_public_key_file(&public, &gate).unwrap();
+    let entry = read_public_key_file(&public).unwrap();
+    assert_eq!(entry, gate.key_entry());
+    let signed = sign_manifest_trusting(&bundle, &signer, &[entry]).unwrap();
+    assert_eq!(signed.signatures.len(), 1);
+    assert_eq!(signed.signatures[0].keyid, signer.keyid);
 }

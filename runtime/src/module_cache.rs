@@ -10,8 +10,10 @@
 //!   [`ModuleCache::compile`] from wasm bytes the caller already verified (against a signed manifest),
 //!   never from anything that arrived over the network or in a bundle;
 //! - the folder is created mode `0700` and refused (treated as absent, with a warning) if another
-//!   user owns it or if group or others may write to it (Unix), so only the agent's own user can
-//!   place a file there, and that user can already replace the agent's binary;
+//!   user owns it or if group or others may write to it, or to any folder above it
+//!   ([`check_private_folder`](crate::content::check_private_folder), the content store's own
+//!   check; Unix), so only the agent's own user (or root) can place a file there, and that user can
+//!   already replace the agent's binary;
 //! - every artifact carries the SHA-256 of its bytes, written with it and checked right before
 //!   deserializing, so a torn write or a flipped bit is a cache miss, never undefined behaviour;
 //! - the file name binds the wasm content hash and the engine (wasmtime version and every setting
@@ -204,35 +206,7 @@ fn prepare(dir: &Path) -> Result<(), String> {
             .create(dir)
             .map_err(|e| format!("cannot create it: {e}"))?;
     }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("cannot read it: {e}"))?;
-    if !meta.is_dir() {
-        return Err("it is not a folder (or is a symbolic link)".into());
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        // SAFETY: `geteuid` has no preconditions and cannot fail.
-        let me = unsafe { libc_geteuid() };
-        if meta.uid() != me {
-            return Err(format!(
-                "it is owned by uid {}, not by this process (uid {me})",
-                meta.uid()
-            ));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "group or others may write to it (mode {:o})",
-                meta.mode() & 0o777
-            ));
-        }
-    }
-    Ok(())
-}
-
-#[cfg(unix)]
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+    crate::content::check_private_folder(dir).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -23,14 +23,14 @@ use rulebox_sdk::Event;
 use crate::common::process;
 
 /// A signing key, its content store, and a scratch folder.
-struct Fixture {
-    dir: tempfile::TempDir,
-    key: KeyFile,
-    store: PathBuf,
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) key: KeyFile,
+    pub(crate) store: PathBuf,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let key = rulebox_release::generate_key().unwrap();
         let mut root =
@@ -43,7 +43,7 @@ impl Fixture {
 
     /// A bundle of release `release` with `modules` (example artifact names, or `(name, bytes)`),
     /// `edit` applied to its options, signed by hand.
-    fn bundle_with(
+    pub(crate) fn bundle_with(
         &self,
         release: u64,
         modules: Vec<ModuleSource>,
@@ -60,12 +60,12 @@ impl Fixture {
         out
     }
 
-    fn bundle(&self, release: u64, names: &[&str]) -> PathBuf {
+    pub(crate) fn bundle(&self, release: u64, names: &[&str]) -> PathBuf {
         self.bundle_with(release, artifacts(names), |_| {})
     }
 
     /// Edits the manifest of `bundle` and signs it again.
-    fn resign(&self, bundle: &Path, edit: impl FnOnce(&mut Manifest)) {
+    pub(crate) fn resign(&self, bundle: &Path, edit: impl FnOnce(&mut Manifest)) {
         let path = bundle.join("manifest.json");
         let mut envelope: Signed<Manifest> =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -76,19 +76,19 @@ impl Fixture {
     }
 
     /// Installs `bundle` in the store, boots it and marks it GOOD, as an agent that ran it would have.
-    fn install_good(&self, bundle: &Path) {
+    pub(crate) fn install_good(&self, bundle: &Path) {
         let mut store = ContentStore::open(&self.store).unwrap();
         let release = store.install(bundle, now_unix()).unwrap().release;
         store.begin_boot(3).unwrap();
         store.mark_good(release).unwrap();
     }
 
-    fn inbox(&self) -> Inbox {
+    pub(crate) fn inbox(&self) -> Inbox {
         Inbox::new(self.store.join("inbox"))
     }
 
     /// A signed revert of `release`.
-    fn revert(&self, release: u64, to: Option<u64>) -> Vec<u8> {
+    pub(crate) fn revert(&self, release: u64, to: Option<u64>) -> Vec<u8> {
         let mut envelope = Signed {
             signed: Revert {
                 format: REVERT_FORMAT,
@@ -104,7 +104,7 @@ impl Fixture {
         serde_json::to_vec(&envelope).unwrap()
     }
 
-    fn config(&self) -> AgentConfig {
+    pub(crate) fn config(&self) -> AgentConfig {
         let mut config = AgentConfig::new(baseline());
         config.store = Some(self.store.clone());
         config.inbox_poll = Duration::from_millis(20);
@@ -113,7 +113,7 @@ impl Fixture {
         config
     }
 
-    fn state(&self) -> rulebox_runtime::content::StoreState {
+    pub(crate) fn state(&self) -> rulebox_runtime::content::StoreState {
         ContentStore::open_read_only(&self.store)
             .unwrap()
             .state()
@@ -126,7 +126,7 @@ fn unique() -> u64 {
     N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-fn artifacts(names: &[&str]) -> Vec<ModuleSource> {
+pub(crate) fn artifacts(names: &[&str]) -> Vec<ModuleSource> {
     names
         .iter()
         .map(|name| {
@@ -139,12 +139,12 @@ fn artifacts(names: &[&str]) -> Vec<ModuleSource> {
         .collect()
 }
 
-fn baseline() -> Baseline {
+pub(crate) fn baseline() -> Baseline {
     Baseline::from_modules(rulebox_example_artifacts::good().map(|a| (a.name, a.bytes)))
 }
 
 /// Office spawning a shell: `office-spawns-shell` detects it.
-fn office_shell() -> Event<'static> {
+pub(crate) fn office_shell() -> Event<'static> {
     process(
         r"C:\Windows\System32\cmd.exe",
         "cmd.exe /c whoami",
@@ -153,15 +153,15 @@ fn office_shell() -> Event<'static> {
 }
 
 /// A running agent and everything it said so far.
-struct Running {
-    agent: Agent,
+pub(crate) struct Running {
+    pub(crate) agent: Agent,
     output: AgentOutput,
-    seen: Vec<AgentEvent>,
+    pub(crate) seen: Vec<AgentEvent>,
     line: u64,
 }
 
 impl Running {
-    fn start(config: AgentConfig) -> Running {
+    pub(crate) fn start(config: AgentConfig) -> Running {
         let (agent, output) = Agent::start(config).unwrap();
         Running {
             agent,
@@ -171,7 +171,7 @@ impl Running {
         }
     }
 
-    fn send(&mut self, event: Event<'static>) {
+    pub(crate) fn send(&mut self, event: Event<'static>) {
         self.line += 1;
         self.agent
             .sender()
@@ -180,7 +180,7 @@ impl Running {
     }
 
     /// Waits (at most 60 s) for an event matching `want`; returns it.
-    fn wait(&mut self, what: &str, want: impl Fn(&AgentEvent) -> bool) -> AgentEvent {
+    pub(crate) fn wait(&mut self, what: &str, want: impl Fn(&AgentEvent) -> bool) -> AgentEvent {
         if let Some(e) = self.seen.iter().find(|e| want(e)) {
             return e.clone();
         }
@@ -196,7 +196,7 @@ impl Running {
         panic!("never saw {what}; saw:\n{}", self.lines());
     }
 
-    fn lines(&self) -> String {
+    pub(crate) fn lines(&self) -> String {
         self.seen
             .iter()
             .map(|e| e.to_string())
@@ -205,7 +205,19 @@ impl Running {
     }
 
     /// Stops the agent, reading the output meanwhile; returns the summary and every event.
-    fn stop(self) -> (AgentSummary, Vec<AgentEvent>) {
+    pub(crate) fn stop(self) -> (AgentSummary, Vec<AgentEvent>) {
+        self.stop_with(Agent::stop)
+    }
+
+    /// Stops the agent as if it had died: the current start counts as failed.
+    pub(crate) fn stop_failed(self) -> (AgentSummary, Vec<AgentEvent>) {
+        self.stop_with(Agent::stop_failed)
+    }
+
+    fn stop_with(
+        self,
+        stop: fn(Agent) -> Result<AgentSummary, rulebox_agent::AgentError>,
+    ) -> (AgentSummary, Vec<AgentEvent>) {
         let Running {
             agent,
             output,
@@ -213,17 +225,17 @@ impl Running {
             ..
         } = self;
         let reader = std::thread::spawn(move || output.collect::<Vec<_>>());
-        let summary = agent.stop().unwrap();
+        let summary = stop(agent).unwrap();
         seen.extend(reader.join().unwrap());
         (summary, seen)
     }
 }
 
-fn activated(release: Option<u64>) -> impl Fn(&AgentEvent) -> bool {
+pub(crate) fn activated(release: Option<u64>) -> impl Fn(&AgentEvent) -> bool {
     move |e| matches!(e, AgentEvent::Lifecycle(Lifecycle::Activated { release: r, .. }) if *r == release)
 }
 
-fn detections_by(events: &[AgentEvent], rule: &str) -> usize {
+pub(crate) fn detections_by(events: &[AgentEvent], rule: &str) -> usize {
     events
         .iter()
         .filter(|e| matches!(e, AgentEvent::Detection(d) if d.rule.id == rule))
@@ -264,9 +276,10 @@ fn a_release_installed_from_the_inbox_records_starting_before_it_runs_so_a_crash
     agent.wait("release 2 active", activated(Some(2)));
     let starting = f.state().boot.starting.unwrap();
     assert_eq!((starting.release, starting.attempts), (2, 1));
-    // The agent dies before release 2 reaches GOOD. The start after the update is attempt 2 (the
-    // hot update counted as the first), and the next start abandons it.
-    drop(agent.stop());
+    // The agent dies before release 2 reaches GOOD (a stop that does not end cleanly). The start
+    // after the update is attempt 2 (the hot update counted as the first), and the next start
+    // abandons it.
+    drop(agent.stop_failed());
     let mut agent = Running::start(config.clone());
     agent.wait("attempt 2", |e| {
         matches!(
@@ -278,7 +291,7 @@ fn a_release_installed_from_the_inbox_records_starting_before_it_runs_so_a_crash
             })
         )
     });
-    drop(agent.stop());
+    drop(agent.stop_failed());
     let mut agent = Running::start(config);
     agent.wait("the fallback", |e| {
         matches!(

@@ -42,7 +42,7 @@ fn field_count_rule_is_refused_before_release_and_contained_if_forced_on_an_endp
         generated_per_kind: 8,
         ..Options::default()
     };
-    let (report, _) = rulebox_release::validate_for_release(&bundle, &quick).unwrap();
+    let (report, _) = rulebox_release::validate_for_release(&bundle, &quick, &key).unwrap();
     assert!(!report.passed);
     let bad = report
         .rules

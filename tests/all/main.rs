@@ -1,6 +1,7 @@
 //! rulebox's integration tests: one binary, one module per feature.
 
 mod agent;
+mod agent_hostile;
 mod common;
 mod config_doc;
 mod differential;

@@ -13,9 +13,9 @@ use crate::error::ValidateError;
 /// and each module's size and SHA-256. Anything an endpoint would refuse for its structure is refused
 /// here ([`ValidateError::Refused`]).
 pub fn read_bundle(dir: &Path) -> Result<BundleContents, ValidateError> {
-    check_bundle_structure(dir, &BundleLimits::default()).map_err(|source| ValidateError::Refused {
+    check_bundle_structure(dir, &BundleLimits::default()).map_err(|error| ValidateError::Refused {
         path: dir.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -23,9 +23,9 @@ pub fn read_bundle(dir: &Path) -> Result<BundleContents, ValidateError> {
 /// command line is followed).
 pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ValidateError> {
     use rulebox_runtime::content::CappedReadError;
-    let io = |source| ValidateError::Io {
+    let io = |error| ValidateError::Io {
         path: PathBuf::from(path),
-        source,
+        error,
     };
     rulebox_runtime::content::read_capped_following_links(path, cap).map_err(|e| match e {
         CappedReadError::TooLarge { size } => ValidateError::TooLarge {
@@ -102,7 +102,7 @@ mod tests {
             matches!(
                 &err,
                 ValidateError::Refused {
-                    source: BundleError::ExtraFile { path },
+                    error: BundleError::ExtraFile { path },
                     ..
                 } if path == "notes.txt"
             ),

@@ -10,12 +10,12 @@ use rulebox_runtime::ConfigError;
 #[non_exhaustive]
 pub enum ValidateError {
     /// A file or folder cannot be read or written.
-    #[error("`{}`: {source}", path.display())]
+    #[error("`{}`: {error}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
     /// A file is larger than accepted.
     #[error("`{}` is {size} bytes; the limit is {cap}", path.display())]
@@ -28,12 +28,12 @@ pub enum ValidateError {
         cap: u64,
     },
     /// A JSON file does not have the expected shape.
-    #[error("`{}` is not valid: {source}", path.display())]
+    #[error("`{}` is not valid: {error}", path.display())]
     Json {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// A bundle folder is not a readable bundle (an unsigned one is fine).
     #[error("bundle `{}`: {problem}", path.display())]
@@ -44,12 +44,12 @@ pub enum ValidateError {
         problem: String,
     },
     /// A bundle fails the endpoint's structure checks (an endpoint would refuse it).
-    #[error("bundle `{}` is refused by the endpoint's checks: {source}", path.display())]
+    #[error("bundle `{}` is refused by the endpoint's checks: {error}", path.display())]
     Refused {
         /// The bundle folder.
         path: PathBuf,
         /// The endpoint's refusal.
-        source: rulebox_runtime::content::BundleError,
+        error: rulebox_runtime::content::BundleError,
     },
     /// A rule test file is not valid, or a folder given for tests holds none.
     #[error(transparent)]
@@ -59,14 +59,20 @@ pub enum ValidateError {
     Options(String),
     /// The runtime configuration is invalid.
     #[error("cannot start the runtime: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// A value cannot be encoded (not expected to happen).
     #[error("cannot encode the report: {0}")]
-    Encode(#[source] serde_json::Error),
+    Encode(serde_json::Error),
+}
+
+impl From<ConfigError> for ValidateError {
+    fn from(e: ConfigError) -> Self {
+        ValidateError::Config(e)
+    }
 }
 
 /// Why the signing gate refuses a bundle: there is no passing validation report bound to its
-/// manifest hash.
+/// manifest hash and signed by a trusted gate key.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GateError {
@@ -84,7 +90,34 @@ pub enum GateError {
     },
     /// The report cannot be read.
     #[error("validation report: {0}")]
-    Unreadable(#[source] ValidateError),
+    Unreadable(ValidateError),
+    /// The report carries no gate key's signature (validated without `--gate-key`).
+    #[error(
+        "validation report `{}` is not signed by a gate key: validate again with a gate key (`rulebox validate --gate-key`)",
+        path.display()
+    )]
+    Unsigned {
+        /// The report.
+        path: PathBuf,
+    },
+    /// The report's signatures are not by a gate key the signer trusts, or do not verify (the
+    /// report was changed after it was signed).
+    #[error(
+        "validation report `{}` is not attested by a trusted gate key: {error}",
+        path.display()
+    )]
+    NotAttested {
+        /// The report.
+        path: PathBuf,
+        /// What failed.
+        error: rulebox_runtime::content::SignatureError,
+    },
+    /// No usable gate key was given to check against.
+    #[error("no usable gate key to check the validation report against: {problem}")]
+    NoGateKey {
+        /// What is wrong.
+        problem: String,
+    },
     /// The report is for other content.
     #[error(
         "validation report `{}` is for manifest {found}, the bundle's manifest is {expected}: validate the bundle again",

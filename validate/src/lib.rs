@@ -21,17 +21,19 @@
 //! worst event uses more than the headroom share (default 50 %) of its fuel or memory budget. The
 //! [`Report`] lists per rule the verdict, detections, fuel p50 / p99 / max and the memory high-water
 //! mark; it holds no timings, so it is deterministic for a given build. For a bundle it is written
-//! next to the bundle folder in a file named after the manifest hash ([`report_path`]), and
-//! `rulebox bundle sign` refuses to sign unless that report exists, passed and is bound to the
-//! bundle's hash ([`check_gate`]).
+//! next to the bundle folder in a file named after the manifest hash ([`report_path`]), **signed by
+//! a gate key** (the validating machine's ed25519 key; `rulebox validate --gate-key`, or
+//! `rulebox_release::validate_for_release`), and `rulebox bundle sign` refuses to sign unless that
+//! report exists, carries a valid signature by a gate key the signer trusts (so a report edited to
+//! "passed" is refused), passed and is bound to the bundle's hash ([`check_gate`]).
 //!
 //! ```no_run
 //! use rulebox_validate::{Options, validate_bundle, write_report, report_path};
 //! # fn main() -> Result<(), rulebox_validate::ValidateError> {
 //! let dir = std::path::Path::new("release-42");
 //! let report = validate_bundle(dir, &Options::default(), &mut |_| {})?;
-//! let hash = report.target.manifest_hash.clone().unwrap_or_default();
-//! write_report(&report_path(dir, &hash)?, &report)?;
+//! write_report("release-42-report.json".as_ref(), &report)?; // for people; the gate reads the
+//!                                                            // signed one beside the bundle
 //! assert!(report.passed, "{:?}", report.problems);
 //! # Ok(()) }
 //! ```
@@ -49,9 +51,10 @@ pub use cases::CaseOutcome;
 pub use error::{GateError, ValidateError};
 pub use progress::{FaultFound, Progress};
 pub use report::{
-    CaseFailure, CorpusInfo, EventCounts, FaultSummary, FuelProfile, MemoryProfile, REPORT_FORMAT,
-    Report, RuleReport, Settings, TargetInfo, TestSummary, check_gate, read_report, report_path,
-    write_report,
+    CONTEXT_VALIDATION, CaseFailure, CorpusInfo, EventCounts, FaultSummary, FuelProfile,
+    MemoryProfile, REPORT_FORMAT, Report, RuleReport, Settings, TargetInfo, TestSummary,
+    check_gate, gate_key_set, read_attested_report, read_report, report_path,
+    write_attested_report, write_report,
 };
 pub use validator::{
     CorpusSource, MAX_LISTED_FAULTS, ModuleInput, Options, SUPPORTED_SCHEMAS, run_tests,

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use rulebox_runtime::content::{Manifest, RUNTIME_VERSION, manifest_hash, write_atomic};
+use rulebox_runtime::content::{
+    KeyEntry, Manifest, RUNTIME_VERSION, Root, Signable, Signed, key_id, manifest_hash,
+    verify_envelope, write_atomic,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::read_capped;
@@ -15,6 +18,9 @@ pub const REPORT_FORMAT: u32 = 2;
 
 /// Largest report file read back, in bytes.
 const MAX_REPORT_BYTES: u64 = 64 << 20;
+
+/// Domain-separation context prefixed to a report's canonical bytes before a gate key signs it.
+pub const CONTEXT_VALIDATION: &[u8] = b"rulebox-validation-v1\0";
 
 /// What was validated, how, and the verdict. Holds no timings or absolute paths of the validating
 /// machine, so the same build validating the same content writes the same report.
@@ -213,6 +219,10 @@ pub struct FaultSummary {
     pub event: String,
 }
 
+impl Signable for Report {
+    const CONTEXT: &'static [u8] = CONTEXT_VALIDATION;
+}
+
 impl Report {
     /// One line per failing rule or problem, for messages.
     pub fn failure_summary(&self) -> String {
@@ -237,9 +247,9 @@ impl Report {
 /// the first 16 hex digits of the hash: `release-42.validation-0123456789abcdef.json`. A report of
 /// earlier content of the same folder has another name, so it is never taken for this one.
 pub fn report_path(bundle_dir: &Path, manifest_hash: &str) -> Result<PathBuf, ValidateError> {
-    let full = std::fs::canonicalize(bundle_dir).map_err(|source| ValidateError::Io {
+    let full = std::fs::canonicalize(bundle_dir).map_err(|error| ValidateError::Io {
         path: bundle_dir.to_path_buf(),
-        source,
+        error,
     })?;
     let name = full
         .file_name()
@@ -253,29 +263,80 @@ pub fn report_path(bundle_dir: &Path, manifest_hash: &str) -> Result<PathBuf, Va
     Ok(parent.join(format!("{name}.validation-{short}.json")))
 }
 
-/// Writes `report` as pretty JSON to `path` (atomically).
+/// Writes `report` as pretty JSON to `path` (atomically): the report for people (`--report`).
 pub fn write_report(path: &Path, report: &Report) -> Result<(), ValidateError> {
-    let mut bytes = serde_json::to_vec_pretty(report).map_err(ValidateError::Encode)?;
+    write_json(path, report)
+}
+
+/// Writes the attested report (the report with the gate keys' signatures, [`Signed`]) to `path`
+/// (atomically): what lies beside a bundle at [`report_path`] and what [`check_gate`] reads.
+pub fn write_attested_report(path: &Path, attested: &Signed<Report>) -> Result<(), ValidateError> {
+    write_json(path, attested)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ValidateError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(ValidateError::Encode)?;
     bytes.push(b'\n');
-    write_atomic(path, &bytes).map_err(|source| ValidateError::Io {
+    write_atomic(path, &bytes).map_err(|error| ValidateError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
-/// Reads a report file.
+/// Reads a report file written by [`write_report`].
 pub fn read_report(path: &Path) -> Result<Report, ValidateError> {
+    read_json(path)
+}
+
+/// Reads an attested report written by [`write_attested_report`].
+pub fn read_attested_report(path: &Path) -> Result<Signed<Report>, ValidateError> {
+    read_json(path)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ValidateError> {
     let bytes = read_capped(path, MAX_REPORT_BYTES)?;
-    serde_json::from_slice(&bytes).map_err(|source| ValidateError::Json {
+    serde_json::from_slice(&bytes).map_err(|error| ValidateError::Json {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
-/// The signing gate: succeeds only if the report for the bundle in `bundle_dir` with `manifest`
-/// (at [`report_path`]) exists, is bound to the manifest's hash, was made by this runtime version,
-/// covers every module under every declared event-schema version, and passed. Returns the report.
-pub fn check_gate(bundle_dir: &Path, manifest: &Manifest) -> Result<Report, GateError> {
+/// The gate keys a signer trusts, as the key set [`verify_envelope`] checks against (any one of
+/// them suffices). Refused if a key is not a valid ed25519 public key.
+pub fn gate_key_set(keys: &[KeyEntry]) -> Result<Root, GateError> {
+    let root = Root {
+        version: 1,
+        expires_unix: 0,
+        keys: keys
+            .iter()
+            .filter_map(|k| {
+                let bytes: [u8; 32] = hex::decode(&k.public).ok()?.try_into().ok()?;
+                Some((key_id(&bytes), k.clone()))
+            })
+            .collect(),
+        threshold: 1,
+        release_counter: None,
+    };
+    if root.keys.len() != keys.len() {
+        return Err(GateError::NoGateKey {
+            problem: "a gate key is not 32 bytes of hex".to_owned(),
+        });
+    }
+    root.verifying_keys()
+        .map_err(|problem| GateError::NoGateKey { problem })?;
+    Ok(root)
+}
+
+/// The signing gate: succeeds only if the attested report for the bundle in `bundle_dir` with
+/// `manifest` (at [`report_path`]) exists, is signed by one of `gate_keys` (over its canonical
+/// bytes: a report edited after it was signed, "passed" set by hand, fails), is bound to the
+/// manifest's hash, was made by this runtime version, covers every module under every declared
+/// event-schema version, and passed. Returns the report.
+pub fn check_gate(
+    bundle_dir: &Path,
+    manifest: &Manifest,
+    gate_keys: &[KeyEntry],
+) -> Result<Report, GateError> {
     let manifest_hash =
         manifest_hash(manifest).map_err(|e| GateError::Unreadable(ValidateError::Encode(e)))?;
     let manifest_hash = manifest_hash.as_str();
@@ -286,7 +347,16 @@ pub fn check_gate(bundle_dir: &Path, manifest: &Manifest) -> Result<Report, Gate
             bundle: bundle_dir.to_path_buf(),
         });
     }
-    let report = read_report(&path).map_err(GateError::Unreadable)?;
+    let attested = read_attested_report(&path).map_err(GateError::Unreadable)?;
+    let signers = gate_key_set(gate_keys)?;
+    if attested.signatures.is_empty() {
+        return Err(GateError::Unsigned { path });
+    }
+    verify_envelope(&attested, &signers).map_err(|error| GateError::NotAttested {
+        path: path.clone(),
+        error,
+    })?;
+    let report = attested.signed;
     let found = report.target.manifest_hash.clone().unwrap_or_default();
     if report.target.kind != "bundle" || found != manifest_hash {
         return Err(GateError::WrongHash {

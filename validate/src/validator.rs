@@ -247,7 +247,7 @@ fn run(
             Err(e) => {
                 return Err(ValidateError::Io {
                     path: dir.join("cases"),
-                    source: e,
+                    error: e,
                 });
             }
         },
@@ -309,9 +309,9 @@ fn run(
             }
             rules
         })
-        .map_err(|source| ValidateError::Io {
+        .map_err(|error| ValidateError::Io {
             path: PathBuf::from("<sandbox thread>"),
-            source,
+            error,
         })?;
     for p in rx {
         progress(p);
@@ -958,9 +958,9 @@ pub fn run_tests(
             }
             out
         })
-        .map_err(|source| ValidateError::Io {
+        .map_err(|error| ValidateError::Io {
             path: PathBuf::from("<sandbox thread>"),
-            source,
+            error,
         })?;
     match worker.join() {
         Ok(out) => Ok(out),

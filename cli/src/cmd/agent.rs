@@ -51,6 +51,10 @@ pub struct Args {
     /// Seconds a release must run without a crash before it can be marked GOOD.
     #[arg(long, default_value_t = 30)]
     health_secs: u64,
+    /// Seconds after which a release that runs without a crash is marked GOOD whatever the event
+    /// count, so that a quiet host reaches GOOD too (0: the event count is always needed).
+    #[arg(long, default_value_t = 600)]
+    health_after_secs: u64,
     /// Events queued between the reader and the rules; a full queue makes the reader wait
     /// (back-pressure: no event is dropped).
     #[arg(long, default_value_t = 1024)]
@@ -79,7 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
     };
     config.boot_attempts = args.boot_attempts;
-    config.health = HealthWindow::new(args.health_events, Duration::from_secs(args.health_secs));
+    config.health = HealthWindow::new(args.health_events, Duration::from_secs(args.health_secs))
+        .with_or_after(
+            (args.health_after_secs > 0).then(|| Duration::from_secs(args.health_after_secs)),
+        );
     config.queue = args.queue;
     config.inbox_poll = Duration::from_millis(args.inbox_poll_ms.max(50));
 

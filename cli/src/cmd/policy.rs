@@ -24,6 +24,10 @@ enum PolicyCommand {
         /// `latest`, `pin:RELEASE`, `n-minus:N` or `paused`.
         #[arg(long)]
         mode: String,
+        /// For `pin:RELEASE`: the pinned release's manifest hash (`rulebox store status` shows it
+        /// per installed release), so that no other manifest under that number lands.
+        #[arg(long)]
+        manifest_hash: Option<String>,
         /// Hours a release must have existed before it may land.
         #[arg(long, default_value_t = 0)]
         delay_hours: u32,
@@ -57,17 +61,29 @@ enum PolicyCommand {
     },
 }
 
-fn parse_mode(text: &str) -> anyhow::Result<PolicyMode> {
+fn parse_mode(text: &str, manifest_hash: Option<String>) -> anyhow::Result<PolicyMode> {
     let number = |n: &str| {
         n.parse::<u64>()
             .with_context(|| format!("`{n}` in mode `{text}` is not a number"))
     };
+    if manifest_hash.is_some() && !text.starts_with("pin:") {
+        bail!("--manifest-hash goes with --mode pin:RELEASE only");
+    }
     Ok(match text.split_once(':') {
         None if text == "latest" => PolicyMode::Latest,
         None if text == "paused" => PolicyMode::Paused,
-        Some(("pin", n)) => PolicyMode::Pin {
-            release: number(n)?,
-        },
+        Some(("pin", n)) => {
+            let hash = manifest_hash.context(
+                "a pin names the release's content too: add --manifest-hash (see `rulebox store status`)",
+            )?;
+            if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                bail!("--manifest-hash must be 64 lowercase hex digits");
+            }
+            PolicyMode::Pin {
+                release: number(n)?,
+                manifest_hash: Some(hash),
+            }
+        }
         Some(("n-minus", n)) => PolicyMode::NMinus {
             n: u32::try_from(number(n)?).context("n-minus is too large")?,
         },
@@ -80,6 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         PolicyCommand::Sign {
             mode,
+            manifest_hash,
             delay_hours,
             policy_version: version,
             keys,
@@ -90,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     format: POLICY_FORMAT,
                     version,
                     issued_unix: now_unix(),
-                    mode: parse_mode(&mode)?,
+                    mode: parse_mode(&mode, manifest_hash)?,
                     delay_hours,
                     notes: String::new(),
                 },

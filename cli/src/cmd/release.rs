@@ -6,12 +6,26 @@ use std::process::ExitCode;
 use anyhow::Context;
 use rulebox_release::{BundleOptions, ModuleSource};
 
+/// Longest validity a manifest or root may be given, in days (ten years).
+const MAX_EXPIRES_DAYS: u64 = 3650;
+
+/// `now + days`, for a `--expires-days` clap already bounded to [`MAX_EXPIRES_DAYS`].
+fn expires_in(days: u64) -> anyhow::Result<u64> {
+    days.checked_mul(86_400)
+        .and_then(|secs| rulebox_runtime::content::now_unix().checked_add(secs))
+        .context("--expires-days is too large")
+}
+
 /// Arguments of `rulebox keygen`.
 #[derive(Debug, clap::Args)]
 pub struct KeygenArgs {
     /// Where to write the key file (created with mode 0600; keep it offline).
     #[arg(long)]
     out: PathBuf,
+    /// Also write the public half (`{"keyid", "public"}`) here: what a signer is given to trust a
+    /// gate key (`rulebox bundle sign --gate-key`).
+    #[arg(long)]
+    public_out: Option<PathBuf>,
 }
 
 /// Runs `rulebox keygen`.
@@ -19,6 +33,10 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
     let key = rulebox_release::generate_key()?;
     rulebox_release::write_key_file(&args.out, &key)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
+    if let Some(path) = &args.public_out {
+        rulebox_release::write_public_key_file(path, &key)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     println!(
         "key {} written to {} (public {})",
         key.keyid,
@@ -45,9 +63,15 @@ enum RootCommand {
         /// Root version: 1 for the first; N+1 to rotate from root N.
         #[arg(long, default_value_t = 1)]
         root_version: u64,
-        /// Days until the root expires.
-        #[arg(long, default_value_t = 365)]
+        /// Days until the root expires (at most 3650).
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=MAX_EXPIRES_DAYS))]
         expires_days: u64,
+        /// The release counter a store takes when it installs this root (its highest accepted
+        /// release becomes this number): to reset a counter a fast-forwarded release number
+        /// blocked, or to start a numbering. Pick it above every release still signed by a key
+        /// this root keeps.
+        #[arg(long)]
+        release_counter: Option<u64>,
         /// Key files whose public keys the root trusts.
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
@@ -72,6 +96,7 @@ pub fn root(args: RootArgs) -> anyhow::Result<ExitCode> {
             out,
             root_version: version,
             expires_days,
+            release_counter,
             keys,
             threshold,
         } => {
@@ -83,8 +108,9 @@ pub fn root(args: RootArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let publics: Vec<&str> = files.iter().map(|k| k.public.as_str()).collect();
-            let expires = rulebox_runtime::content::now_unix() + expires_days * 86_400;
-            let root = rulebox_release::build_root(version, expires, &publics, threshold)?;
+            let expires = expires_in(expires_days)?;
+            let mut root = rulebox_release::build_root(version, expires, &publics, threshold)?;
+            root.signed.release_counter = release_counter;
             rulebox_release::write_root(&out, &root)?;
             println!(
                 "root version {version} with {} keys (threshold {threshold}) written to {}; sign it with `rulebox root sign`",
@@ -124,8 +150,8 @@ enum BundleCommand {
         /// The release number (above every release endpoints have accepted).
         #[arg(long)]
         release: u64,
-        /// Days until the manifest expires (endpoints refuse to install it after).
-        #[arg(long, default_value_t = 30)]
+        /// Days until the manifest expires (endpoints refuse to install it after; at most 3650).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=MAX_EXPIRES_DAYS))]
         expires_days: u64,
         /// Release notes.
         #[arg(long, default_value = "")]
@@ -134,13 +160,19 @@ enum BundleCommand {
         #[arg(required = true)]
         modules: Vec<PathBuf>,
     },
-    /// Add a signature to a bundle's manifest.
+    /// Add a signature to a bundle's manifest: refused unless the validation report beside the
+    /// bundle passed, is bound to this manifest, and is signed by a trusted gate key (`--key` itself,
+    /// or one named with `--gate-key`).
     Sign {
         /// The bundle folder.
         bundle: PathBuf,
         /// The signing key file.
         #[arg(long)]
         key: PathBuf,
+        /// A gate key whose signed validation reports are trusted (its key file, or just its public
+        /// half from `rulebox keygen --public-out`). Repeatable.
+        #[arg(long = "gate-key")]
+        gate_keys: Vec<PathBuf>,
     },
     /// Check a bundle exactly as an endpoint would (signatures against ROOT, expiry, ABI, hashes),
     /// and load every module in the real runtime.
@@ -168,7 +200,7 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .map(|f| ModuleSource::Path(f.path))
                 .collect::<Vec<_>>();
-            let expires = rulebox_runtime::content::now_unix() + expires_days * 86_400;
+            let expires = expires_in(expires_days)?;
             let manifest = rulebox_release::build_bundle(
                 &out,
                 &sources,
@@ -180,10 +212,21 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
                 manifest.rules.len()
             );
         }
-        BundleCommand::Sign { bundle, key } => {
+        BundleCommand::Sign {
+            bundle,
+            key,
+            gate_keys,
+        } => {
             let key = rulebox_release::read_key_file(&key)
                 .with_context(|| format!("key {}", key.display()))?;
-            let signed = rulebox_release::sign_manifest(&bundle, &key)?;
+            let gates = gate_keys
+                .iter()
+                .map(|p| {
+                    rulebox_release::read_public_key_file(p)
+                        .with_context(|| format!("gate key {}", p.display()))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let signed = rulebox_release::sign_manifest_trusting(&bundle, &key, &gates)?;
             println!(
                 "{} signed by {}: {} signatures",
                 bundle.display(),

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use rulebox_rollout::{HostInfo, RolloutPlan, assign_rings};
-use rulebox_runtime::content::{ContentStore, REVERT_FORMAT, Revert, Signed, now_unix};
+use rulebox_runtime::content::{
+    ContentStore, REVERT_FORMAT, ReleaseName, Revert, Signed, now_unix,
+};
 
 /// Arguments of `rulebox rollout`.
 #[derive(Debug, clap::Args)]
@@ -53,8 +55,8 @@ enum RolloutCommand {
         /// Signing key file(s) of the content root (repeat for a threshold).
         #[arg(long = "key", required = true)]
         keys: Vec<PathBuf>,
-        /// Hours the instruction stays valid.
-        #[arg(long, default_value_t = 168)]
+        /// Hours the instruction stays valid (at most 2160, the 90 days a host accepts).
+        #[arg(long, default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=2160))]
         valid_hours: u64,
         /// Output file.
         #[arg(long)]
@@ -120,7 +122,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     release,
                     to,
                     issued_unix: now,
-                    expires_unix: now.saturating_add(valid_hours.saturating_mul(3600)),
+                    // At most 2160 h: within range of any clock.
+                    expires_unix: now + valid_hours * 3600,
                     reason,
                 },
                 signatures: Vec::new(),
@@ -138,12 +141,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot open the store {}", store.display()))?;
             let out = store.apply_revert(&bytes, now_unix())?;
             println!(
-                "release {} withdrawn (marked bad); current: {}; report {}",
+                "release {} withdrawn ({}); current: {}; report: {}",
                 out.revert.release,
-                out.current
-                    .map(|r| format!("release {r}"))
-                    .unwrap_or_else(|| "the built-in baseline".to_owned()),
-                out.report.display()
+                if out.pinned {
+                    "not marked bad: the owner's policy pins it"
+                } else {
+                    "marked bad"
+                },
+                ReleaseName(out.current),
+                out.report
+                    .map_or_else(|| "not written".to_owned(), |p| p.display().to_string())
             );
         }
     }

@@ -1,6 +1,7 @@
 //! `rulebox validate`: the release gate. Runs every rule of a bundle (or loose modules) in the
 //! production sandbox over its test cases, the recorded corpus, generated and boundary events, and
-//! writes a report bound to the bundle's manifest hash, which `rulebox bundle sign` requires.
+//! writes a report bound to the bundle's manifest hash and signed by the gate key, which `rulebox
+//! bundle sign` requires.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -47,8 +48,9 @@ pub struct Args {
     /// Seed of the event generator.
     #[arg(long, default_value_t = Options::default().seed)]
     seed: u64,
-    /// Where to write the report. Default for a bundle: beside the bundle folder, named after it and
-    /// its manifest hash (where `rulebox bundle sign` looks); for loose modules: not written.
+    /// Also write the report (plain JSON, for people) here. A bundle's report is always written
+    /// beside the bundle folder, named after it and its manifest hash, signed by `--gate-key`
+    /// (where `rulebox bundle sign` looks).
     #[arg(long)]
     report: Option<PathBuf>,
     /// Where the faults found are written, for `rulebox replay`: a quarantine record (one JSON file)
@@ -60,6 +62,11 @@ pub struct Args {
     /// Do not write fault records (the report still lists every fault).
     #[arg(long)]
     no_records: bool,
+    /// The gate key (a key file from `rulebox keygen`, held by whoever runs the gate) that signs a
+    /// bundle's report. `rulebox bundle sign` refuses a report not signed by a gate key it trusts
+    /// (its own signing key, or one named with its `--gate-key`): a report edited by hand is refused.
+    #[arg(long)]
+    gate_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -135,17 +142,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => {}
     };
 
+    let gate_key = match &args.gate_key {
+        Some(path) => Some(
+            rulebox_release::read_key_file(path)
+                .with_context(|| format!("gate key {}", path.display()))?,
+        ),
+        None => None,
+    };
     let (report, report_path) = match bundle {
         Some(dir) => {
             let report = rulebox_validate::validate_bundle(dir, &options, &mut on_progress)?;
-            let path = match &args.report {
-                Some(p) => p.clone(),
-                None => rulebox_validate::report_path(
-                    dir,
-                    report.target.manifest_hash.as_deref().unwrap_or_default(),
-                )?,
+            let path = rulebox_validate::report_path(
+                dir,
+                report.target.manifest_hash.as_deref().unwrap_or_default(),
+            )?;
+            let mut attested = rulebox_runtime::content::Signed {
+                signed: report,
+                signatures: Vec::new(),
             };
-            (report, Some(path))
+            if let Some(key) = &gate_key {
+                rulebox_release::add_signature(&mut attested, key)?;
+            }
+            rulebox_validate::write_attested_report(&path, &attested)
+                .with_context(|| format!("cannot write the report {}", path.display()))?;
+            if gate_key.is_none() {
+                eprintln!(
+                    "rulebox validate: the report is not signed (no --gate-key): `rulebox bundle sign` will refuse it"
+                );
+            }
+            (attested.signed, Some(path))
         }
         None => {
             let mut unreadable = Vec::new();
@@ -168,15 +193,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 report.problems.extend(unreadable);
                 report.passed = false;
             }
-            (report, args.report.clone())
+            (report, None)
         }
     };
     bar.finish_and_clear();
 
-    if let Some(path) = &report_path {
+    if let Some(path) = &args.report {
         rulebox_validate::write_report(path, &report)
             .with_context(|| format!("cannot write the report {}", path.display()))?;
     }
+    let report_path = report_path.or_else(|| args.report.clone());
     match args.format {
         Format::Json => {
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -12,7 +12,13 @@
 //! Because GOOD clears STARTING, a STARTING record with `attempts >= K` means K starts of V in a row
 //! never reached GOOD: V is marked bad, and the agent goes back to the last-known-good release
 //! (re-verified first) or, if that too is unusable, to the baseline content built into the binary.
+//!
+//! Only starts that did not end cleanly count: an agent that stops cleanly (SIGTERM, a reboot)
+//! before the health window passed calls [`ContentStore::record_clean_stop`], which takes its start
+//! back. A release that reached GOOD on this host once is never marked bad by the boot guard: after
+//! K failed starts the host falls back from it, and it stays installed for an operator to return to.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -25,10 +31,15 @@ use super::verify::VerifiedBundle;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootRecord {
-    /// STARTING(release, attempts): starts of `release` since it last reached GOOD (cleared by GOOD).
+    /// STARTING(release, attempts): starts of `release` since it last reached GOOD that did not
+    /// end cleanly (cleared by GOOD; a clean stop takes its start back).
     pub starting: Option<Starting>,
     /// The last release that reached GOOD.
     pub good: Option<u64>,
+    /// Every installed release that reached GOOD on this host at some point: the boot guard never
+    /// marks one of these bad (left out of the JSON when empty).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub reached_good: BTreeSet<u64>,
 }
 
 /// A STARTING record.
@@ -45,10 +56,14 @@ pub struct Starting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub enum FallbackReason {
-    /// The release started `attempts` times without reaching GOOD; it is now marked bad.
+    /// The release started `attempts` times without reaching GOOD or stopping cleanly; it is now
+    /// marked bad, unless it reached GOOD on this host before (`marked_bad` false: it stays
+    /// installed and usable, the host just does not start it again by itself).
     CrashLoop {
         /// STARTING records without GOOD.
         attempts: u32,
+        /// Whether the release is now marked bad.
+        marked_bad: bool,
     },
     /// The release failed re-verification (damaged on disk, or no longer trusted). It is not marked
     /// bad: a damaged copy is a disk problem, not bad content.
@@ -61,9 +76,19 @@ pub enum FallbackReason {
 impl std::fmt::Display for FallbackReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            FallbackReason::CrashLoop { attempts } => write!(
+            FallbackReason::CrashLoop {
+                attempts,
+                marked_bad: true,
+            } => write!(
                 f,
                 "started {attempts} time(s) without reaching GOOD; marked bad"
+            ),
+            FallbackReason::CrashLoop {
+                attempts,
+                marked_bad: false,
+            } => write!(
+                f,
+                "started {attempts} time(s) without reaching GOOD; not marked bad (it reached GOOD on this host before)"
             ),
             FallbackReason::Unusable { error } => write!(f, "unusable: {error}"),
         }
@@ -84,8 +109,9 @@ pub enum BootDecision {
         /// Its verified content.
         bundle: VerifiedBundle,
     },
-    /// The current release `from` was abandoned; run `bundle` (release `to`, the last-known-good
-    /// release, now current, re-verified, with STARTING(to, 1) recorded). A report was written.
+    /// The current release `from` was abandoned; run `bundle` (release `to`: the last-known-good
+    /// release, or else the newest other installed release that reached GOOD here; now current,
+    /// re-verified, with STARTING(to, 1) recorded). A report was written, if the disk allowed.
     FellBack {
         /// The release abandoned.
         from: u64,
@@ -93,15 +119,15 @@ pub enum BootDecision {
         to: u64,
         /// Why `from` was abandoned.
         reason: FallbackReason,
-        /// The report written to `reports/`.
-        report: PathBuf,
+        /// The report written to `reports/` (`None`: it could not be written).
+        report: Option<PathBuf>,
         /// The verified content of `to`.
         bundle: VerifiedBundle,
     },
-    /// Run the baseline content built into the agent. `from` and `report` are set when this is a
-    /// fallback (the current release and the last-known-good one were both abandoned or unusable);
-    /// both are `None` when no release is current (nothing installed yet, or after an earlier
-    /// fallback to baseline).
+    /// Run the baseline content built into the agent. `from` is set when this is a fallback (no
+    /// other installed release is usable), with the report if it could be written; `from` is `None`
+    /// when no release is current (nothing installed yet, or after an earlier fallback to
+    /// baseline).
     Baseline {
         /// The release abandoned, if any.
         from: Option<u64>,
@@ -166,6 +192,7 @@ impl ContentStore {
                 current,
                 FallbackReason::CrashLoop {
                     attempts: previous_attempts,
+                    marked_bad: !self.state.boot.reached_good.contains(&current),
                 },
             );
         }
@@ -196,8 +223,13 @@ impl ContentStore {
     fn fall_back(&mut self, from: u64, reason: FallbackReason) -> Result<BootDecision, StoreError> {
         let mut state = self.state.clone();
         let attempts = match reason {
-            FallbackReason::CrashLoop { attempts } => {
-                state.bad.insert(from);
+            FallbackReason::CrashLoop {
+                attempts,
+                marked_bad,
+            } => {
+                if marked_bad {
+                    state.mark_bad(from, super::store::BadReason::CrashLoop);
+                }
                 Some(attempts)
             }
             FallbackReason::Unusable { .. } => None,
@@ -208,62 +240,129 @@ impl ContentStore {
         {
             state.last_known_good = None;
         }
-        let target = state.last_known_good.filter(|&lkg| lkg != from);
+        // The last-known-good release, then the newest other release that reached GOOD here.
+        let mut candidates: Vec<u64> = state.last_known_good.into_iter().collect();
+        candidates.extend(state.boot.reached_good.iter().rev().copied());
+        candidates.retain(|&r| r != from && !state.bad.contains(&r));
+        candidates.dedup();
         let mut why = format!("release {from}: {reason}");
-        if let Some(to) = target {
+        let mut chosen = None;
+        for to in candidates {
             match self.load_release(to) {
                 Ok(bundle) => {
-                    state.current = Some(to);
-                    state.boot.starting = Some(super::Starting {
-                        release: to,
-                        attempts: 1,
-                    });
-                    let report = self.write_report(&Report {
-                        kind: ReportKind::Fallback,
-                        at_unix_ms: now_unix_ms(),
-                        from: Some(from),
-                        to: Some(to),
-                        reason: format!("{why}; reverted to last-known-good release {to}"),
-                        attempts,
-                        bad: state.bad.iter().copied().collect(),
-                        source: None,
-                    })?;
-                    self.save_state(state)?;
-                    tracing::warn!(from, to, %reason, "content fell back to the last-known-good release");
-                    return Ok(BootDecision::FellBack {
-                        from,
-                        to,
-                        reason,
-                        report,
-                        bundle,
-                    });
+                    chosen = Some((to, bundle));
+                    break;
                 }
-                Err(e) => {
-                    why = format!("{why}; last-known-good release {to} is unusable too: {e}");
-                }
+                Err(e) => why = format!("{why}; release {to} is unusable too: {e}"),
             }
-        } else {
+        }
+        if let Some((to, bundle)) = chosen {
+            state.current = Some(to);
+            state.boot.starting = Some(super::Starting {
+                release: to,
+                attempts: 1,
+            });
+            let bad = state.bad.iter().copied().collect();
+            self.save_state(state)?;
+            let kind = if self.state.last_known_good == Some(to) {
+                "last-known-good release"
+            } else {
+                "release"
+            };
+            let report = self.best_effort_report(Report {
+                kind: ReportKind::Fallback,
+                at_unix_ms: now_unix_ms(),
+                from: Some(from),
+                to: Some(to),
+                reason: format!("{why}; reverted to {kind} {to}"),
+                attempts,
+                bad,
+                source: None,
+            });
+            tracing::warn!(from, to, %reason, "content fell back to an earlier release");
+            return Ok(BootDecision::FellBack {
+                from,
+                to,
+                reason,
+                report,
+                bundle,
+            });
+        }
+        if self.state.last_known_good.is_none() && self.state.boot.reached_good.is_empty() {
             why = format!("{why}; no last-known-good release to revert to");
         }
         state.current = None;
         state.boot.starting = None;
-        let report = self.write_report(&Report {
+        let bad = state.bad.iter().copied().collect();
+        self.save_state(state)?;
+        let report = self.best_effort_report(Report {
             kind: ReportKind::Baseline,
             at_unix_ms: now_unix_ms(),
             from: Some(from),
             to: None,
             reason: format!("{why}; running the built-in baseline content"),
             attempts,
-            bad: state.bad.iter().copied().collect(),
+            bad,
             source: None,
-        })?;
-        self.save_state(state)?;
+        });
         tracing::error!(from, %reason, "content fell back to the built-in baseline");
         Ok(BootDecision::Baseline {
             from: Some(from),
             reason: Some(reason),
-            report: Some(report),
+            report,
         })
+    }
+
+    /// Abandons the current release `release` as unusable on this host (the agent found that no
+    /// rule of it loads): the same fallback as a release that fails re-verification (to the
+    /// last-known-good release, else the newest other release that reached GOOD here, else the
+    /// baseline), without marking it bad. Refused unless `release` is current.
+    pub fn abandon_unusable(
+        &mut self,
+        release: u64,
+        error: String,
+    ) -> Result<BootDecision, StoreError> {
+        self.writable()?;
+        if self.state.current != Some(release) {
+            return Err(StoreError::NotCurrent {
+                release,
+                current: self.state.current,
+            });
+        }
+        self.fall_back(release, FallbackReason::Unusable { error })
+    }
+
+    /// Writes `report` after the decision it describes is recorded: a report that cannot be written
+    /// (a full disk) is logged and never undoes or blocks the decision.
+    pub(super) fn best_effort_report(&self, report: Report) -> Option<PathBuf> {
+        match self.write_report(&report) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                tracing::warn!(error = %e, kind = %report.kind, "cannot write a report");
+                None
+            }
+        }
+    }
+
+    /// Records that the agent stopped cleanly (SIGTERM, a reboot, an embedder's `stop`) while the
+    /// current release's health window had not passed: the start is taken back from its STARTING
+    /// record, so clean restarts never add up to a fallback. Only a start that did not end cleanly
+    /// counts. Does nothing when no start is pending.
+    pub fn record_clean_stop(&mut self) -> Result<(), StoreError> {
+        self.writable()?;
+        let Some(starting) = self.state.boot.starting else {
+            return Ok(());
+        };
+        if self.state.current != Some(starting.release) {
+            return Ok(());
+        }
+        let mut state = self.state.clone();
+        let attempts = starting.attempts.saturating_sub(1);
+        state.boot.starting = (attempts > 0).then_some(Starting {
+            release: starting.release,
+            attempts,
+        });
+        self.save_state(state)
     }
 
     /// Records GOOD(`release`) after its health window: it becomes last-known-good and its STARTING
@@ -279,8 +378,14 @@ impl ContentStore {
         let mut state = self.state.clone();
         state.boot.good = Some(release);
         state.boot.starting = None;
+        state.boot.reached_good.insert(release);
         state.last_known_good = Some(release);
-        self.save_state(state)
+        self.save_state(state)?;
+        // The previous last-known-good release may no longer be kept.
+        if let Err(e) = self.prune_releases() {
+            tracing::warn!(error = %e, "could not remove old release folders");
+        }
+        Ok(())
     }
 
     /// Manual revert: makes `to` (default: the last-known-good release) current, after re-verifying
@@ -302,12 +407,12 @@ impl ContentStore {
             return Err(StoreError::NotInstalled { release: target });
         }
         if self.state.bad.contains(&target) && !force {
-            return Err(StoreError::BadRelease { release: target });
+            return Err(self.state.bad_release(target));
         }
         let bundle = self.load_release(target)?;
         let from = self.state.current;
         let mut state = self.state.clone();
-        let unmarked = state.bad.remove(&target);
+        let unmarked = state.unmark_bad(target);
         state.current = Some(target);
         state.boot.starting = None;
         let report = self.write_report(&Report {
@@ -417,8 +522,12 @@ mod tests {
             BootDecision::FellBack {
                 from: 2,
                 to: 1,
-                reason: FallbackReason::CrashLoop { attempts: K },
-                report,
+                reason:
+                    FallbackReason::CrashLoop {
+                        attempts: K,
+                        marked_bad: true,
+                    },
+                report: Some(report),
                 bundle,
             } => {
                 assert_eq!(bundle.release(), 1);
@@ -458,7 +567,13 @@ mod tests {
             .install(bundle.path(), crate::content::testutil::NOW)
             .unwrap_err();
         assert!(
-            matches!(err, StoreError::BadRelease { release: 2 }),
+            matches!(
+                err,
+                StoreError::BadRelease {
+                    release: 2,
+                    why: Some(crate::content::BadReason::CrashLoop)
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("marked bad"), "{err}");
@@ -553,7 +668,40 @@ mod tests {
     }
 
     #[test]
-    fn a_crash_looping_last_known_good_goes_to_baseline() {
+    fn a_release_that_reached_good_here_is_never_marked_bad_by_the_boot_guard() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        store.begin_boot(K).unwrap();
+        store.mark_good(1).unwrap();
+        install(&mut store, 2);
+        store.begin_boot(K).unwrap();
+        store.mark_good(2).unwrap();
+        // Release 2, GOOD here, now fails K starts in a row (crashes, not clean stops).
+        for _ in 0..K {
+            store = reopen(store);
+            store.begin_boot(K).unwrap();
+        }
+        store = reopen(store);
+        match store.begin_boot(K).unwrap() {
+            BootDecision::FellBack {
+                from: 2,
+                to: 1,
+                reason:
+                    FallbackReason::CrashLoop {
+                        attempts: K,
+                        marked_bad: false,
+                    },
+                ..
+            } => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(store.state().bad.is_empty(), "{:?}", store.state().bad);
+        assert!(store.state().boot.reached_good.contains(&2));
+        // It stays installed and usable: an operator can go back to it without forcing.
+        store.rollback(Some(2), false).unwrap();
+
+        // With no other release that reached GOOD: the baseline, still not marked bad, and the
+        // last-known-good pointer kept for `store rollback`.
         let (_tmp, mut store) = new_store();
         install(&mut store, 1);
         store.begin_boot(K).unwrap();
@@ -565,8 +713,77 @@ mod tests {
             store.begin_boot(K).unwrap(),
             BootDecision::Baseline { from: Some(1), .. }
         ));
-        assert_eq!(store.state().last_known_good, None);
-        assert!(store.state().bad.contains(&1));
+        assert!(store.state().bad.is_empty());
+        assert_eq!(store.state().last_known_good, Some(1));
+        assert_eq!(store.state().current, None);
+        assert_eq!(store.rollback(None, false).unwrap().to, 1);
+    }
+
+    #[test]
+    fn clean_stops_never_add_up_to_a_fallback() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        // Ten starts, each ended by a clean stop (SIGTERM, a reboot) inside the health window.
+        for _ in 0..10 {
+            store = reopen(store);
+            assert!(matches!(
+                store.begin_boot(K).unwrap(),
+                BootDecision::Start {
+                    release: 1,
+                    attempt: 1,
+                    ..
+                }
+            ));
+            store.record_clean_stop().unwrap();
+            assert_eq!(store.state().boot.starting, None);
+        }
+        assert_eq!(store.state().current, Some(1));
+        assert!(store.state().bad.is_empty());
+        // A start that did not end cleanly still counts; a clean stop takes back only its own.
+        store.begin_boot(K).unwrap();
+        store = reopen(store);
+        store.begin_boot(K).unwrap();
+        store.record_clean_stop().unwrap();
+        assert_eq!(
+            store.state().boot.starting,
+            Some(Starting {
+                release: 1,
+                attempts: 1
+            })
+        );
+        // Nothing pending: a clean stop changes nothing.
+        store.mark_good(1).unwrap();
+        let before = store.state().clone();
+        store.record_clean_stop().unwrap();
+        assert_eq!(store.state(), &before);
+    }
+
+    #[test]
+    fn an_unusable_release_is_abandoned_without_being_marked_bad() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        store.begin_boot(K).unwrap();
+        store.mark_good(1).unwrap();
+        install(&mut store, 2);
+        store.begin_boot(K).unwrap();
+        assert!(matches!(
+            store.abandon_unusable(1, "x".into()),
+            Err(StoreError::NotCurrent { release: 1, .. })
+        ));
+        match store
+            .abandon_unusable(2, "no rule of it loaded".into())
+            .unwrap()
+        {
+            BootDecision::FellBack {
+                from: 2,
+                to: 1,
+                reason: FallbackReason::Unusable { error },
+                ..
+            } => assert!(error.contains("no rule"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(store.state().bad.is_empty());
+        assert_eq!(store.state().last_known_good, Some(1));
     }
 
     #[test]
@@ -604,7 +821,7 @@ mod tests {
         assert_eq!(store.state().current, Some(1));
         assert!(matches!(
             store.rollback(Some(2), false),
-            Err(StoreError::BadRelease { release: 2 })
+            Err(StoreError::BadRelease { release: 2, .. })
         ));
         let out = store.rollback(Some(2), true).unwrap();
         assert_eq!(out.to, 2);

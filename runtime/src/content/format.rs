@@ -62,6 +62,14 @@ pub struct Root {
     pub keys: BTreeMap<String, KeyEntry>,
     /// How many distinct keys of `keys` must sign a manifest (and a new root). `1 ..= keys.len()`.
     pub threshold: u32,
+    /// The release counter a store takes when it installs this root: its highest accepted release
+    /// becomes this number, so releases numbered above it install (and, on a fresh store, the
+    /// release-step bound counts from it). A rotation that carries it resets a counter that a
+    /// fast-forwarded release number blocked; pick it above every release still signed by a key the
+    /// root keeps, or the older ones install again. `None` (left out of the JSON): the counter is
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_counter: Option<u64>,
 }
 
 /// A public key in a [`Root`].
@@ -244,6 +252,7 @@ mod tests {
             expires_unix: 9,
             keys: BTreeMap::new(),
             threshold: 1,
+            release_counter: None,
         };
         let bytes = signing_bytes(&root).unwrap();
         assert!(bytes.starts_with(CONTEXT_ROOT));

@@ -108,6 +108,98 @@ pub(crate) fn write_new_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
+/// [`write_new_synced`], the file readable and writable by its owner only (mode `0600` on Unix),
+/// whatever the umask: for copies of what someone delivered, which must never become readable by
+/// more users than the original.
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // `create_new` (O_CREAT | O_EXCL) never follows a link at `path`: it fails.
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Creates the folder `path` (its parent must exist), accessible by its owner only (mode `0700` on
+/// Unix), whatever the umask.
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Removes a file, a link (never followed) or a folder with everything in it.
+pub(crate) fn remove_path(path: &Path) -> io::Result<()> {
+    if std::fs::symlink_metadata(path)?.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// What a file or folder holds on disk ([`disk_usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskUsage {
+    /// Bytes in regular files (their length), links and folders not followed.
+    pub bytes: u64,
+    /// Files, folders and other entries counted.
+    pub entries: u64,
+    /// The walk stopped at its entry limit: there is more than counted.
+    pub truncated: bool,
+}
+
+impl DiskUsage {
+    /// The sum of two usages.
+    pub fn plus(self, other: DiskUsage) -> DiskUsage {
+        DiskUsage {
+            bytes: self.bytes.saturating_add(other.bytes),
+            entries: self.entries.saturating_add(other.entries),
+            truncated: self.truncated || other.truncated,
+        }
+    }
+}
+
+/// What `path` holds: the bytes of every regular file in it (itself, if it is one), never following
+/// a link, counting at most `max_entries` entries (then `truncated`). A missing path holds nothing.
+pub fn disk_usage(path: &Path, max_entries: u64) -> io::Result<DiskUsage> {
+    let mut usage = DiskUsage::default();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        usage.entries += 1;
+        if usage.entries > max_entries {
+            usage.truncated = true;
+            break;
+        }
+        if meta.is_file() {
+            usage.bytes = usage.bytes.saturating_add(meta.len());
+        } else if meta.is_dir() {
+            for entry in std::fs::read_dir(&next)? {
+                let queued = u64::try_from(pending.len()).unwrap_or(u64::MAX);
+                if usage.entries.saturating_add(queued) >= max_entries {
+                    usage.truncated = true;
+                    return Ok(usage);
+                }
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(usage)
+}
+
 /// Why a capped read failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -157,7 +249,12 @@ pub fn read_capped_following_links(path: &Path, cap: u64) -> Result<Vec<u8>, Cap
 /// be a regular file (`fstat`), its size must be at most `cap`, and the read stops after `cap + 1`
 /// bytes, so a file that grows while being read can never make this read more than that.
 pub fn read_capped_with(path: &Path, cap: u64, links: Links) -> Result<Vec<u8>, CappedReadError> {
-    let file = open_regular(path, links)?;
+    read_open_capped(open_regular(path, links)?, cap)
+}
+
+/// The part of [`read_capped_with`] after the open: `file` (opened non-blocking) must be a regular
+/// file of at most `cap` bytes, checked on the descriptor; the read stops after `cap + 1` bytes.
+pub(crate) fn read_open_capped(file: File, cap: u64) -> Result<Vec<u8>, CappedReadError> {
     let meta = file.metadata().map_err(CappedReadError::Io)?;
     if !meta.is_file() {
         return Err(CappedReadError::NotAFile);

@@ -3,21 +3,25 @@
 //!
 //! | path | what | written by | read by |
 //! |---|---|---|---|
-//! | `lock` | advisory exclusive lock of the process that opened the store for writing | [`ContentStore::open`] | the kernel (`flock`) |
+//! | `lock` | advisory exclusive lock of the process that opened the store for writing; mode `0600`, the store owner's alone | [`ContentStore::open`] | the kernel (`flock`) |
 //! | `root.json` | the trusted content root (signed envelope) | `init`, `update_root` | every open |
 //! | `state.json` | [`StoreState`]: highest release, current, last-known-good, bad, boot record, installed hashes | install, boot guard, revert, rollback | every open |
 //! | `quarantine.json` | the [`QuarantineEntry`] list: rule versions quarantined on this host | [`ContentStore::record_quarantine`], install | every open; checked before a rule is compiled |
-//! | `releases/<n>/` | verified copy of release `n`: `manifest.json` + `modules/<sha256>.wasm` | install (built under `releases/.tmp-<n>-<unique>/`, renamed into place) | re-verified at every load |
-//! | `reports/<unix_ms>-<kind>.json` | a [`Report`] for people and fleet tooling ([`ReportKind`]) | boot guard, refusals, revert, rollback, rebuild | people |
+//! | `releases/<n>/` | verified copy of release `n`: `manifest.json` + `modules/<sha256>.wasm`; old ones pruned (see [`StoreUsage`](super::StoreUsage)) | install (built under `releases/.tmp-<n>-<unique>/`, renamed into place) | re-verified at every load |
+//! | `reports/<unix_ms>-<kind>.json` | a [`Report`] for people and fleet tooling ([`ReportKind`]); the newest 1,000 kept | boot guard, refusals, revert, rollback, rebuild | people |
 //! | `inbox/<name>/` | a bundle delivered for the agent ([`Inbox::deliver_bundle`]) | `rulebox push`, a fetcher | the agent ([`Inbox::scan`]) |
 //! | `inbox/<name>.revert.json` | a signed revert delivered for the agent ([`Inbox::deliver_revert`]) | `rulebox push`, a fetcher | the agent, before any bundle |
-//! | `inbox/.push-*` | a delivery being copied (renamed to its final name when whole) | the deliverer | nobody: dot-prefixed entries are skipped |
-//! | `inbox/.refused-<name>-<unix_ms>` | an entry the agent refused (kept for people) | the agent ([`Inbox::refuse`]) | people |
+//! | `inbox/.push-*` | a delivery being copied (renamed to its final name when whole) | the deliverer | nobody: dot-prefixed entries are skipped; removed at open once stale |
+//! | `inbox/.refused-<name>-<unix_ms>` | an entry the agent refused (kept for people; the newest 8, 64 MiB in all) | the agent ([`Inbox::refuse`]) | people |
 //! | `cache/` | machine code this host compiled from verified modules ([`ModuleCache`]), mode 0700 | the agent | the agent |
 //! | `owner-root.json` | the host owner's root (optional; signs policies) | `policy install` | every install |
 //! | `policy.json` | the owner's signed policy (optional) | `policy install` | every install |
-//! | `policy-state.json` | the newest release whose verified manifest this host saw | install | every install |
+//! | `policy-state.json` | the releases whose verified manifest this host saw, and when it first saw each | install | every install |
 //! | `.tmp-*` (anywhere above) | a write in progress ([`write_atomic`]) | the store | removed at the next open |
+//!
+//! The store folder and every folder above it must be changeable by the store's user (or root)
+//! only ([`check_private_folder`](super::check_private_folder)); the store's folders are created
+//! mode `0700`.
 //!
 //! [`ContentStore::open`]: super::ContentStore::open
 //! [`ContentStore::record_quarantine`]: super::ContentStore::record_quarantine

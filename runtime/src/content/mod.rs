@@ -11,9 +11,11 @@
 //! - [`check_bundle_structure`]: the same checks but the signatures and the time-dependent ones, for a
 //!   bundle that is not signed yet (the release gate runs it).
 //! - [`ContentStore`]: the store folder (releases, pointers to the current and last-known-good
-//!   release, boot records, quarantine list, reports), laid out as [`layout`] says. Every write is
-//!   temp file + fsync + rename + fsync of the folder ([`write_atomic`]); everything read back is
-//!   re-verified before use; every file is read with the one capped reader ([`read_capped`]).
+//!   release, boot records, quarantine list, reports), laid out as [`layout`] says, refused if
+//!   another user could change it ([`check_private_folder`]), bounded in what it keeps
+//!   ([`StoreUsage`], the retention rules). Every write is temp file + fsync + rename + fsync of the
+//!   folder ([`write_atomic`]); everything read back is re-verified before use; every file is read
+//!   with the one capped reader ([`read_capped`]).
 //! - [`Inbox`]: where bundles and signed reverts are delivered for the agent.
 //! - [`ContentStore::begin_boot`] / [`ContentStore::mark_good`] / [`ContentStore::rollback`]: the
 //!   boot guard.
@@ -28,7 +30,10 @@ mod format;
 pub(crate) mod fsutil;
 mod inbox;
 pub mod layout;
+mod lock;
+mod ownership;
 mod policy;
+mod retention;
 mod revert;
 mod store;
 mod verify;
@@ -50,27 +55,30 @@ pub use format::{
     Signature, Signed, key_id, manifest_hash, module_file_name, signing_bytes,
 };
 pub use fsutil::{
-    CappedReadError, Links, fsync_dir, read_capped, read_capped_following_links, read_capped_with,
-    write_atomic,
+    CappedReadError, DiskUsage, Links, disk_usage, fsync_dir, read_capped,
+    read_capped_following_links, read_capped_with, write_atomic,
 };
-pub use inbox::{Inbox, InboxEntry};
+pub use inbox::{Inbox, InboxEntry, MAX_REFUSED_BYTES, MAX_REFUSED_KEPT, STALE_DELIVERY};
 pub use layout::{OWNER_ROOT_FILE, POLICY_FILE, POLICY_STATE_FILE, REVERT_SUFFIX, StoreLayout};
+pub use ownership::{UnsafeFolder, check_private_folder};
 pub use policy::{
-    CONTEXT_POLICY, CustomerPolicy, POLICY_FORMAT, PolicyError, PolicyMode, PolicyViolation,
-    verify_policy,
+    CONTEXT_POLICY, CustomerPolicy, MAX_SEEN_RELEASES, POLICY_FORMAT, PolicyError, PolicyMode,
+    PolicyViolation, SeenRelease, SeenReleases, verify_policy,
 };
+pub use retention::StoreUsage;
 pub use revert::{
-    CONTEXT_REVERT, MAX_REVERT_BYTES, REVERT_FORMAT, Revert, RevertError, RevertOutcome,
-    verify_revert,
+    CONTEXT_REVERT, MAX_REVERT_BYTES, MAX_REVERT_VALIDITY_SECS, REVERT_FORMAT, Revert, RevertError,
+    RevertOutcome, verify_revert,
 };
 pub use store::{
-    ContentStore, InstallOutcome, InstalledRelease, QuarantineEntry, QuarantineReason, ReleaseName,
-    Report, ReportKind, StoreError, StoreState, StoreStatus,
+    BadReason, ContentStore, InstallOutcome, InstalledRelease, KEEP_OTHER_RELEASES, MAX_REPORTS,
+    QuarantineEntry, QuarantineReason, ReleaseName, Report, ReportKind, StoreError, StoreState,
+    StoreStatus,
 };
 pub use verify::{
-    BundleContents, BundleError, BundleLimits, MAX_ROOT_BYTES, RUNTIME_VERSION, RootError,
-    SignatureError, VerifiedBundle, check_bundle_structure, load_trusted_root, parse_trusted_root,
-    update_root, verify_bundle,
+    BundleContents, BundleError, BundleLimits, MAX_RELEASE_STEP, MAX_ROOT_BYTES, RUNTIME_VERSION,
+    RootError, SignatureError, VerifiedBundle, check_bundle_structure, load_trusted_root,
+    parse_trusted_root, update_root, verify_bundle, verify_envelope,
 };
 
 /// Seconds since the Unix epoch, by the system clock (0 if the clock is before 1970).

@@ -2,20 +2,27 @@
 //! that took it to go back. The instruction is signed by a threshold of the **content root's** keys
 //! (the same keys that sign manifests, under its own domain-separation context
 //! [`CONTEXT_REVERT`]), and the host verifies it before it changes anything: a forged revert could
-//! otherwise turn detection off fleet-wide.
+//! otherwise turn detection off fleet-wide. An instruction is valid for at most
+//! [`MAX_REVERT_VALIDITY_SECS`] (a week by default): one that never expires is refused.
 //!
 //! Applying a revert ([`ContentStore::apply_revert`]) marks the release **bad** (so it is never
 //! installed or activated again on this host, even if it arrives later) and, if it is current, makes
-//! the instruction's target current (re-verified first), else the last-known-good release, else the
-//! built-in baseline. A revert only ever moves a host to content it already had, so it is accepted
-//! whatever the customer's policy says.
+//! another installed release current (re-verified first): the instruction's target, else the
+//! last-known-good release, else the newest installed release that reached GOOD here, else the
+//! newest other installed release that is not bad, else the built-in baseline. A revert only ever
+//! moves a host to content it already had, so it is accepted whatever the customer's policy says,
+//! with one limit: **a revert never marks the release the owner's policy pins bad**. If the withdrawn
+//! release is the pinned one (number and manifest hash), the host still stops running it (the
+//! vendor says it is bad content), but it stays installed and unmarked, and the owner decides when
+//! to return to it (`rulebox store rollback --to N`) or what to pin next.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::format::{Signable, Signed, signing_bytes};
-use super::store::{ContentStore, Report, ReportKind, StoreError};
+use super::policy::PolicyMode;
+use super::store::{BadReason, ContentStore, Report, ReportKind, StoreError};
 use super::verify::{SignatureError, VerifiedBundle, check_threshold};
 use super::{Root, now_unix_ms};
 
@@ -25,6 +32,8 @@ pub const CONTEXT_REVERT: &[u8] = b"rulebox-revert-v1\0";
 pub const REVERT_FORMAT: u32 = 1;
 /// Largest revert envelope accepted, in bytes.
 pub const MAX_REVERT_BYTES: usize = 64 << 10;
+/// Longest a revert may be valid (`expires_unix - issued_unix`), in seconds: 90 days.
+pub const MAX_REVERT_VALIDITY_SECS: u64 = 90 * 86_400;
 
 /// A revert instruction: "release `release` is withdrawn; go back to `to`".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +47,8 @@ pub struct Revert {
     pub to: Option<u64>,
     /// When the controller issued it, seconds since the Unix epoch.
     pub issued_unix: u64,
-    /// After this instant the instruction is refused (a stale instruction cannot be replayed forever).
+    /// After this instant the instruction is refused (a stale instruction cannot be replayed
+    /// forever); at most [`MAX_REVERT_VALIDITY_SECS`] after `issued_unix`.
     pub expires_unix: u64,
     /// Why, for people (the failed gate).
     pub reason: String,
@@ -60,7 +70,7 @@ pub enum RevertError {
     },
     /// The envelope does not parse.
     #[error("revert instruction does not parse: {0}")]
-    Parse(#[source] serde_json::Error),
+    Parse(serde_json::Error),
     /// An unknown format.
     #[error(
         "revert instruction format {found} is not supported (this runtime reads {REVERT_FORMAT})"
@@ -70,12 +80,12 @@ pub enum RevertError {
         found: u32,
     },
     /// The signatures do not meet the content root's threshold.
-    #[error("revert instruction for release {release}: {source}")]
+    #[error("revert instruction for release {release}: {error}")]
     Signature {
         /// The release it names.
         release: u64,
         /// What failed.
-        source: SignatureError,
+        error: SignatureError,
     },
     /// The instruction has expired.
     #[error("revert instruction for release {release} expired at {expires_unix} (now {now_unix})")]
@@ -86,6 +96,19 @@ pub enum RevertError {
         expires_unix: u64,
         /// The host's clock.
         now_unix: u64,
+    },
+    /// The instruction is valid for longer than [`MAX_REVERT_VALIDITY_SECS`] (or expires before it
+    /// was issued).
+    #[error(
+        "revert instruction for release {release} is valid from {issued_unix} to {expires_unix}; at most {MAX_REVERT_VALIDITY_SECS} seconds is accepted"
+    )]
+    Validity {
+        /// The release it names.
+        release: u64,
+        /// When it was issued.
+        issued_unix: u64,
+        /// Its expiry.
+        expires_unix: u64,
     },
     /// Its target is the withdrawn release itself.
     #[error("revert instruction for release {release} names the same release as its target")]
@@ -99,8 +122,8 @@ pub enum RevertError {
 }
 
 /// Verifies a revert envelope against the content root: size, parse, format, a threshold of the
-/// root's keys over [`CONTEXT_REVERT`] + the canonical bytes, expiry, and a target other than the
-/// withdrawn release.
+/// root's keys over [`CONTEXT_REVERT`] + the canonical bytes, a validity of at most
+/// [`MAX_REVERT_VALIDITY_SECS`], expiry, and a target other than the withdrawn release.
 pub fn verify_revert(bytes: &[u8], root: &Root, now_unix: u64) -> Result<Revert, RevertError> {
     if bytes.len() > MAX_REVERT_BYTES {
         return Err(RevertError::TooLarge { size: bytes.len() });
@@ -114,12 +137,20 @@ pub fn verify_revert(bytes: &[u8], root: &Root, now_unix: u64) -> Result<Revert,
     }
     let keys = root.verifying_keys().map_err(RevertError::Root)?;
     let message = signing_bytes(&revert).map_err(RevertError::Parse)?;
-    check_threshold(&message, &envelope.signatures, &keys, root.threshold).map_err(|source| {
+    check_threshold(&message, &envelope.signatures, &keys, root.threshold).map_err(|error| {
         RevertError::Signature {
             release: revert.release,
-            source,
+            error,
         }
     })?;
+    let validity = revert.expires_unix.checked_sub(revert.issued_unix);
+    if validity.is_none_or(|v| v > MAX_REVERT_VALIDITY_SECS) {
+        return Err(RevertError::Validity {
+            release: revert.release,
+            issued_unix: revert.issued_unix,
+            expires_unix: revert.expires_unix,
+        });
+    }
     if now_unix >= revert.expires_unix {
         return Err(RevertError::Expired {
             release: revert.release,
@@ -142,22 +173,25 @@ pub struct RevertOutcome {
     pub revert: Revert,
     /// Whether the withdrawn release was current (otherwise only its bad mark was recorded).
     pub was_current: bool,
+    /// Whether the withdrawn release is the one the owner's policy pins: it was not marked bad.
+    pub pinned: bool,
     /// The release now current (`None`: the built-in baseline).
     pub current: Option<u64>,
-    /// The report written to `reports/`.
-    pub report: PathBuf,
+    /// The report written to `reports/` (`None`: it could not be written).
+    pub report: Option<PathBuf>,
     /// The content to activate now, if the current release changed to an installed one.
     pub bundle: Option<VerifiedBundle>,
 }
 
 impl ContentStore {
     /// Verifies a signed revert instruction ([`verify_revert`] against the trusted root) and applies
-    /// it: the withdrawn release is marked bad (never installed or activated again here); if it is
-    /// current, the instruction's target becomes current if it is installed, not bad and
-    /// re-verifies, else the last-known-good release under the same conditions, else the built-in
-    /// baseline (`current = None`). A last-known-good pointer at the withdrawn release is moved to
-    /// the new current release. Writes a `revert` report. Applying the same instruction twice changes
-    /// nothing more. A refused instruction leaves the store unchanged.
+    /// it: the withdrawn release is marked bad (never installed or activated again here), unless it
+    /// is the release the owner's policy pins (same number and manifest hash; see the module docs);
+    /// if it is current, another installed release becomes current (see the module docs for the
+    /// order; each re-verified first), else the built-in baseline (`current = None`). A
+    /// last-known-good pointer at the withdrawn release is moved to the new current release. Writes
+    /// `state.json`, then a `revert` report (if the disk allows). Applying the same instruction
+    /// twice changes nothing more. A refused instruction leaves the store unchanged.
     pub fn apply_revert(
         &mut self,
         envelope_bytes: &[u8],
@@ -167,25 +201,22 @@ impl ContentStore {
         let revert = verify_revert(envelope_bytes, &self.root, now_unix)?;
         let release = revert.release;
         let was_current = self.state.current == Some(release);
+        let pinned = self.pins(release);
         let mut state = self.state.clone();
-        state.bad.insert(release);
+        if !pinned {
+            state.mark_bad(release, BadReason::Withdrawn);
+        }
         let mut bundle = None;
         if was_current {
-            let usable = |r: u64| -> Option<VerifiedBundle> {
-                if r == release || state.bad.contains(&r) || !self.state.installed.contains_key(&r)
-                {
-                    return None;
-                }
-                self.load_release(r).ok()
-            };
-            let chosen = revert
-                .to
-                .and_then(|t| usable(t).map(|b| (t, b)))
-                .or_else(|| {
-                    self.state
-                        .last_known_good
-                        .and_then(|t| usable(t).map(|b| (t, b)))
-                });
+            let mut candidates: Vec<u64> = revert.to.into_iter().collect();
+            candidates.extend(state.last_known_good);
+            candidates.extend(state.boot.reached_good.iter().rev().copied());
+            candidates.extend(state.installed.keys().rev().copied());
+            let chosen = candidates
+                .into_iter()
+                .filter(|&r| r != release && !state.bad.contains(&r))
+                .filter(|r| state.installed.contains_key(r))
+                .find_map(|r| self.load_release(r).ok().map(|b| (r, b)));
             state.current = chosen.as_ref().map(|(t, _)| *t);
             state.boot.starting = None;
             bundle = chosen.map(|(_, b)| b);
@@ -193,29 +224,58 @@ impl ContentStore {
         if state.last_known_good == Some(release) {
             state.last_known_good = if was_current { state.current } else { None };
         }
-        let report = self.write_report(&Report {
+        let current = state.current;
+        let bad = state.bad.iter().copied().collect();
+        self.save_state(state)?;
+        let mut reason = format!(
+            "signed revert of release {release} issued at {}: {}",
+            revert.issued_unix, revert.reason
+        );
+        if pinned {
+            reason.push_str(&format!(
+                "; release {release} is the one the owner's policy pins: not marked bad"
+            ));
+        }
+        let report = self.best_effort_report(Report {
             kind: ReportKind::Revert,
             at_unix_ms: now_unix_ms(),
             from: Some(release),
-            to: state.current,
-            reason: format!(
-                "signed revert of release {release} issued at {}: {}",
-                revert.issued_unix, revert.reason
-            ),
+            to: current,
+            reason,
             attempts: None,
-            bad: state.bad.iter().copied().collect(),
+            bad,
             source: None,
-        })?;
-        let current = state.current;
-        self.save_state(state)?;
-        tracing::warn!(release, ?current, "applied a signed revert");
+        });
+        tracing::warn!(release, ?current, pinned, "applied a signed revert");
         Ok(RevertOutcome {
             revert,
             was_current,
+            pinned,
             current,
             report,
             bundle,
         })
+    }
+
+    /// Whether the owner's policy pins `release`: the pin names its number, and the release this
+    /// host installed under that number (if any) has the pinned manifest hash. A revert names a
+    /// number, not content: a pinned release not installed yet is never marked bad by one.
+    fn pins(&self, release: u64) -> bool {
+        let Ok(Some(policy)) = self.policy() else {
+            return false;
+        };
+        let PolicyMode::Pin {
+            release: pinned,
+            manifest_hash,
+        } = policy.mode
+        else {
+            return false;
+        };
+        let installed = self.state.installed.get(&release);
+        pinned == release
+            && (installed.is_none()
+                || manifest_hash.is_none()
+                || manifest_hash.as_ref() == installed)
     }
 }
 
@@ -259,7 +319,8 @@ mod tests {
         assert_eq!(store.state().current, Some(1));
         assert_eq!(store.state().last_known_good, Some(1));
         assert!(store.state().bad.contains(&2));
-        let written: Report = serde_json::from_slice(&std::fs::read(&out.report).unwrap()).unwrap();
+        let report = out.report.as_ref().unwrap();
+        let written: Report = serde_json::from_slice(&std::fs::read(report).unwrap()).unwrap();
         assert_eq!(written.kind, ReportKind::Revert);
         // Again: nothing more changes.
         let again = store
@@ -279,10 +340,21 @@ mod tests {
         assert_eq!(store.state().current, Some(1));
         let bundle = tempfile::tempdir().unwrap();
         crate::content::testutil::standard_bundle(bundle.path(), 2, &[&key(1)]);
-        assert!(matches!(
-            store.install(bundle.path(), NOW),
-            Err(StoreError::BadRelease { release: 2 })
-        ));
+        let err = store.install(bundle.path(), NOW).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::BadRelease {
+                    release: 2,
+                    why: Some(BadReason::Withdrawn)
+                }
+            ),
+            "{err}"
+        );
+        // A withdrawn release is not reported as one that failed to start.
+        let text = err.to_string();
+        assert!(text.contains("withdrew it with a signed revert"), "{text}");
+        assert!(!text.contains("failed to start"), "{text}");
     }
 
     #[test]
@@ -311,7 +383,7 @@ mod tests {
             matches!(
                 err,
                 StoreError::Revert(RevertError::Signature {
-                    source: SignatureError::UnknownKey { .. },
+                    error: SignatureError::UnknownKey { .. },
                     ..
                 })
             ),
@@ -328,7 +400,7 @@ mod tests {
             matches!(
                 err,
                 StoreError::Revert(RevertError::Signature {
-                    source: SignatureError::BadSignature { .. },
+                    error: SignatureError::BadSignature { .. },
                     ..
                 })
             ),
@@ -349,5 +421,142 @@ mod tests {
         let err = store.apply_revert(b"{", NOW).unwrap_err();
         assert!(err.to_string().contains("does not parse"), "{err}");
         assert_eq!(store.state(), &before);
+    }
+
+    #[test]
+    fn a_revert_to_a_release_never_installed_goes_to_the_newest_good_installed_release() {
+        let (_tmp, mut store) = new_store();
+        for r in 1..=3 {
+            install(&mut store, r);
+            store.begin_boot(3).unwrap();
+            if r < 3 {
+                store.mark_good(r).unwrap();
+            }
+        }
+        // Release 3 runs; the vendor's revert names release 7, which this host never installed.
+        let out = store
+            .apply_revert(&bytes(&revert(3, Some(7)), 1), NOW)
+            .unwrap();
+        assert!(out.was_current);
+        assert_eq!(
+            out.current,
+            Some(2),
+            "the newest installed good release, not the baseline"
+        );
+        assert_eq!(out.bundle.as_ref().map(|b| b.release()), Some(2));
+        // Without a last-known-good pointer, the newest release that reached GOOD here.
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        store.begin_boot(3).unwrap();
+        store.mark_good(1).unwrap();
+        install(&mut store, 2);
+        store.begin_boot(3).unwrap();
+        store.mark_good(2).unwrap();
+        install(&mut store, 3);
+        let mut state = store.state().clone();
+        state.last_known_good = None;
+        store.save_state(state).unwrap();
+        let out = store
+            .apply_revert(&bytes(&revert(3, None), 1), NOW)
+            .unwrap();
+        assert_eq!(out.current, Some(2));
+    }
+
+    #[test]
+    fn a_revert_never_marks_the_owners_pinned_release_bad() {
+        use crate::content::policy::{CustomerPolicy, POLICY_FORMAT, PolicyMode};
+        use crate::content::testutil::{root, root_bytes};
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        store.begin_boot(3).unwrap();
+        store.mark_good(1).unwrap();
+        let two = install(&mut store, 2);
+        store.begin_boot(3).unwrap();
+        store.mark_good(2).unwrap();
+        store
+            .set_owner_root(&root_bytes(&root(1, &[&key(7)], 1), &[&key(7)]))
+            .unwrap();
+        let pinned = CustomerPolicy {
+            format: POLICY_FORMAT,
+            version: 1,
+            issued_unix: NOW,
+            mode: PolicyMode::Pin {
+                release: 2,
+                manifest_hash: Some(two.bundle.manifest_hash().to_owned()),
+            },
+            delay_hours: 0,
+            notes: String::new(),
+        };
+        store
+            .set_policy(&serde_json::to_vec(&sign(&pinned, &[&key(7)])).unwrap())
+            .unwrap();
+        // The vendor withdraws the release the owner pinned: the host stops running it ...
+        let out = store
+            .apply_revert(&bytes(&revert(2, Some(1)), 1), NOW)
+            .unwrap();
+        assert!(out.pinned && out.was_current);
+        assert_eq!(store.state().current, Some(1));
+        // ... but it is not marked bad: the owner decides when to go back to it.
+        assert!(!store.state().bad.contains(&2));
+        let report: Report =
+            serde_json::from_slice(&std::fs::read(out.report.unwrap()).unwrap()).unwrap();
+        assert!(report.reason.contains("pins"), "{}", report.reason);
+        assert_eq!(store.rollback(Some(2), false).unwrap().to, 2);
+        // A pinned release not installed yet is not marked bad by a revert either.
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        store
+            .set_owner_root(&root_bytes(&root(1, &[&key(7)], 1), &[&key(7)]))
+            .unwrap();
+        let mut later = pinned.clone();
+        later.mode = PolicyMode::Pin {
+            release: 5,
+            manifest_hash: Some("ab".repeat(32)),
+        };
+        store
+            .set_policy(&serde_json::to_vec(&sign(&later, &[&key(7)])).unwrap())
+            .unwrap();
+        assert!(
+            store
+                .apply_revert(&bytes(&revert(5, None), 1), NOW)
+                .unwrap()
+                .pinned
+        );
+        assert!(store.state().bad.is_empty());
+        // Any other release is marked bad as usual.
+        assert!(
+            !store
+                .apply_revert(&bytes(&revert(6, None), 1), NOW)
+                .unwrap()
+                .pinned
+        );
+        assert_eq!(
+            store.state().bad_reasons.get(&6),
+            Some(&BadReason::Withdrawn)
+        );
+    }
+
+    #[test]
+    fn a_revert_that_never_expires_is_refused() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 1);
+        let before = store.state().clone();
+        for expires_unix in [u64::MAX, NOW + MAX_REVERT_VALIDITY_SECS + 1, NOW - 1] {
+            let r = Revert {
+                expires_unix,
+                ..revert(1, None)
+            };
+            let err = store.apply_revert(&bytes(&r, 1), NOW).unwrap_err();
+            assert!(
+                matches!(err, StoreError::Revert(RevertError::Validity { .. })),
+                "{expires_unix}: {err}"
+            );
+        }
+        assert_eq!(store.state(), &before);
+        let r = Revert {
+            expires_unix: NOW + MAX_REVERT_VALIDITY_SECS,
+            ..revert(1, None)
+        };
+        store.apply_revert(&bytes(&r, 1), NOW).unwrap();
     }
 }

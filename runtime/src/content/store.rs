@@ -16,11 +16,13 @@ use serde::{Deserialize, Serialize};
 use super::boot_guard::BootRecord;
 use super::format::{Root, RuleEntry};
 use super::fsutil::{
-    CappedReadError, TMP_PREFIX, fsync_dir, pause_point, read_capped, unique_suffix, write_atomic,
-    write_new_synced,
+    CappedReadError, TMP_PREFIX, create_private_dir, fsync_dir, pause_point, read_capped,
+    remove_path, unique_suffix, write_atomic, write_new_synced,
 };
 use super::inbox::Inbox;
 use super::layout::{QUARANTINE_FILE, STATE_FILE, StoreLayout};
+use super::ownership::{UnsafeFolder, check_private_folder};
+use super::retention::StoreUsage;
 use super::verify::{
     BundleError, BundleLimits, Checks, RootError, VerifiedBundle, load_trusted_root,
     parse_trusted_root, read_signed_manifest, update_root, verify_bundle, verify_with,
@@ -34,6 +36,13 @@ const MAX_STATE_BYTES: u64 = 1 << 20;
 const MAX_QUARANTINE_BYTES: u64 = 16 << 20;
 /// Most quarantine entries kept (the oldest go first).
 const MAX_QUARANTINE_ENTRIES: usize = 10_000;
+/// Installed releases kept besides the current and the last-known-good one (the newest go last).
+pub const KEEP_OTHER_RELEASES: usize = 3;
+/// Most reports kept in `reports/` (the oldest go first).
+pub const MAX_REPORTS: usize = 1_000;
+/// Most releases remembered as bad (the lowest numbers are forgotten first; the rollback counter
+/// refuses them anyway).
+const MAX_BAD_RELEASES: usize = 1_000;
 
 /// The store's pointers and records (`state.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +63,63 @@ pub struct StoreState {
     /// Installed releases (folders under `releases/`) with their manifest's canonical hash: a
     /// release folder is used only if its manifest still has this hash.
     pub installed: BTreeMap<u64, String>,
+    /// Why each bad release is bad, where it is known (left out of the JSON when empty).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bad_reasons: BTreeMap<u64, BadReason>,
+    /// The version of the trusted root whose [`release_counter`](Root::release_counter) the store
+    /// applied (left out of the JSON when none was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_counter_root: Option<u64>,
 }
 
 impl StoreState {
     /// The format this runtime writes.
     pub const FORMAT: u32 = 1;
+
+    /// Marks `release` bad for `reason` (keeping at most the newest 1,000 bad releases).
+    pub(super) fn mark_bad(&mut self, release: u64, reason: BadReason) {
+        self.bad.insert(release);
+        self.bad_reasons.insert(release, reason);
+        while self.bad.len() > MAX_BAD_RELEASES {
+            if let Some(lowest) = self.bad.pop_first() {
+                self.bad_reasons.remove(&lowest);
+            }
+        }
+    }
+
+    /// Clears `release`'s bad mark; whether it had one.
+    pub(super) fn unmark_bad(&mut self, release: u64) -> bool {
+        self.bad_reasons.remove(&release);
+        self.bad.remove(&release)
+    }
+
+    /// The [`StoreError::BadRelease`] refusal of `release`.
+    pub(super) fn bad_release(&self, release: u64) -> StoreError {
+        StoreError::BadRelease {
+            release,
+            why: self.bad_reasons.get(&release).copied(),
+        }
+    }
+}
+
+/// Why a release is marked bad on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BadReason {
+    /// It started `boot_attempts` times without reaching GOOD (the boot guard).
+    CrashLoop,
+    /// The vendor withdrew it with a signed revert.
+    Withdrawn,
+}
+
+impl std::fmt::Display for BadReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BadReason::CrashLoop => "it failed to start",
+            BadReason::Withdrawn => "the vendor withdrew it with a signed revert",
+        })
+    }
 }
 
 impl Default for StoreState {
@@ -71,6 +132,8 @@ impl Default for StoreState {
             bad: BTreeSet::new(),
             boot: BootRecord::default(),
             installed: BTreeMap::new(),
+            bad_reasons: BTreeMap::new(),
+            release_counter_root: None,
         }
     }
 }
@@ -256,6 +319,10 @@ pub struct InstalledRelease {
     pub last_known_good: bool,
     /// Whether it is marked bad.
     pub bad: bool,
+    /// Why it is marked bad, if it is and that is known.
+    pub bad_reason: Option<BadReason>,
+    /// Whether it reached GOOD on this host at some point.
+    pub reached_good: bool,
     /// Why the manifest copy fails its checks (signature, hash pin), if it does. Module hashes are
     /// checked only when the release is loaded.
     pub problem: Option<String>,
@@ -290,19 +357,23 @@ pub struct StoreStatus {
     pub installed: Vec<InstalledRelease>,
     /// Persisted quarantine entries.
     pub quarantine: Vec<QuarantineEntry>,
+    /// How much the store holds on disk.
+    pub usage: StoreUsage,
 }
 
-/// Why a store operation failed. Every refusal leaves the store unchanged.
+/// Why a store operation failed. Every refusal leaves the store unchanged. Each message is whole
+/// (it names its cause; `source()` is not used), so printing an error chain shows each cause once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// A file or folder of the store cannot be read or written.
-    #[error("store: `{}`: {source}", path.display())]
+    /// A file or folder of the store cannot be read or written (a full disk, a failing one, a
+    /// permission): a problem of this host, never a verdict on content.
+    #[error("store: `{}`: {error}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The folder is not an initialised store (no `state.json`).
     #[error("`{}` is not an initialised content store (no state.json)", dir.display())]
@@ -322,6 +393,10 @@ pub enum StoreError {
         /// The folder.
         dir: PathBuf,
     },
+    /// The store's folder, or one above it, may be changed by another user (who could then replace
+    /// the trusted root and choose all content), or its lock file is not the store's own.
+    #[error("the content store is not safe to trust: {0}")]
+    Unsafe(UnsafeFolder),
     /// A change was asked of a store opened read-only.
     #[error("the content store was opened read-only")]
     ReadOnly,
@@ -338,14 +413,30 @@ pub enum StoreError {
     Root(#[from] RootError),
     /// A bundle was refused.
     #[error("bundle refused: {0}")]
-    Bundle(#[from] BundleError),
-    /// The release is marked bad (it crash-looped) and is never activated again unless forced.
+    Bundle(BundleError),
+    /// The release is marked bad on this host and is never activated again unless forced.
     #[error(
-        "release {release} is marked bad on this machine (it failed to start); it will not be activated again unless forced"
+        "release {release} is marked bad on this machine{}; it will not be activated again unless forced",
+        why.map(|w| format!(" ({w})")).unwrap_or_default()
     )]
     BadRelease {
         /// The release.
         release: u64,
+        /// Why it is bad, if known.
+        why: Option<BadReason>,
+    },
+    /// A bundle carries the number of a release this host installed, but other content (another
+    /// manifest hash): never "already installed", never installed over the one this host has.
+    #[error(
+        "release {release} conflicts with the release {release} installed here: its manifest hash is {offered}, the installed one's is {installed}"
+    )]
+    ReleaseConflict {
+        /// The release number.
+        release: u64,
+        /// The installed release's manifest hash.
+        installed: String,
+        /// The bundle's manifest hash.
+        offered: String,
     },
     /// The release is not installed in the store.
     #[error("release {release} is not installed in the store")]
@@ -355,12 +446,12 @@ pub enum StoreError {
     },
     /// An installed release fails re-verification (damaged on disk, or signed by keys the current
     /// root no longer trusts).
-    #[error("installed release {release} fails verification: {source}")]
+    #[error("installed release {release} fails verification: {error}")]
     ReleaseUnusable {
         /// The release.
         release: u64,
         /// What failed.
-        source: BundleError,
+        error: BundleError,
     },
     /// An installed release's folder holds another manifest than the one installed.
     #[error(
@@ -389,24 +480,66 @@ pub enum StoreError {
     },
     /// A release the owner's signed policy does not allow, or a policy problem.
     #[error("customer policy: {0}")]
-    Policy(#[from] super::policy::PolicyError),
+    Policy(super::policy::PolicyError),
     /// A revert instruction was refused.
     #[error("revert refused: {0}")]
-    Revert(#[from] super::revert::RevertError),
+    Revert(super::revert::RevertError),
     /// A store file cannot be encoded (not expected to happen).
-    #[error("cannot encode `{what}`: {source}")]
+    #[error("cannot encode `{what}`: {error}")]
     Encode {
         /// Which file.
         what: &'static str,
         /// The error.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+impl From<BundleError> for StoreError {
+    fn from(e: BundleError) -> Self {
+        StoreError::Bundle(e)
+    }
+}
+
+impl From<super::policy::PolicyError> for StoreError {
+    fn from(e: super::policy::PolicyError) -> Self {
+        StoreError::Policy(e)
+    }
+}
+
+impl From<super::revert::RevertError> for StoreError {
+    fn from(e: super::revert::RevertError) -> Self {
+        StoreError::Revert(e)
+    }
+}
+
+impl From<UnsafeFolder> for StoreError {
+    fn from(e: UnsafeFolder) -> Self {
+        StoreError::Unsafe(e)
+    }
+}
+
+impl StoreError {
+    /// Whether this is a verdict on the content offered (a bundle or a revert refused, a release
+    /// marked bad, a conflicting release, the owner's policy saying no): the delivery is refused
+    /// for good.
+    /// Every other error is a problem of this host (a full disk, a damaged or unreadable store or
+    /// policy file): the delivery is kept and tried again.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Bundle(_)
+                | StoreError::Revert(_)
+                | StoreError::BadRelease { .. }
+                | StoreError::ReleaseConflict { .. }
+                | StoreError::Policy(super::policy::PolicyError::Refused(_))
+        )
+    }
+}
+
+pub(super) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |error| StoreError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -440,8 +573,14 @@ impl ContentStore {
         limits: BundleLimits,
     ) -> Result<ContentStore, StoreError> {
         let root = parse_trusted_root(root_bytes)?;
-        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-        let lock = Self::lock(dir)?;
+        if std::fs::symlink_metadata(dir).is_err() {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(io_at(parent))?;
+            }
+            create_private_dir(dir).map_err(io_at(dir))?;
+        }
+        check_private_folder(dir)?;
+        let lock = super::lock::take(dir)?;
         let layout = StoreLayout::new(dir);
         if layout.state().exists() {
             return Err(StoreError::AlreadyInitialized {
@@ -462,12 +601,18 @@ impl ContentStore {
         };
         store.save_quarantine()?;
         store.save_state(StoreState::default())?;
+        // A root that declares a release counter starts the numbering there.
+        store.apply_release_counter()?;
         Ok(store)
     }
 
-    /// Opens the store in `dir` for writing. Takes the store's exclusive lock (refused with
-    /// [`StoreError::Locked`] if another process holds it; the lock goes when the store is dropped or
-    /// the process dies), removes every `.tmp-*` leftover of an interrupted write, and reads the
+    /// Opens the store in `dir` for writing. Refuses a folder that another user could change
+    /// ([`StoreError::Unsafe`]: the folder, or one above it, not this user's or root's, or writable
+    /// by group or others; see [`check_private_folder`]). Takes the store's exclusive lock (refused
+    /// with [`StoreError::Locked`] if another process holds it; the lock goes when the store is
+    /// dropped or the process dies; the lock file is this user's alone), removes the leftovers of
+    /// interrupted writes (every `.tmp-*`, release folders no state references, unfinished inbox
+    /// deliveries, refused inbox entries over their bound, reports over theirs), and reads the
     /// trusted root (checked: valid and self-signed), `state.json` and `quarantine.json`.
     pub fn open(dir: &Path) -> Result<ContentStore, StoreError> {
         Self::open_with(dir, BundleLimits::default())
@@ -480,11 +625,16 @@ impl ContentStore {
                 dir: dir.to_path_buf(),
             });
         }
-        let lock = Self::lock(dir)?;
+        check_private_folder(dir)?;
+        let lock = super::lock::take(dir)?;
         let mut store = Self::read(dir, limits)?;
         store.lock = Some(lock);
-        store.remove_leftovers()?;
+        store.remove_leftovers(true)?;
         create_folders(&store.layout())?;
+        // A rotation whose state write did not complete.
+        if let Err(e) = store.apply_release_counter() {
+            tracing::warn!(error = %e, "cannot apply the trusted root's release counter yet");
+        }
         Ok(store)
     }
 
@@ -520,7 +670,8 @@ impl ContentStore {
     /// is installed. The quarantine list is kept if it is readable. Writes a `rebuild` report and
     /// returns its path.
     pub fn rebuild_state(dir: &Path) -> Result<(ContentStore, PathBuf), StoreError> {
-        let lock = Self::lock(dir)?;
+        check_private_folder(dir)?;
+        let lock = super::lock::take(dir)?;
         let layout = StoreLayout::new(dir);
         let root = load_trusted_root(&layout.root())?;
         let quarantine_path = layout.quarantine();
@@ -533,7 +684,8 @@ impl ContentStore {
             limits: BundleLimits::default(),
             lock: Some(lock),
         };
-        store.remove_leftovers()?;
+        // The release folders are what the state is rebuilt from: none is a leftover here.
+        store.remove_leftovers(false)?;
         create_folders(&layout)?;
         let state_path = layout.state();
         let aside = dir.join(format!("{STATE_FILE}.damaged-{}", now_unix_ms()));
@@ -558,11 +710,7 @@ impl ContentStore {
             // Only verified content is ever renamed into `releases/`: the folder's release was
             // accepted once, whatever state it is in now.
             state.highest_release = state.highest_release.max(Some(release));
-            let checks = Checks {
-                highest_accepted: None,
-                now_unix: None,
-            };
-            match verify_with(&entry.path(), &store.root, checks, &store.limits) {
+            match verify_with(&entry.path(), &store.root, Checks::INSTALLED, &store.limits) {
                 Ok(bundle) if bundle.release() == release => {
                     state
                         .installed
@@ -573,6 +721,12 @@ impl ContentStore {
                 }
                 Err(e) => skipped.push(format!("{release} ({e})")),
             }
+        }
+        if let Some(counter) = store.root.release_counter {
+            // The counter was applied when this root was installed; releases above it may have
+            // been accepted since. Applying it again would lower the rollback counter.
+            state.highest_release = state.highest_release.max(Some(counter));
+            state.release_counter_root = Some(store.root.version);
         }
         let installed: Vec<String> = state.installed.keys().map(u64::to_string).collect();
         let mut reason = format!(
@@ -609,34 +763,6 @@ impl ContentStore {
         Ok((store, report))
     }
 
-    fn lock(dir: &Path) -> Result<File, StoreError> {
-        let path = StoreLayout::new(dir).lock();
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_at(&path))?;
-        // A lock can outlive its holder by a moment: a process that is exiting (a supervisor
-        // restarting the agent), or a child forked by another thread that has not yet reached exec
-        // and still shares the descriptor. Wait briefly before calling the store locked.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(StoreError::Locked {
-                        dir: dir.to_path_buf(),
-                    });
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(io_at(&path)(e)),
-            }
-        }
-    }
-
     fn read(dir: &Path, limits: BundleLimits) -> Result<ContentStore, StoreError> {
         let layout = StoreLayout::new(dir);
         let root = load_trusted_root(&layout.root())?;
@@ -668,9 +794,12 @@ impl ContentStore {
         })
     }
 
-    /// Removes `.tmp-*` files and folders left by an interrupted write in the store, `releases/` and
-    /// `reports/`.
-    fn remove_leftovers(&self) -> Result<(), StoreError> {
+    /// Removes what interrupted writes and deliveries left: `.tmp-*` files and folders in the store,
+    /// `releases/` and `reports/`; release folders `state.json` does not reference (an install killed
+    /// before its state was written, or a prune killed after); then applies the inbox's and the
+    /// reports' bounds. A failure to remove a leftover is logged, not fatal: a store that cannot
+    /// delete still opens (the disk may be full or failing; the agent must run).
+    fn remove_leftovers(&self, unreferenced_releases: bool) -> Result<(), StoreError> {
         let layout = self.layout();
         for dir in [self.dir.clone(), layout.releases(), layout.reports()] {
             let entries = match std::fs::read_dir(&dir) {
@@ -680,19 +809,32 @@ impl ContentStore {
             };
             for entry in entries {
                 let entry = entry.map_err(io_at(&dir))?;
-                if !entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                let unreferenced_release = unreferenced_releases
+                    && dir == layout.releases()
+                    && name.parse::<u64>().is_ok_and(|r| {
+                        r.to_string() == name && !self.state.installed.contains_key(&r)
+                    });
+                if !name.starts_with(TMP_PREFIX) && !unreferenced_release {
                     continue;
                 }
                 let path = entry.path();
-                let is_dir = entry.file_type().map_err(io_at(&path))?.is_dir();
-                let removed = if is_dir {
-                    std::fs::remove_dir_all(&path)
-                } else {
-                    std::fs::remove_file(&path)
-                };
-                removed.map_err(io_at(&path))?;
-                tracing::info!(path = %path.display(), "removed the leftover of an interrupted write");
+                match remove_path(&path) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed the leftover of an interrupted write")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove the leftover of an interrupted write")
+                    }
+                }
             }
+        }
+        if let Err(e) = self.inbox().clean() {
+            tracing::warn!(error = %e, "cannot clean the inbox's leftovers");
+        }
+        if let Err(e) = self.prune_reports() {
+            tracing::warn!(error = %e, "cannot prune old reports");
         }
         Ok(())
     }
@@ -758,9 +900,9 @@ impl ContentStore {
     /// Replaces `state.json` with `state` (atomically), then adopts it.
     pub(super) fn save_state(&mut self, state: StoreState) -> Result<(), StoreError> {
         self.writable()?;
-        let bytes = serde_json::to_vec_pretty(&state).map_err(|source| StoreError::Encode {
+        let bytes = serde_json::to_vec_pretty(&state).map_err(|error| StoreError::Encode {
             what: STATE_FILE,
-            source,
+            error,
         })?;
         let path = self.layout().state();
         write_atomic(&path, &bytes).map_err(io_at(&path))?;
@@ -771,9 +913,9 @@ impl ContentStore {
     fn save_quarantine(&self) -> Result<(), StoreError> {
         self.writable()?;
         let bytes =
-            serde_json::to_vec_pretty(&self.quarantine).map_err(|source| StoreError::Encode {
+            serde_json::to_vec_pretty(&self.quarantine).map_err(|error| StoreError::Encode {
                 what: QUARANTINE_FILE,
-                source,
+                error,
             })?;
         let path = self.layout().quarantine();
         write_atomic(&path, &bytes).map_err(io_at(&path))
@@ -790,11 +932,14 @@ impl ContentStore {
             path = dir.join(format!("{}-{kind}-{n}.json", report.at_unix_ms));
             n = n.saturating_add(1);
         }
-        let bytes = serde_json::to_vec_pretty(report).map_err(|source| StoreError::Encode {
+        let bytes = serde_json::to_vec_pretty(report).map_err(|error| StoreError::Encode {
             what: "report",
-            source,
+            error,
         })?;
         write_atomic(&path, &bytes).map_err(io_at(&path))?;
+        if let Err(e) = self.prune_reports() {
+            tracing::warn!(error = %e, "cannot prune old reports");
+        }
         Ok(path)
     }
 
@@ -806,9 +951,12 @@ impl ContentStore {
         error: &StoreError,
     ) -> Result<PathBuf, StoreError> {
         let from = match error {
-            StoreError::BadRelease { release } => Some(*release),
+            StoreError::BadRelease { release, .. }
+            | StoreError::ReleaseConflict { release, .. } => Some(*release),
             StoreError::Bundle(
-                BundleError::AlreadyInstalled { release } | BundleError::Rollback { release, .. },
+                BundleError::AlreadyInstalled { release }
+                | BundleError::Rollback { release, .. }
+                | BundleError::TooFarAhead { release, .. },
             ) => Some(*release),
             _ => None,
         };
@@ -852,18 +1000,22 @@ impl ContentStore {
         ) {
             Ok(b) => b,
             Err(
-                BundleError::AlreadyInstalled { release } | BundleError::Rollback { release, .. },
-            ) if self.state.bad.contains(&release) => {
-                return Err(StoreError::BadRelease { release });
+                e @ (BundleError::AlreadyInstalled { release }
+                | BundleError::Rollback { release, .. }),
+            ) => {
+                if self.state.bad.contains(&release) {
+                    return Err(self.state.bad_release(release));
+                }
+                return Err(self.conflict(bundle_dir, release).unwrap_or(e.into()));
             }
             Err(e) => return Err(e.into()),
         };
         let release = bundle.release();
         if self.state.bad.contains(&release) {
-            return Err(StoreError::BadRelease { release });
+            return Err(self.state.bad_release(release));
         }
         // The owner's signed policy (if any) has the last word, before anything is written.
-        self.check_policy(bundle.manifest(), now_unix)?;
+        self.check_policy(&bundle, now_unix)?;
         self.write_release(&bundle)?;
 
         let previous = self.state.current;
@@ -894,12 +1046,30 @@ impl ContentStore {
         {
             tracing::warn!(error = %e, "could not rewrite the quarantine list after an install");
         }
+        if let Err(e) = self.prune_releases() {
+            tracing::warn!(error = %e, "could not remove old release folders after an install");
+        }
         tracing::info!(release, ?previous, "installed a content release");
         Ok(InstallOutcome {
             release,
             previous,
             unquarantined: dropped,
             bundle,
+        })
+    }
+
+    /// For a bundle refused as not newer (`release` at or below the highest accepted): if this host
+    /// installed a release of that number with another manifest, the bundle is a conflicting
+    /// release, not the same one ([`StoreError::ReleaseConflict`]). The manifest's signatures were
+    /// checked by the refusal that got here.
+    fn conflict(&self, bundle_dir: &Path, release: u64) -> Option<StoreError> {
+        let installed = self.state.installed.get(&release)?;
+        let (manifest, _) = read_signed_manifest(bundle_dir, &self.root, &self.limits).ok()?;
+        let offered = super::format::manifest_hash(&manifest).ok()?;
+        (offered != *installed).then(|| StoreError::ReleaseConflict {
+            release,
+            installed: installed.clone(),
+            offered,
         })
     }
 
@@ -951,13 +1121,10 @@ impl ContentStore {
         let bundle = verify_with(
             &self.release_dir(release),
             &self.root,
-            Checks {
-                highest_accepted: None,
-                now_unix: None,
-            },
+            Checks::INSTALLED,
             &self.limits,
         )
-        .map_err(|source| StoreError::ReleaseUnusable { release, source })?;
+        .map_err(|error| StoreError::ReleaseUnusable { release, error })?;
         if bundle.release() != release || bundle.manifest_hash() != pinned {
             return Err(StoreError::ReleaseMismatch {
                 release,
@@ -972,13 +1139,47 @@ impl ContentStore {
     /// Rotates the trusted root ([`update_root`]: root `N + 1` signed by a threshold of root `N`'s
     /// keys and of its own) and persists it. Releases signed only by keys the new root drops stop
     /// verifying: rotate signing keys with an overlap (see `docs/content.md`).
+    ///
+    /// A new root that carries a [`release_counter`](Root::release_counter) resets the rollback
+    /// counter: the highest accepted release becomes that number (recovery from a fast-forwarded
+    /// release number; `docs/content.md`). A content root that shares a key with the owner's root
+    /// is refused (the vendor's keys must never sign the owner's policy).
     pub fn update_root(&mut self, new_envelope_bytes: &[u8]) -> Result<&Root, StoreError> {
         self.writable()?;
         let root = update_root(&self.root, new_envelope_bytes)?;
+        if let Some(owner) = self.owner_root()? {
+            super::policy::check_roots_apart(&root, &owner)?;
+        }
         let path = self.layout().root();
         write_atomic(&path, new_envelope_bytes).map_err(io_at(&path))?;
         self.root = root;
+        // If this write fails, the next open applies the counter (it is recorded with the root
+        // version that carried it).
+        self.apply_release_counter()?;
         Ok(&self.root)
+    }
+
+    /// Applies the trusted root's release counter, once per root version: the highest accepted
+    /// release becomes the counter.
+    fn apply_release_counter(&mut self) -> Result<(), StoreError> {
+        let Some(counter) = self.root.release_counter else {
+            return Ok(());
+        };
+        if self.state.release_counter_root == Some(self.root.version) {
+            return Ok(());
+        }
+        let previous = self.state.highest_release;
+        let mut state = self.state.clone();
+        state.highest_release = Some(counter);
+        state.release_counter_root = Some(self.root.version);
+        self.save_state(state)?;
+        tracing::warn!(
+            ?previous,
+            counter,
+            root = self.root.version,
+            "the trusted root set the release counter"
+        );
+        Ok(())
     }
 
     /// Records durably that the rule version of `record` was quarantined, so that
@@ -1053,6 +1254,8 @@ impl ContentStore {
                     current: self.state.current == Some(release),
                     last_known_good: self.state.last_known_good == Some(release),
                     bad: self.state.bad.contains(&release),
+                    bad_reason: self.state.bad_reasons.get(&release).copied(),
+                    reached_good: self.state.boot.reached_good.contains(&release),
                     problem: None,
                 };
                 match read_signed_manifest(&self.release_dir(release), &self.root, &self.limits) {
@@ -1093,14 +1296,19 @@ impl ContentStore {
             boot: self.state.boot.clone(),
             installed,
             quarantine: self.quarantine.clone(),
+            usage: self.usage(),
         }
     }
 }
 
-/// Creates the store's folders if they are missing.
+/// Creates the store's folders if they are missing (mode `0700`: the store's user's alone).
 fn create_folders(layout: &StoreLayout) -> Result<(), StoreError> {
     for path in layout.folders() {
-        std::fs::create_dir_all(&path).map_err(io_at(&path))?;
+        match create_private_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_at(&path)(e)),
+        }
     }
     Ok(())
 }
@@ -1113,9 +1321,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, cap: u64) -> Result<T,
     let bytes = read_capped(path, cap).map_err(|e| match e {
         CappedReadError::NotAFile => corrupt("not a regular file".to_owned()),
         CappedReadError::TooLarge { size } => corrupt(format!("{size} bytes; the limit is {cap}")),
-        CappedReadError::Io(source) => StoreError::Io {
+        CappedReadError::Io(error) => StoreError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         },
     })?;
     serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))
@@ -1127,8 +1335,9 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::content::format::{Manifest, Signed};
-    use crate::content::layout::{INBOX_DIR, RELEASES_DIR, REPORTS_DIR, ROOT_FILE};
+    use crate::content::layout::{CACHE_DIR, INBOX_DIR, RELEASES_DIR, REPORTS_DIR, ROOT_FILE};
     use crate::content::testutil::*;
+    use crate::content::verify::MAX_RELEASE_STEP;
 
     /// A store trusting root v1 = {key 1}, threshold 1.
     pub(crate) fn new_store() -> (tempfile::TempDir, ContentStore) {
@@ -1352,7 +1561,16 @@ pub(crate) mod tests {
                 Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
             }),
             ("same version", {
+                let (m, bytes) = (manifest(5, &mods), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
+            }),
+            ("conflicting release", {
+                // Validly signed, numbered like the installed release, other content.
                 let (m, bytes) = (with(|m| m.release = 5), bytes.clone());
+                Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
+            }),
+            ("fast-forward", {
+                let (m, bytes) = (with(|m| m.release = u64::MAX), bytes.clone());
                 Box::new(move |d| write_bundle(d, &m, &[&key(1)], &bytes))
             }),
             ("expired", {
@@ -1447,6 +1665,18 @@ pub(crate) mod tests {
                     err,
                     StoreError::Bundle(BundleError::AlreadyInstalled { release: 5 })
                 ),
+                "conflicting release" => {
+                    matches!(&err, StoreError::ReleaseConflict { release: 5, installed, offered }
+                        if installed != offered)
+                }
+                "fast-forward" => matches!(
+                    err,
+                    StoreError::Bundle(BundleError::TooFarAhead {
+                        release: u64::MAX,
+                        base: 5,
+                        ..
+                    })
+                ),
                 "expired" => matches!(err, StoreError::Bundle(BundleError::Expired { .. })),
                 "hash differs" => {
                     matches!(err, StoreError::Bundle(BundleError::MixAndMatch { .. }))
@@ -1472,10 +1702,18 @@ pub(crate) mod tests {
                 _ => false,
             };
             assert!(ok, "{name}: {err}");
-            assert!(
-                err.to_string().starts_with("bundle refused: "),
-                "{name}: {err}"
-            );
+            assert!(err.is_refusal(), "{name}: {err}");
+            if name == "conflicting release" {
+                assert!(
+                    !err.to_string().contains("already installed"),
+                    "{name}: {err}"
+                );
+            } else {
+                assert!(
+                    err.to_string().starts_with("bundle refused: "),
+                    "{name}: {err}"
+                );
+            }
             assert_eq!(snapshot(&store), before, "{name} changed the store");
             assert_eq!(store.state().current, Some(5));
         }
@@ -1552,7 +1790,7 @@ pub(crate) mod tests {
                 err,
                 StoreError::ReleaseUnusable {
                     release: 2,
-                    source: BundleError::MixAndMatch { .. }
+                    error: BundleError::MixAndMatch { .. }
                 }
             ),
             "{err}"
@@ -1801,5 +2039,127 @@ pub(crate) mod tests {
         let bundle = tempfile::tempdir().unwrap();
         standard_bundle(bundle.path(), 1, &[&key(2)]);
         store.install(bundle.path(), NOW).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_store_whose_folder_or_parents_another_user_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let chmod = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        let (tmp, store) = new_store();
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        chmod(&dir, 0o777);
+        let err = ContentStore::open(&dir).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unsafe(u) if u.path == dir),
+            "{err}"
+        );
+        chmod(&dir, 0o700);
+        chmod(tmp.path(), 0o777);
+        let err = ContentStore::open(&dir).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Unsafe(u) if u.path == tmp.path()),
+            "{err}"
+        );
+        // Init refuses too, before writing anything.
+        let other = tmp.path().join("other");
+        let root = std::fs::read(dir.join(ROOT_FILE)).unwrap();
+        chmod(&dir, 0o700);
+        assert!(matches!(
+            ContentStore::init(&other, &root),
+            Err(StoreError::Unsafe(_))
+        ));
+        chmod(tmp.path(), 0o700);
+        ContentStore::open(&dir).unwrap();
+        if rustix::process::geteuid().is_root() {
+            // Owned by another user: whoever that is could replace root.json.
+            std::os::unix::fs::chown(&dir, Some(54_321), None).unwrap();
+            let err = ContentStore::open(&dir).unwrap_err();
+            assert!(err.to_string().contains("owned by uid 54321"), "{err}");
+        }
+        // The module cache checks the folders above it the same way.
+        std::os::unix::fs::chown(&dir, Some(0), None).ok();
+        chmod(&dir, 0o777);
+        assert!(!crate::ModuleCache::open(&dir.join(CACHE_DIR)).is_enabled());
+    }
+
+    #[test]
+    fn a_root_rotation_resets_a_fast_forwarded_release_counter() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 3);
+        // A key holder jumps the counter far ahead (within the step bound) ...
+        install(&mut store, 900_000);
+        // ... and the vendor's next real release is refused as a rollback.
+        let bundle = tempfile::tempdir().unwrap();
+        standard_bundle(bundle.path(), 4, &[&key(2)]);
+        // Root 2 drops key 1 (the one that signed 900000), adds key 2, and resets the counter.
+        let mut v2 = root(2, &[&key(2)], 1);
+        v2.release_counter = Some(3);
+        assert!(matches!(
+            store.install(bundle.path(), NOW),
+            Err(StoreError::Bundle(BundleError::UnknownKey { .. }))
+        ));
+        store
+            .update_root(&root_bytes(&v2, &[&key(1), &key(2)]))
+            .unwrap();
+        assert_eq!(store.state().highest_release, Some(3));
+        assert_eq!(store.state().release_counter_root, Some(2));
+        assert_eq!(store.install(bundle.path(), NOW).unwrap().release, 4);
+        // The reset applies once: a reopen does not lower the counter again.
+        let dir = store.dir().to_path_buf();
+        drop(store);
+        let store = ContentStore::open(&dir).unwrap();
+        assert_eq!(store.state().highest_release, Some(4));
+        // A fresh store trusting a root with a counter starts its numbering there.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut start = root(1, &[&key(1)], 1);
+        start.release_counter = Some(2_026_000_000);
+        let mut store =
+            ContentStore::init(&tmp.path().join("s"), &root_bytes(&start, &[&key(1)])).unwrap();
+        assert_eq!(store.state().highest_release, Some(2_026_000_000));
+        install(&mut store, 2_026_000_001);
+    }
+
+    #[test]
+    fn a_release_number_far_ahead_is_refused_so_it_cannot_block_every_later_release() {
+        let (_tmp, mut store) = new_store();
+        install(&mut store, 7);
+        let before = store.state().clone();
+        for release in [u64::MAX, 7 + MAX_RELEASE_STEP + 1] {
+            let bundle = tempfile::tempdir().unwrap();
+            standard_bundle(bundle.path(), release, &[&key(1)]);
+            let err = store.install(bundle.path(), NOW).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Bundle(BundleError::TooFarAhead { base: 7, .. })
+                ),
+                "{err}"
+            );
+            assert_eq!(store.state(), &before);
+        }
+        install(&mut store, 7 + MAX_RELEASE_STEP);
+        // On a fresh store the step counts from 0 (or the root's counter).
+        let (_tmp, mut store) = new_store();
+        let bundle = tempfile::tempdir().unwrap();
+        standard_bundle(bundle.path(), u64::MAX, &[&key(1)]);
+        assert!(matches!(
+            store.install(bundle.path(), NOW),
+            Err(StoreError::Bundle(BundleError::TooFarAhead { base: 0, .. }))
+        ));
+    }
+
+    #[test]
+    fn a_disk_error_is_never_a_refusal_of_the_bundle() {
+        let io = StoreError::Io {
+            path: PathBuf::from("x"),
+            error: io::Error::from_raw_os_error(28), // ENOSPC
+        };
+        assert!(!io.is_refusal());
+        assert!(StoreError::Bundle(BundleError::Expired { expires: 1, now: 2 }).is_refusal());
+        assert!(!StoreError::Policy(super::super::PolicyError::NoOwnerRoot).is_refusal());
     }
 }

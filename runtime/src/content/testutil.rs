@@ -38,6 +38,7 @@ pub(crate) fn root(version: u64, keys: &[&SigningKey], threshold: u32) -> Root {
             })
             .collect(),
         threshold,
+        release_counter: None,
     }
 }
 

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::format::{
-    MANIFEST_FORMAT, Manifest, Root, RuleEntry, Signature, Signed, decode_fixed, is_sha256_hex,
-    manifest_hash, module_file_name, parse_version, signing_bytes,
+    MANIFEST_FORMAT, Manifest, Root, RuleEntry, Signable, Signature, Signed, decode_fixed,
+    is_sha256_hex, manifest_hash, module_file_name, parse_version, signing_bytes,
 };
 use super::fsutil::{CappedReadError, read_capped};
 
@@ -22,14 +22,25 @@ pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Largest root file accepted, in bytes.
 pub const MAX_ROOT_BYTES: u64 = 1 << 20;
 
+/// Most a release number may rise above the highest release a store accepted (or, on a store that
+/// accepted none, above the root's [`release_counter`](Root::release_counter), else 0): one signed
+/// manifest numbered `u64::MAX` cannot block every later release. A vendor that numbers releases
+/// consecutively never comes near it; a root rotation resets the counter.
+pub const MAX_RELEASE_STEP: u64 = 1_000_000;
+
 /// Longest key id or file name quoted in an error (they come from untrusted input).
 const MAX_QUOTED: usize = 100;
 
+/// Untrusted text (a key id, a file name, a rule id from a manifest) shortened to [`MAX_QUOTED`]
+/// bytes, with its control characters escaped so that it never reaches a terminal raw.
 fn quote(text: &str) -> String {
-    if text.len() <= MAX_QUOTED {
-        return text.to_owned();
+    let short = &text[..text.floor_char_boundary(MAX_QUOTED)];
+    let escaped = crate::text::Escaped(short).to_string();
+    if short.len() < text.len() {
+        format!("{escaped}...")
+    } else {
+        escaped
     }
-    format!("{}...", &text[..text.floor_char_boundary(MAX_QUOTED)])
 }
 
 /// Size caps applied to a bundle before any of it is read.
@@ -77,6 +88,12 @@ pub enum SignatureError {
         have: u32,
         /// The threshold.
         need: u32,
+    },
+    /// The keys given to check against are not a usable key set ([`verify_envelope`]).
+    #[error("the keys to check against are not usable: {problem}")]
+    BadKeySet {
+        /// What is wrong.
+        problem: String,
     },
 }
 
@@ -126,17 +143,37 @@ pub(crate) fn check_threshold(
     }
 }
 
+/// Checks the signatures of any signed document against the keys and threshold `signers` names
+/// (a [`Root`] used as a key set: the content root for manifests and reverts, an owner root for
+/// policies, a set of gate keys for validation reports), over the document's domain-separated
+/// canonical bytes. Returns the number of valid signatures by distinct known keys.
+pub fn verify_envelope<T: Signable>(
+    envelope: &Signed<T>,
+    signers: &Root,
+) -> Result<u32, SignatureError> {
+    let keys = signers
+        .verifying_keys()
+        .map_err(|problem| SignatureError::BadKeySet {
+            problem: quote(&problem),
+        })?;
+    // Encoding a value that was decoded from JSON cannot fail; if it ever did, nothing verifies.
+    let message = signing_bytes(&envelope.signed).map_err(|_| SignatureError::BadKeySet {
+        problem: "the signed document cannot be encoded".to_owned(),
+    })?;
+    check_threshold(&message, &envelope.signatures, &keys, signers.threshold)
+}
+
 /// Why a root was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RootError {
     /// The root file cannot be read.
-    #[error("cannot read the root `{}`: {source}", path.display())]
+    #[error("cannot read the root `{}`: {error}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The root file is not a regular file.
     #[error("the root `{}` is not a regular file", path.display())]
@@ -154,7 +191,7 @@ pub enum RootError {
     },
     /// The root is not a valid signed root document.
     #[error("the root is not a valid signed root: {0}")]
-    Parse(#[source] serde_json::Error),
+    Parse(serde_json::Error),
     /// The root is inconsistent (threshold, keys).
     #[error("root version {version} is invalid: {problem}")]
     Invalid {
@@ -164,16 +201,16 @@ pub enum RootError {
         problem: String,
     },
     /// The root is not signed by a threshold of its own keys.
-    #[error("root version {version} is not signed by a threshold of its own keys: {source}")]
+    #[error("root version {version} is not signed by a threshold of its own keys: {error}")]
     NotSelfSigned {
         /// The root's version.
         version: u64,
         /// The signature problem.
-        source: SignatureError,
+        error: SignatureError,
     },
     /// A new root is not signed by a threshold of the current root's keys.
     #[error(
-        "root version {version} is not signed by a threshold of the keys of the current root (version {current}): {source}"
+        "root version {version} is not signed by a threshold of the keys of the current root (version {current}): {error}"
     )]
     NotSignedByCurrent {
         /// The new root's version.
@@ -181,7 +218,7 @@ pub enum RootError {
         /// The current root's version.
         current: u64,
         /// The signature problem.
-        source: SignatureError,
+        error: SignatureError,
     },
     /// A new root skips versions: root `N + 1` must follow root `N`.
     #[error("root version {new} skips a version: the current root is version {current}, so only version {} is accepted", current.saturating_add(1))]
@@ -201,7 +238,7 @@ pub enum RootError {
     },
     /// The root cannot be encoded canonically (not expected to happen).
     #[error("cannot encode the root canonically: {0}")]
-    Encode(#[source] serde_json::Error),
+    Encode(serde_json::Error),
 }
 
 /// Reads the endpoint's trusted root: at most [`MAX_ROOT_BYTES`], a valid signed root, consistent,
@@ -216,9 +253,9 @@ pub fn load_trusted_root(path: &Path) -> Result<Root, RootError> {
             size,
             cap: MAX_ROOT_BYTES,
         },
-        CappedReadError::Io(source) => RootError::Io {
+        CappedReadError::Io(error) => RootError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         },
     })?;
     parse_trusted_root(&bytes)
@@ -234,9 +271,9 @@ pub fn parse_trusted_root(bytes: &[u8]) -> Result<Root, RootError> {
         &keys,
         envelope.signed.threshold,
     )
-    .map_err(|source| RootError::NotSelfSigned {
+    .map_err(|error| RootError::NotSelfSigned {
         version: envelope.signed.version,
-        source,
+        error,
     })?;
     Ok(envelope.signed)
 }
@@ -293,17 +330,17 @@ pub fn update_root(current: &Root, new_envelope_bytes: &[u8]) -> Result<Root, Ro
         &current_keys,
         current.threshold,
     )
-    .map_err(|source| RootError::NotSignedByCurrent {
+    .map_err(|error| RootError::NotSignedByCurrent {
         version: new.version,
         current: current.version,
-        source,
+        error,
     })?;
-    check_threshold(&message, &envelope.signatures, &new_keys, new.threshold).map_err(
-        |source| RootError::NotSelfSigned {
+    check_threshold(&message, &envelope.signatures, &new_keys, new.threshold).map_err(|error| {
+        RootError::NotSelfSigned {
             version: new.version,
-            source,
-        },
-    )?;
+            error,
+        }
+    })?;
     Ok(envelope.signed)
 }
 
@@ -312,12 +349,12 @@ pub fn update_root(current: &Root, new_envelope_bytes: &[u8]) -> Result<Root, Ro
 #[non_exhaustive]
 pub enum BundleError {
     /// A file of the bundle cannot be read (other than missing modules).
-    #[error("cannot read `{}`: {source}", path.display())]
+    #[error("cannot read `{}`: {error}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
     /// A path in the bundle is a symbolic link, device, folder where a file belongs, or the like.
     #[error("`{}` is not a regular file (links and devices are refused)", path.display())]
@@ -335,7 +372,7 @@ pub enum BundleError {
     },
     /// `manifest.json` is not a valid signed manifest.
     #[error("manifest.json is not a valid signed manifest: {0}")]
-    ManifestParse(#[source] serde_json::Error),
+    ManifestParse(serde_json::Error),
     /// The trusted root given to the check is itself inconsistent.
     #[error("the trusted root is invalid: {0}")]
     InvalidRoot(String),
@@ -382,6 +419,19 @@ pub enum BundleError {
     AlreadyInstalled {
         /// The release.
         release: u64,
+    },
+    /// The release number jumps further than [`MAX_RELEASE_STEP`] above the highest accepted release
+    /// (fast-forward defence: accepting it would block every release numbered below it).
+    #[error(
+        "release {release} is more than {max_step} above release {base}, the highest accepted (or the root's release counter); refused so that one release number cannot block every later release"
+    )]
+    TooFarAhead {
+        /// The bundle's release.
+        release: u64,
+        /// What the step is counted from.
+        base: u64,
+        /// The largest step accepted.
+        max_step: u64,
     },
     /// The manifest format is not one this runtime reads.
     #[error("manifest format {found} is not supported; this runtime reads format {expected}")]
@@ -504,7 +554,7 @@ pub enum BundleError {
     },
     /// The manifest cannot be encoded canonically (not expected to happen).
     #[error("cannot encode the manifest canonically: {0}")]
-    Encode(#[source] serde_json::Error),
+    Encode(serde_json::Error),
 }
 
 impl From<SignatureError> for BundleError {
@@ -515,6 +565,7 @@ impl From<SignatureError> for BundleError {
             SignatureError::BelowThreshold { have, need } => {
                 BundleError::BelowThreshold { have, need }
             }
+            SignatureError::BadKeySet { problem } => BundleError::InvalidRoot(problem),
         }
     }
 }
@@ -624,8 +675,19 @@ impl VerifiedBundle {
 pub(crate) struct Checks {
     /// Refuse releases at or below this one (`None`: no rollback check).
     pub highest_accepted: Option<u64>,
+    /// Refuse releases more than [`MAX_RELEASE_STEP`] above this one (`None`: no step check).
+    pub step_from: Option<u64>,
     /// Refuse expired manifests at this time (`None`: no expiry check).
     pub now_unix: Option<u64>,
+}
+
+impl Checks {
+    /// No time-dependent check: for re-verifying an installed release.
+    pub(crate) const INSTALLED: Checks = Checks {
+        highest_accepted: None,
+        step_from: None,
+        now_unix: None,
+    };
 }
 
 /// Verifies the bundle in the folder `dir` against the trusted `root`, in this order, refusing at the
@@ -636,7 +698,8 @@ pub(crate) struct Checks {
 /// 2. the signatures by distinct keys of `root` meet its threshold;
 /// 3. the manifest has not expired at `now_unix` (freeze);
 /// 4. its release is above `highest_accepted` (equal: [`BundleError::AlreadyInstalled`]; below:
-///    [`BundleError::Rollback`]);
+///    [`BundleError::Rollback`]) and at most [`MAX_RELEASE_STEP`] above it (or, with no highest
+///    release, above the root's release counter or 0: [`BundleError::TooFarAhead`]);
 /// 5. to 8. the structure ([`check_bundle_structure`]): format, ABI, schema and runtime versions;
 ///    every entry; exactly the listed files; each module's size and hash.
 ///
@@ -654,6 +717,7 @@ pub fn verify_bundle(
         root,
         Checks {
             highest_accepted,
+            step_from: Some(highest_accepted.or(root.release_counter).unwrap_or(0)),
             now_unix: Some(now_unix),
         },
         limits,
@@ -710,6 +774,15 @@ pub(crate) fn verify_with(
                 release: manifest.release,
             });
         }
+    }
+    if let Some(base) = checks.step_from
+        && manifest.release > base.saturating_add(MAX_RELEASE_STEP)
+    {
+        return Err(BundleError::TooFarAhead {
+            release: manifest.release,
+            base,
+            max_step: MAX_RELEASE_STEP,
+        });
     }
 
     check_structure(dir, manifest, manifest_bytes, limits).map(VerifiedBundle)
@@ -890,9 +963,9 @@ fn read_manifest(
                 size,
                 cap: limits.max_manifest_bytes,
             },
-            CappedReadError::Io(source) => BundleError::Io {
+            CappedReadError::Io(error) => BundleError::Io {
                 path: manifest_path.clone(),
-                source,
+                error,
             },
         })?;
     let envelope: Signed<Manifest> =
@@ -901,9 +974,9 @@ fn read_manifest(
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
-    move |source| BundleError::Io {
+    move |error| BundleError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -1507,7 +1580,7 @@ mod tests {
             load_trusted_root(&path),
             Err(RootError::NotSelfSigned {
                 version: 1,
-                source: SignatureError::BelowThreshold { have: 1, need: 2 }
+                error: SignatureError::BelowThreshold { have: 1, need: 2 }
             })
         ));
 
@@ -1558,7 +1631,7 @@ mod tests {
                 RootError::NotSignedByCurrent {
                     version: 2,
                     current: 1,
-                    source: SignatureError::BelowThreshold { have: 1, need: 2 }
+                    error: SignatureError::BelowThreshold { have: 1, need: 2 }
                 }
             ),
             "{err}"
