@@ -72,14 +72,7 @@ impl LogBudget {
 }
 
 fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    &s[..s.floor_char_boundary(max)]
 }
 
 /// WASI stdout/stderr of a rule: complete lines go to the rule's [`LogBudget`].

@@ -24,11 +24,7 @@ const MAX_REPORT_TEXT: usize = 16 << 10;
 
 pub(crate) fn clip(mut text: String, max: usize) -> String {
     if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+        text.truncate(text.floor_char_boundary(max));
         text.push_str(" [truncated]");
     }
     text

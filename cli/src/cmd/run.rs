@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rulebox_cases::printable;
 use rulebox_runtime::events::EventReader;
+use rulebox_runtime::text::printable;
 use rulebox_runtime::{BatchOutcome, RuleSet, RuleState, Runtime};
 
 use crate::output;
