@@ -259,9 +259,14 @@ pub(crate) fn check_result(
             backtrace: None,
         });
     }
-    let (_, len) = abi::unpack(packed);
+    let (ptr, len) = abi::unpack(packed);
     if len == 0 {
-        return Ok(());
+        // The ABI has one way to say "no detections": 0. A zero-length result anywhere else is
+        // not a result (a rule that returns garbage is quarantined, not believed).
+        return Err(malformed(format!(
+            "result ({ptr:#x}, 0) is empty but not 0: a result with no detections is 0, \
+             a result is at least one detection"
+        )));
     }
     if len > limits.max_result_bytes {
         return Err(Fault {
