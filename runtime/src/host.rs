@@ -6,7 +6,7 @@ use rulebox_sdk::abi::imports;
 use wasmtime::{Caller, Extern, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::guest_log::{GuestOutput, LogBudget, MAX_LOG_MESSAGE};
+use crate::guest_log::{LogBudget, MAX_LOG_MESSAGE};
 use crate::limiter::RuleLimiter;
 use crate::pack_call::{self, PackCtl};
 
@@ -38,19 +38,11 @@ impl HostState {
     }
 
     fn wasi(&mut self) -> &mut WasiP1Ctx {
-        let log = &self.log;
         self.wasi.get_or_insert_with(|| {
-            // No preopened directories, no environment, no arguments, no sockets, empty stdin.
-            // stdout and stderr go to the rule's rate-limited log.
+            // No preopened directories, no environment, no arguments, no sockets, empty stdin;
+            // stdout and stderr are written through the host's own `fd_write` (`crate::wasi`), to
+            // the rule's rate-limited log.
             wasmtime_wasi::WasiCtxBuilder::new()
-                .stdout(GuestOutput {
-                    budget: log.clone(),
-                    stream: "stdout",
-                })
-                .stderr(GuestOutput {
-                    budget: log.clone(),
-                    stream: "stderr",
-                })
                 .allow_tcp(false)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
@@ -59,8 +51,28 @@ impl HostState {
     }
 }
 
-/// WASI errno `ENOTSUP`.
-const WASI_ENOTSUP: i32 = 58;
+/// Why a host function stopped the guest: a fault of the rule, recovered by downcasting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HostTrap {
+    /// The guest called WASI `proc_exit`.
+    #[error("the rule called proc_exit({0}): a rule returns from every call, it never exits")]
+    Exit(u32),
+    /// The guest passed a host function a range outside its memory.
+    #[error(
+        "the rule passed {function} a range outside its memory ({len} bytes at {ptr:#x}; the rule \
+         has {memory} bytes)"
+    )]
+    BadPointer {
+        /// The host function.
+        function: &'static str,
+        /// The start of the range.
+        ptr: u32,
+        /// Its length.
+        len: u64,
+        /// The size of the guest's memory.
+        memory: u64,
+    },
+}
 
 /// Builds the linker every rule is instantiated against.
 pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
@@ -74,18 +86,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostS
     linker.func_wrap(imports::MODULE, imports::RULE_BEGIN, pack_call::rule_begin)?;
     linker.func_wrap(imports::MODULE, imports::RULE_END, pack_call::rule_end)?;
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, HostState::wasi)?;
-    // A rule must never block its worker thread: sleeping through `poll_oneoff` would stall every rule
-    // on that thread without the epoch deadline seeing it (the deadline interrupts wasm code, not host
-    // calls). Replace it with a function that refuses.
-    linker.allow_shadowing(true);
-    linker.func_wrap(
-        imports::WASI_P1_MODULE,
-        "poll_oneoff",
-        |_: Caller<'_, HostState>, _in: i32, _out: i32, _n: i32, _nevents: i32| -> i32 {
-            WASI_ENOTSUP
-        },
-    )?;
-    linker.allow_shadowing(false);
+    crate::wasi::shadow(&mut linker)?;
     Ok(linker)
 }
 

@@ -54,6 +54,7 @@ pub mod events;
 mod guest_log;
 mod host;
 mod limiter;
+mod metadata;
 mod module;
 mod module_cache;
 mod outcome;
@@ -68,6 +69,7 @@ mod runtime;
 mod start;
 pub mod text;
 mod unit;
+mod wasi;
 
 pub use activate::{Activation, Content, ContentRule, DeclaredRule, ManifestMismatch, SkippedRule};
 pub use config::{ConfigError, Limits, RuntimeConfig};

@@ -755,7 +755,7 @@ impl Instance {
         };
         if ptr == 0 {
             return Err(Fault {
-                reason: Reason::MalformedResult,
+                reason: Reason::BadInputBuffer,
                 message: format!("rulebox_input({len}) returned a null buffer"),
                 backtrace: None,
             });
@@ -768,7 +768,7 @@ impl Instance {
     #[cold]
     fn input_outside_memory(&self, len: u32) -> Fault {
         Fault {
-            reason: Reason::MalformedResult,
+            reason: Reason::BadInputBuffer,
             message: format!(
                 "rulebox_input returned {:#x}, which with {len} bytes is outside the pack's {} bytes \
                  of memory",
@@ -856,8 +856,8 @@ fn instantiate(
     let reply = {
         let bytes = read_guest(&inst.store, inst.memory, packed, MAX_PACK_METADATA_BYTES)
             .map_err(|m| LoadError::BadMetadata(format!("load reply {m}")))?;
-        let (reply, rest) = postcard::take_from_bytes::<LoadReply<'_>>(bytes)
-            .map_err(|e| LoadError::BadMetadata(format!("load reply does not decode: {e}")))?;
+        let (reply, rest) = crate::metadata::decode_reply(bytes)
+            .map_err(|e| LoadError::BadMetadata(format!("load reply: {e}")))?;
         if !rest.is_empty() {
             return Err(LoadError::BadMetadata(format!(
                 "{} trailing bytes after the load reply",

@@ -8,7 +8,7 @@ use rulebox_sdk::{Detection, Field, ResultError, ResultReader, RuleMetadata};
 use wasmtime::{Memory, Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::config::Limits;
-use crate::host::HostState;
+use crate::host::{HostState, HostTrap};
 use crate::limiter::{MemoryLimitExceeded, TableLimitExceeded};
 use crate::module::{CompiledRule, LoadError};
 use crate::quarantine::{Fault, Reason};
@@ -167,6 +167,22 @@ pub(crate) fn classify(
         Reason::MemoryLimit
     } else if error.downcast_ref::<TableLimitExceeded>().is_some() {
         Reason::TableLimit
+    } else if let Some(trap) = error.downcast_ref::<HostTrap>() {
+        let reason = match trap {
+            HostTrap::Exit(_) => Reason::GuestExit,
+            HostTrap::BadPointer { .. } => Reason::BadPointer,
+        };
+        return Fault {
+            reason,
+            message: trap.to_string(),
+            backtrace,
+        };
+    } else if let Some(e) = error.downcast_ref::<wiggle::GuestError>() {
+        return Fault {
+            reason: Reason::BadPointer,
+            message: wasi_pointer_message(e),
+            backtrace,
+        };
     } else {
         Reason::HostError
     };
@@ -183,6 +199,32 @@ pub(crate) fn classify(
         reason,
         message,
         backtrace,
+    }
+}
+
+/// What a WASI function of `wasmtime-wasi` refused the guest's pointer for, in words (its own
+/// message is Rust debug text).
+fn wasi_pointer_message(e: &wiggle::GuestError) -> String {
+    use wiggle::GuestError as G;
+    match e {
+        G::InFunc {
+            modulename,
+            funcname,
+            err,
+            ..
+        } => format!("{modulename}.{funcname}: {}", wasi_pointer_message(err)),
+        G::PtrOutOfBounds(r) => format!(
+            "the rule passed a WASI function a range outside its memory ({} bytes at {:#x})",
+            r.len, r.start
+        ),
+        G::PtrNotAligned(r, align) => format!(
+            "the rule passed a WASI function a pointer not aligned to {align} bytes ({:#x})",
+            r.start
+        ),
+        G::PtrOverflow => {
+            "the rule passed a WASI function a range that wraps around its memory".to_owned()
+        }
+        other => format!("the rule passed a WASI function a bad argument: {other}"),
     }
 }
 
@@ -496,8 +538,8 @@ impl LoadedRule {
         let meta = {
             let bytes = read_guest(&store, memory, packed, MAX_METADATA_BYTES)
                 .map_err(|m| LoadError::BadMetadata(format!("metadata {m}")))?;
-            let (meta, rest) = postcard::take_from_bytes::<RuleMetadata<'_>>(bytes)
-                .map_err(|e| LoadError::BadMetadata(format!("metadata does not decode: {e}")))?;
+            let (meta, rest) = crate::metadata::decode_rule(bytes)
+                .map_err(|e| LoadError::BadMetadata(format!("metadata {e}")))?;
             if !rest.is_empty() {
                 return Err(LoadError::BadMetadata(format!(
                     "{} trailing bytes after the metadata",
@@ -697,7 +739,7 @@ impl Instance {
         };
         if ptr == 0 {
             return Err(Fault {
-                reason: Reason::MalformedResult,
+                reason: Reason::BadInputBuffer,
                 message: format!("rulebox_input({len}) returned a null buffer"),
                 backtrace: None,
             });
@@ -712,7 +754,7 @@ impl Instance {
     #[inline(never)]
     fn input_outside_memory(&self, len: u32) -> Fault {
         Fault {
-            reason: Reason::MalformedResult,
+            reason: Reason::BadInputBuffer,
             message: format!(
                 "rulebox_input returned {:#x}, which with {len} bytes is outside the rule's {} bytes of memory",
                 self.input_ptr,

@@ -68,6 +68,8 @@ pub(crate) fn start(
     state.pack = pack;
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|s| &mut s.limiter);
+    // What one call of a WASI function may copy from the guest (`crate::wasi`).
+    store.set_hostcall_fuel(crate::wasi::MAX_HOST_CALL_BYTES);
     store.set_fuel(limits.fuel_at_load).map_err(|e| {
         LoadError::StartFailed(Fault {
             reason: Reason::HostError,

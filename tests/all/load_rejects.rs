@@ -390,7 +390,7 @@ fn garbage_pointers_from_a_hand_written_rule_quarantine_it() {
         );
         assert_eq!(
             set.quarantine_reason("bad-input"),
-            Some(Reason::MalformedResult)
+            Some(Reason::BadInputBuffer)
         );
         assert!(set.is_active("wat-rule"));
         for record in set.records() {

@@ -6,7 +6,7 @@ use rulebox_runtime::{Alert, BatchOutcome, Reason, RuleSet};
 use rulebox_sdk::abi::pack;
 
 use crate::common::{process, runtime};
-use crate::wat;
+use crate::wat::{Pack, Rule};
 
 #[test]
 fn a_zero_length_result_with_a_garbage_pointer_is_malformed_not_no_detections() {
@@ -14,16 +14,10 @@ fn a_zero_length_result_with_a_garbage_pointer_is_malformed_not_no_detections() 
     rt.clone().run_sandboxed(move |thread| {
         for ptr in [0xdead_beef_u32, 100, u32::MAX] {
             let mut set = RuleSet::new(&rt);
-            let good = wat::rule(
-                "good",
-                "1",
-                "",
-                &format!("i64.const {}", wat::fired("good")),
-                "",
-            );
-            set.load(thread, &good, "good.wat").unwrap();
+            set.load(thread, &Rule::firing("good").build(), "good.wat")
+                .unwrap();
             let empty = pack(ptr, 0).cast_signed();
-            let bad = wat::rule("empty-garbage", "1", "", &format!("i64.const {empty}"), "");
+            let bad = Rule::new("empty-garbage", &format!("i64.const {empty}")).build();
             set.load(thread, &bad, "empty-garbage.wat").unwrap();
             let outcome = set.process(thread, &process("a.exe", "", "")).unwrap();
             let [Alert::RuleQuarantined(record)] = &outcome.alerts[..] else {
@@ -46,14 +40,9 @@ fn a_zero_length_result_with_a_garbage_pointer_is_malformed_not_no_detections() 
 fn a_zero_length_rule_end_with_a_garbage_pointer_quarantines_that_rule_of_the_pack() {
     let rt = runtime();
     rt.clone().run_sandboxed(move |thread| {
-        let fired = wat::pack_fired_len("p");
-        let hand_over = format!(
-            "(call $rule_end (i32.const {}) (i32.const {fired}))",
-            wat::RESULT_PTR
-        );
-        let module = wat::pack_of(
+        let hand_over = Pack::hand_over();
+        let module = Pack::new(
             "p",
-            "1",
             &[
                 ("before", &hand_over),
                 (
@@ -62,10 +51,8 @@ fn a_zero_length_rule_end_with_a_garbage_pointer_quarantines_that_rule_of_the_pa
                 ),
                 ("after", &hand_over),
             ],
-            "",
-            "",
-            "",
-        );
+        )
+        .build();
         let compiled = rt.compile(&module, "p.wat").unwrap();
         let mut set = RuleSet::new(&rt);
         set.add_module(thread, &compiled, &[], None).unwrap();
