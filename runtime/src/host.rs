@@ -6,6 +6,7 @@ use rulebox_sdk::abi::imports;
 use wasmtime::{Caller, Extern, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::deadline::Budget;
 use crate::guest_log::{LogBudget, MAX_LOG_MESSAGE};
 use crate::limiter::RuleLimiter;
 use crate::pack_call::{self, PackCtl};
@@ -18,16 +19,30 @@ pub(crate) struct HostState {
     wasi: Option<WasiP1Ctx>,
     /// For a rule pack: the calling sequence's state and results (`None` for a one-rule module).
     pub(crate) pack: Option<Box<PackCtl>>,
+    /// The CPU-time budget of the current period (a call, a rule of a pack, a pack's own work on
+    /// an event, a load), charged at every engine tick by the epoch callback.
+    pub(crate) budget: Budget,
+    /// The engine's tick, in milliseconds.
+    pub(crate) tick_ms: u64,
 }
 
 impl HostState {
-    pub(crate) fn new(limiter: RuleLimiter, log: Arc<Mutex<LogBudget>>) -> HostState {
+    pub(crate) fn new(limiter: RuleLimiter, log: Arc<Mutex<LogBudget>>, tick_ms: u64) -> HostState {
         HostState {
             limiter,
             log,
             wasi: None,
             pack: None,
+            budget: Budget::start(0, tick_ms),
+            tick_ms,
         }
+    }
+
+    /// Starts a budget period of `ms` milliseconds of CPU time (the caller sets the epoch deadline
+    /// one tick ahead).
+    #[inline]
+    pub(crate) fn start_budget(&mut self, ms: u64) {
+        self.budget = Budget::start(ms, self.tick_ms);
     }
 
     /// The instance's memory high-water mark and the log messages its rate limit suppressed.

@@ -50,6 +50,7 @@
 mod activate;
 mod config;
 pub mod content;
+mod deadline;
 pub mod events;
 mod guest_log;
 mod host;
@@ -67,6 +68,7 @@ mod rule_info;
 mod ruleset;
 mod runtime;
 mod start;
+mod strikes;
 pub mod text;
 mod unit;
 mod wasi;

@@ -111,12 +111,27 @@ pub enum LoadError {
         /// What the call loads: `one-rule module` or `rule pack`.
         what: &'static str,
     },
+    /// A refusal under the limits of one rule (or pack), known once its metadata was read (a
+    /// per-rule memory cap): the id, version and limits go into the quarantine record, so that
+    /// `replay` reproduces the refusal under the same limits.
+    #[error("`{id}` version `{version}`: {error}")]
+    UnderRuleLimits {
+        /// The rule's (or pack's) id, from its metadata.
+        id: String,
+        /// Its version.
+        version: String,
+        /// The limits it was refused under.
+        limits: Box<crate::config::Limits>,
+        /// Why it was refused.
+        error: Box<LoadError>,
+    },
 }
 
 impl LoadError {
     /// The typed reason recorded in the quarantine list.
     pub fn reason(&self) -> Reason {
         match self {
+            LoadError::UnderRuleLimits { error, .. } => error.reason(),
             LoadError::NotWasm => Reason::NotWasm,
             LoadError::ModuleTooLarge { .. } => Reason::ModuleTooLarge,
             LoadError::InvalidModule(_) => Reason::InvalidModule,
@@ -139,6 +154,10 @@ impl LoadError {
     /// The error as a [`Fault`] (with the trap backtrace, when there was one).
     pub fn to_fault(&self) -> Fault {
         match self {
+            LoadError::UnderRuleLimits { error, .. } => Fault {
+                message: self.to_string(),
+                ..error.to_fault()
+            },
             LoadError::StartTooLong(f) | LoadError::StartFailed(f) => Fault {
                 reason: self.reason(),
                 message: self.to_string(),

@@ -45,8 +45,11 @@ pub struct RuleStats {
     pub total_fuel: u64,
     /// Largest memory the rule has had, in bytes.
     pub memory_high_water: u64,
-    /// Budget strikes so far.
+    /// Budget strikes counted now (each `strike_decay_s` since the last takes one off).
     pub strikes: u32,
+    /// When the last budget strike was counted.
+    #[serde(skip)]
+    pub last_strike: Option<std::time::Instant>,
     /// Log messages suppressed by the rate limit.
     pub log_suppressed: u64,
 }
@@ -58,7 +61,6 @@ pub struct LoadedRule {
     limits: Limits,
     /// `None` once released (a quarantined rule's memory is given back).
     instance: Option<Instance>,
-    deadline_ticks: u64,
     pub(crate) stats: RuleStats,
 }
 
@@ -236,7 +238,8 @@ fn read_panic(
 ) -> Option<String> {
     let (func, memory) = (last_panic?, memory?);
     store.set_fuel(100_000).ok()?;
-    store.set_epoch_deadline(50);
+    store.data_mut().start_budget(100);
+    store.set_epoch_deadline(1);
     let packed = func.call(&mut *store, ()).ok()?;
     let bytes = read_guest(store, memory, packed, 1024).ok()?;
     let text = String::from_utf8_lossy(bytes).into_owned();
@@ -474,9 +477,14 @@ impl LoadedRule {
         let memory_now =
             u64::try_from(instance.memory.data_size(&instance.store)).unwrap_or(u64::MAX);
         if memory_now > limits.memory_bytes {
-            return Err(LoadError::MemoryOverCap {
-                declared: memory_now,
-                cap: limits.memory_bytes,
+            return Err(LoadError::UnderRuleLimits {
+                id: meta.id.into_owned(),
+                version: meta.version.into_owned(),
+                error: Box::new(LoadError::MemoryOverCap {
+                    declared: memory_now,
+                    cap: limits.memory_bytes,
+                }),
+                limits: Box::new(limits),
             });
         }
         {
@@ -500,7 +508,6 @@ impl LoadedRule {
             log.set_rule(info.id.as_str().into());
         }
         Ok(LoadedRule {
-            deadline_ticks: runtime.ticks_for(limits.deadline_ms),
             info,
             compiled: compiled.clone(),
             limits,
@@ -673,7 +680,8 @@ impl LoadedRule {
         if let Err(e) = inst.store.set_fuel(fuel) {
             return Err(host_fault(&format!("{e:#}")));
         }
-        inst.store.set_epoch_deadline(self.deadline_ticks);
+        inst.store.data_mut().start_budget(self.limits.deadline_ms);
+        inst.store.set_epoch_deadline(1);
         let Ok(len) = u32::try_from(event.len()) else {
             return Err(host_fault("event larger than 4 GiB"));
         };

@@ -617,6 +617,27 @@ impl RuleSet {
         if let Some(pack) = pack {
             record = record.in_pack(pack);
         }
+        if let LoadError::UnderRuleLimits {
+            id,
+            version,
+            limits,
+            ..
+        } = error
+        {
+            // The refusal depends on this rule's (or pack's) limits: record them, with its id.
+            match &mut record.pack {
+                Some(pack) => {
+                    pack.id.clone_from(id);
+                    pack.version.clone_from(version);
+                    pack.limits = (**limits).clone();
+                }
+                None => {
+                    record.rule_id.clone_from(id);
+                    record.rule_version.clone_from(version);
+                }
+            }
+            record.limits = (**limits).clone();
+        }
         let record = Arc::new(record);
         self.stats.rejected += 1;
         self.records.push(record.clone());
@@ -1008,11 +1029,7 @@ impl RuleSet {
         };
         let allowed = self.units[pos].limits(member).budget_strikes;
         if fault.reason.is_budget() {
-            let strike = {
-                let s = self.units[pos].strikes_mut(member);
-                *s += 1;
-                *s
-            };
+            let strike = self.units[pos].add_strike(member);
             self.stats.strikes += 1;
             if strike < allowed {
                 let info = self.units[pos].info(member).clone();
@@ -1151,9 +1168,14 @@ impl RuleSet {
         self.stats.rules_missed += u64::from(missed);
         let allowed = pack.limits().budget_strikes;
         if fault.reason.is_budget() {
-            pack.strikes += 1;
+            let decay = std::time::Duration::from_secs(pack.limits().strike_decay_s);
+            let strike = crate::strikes::add(
+                &mut pack.strikes,
+                &mut pack.last_strike,
+                std::time::Instant::now(),
+                decay,
+            );
             self.stats.pack_strikes += 1;
-            let strike = pack.strikes;
             if strike < allowed {
                 let info = pack.info().clone();
                 tracing::warn!(

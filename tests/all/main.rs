@@ -15,6 +15,7 @@ mod pack_protocol;
 mod packs;
 mod result_checks;
 mod rule_tests;
+mod starved_host;
 mod update;
 mod validator;
 mod wasi;
