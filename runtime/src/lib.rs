@@ -52,6 +52,7 @@ mod config;
 pub mod content;
 mod deadline;
 pub mod events;
+mod folder;
 mod guest_log;
 mod host;
 mod limiter;
@@ -75,6 +76,7 @@ mod wasi;
 
 pub use activate::{Activation, Content, ContentRule, DeclaredRule, ManifestMismatch, SkippedRule};
 pub use config::{ConfigError, Limits, RuntimeConfig};
+pub use folder::{Claimant, DuplicateClaim, FolderLoad};
 pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};
 pub use module::{CompiledRule, LoadError, content_hash};
 pub use module_cache::{CacheStats, ModuleCache};

@@ -95,6 +95,10 @@ pub enum LoadError {
     /// Another loaded rule has the same id.
     #[error("another loaded rule already has the id `{0}`")]
     DuplicateId(String),
+    /// Several modules loaded together declare the same rule id: every claimant is refused (the
+    /// text names them all).
+    #[error("{0}")]
+    DuplicateClaim(String),
     /// A rule pack refused its rule data, or the data is larger than the runtime accepts.
     #[error("rule data refused: {0}")]
     BadRuleData(String),
@@ -145,7 +149,7 @@ impl LoadError {
             LoadError::StartTooLong(_) => Reason::StartTooLong,
             LoadError::StartFailed(_) => Reason::StartFailed,
             LoadError::BadMetadata(_) => Reason::BadMetadata,
-            LoadError::DuplicateId(_) => Reason::DuplicateId,
+            LoadError::DuplicateId(_) | LoadError::DuplicateClaim(_) => Reason::DuplicateId,
             LoadError::BadRuleData(_) => Reason::BadRuleData,
             LoadError::WrongAbi { .. } => Reason::AbiVersion,
         }

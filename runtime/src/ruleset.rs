@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rulebox_sdk::{Event, EventKind};
 
 use crate::config::Limits;
+use crate::folder::{Claimant, DuplicateClaim, FolderLoad};
 use crate::module::{CompiledRule, LoadError, content_hash};
 use crate::outcome::{BatchOutcome, EventError, Outcome, RuleDetection};
 use crate::pack::{CallEnd, Delivery, LoadedPack};
@@ -233,6 +234,86 @@ impl RuleSet {
         }
         self.install(prepared.body);
         Ok(rules)
+    }
+
+    /// Loads the modules of a folder (`(bytes, source)` each) together. A rule id that more than one
+    /// of them declares, or that a rule already in the set has, is refused for every claimant
+    /// that is new (reason `duplicate_id`, its record naming every claimant): which file loads first
+    /// never decides which one runs under a rule's name. Every other module loads as with
+    /// [`load`](Self::load).
+    pub fn load_folder(&mut self, thread: &SandboxThread, modules: &[(&[u8], &str)]) -> FolderLoad {
+        let mut result = FolderLoad::default();
+        let mut prepared = Vec::new();
+        for &(bytes, source) in modules {
+            let compiled = match self.runtime.compile(bytes, source) {
+                Ok(c) => c,
+                Err(e) => {
+                    let record = self.reject(&content_hash(bytes), source, None, None, &e);
+                    result.refused.push(record);
+                    continue;
+                }
+            };
+            match Prepared::load(&self.runtime, thread, &compiled, &[], None) {
+                Ok(p) => prepared.push((compiled, p)),
+                Err(e) => result.refused.push(self.record_refusal(&compiled, &[], &e)),
+            }
+        }
+        // Every id's claimants, in load order.
+        let mut claims: Vec<DuplicateClaim> = Vec::new();
+        for (compiled, p) in &prepared {
+            for rule in p.rules() {
+                let claimant = Claimant {
+                    source: compiled.source().to_owned(),
+                    content_hash: compiled.content_hash().to_owned(),
+                    version: rule.version.clone(),
+                };
+                match claims.iter_mut().find(|c| c.id == rule.id) {
+                    Some(claim) => claim.claimants.push(claimant),
+                    None => {
+                        let mut claimants = Vec::new();
+                        if let Some(&ei) = self.index.get(&rule.id) {
+                            let loaded = self.entry_info(&self.entries[ei]).clone();
+                            claimants.push(Claimant {
+                                source: loaded.source.clone(),
+                                content_hash: loaded.content_hash.clone(),
+                                version: loaded.version.clone(),
+                            });
+                        }
+                        claimants.push(claimant);
+                        claims.push(DuplicateClaim {
+                            id: rule.id.clone(),
+                            claimants,
+                        });
+                    }
+                }
+            }
+        }
+        claims.retain(|c| c.claimants.len() > 1);
+        for (compiled, p) in prepared {
+            let rules = p.rules();
+            let contested = rules
+                .iter()
+                .find_map(|r| claims.iter().find(|c| c.id == r.id).map(|c| (r, c)));
+            if let Some((rule, claim)) = contested {
+                let e = LoadError::DuplicateClaim(claim.describe());
+                let pack = p
+                    .pack()
+                    .map(|pk| pack_record(pk, &self.runtime.config().limits, None));
+                let record = self.reject(
+                    compiled.content_hash(),
+                    compiled.source(),
+                    Some(rule),
+                    pack,
+                    &e,
+                );
+                result.refused.push(record);
+                continue;
+            }
+            self.install(p.body);
+            result.loaded.extend(rules);
+        }
+        result.duplicates = claims;
+        result
     }
 
     /// Adds `compiled`, or hot-replaces the loaded rule with the same id. Only this rule changes;

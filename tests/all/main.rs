@@ -8,6 +8,7 @@ mod fault_reasons;
 mod faults;
 mod fuzz_smoke;
 mod host_calls;
+mod impostor_ids;
 mod july2024;
 mod load_rejects;
 mod pack_faults;
