@@ -316,6 +316,50 @@ impl RuleSet {
         result
     }
 
+    /// Keeps off, from the start, the loaded rule that a stored quarantine `record` is about (a
+    /// restart must not run again a rule quarantined before it, a rule inside a pack included):
+    /// the rule with the record's id, version and content hash (for a rule of a pack, the pack's
+    /// module hash) is disabled and shows as quarantined with the stored record; every other
+    /// rule of its module keeps running. No alert: the quarantine is not new. Returns whether a
+    /// loaded rule matched.
+    pub fn keep_quarantined(&mut self, record: Arc<QuarantineRecord>) -> bool {
+        if self.dirty {
+            self.reindex();
+        }
+        let Some(&ei) = self.index.get(&record.rule_id) else {
+            return false;
+        };
+        let info = self.entry_info(&self.entries[ei]).clone();
+        if info.version != record.rule_version
+            || info.content_hash != record.content_hash
+            || matches!(self.entries[ei].state, RuleState::Quarantined(_))
+        {
+            return false;
+        }
+        let (unit_id, member) = (self.entries[ei].unit, self.entries[ei].member);
+        let Some(pos) = self.unit_pos(unit_id) else {
+            return false;
+        };
+        tracing::info!(
+            target: "rulebox::decision",
+            decision = "keep_quarantined",
+            rule_id = %info.id,
+            rule_version = %info.version,
+            content_hash = %info.content_hash,
+            reason = %record.reason,
+            "rule kept off: quarantined before"
+        );
+        let unit = &mut self.units[pos];
+        unit.set_enabled(member, false);
+        if !unit.any_enabled() {
+            unit.release();
+        }
+        self.entries[ei].state = RuleState::Quarantined(record);
+        self.stats.quarantined += 1;
+        self.dirty = true;
+        true
+    }
+
     /// Adds `compiled`, or hot-replaces the loaded rule with the same id. Only this rule changes;
     /// every other rule keeps its instance and state. If the new version does not load, the loaded
     /// version keeps running and the refusal is returned. A replaced version is kept as the fallback

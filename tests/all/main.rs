@@ -10,6 +10,7 @@ mod fuzz_smoke;
 mod host_calls;
 mod impostor_ids;
 mod july2024;
+mod kept_quarantines;
 mod load_rejects;
 mod pack_faults;
 mod pack_protocol;

@@ -1,0 +1,73 @@
+//! A rule quarantined inside a pack stays off after a restart: the new rule set is given the stored
+//! record, and only that rule of the pack is kept off, every other one runs.
+
+use std::sync::Arc;
+
+use rulebox_runtime::{Alert, Reason, RuleSet, RuleState};
+
+use crate::common::{process, runtime};
+use crate::wat::Pack;
+
+#[test]
+fn a_quarantined_rule_of_a_pack_stays_off_after_a_restart_and_its_pack_runs() {
+    let rt = runtime();
+    rt.clone().run_sandboxed(move |thread| {
+        let module = Pack::new(
+            "kept-pack",
+            &[("faulty", "unreachable"), ("healthy", &Pack::hand_over())],
+        )
+        .build();
+        let event = process("a.exe", "", "");
+
+        let mut first = RuleSet::new(&rt);
+        first.load(thread, &module, "kept-pack.wasm").unwrap();
+        let outcome = first.process(thread, &event).unwrap();
+        let [Alert::RuleQuarantined(record)] = &outcome.alerts[..] else {
+            panic!("{:?}", outcome.alerts);
+        };
+        assert_eq!(record.rule_id, "faulty");
+        assert_eq!(record.reason, Reason::Unreachable);
+        let stored: Arc<_> = record.clone();
+
+        // The restart: a new set, the same pack, the stored record.
+        let mut after = RuleSet::new(&rt);
+        after.load(thread, &module, "kept-pack.wasm").unwrap();
+        assert!(
+            after.keep_quarantined(stored.clone()),
+            "the record matches a loaded rule"
+        );
+        for _ in 0..3 {
+            let outcome = after.process(thread, &event).unwrap();
+            assert!(outcome.alerts.is_empty(), "{:?}", outcome.alerts);
+            let ids: Vec<&str> = outcome
+                .detections
+                .iter()
+                .map(|d| d.rule.id.as_str())
+                .collect();
+            assert_eq!(ids, ["healthy"], "the rest of the pack runs");
+        }
+        let states: Vec<(String, bool)> = after
+            .rules()
+            .map(|(r, state, stats)| {
+                if r.id == "faulty" {
+                    assert_eq!(stats.events, 0, "the kept-off rule never ran");
+                }
+                (
+                    r.id.clone(),
+                    matches!(state, RuleState::Quarantined(q) if q.reason == Reason::Unreachable),
+                )
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [("faulty".to_owned(), true), ("healthy".to_owned(), false)]
+        );
+
+        // A record about other content (another hash) keeps nothing off.
+        let mut other = (*stored).clone();
+        other.content_hash = "sha256:0000".into();
+        let mut fresh = RuleSet::new(&rt);
+        fresh.load(thread, &module, "kept-pack.wasm").unwrap();
+        assert!(!fresh.keep_quarantined(Arc::new(other)));
+    });
+}
