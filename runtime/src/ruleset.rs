@@ -316,22 +316,27 @@ impl RuleSet {
         result
     }
 
-    /// Keeps off, from the start, the loaded rule that a stored quarantine `record` is about (a
-    /// restart must not run again a rule quarantined before it, a rule inside a pack included):
-    /// the rule with the record's id, version and content hash (for a rule of a pack, the pack's
-    /// module hash) is disabled and shows as quarantined with the stored record; every other
-    /// rule of its module keeps running. No alert: the quarantine is not new. Returns whether a
-    /// loaded rule matched.
-    pub fn keep_quarantined(&mut self, record: Arc<QuarantineRecord>) -> bool {
+    /// Keeps off, from the start, a loaded rule quarantined on this host before (a restart must
+    /// not run it again, a rule inside a pack included): the rule with this id, version and
+    /// content hash (for a rule of a pack, the pack's module hash) is disabled and shows as
+    /// quarantined, with a record of the stored `reason`; every other rule of its module keeps
+    /// running. No alert: the quarantine is not new. Returns whether a loaded rule matched.
+    pub fn keep_quarantined(
+        &mut self,
+        rule_id: &str,
+        rule_version: &str,
+        content_hash: &str,
+        reason: Reason,
+    ) -> bool {
         if self.dirty {
             self.reindex();
         }
-        let Some(&ei) = self.index.get(&record.rule_id) else {
+        let Some(&ei) = self.index.get(rule_id) else {
             return false;
         };
         let info = self.entry_info(&self.entries[ei]).clone();
-        if info.version != record.rule_version
-            || info.content_hash != record.content_hash
+        if info.version != rule_version
+            || info.content_hash != content_hash
             || matches!(self.entries[ei].state, RuleState::Quarantined(_))
         {
             return false;
@@ -340,21 +345,40 @@ impl RuleSet {
         let Some(pos) = self.unit_pos(unit_id) else {
             return false;
         };
+        let fault = Fault {
+            reason,
+            message: "quarantined on this host before this start; kept off".into(),
+            backtrace: None,
+        };
+        let unit = &self.units[pos];
+        let mut record = QuarantineRecord::new(
+            Some(&info),
+            &info.content_hash,
+            &info.source,
+            &fault,
+            None,
+            self.runtime.config(),
+            unit.limits(member),
+            0,
+        );
+        if let Some(pack) = unit.pack_record(Some(member)) {
+            record = record.in_pack(pack);
+        }
         tracing::info!(
             target: "rulebox::decision",
             decision = "keep_quarantined",
             rule_id = %info.id,
             rule_version = %info.version,
             content_hash = %info.content_hash,
-            reason = %record.reason,
-            "rule kept off: quarantined before"
+            reason = %reason,
+            "rule kept off: quarantined on this host before"
         );
         let unit = &mut self.units[pos];
         unit.set_enabled(member, false);
         if !unit.any_enabled() {
             unit.release();
         }
-        self.entries[ei].state = RuleState::Quarantined(record);
+        self.entries[ei].state = RuleState::Quarantined(Arc::new(record));
         self.stats.quarantined += 1;
         self.dirty = true;
         true

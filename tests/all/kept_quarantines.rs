@@ -1,8 +1,6 @@
 //! A rule quarantined inside a pack stays off after a restart: the new rule set is given the stored
 //! record, and only that rule of the pack is kept off, every other one runs.
 
-use std::sync::Arc;
-
 use rulebox_runtime::{Alert, Reason, RuleSet, RuleState};
 
 use crate::common::{process, runtime};
@@ -27,14 +25,19 @@ fn a_quarantined_rule_of_a_pack_stays_off_after_a_restart_and_its_pack_runs() {
         };
         assert_eq!(record.rule_id, "faulty");
         assert_eq!(record.reason, Reason::Unreachable);
-        let stored: Arc<_> = record.clone();
+        // What the store keeps of it: id, version, module hash, reason.
+        let (id, version, hash) = (
+            record.rule_id.clone(),
+            record.rule_version.clone(),
+            record.content_hash.clone(),
+        );
 
         // The restart: a new set, the same pack, the stored record.
         let mut after = RuleSet::new(&rt);
         after.load(thread, &module, "kept-pack.wasm").unwrap();
         assert!(
-            after.keep_quarantined(stored.clone()),
-            "the record matches a loaded rule"
+            after.keep_quarantined(&id, &version, &hash, Reason::Unreachable),
+            "the stored entry matches a loaded rule"
         );
         for _ in 0..3 {
             let outcome = after.process(thread, &event).unwrap();
@@ -64,10 +67,9 @@ fn a_quarantined_rule_of_a_pack_stays_off_after_a_restart_and_its_pack_runs() {
         );
 
         // A record about other content (another hash) keeps nothing off.
-        let mut other = (*stored).clone();
-        other.content_hash = "sha256:0000".into();
         let mut fresh = RuleSet::new(&rt);
         fresh.load(thread, &module, "kept-pack.wasm").unwrap();
-        assert!(!fresh.keep_quarantined(Arc::new(other)));
+        assert!(!fresh.keep_quarantined(&id, &version, "0000", Reason::Unreachable));
+        assert!(!fresh.keep_quarantined(&id, "2", &hash, Reason::Unreachable));
     });
 }
