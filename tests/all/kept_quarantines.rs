@@ -73,3 +73,40 @@ fn a_quarantined_rule_of_a_pack_stays_off_after_a_restart_and_its_pack_runs() {
         assert!(!fresh.keep_quarantined(&id, "2", &hash, Reason::Unreachable));
     });
 }
+
+#[test]
+fn activation_with_the_stored_quarantines_keeps_a_pack_member_off_and_the_pack_on() {
+    use rulebox_runtime::content::{QuarantineEntry, QuarantineReason};
+    use rulebox_runtime::{Content, ContentRule};
+    let rt = runtime();
+    rt.clone().run_sandboxed(move |thread| {
+        let module = Pack::new(
+            "kept-pack",
+            &[("faulty", "unreachable"), ("healthy", &Pack::hand_over())],
+        )
+        .build();
+        let compiled = rt.compile(&module, "release-1:kept-pack").unwrap();
+        let stored = [QuarantineEntry {
+            rule_id: "faulty".into(),
+            rule_version: "1".into(),
+            content_hash: compiled.content_hash().to_owned(),
+            reason: QuarantineReason::Known(Reason::Unreachable),
+            at_unix_ms: 0,
+        }];
+        let content = Content::new(Some(1), vec![ContentRule::new(compiled, None, None)])
+            .with_quarantined(&stored);
+        let mut set = RuleSet::new(&rt);
+        let report = set.activate(thread, &content);
+        assert_eq!(report.added.len(), 2, "{report:?}");
+        let outcome = set.process(thread, &process("a.exe", "", "")).unwrap();
+        assert!(outcome.alerts.is_empty(), "{:?}", outcome.alerts);
+        let ids: Vec<&str> = outcome
+            .detections
+            .iter()
+            .map(|d| d.rule.id.as_str())
+            .collect();
+        assert_eq!(ids, ["healthy"]);
+        let faulty = set.rules().find(|(r, _, _)| r.id == "faulty").unwrap();
+        assert!(matches!(faulty.1, RuleState::Quarantined(q) if q.reason == Reason::Unreachable));
+    });
+}
