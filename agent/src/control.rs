@@ -373,9 +373,14 @@ impl Control {
             reported: expired,
         });
         let store = self.store.as_ref();
-        Content::from_bundle(&self.runtime, bundle, self.cache.as_ref(), |entry| {
+        let content = Content::from_bundle(&self.runtime, bundle, self.cache.as_ref(), |entry| {
             store.is_some_and(|s| s.is_quarantined(entry))
-        })
+        });
+        // A quarantined rule inside a pack stays off; the rest of its pack runs.
+        match store {
+            Some(s) => content.with_quarantined(s.quarantined()),
+            None => content,
+        }
     }
 
     fn emit(&mut self, event: AgentEvent) {

@@ -1,7 +1,7 @@
 //! What a case saw, against what it expects.
 
 use crate::file::Expected;
-use crate::text::printable;
+use rulebox_sdk::text::printable;
 
 /// A detection as a case sees it: which event produced it, its title and matched fields.
 #[derive(Debug, Clone, PartialEq, Eq)]

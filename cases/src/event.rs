@@ -12,7 +12,7 @@ use rulebox_sdk::{Event, EventData, EventKind, Value as FieldValue};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::text::printable;
+use rulebox_sdk::text::printable;
 
 /// The longest text a test event's field may hold, in bytes: the same cap rulebox's event readers
 /// apply by default (`rulebox_runtime::events::DEFAULT_MAX_FIELD_BYTES`), so a case never tests an

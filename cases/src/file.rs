@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::CaseError;
 use crate::event::{WindowsEvents, parse_event};
-use crate::text::printable;
+use rulebox_sdk::text::printable;
 
 /// The largest test file read, in bytes.
 pub const MAX_CASE_FILE_BYTES: u64 = 16 << 20;

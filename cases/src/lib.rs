@@ -59,7 +59,6 @@ mod event;
 mod file;
 mod native;
 mod outcome;
-mod text;
 
 pub use compare::{Seen, compare};
 pub use error::CaseError;
@@ -70,4 +69,5 @@ pub use file::{
 };
 pub use native::{assert_cases, run_cases, run_file};
 pub use outcome::CaseOutcome;
-pub use text::printable;
+/// The one escaping helper for text from content (`rulebox_sdk::text::printable`).
+pub use rulebox_sdk::text::printable;

@@ -9,7 +9,7 @@ use crate::compare::{Seen, compare};
 use crate::error::CaseError;
 use crate::file::{CaseFile, find_case_files, read_case_file};
 use crate::outcome::CaseOutcome;
-use crate::text::printable;
+use rulebox_sdk::text::printable;
 
 /// Runs every case of the test files under `paths` (found as [`find_case_files`] finds them)
 /// natively against the rule type `R`, each case on a fresh `R::default()`, its events in order,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::file::{Case, CaseFile};
-use crate::text::printable;
+use rulebox_sdk::text::printable;
 
 /// The outcome of one test case.
 #[derive(Debug, Clone, PartialEq, Eq)]

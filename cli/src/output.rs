@@ -31,6 +31,7 @@ pub fn detection(d: &RuleDetection, event: &Value) -> Value {
         "type": "detection",
         "rule_id": d.rule.id,
         "rule_version": d.rule.version,
+        "content_hash": d.rule.content_hash,
         "title": d.detection.title,
         "severity": d.detection.severity.name(),
         "fields": fields,
@@ -106,6 +107,8 @@ pub fn alert(a: &Alert, event: &Value, record_path: Option<&Path>) -> Value {
             "severity": "high",
             "rule_id": restored.id,
             "rule_version": restored.version,
+            "content_hash": restored.content_hash,
+            "quarantined_content_hash": quarantined.content_hash,
             "quarantined_version": quarantined.rule_version,
             "reason": quarantined.reason.name(),
             "message": quarantined.message,
@@ -113,6 +116,20 @@ pub fn alert(a: &Alert, event: &Value, record_path: Option<&Path>) -> Value {
         }),
         _ => json!({ "type": "alert", "alert": "unknown", "event": event }),
     }
+}
+
+/// The alert for a rule id several modules claim: every claimant, none loaded.
+pub fn duplicate(claim: &rulebox_runtime::DuplicateClaim) -> Value {
+    json!({
+        "type": "alert",
+        "alert": "duplicate_rule_id",
+        "severity": "high",
+        "rule_id": claim.id,
+        "message": claim.describe(),
+        "claimants": claim.claimants.iter().map(|c| json!({
+            "path": c.source, "content_hash": c.content_hash, "rule_version": c.version,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// Writes one JSON value as a line, every string terminal-safe (control characters escaped).

@@ -2,7 +2,7 @@
 //! path never pushes the columns after it out of line, and every cell shown through
 //! [`printable`] (rule ids, paths and titles can come from content).
 
-use rulebox_cases::printable;
+use rulebox_runtime::text::printable;
 
 /// How a column's cells line up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -146,10 +146,7 @@ fn clip(text: &str, max: usize) -> (&str, bool) {
     if text.len() <= max {
         return (text, false);
     }
-    let mut end = max.saturating_sub(TRUNCATED_MARK.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(max.saturating_sub(TRUNCATED_MARK.len()));
     (&text[..end], true)
 }
 

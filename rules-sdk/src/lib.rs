@@ -245,6 +245,7 @@ mod pack;
 #[cfg(target_arch = "wasm32")]
 mod pack_glue;
 mod rule;
+pub mod text;
 pub mod wire;
 
 /// `alloc`, for the code the export macros generate in a rule crate.

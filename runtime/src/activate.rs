@@ -141,6 +141,9 @@ pub struct Content {
     release: Option<u64>,
     rules: Vec<ContentRule>,
     skipped: Vec<SkippedRule>,
+    /// Rules quarantined on this host before (id, version, module hash, reason): a rule of a
+    /// pack among them is kept off when its pack loads.
+    kept_off: Vec<(String, String, String, crate::Reason)>,
 }
 
 impl Content {
@@ -150,7 +153,32 @@ impl Content {
             release,
             rules,
             skipped: Vec::new(),
+            kept_off: Vec::new(),
         }
+    }
+
+    /// The content with the host's stored quarantines (on an endpoint:
+    /// [`ContentStore::quarantined`](crate::content::ContentStore::quarantined)): a rule inside a
+    /// pack that one of them names is kept off from the start, the rest of its pack runs (a
+    /// one-rule module they name is left out already by `is_quarantined`).
+    #[must_use]
+    pub fn with_quarantined(mut self, stored: &[crate::content::QuarantineEntry]) -> Content {
+        self.kept_off = stored
+            .iter()
+            .map(|q| {
+                let reason = match &q.reason {
+                    crate::content::QuarantineReason::Known(r) => *r,
+                    _ => crate::Reason::HostError,
+                };
+                (
+                    q.rule_id.clone(),
+                    q.rule_version.clone(),
+                    q.content_hash.clone(),
+                    reason,
+                )
+            })
+            .collect();
+        self
     }
 
     /// Compiles the modules of a bundle (a verified one on an endpoint) with `runtime`, through
@@ -393,6 +421,9 @@ impl RuleSet {
                     report.refused.push(record);
                 }
             }
+        }
+        for (id, version, hash, reason) in &content.kept_off {
+            self.keep_quarantined(id, version, hash, *reason);
         }
         let stale: Vec<String> = self
             .ids()

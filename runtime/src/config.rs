@@ -18,7 +18,7 @@ pub struct Limits {
     /// Wall-clock bound of one call into the rule, in milliseconds (enforced with epoch interruption,
     /// so the bound is rounded up to the engine's tick).
     pub deadline_ms: u64,
-    /// Wall-clock bound of loading (instantiation and start routine), in milliseconds.
+    /// CPU-time bound of loading (instantiation and start routine), in milliseconds.
     pub load_deadline_ms: u64,
     /// Largest linear memory the rule may have, in bytes. A module declaring more is refused at load;
     /// growing past it at run time quarantines the rule.
@@ -32,6 +32,10 @@ pub struct Limits {
     /// How many times the rule may hit its fuel or deadline budget (a merely slow event can) before it
     /// is quarantined. After each such strike the rule's instance is reset to a fresh one.
     pub budget_strikes: u32,
+    /// Seconds after which a budget strike is forgotten: each full period since the rule's last
+    /// strike takes one strike off its count, so a rule that is slow once in a while is never
+    /// quarantined for it.
+    pub strike_decay_s: u64,
 }
 
 impl Default for Limits {
@@ -46,6 +50,7 @@ impl Default for Limits {
             max_result_bytes: 64 << 10,
             max_detections: 64,
             budget_strikes: 1,
+            strike_decay_s: 3_600,
         }
     }
 }
@@ -117,6 +122,12 @@ impl Limits {
             u64::from(self.budget_strikes),
             1_000,
             "1 ..= 1000",
+        )?;
+        check(
+            "strike_decay_s",
+            self.strike_decay_s,
+            31_536_000,
+            "1 ..= 31536000",
         )?;
         Ok(())
     }

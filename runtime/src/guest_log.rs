@@ -1,12 +1,17 @@
-//! Rate-limited logging for rules: the `rulebox.log` import and WASI stdout/stderr.
+//! Rate-limited logging for rules: the `rulebox.log` import and WASI stdout/stderr (written through
+//! the host's own `fd_write`, `crate::wasi`).
 //!
-//! A rule cannot flood the host's log: each rule has a token bucket; messages past it are counted,
-//! and the count is reported with the next message that gets through (and in the rule's statistics).
+//! A rule cannot flood the host's log: each rule has a token bucket; messages past it are counted
+//! and reported: when suppression starts (one warning per run of suppressed messages, naming the
+//! rule), with the next message that gets through (its `suppressed` field), and in the rule's
+//! statistics ([`RuleStats::log_suppressed`](crate::RuleStats::log_suppressed)). A message is
+//! rule-chosen text: it is logged escaped ([`Escaped`]), so that no newline, carriage return or
+//! escape sequence in it reaches an operator's terminal or forges a log line.
 
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Instant;
+
+use crate::text::Escaped;
 
 /// Longest message logged; longer ones are truncated.
 pub const MAX_LOG_MESSAGE: usize = 1024;
@@ -54,103 +59,45 @@ impl LogBudget {
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         if self.tokens < 1.0 {
+            if self.suppressed == 0 {
+                tracing::warn!(
+                    target: "rulebox::decision",
+                    decision = "log_suppressed",
+                    rule = %Escaped(rule),
+                    suppressed_total = self.suppressed_total + 1,
+                    "rule log messages over the rate limit are suppressed (counted in the rule's \
+                     statistics) until one gets through again"
+                );
+            }
             self.suppressed += 1;
             self.suppressed_total += 1;
             return;
         }
         self.tokens -= 1.0;
-        let message = truncate(message, MAX_LOG_MESSAGE);
+        let message = Escaped(truncate(message, MAX_LOG_MESSAGE));
         let suppressed = std::mem::take(&mut self.suppressed);
         match level {
-            0 => tracing::error!(target: "rulebox::guest", rule, source, suppressed, "{message}"),
-            1 => tracing::warn!(target: "rulebox::guest", rule, source, suppressed, "{message}"),
-            2 => tracing::info!(target: "rulebox::guest", rule, source, suppressed, "{message}"),
-            3 => tracing::debug!(target: "rulebox::guest", rule, source, suppressed, "{message}"),
-            _ => tracing::trace!(target: "rulebox::guest", rule, source, suppressed, "{message}"),
+            0 => {
+                tracing::error!(target: "rulebox::guest", rule = %Escaped(rule), source, suppressed, "{message}")
+            }
+            1 => {
+                tracing::warn!(target: "rulebox::guest", rule = %Escaped(rule), source, suppressed, "{message}")
+            }
+            2 => {
+                tracing::info!(target: "rulebox::guest", rule = %Escaped(rule), source, suppressed, "{message}")
+            }
+            3 => {
+                tracing::debug!(target: "rulebox::guest", rule = %Escaped(rule), source, suppressed, "{message}")
+            }
+            _ => {
+                tracing::trace!(target: "rulebox::guest", rule = %Escaped(rule), source, suppressed, "{message}")
+            }
         }
     }
 }
 
 fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// WASI stdout/stderr of a rule: complete lines go to the rule's [`LogBudget`].
-#[derive(Clone)]
-pub(crate) struct GuestOutput {
-    pub(crate) budget: Arc<Mutex<LogBudget>>,
-    pub(crate) stream: &'static str,
-}
-
-impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(GuestOutputWriter {
-            out: self.clone(),
-            line: Vec::new(),
-        })
-    }
-}
-
-struct GuestOutputWriter {
-    out: GuestOutput,
-    line: Vec<u8>,
-}
-
-impl GuestOutputWriter {
-    fn emit(&mut self) {
-        let text = String::from_utf8_lossy(&self.line);
-        let text = text.trim_end_matches(['\r', '\n']);
-        if let Ok(mut budget) = self.out.budget.lock() {
-            budget.log(self.out.stream, 2, text);
-        }
-        self.line.clear();
-    }
-}
-
-impl tokio::io::AsyncWrite for GuestOutputWriter {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        // Always accept everything: a guest's write never fails or blocks; the budget decides what
-        // reaches the log. Lines longer than the message cap are cut into pieces.
-        for &b in buf {
-            if b == b'\n' {
-                self.emit();
-            } else {
-                self.line.push(b);
-                if self.line.len() >= MAX_LOG_MESSAGE {
-                    self.emit();
-                }
-            }
-        }
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        if !self.line.is_empty() {
-            self.emit();
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.poll_flush(cx)
-    }
+    &s[..s.floor_char_boundary(max)]
 }
 
 #[cfg(test)]

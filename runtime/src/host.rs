@@ -6,7 +6,8 @@ use rulebox_sdk::abi::imports;
 use wasmtime::{Caller, Extern, Linker};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::guest_log::{GuestOutput, LogBudget, MAX_LOG_MESSAGE};
+use crate::deadline::Budget;
+use crate::guest_log::{LogBudget, MAX_LOG_MESSAGE};
 use crate::limiter::RuleLimiter;
 use crate::pack_call::{self, PackCtl};
 
@@ -18,16 +19,30 @@ pub(crate) struct HostState {
     wasi: Option<WasiP1Ctx>,
     /// For a rule pack: the calling sequence's state and results (`None` for a one-rule module).
     pub(crate) pack: Option<Box<PackCtl>>,
+    /// The CPU-time budget of the current period (a call, a rule of a pack, a pack's own work on
+    /// an event, a load), charged at every engine tick by the epoch callback.
+    pub(crate) budget: Budget,
+    /// The engine's tick, in milliseconds.
+    pub(crate) tick_ms: u64,
 }
 
 impl HostState {
-    pub(crate) fn new(limiter: RuleLimiter, log: Arc<Mutex<LogBudget>>) -> HostState {
+    pub(crate) fn new(limiter: RuleLimiter, log: Arc<Mutex<LogBudget>>, tick_ms: u64) -> HostState {
         HostState {
             limiter,
             log,
             wasi: None,
             pack: None,
+            budget: Budget::start(0, tick_ms),
+            tick_ms,
         }
+    }
+
+    /// Starts a budget period of `ms` milliseconds of CPU time (the caller sets the epoch deadline
+    /// one tick ahead).
+    #[inline]
+    pub(crate) fn start_budget(&mut self, ms: u64) {
+        self.budget = Budget::start(ms, self.tick_ms);
     }
 
     /// The instance's memory high-water mark and the log messages its rate limit suppressed.
@@ -38,19 +53,11 @@ impl HostState {
     }
 
     fn wasi(&mut self) -> &mut WasiP1Ctx {
-        let log = &self.log;
         self.wasi.get_or_insert_with(|| {
-            // No preopened directories, no environment, no arguments, no sockets, empty stdin.
-            // stdout and stderr go to the rule's rate-limited log.
+            // No preopened directories, no environment, no arguments, no sockets, empty stdin;
+            // stdout and stderr are written through the host's own `fd_write` (`crate::wasi`), to
+            // the rule's rate-limited log.
             wasmtime_wasi::WasiCtxBuilder::new()
-                .stdout(GuestOutput {
-                    budget: log.clone(),
-                    stream: "stdout",
-                })
-                .stderr(GuestOutput {
-                    budget: log.clone(),
-                    stream: "stderr",
-                })
                 .allow_tcp(false)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
@@ -59,8 +66,28 @@ impl HostState {
     }
 }
 
-/// WASI errno `ENOTSUP`.
-const WASI_ENOTSUP: i32 = 58;
+/// Why a host function stopped the guest: a fault of the rule, recovered by downcasting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HostTrap {
+    /// The guest called WASI `proc_exit`.
+    #[error("the rule called proc_exit({0}): a rule returns from every call, it never exits")]
+    Exit(u32),
+    /// The guest passed a host function a range outside its memory.
+    #[error(
+        "the rule passed {function} a range outside its memory ({len} bytes at {ptr:#x}; the rule \
+         has {memory} bytes)"
+    )]
+    BadPointer {
+        /// The host function.
+        function: &'static str,
+        /// The start of the range.
+        ptr: u32,
+        /// Its length.
+        len: u64,
+        /// The size of the guest's memory.
+        memory: u64,
+    },
+}
 
 /// Builds the linker every rule is instantiated against.
 pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
@@ -74,18 +101,7 @@ pub(crate) fn linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostS
     linker.func_wrap(imports::MODULE, imports::RULE_BEGIN, pack_call::rule_begin)?;
     linker.func_wrap(imports::MODULE, imports::RULE_END, pack_call::rule_end)?;
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, HostState::wasi)?;
-    // A rule must never block its worker thread: sleeping through `poll_oneoff` would stall every rule
-    // on that thread without the epoch deadline seeing it (the deadline interrupts wasm code, not host
-    // calls). Replace it with a function that refuses.
-    linker.allow_shadowing(true);
-    linker.func_wrap(
-        imports::WASI_P1_MODULE,
-        "poll_oneoff",
-        |_: Caller<'_, HostState>, _in: i32, _out: i32, _n: i32, _nevents: i32| -> i32 {
-            WASI_ENOTSUP
-        },
-    )?;
-    linker.allow_shadowing(false);
+    crate::wasi::shadow(&mut linker)?;
     Ok(linker)
 }
 

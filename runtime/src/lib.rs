@@ -50,10 +50,13 @@
 mod activate;
 mod config;
 pub mod content;
+mod deadline;
 pub mod events;
+mod folder;
 mod guest_log;
 mod host;
 mod limiter;
+mod metadata;
 mod module;
 mod module_cache;
 mod outcome;
@@ -66,11 +69,14 @@ mod rule_info;
 mod ruleset;
 mod runtime;
 mod start;
+mod strikes;
 pub mod text;
 mod unit;
+mod wasi;
 
 pub use activate::{Activation, Content, ContentRule, DeclaredRule, ManifestMismatch, SkippedRule};
 pub use config::{ConfigError, Limits, RuntimeConfig};
+pub use folder::{Claimant, DuplicateClaim, FolderLoad};
 pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};
 pub use module::{CompiledRule, LoadError, content_hash};
 pub use module_cache::{CacheStats, ModuleCache};

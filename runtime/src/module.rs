@@ -95,6 +95,10 @@ pub enum LoadError {
     /// Another loaded rule has the same id.
     #[error("another loaded rule already has the id `{0}`")]
     DuplicateId(String),
+    /// Several modules loaded together declare the same rule id: every claimant is refused (the
+    /// text names them all).
+    #[error("{0}")]
+    DuplicateClaim(String),
     /// A rule pack refused its rule data, or the data is larger than the runtime accepts.
     #[error("rule data refused: {0}")]
     BadRuleData(String),
@@ -111,12 +115,27 @@ pub enum LoadError {
         /// What the call loads: `one-rule module` or `rule pack`.
         what: &'static str,
     },
+    /// A refusal under the limits of one rule (or pack), known once its metadata was read (a
+    /// per-rule memory cap): the id, version and limits go into the quarantine record, so that
+    /// `replay` reproduces the refusal under the same limits.
+    #[error("`{id}` version `{version}`: {error}")]
+    UnderRuleLimits {
+        /// The rule's (or pack's) id, from its metadata.
+        id: String,
+        /// Its version.
+        version: String,
+        /// The limits it was refused under.
+        limits: Box<crate::config::Limits>,
+        /// Why it was refused.
+        error: Box<LoadError>,
+    },
 }
 
 impl LoadError {
     /// The typed reason recorded in the quarantine list.
     pub fn reason(&self) -> Reason {
         match self {
+            LoadError::UnderRuleLimits { error, .. } => error.reason(),
             LoadError::NotWasm => Reason::NotWasm,
             LoadError::ModuleTooLarge { .. } => Reason::ModuleTooLarge,
             LoadError::InvalidModule(_) => Reason::InvalidModule,
@@ -130,7 +149,7 @@ impl LoadError {
             LoadError::StartTooLong(_) => Reason::StartTooLong,
             LoadError::StartFailed(_) => Reason::StartFailed,
             LoadError::BadMetadata(_) => Reason::BadMetadata,
-            LoadError::DuplicateId(_) => Reason::DuplicateId,
+            LoadError::DuplicateId(_) | LoadError::DuplicateClaim(_) => Reason::DuplicateId,
             LoadError::BadRuleData(_) => Reason::BadRuleData,
             LoadError::WrongAbi { .. } => Reason::AbiVersion,
         }
@@ -139,6 +158,10 @@ impl LoadError {
     /// The error as a [`Fault`] (with the trap backtrace, when there was one).
     pub fn to_fault(&self) -> Fault {
         match self {
+            LoadError::UnderRuleLimits { error, .. } => Fault {
+                message: self.to_string(),
+                ..error.to_fault()
+            },
             LoadError::StartTooLong(f) | LoadError::StartFailed(f) => Fault {
                 reason: self.reason(),
                 message: self.to_string(),

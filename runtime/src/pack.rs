@@ -108,6 +108,8 @@ pub struct LoadedPack {
     instance: Option<Instance>,
     /// The pack's own budget strikes (faults of its shared code).
     pub(crate) strikes: u32,
+    /// When the pack's last strike was counted.
+    pub(crate) last_strike: Option<std::time::Instant>,
     /// Instances replaced after a fault, and counters folded from them.
     renewals: u64,
     memory_high_water: u64,
@@ -216,9 +218,14 @@ impl LoadedPack {
         let memory_now =
             u64::try_from(instance.memory.data_size(&instance.store)).unwrap_or(u64::MAX);
         if memory_now > pack_limits.memory_bytes {
-            return Err(LoadError::MemoryOverCap {
-                declared: memory_now,
-                cap: pack_limits.memory_bytes,
+            return Err(LoadError::UnderRuleLimits {
+                id: meta.id.to_string(),
+                version: meta.version.to_string(),
+                error: Box::new(LoadError::MemoryOverCap {
+                    declared: memory_now,
+                    cap: pack_limits.memory_bytes,
+                }),
+                limits: Box::new(pack_limits),
             });
         }
         let info = Arc::new(PackInfo {
@@ -266,18 +273,19 @@ impl LoadedPack {
             members,
             instance: None,
             strikes: 0,
+            last_strike: None,
             renewals: 0,
             memory_high_water: 0,
             log_suppressed: 0,
         };
-        pack.arm(runtime, &mut instance, None);
+        pack.arm(&mut instance, None);
         pack.instance = Some(instance);
         Ok(pack)
     }
 
     /// Gives a fresh instance the pack's limits and the control table of its rules.
     /// The rules' counters come from the old instance's table, if any, or from the members.
-    fn arm(&self, runtime: &Runtime, instance: &mut Instance, old: Option<&PackCtl>) {
+    fn arm(&self, instance: &mut Instance, old: Option<&PackCtl>) {
         let members = self
             .members
             .iter()
@@ -285,19 +293,13 @@ impl LoadedPack {
             .map(|(i, m)| MemberCtl {
                 kinds: if m.enabled { m.info.subscriptions.0 } else { 0 },
                 limits: m.limits.clone(),
-                ticks: runtime.ticks_for(m.limits.deadline_ms),
                 id: m.info.id.as_str().into(),
                 counters: old
                     .and_then(|c| c.members.get(i))
                     .map_or_else(|| counters_of(&m.stats), |c| c.counters),
             })
             .collect();
-        let mut ctl = PackCtl::new(
-            members,
-            runtime.epoch().clone(),
-            self.limits.fuel_per_event,
-            runtime.ticks_for(self.limits.deadline_ms),
-        );
+        let mut ctl = PackCtl::new(members, self.limits.fuel_per_event, self.limits.deadline_ms);
         ctl.memory = Some(instance.memory);
         let state = instance.store.data_mut();
         state.limiter.memory_cap = self.limits.memory_bytes;
@@ -334,7 +336,7 @@ impl LoadedPack {
                 "the pack's metadata changed between instantiations".into(),
             ));
         }
-        self.arm(runtime, &mut instance, old.as_deref());
+        self.arm(&mut instance, old.as_deref());
         if let (Some(old), Some(ctl)) = (old, instance.store.data_mut().pack.as_mut()) {
             ctl.spare = old.spare;
         }
@@ -346,9 +348,10 @@ impl LoadedPack {
     /// Copies the counters of `ctl` (a live instance's) into the members.
     fn keep_counters(&mut self, ctl: &PackCtl) {
         for (m, c) in self.members.iter_mut().zip(&ctl.members) {
-            let strikes = m.stats.strikes;
+            let (strikes, last) = (m.stats.strikes, m.stats.last_strike);
             m.stats = stats_of(&c.counters);
             m.stats.strikes = strikes;
+            m.stats.last_strike = last;
         }
     }
 
@@ -444,6 +447,7 @@ impl LoadedPack {
             None => member.stats.clone(),
         };
         stats.strikes = member.stats.strikes;
+        stats.last_strike = member.stats.last_strike;
         let (high, suppressed) = self.instance_counters();
         stats.memory_high_water = self.memory_high_water.max(high);
         stats.log_suppressed = self.log_suppressed.saturating_add(suppressed);
@@ -551,7 +555,7 @@ impl LoadedPack {
         let len32 = u32::try_from(len).unwrap_or(u32::MAX);
         let ctl = inst.ctl();
         ctl.begin_call(sel.iter().map(|&i| events[i].0 as u8), floor, only);
-        let (fuel, ticks) = (ctl.pack_fuel, ctl.pack_ticks);
+        let (fuel, ms) = (ctl.pack_fuel, ctl.pack_ms);
         if let Err(e) = inst.store.set_fuel(fuel) {
             return CallEnd::PackFault {
                 event: 0,
@@ -559,7 +563,8 @@ impl LoadedPack {
                 fault: host_fault(&format!("{e:#}")),
             };
         }
-        inst.store.set_epoch_deadline(ticks);
+        inst.store.data_mut().start_budget(ms);
+        inst.store.set_epoch_deadline(1);
         if (len32 > inst.input_cap || inst.input_ptr == 0)
             && let Err(fault) = inst.grow_input(len32)
         {
@@ -734,7 +739,7 @@ impl Instance {
         self.store
             .data_mut()
             .pack
-            .get_or_insert_with(|| Box::new(PackCtl::new(Vec::new(), Default::default(), 0, 0)))
+            .get_or_insert_with(|| Box::new(PackCtl::new(Vec::new(), 0, 0)))
     }
 
     /// Asks the guest for an input buffer of `len` bytes (`rulebox_input`), and keeps it. A fault
@@ -755,7 +760,7 @@ impl Instance {
         };
         if ptr == 0 {
             return Err(Fault {
-                reason: Reason::MalformedResult,
+                reason: Reason::BadInputBuffer,
                 message: format!("rulebox_input({len}) returned a null buffer"),
                 backtrace: None,
             });
@@ -768,7 +773,7 @@ impl Instance {
     #[cold]
     fn input_outside_memory(&self, len: u32) -> Fault {
         Fault {
-            reason: Reason::MalformedResult,
+            reason: Reason::BadInputBuffer,
             message: format!(
                 "rulebox_input returned {:#x}, which with {len} bytes is outside the pack's {} bytes \
                  of memory",
@@ -794,7 +799,7 @@ fn instantiate(
     let label: Arc<str> = pack_id.unwrap_or(compiled.source()).into();
     // A pack calling `event_begin` or `rule_begin` while it loads breaks the calling sequence: its
     // control table is empty until the first call.
-    let empty = PackCtl::new(Vec::new(), runtime.epoch().clone(), 0, 0);
+    let empty = PackCtl::new(Vec::new(), 0, 0);
     let Started {
         mut store,
         instance,
@@ -856,8 +861,8 @@ fn instantiate(
     let reply = {
         let bytes = read_guest(&inst.store, inst.memory, packed, MAX_PACK_METADATA_BYTES)
             .map_err(|m| LoadError::BadMetadata(format!("load reply {m}")))?;
-        let (reply, rest) = postcard::take_from_bytes::<LoadReply<'_>>(bytes)
-            .map_err(|e| LoadError::BadMetadata(format!("load reply does not decode: {e}")))?;
+        let (reply, rest) = crate::metadata::decode_reply(bytes)
+            .map_err(|e| LoadError::BadMetadata(format!("load reply: {e}")))?;
         if !rest.is_empty() {
             return Err(LoadError::BadMetadata(format!(
                 "{} trailing bytes after the load reply",

@@ -10,13 +10,13 @@
 //! `Caller`; the pack ([`crate::pack`]) fills it before each call and reads the results after.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rulebox_sdk::Detection;
 use rulebox_sdk::abi;
 use wasmtime::{AsContextMut, Caller, Memory};
 
 use crate::config::Limits;
+use crate::deadline::Budget;
 use crate::host::HostState;
 use crate::quarantine::Fault;
 use crate::rule::check_result;
@@ -50,8 +50,6 @@ pub(crate) struct MemberCtl {
     pub(crate) kinds: u32,
     /// The rule's own limits (fuel per event, deadline, result caps).
     pub(crate) limits: Limits,
-    /// `limits.deadline_ms` in epoch ticks.
-    pub(crate) ticks: u64,
     /// The rule's id, given to its detections.
     pub(crate) id: Arc<str>,
     pub(crate) counters: Counters,
@@ -82,11 +80,10 @@ pub(crate) struct PackCtl {
     /// For each kind bit, how many members run on it (so that one member's change is O(1)).
     kind_counts: [u32; 32],
     pub(crate) memory: Option<Memory>,
-    epoch: Arc<AtomicU64>,
     /// The pack's own fuel for each event (the work outside every rule).
     pub(crate) pack_fuel: u64,
-    /// The pack's own deadline for each event, in ticks.
-    pub(crate) pack_ticks: u64,
+    /// The pack's own deadline for each event, in milliseconds of CPU time.
+    pub(crate) pack_ms: u64,
     /// The kind bit (1 << ABI number) of each event of the call's batch.
     kinds: Vec<u32>,
     /// On the call's first event, rules below this index already ran (in an instance that faulted).
@@ -103,10 +100,8 @@ pub(crate) struct PackCtl {
     pub(crate) open: Option<Open>,
     /// The pack's fuel when the open rule began, given back when it closes.
     saved_fuel: u64,
-    /// The pack's deadline left when the open rule began, in ticks, given back when it closes.
-    saved_ticks: u64,
-    /// Absolute epoch at which the pack's deadline for the current event passes.
-    deadline: u64,
+    /// The pack's own budget when the open rule began, resumed when it closes.
+    saved_budget: Budget,
     /// Rules run on each event of the call.
     pub(crate) ran: Vec<u32>,
     /// Rules that reported detections, in order.
@@ -134,12 +129,7 @@ fn violation(message: String) -> wasmtime::Error {
 }
 
 impl PackCtl {
-    pub(crate) fn new(
-        members: Vec<MemberCtl>,
-        epoch: Arc<AtomicU64>,
-        pack_fuel: u64,
-        pack_ticks: u64,
-    ) -> PackCtl {
+    pub(crate) fn new(members: Vec<MemberCtl>, pack_fuel: u64, pack_ms: u64) -> PackCtl {
         let mut kind_counts = [0u32; 32];
         for m in &members {
             for (bit, count) in kind_counts.iter_mut().enumerate() {
@@ -152,9 +142,8 @@ impl PackCtl {
             kinds_union,
             kind_counts,
             memory: None,
-            epoch,
             pack_fuel,
-            pack_ticks,
+            pack_ms,
             kinds: Vec::new(),
             floor: 0,
             only: None,
@@ -163,8 +152,7 @@ impl PackCtl {
             next_rule: 0,
             open: None,
             saved_fuel: 0,
-            saved_ticks: 0,
-            deadline: 0,
+            saved_budget: Budget::start(0, 1),
             ran: Vec::new(),
             hits: Vec::new(),
             detections: Vec::new(),
@@ -208,14 +196,8 @@ impl PackCtl {
         self.current = None;
         self.next_rule = 0;
         self.open = None;
-        self.deadline = self.now().saturating_add(self.pack_ticks);
         self.hits.clear();
         self.spare.append(&mut self.detections);
-    }
-
-    #[inline]
-    fn now(&self) -> u64 {
-        self.epoch.load(Ordering::Relaxed)
     }
 
     /// Closes the open rule (if any) with no detections: counts it with the fuel it used. The
@@ -242,8 +224,8 @@ impl PackCtl {
 
 /// The state of a pack's call, or the error for a module calling a pack import outside one.
 #[inline]
-fn ctl<'a>(caller: &'a mut Caller<'_, HostState>) -> wasmtime::Result<&'a mut PackCtl> {
-    match caller.data_mut().pack.as_deref_mut() {
+fn ctl(pack: &mut Option<Box<PackCtl>>) -> wasmtime::Result<&mut PackCtl> {
+    match pack.as_deref_mut() {
         Some(ctl) => Ok(ctl),
         None => Err(violation(
             "a pack import was called by a module that is not a pack".into(),
@@ -256,7 +238,13 @@ fn ctl<'a>(caller: &'a mut Caller<'_, HostState>) -> wasmtime::Result<&'a mut Pa
 /// fuel and deadline start afresh.
 pub(crate) fn event_begin(mut caller: Caller<'_, HostState>, event: u32) -> wasmtime::Result<u32> {
     let fuel_left = caller.get_fuel()?;
-    let ctl = ctl(&mut caller)?;
+    let HostState {
+        pack,
+        budget,
+        tick_ms,
+        ..
+    } = caller.data_mut();
+    let ctl = ctl(pack)?;
     ctl.close(fuel_left);
     if event < ctl.next_event {
         return Err(violation(match ctl.current {
@@ -276,10 +264,10 @@ pub(crate) fn event_begin(mut caller: Caller<'_, HostState>, event: u32) -> wasm
     ctl.current = Some(event);
     ctl.next_rule = 0;
     let run = ctl.kinds_union & bit != 0;
-    let (fuel, ticks) = (ctl.pack_fuel, ctl.pack_ticks);
-    ctl.deadline = ctl.now().saturating_add(ticks);
+    let fuel = ctl.pack_fuel;
+    *budget = Budget::start(ctl.pack_ms, *tick_ms);
     caller.set_fuel(fuel)?;
-    caller.as_context_mut().set_epoch_deadline(ticks);
+    caller.as_context_mut().set_epoch_deadline(1);
     Ok(u32::from(run))
 }
 
@@ -287,7 +275,13 @@ pub(crate) fn event_begin(mut caller: Caller<'_, HostState>, event: u32) -> wasm
 /// on the current event (its own fuel budget and deadline start now), 0 to skip it.
 pub(crate) fn rule_begin(mut caller: Caller<'_, HostState>, rule: u32) -> wasmtime::Result<u32> {
     let fuel_left = caller.get_fuel()?;
-    let ctl = ctl(&mut caller)?;
+    let HostState {
+        pack,
+        budget,
+        tick_ms,
+        ..
+    } = caller.data_mut();
+    let ctl = ctl(pack)?;
     let was_open = ctl.open.is_some();
     ctl.close(fuel_left);
     let Some(event) = ctl.current else {
@@ -314,22 +308,23 @@ pub(crate) fn rule_begin(mut caller: Caller<'_, HostState>, rule: u32) -> wasmti
     if skip {
         if was_open {
             // The pack's budgets resume.
-            let (fuel, ticks) = (ctl.saved_fuel, ctl.saved_ticks);
-            ctl.deadline = ctl.now().saturating_add(ticks);
+            let fuel = ctl.saved_fuel;
+            *budget = ctl.saved_budget.resumed();
             caller.set_fuel(fuel)?;
-            caller.as_context_mut().set_epoch_deadline(ticks);
+            caller.as_context_mut().set_epoch_deadline(1);
         }
         return Ok(0);
     }
-    let (fuel, ticks) = (member.limits.fuel_per_event, member.ticks);
+    let (fuel, ms) = (member.limits.fuel_per_event, member.limits.deadline_ms);
     if !was_open {
         // The pack's budgets pause while the rule runs.
         ctl.saved_fuel = fuel_left;
-        ctl.saved_ticks = ctl.deadline.saturating_sub(ctl.now()).max(1);
+        ctl.saved_budget = *budget;
     }
     ctl.open = Some(Open { rule });
+    *budget = Budget::start(ms, *tick_ms);
     caller.set_fuel(fuel)?;
-    caller.as_context_mut().set_epoch_deadline(ticks);
+    caller.as_context_mut().set_epoch_deadline(1);
     Ok(1)
 }
 
@@ -384,10 +379,10 @@ pub(crate) fn rule_end(
         });
     }
     ctl.close(fuel_left);
-    let (fuel, ticks) = (ctl.saved_fuel, ctl.saved_ticks);
-    ctl.deadline = ctl.now().saturating_add(ticks);
+    let fuel = ctl.saved_fuel;
+    state.budget = ctl.saved_budget.resumed();
     caller.set_fuel(fuel)?;
-    caller.as_context_mut().set_epoch_deadline(ticks);
+    caller.as_context_mut().set_epoch_deadline(1);
     Ok(())
 }
 
@@ -399,7 +394,6 @@ mod tests {
         MemberCtl {
             kinds,
             limits: Limits::default(),
-            ticks: 1,
             id: "r".into(),
             counters: Counters::default(),
         }
@@ -407,12 +401,7 @@ mod tests {
 
     #[test]
     fn the_union_of_kinds_follows_every_change() {
-        let mut ctl = PackCtl::new(
-            vec![member(0b011), member(0b010), member(0)],
-            Arc::default(),
-            1,
-            1,
-        );
+        let mut ctl = PackCtl::new(vec![member(0b011), member(0b010), member(0)], 1, 1);
         assert_eq!(ctl.kinds_union(), 0b011);
         ctl.set_kinds(0, 0);
         assert_eq!(ctl.kinds_union(), 0b010, "rule 1 still runs on kind 1");

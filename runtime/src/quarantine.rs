@@ -39,9 +39,18 @@ pub enum Reason {
     MalformedResult,
     /// The rule's result is larger than its cap (bytes or number of detections).
     OversizedResult,
+    /// The rule's `rulebox_input` gave the host no buffer for the event (or batch), or one outside
+    /// the rule's memory.
+    BadInputBuffer,
     /// The rule could not decode the event the host gave it (an event-schema mismatch).
     UndecodableEvent,
-    /// A host function the rule called failed (for a WASI module: it called `proc_exit`, say).
+    /// The rule called WASI `proc_exit`: a rule returns from every call, it never exits.
+    GuestExit,
+    /// The rule passed a host function (a WASI function) a pointer or length outside its memory,
+    /// or a misaligned pointer.
+    BadPointer,
+    /// The host failed to run the rule (not a fault of the rule's: an error of the host or of the
+    /// engine).
     HostError,
     /// A rule pack broke the calling sequence of ABI 3 (events or rules out of order or out of
     /// range, a rule ended that never began, a call that returned with a rule open): a fault of the
@@ -139,7 +148,10 @@ const REASON_NAMES: &[(Reason, &str)] = &[
     (Reason::Trap, "trap"),
     (Reason::MalformedResult, "malformed_result"),
     (Reason::OversizedResult, "oversized_result"),
+    (Reason::BadInputBuffer, "bad_input_buffer"),
     (Reason::UndecodableEvent, "undecodable_event"),
+    (Reason::GuestExit, "guest_exit"),
+    (Reason::BadPointer, "bad_pointer"),
     (Reason::HostError, "host_error"),
     (Reason::PackProtocol, "pack_protocol"),
     (Reason::NotWasm, "not_wasm"),

@@ -8,7 +8,7 @@ use rulebox_sdk::{Detection, Field, ResultError, ResultReader, RuleMetadata};
 use wasmtime::{Memory, Store, Trap, TypedFunc, WasmBacktrace};
 
 use crate::config::Limits;
-use crate::host::HostState;
+use crate::host::{HostState, HostTrap};
 use crate::limiter::{MemoryLimitExceeded, TableLimitExceeded};
 use crate::module::{CompiledRule, LoadError};
 use crate::quarantine::{Fault, Reason};
@@ -24,11 +24,7 @@ const MAX_REPORT_TEXT: usize = 16 << 10;
 
 pub(crate) fn clip(mut text: String, max: usize) -> String {
     if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+        text.truncate(text.floor_char_boundary(max));
         text.push_str(" [truncated]");
     }
     text
@@ -49,8 +45,11 @@ pub struct RuleStats {
     pub total_fuel: u64,
     /// Largest memory the rule has had, in bytes.
     pub memory_high_water: u64,
-    /// Budget strikes so far.
+    /// Budget strikes counted now (each `strike_decay_s` since the last takes one off).
     pub strikes: u32,
+    /// When the last budget strike was counted.
+    #[serde(skip)]
+    pub last_strike: Option<std::time::Instant>,
     /// Log messages suppressed by the rate limit.
     pub log_suppressed: u64,
 }
@@ -62,7 +61,6 @@ pub struct LoadedRule {
     limits: Limits,
     /// `None` once released (a quarantined rule's memory is given back).
     instance: Option<Instance>,
-    deadline_ticks: u64,
     pub(crate) stats: RuleStats,
 }
 
@@ -171,6 +169,22 @@ pub(crate) fn classify(
         Reason::MemoryLimit
     } else if error.downcast_ref::<TableLimitExceeded>().is_some() {
         Reason::TableLimit
+    } else if let Some(trap) = error.downcast_ref::<HostTrap>() {
+        let reason = match trap {
+            HostTrap::Exit(_) => Reason::GuestExit,
+            HostTrap::BadPointer { .. } => Reason::BadPointer,
+        };
+        return Fault {
+            reason,
+            message: trap.to_string(),
+            backtrace,
+        };
+    } else if let Some(e) = error.downcast_ref::<wiggle::GuestError>() {
+        return Fault {
+            reason: Reason::BadPointer,
+            message: wasi_pointer_message(e),
+            backtrace,
+        };
     } else {
         Reason::HostError
     };
@@ -190,6 +204,32 @@ pub(crate) fn classify(
     }
 }
 
+/// What a WASI function of `wasmtime-wasi` refused the guest's pointer for, in words (its own
+/// message is Rust debug text).
+fn wasi_pointer_message(e: &wiggle::GuestError) -> String {
+    use wiggle::GuestError as G;
+    match e {
+        G::InFunc {
+            modulename,
+            funcname,
+            err,
+            ..
+        } => format!("{modulename}.{funcname}: {}", wasi_pointer_message(err)),
+        G::PtrOutOfBounds(r) => format!(
+            "the rule passed a WASI function a range outside its memory ({} bytes at {:#x})",
+            r.len, r.start
+        ),
+        G::PtrNotAligned(r, align) => format!(
+            "the rule passed a WASI function a pointer not aligned to {align} bytes ({:#x})",
+            r.start
+        ),
+        G::PtrOverflow => {
+            "the rule passed a WASI function a range that wraps around its memory".to_owned()
+        }
+        other => format!("the rule passed a WASI function a bad argument: {other}"),
+    }
+}
+
 /// Asks the guest for its recorded panic message, with a small budget; never trusts the pointer.
 fn read_panic(
     store: &mut Store<HostState>,
@@ -198,7 +238,8 @@ fn read_panic(
 ) -> Option<String> {
     let (func, memory) = (last_panic?, memory?);
     store.set_fuel(100_000).ok()?;
-    store.set_epoch_deadline(50);
+    store.data_mut().start_budget(100);
+    store.set_epoch_deadline(1);
     let packed = func.call(&mut *store, ()).ok()?;
     let bytes = read_guest(store, memory, packed, 1024).ok()?;
     let text = String::from_utf8_lossy(bytes).into_owned();
@@ -263,9 +304,14 @@ pub(crate) fn check_result(
             backtrace: None,
         });
     }
-    let (_, len) = abi::unpack(packed);
+    let (ptr, len) = abi::unpack(packed);
     if len == 0 {
-        return Ok(());
+        // The ABI has one way to say "no detections": 0. A zero-length result anywhere else is
+        // not a result (a rule that returns garbage is quarantined, not believed).
+        return Err(malformed(format!(
+            "result ({ptr:#x}, 0) is empty but not 0: a result with no detections is 0, \
+             a result is at least one detection"
+        )));
     }
     if len > limits.max_result_bytes {
         return Err(Fault {
@@ -431,9 +477,14 @@ impl LoadedRule {
         let memory_now =
             u64::try_from(instance.memory.data_size(&instance.store)).unwrap_or(u64::MAX);
         if memory_now > limits.memory_bytes {
-            return Err(LoadError::MemoryOverCap {
-                declared: memory_now,
-                cap: limits.memory_bytes,
+            return Err(LoadError::UnderRuleLimits {
+                id: meta.id.into_owned(),
+                version: meta.version.into_owned(),
+                error: Box::new(LoadError::MemoryOverCap {
+                    declared: memory_now,
+                    cap: limits.memory_bytes,
+                }),
+                limits: Box::new(limits),
             });
         }
         {
@@ -457,7 +508,6 @@ impl LoadedRule {
             log.set_rule(info.id.as_str().into());
         }
         Ok(LoadedRule {
-            deadline_ticks: runtime.ticks_for(limits.deadline_ms),
             info,
             compiled: compiled.clone(),
             limits,
@@ -495,8 +545,8 @@ impl LoadedRule {
         let meta = {
             let bytes = read_guest(&store, memory, packed, MAX_METADATA_BYTES)
                 .map_err(|m| LoadError::BadMetadata(format!("metadata {m}")))?;
-            let (meta, rest) = postcard::take_from_bytes::<RuleMetadata<'_>>(bytes)
-                .map_err(|e| LoadError::BadMetadata(format!("metadata does not decode: {e}")))?;
+            let (meta, rest) = crate::metadata::decode_rule(bytes)
+                .map_err(|e| LoadError::BadMetadata(format!("metadata {e}")))?;
             if !rest.is_empty() {
                 return Err(LoadError::BadMetadata(format!(
                     "{} trailing bytes after the metadata",
@@ -630,7 +680,8 @@ impl LoadedRule {
         if let Err(e) = inst.store.set_fuel(fuel) {
             return Err(host_fault(&format!("{e:#}")));
         }
-        inst.store.set_epoch_deadline(self.deadline_ticks);
+        inst.store.data_mut().start_budget(self.limits.deadline_ms);
+        inst.store.set_epoch_deadline(1);
         let Ok(len) = u32::try_from(event.len()) else {
             return Err(host_fault("event larger than 4 GiB"));
         };
@@ -696,7 +747,7 @@ impl Instance {
         };
         if ptr == 0 {
             return Err(Fault {
-                reason: Reason::MalformedResult,
+                reason: Reason::BadInputBuffer,
                 message: format!("rulebox_input({len}) returned a null buffer"),
                 backtrace: None,
             });
@@ -711,7 +762,7 @@ impl Instance {
     #[inline(never)]
     fn input_outside_memory(&self, len: u32) -> Fault {
         Fault {
-            reason: Reason::MalformedResult,
+            reason: Reason::BadInputBuffer,
             message: format!(
                 "rulebox_input returned {:#x}, which with {len} bytes is outside the rule's {} bytes of memory",
                 self.input_ptr,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rulebox_sdk::{Event, EventKind};
 
 use crate::config::Limits;
+use crate::folder::{Claimant, DuplicateClaim, FolderLoad};
 use crate::module::{CompiledRule, LoadError, content_hash};
 use crate::outcome::{BatchOutcome, EventError, Outcome, RuleDetection};
 use crate::pack::{CallEnd, Delivery, LoadedPack};
@@ -233,6 +234,154 @@ impl RuleSet {
         }
         self.install(prepared.body);
         Ok(rules)
+    }
+
+    /// Loads the modules of a folder (`(bytes, source)` each) together. A rule id that more than one
+    /// of them declares, or that a rule already in the set has, is refused for every claimant
+    /// that is new (reason `duplicate_id`, its record naming every claimant): which file loads first
+    /// never decides which one runs under a rule's name. Every other module loads as with
+    /// [`load`](Self::load).
+    pub fn load_folder(&mut self, thread: &SandboxThread, modules: &[(&[u8], &str)]) -> FolderLoad {
+        let mut result = FolderLoad::default();
+        let mut prepared = Vec::new();
+        for &(bytes, source) in modules {
+            let compiled = match self.runtime.compile(bytes, source) {
+                Ok(c) => c,
+                Err(e) => {
+                    let record = self.reject(&content_hash(bytes), source, None, None, &e);
+                    result.refused.push(record);
+                    continue;
+                }
+            };
+            match Prepared::load(&self.runtime, thread, &compiled, &[], None) {
+                Ok(p) => prepared.push((compiled, p)),
+                Err(e) => result.refused.push(self.record_refusal(&compiled, &[], &e)),
+            }
+        }
+        // Every id's claimants, in load order.
+        let mut claims: Vec<DuplicateClaim> = Vec::new();
+        for (compiled, p) in &prepared {
+            for rule in p.rules() {
+                let claimant = Claimant {
+                    source: compiled.source().to_owned(),
+                    content_hash: compiled.content_hash().to_owned(),
+                    version: rule.version.clone(),
+                };
+                match claims.iter_mut().find(|c| c.id == rule.id) {
+                    Some(claim) => claim.claimants.push(claimant),
+                    None => {
+                        let mut claimants = Vec::new();
+                        if let Some(&ei) = self.index.get(&rule.id) {
+                            let loaded = self.entry_info(&self.entries[ei]).clone();
+                            claimants.push(Claimant {
+                                source: loaded.source.clone(),
+                                content_hash: loaded.content_hash.clone(),
+                                version: loaded.version.clone(),
+                            });
+                        }
+                        claimants.push(claimant);
+                        claims.push(DuplicateClaim {
+                            id: rule.id.clone(),
+                            claimants,
+                        });
+                    }
+                }
+            }
+        }
+        claims.retain(|c| c.claimants.len() > 1);
+        for (compiled, p) in prepared {
+            let rules = p.rules();
+            let contested = rules
+                .iter()
+                .find_map(|r| claims.iter().find(|c| c.id == r.id).map(|c| (r, c)));
+            if let Some((rule, claim)) = contested {
+                let e = LoadError::DuplicateClaim(claim.describe());
+                let pack = p
+                    .pack()
+                    .map(|pk| pack_record(pk, &self.runtime.config().limits, None));
+                let record = self.reject(
+                    compiled.content_hash(),
+                    compiled.source(),
+                    Some(rule),
+                    pack,
+                    &e,
+                );
+                result.refused.push(record);
+                continue;
+            }
+            self.install(p.body);
+            result.loaded.extend(rules);
+        }
+        result.duplicates = claims;
+        result
+    }
+
+    /// Keeps off, from the start, a loaded rule quarantined on this host before (a restart must
+    /// not run it again, a rule inside a pack included): the rule with this id, version and
+    /// content hash (for a rule of a pack, the pack's module hash) is disabled and shows as
+    /// quarantined, with a record of the stored `reason`; every other rule of its module keeps
+    /// running. No alert: the quarantine is not new. Returns whether a loaded rule matched.
+    pub fn keep_quarantined(
+        &mut self,
+        rule_id: &str,
+        rule_version: &str,
+        content_hash: &str,
+        reason: Reason,
+    ) -> bool {
+        if self.dirty {
+            self.reindex();
+        }
+        let Some(&ei) = self.index.get(rule_id) else {
+            return false;
+        };
+        let info = self.entry_info(&self.entries[ei]).clone();
+        if info.version != rule_version
+            || info.content_hash != content_hash
+            || matches!(self.entries[ei].state, RuleState::Quarantined(_))
+        {
+            return false;
+        }
+        let (unit_id, member) = (self.entries[ei].unit, self.entries[ei].member);
+        let Some(pos) = self.unit_pos(unit_id) else {
+            return false;
+        };
+        let fault = Fault {
+            reason,
+            message: "quarantined on this host before this start; kept off".into(),
+            backtrace: None,
+        };
+        let unit = &self.units[pos];
+        let mut record = QuarantineRecord::new(
+            Some(&info),
+            &info.content_hash,
+            &info.source,
+            &fault,
+            None,
+            self.runtime.config(),
+            unit.limits(member),
+            0,
+        );
+        if let Some(pack) = unit.pack_record(Some(member)) {
+            record = record.in_pack(pack);
+        }
+        tracing::info!(
+            target: "rulebox::decision",
+            decision = "keep_quarantined",
+            rule_id = %info.id,
+            rule_version = %info.version,
+            content_hash = %info.content_hash,
+            reason = %reason,
+            "rule kept off: quarantined on this host before"
+        );
+        let unit = &mut self.units[pos];
+        unit.set_enabled(member, false);
+        if !unit.any_enabled() {
+            unit.release();
+        }
+        self.entries[ei].state = RuleState::Quarantined(Arc::new(record));
+        self.stats.quarantined += 1;
+        self.dirty = true;
+        true
     }
 
     /// Adds `compiled`, or hot-replaces the loaded rule with the same id. Only this rule changes;
@@ -616,6 +765,27 @@ impl RuleSet {
         );
         if let Some(pack) = pack {
             record = record.in_pack(pack);
+        }
+        if let LoadError::UnderRuleLimits {
+            id,
+            version,
+            limits,
+            ..
+        } = error
+        {
+            // The refusal depends on this rule's (or pack's) limits: record them, with its id.
+            match &mut record.pack {
+                Some(pack) => {
+                    pack.id.clone_from(id);
+                    pack.version.clone_from(version);
+                    pack.limits = (**limits).clone();
+                }
+                None => {
+                    record.rule_id.clone_from(id);
+                    record.rule_version.clone_from(version);
+                }
+            }
+            record.limits = (**limits).clone();
         }
         let record = Arc::new(record);
         self.stats.rejected += 1;
@@ -1008,11 +1178,7 @@ impl RuleSet {
         };
         let allowed = self.units[pos].limits(member).budget_strikes;
         if fault.reason.is_budget() {
-            let strike = {
-                let s = self.units[pos].strikes_mut(member);
-                *s += 1;
-                *s
-            };
+            let strike = self.units[pos].add_strike(member);
             self.stats.strikes += 1;
             if strike < allowed {
                 let info = self.units[pos].info(member).clone();
@@ -1151,9 +1317,14 @@ impl RuleSet {
         self.stats.rules_missed += u64::from(missed);
         let allowed = pack.limits().budget_strikes;
         if fault.reason.is_budget() {
-            pack.strikes += 1;
+            let decay = std::time::Duration::from_secs(pack.limits().strike_decay_s);
+            let strike = crate::strikes::add(
+                &mut pack.strikes,
+                &mut pack.last_strike,
+                std::time::Instant::now(),
+                decay,
+            );
             self.stats.pack_strikes += 1;
-            let strike = pack.strikes;
             if strike < allowed {
                 let info = pack.info().clone();
                 tracing::warn!(

@@ -2,7 +2,6 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -15,8 +14,8 @@ use crate::module::{CompiledRule, LoadError};
 
 /// The engine every rule shares, with its configuration. Cheap to clone; `Send + Sync`.
 ///
-/// Creating a runtime starts an epoch-ticker thread that bounds the wall-clock time of every call
-/// into a rule; it stops when the last clone of the runtime is dropped.
+/// Creating a runtime starts an epoch-ticker thread that bounds the CPU time of every call into a
+/// rule ([`crate::deadline`]); it stops when the last clone of the runtime is dropped.
 #[derive(Clone)]
 pub struct Runtime {
     inner: Arc<Inner>,
@@ -26,9 +25,6 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     config: RuntimeConfig,
-    /// Epoch ticks so far (the engine's own counter is not public): a pack pauses its own deadline
-    /// while one of its rules runs, which needs the current epoch.
-    epoch: Arc<AtomicU64>,
     // Dropping the sender stops the ticker.
     _ticker: mpsc::Sender<()>,
 }
@@ -59,16 +55,13 @@ impl Runtime {
         let (tx, rx) = mpsc::channel::<()>();
         let tick = Duration::from_millis(config.epoch_tick_ms);
         let ticker_engine = engine.clone();
-        let epoch = Arc::new(AtomicU64::new(0));
-        let ticker_epoch = epoch.clone();
         std::thread::Builder::new()
             .name("rulebox-epoch".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(tick) {
-                    // The engine's epoch first, then the count: the count is never ahead of the
-                    // engine's epoch, so a deadline computed from it is never shorter than meant.
+                    // Each tick runs the epoch callback of every running guest, which charges
+                    // its thread's CPU time to its deadline (`crate::deadline`).
                     ticker_engine.increment_epoch();
-                    ticker_epoch.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .map_err(|e| ConfigError::Engine(format!("cannot start the epoch ticker: {e}")))?;
@@ -78,7 +71,6 @@ impl Runtime {
                 engine,
                 linker,
                 config,
-                epoch,
                 _ticker: tx,
             }),
         })
@@ -96,17 +88,6 @@ impl Runtime {
 
     pub(crate) fn linker(&self) -> &Linker<HostState> {
         &self.inner.linker
-    }
-
-    /// The epoch counter, shared with the ticker.
-    pub(crate) fn epoch(&self) -> &Arc<AtomicU64> {
-        &self.inner.epoch
-    }
-
-    /// Epoch ticks that cover `ms` milliseconds (rounded up, plus one for the tick in progress).
-    pub(crate) fn ticks_for(&self, ms: u64) -> u64 {
-        ms.div_ceil(self.inner.config.epoch_tick_ms)
-            .saturating_add(1)
     }
 
     /// Compiles `bytes` and checks the module against the ABI (imports, exports, declared memory).

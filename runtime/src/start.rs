@@ -5,9 +5,10 @@
 use std::sync::{Arc, Mutex};
 
 use rulebox_sdk::abi::exports;
-use wasmtime::{Instance, Memory, Store, TypedFunc, WasmParams, WasmResults};
+use wasmtime::{Instance, Memory, Store, TypedFunc, UpdateDeadline, WasmParams, WasmResults};
 
 use crate::config::Limits;
+use crate::deadline::Tick;
 use crate::guest_log::LogBudget;
 use crate::host::HostState;
 use crate::limiter::RuleLimiter;
@@ -64,10 +65,13 @@ pub(crate) fn start(
     let mut state = HostState::new(
         RuleLimiter::new(limits.memory_bytes, limits.table_elements),
         log,
+        config.epoch_tick_ms,
     );
     state.pack = pack;
     let mut store = Store::new(runtime.engine(), state);
     store.limiter(|s| &mut s.limiter);
+    // What one call of a WASI function may copy from the guest (`crate::wasi`).
+    store.set_hostcall_fuel(crate::wasi::MAX_HOST_CALL_BYTES);
     store.set_fuel(limits.fuel_at_load).map_err(|e| {
         LoadError::StartFailed(Fault {
             reason: Reason::HostError,
@@ -75,8 +79,15 @@ pub(crate) fn start(
             backtrace: None,
         })
     })?;
-    store.set_epoch_deadline(runtime.ticks_for(limits.load_deadline_ms));
-    store.epoch_deadline_trap();
+    // Deadlines count the thread's CPU time (`crate::deadline`): checked at every tick.
+    store.data_mut().start_budget(limits.load_deadline_ms);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        Ok(match ctx.data_mut().budget.tick() {
+            Tick::Continue => UpdateDeadline::Continue(1),
+            Tick::Expired => UpdateDeadline::Interrupt,
+        })
+    });
 
     let inner = &compiled.inner;
     let instance = match inner.pre.instantiate(&mut store) {

@@ -65,12 +65,19 @@ impl Unit {
         }
     }
 
-    /// The rule's strike counter.
-    pub(crate) fn strikes_mut(&mut self, member: u32) -> &mut u32 {
-        match &mut self.body {
-            Body::Rule(r) => &mut r.stats.strikes,
-            Body::Pack(p) => &mut p.member_mut(member as usize).stats.strikes,
-        }
+    /// Counts a budget strike of rule `member` now (older strikes decay first); returns its count.
+    pub(crate) fn add_strike(&mut self, member: u32) -> u32 {
+        let decay = std::time::Duration::from_secs(self.limits(member).strike_decay_s);
+        let stats = match &mut self.body {
+            Body::Rule(r) => &mut r.stats,
+            Body::Pack(p) => &mut p.member_mut(member as usize).stats,
+        };
+        crate::strikes::add(
+            &mut stats.strikes,
+            &mut stats.last_strike,
+            std::time::Instant::now(),
+            decay,
+        )
     }
 
     pub(crate) fn enabled(&self, member: u32) -> bool {

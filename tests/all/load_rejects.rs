@@ -290,6 +290,56 @@ fn per_rule_memory_cap_applies_once_the_id_is_known() {
 }
 
 #[test]
+fn a_refusal_under_a_rules_own_limits_is_recorded_with_them_and_replays() {
+    let tight = rulebox_runtime::Limits {
+        memory_bytes: 64 << 10,
+        ..Default::default()
+    };
+    let config_tight = tight.clone();
+    let rt = runtime_with(move |c| {
+        c.rules.insert("tight".into(), config_tight.clone());
+        c.rules.insert("tight-pack".into(), config_tight);
+    });
+    rt.clone().run_sandboxed(move |thread| {
+        let mut set = RuleSet::new(&rt);
+        let wat = Wat {
+            memory: r#"(memory (export "memory") 2)"#.into(),
+            meta: metadata("tight", SCHEMA_VERSION, EventKinds::all()),
+            ..Wat::default()
+        };
+        let module = wat.build();
+        let record = set.load(thread, &module, "tight.wasm").unwrap_err();
+        assert_eq!(record.reason, Reason::MemoryOverCap);
+        assert_eq!(record.rule_id, "tight");
+        assert_eq!(record.rule_version, "1.0.0");
+        assert_eq!(record.limits, tight, "the rule's own limits, not the defaults");
+        // The record alone reproduces the refusal: replay runs under the recorded limits.
+        let outcome = rulebox_runtime::replay(&crate::common::runtime(), thread, &record, &module)
+            .unwrap();
+        assert!(
+            matches!(outcome, rulebox_runtime::ReplayOutcome::Reproduced(ref f) if f.reason == Reason::MemoryOverCap),
+            "{outcome:?}"
+        );
+
+        // The same for a pack under its own limits.
+        let mut pack = crate::wat::Pack::new("tight-pack", &[("in-tight-pack", "")]);
+        pack.pages = 2;
+        let module = pack.build();
+        let record = set.load(thread, &module, "tight-pack.wasm").unwrap_err();
+        assert_eq!(record.reason, Reason::MemoryOverCap);
+        let side = record.pack.as_ref().expect("a pack's record");
+        assert_eq!(side.id, "tight-pack");
+        assert_eq!(side.limits, tight, "the pack's own limits, not the defaults");
+        let outcome = rulebox_runtime::replay(&crate::common::runtime(), thread, &record, &module)
+            .unwrap();
+        assert!(
+            matches!(outcome, rulebox_runtime::ReplayOutcome::Reproduced(ref f) if f.reason == Reason::MemoryOverCap),
+            "{outcome:?}"
+        );
+    });
+}
+
+#[test]
 fn start_function_that_never_ends() {
     let wat = Wat {
         extra: "(func $spin (loop $l (br $l))) (start $spin)".into(),
@@ -390,7 +440,7 @@ fn garbage_pointers_from_a_hand_written_rule_quarantine_it() {
         );
         assert_eq!(
             set.quarantine_reason("bad-input"),
-            Some(Reason::MalformedResult)
+            Some(Reason::BadInputBuffer)
         );
         assert!(set.is_active("wat-rule"));
         for record in set.records() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use rulebox_cases::printable;
+use rulebox_runtime::text::printable;
 use rulebox_runtime::{QuarantineRecord, ReplayOutcome, Runtime, RuntimeConfig, content_hash};
 
 /// Largest record file read (a record holds one event of at most 16 MiB, in base64, twice).

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rulebox_cases::printable;
 use rulebox_runtime::events::EventReader;
+use rulebox_runtime::text::printable;
 use rulebox_runtime::{BatchOutcome, RuleSet, RuleState, Runtime};
 
 use crate::output;
@@ -65,10 +65,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut out = std::io::BufWriter::new(stdout.lock());
         let mut rejected = Vec::new();
         let mut unreadable_modules = Vec::new();
-        for module in &modules {
-            let source = module.path.display().to_string();
-            let bytes = match &module.bytes {
-                Ok(bytes) => bytes,
+        let sources: Vec<String> = modules
+            .iter()
+            .map(|m| m.path.display().to_string())
+            .collect();
+        let mut readable: Vec<(&[u8], &str)> = Vec::new();
+        for (module, source) in modules.iter().zip(&sources) {
+            match &module.bytes {
+                Ok(bytes) => readable.push((bytes, source)),
                 Err(message) => {
                     let alert = serde_json::json!({
                         "type": "alert", "alert": "module_unreadable", "severity": "high",
@@ -76,18 +80,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     });
                     output::line(&mut out, &alert)?;
                     unreadable_modules.push(message.clone());
-                    continue;
                 }
-            };
-            if let Err(record) = set.load(thread, bytes, &source) {
-                let path = save(records_dir.as_deref(), &record);
+            }
+        }
+        // Loaded together: a rule id two files claim is refused for both (one alert naming both).
+        let folder = set.load_folder(thread, &readable);
+        for claim in &folder.duplicates {
+            output::line(&mut out, &output::duplicate(claim))?;
+        }
+        for record in folder.refused {
+            let path = save(records_dir.as_deref(), &record);
+            if record.reason != rulebox_runtime::Reason::DuplicateId {
                 let alert = rulebox_runtime::Alert::RuleQuarantined(record.clone());
                 output::line(
                     &mut out,
                     &output::alert(&alert, &serde_json::Value::Null, path.as_deref()),
                 )?;
-                rejected.push((record, path));
             }
+            rejected.push((record, path));
         }
 
         let mut batch_out = BatchOutcome::default();

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rulebox_cases::printable;
+use rulebox_runtime::text::printable;
 use rulebox_validate::{CorpusSource, FaultFound, ModuleInput, Options, Progress, Report};
 
 use crate::table::{Align, Table};

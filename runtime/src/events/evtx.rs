@@ -431,11 +431,7 @@ fn short_json(value: &Value) -> String {
     const MAX: usize = 80;
     let mut text = value.to_string();
     if text.len() > MAX {
-        let mut cut = MAX;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
+        text.truncate(text.floor_char_boundary(MAX));
         text.push_str("...");
     }
     text

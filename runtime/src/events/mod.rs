@@ -185,11 +185,7 @@ pub(crate) fn check_len(name: &str, value: &str, limits: &ReadLimits) -> Result<
     }
     let mut field = name.to_owned();
     if field.len() > 64 {
-        let mut cut = 64;
-        while !field.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        field.truncate(cut);
+        field.truncate(field.floor_char_boundary(64));
         field.push_str("...");
     }
     Err(RecordError::FieldTooLong {
