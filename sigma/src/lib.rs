@@ -31,17 +31,22 @@
 //! assert!(refused.to_string().contains("unsupported modifier `|expand`"));
 //! ```
 
+mod automaton;
+mod case;
 pub mod cases;
 mod condition;
 mod error;
+pub mod ir;
+mod literals;
 mod logsource;
+mod lower;
 mod module;
 mod regex;
 mod rule;
 mod value;
 
 pub use error::SigmaError;
-pub use logsource::{Source, map as map_logsource};
+pub use logsource::{Lookup, Source, map as map_logsource};
 pub use module::{MAX_PROGRAM_BYTES, build_module};
 pub use rule::compile;
 pub use rulebox_sigma_eval::{Evaluator, Program};
