@@ -16,7 +16,7 @@ use regex_automata::{Anchored, MatchKind};
 use regex_syntax::hir::Hir;
 use std::borrow::Cow;
 
-use rulebox_sigma_eval::{Dfa, MAX_TRANSITIONS, Special, Starts};
+use rulebox_sigma_eval::{Dfa, MAX_TRANSITIONS, START_BYTES, Special, Starts};
 
 /// How an automaton scans its text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,8 +41,10 @@ const DENSE_BYTES: usize = 64 << 20;
 /// determinization close to minimal, and minimizing them costs seconds).
 const MINIMIZE_BYTES: usize = 2 << 20;
 
-/// A state that loops on at least this many of the 256 bytes is worth skipping over.
+/// A state that loops on at least this many of the 256 bytes is worth skipping over...
 const SKIP_LOOPS: usize = 128;
+/// ...when at most this many frequent bytes (letters, digits, common punctuation) leave it.
+const MAX_COMMON_ESCAPES: usize = 6;
 
 /// Why patterns did not become an automaton.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +55,10 @@ pub enum BuildError {
     Unsupported(String),
 }
 
-/// Determinizes `patterns` (pattern `i` is reported as number `i`) for `mode`.
-pub fn build(patterns: &[Hir], mode: Mode) -> Result<Dfa<'static>, BuildError> {
+/// Determinizes `patterns` (pattern `i` is reported as number `i`) for `mode`; in an unanchored
+/// search, pattern `i`'s starts go to start-filter bucket `buckets[i]` (bucket 0 when `buckets` is
+/// empty).
+pub fn build(patterns: &[Hir], mode: Mode, buckets: &[u8]) -> Result<Dfa<'static>, BuildError> {
     let mut dfa = determinize(patterns, mode, false)?;
     if dfa.memory_usage() <= MINIMIZE_BYTES {
         dfa = determinize(patterns, mode, true)?;
@@ -84,7 +88,7 @@ pub fn build(patterns: &[Hir], mode: Mode) -> Result<Dfa<'static>, BuildError> {
         Vec::new()
     };
     let starts = if mode == Mode::Unanchored {
-        starts(patterns)?
+        starts(patterns, buckets)?
     } else {
         None
     };
@@ -140,23 +144,40 @@ fn determinize(
 }
 
 /// The start filter of an unanchored search for `patterns`, unless a pattern matches the empty
-/// text (a match could start anywhere). From the anchored automaton of the same patterns, started
-/// after every possible byte (a pattern may look behind) and at the start of the text: the first
-/// three bytes a match can start with, all in bucket 0 (the construction does not say which
-/// pattern a state belongs to).
-fn starts(patterns: &[Hir]) -> Result<Option<Starts>, BuildError> {
+/// text (a match could start anywhere). From each pattern's anchored automaton, started after
+/// every possible byte (a pattern may look behind) and at the start of the text: the first four
+/// bytes its matches can start with, in its bucket.
+fn starts(patterns: &[Hir], buckets: &[u8]) -> Result<Option<Starts>, BuildError> {
     let sound = patterns
         .iter()
         .all(|h| h.properties().minimum_len().is_some_and(|n| n > 0));
     if !sound || patterns.is_empty() {
         return Ok(None);
     }
-    let dfa = match determinize(patterns, Mode::Anchored, false) {
-        Ok(dfa) => dfa,
-        // The filter is an optimization: without it the scan is still right.
-        Err(BuildError::TooLarge) => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    let mut bytes: [Vec<u8>; START_BYTES] = std::array::from_fn(|_| vec![0u8; 256]);
+    for (i, pattern) in patterns.iter().enumerate() {
+        let bit = 1u8 << buckets.get(i).copied().unwrap_or(0).min(7);
+        let dfa = match determinize(std::slice::from_ref(pattern), Mode::Anchored, false) {
+            Ok(dfa) => dfa,
+            // The filter is an optimization: without it the scan is still right.
+            Err(BuildError::TooLarge) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        starts_of(&dfa, bit, &mut bytes)?;
+    }
+    Ok(Some(Starts {
+        bytes,
+        quads: Vec::new(),
+        short: 0,
+    }))
+}
+
+/// Adds to `bytes`, as `bit`, the first bytes of the matches of the anchored `dfa`.
+fn starts_of(
+    dfa: &dense::DFA<Vec<u32>>,
+    bit: u8,
+    bytes: &mut [Vec<u8>; START_BYTES],
+) -> Result<(), BuildError> {
     let mut begins = Vec::new();
     for behind in std::iter::once(None).chain((0..=255u8).map(Some)) {
         let config = start::Config::new()
@@ -169,44 +190,27 @@ fn starts(patterns: &[Hir]) -> Result<Option<Starts>, BuildError> {
             begins.push(s);
         }
     }
-    let mut bytes = [vec![0u8; 256], vec![0u8; 256], vec![0u8; 256]];
-    // The states after one and after two bytes of a possible match, once each.
-    let mut one = Vec::new();
-    for &start in &begins {
-        for b1 in 0..=255u8 {
-            let after = dfa.next_state(start, b1);
-            if !dfa.is_dead_state(after) {
-                bytes[0][usize::from(b1)] = 1;
-                if !one.contains(&after) {
-                    one.push(after);
+    // Breadth first, the states after each byte of a possible match, once each. A match is
+    // reported one byte late: a pattern that ended at the previous byte shows in a match state,
+    // after which any byte is allowed.
+    let mut level = begins;
+    for (k, table) in bytes.iter_mut().enumerate() {
+        let mut next_level = Vec::new();
+        for &s in &level {
+            let ended = k > 0 && dfa.is_match_state(s);
+            for b in 0..=255u8 {
+                let t = dfa.next_state(s, b);
+                if ended || !dfa.is_dead_state(t) {
+                    table[usize::from(b)] |= bit;
+                }
+                if !dfa.is_dead_state(t) && !next_level.contains(&t) {
+                    next_level.push(t);
                 }
             }
         }
+        level = next_level;
     }
-    let mut two = Vec::new();
-    for &s1 in &one {
-        for b2 in 0..=255u8 {
-            // A match is reported one byte late: a pattern that ends at the first byte shows in
-            // the state after the second, which is then not dead.
-            let s2 = dfa.next_state(s1, b2);
-            if !dfa.is_dead_state(s2) {
-                bytes[1][usize::from(b2)] = 1;
-                if !two.contains(&s2) {
-                    two.push(s2);
-                }
-            }
-        }
-    }
-    for &s2 in &two {
-        // A match that ended by the second byte: any third byte.
-        let ended = dfa.is_match_state(s2);
-        for b3 in 0..=255u8 {
-            if ended || !dfa.is_dead_state(dfa.next_state(s2, b3)) {
-                bytes[2][usize::from(b3)] = 1;
-            }
-        }
-    }
-    Ok(Some(Starts { bytes }))
+    Ok(())
 }
 
 /// Writes `dfa`'s states reachable from `start` in the evaluator's format.
@@ -257,6 +261,16 @@ fn export(
         }
     }
     let loops = |s: StateID| (0..=255u8).filter(|&b| dfa.next_state(s, b) == s).count();
+    // How many bytes frequent in command lines and paths leave the state: a skip that such bytes
+    // stop at once costs more than it saves.
+    let common_escapes = |s: StateID| {
+        (0..=255u8)
+            .filter(|&b| {
+                (b.is_ascii_alphanumeric() || b" -_./\\:\"".contains(&b))
+                    && dfa.next_state(s, b) != s
+            })
+            .count()
+    };
     let kind = |s: StateID| -> Result<Option<Special>, BuildError> {
         if dfa.is_quit_state(s) {
             return Err(BuildError::Unsupported("a quit state".into()));
@@ -272,7 +286,8 @@ fn export(
         let dead = dfa.is_dead_state(s);
         let accelerate = mode != Mode::Reverse
             && !dead
-            && ((restart.contains(&s) && starts.is_some()) || loops(s) >= SKIP_LOOPS);
+            && ((restart.contains(&s) && starts.is_some())
+                || (loops(s) >= SKIP_LOOPS && common_escapes(s) <= MAX_COMMON_ESCAPES));
         Ok(
             (dead || accelerate || !matches.is_empty()).then_some(Special {
                 dead,
@@ -388,7 +403,12 @@ mod tests {
 
     #[test]
     fn every_pattern_in_one_pass() {
-        let dfa = build(&lits(&["mimikatz", "sekurlsa", "kat"]), Mode::Unanchored).unwrap();
+        let dfa = build(
+            &lits(&["mimikatz", "sekurlsa", "kat"]),
+            Mode::Unanchored,
+            &[],
+        )
+        .unwrap();
         assert_eq!(found(dfa.clone(), "run MIMIKATZ now"), [0, 2]);
         assert_eq!(found(dfa.clone(), "sekurlsa::logonpasswords"), [1]);
         assert_eq!(found(dfa, "nothing"), Vec::<u16>::new());
@@ -397,11 +417,11 @@ mod tests {
     #[test]
     fn anchored_and_reverse() {
         let exact = Hir::concat(vec![case::literal("cmd.exe", false), case::end()]);
-        let dfa = build(&[case::literal("c:\\", false), exact], Mode::Anchored).unwrap();
+        let dfa = build(&[case::literal("c:\\", false), exact], Mode::Anchored, &[]).unwrap();
         assert_eq!(found(dfa.clone(), "C:\\x"), [0]);
         assert_eq!(found(dfa.clone(), "CMD.EXE"), [1]);
         assert_eq!(found(dfa, "cmd.exe "), Vec::<u16>::new());
-        let dfa = build(&lits(&["\\cmd.exe", ".exe"]), Mode::Reverse).unwrap();
+        let dfa = build(&lits(&["\\cmd.exe", ".exe"]), Mode::Reverse, &[]).unwrap();
         assert_eq!(found(dfa.clone(), "C:\\Windows\\CMD.EXE"), [0, 1]);
         assert_eq!(found(dfa, "C:\\cmd.exe.txt"), Vec::<u16>::new());
     }
@@ -412,7 +432,7 @@ mod tests {
             .build()
             .parse(".{1000,}")
             .unwrap();
-        let dfa = build(&[hir], Mode::Unanchored).unwrap();
+        let dfa = build(&[hir], Mode::Unanchored, &[]).unwrap();
         assert!(dfa.states() > 1000);
         assert_eq!(found(dfa.clone(), &"x".repeat(1000)), [0]);
         assert_eq!(found(dfa.clone(), &"x".repeat(999)), Vec::<u16>::new());

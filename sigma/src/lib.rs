@@ -36,6 +36,7 @@ mod case;
 pub mod cases;
 mod condition;
 mod error;
+mod gate;
 pub mod ir;
 mod literals;
 mod logsource;

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
-use rulebox_sigma_eval::{Dfa, MAX_TRANSITIONS, Special, Starts};
+use rulebox_sigma_eval::{Dfa, MAX_TRANSITIONS, START_BYTES, Special, Starts};
 
 use crate::automaton::BuildError;
 use crate::case;
@@ -143,15 +143,32 @@ pub fn build(
     for o in &mut out {
         o.sort_unstable();
     }
-    // The start filter: per bucket, the first three bytes of its literals (any byte past the end of
-    // a shorter literal).
+    // The start filter: per bucket, the first bytes of its literals (any byte past the end of a
+    // shorter literal).
     let bucket = |p: u16| 1u8 << buckets.get(usize::from(p)).copied().unwrap_or(0);
-    let mut bytes = [vec![0u8; 256], vec![0u8; 256], vec![0u8; 256]];
+    let mut bytes: [Vec<u8>; START_BYTES] = std::array::from_fn(|_| vec![0u8; 256]);
+    // The four-byte starts, hashed: a bigger bitmap for more literals (about 8 bits each).
+    let quad_bits = (words.len() * 8)
+        .next_power_of_two()
+        .clamp(4096, 1 << 20)
+        .trailing_zeros();
+    let mut quads = vec![0u64; (1usize << quad_bits) / 64];
+    let mut short = 0u8;
     for (w, p) in &words {
         if w.is_empty() {
             continue;
         }
         let bit = bucket(*p);
+        match w.get(..4) {
+            Some(&[a, b, c, d]) => {
+                let h = rulebox_sigma_eval::quad_hash(
+                    [a, b, c, d].map(|x| class_of[usize::from(x)]),
+                    quad_bits,
+                );
+                quads[h / 64] |= 1 << (h % 64);
+            }
+            _ => short |= bit,
+        }
         for (k, table) in bytes.iter_mut().enumerate() {
             let class = w.get(k).map(|&b| class_of[usize::from(b)]);
             for b in 0..256 {
@@ -206,7 +223,11 @@ pub fn build(
             })
             .collect(),
         patterns: u16::try_from(literals.len()).map_err(|_| BuildError::TooLarge)?,
-        starts: Some(Starts { bytes }),
+        starts: Some(Starts {
+            bytes,
+            quads,
+            short,
+        }),
         restart: Vec::new(),
         groups: groups.to_vec(),
         buckets: buckets.to_vec(),

@@ -15,12 +15,13 @@
 
 use std::collections::HashMap;
 
-use regex_syntax::hir::Hir;
-use rulebox_sigma_eval::{Check as EvalCheck, Expr, FieldSpec, Scan};
+use regex_syntax::hir::{Hir, HirKind, Repetition};
+use rulebox_sigma_eval::{Check as EvalCheck, Expr, FieldSpec, Gate, Scan};
 
 use crate::SigmaError;
 use crate::automaton::{BuildError, Mode, build};
 use crate::case;
+use crate::gate;
 use crate::ir::{Check, Glob, Node, Pattern, Position};
 use crate::literals;
 use crate::logsource::Lookup;
@@ -38,6 +39,8 @@ pub struct Lowered {
     pub condition: Expr,
     /// The reported fields.
     pub report: Vec<u16>,
+    /// The scan of the literals the condition needs, when it is worth a pass of its own.
+    pub gate: Option<Gate>,
 }
 
 /// Where one text test ended up.
@@ -67,19 +70,21 @@ pub fn lower(
     l.gather(guard);
     l.gather(condition);
     let groups = l.groups(&[guard, condition]);
-    let (scans, slots) = l.build_scans(&groups)?;
-    let guard = l.expr(guard, &slots)?;
-    let condition = l.expr(condition, &slots)?;
+    let (mut scans, slots) = l.build_scans(&groups)?;
+    let guard_expr = l.expr(guard, &slots)?;
+    let condition_expr = l.expr(condition, &slots)?;
     let report = report
         .iter()
         .map(|name| l.field(name))
         .collect::<Result<_, _>>()?;
+    let gate = l.gate(condition, &mut scans)?;
     Ok(Lowered {
         fields: l.fields,
         scans,
-        guard,
-        condition,
+        guard: guard_expr,
+        condition: condition_expr,
         report,
+        gate,
     })
 }
 
@@ -143,6 +148,79 @@ impl Lowerer {
             }
             Node::True | Node::False | Node::Kind(_) | Node::Check { .. } => {}
         }
+    }
+
+    /// The gate of `condition` (see [`crate::gate`]): a scan of the few literals it needs on one
+    /// field, when that field has more patterns to search for anywhere in it than that.
+    fn gate(
+        &mut self,
+        condition: &Node,
+        scans: &mut Vec<Scan<'static>>,
+    ) -> Result<Option<Gate>, SigmaError> {
+        let Some(need) = gate::need(condition) else {
+            return Ok(None);
+        };
+        // The clauses that fit, fewest texts first.
+        let mut clauses_in = need.clauses.clone();
+        clauses_in.sort_by_key(Vec::len);
+        let mut texts: Vec<&str> = Vec::new();
+        let mut kept: Vec<&Vec<String>> = Vec::new();
+        for c in &clauses_in {
+            let new = c.iter().filter(|t| !texts.contains(&t.as_str())).count();
+            if texts.len() + new > MAX_GATE {
+                break;
+            }
+            for t in c {
+                if !texts.contains(&t.as_str()) {
+                    texts.push(t);
+                }
+            }
+            kept.push(c);
+        }
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let searched: usize = self
+            .patterns
+            .iter()
+            .filter(|(f, _)| f.as_deref() == Some(need.field.as_str()))
+            .flat_map(|(_, ps)| ps)
+            .filter(|p| placed(p).0 == Mode::Unanchored)
+            .count();
+        if searched <= texts.len() {
+            return Ok(None);
+        }
+        let field = self.field(&need.field)?;
+        let number = |t: &String| {
+            u16::try_from(texts.iter().position(|x| *x == t.as_str()).unwrap_or(0)).unwrap_or(0)
+        };
+        let clauses: Vec<Vec<u16>> = kept
+            .iter()
+            .map(|c| c.iter().map(number).collect())
+            .collect();
+        // A group per clause (a text in several clauses goes with its first): the scan stops once
+        // every clause has a text.
+        let groups: Vec<u16> = (0..texts.len())
+            .map(|i| {
+                let i = u16::try_from(i).unwrap_or(0);
+                let k = clauses.iter().position(|c| c.contains(&i)).unwrap_or(0);
+                u16::try_from(k).unwrap_or(0)
+            })
+            .collect();
+        let buckets: Vec<u8> = (0..texts.len())
+            .map(|i| u8::try_from(i % 8).unwrap_or(0))
+            .collect();
+        let Ok(dfa) = literals::build(&texts, &groups, &buckets) else {
+            return Ok(None);
+        };
+        let Ok(scan) = u16::try_from(scans.len()) else {
+            return Ok(None);
+        };
+        scans.push(Scan {
+            field: Some(field),
+            dfa,
+        });
+        Ok(Some(Gate { scan, clauses }))
     }
 
     /// Where `(field, pattern)` is among the gathered patterns.
@@ -265,20 +343,28 @@ impl Lowerer {
                             field.as_deref(),
                         )?);
                         if !rest.is_empty() {
-                            built.extend(split_build(&rest, mode, patterns, field.as_deref())?);
+                            built.extend(split_build(
+                                &rest,
+                                mode,
+                                patterns,
+                                pattern_groups,
+                                field.as_deref(),
+                            )?);
                         }
                     } else {
                         let all: Vec<_> = lits.into_iter().chain(rest).collect();
-                        built.extend(split_build(&all, mode, patterns, field.as_deref())?);
+                        built.extend(split_build(
+                            &all,
+                            mode,
+                            patterns,
+                            pattern_groups,
+                            field.as_deref(),
+                        )?);
                     }
                 } else {
-                    built = split_build(&group, mode, patterns, field.as_deref())?;
+                    built = split_build(&group, mode, patterns, pattern_groups, field.as_deref())?;
                 }
-                for (mut dfa, members) in built {
-                    if dfa.groups.is_empty() {
-                        // The general construction's filter has no buckets: all in bucket 0.
-                        dfa.groups = local_groups(&members, pattern_groups, patterns).0;
-                    }
+                for (dfa, members) in built {
                     let scan = u16::try_from(scans.len()).map_err(|_| SigmaError::TooLarge {
                         what: "the number of automata",
                         size: scans.len() + 1,
@@ -350,6 +436,9 @@ impl Lowerer {
     }
 }
 
+/// A gate of more literals than this is not worth its pass.
+const MAX_GATE: usize = 16;
+
 /// Beside other patterns on one field, this many case-insensitive literals get an automaton of
 /// their own.
 const MANY_LITERALS: usize = 64;
@@ -388,7 +477,7 @@ fn literal_build(
             out.extend(literal_build(b, patterns, groups, field)?);
             Ok(out)
         }
-        Err(_) => split_build(group, Mode::Unanchored, patterns, field),
+        Err(_) => split_build(group, Mode::Unanchored, patterns, groups, field),
     }
 }
 
@@ -482,15 +571,22 @@ fn split_build(
     group: &[(usize, Hir)],
     mode: Mode,
     patterns: &[Pattern],
+    groups: &[usize],
     field: Option<&str>,
 ) -> Result<Vec<(rulebox_sigma_eval::Dfa<'static>, Vec<usize>)>, SigmaError> {
     let hirs: Vec<Hir> = group.iter().map(|(_, h)| h.clone()).collect();
-    match build(&hirs, mode) {
-        Ok(dfa) => Ok(vec![(dfa, group.iter().map(|(i, _)| *i).collect())]),
+    let members: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+    let (local, buckets) = local_groups(&members, groups, patterns);
+    match build(&hirs, mode, &buckets) {
+        Ok(mut dfa) => {
+            dfa.groups = local;
+            dfa.buckets = buckets;
+            Ok(vec![(dfa, members)])
+        }
         Err(BuildError::TooLarge) if group.len() > 1 => {
             let (a, b) = group.split_at(group.len() / 2);
-            let mut out = split_build(a, mode, patterns, field)?;
-            out.extend(split_build(b, mode, patterns, field)?);
+            let mut out = split_build(a, mode, patterns, groups, field)?;
+            out.extend(split_build(b, mode, patterns, groups, field)?);
             Ok(out)
         }
         Err(e) => {
@@ -586,6 +682,37 @@ fn placed(p: &Pattern) -> (Mode, Hir) {
     }
 }
 
+/// `hir` for a search that only asks whether it matches somewhere: a repetition at its start or its
+/// end needs only its minimum (`x[0-9]{1,11}` is found exactly where `x[0-9]` is), which keeps
+/// the automaton small and its match states few. `head`/`tail`: whether `hir` is at the start/end.
+fn for_search(hir: &Hir, head: bool, tail: bool) -> Hir {
+    match hir.kind() {
+        HirKind::Repetition(r) if (head || tail) && r.max != Some(r.min) => {
+            Hir::repetition(Repetition {
+                min: r.min,
+                max: Some(r.min),
+                greedy: r.greedy,
+                sub: r.sub.clone(),
+            })
+        }
+        HirKind::Capture(c) => for_search(&c.sub, head, tail),
+        HirKind::Alternation(alts) => {
+            Hir::alternation(alts.iter().map(|a| for_search(a, head, tail)).collect())
+        }
+        HirKind::Concat(items) => {
+            let last = items.len().saturating_sub(1);
+            Hir::concat(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| for_search(item, head && i == 0, tail && i == last))
+                    .collect(),
+            )
+        }
+        _ => hir.clone(),
+    }
+}
+
 /// A pattern's expression for an unanchored scan: anchored with `\A` / `\z` where it must be.
 fn unanchored(p: &Pattern) -> Hir {
     match p {
@@ -622,13 +749,28 @@ fn unanchored(p: &Pattern) -> Hir {
             }
             Hir::concat(hir)
         }
-        Pattern::Regex { hir, .. } => hir.clone(),
+        Pattern::Regex { hir, .. } => for_search(hir, true, true),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn searches_need_only_the_minimum_of_an_outer_repetition() {
+        let re = |p: &str| crate::regex::compile_regex("F", p, (false, false, false)).unwrap();
+        assert_eq!(for_search(&re(r"x[0-9]{1,11}"), true, true), re(r"x[0-9]"));
+        assert_eq!(for_search(&re(r"[0-9]{2,}x"), true, true), re(r"[0-9]{2}x"));
+        assert_eq!(for_search(&re(r".{1000,}"), true, true), re(r".{1000}"));
+        assert_eq!(for_search(&re(r"a(?:b|c+)"), true, true), re(r"a(?:b|c)"));
+        // Not inside, and not before an anchor.
+        assert_eq!(
+            for_search(&re(r"a[0-9]{1,3}b"), true, true),
+            re(r"a[0-9]{1,3}b")
+        );
+        assert_eq!(for_search(&re(r"a[0-9]+$"), true, true), re(r"a[0-9]+$"));
+    }
 
     #[test]
     fn spaced_names() {

@@ -184,7 +184,12 @@ mod tests {
     use rulebox_sigma_eval::Automaton;
 
     fn matcher(p: &str, flags: (bool, bool, bool)) -> impl Fn(&str) -> bool {
-        let dfa = build(&[compile_regex("F", p, flags).unwrap()], Mode::Unanchored).unwrap();
+        let dfa = build(
+            &[compile_regex("F", p, flags).unwrap()],
+            Mode::Unanchored,
+            &[],
+        )
+        .unwrap();
         let a = Automaton::new(dfa).unwrap();
         move |text: &str| {
             let mut st = a.state();

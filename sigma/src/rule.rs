@@ -165,6 +165,7 @@ pub fn compile(yaml: &str) -> Result<Program<'static>, SigmaError> {
         guard: lowered.guard,
         condition: lowered.condition,
         report: lowered.report,
+        gate: lowered.gate,
     })
 }
 

@@ -13,7 +13,7 @@
 //! - a state that loops on most bytes (waiting for a `\` in `[^\\]+`, say) jumps to the next byte
 //!   that leaves it;
 //! - in the start state of a search (no match under way), the compiler's [`Starts`] filter jumps to
-//!   the next position whose first *three* bytes can begin a match (`adv`, `ADV`, `aDv`, ... for
+//!   the next position whose first *four* bytes can begin a match (`adva`, `ADVA`, `aDvA`, ... for
 //!   `advanced`), so a frequent first letter or pair alone does not stop the skip; and once the
 //!   patterns of a bucket no longer matter (their list already matched), their starts stop it no
 //!   more.
@@ -98,18 +98,34 @@ pub struct Special {
     pub matches: Vec<u16>,
 }
 
-/// Which three-byte starts can begin a match. Each pattern's starts belong to one of 8 buckets:
-/// `bytes[k][b]` has the buckets with a start whose byte `k` (0, 1, 2) is `b` (every bucket of a
+/// How many bytes of a start the [`Starts`] filter looks at.
+pub const START_BYTES: usize = 4;
+
+/// Which four-byte starts can begin a match. Each pattern's starts belong to one of 8 buckets:
+/// `bytes[k][b]` has the buckets with a start whose byte `k` (0 to 3) is `b` (every bucket of a
 /// pattern shorter than `k + 1` bytes), and a match can start at `i` only if
-/// `bytes[0][text[i]] & bytes[1][text[i + 1]] & bytes[2][text[i + 2]]` has a bucket that still
-/// matters (near the end of the text, the missing bytes allow every bucket). The compiler gives it
+/// `bytes[0][text[i]] & bytes[1][text[i + 1]] & bytes[2][text[i + 2]] & bytes[3][text[i + 3]]`
+/// has a bucket that still matters (near the end of the text, the missing bytes allow every
+/// bucket). The compiler gives it
 /// only for searches without anchors at the start and without look-around, where the start state
 /// means "nothing under way", so starting there at any position finds every match that starts
 /// there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Starts {
-    /// Per position of a start, per byte: the buckets (three tables of 256 entries).
-    pub bytes: [Vec<u8>; 3],
+    /// Per position of a start, per byte: the buckets ([`START_BYTES`] tables of 256 entries).
+    pub bytes: [Vec<u8>; START_BYTES],
+    /// A bitmap of the four-byte starts (their byte classes hashed by [`quad_hash`]; a power of two
+    /// of bits, at most 2^20), to turn away candidates the tables let through only because their
+    /// bytes belong to different patterns of one bucket. Empty: none.
+    pub quads: Vec<u64>,
+    /// The buckets with a pattern shorter than four bytes: their candidates skip the bitmap.
+    pub short: u8,
+}
+
+/// Where the four byte classes `c` of a start go in a [`Starts::quads`] bitmap of `2^bits` bits.
+#[inline]
+pub fn quad_hash(c: [u8; 4], bits: u32) -> usize {
+    (u32::from_le_bytes(c).wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
 }
 
 /// Why an automaton was refused.
@@ -274,7 +290,9 @@ impl Dfa<'_> {
             }
         }
         if let Some(f) = &self.starts
-            && f.bytes.iter().any(|t| t.len() != 256)
+            && (f.bytes.iter().any(|t| t.len() != 256)
+                || !(f.quads.is_empty()
+                    || (f.quads.len().is_power_of_two() && f.quads.len() <= 1 << 14)))
         {
             return Err(DfaError::Starts);
         }
@@ -301,10 +319,9 @@ impl Dfa<'_> {
 pub struct Automaton<'a> {
     reverse: bool,
     classes: [u8; 256],
-    alphabet: u32,
-    width: u8,
-    /// Premultiplied entries: a state is its row's offset (`index × alphabet`).
-    next: Cow<'a, [u8]>,
+    /// The row length: a state is its row's offset (`index × stride`).
+    stride: u32,
+    table: Table<'a>,
     /// By state index, premultiplied targets.
     eoi: Vec<u32>,
     start: u32,
@@ -408,7 +425,12 @@ impl<'a> Automaton<'a> {
         let alphabet = u32::from(dfa.alphabet);
         let mut classes = [0u8; 256];
         classes.copy_from_slice(&dfa.classes);
-        let eoi: Vec<u32> = dfa.eoi.iter().map(|&s| s * alphabet).collect();
+        let table = Table::of(&dfa, &classes);
+        let stride = match table {
+            Table::Classes { .. } => alphabet,
+            Table::Bytes16(_) | Table::Bytes32(_) => 256,
+        };
+        let eoi: Vec<u32> = dfa.eoi.iter().map(|&s| s * stride).collect();
         let mut matches = Vec::new();
         let mut specials = Vec::with_capacity(dfa.specials.len());
         for (k, sp) in dfa.specials.iter().enumerate() {
@@ -432,10 +454,10 @@ impl<'a> Automaton<'a> {
             });
         }
         let starts = dfa.starts.as_ref().map(Filter::new);
-        let mut restart = [dfa.start * alphabet; 256];
+        let mut restart = [dfa.start * stride; 256];
         if !dfa.restart.is_empty() {
             for (r, &s) in restart.iter_mut().zip(&dfa.restart) {
-                *r = s * alphabet;
+                *r = s * stride;
             }
         }
         if starts.is_some() {
@@ -443,8 +465,8 @@ impl<'a> Automaton<'a> {
                 p.idle = false;
             }
             for &r in &restart {
-                if let Some(k) = r.checked_sub(dfa.special * alphabet) {
-                    let sp = &mut specials[(k / alphabet) as usize];
+                if let Some(k) = r.checked_sub(dfa.special * stride) {
+                    let sp = &mut specials[(k / stride) as usize];
                     sp.idle = !sp.dead && sp.matches.0 == sp.matches.1;
                 }
             }
@@ -488,12 +510,11 @@ impl<'a> Automaton<'a> {
             groups: u32::try_from(groups).unwrap_or(u32::MAX),
             reverse: dfa.reverse,
             classes,
-            alphabet,
-            width: dfa.width,
-            next: dfa.next,
+            stride,
+            table,
             eoi,
-            start: dfa.start * alphabet,
-            special: dfa.special * alphabet,
+            start: dfa.start * stride,
+            special: dfa.special * stride,
             specials,
             matches,
             patterns: dfa.patterns,
@@ -539,17 +560,30 @@ impl<'a> Automaton<'a> {
         if st.open == 0 {
             return;
         }
-        match (self.reverse, self.width) {
-            (false, 2) => self.forward(self.next.as_chunks::<2>().0, text, st),
-            (false, _) => self.forward(self.next.as_chunks::<4>().0, text, st),
-            (true, 2) => self.backward(self.next.as_chunks::<2>().0, text, st),
-            (true, _) => self.backward(self.next.as_chunks::<4>().0, text, st),
+        let classes = &self.classes;
+        match &self.table {
+            Table::Bytes16(rows) => self.direction(&Bytes16(rows), text, st),
+            Table::Bytes32(rows) => self.direction(&Bytes32(rows), text, st),
+            Table::Classes { next, width: 2 } => {
+                self.direction(&ByClass(next.as_chunks::<2>().0, classes), text, st);
+            }
+            Table::Classes { next, .. } => {
+                self.direction(&ByClass(next.as_chunks::<4>().0, classes), text, st);
+            }
+        }
+    }
+
+    fn direction<T: Next>(&self, t: &T, text: &[u8], st: &mut ScanState) {
+        if self.reverse {
+            self.backward(t, text, st);
+        } else {
+            self.forward(t, text, st);
         }
     }
 
     fn prepared(&self, s: u32) -> &Prepared {
         // `s >= special`, so the index is in range (checked at construction).
-        &self.specials[((s - self.special) / self.alphabet) as usize]
+        &self.specials[((s - self.special) / self.stride) as usize]
     }
 
     /// Records `sp`'s matches; `true` when nothing more matters.
@@ -578,7 +612,7 @@ impl<'a> Automaton<'a> {
 
     /// The end of the text in state `s`.
     fn finish(&self, s: u32, st: &mut ScanState) {
-        let end = self.eoi[(s / self.alphabet) as usize];
+        let end = self.eoi[(s / self.stride) as usize];
         if end >= self.special {
             self.record(self.prepared(end), st);
         }
@@ -586,10 +620,11 @@ impl<'a> Automaton<'a> {
 
     // With SIMD in the sandbox, so that the skips inline into the scan.
     #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
-    fn forward<const N: usize>(&self, rows: &[[u8; N]], text: &[u8], st: &mut ScanState)
-    where
-        [u8; N]: Entry,
-    {
+    fn forward<T: Next>(&self, t: &T, text: &[u8], st: &mut ScanState) {
+        #[cfg(target_arch = "wasm32")]
+        let vectors: Vectors = self.starts.as_ref().map(|f| simd::Tables::new(&f.nibbles));
+        #[cfg(not(target_arch = "wasm32"))]
+        let vectors: Vectors = ();
         let mut s = self.start;
         let mut i = 0usize;
         loop {
@@ -599,7 +634,7 @@ impl<'a> Automaton<'a> {
                     // Nothing under way and nothing to record: straight to the next position where
                     // a match may start, in the idle state for the byte before it.
                     Some(f) if sp.idle => {
-                        let j = f.skip(st.live, text, i);
+                        let j = f.skip(&vectors, &self.classes, st.live, text, i);
                         if j > i
                             && let Some(&b) = text.get(j - 1)
                         {
@@ -618,20 +653,17 @@ impl<'a> Automaton<'a> {
                 }
             }
             let rest = text.get(i..).unwrap_or_default();
-            match run_forward(rows, &self.classes, self.special, s, rest) {
-                Step::Special(t, k) => {
-                    s = t;
+            match run_forward(t, self.special, s, rest) {
+                Step::Special(next, k) => {
+                    s = next;
                     i += k;
                 }
-                Step::End(t) => return self.finish(t, st),
+                Step::End(end) => return self.finish(end, st),
             }
         }
     }
 
-    fn backward<const N: usize>(&self, rows: &[[u8; N]], text: &[u8], st: &mut ScanState)
-    where
-        [u8; N]: Entry,
-    {
+    fn backward<T: Next>(&self, t: &T, text: &[u8], st: &mut ScanState) {
         let mut s = self.start;
         // Bytes `..i` are still to read, last first.
         let mut i = text.len();
@@ -646,12 +678,12 @@ impl<'a> Automaton<'a> {
                 }
             }
             let rest = text.get(..i).unwrap_or_default();
-            match run_backward(rows, &self.classes, self.special, s, rest) {
-                Step::Special(t, k) => {
-                    s = t;
+            match run_backward(t, self.special, s, rest) {
+                Step::Special(next, k) => {
+                    s = next;
                     i -= k;
                 }
-                Step::End(t) => return self.finish(t, st),
+                Step::End(end) => return self.finish(end, st),
             }
         }
     }
@@ -676,54 +708,132 @@ impl Entry for [u8; 4] {
     }
 }
 
-/// One transition.
-#[inline(always)]
-fn step<const N: usize>(rows: &[[u8; N]], classes: &[u8; 256], s: u32, b: u8) -> u32
+/// The transitions as the scan reads them: one table load per byte.
+trait Next {
+    /// The state after byte `b` in the ordinary state `s` (a row offset).
+    fn next(&self, s: u32, b: u8) -> u32;
+}
+
+/// Rows of `alphabet` entries, a byte's class picking the entry (the compiler's table, in place).
+struct ByClass<'t, const N: usize>(&'t [[u8; N]], &'t [u8; 256]);
+
+impl<const N: usize> Next for ByClass<'_, N>
 where
     [u8; N]: Entry,
 {
-    // In range: `s` is an ordinary state's row and the class is below the alphabet (checked when
-    // the automaton was built), so an out-of-range index would be a bug, caught here.
-    rows[(s + u32::from(classes[usize::from(b)])) as usize].state()
+    #[inline(always)]
+    fn next(&self, s: u32, b: u8) -> u32 {
+        // In range: `s` is a row and the class is below the alphabet (checked at load), so an
+        // out-of-range index would be a bug, caught here.
+        self.0[(s + u32::from(self.1[usize::from(b)])) as usize].state()
+    }
+}
+
+/// Rows of 256 entries, the byte itself picking the entry. The table's length is a power of two,
+/// so masking the index with the length less one keeps it in range without a bounds check (it is
+/// in range anyway: a row's offset plus a byte).
+struct Bytes16<'t>(&'t [u16]);
+struct Bytes32<'t>(&'t [u32]);
+
+impl Next for Bytes16<'_> {
+    #[inline(always)]
+    fn next(&self, s: u32, b: u8) -> u32 {
+        let Some(mask) = self.0.len().checked_sub(1) else {
+            return 0;
+        };
+        u32::from(self.0[(s as usize + usize::from(b)) & mask])
+    }
+}
+
+impl Next for Bytes32<'_> {
+    #[inline(always)]
+    fn next(&self, s: u32, b: u8) -> u32 {
+        let Some(mask) = self.0.len().checked_sub(1) else {
+            return 0;
+        };
+        self.0[(s as usize + usize::from(b)) & mask]
+    }
+}
+
+/// Automata up to this many states get rows of 256 entries built at load (256 × 2 bytes each up to
+/// 256 states, 256 × 4 bytes beyond): one table load less per byte than through the classes.
+const BYTE_ROWS_UP_TO: usize = 2048;
+
+/// An automaton's transitions.
+#[derive(Debug, Clone)]
+enum Table<'a> {
+    /// The compiler's rows of `alphabet` entries, `width` bytes each, premultiplied by the
+    /// alphabet, where they were decoded from.
+    Classes { next: Cow<'a, [u8]>, width: u8 },
+    /// Rows of 256 entries premultiplied by 256, a power of two of them.
+    Bytes16(Vec<u16>),
+    /// The same, for targets beyond 16 bits.
+    Bytes32(Vec<u32>),
+}
+
+impl<'a> Table<'a> {
+    /// The table for the checked `dfa`.
+    fn of(dfa: &Dfa<'a>, classes: &[u8; 256]) -> Table<'a> {
+        let n = dfa.states();
+        if n > BYTE_ROWS_UP_TO {
+            return Table::Classes {
+                next: dfa.next.clone(),
+                width: dfa.width,
+            };
+        }
+        let alphabet = usize::from(dfa.alphabet);
+        let rows = n.next_power_of_two() * 256;
+        let target = |s: usize, b: usize| {
+            dfa.transition(s * alphabet + usize::from(classes[b])) as usize / alphabet * 256
+        };
+        if n <= 256 {
+            let mut t = vec![0u16; rows];
+            for s in 0..n {
+                for b in 0..256 {
+                    t[s * 256 + b] = u16::try_from(target(s, b)).unwrap_or(0);
+                }
+            }
+            Table::Bytes16(t)
+        } else {
+            let mut t = vec![0u32; rows];
+            for s in 0..n {
+                for b in 0..256 {
+                    t[s * 256 + b] = u32::try_from(target(s, b)).unwrap_or(0);
+                }
+            }
+            Table::Bytes32(t)
+        }
+    }
 }
 
 /// The common path: from `s`, one table load and one comparison per byte of `bytes`, until a
 /// special state or the end. Four bytes per loop turn, so the loop's own bookkeeping is a quarter
 /// of a byte's work.
 #[inline(always)]
-fn run_forward<const N: usize>(
-    rows: &[[u8; N]],
-    classes: &[u8; 256],
-    special: u32,
-    mut s: u32,
-    bytes: &[u8],
-) -> Step
-where
-    [u8; N]: Entry,
-{
+fn run_forward<T: Next>(t: &T, special: u32, mut s: u32, bytes: &[u8]) -> Step {
     let (chunks, tail) = bytes.as_chunks::<4>();
     for (n, c) in chunks.iter().enumerate() {
         // Written out: each byte is a load at a constant offset.
-        s = step(rows, classes, s, c[0]);
+        s = t.next(s, c[0]);
         if s >= special {
             return Step::Special(s, n * 4 + 1);
         }
-        s = step(rows, classes, s, c[1]);
+        s = t.next(s, c[1]);
         if s >= special {
             return Step::Special(s, n * 4 + 2);
         }
-        s = step(rows, classes, s, c[2]);
+        s = t.next(s, c[2]);
         if s >= special {
             return Step::Special(s, n * 4 + 3);
         }
-        s = step(rows, classes, s, c[3]);
+        s = t.next(s, c[3]);
         if s >= special {
             return Step::Special(s, n * 4 + 4);
         }
     }
     let done = chunks.len() * 4;
     for (k, &b) in tail.iter().enumerate() {
-        s = step(rows, classes, s, b);
+        s = t.next(s, b);
         if s >= special {
             return Step::Special(s, done + k + 1);
         }
@@ -733,38 +843,29 @@ where
 
 /// [`run_forward`] from the last byte of `bytes` to the first.
 #[inline(always)]
-fn run_backward<const N: usize>(
-    rows: &[[u8; N]],
-    classes: &[u8; 256],
-    special: u32,
-    mut s: u32,
-    bytes: &[u8],
-) -> Step
-where
-    [u8; N]: Entry,
-{
+fn run_backward<T: Next>(t: &T, special: u32, mut s: u32, bytes: &[u8]) -> Step {
     let (head, chunks) = bytes.as_rchunks::<4>();
     for (n, c) in chunks.iter().rev().enumerate() {
-        s = step(rows, classes, s, c[3]);
+        s = t.next(s, c[3]);
         if s >= special {
             return Step::Special(s, n * 4 + 1);
         }
-        s = step(rows, classes, s, c[2]);
+        s = t.next(s, c[2]);
         if s >= special {
             return Step::Special(s, n * 4 + 2);
         }
-        s = step(rows, classes, s, c[1]);
+        s = t.next(s, c[1]);
         if s >= special {
             return Step::Special(s, n * 4 + 3);
         }
-        s = step(rows, classes, s, c[0]);
+        s = t.next(s, c[0]);
         if s >= special {
             return Step::Special(s, n * 4 + 4);
         }
     }
     let done = chunks.len() * 4;
     for (k, &b) in head.iter().rev().enumerate() {
-        s = step(rows, classes, s, b);
+        s = t.next(s, b);
         if s >= special {
             return Step::Special(s, done + k + 1);
         }
@@ -858,24 +959,69 @@ impl Nibbles {
 /// A [`Starts`] filter as the scan uses it: exact tables and their nibble supersets.
 #[derive(Debug, Clone)]
 struct Filter {
+    /// The start bitmap and its size in bits (log 2); empty when there is none.
+    quads: Vec<u64>,
+    quad_bits: u32,
+    short: u8,
     #[cfg_attr(
         not(target_arch = "wasm32"),
         allow(dead_code, reason = "the 16-byte skip is the sandbox's")
     )]
-    nibbles: [Nibbles; 3],
-    exact: [[u8; 256]; 3],
+    nibbles: [Nibbles; START_BYTES],
+    exact: [[u8; 256]; START_BYTES],
 }
 
 impl Filter {
     fn new(starts: &Starts) -> Filter {
-        let mut exact = [[0u8; 256]; 3];
+        let mut exact = [[0u8; 256]; START_BYTES];
         for (e, t) in exact.iter_mut().zip(&starts.bytes) {
             e.copy_from_slice(t);
         }
+        let quad_bits = (starts.quads.len() * 64).trailing_zeros();
         Filter {
-            nibbles: [0, 1, 2].map(|k| Nibbles::of_masks(|b| exact[k][usize::from(b)])),
+            // Over bytes with bit 5 set (`b | 0x20`): an ASCII letter and its capital are one byte
+            // there, so a bucket's letters need half the nibbles and the tables let through fewer
+            // wrong candidates. (The other bytes paired this way only add candidates, checked.)
+            nibbles: core::array::from_fn(|k| {
+                Nibbles::of_masks(|x| {
+                    if x & 0x20 == 0 {
+                        return 0;
+                    }
+                    exact[k][usize::from(x)] | exact[k][usize::from(x & !0x20)]
+                })
+            }),
             exact,
+            quads: starts.quads.clone(),
+            quad_bits,
+            short: starts.short,
         }
+    }
+
+    /// Whether the candidate `j` the nibble tables found passes the exact tables and, for buckets
+    /// of patterns four bytes long or more, the start bitmap (`classes`: the automaton's).
+    #[inline]
+    fn confirmed(&self, classes: &[u8; 256], live: u8, text: &[u8], j: usize) -> bool {
+        if self.quads.is_empty() {
+            return true;
+        }
+        let Some(&[a, b, c, d]) = text.get(j..j + 4).and_then(|w| w.as_array()) else {
+            return true;
+        };
+        let bits = self.exact[0][usize::from(a)]
+            & self.exact[1][usize::from(b)]
+            & self.exact[2][usize::from(c)]
+            & self.exact[3][usize::from(d)]
+            & live;
+        if bits & self.short != 0 {
+            return true;
+        }
+        let cls = [a, b, c, d].map(|x| classes[usize::from(x)]);
+        let h = quad_hash(cls, self.quad_bits);
+        bits != 0
+            && self
+                .quads
+                .get(h / 64)
+                .is_some_and(|w| w & (1 << (h % 64)) != 0)
     }
 
     /// Whether a match of a bucket in `live` may start at `j`.
@@ -885,33 +1031,64 @@ impl Filter {
             text.get(j + k)
                 .map_or(0xff, |&b| self.exact[k][usize::from(b)])
         };
-        at(0) & at(1) & at(2) & live != 0
+        at(0) & at(1) & at(2) & at(3) & live != 0
     }
 
     /// The first `j >= i` where a match of a bucket in `live` may start, or `text.len()`.
     #[inline]
-    fn skip(&self, live: u8, text: &[u8], mut i: usize) -> usize {
-        loop {
-            // 16 positions at a time where the nibble tables allow (they may say yes too often:
-            // each yes is checked exactly), then one at a time.
-            #[cfg(target_arch = "wasm32")]
-            {
-                i = simd::skip_starts(&self.nibbles, live, text, i);
+    fn skip(
+        &self,
+        tables: &Vectors,
+        classes: &[u8; 256],
+        live: u8,
+        text: &[u8],
+        mut i: usize,
+    ) -> usize {
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = tables;
+        // 16 positions at a time where the nibble tables allow (a yes there may be wrong: the scan
+        // then takes a step or two from the idle state and comes back, which costs about what an
+        // exact check would), then one at a time, exactly.
+        #[cfg(target_arch = "wasm32")]
+        if let Some(t) = tables {
+            loop {
+                let (block, mut lanes) = simd::skip_starts(t, live, text, i);
+                if lanes == 0 {
+                    i = block;
+                    break;
+                }
+                // Each candidate of the block in turn, without another pass of the tables.
+                while lanes != 0 {
+                    let j = block + lanes.trailing_zeros() as usize;
+                    if self.confirmed(classes, live, text, j) {
+                        return j;
+                    }
+                    lanes &= lanes - 1;
+                }
+                i = block + 16;
             }
-            if i >= text.len() || self.may_start(live, text, i) {
-                return i.min(text.len());
-            }
+        }
+        while i < text.len()
+            && !(self.may_start(live, text, i) && self.confirmed(classes, live, text, i))
+        {
             i += 1;
         }
+        i.min(text.len())
     }
 }
+
+/// A filter's tables as the scan keeps them: SIMD vectors in the sandbox, nothing natively.
+#[cfg(target_arch = "wasm32")]
+type Vectors = Option<simd::Tables>;
+#[cfg(not(target_arch = "wasm32"))]
+type Vectors = ();
 
 /// The skips over 16 bytes at a time, with WebAssembly SIMD.
 #[cfg(target_arch = "wasm32")]
 mod simd {
     use core::arch::wasm32::{
         i8x16_bitmask, i8x16_ne, i8x16_shuffle, i8x16_splat, i8x16_swizzle, u8x16, u8x16_shr,
-        u8x16_splat, v128, v128_and, v128_any_true,
+        u8x16_splat, v128, v128_and, v128_any_true, v128_or,
     };
 
     use super::Nibbles;
@@ -935,11 +1112,18 @@ mod simd {
         )
     }
 
+    /// The lanes with a bucket, as a bit mask.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn lanes(hit: v128) -> u16 {
+        i8x16_bitmask(i8x16_ne(hit, i8x16_splat(0)))
+    }
+
     /// The first lane with a bucket.
     #[inline]
     #[target_feature(enable = "simd128")]
     fn first_lane(hit: v128) -> usize {
-        i8x16_bitmask(i8x16_ne(hit, i8x16_splat(0))).trailing_zeros() as usize
+        lanes(hit).trailing_zeros() as usize
     }
 
     /// The first `j >= i` whose byte may be in `set`, or the start of the last partial block (the
@@ -960,25 +1144,39 @@ mod simd {
         i
     }
 
-    /// The first `j >= i` whose three bytes may start a match of a bucket in `live`, or where
-    /// fewer than 32 bytes are left (the caller looks at the rest byte by byte). Each block's
-    /// nibbles are computed once; the second and third bytes' are the next block's shifted in.
+    /// A [`Filter`](super::Filter)'s nibble tables in vectors, loaded once per scan.
+    #[derive(Clone, Copy)]
+    pub(super) struct Tables([(v128, v128); super::START_BYTES]);
+
+    impl Tables {
+        #[inline]
+        #[target_feature(enable = "simd128")]
+        pub(super) fn new(n: &[Nibbles; super::START_BYTES]) -> Tables {
+            Tables(core::array::from_fn(|k| (load(&n[k].lo), load(&n[k].hi))))
+        }
+    }
+
+    /// The first block of 16 positions from `i` where the four bytes of some position may start
+    /// a match of a bucket in `live`: its start and the mask of those positions (bit `k`:
+    /// position `start + k`). Or, with a mask of 0, where fewer than 32 bytes are left (the caller
+    /// looks at the rest byte by byte).
     #[inline]
     #[target_feature(enable = "simd128")]
-    pub(super) fn skip_starts(n: &[Nibbles; 3], live: u8, text: &[u8], mut i: usize) -> usize {
-        let t = [0, 1, 2].map(|k| (load(&n[k].lo), load(&n[k].hi)));
+    pub(super) fn skip_starts(t: &Tables, live: u8, text: &[u8], mut i: usize) -> (usize, u16) {
+        let t = &t.0;
         let live = u8x16_splat(live);
         let mask = u8x16_splat(0x0f);
+        let fold = u8x16_splat(0x20);
         let block = |at: usize| {
             text.get(at..at + 16)
                 .and_then(|b| <&[u8; 16]>::try_from(b).ok())
                 .map(|b| {
-                    let v = load(b);
+                    let v = v128_or(load(b), fold);
                     (v128_and(v, mask), u8x16_shr(v, 4))
                 })
         };
         let Some((mut lo, mut hi)) = block(i) else {
-            return i;
+            return (i, 0);
         };
         while let Some((lo_n, hi_n)) = block(i + 16) {
             let lo1 =
@@ -989,17 +1187,22 @@ mod simd {
                 i8x16_shuffle::<2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17>(lo, lo_n);
             let hi2 =
                 i8x16_shuffle::<2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17>(hi, hi_n);
+            let lo3 =
+                i8x16_shuffle::<3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18>(lo, lo_n);
+            let hi3 =
+                i8x16_shuffle::<3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18>(hi, hi_n);
             let m0 = v128_and(i8x16_swizzle(t[0].0, lo), i8x16_swizzle(t[0].1, hi));
             let m1 = v128_and(i8x16_swizzle(t[1].0, lo1), i8x16_swizzle(t[1].1, hi1));
             let m2 = v128_and(i8x16_swizzle(t[2].0, lo2), i8x16_swizzle(t[2].1, hi2));
-            let hit = v128_and(v128_and(m0, m1), v128_and(m2, live));
+            let m3 = v128_and(i8x16_swizzle(t[3].0, lo3), i8x16_swizzle(t[3].1, hi3));
+            let hit = v128_and(v128_and(m0, m1), v128_and(v128_and(m2, m3), live));
             if v128_any_true(hit) {
-                return i + first_lane(hit);
+                return (i, lanes(hit));
             }
             (lo, hi) = (lo_n, hi_n);
             i += 16;
         }
-        i
+        (i, 0)
     }
 }
 
@@ -1067,10 +1270,19 @@ mod tests {
     #[test]
     fn scans_skip_and_match() {
         let mut filtered = ab();
-        let mut bytes = [vec![0u8; 256], vec![0u8; 256], vec![0xffu8; 256]];
+        let mut bytes = [
+            vec![0u8; 256],
+            vec![0u8; 256],
+            vec![0xffu8; 256],
+            vec![0xffu8; 256],
+        ];
         bytes[0][usize::from(b'a')] = 1;
         bytes[1][usize::from(b'b')] = 1;
-        filtered.starts = Some(Starts { bytes });
+        filtered.starts = Some(Starts {
+            bytes,
+            quads: vec![],
+            short: 0,
+        });
         for dfa in [ab(), filtered] {
             let a = Automaton::new(dfa).unwrap();
             assert!(hit(&a, "xxab"));
@@ -1118,7 +1330,9 @@ mod tests {
         assert_eq!(d.check(), Err(DfaError::State));
         let mut d = ab();
         d.starts = Some(Starts {
-            bytes: [vec![0; 3], vec![0; 256], vec![0; 256]],
+            bytes: [vec![0; 3], vec![0; 256], vec![0; 256], vec![0; 256]],
+            quads: vec![],
+            short: 0,
         });
         assert_eq!(d.check(), Err(DfaError::Starts));
         let mut d = ab();
@@ -1159,24 +1373,35 @@ mod tests {
 
     #[test]
     fn start_skips_stop_where_a_match_can_start() {
-        let mut bytes = [vec![0u8; 256], vec![0u8; 256], vec![0u8; 256]];
+        let mut bytes = [
+            vec![0u8; 256],
+            vec![0u8; 256],
+            vec![0u8; 256],
+            vec![0u8; 256],
+        ];
         bytes[0][usize::from(b'a')] = 1;
         bytes[1][usize::from(b'd')] = 1;
         bytes[2][usize::from(b'v')] = 1;
-        let f = Filter::new(&Starts { bytes });
-        let text = b"a.a.a.a.a.a.a.ad.a.a.a.a.adv....";
-        assert_eq!(f.skip(1, text, 0), 25);
+        bytes[3][usize::from(b'a')] = 1;
+        let f = Filter::new(&Starts {
+            bytes,
+            quads: vec![],
+            short: 0,
+        });
+        let text = b"a.a.a.a.a.a.a.adv.a.a.a.a.adva....";
+        let (v, c) = ((), [0u8; 256]);
+        assert_eq!(f.skip(&v, &c, 1, text, 0), 26);
         assert_eq!(
-            f.skip(2, text, 0),
+            f.skip(&v, &c, 2, text, 0),
             text.len(),
             "a bucket that no longer matters does not stop the skip"
         );
         assert_eq!(
-            f.skip(1, b"xxad", 0),
+            f.skip(&v, &c, 1, b"xxadv", 0),
             2,
             "near the end, missing bytes allow"
         );
-        assert_eq!(f.skip(1, b"", 0), 0);
-        assert_eq!(f.skip(1, b"xyz", 0), 3);
+        assert_eq!(f.skip(&v, &c, 1, b"", 0), 0);
+        assert_eq!(f.skip(&v, &c, 1, b"xyz", 0), 3);
     }
 }

@@ -13,7 +13,7 @@ use rulebox_sdk::{Detections, Event, EventKind, EventKinds, EventView, Severity,
 
 use crate::dfa::{Automaton, ScanState};
 use crate::fold::fold_case;
-use crate::program::{Check, Expr, FieldSpec, NumOp, Program, ProgramError, RefOp};
+use crate::program::{Check, Expr, FieldSpec, Gate, NumOp, Program, ProgramError, RefOp};
 
 /// The number of event kinds (the slot table's width).
 const KINDS: usize = EventKind::ALL.len();
@@ -45,6 +45,7 @@ struct Compiled<'a> {
     guard: Expr,
     condition: Expr,
     report: Vec<u16>,
+    gate: Option<Gate>,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +147,7 @@ impl<'a> Evaluator<'a> {
                 guard: program.guard,
                 condition: program.condition,
                 report: program.report,
+                gate: program.gate,
             },
             state,
         }
@@ -256,7 +258,20 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
 
     fn hit(&mut self) -> bool {
         let p = self.program;
-        p.kinds.contains(self.view.kind()) && self.eval(&p.guard) && self.eval(&p.condition)
+        p.kinds.contains(self.view.kind())
+            && self.eval(&p.guard)
+            && p.gate.as_ref().is_none_or(|g| self.gate_holds(g))
+            && self.eval(&p.condition)
+    }
+
+    /// Whether the event has, for every clause of the gate, one of its patterns.
+    fn gate_holds(&mut self, g: &Gate) -> bool {
+        let i = usize::from(g.scan);
+        if !self.state.ran[i] {
+            self.run_scan(i);
+        }
+        let found = &self.state.found[i];
+        g.clauses.iter().all(|c| c.iter().any(|&p| found.found(p)))
     }
 
     fn eval(&mut self, expr: &Expr) -> bool {
@@ -451,21 +466,8 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
                 };
                 let state = &mut *self.state;
                 let (fold, fold2) = (&mut state.fold, &mut state.fold2);
-                with_text(a, |a| {
-                    with_text(b, |b| {
-                        let (a, b) = if *cased {
-                            (a, b)
-                        } else {
-                            (fold_case(a, fold), fold_case(b, fold2))
-                        };
-                        match how {
-                            RefOp::Equal => a == b,
-                            // Two-way search: linear in both lengths.
-                            RefOp::Contains => a.contains(b),
-                            RefOp::Prefix => a.starts_with(b),
-                            RefOp::Suffix => a.ends_with(b),
-                        }
-                    })
+                with_bytes(a, |a| {
+                    with_bytes(b, |b| compare(a, b, *how, *cased, fold, fold2))
                 })
             }
         }
@@ -586,6 +588,63 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
     }
 }
 
+/// How `a` compares to `b` (Sigma `fieldref`): case-insensitively unless `cased`. ASCII values
+/// are compared bytewise (eight bytes at a time where they are the same), only others folded;
+/// `contains` is a two-way search, linear in both lengths.
+fn compare(
+    a: &[u8],
+    b: &[u8],
+    how: RefOp,
+    cased: bool,
+    fold: &mut String,
+    fold2: &mut String,
+) -> bool {
+    fn text(t: &[u8]) -> &str {
+        core::str::from_utf8(t).unwrap_or("")
+    }
+    if cased {
+        return match how {
+            RefOp::Equal => a == b,
+            RefOp::Prefix => a.starts_with(b),
+            RefOp::Suffix => a.ends_with(b),
+            RefOp::Contains => text(a).contains(text(b)),
+        };
+    }
+    if a.is_ascii() && b.is_ascii() {
+        let (n, m) = (a.len(), b.len());
+        return match how {
+            RefOp::Equal => n == m && ascii_eq_fold(a, b),
+            RefOp::Prefix => n >= m && ascii_eq_fold(&a[..m], b),
+            RefOp::Suffix => n >= m && ascii_eq_fold(&a[n - m..], b),
+            RefOp::Contains => {
+                let a = fold_case(text(a), fold);
+                let b = fold_case(text(b), fold2);
+                a.contains(b)
+            }
+        };
+    }
+    let (a, b) = (fold_case(text(a), fold), fold_case(text(b), fold2));
+    match how {
+        RefOp::Equal => a == b,
+        RefOp::Prefix => a.starts_with(b),
+        RefOp::Suffix => a.ends_with(b),
+        RefOp::Contains => a.contains(b),
+    }
+}
+
+/// Whether two ASCII texts of one length are equal ignoring ASCII case: eight bytes at a time
+/// where they are identical, byte by byte where they are not.
+fn ascii_eq_fold(a: &[u8], b: &[u8]) -> bool {
+    let (ca, ta) = a.as_chunks::<8>();
+    let (cb, tb) = b.as_chunks::<8>();
+    ca.len() == cb.len()
+        && ca
+            .iter()
+            .zip(cb)
+            .all(|(x, y)| x == y || x.eq_ignore_ascii_case(y))
+        && ta.eq_ignore_ascii_case(tb)
+}
+
 /// Whether `name` is an element of the list `list` flattened by the reader: `list[<digits>]`.
 fn is_element(name: &[u8], list: &str) -> bool {
     name.strip_prefix(list.as_bytes())
@@ -625,11 +684,6 @@ fn capped(text: &[u8]) -> &str {
         Ok(s) => s,
         Err(e) => core::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""),
     }
-}
-
-/// [`with_bytes`] as UTF-8 text (text that is not UTF-8 is empty, as `EventView` reads it).
-fn with_text<R>(value: Val<'_>, f: impl FnOnce(&str) -> R) -> R {
-    with_bytes(value, |b| f(core::str::from_utf8(b).unwrap_or("")))
 }
 
 /// `n` in decimal, written at the end of `buf`.
@@ -724,6 +778,24 @@ mod tests {
         assert!(!is_element(b"Data[]", "Data"));
         assert!(!is_element(b"Data[x]", "Data"));
         assert!(!is_element(b"DataX[0]", "Data"));
+    }
+
+    #[test]
+    fn field_references_compare_by_bytes_and_fold() {
+        let (mut f1, mut f2) = (String::new(), String::new());
+        let mut cmp = |a: &str, b: &str, how, cased| {
+            compare(a.as_bytes(), b.as_bytes(), how, cased, &mut f1, &mut f2)
+        };
+        let long = "C:\\Windows\\".repeat(300);
+        assert!(cmp(&long, &long.to_uppercase(), RefOp::Equal, false));
+        assert!(!cmp(&long, &long.to_uppercase(), RefOp::Equal, true));
+        assert!(!cmp(&long, &(long.clone() + "x"), RefOp::Equal, false));
+        assert!(cmp("C:\\A\\B.EXE", "c:\\a", RefOp::Prefix, false));
+        assert!(cmp("C:\\A\\B.EXE", "b.exe", RefOp::Suffix, false));
+        assert!(cmp("xxÄRGERyy", "ärger", RefOp::Contains, false));
+        assert!(cmp("ÄRGER", "ärger", RefOp::Equal, false));
+        assert!(!cmp("ÄRGER", "ärger", RefOp::Equal, true));
+        assert!(!cmp("a", "ab", RefOp::Prefix, false));
     }
 
     #[test]

@@ -30,6 +30,7 @@
 //!     guard: Expr::True,
 //!     condition: Expr::Check { field: 0, check: Check::Exists(true) },
 //!     report: vec![],
+//!     gate: None,
 //! };
 //! let mut eval = Evaluator::new(program).unwrap();
 //! let mut body = ProcessStart::default();
@@ -48,10 +49,12 @@ mod fold;
 mod guest;
 mod program;
 
-pub use dfa::{Automaton, Dfa, DfaError, MAX_TRANSITIONS, ScanState, Special, Starts};
+pub use dfa::{
+    Automaton, Dfa, DfaError, MAX_TRANSITIONS, START_BYTES, ScanState, Special, Starts, quad_hash,
+};
 pub use eval::Evaluator;
 pub use fold::{fold_case, fold_char};
 pub use program::{
-    Check, Expr, FORMAT_VERSION, FieldSpec, LOCATOR_MAGIC, MAX_DEPTH, NumOp, Program, ProgramError,
-    RefOp, Scan,
+    Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, NumOp, Program,
+    ProgramError, RefOp, Scan,
 };

@@ -57,6 +57,20 @@ pub struct Program<'a> {
     /// The fields a detection reports, when the rule lists them (Sigma `fields:`). Empty: a detection
     /// reports the fields the condition matched.
     pub report: Vec<u16>,
+    /// Literals the condition cannot hold without (the compiler derives them): when the event
+    /// lacks them, the rule does not match and nothing else is scanned. A few literals, so it costs
+    /// a fast pass where the condition's own scans would not.
+    pub gate: Option<Gate>,
+}
+
+/// What a [`Program::gate`] requires: in the values its scan reads, for every clause, one of the
+/// clause's patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    /// The scan (index into [`Program::scans`]).
+    pub scan: u16,
+    /// The clauses: pattern numbers of the scan.
+    pub clauses: Vec<Vec<u16>>,
 }
 
 /// One event field a program reads.
@@ -152,6 +166,7 @@ impl<'a> Program<'a> {
             guard: self.guard,
             condition: self.condition,
             report: self.report,
+            gate: self.gate,
         }
     }
 
@@ -188,7 +203,13 @@ impl<'a> Program<'a> {
                 return Err(ProgramError::BadIndex);
             }
         }
-        if !self.report.iter().all(|&f| field_ok(f)) {
+        if !self.report.iter().all(|&f| field_ok(f))
+            || self.gate.as_ref().is_some_and(|g| {
+                self.scans
+                    .get(usize::from(g.scan))
+                    .is_none_or(|s| g.clauses.iter().flatten().any(|&p| p >= s.dfa.patterns))
+            })
+        {
             return Err(ProgramError::BadIndex);
         }
         self.guard.check(self, 0)?;
@@ -340,6 +361,7 @@ mod tests {
             guard: Expr::True,
             condition,
             report: Vec::new(),
+            gate: None,
         }
     }
 
