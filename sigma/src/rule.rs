@@ -317,6 +317,69 @@ mod tests {
         assert!(!e.matches_event(&proc("C:\\x\\cmd.exe", "powershell -enc abc")));
     }
 
+    /// The detections `yaml` gives on `event`, natively: (name, value) of each field.
+    fn detected(yaml: &str, event: &Event<'_>) -> Vec<Vec<(String, String)>> {
+        let p = compile(yaml).unwrap();
+        let mut e = Evaluator::new(p).unwrap();
+        let mut bytes = Vec::new();
+        event.encode_into(&mut bytes).unwrap();
+        let view = rulebox_sdk::EventView::new(&bytes).unwrap();
+        let mut out =
+            rulebox_sdk::Detections::new("11111111-2222-3333-4444-555555555555", Severity::High);
+        e.detect(&view, &mut out);
+        out.to_vec()
+            .into_iter()
+            .map(|d| {
+                assert_eq!(d.title, "Test rule");
+                d.fields
+                    .into_iter()
+                    .map(|f| (f.name.into_owned(), f.value.into_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn detections_carry_the_listed_fields_else_the_matched_ones_within_the_caps() {
+        let detection = "    sel:\n        Image|endswith: '\\cmd.exe'\n    other:\n        ParentImage|endswith: '\\never.exe'\n    cli:\n        CommandLine|contains: 'assoc'\n    condition: sel and (cli or other)\n";
+        let long = format!("cmd /c assoc {}", "é".repeat(6000));
+        let event = proc("C:\\Windows\\cmd.exe", &long);
+        // No `fields:`: the fields of the selections that matched, in condition order; the
+        // operand of the `or` that did not match is left out.
+        let got = detected(&rule(detection), &event);
+        assert_eq!(got.len(), 1);
+        let names: Vec<&str> = got[0].iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Image", "CommandLine"]);
+        assert_eq!(got[0][0].1, "C:\\Windows\\cmd.exe");
+        // A value over the SDK's cap is cut at a character boundary and marked.
+        let cli = &got[0][1].1;
+        assert!(
+            cli.ends_with(rulebox_sdk::TRUNCATED_MARK),
+            "{}",
+            &cli[cli.len() - 20..]
+        );
+        let kept = cli.strip_suffix(rulebox_sdk::TRUNCATED_MARK).unwrap();
+        assert!(kept.len() <= rulebox_sdk::abi::MAX_FIELD_VALUE_BYTES);
+        assert!(long.starts_with(kept) && kept.len() > 8000);
+        // `fields:` lists what a detection carries, in the rule's order, whether matched or not.
+        let listed =
+            format!("{HEAD}fields:\n    - User\n    - Image\n    - User\ndetection:\n{detection}");
+        let mut event = event;
+        if let EventData::ProcessStart(p) = &mut event.data {
+            p.user = "CORP\\alice".to_owned().into();
+        }
+        let got = detected(&listed, &event);
+        assert_eq!(
+            got,
+            [vec![
+                ("User".to_owned(), "CORP\\alice".to_owned()),
+                ("Image".to_owned(), "C:\\Windows\\cmd.exe".to_owned())
+            ]]
+        );
+        // No match, no detection.
+        assert!(detected(&listed, &proc("C:\\Windows\\cmd.exe", "dir")).is_empty());
+    }
+
     #[test]
     fn keywords_search_every_field() {
         let p = compile(&rule(
