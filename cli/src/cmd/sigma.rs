@@ -1,6 +1,5 @@
 //! `rulebox sigma`: compile Sigma rules into sandboxed rule modules, and test them on recorded events.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -99,7 +98,7 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     // Refusals by reason, for the summary: how many, and the first rule of each.
-    let mut reasons: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut reasons = rulebox_sigma::Refusals::default();
     let mut refused = 0;
     for path in &args.rules {
         let result = std::fs::read_to_string(path)
@@ -135,10 +134,7 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             Err((message, reason)) => {
                 refused += 1;
                 println!("refused  {}: {}", path.display(), printable(&message));
-                reasons
-                    .entry(printable(&reason))
-                    .or_insert_with(|| (0, path.display().to_string()))
-                    .0 += 1;
+                reasons.add(printable(&reason), &path.display().to_string());
             }
         }
     }
@@ -149,11 +145,9 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
         100.0 * (total - refused) as f64 / total.max(1) as f64
     );
     if !reasons.is_empty() {
-        let mut by_count: Vec<_> = reasons.into_iter().collect();
-        by_count.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
         eprintln!("refused, by reason:");
-        for (reason, (count, first)) in by_count {
-            eprintln!("  {count:>5}  {reason}  (e.g. {first})");
+        for (reason, count, first) in reasons.by_count() {
+            eprintln!("  {count:>5}  {reason}  (e.g. {})", printable(first));
         }
     }
     Ok(ExitCode::from(if refused == 0 {

@@ -361,12 +361,32 @@ pub struct ScanState {
     live: u8,
     /// The groups that still matter.
     open: u32,
+    /// Bytes read one at a time through the table since the last reset (not those the start
+    /// filter skipped): what a scan costs beyond the skip. Counted natively only, for tools and
+    /// tests that bound a rule's cost; the sandboxed scan does not spend on it.
+    #[cfg(not(target_arch = "wasm32"))]
+    stepped: usize,
 }
 
 impl ScanState {
     /// Whether pattern `p` matched.
     pub fn found(&self, p: u16) -> bool {
         bit(&self.found, usize::from(p))
+    }
+
+    /// Bytes read one at a time through the table since the last reset (natively; see
+    /// [`Evaluator::bytes_stepped`](crate::Evaluator::bytes_stepped)).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn stepped(&self) -> usize {
+        self.stepped
+    }
+
+    #[inline(always)]
+    fn count_steps(&mut self, _k: usize) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.stepped += _k;
+        }
     }
 
     /// Whether nothing more this scan could find matters.
@@ -551,6 +571,10 @@ impl<'a> Automaton<'a> {
             }
         }
         st.open = self.groups;
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            st.stepped = 0;
+        }
     }
 
     /// Runs over `text` and records in `st` every pattern that matches. The scan stops when
@@ -655,10 +679,14 @@ impl<'a> Automaton<'a> {
             let rest = text.get(i..).unwrap_or_default();
             match run_forward(t, self.special, s, rest) {
                 Step::Special(next, k) => {
+                    st.count_steps(k);
                     s = next;
                     i += k;
                 }
-                Step::End(end) => return self.finish(end, st),
+                Step::End(end) => {
+                    st.count_steps(rest.len());
+                    return self.finish(end, st);
+                }
             }
         }
     }
@@ -680,10 +708,14 @@ impl<'a> Automaton<'a> {
             let rest = text.get(..i).unwrap_or_default();
             match run_backward(t, self.special, s, rest) {
                 Step::Special(next, k) => {
+                    st.count_steps(k);
                     s = next;
                     i -= k;
                 }
-                Step::End(end) => return self.finish(end, st),
+                Step::End(end) => {
+                    st.count_steps(rest.len());
+                    return self.finish(end, st);
+                }
             }
         }
     }

@@ -70,6 +70,8 @@ struct State {
     reported: Vec<Loc>,
     /// Encoding buffer for [`Evaluator::matches_event`].
     encoded: Vec<u8>,
+    /// The bytes handed to automata on this event.
+    scanned: usize,
 }
 
 /// Where a reported value comes from.
@@ -195,6 +197,28 @@ impl<'a> Evaluator<'a> {
         true
     }
 
+    /// How many bytes of field values the automata were handed on the last event (every scan of
+    /// every value it ran, skipped stretches included): what an event costs the evaluator, which
+    /// spends a few instructions per such byte and a bounded amount on everything else. For tests
+    /// and tools that bound a rule's cost without running it in the sandbox.
+    pub fn bytes_scanned(&self) -> usize {
+        self.state.scanned
+    }
+
+    /// How many of those bytes the automata read one at a time through their tables on the last
+    /// event (the rest the start filter skipped, several at a time): with [`bytes_scanned`](Self::bytes_scanned),
+    /// what the event cost. Counted natively only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn bytes_stepped(&self) -> usize {
+        self.state
+            .ran
+            .iter()
+            .zip(&self.state.found)
+            .filter(|(ran, _)| **ran)
+            .map(|(_, f)| f.stepped())
+            .sum()
+    }
+
     /// Whether the rule matches a typed `event`: encodes it as the host would, then [`matches`](Self::matches).
     /// For tests and tools; an event that does not encode matches nothing.
     pub fn matches_event(&mut self, event: &Event<'_>) -> bool {
@@ -248,6 +272,7 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
         view: &'v EventView<'e>,
     ) -> Run<'p, 's, 'v, 'e> {
         state.ran.fill(false);
+        state.scanned = 0;
         Run {
             program,
             state,
@@ -382,10 +407,17 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
         let mut found = core::mem::take(&mut self.state.found[i]);
         scan.automaton.reset(&mut found);
         match scan.field {
-            Some(f) => self.each_value(f, |v| {
-                with_bytes(v, |t| scan.automaton.scan(t, &mut found));
-                !found.finished()
-            }),
+            Some(f) => {
+                let mut scanned = 0;
+                self.each_value(f, |v| {
+                    with_bytes(v, |t| {
+                        scanned += t.len();
+                        scan.automaton.scan(t, &mut found);
+                    });
+                    !found.finished()
+                });
+                self.state.scanned += scanned;
+            }
             None => self.keywords(i, &scan.automaton, &mut found),
         }
         self.state.found[i] = found;
@@ -401,6 +433,7 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
         let mut one = |loc: Loc, text: &[u8], found: &mut ScanState| {
             state.before.clear();
             state.before.extend_from_slice(found.bits());
+            state.scanned += text.len();
             automaton.scan(text, found);
             for (w, (now, was)) in found.bits().iter().zip(&state.before).enumerate() {
                 let mut new = now & !was;

@@ -1,0 +1,433 @@
+//! The compiled Sigma corpora at the event caps: every rule of `../shared/corpus/sigma` (or
+//! `$RULEBOX_SIGMA_CORPUS`) and of `../shared/corpus/sigmahq` (or `$RULEBOX_SIGMAHQ_CORPUS`) that
+//! compiles, over events whose fields, each alone and all at once, are at the runtime's
+//! `max_event_bytes`, within half its fuel budget (the validator's default headroom).
+//!
+//! Compiling 2,800 rule modules for wasmtime would take far too long for a test, so it is done in
+//! two parts that together bound every rule:
+//!
+//! - **breadth, native**: every compiled rule runs natively over its events at the cap, and the test
+//!   records how many bytes its automata were handed ([`Evaluator::bytes_scanned`]), the measure of
+//!   what an event costs the evaluator;
+//! - **depth, sandboxed**: the rules handed the most bytes per event byte (and the rules that were
+//!   switched off by long fields before, by name) run in the real sandbox with the default limits
+//!   over the same events: none may be quarantined or use more than half its fuel, and the fuel per
+//!   scanned byte they show bounds, with the scanned bytes of every other rule, what every other
+//!   rule would use.
+//!
+//! Each part skips, saying so, when its corpus is absent.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use rulebox_example_artifacts::SIGMA_EVAL;
+use rulebox_runtime::{RuleSet, RuleState, Runtime, RuntimeConfig};
+use rulebox_sdk::{Detections, EventView};
+use rulebox_sigma::{Evaluator, Program, Refusals};
+use rulebox_validate::events::{LabeledEvent, at_cap, boundary};
+
+/// Rules that were switched off by long fields, and the abnormal-command-line rule whose counted
+/// repetition used to be a thousand states: always run sandboxed.
+const NAMED: &[&str] = &[
+    "proc_creation_win_cmd_assoc_execution",
+    "file_event_win_advanced_ip_scanner",
+    "registry_set_change_rdp_port",
+    "proc_creation_win_powershell_abnormal_commandline_size",
+];
+
+/// How many of the costliest rules (highest fuel bound natively) run sandboxed.
+const COSTLIEST: usize = 24;
+
+/// Fuel of an event beyond its scans, at most (the call, reading the event, the condition).
+const FUEL_BASE: f64 = 300_000.0;
+/// Fuel per byte an automaton reads through its table, at most.
+const FUEL_PER_STEP: f64 = 8.0;
+/// Fuel per byte the start filter skips, at most.
+const FUEL_PER_SKIPPED: f64 = 1.0;
+
+/// The validator's default headroom: a rule may use half its budget.
+const HEADROOM: f64 = 0.5;
+
+/// The share of SigmaHQ's rules that must compile.
+const MIN_COMPILED: f64 = 0.99;
+
+fn shared(var: &str, rel: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os(var) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel),
+    };
+    dir.is_dir().then_some(dir)
+}
+
+/// `*.yml` under `dir`, sorted.
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(path);
+        }
+    }
+}
+
+/// One compiled rule.
+struct Compiled {
+    /// The rule's name: its file stem (the case folder's name for the recorded corpus).
+    name: String,
+    program: Program<'static>,
+}
+
+/// One corpus, compiled.
+struct Corpus {
+    files: usize,
+    compiled: Vec<Compiled>,
+    refusals: Refusals,
+}
+
+/// Compiles `files` on every core; `name` names a rule from its path.
+fn compile_all(files: &[PathBuf], name: fn(&Path) -> String) -> Corpus {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let results: Vec<(String, Result<Program<'static>, String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    files
+                        .iter()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|path| {
+                            let result = std::fs::read_to_string(path)
+                                .map_err(|e| format!("cannot read it: {e}"))
+                                .and_then(|text| {
+                                    rulebox_sigma::compile(&text).map_err(|e| e.reason())
+                                });
+                            (name(path), result)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("compile thread"))
+            .collect()
+    });
+    let mut corpus = Corpus {
+        files: files.len(),
+        compiled: Vec::new(),
+        refusals: Refusals::default(),
+    };
+    for (name, result) in results {
+        match result {
+            Ok(program) => corpus.compiled.push(Compiled { name, program }),
+            Err(reason) => corpus.refusals.add(reason, &name),
+        }
+    }
+    corpus.compiled.sort_by(|a, b| a.name.cmp(&b.name));
+    corpus
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn case_name(path: &Path) -> String {
+    path.parent().map(stem).unwrap_or_default()
+}
+
+/// The recorded corpus's rules, compiled once for this binary's tests.
+fn recorded() -> Option<&'static Corpus> {
+    static CORPUS: OnceLock<Option<Corpus>> = OnceLock::new();
+    CORPUS
+        .get_or_init(|| {
+            let dir = shared("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma")?.join("cases");
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .ok()?
+                .flatten()
+                .map(|e| e.path().join("rule.yml"))
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            Some(compile_all(&files, case_name))
+        })
+        .as_ref()
+}
+
+/// SigmaHQ's rules, compiled once for this binary's tests.
+fn sigmahq() -> Option<&'static Corpus> {
+    static CORPUS: OnceLock<Option<Corpus>> = OnceLock::new();
+    CORPUS
+        .get_or_init(|| {
+            let dir = shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq")?;
+            let mut files = Vec::new();
+            yaml_files(&dir, &mut files);
+            files.sort();
+            (!files.is_empty()).then(|| compile_all(&files, stem))
+        })
+        .as_ref()
+}
+
+/// The events a program is run over at the caps: each field it names (every spelling), alone and
+/// all at once, for every kind it subscribes to; and, when it searches every field for keywords,
+/// the validator's boundary events of those kinds.
+fn events_for(program: &Program<'_>, config: &RuntimeConfig) -> Vec<LabeledEvent> {
+    let names: Vec<&str> = program
+        .fields
+        .iter()
+        .flat_map(|f| f.names.iter().map(String::as_str))
+        .collect();
+    let keywords = program.scans.iter().any(|s| s.field.is_none());
+    let mut out = Vec::new();
+    for kind in program.kinds.iter() {
+        out.extend(at_cap(kind, &names, config));
+        if keywords {
+            out.extend(boundary(kind, config));
+        }
+    }
+    out
+}
+
+/// What one rule did natively over its events at the caps, per event.
+struct Native {
+    /// Bytes handed to automata, and of those, the bytes they read one at a time.
+    work: Vec<Work>,
+    /// Detections.
+    detections: Vec<usize>,
+}
+
+/// What an event cost the evaluator, natively measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Work {
+    scanned: usize,
+    stepped: usize,
+}
+
+impl Work {
+    /// The fuel this work costs at most in the sandbox: a fixed part, each byte read through a
+    /// table, each byte the start filter skipped. The sandboxed sample checks it is an upper
+    /// bound on every event it runs.
+    fn fuel_bound(self) -> f64 {
+        FUEL_BASE
+            + FUEL_PER_STEP * self.stepped as f64
+            + FUEL_PER_SKIPPED * (self.scanned - self.stepped) as f64
+    }
+}
+
+impl Native {
+    /// The event with the highest fuel bound.
+    fn worst(&self) -> (usize, f64) {
+        self.work
+            .iter()
+            .map(|w| w.fuel_bound())
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, 0.0))
+    }
+}
+
+fn run_native(program: &Program<'static>, events: &[LabeledEvent]) -> Native {
+    let mut eval = Evaluator::new(program.clone()).expect("a compiled program decodes");
+    let mut out = Native {
+        work: Vec::new(),
+        detections: Vec::new(),
+    };
+    let mut bytes = Vec::new();
+    let mut found = Detections::new("native", rulebox_sdk::Severity::Low);
+    for e in events {
+        bytes.clear();
+        e.event
+            .encode_into(&mut bytes)
+            .expect("a boundary event encodes");
+        let view = EventView::new(&bytes).expect("an encoded event reads");
+        found.clear();
+        eval.detect(&view, &mut found);
+        out.detections.push(found.len());
+        out.work.push(Work {
+            scanned: eval.bytes_scanned(),
+            stepped: eval.bytes_stepped(),
+        });
+    }
+    out
+}
+
+#[test]
+fn sigmahq_rules_compile_at_least_99_percent_with_refusals_grouped() {
+    let Some(corpus) = sigmahq() else {
+        eprintln!(
+            "SKIPPED: no SigmaHQ corpus (set RULEBOX_SIGMAHQ_CORPUS or put it at ../shared/corpus/sigmahq)"
+        );
+        return;
+    };
+    let share = corpus.compiled.len() as f64 / corpus.files as f64;
+    eprintln!(
+        "sigmahq: {} of {} rules compile ({:.2}%); refused, by reason:",
+        corpus.compiled.len(),
+        corpus.files,
+        100.0 * share
+    );
+    for (reason, count, first) in corpus.refusals.by_count() {
+        eprintln!("  {count:>5}  {reason}  (e.g. {first})");
+    }
+    assert_eq!(
+        corpus.compiled.len() + corpus.refusals.total(),
+        corpus.files
+    );
+    assert!(
+        share >= MIN_COMPILED,
+        "only {:.2}% of SigmaHQ's rules compile",
+        100.0 * share
+    );
+}
+
+#[test]
+fn every_compiled_corpus_rule_stays_within_half_its_fuel_with_fields_at_the_cap() {
+    let corpora: Vec<&Corpus> = [recorded(), sigmahq()].into_iter().flatten().collect();
+    if corpora.is_empty() {
+        eprintln!("SKIPPED: neither the recorded Sigma corpus nor SigmaHQ's rules are present");
+        return;
+    }
+    let config = RuntimeConfig::default();
+    let rules: Vec<&Compiled> = corpora.iter().flat_map(|c| &c.compiled).collect();
+
+    // Breadth: every rule natively, on every core.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let native: Vec<Native> = {
+        let mut per: Vec<(usize, Native)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (rules, config) = (&rules, &config);
+                    s.spawn(move || {
+                        (t..rules.len())
+                            .step_by(threads)
+                            .map(|i| {
+                                let p = &rules[i].program;
+                                (i, run_native(p, &events_for(p, config)))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("native thread"))
+                .collect()
+        });
+        per.sort_by_key(|(i, _)| *i);
+        per.into_iter().map(|(_, n)| n).collect()
+    };
+    let mut order: Vec<usize> = (0..rules.len()).collect();
+    order.sort_by(|&a, &b| native[b].worst().1.total_cmp(&native[a].worst().1));
+    let most = order[0];
+    let (e, bound) = native[most].worst();
+    let w = native[most].work[e];
+    eprintln!(
+        "{} rules natively at the {}-byte cap: at most {bound:.0} fuel by the bound ({}: {} bytes scanned, {} stepped)",
+        rules.len(),
+        config.max_event_bytes,
+        rules[most].name,
+        w.scanned,
+        w.stepped
+    );
+
+    // Depth: the costliest rules and the named ones, sandboxed.
+    let mut sample: Vec<usize> = order.iter().copied().take(COSTLIEST).collect();
+    for name in NAMED {
+        match rules.iter().position(|r| r.name == *name) {
+            Some(i) if !sample.contains(&i) => sample.push(i),
+            Some(_) => {}
+            None => eprintln!("note: `{name}` is not in the corpora present"),
+        }
+    }
+    let runtime = Runtime::new(config.clone()).expect("runtime");
+    let budget = config.limits.fuel_per_event as f64;
+    let rt = runtime.clone();
+    let native = std::sync::Arc::new(native);
+    let (native_in, rules_in) = (native.clone(), rules.clone());
+    let (measured, over): (Vec<(usize, u64, f64)>, Vec<String>) =
+        runtime.run_sandboxed(move |thread| {
+            let (native, rules) = (native_in, rules_in);
+            let mut measured = Vec::new();
+            let mut over = Vec::new();
+            for &i in &sample {
+                let rule = rules[i];
+                let module = rulebox_sigma::build_module(&rule.program, SIGMA_EVAL.bytes)
+                    .expect("a compiled rule embeds");
+                let mut set = RuleSet::new(&rt);
+                set.load(thread, &module, &rule.name)
+                    .unwrap_or_else(|q| panic!("{} does not load: {q:?}", rule.name));
+                let events = events_for(&rule.program, rt.config());
+                let (mut max_fuel, mut slack) = (0u64, f64::MAX);
+                for (k, e) in events.iter().enumerate() {
+                    let outcome = set
+                        .process(thread, &e.event)
+                        .expect("a boundary event is taken");
+                    let (_, state, stats) = set.rules().next().expect("one rule");
+                    assert!(
+                        matches!(state, RuleState::Active),
+                        "{} quarantined on `{}`: {state:?}",
+                        rule.name,
+                        e.label
+                    );
+                    assert_eq!(
+                        outcome.detections.len(),
+                        native[i].detections[k],
+                        "{}: sandboxed and native detections differ on `{}`",
+                        rule.name,
+                        e.label
+                    );
+                    max_fuel = max_fuel.max(stats.last_fuel);
+                    let work = native[i].work[k];
+                    let bound = work.fuel_bound();
+                    if stats.last_fuel as f64 > bound {
+                        over.push(format!(
+                        "{} used {} fuel on `{}`, over the bound {bound:.0} of its work {work:?}",
+                        rule.name, stats.last_fuel, e.label
+                    ));
+                    }
+                    slack = slack.min(bound / stats.last_fuel.max(1) as f64);
+                }
+                assert!(
+                    max_fuel as f64 <= HEADROOM * budget,
+                    "{} uses {max_fuel} fuel of {budget} at the cap",
+                    rule.name
+                );
+                measured.push((i, max_fuel, slack));
+            }
+            (measured, over)
+        });
+    assert!(
+        over.is_empty(),
+        "the fuel bound does not hold:\n{}",
+        over.join("\n")
+    );
+    let max_fuel = measured.iter().map(|m| m.1).max().unwrap_or(0);
+    eprintln!(
+        "{} rules sandboxed: at most {max_fuel} fuel per event ({:.1}% of the budget)",
+        measured.len(),
+        100.0 * max_fuel as f64 / budget
+    );
+    for &(i, fuel, slack) in &measured {
+        eprintln!(
+            "  {fuel:>9} fuel  bound {:>9.0} (tightest {slack:.2}x)  {}",
+            native[i].worst().1,
+            rules[i].name
+        );
+    }
+    // The bound held on every sandboxed event; by it, every rule fits.
+    for (r, n) in rules.iter().zip(native.iter()) {
+        let (e, bound) = n.worst();
+        assert!(
+            bound <= HEADROOM * budget,
+            "{}: its work {:?} on event #{e} may cost {bound:.0} fuel, over {:.0}",
+            r.name,
+            n.work[e],
+            HEADROOM * budget
+        );
+    }
+}
