@@ -253,18 +253,28 @@ impl Lowerer {
                 _ => {}
             }
         }
+        // The texts of an `or`, through the `or`s directly under it (any of them matching makes
+        // it true); what is under its other operands goes to their own lists.
+        fn members(
+            v: &[Node],
+            l: &Lowerer,
+            list: &mut Vec<(usize, usize)>,
+            out: &mut Vec<Vec<(usize, usize)>>,
+        ) {
+            for n in v {
+                match n {
+                    Node::Text { field, pattern } => list.push(l.position(field, pattern)),
+                    Node::Or(w) => members(w, l, list, out),
+                    _ => ors(n, l, out),
+                }
+            }
+        }
         fn ors(node: &Node, l: &Lowerer, out: &mut Vec<Vec<(usize, usize)>>) {
             match node {
                 Node::Or(v) => {
-                    out.push(
-                        v.iter()
-                            .filter_map(|n| match n {
-                                Node::Text { field, pattern } => Some(l.position(field, pattern)),
-                                _ => None,
-                            })
-                            .collect(),
-                    );
-                    v.iter().for_each(|n| ors(n, l, out));
+                    let mut list = Vec::new();
+                    members(v, l, &mut list, out);
+                    out.push(list);
                 }
                 Node::And(v) => v.iter().for_each(|n| ors(n, l, out)),
                 Node::Not(n) => ors(n, l, out),
