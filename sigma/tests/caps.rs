@@ -35,6 +35,18 @@ const NAMED: &[&str] = &[
     "proc_creation_win_powershell_abnormal_commandline_size",
 ];
 
+/// Rules known to use more than half their fuel on an event at the cap (found by `rulebox validate`
+/// over the whole compiled SigmaHQ corpus; the native measures above do not single them out):
+/// always run sandboxed, and the test fails when one of them fits, so that it leaves this list.
+/// Their cost is in the start filter finding candidate positions every few bytes of the filler
+/// command line, not in stepping through tables.
+const KNOWN_OVER: &[&str] = &[
+    "proc_creation_win_susp_obfuscated_ip_download",
+    "proc_creation_win_susp_ntds",
+    "proc_creation_win_susp_progname",
+    "proc_creation_win_powershell_malicious_cmdlets",
+];
+
 /// How many of the costliest rules by each measure run sandboxed: those handed the most bytes,
 /// and those whose automata read the most bytes one at a time.
 const COSTLIEST: usize = 16;
@@ -339,7 +351,7 @@ fn every_compiled_corpus_rule_stays_within_half_its_fuel_with_fields_at_the_cap(
             }
         }
     }
-    for name in NAMED {
+    for name in NAMED.iter().chain(KNOWN_OVER) {
         match rules.iter().position(|r| r.name == *name) {
             Some(i) if !sample.contains(&i) => sample.push(i),
             Some(_) => {}
@@ -368,12 +380,11 @@ fn every_compiled_corpus_rule_stays_within_half_its_fuel_with_fields_at_the_cap(
                     .process(thread, &e.event)
                     .expect("a boundary event is taken");
                 let (_, state, stats) = set.rules().next().expect("one rule");
-                assert!(
-                    matches!(state, RuleState::Active),
-                    "{} quarantined on `{}`: {state:?}",
-                    rule.name,
-                    e.label
-                );
+                if let RuleState::Quarantined(q) = state {
+                    over.push(format!("{} quarantined on `{}`: {q:?}", rule.name, e.label));
+                    max_fuel = budget as u64;
+                    break;
+                }
                 assert_eq!(
                     outcome.detections.len(),
                     native[i].detections[k],
