@@ -331,10 +331,10 @@ fn export(
     let mut merged: Vec<usize> = Vec::with_capacity(alphabet);
     let mut columns: HashMap<Vec<u32>, usize> = HashMap::new();
     let mut kept: Vec<u8> = Vec::new();
-    for c in 0..alphabet {
+    for (c, &r) in representative.iter().enumerate().take(alphabet) {
         let n = columns.len();
         let k = *columns.entry(column(c)).or_insert_with(|| {
-            kept.push(representative[c]);
+            kept.push(r);
             n
         });
         merged.push(k);

@@ -120,7 +120,7 @@ fn class_char(class: &Class) -> Option<char> {
         .collect();
     match chars.as_slice() {
         [one] => Some(*one),
-        [a, b] if a.to_ascii_lowercase() == b.to_ascii_lowercase() => Some(a.to_ascii_lowercase()),
+        [a, b] if a.eq_ignore_ascii_case(b) => Some(a.to_ascii_lowercase()),
         _ => None,
     }
 }

@@ -113,10 +113,10 @@ pub fn build(
     let mut delta = vec![0usize; n * alphabet];
     let mut fail = vec![0usize; n];
     let mut queue = VecDeque::new();
-    for c in 0..alphabet {
+    for (c, cell) in delta.iter_mut().enumerate().take(alphabet) {
         let c8 = u8::try_from(c).unwrap_or(0);
         if let Some(&t) = goto[0].get(&c8) {
-            delta[c] = t;
+            *cell = t;
             queue.push_back(t);
         }
     }

@@ -556,9 +556,7 @@ fn local_groups(members: &[usize], groups: &[usize], patterns: &[Pattern]) -> (V
         mine.sort_by_key(|&k| key(members[k]));
         let short = mine.iter().filter(|&&k| !key(members[k]).0).count();
         for (rank, &k) in mine.iter().enumerate() {
-            let slot = if n == 1 {
-                0
-            } else if short > 0 && rank < short {
+            let slot = if n == 1 || (short > 0 && rank < short) {
                 0
             } else {
                 let (rest, pos) = if short > 0 {

@@ -203,6 +203,9 @@ fn events_for(program: &Program<'_>, config: &RuntimeConfig) -> Vec<LabeledEvent
     out
 }
 
+/// A named measure of an event's work.
+type Measure = (&'static str, fn(&Work) -> usize);
+
 /// What one rule did natively over its events at the caps, per event.
 struct Native {
     /// What each event cost.
@@ -334,8 +337,7 @@ fn every_compiled_corpus_rule_stays_within_half_its_fuel_with_fields_at_the_cap(
 
     // Depth: the costliest rules by either measure, and the named ones, sandboxed.
     let mut sample: Vec<usize> = Vec::new();
-    let measures: [(&str, fn(&Work) -> usize); 2] =
-        [("scanned", |w| w.scanned), ("stepped", |w| w.stepped)];
+    let measures: [Measure; 2] = [("scanned", |w| w.scanned), ("stepped", |w| w.stepped)];
     for (label, what) in measures {
         let mut order: Vec<usize> = (0..rules.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(native[i].most(what).1));
@@ -381,8 +383,11 @@ fn every_compiled_corpus_rule_stays_within_half_its_fuel_with_fields_at_the_cap(
                     .expect("a boundary event is taken");
                 let (_, state, stats) = set.rules().next().expect("one rule");
                 if let RuleState::Quarantined(q) = state {
-                    over.push(format!("{} quarantined on `{}`: {q:?}", rule.name, e.label));
-                    max_fuel = budget as u64;
+                    over.push(format!(
+                        "{} quarantined on `{}`: {:?}",
+                        rule.name, e.label, q.reason
+                    ));
+                    max_fuel = rt.config().limits.fuel_per_event;
                     break;
                 }
                 assert_eq!(

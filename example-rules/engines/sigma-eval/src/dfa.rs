@@ -174,7 +174,7 @@ where
     rest.is_empty()
         && rows.iter().all(|e| {
             let t = e.state() as usize;
-            t < cells && t % alphabet == 0
+            t < cells && t.is_multiple_of(alphabet)
         })
 }
 
@@ -1247,7 +1247,7 @@ mod tests {
         Cow::Owned(
             entries
                 .iter()
-                .flat_map(|e| (*e as u16).to_le_bytes())
+                .flat_map(|e| u16::try_from(*e).unwrap_or(u16::MAX).to_le_bytes())
                 .collect(),
         )
     }
