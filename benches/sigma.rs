@@ -53,12 +53,16 @@ fn bench(
         set.load(thread, &module, &p.id).expect("loads");
     }
     // Native: the same programs, dispatched by kind as the host does.
-    let mut natives: Vec<Evaluator> = programs.iter().cloned().map(Evaluator::new).collect();
+    let mut natives: Vec<Evaluator<'static>> = programs
+        .iter()
+        .cloned()
+        .map(|p| Evaluator::new(p).expect("compiled programs check"))
+        .collect();
     let by_kind: Vec<Vec<usize>> = EventKind::ALL
         .iter()
         .map(|k| {
             (0..natives.len())
-                .filter(|&i| natives[i].program().kinds.contains(*k))
+                .filter(|&i| natives[i].kinds().contains(*k))
                 .collect()
         })
         .collect();

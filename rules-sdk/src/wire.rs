@@ -432,6 +432,28 @@ impl<'e> EventView<'e> {
         ))
     }
 
+    /// The bytes of body text slot `i` as stored: bounds-checked but not checked as UTF-8 (a host
+    /// encodes only UTF-8; a scanner that works on bytes need not pay for the check). `None` if `i`
+    /// is not a text slot of this kind or its range is out of bounds.
+    #[inline]
+    pub fn text_bytes(&self, i: usize) -> Option<&'e [u8]> {
+        if i >= self.layout.texts {
+            return None;
+        }
+        let (start, end) = self.text_range(i);
+        self.raw_in(start, end)
+    }
+
+    /// Extra field `i`'s name and value bytes as stored (bounds-checked, not checked as UTF-8;
+    /// see [`text_bytes`](Self::text_bytes)), if `i < extra_len()`.
+    pub fn extra_bytes(&self, i: usize) -> Option<(&'e [u8], &'e [u8])> {
+        if i >= self.extras {
+            return None;
+        }
+        let ((ns, ne), (vs, ve)) = self.extra_ranges(i);
+        Some((self.raw_in(ns, ne)?, self.raw_in(vs, ve)?))
+    }
+
     /// Every extra field, as `(name, value)`.
     pub fn extras(&self) -> impl Iterator<Item = (&'e str, &'e str)> + '_ {
         (0..self.extras).filter_map(|i| self.extra(i))
@@ -452,6 +474,23 @@ impl<'e> EventView<'e> {
             name,
             body,
             extra,
+            Header {
+                kind: self.kind,
+                host: || self.host(),
+                pid: self.pid(),
+                timestamp: self.timestamp(),
+            },
+        )
+    }
+
+    /// The header field named `name` (`Computer`, `ProcessId`, `SourceProcessId` for a process
+    /// access, `Timestamp`), as [`field`](Self::field) finds it when the body and the extra fields
+    /// have no field of that name.
+    pub fn header_field(&self, name: &str) -> Option<Value<'e>> {
+        resolve_field(
+            name,
+            None,
+            || None,
             Header {
                 kind: self.kind,
                 host: || self.host(),

@@ -22,7 +22,7 @@ pub struct Case {
     /// The folder.
     pub dir: PathBuf,
     /// The compiled rule, or why it was refused.
-    pub program: Result<Program, SigmaError>,
+    pub program: Result<Program<'static>, SigmaError>,
     /// The case's events, or why they could not be read.
     pub events: Result<Vec<Event<'static>>, String>,
     /// How many of its events the rule must fire on, when `info.yml` says.

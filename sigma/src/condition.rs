@@ -1,7 +1,7 @@
 //! The Sigma `condition` language: `and`, `or`, `not`, parentheses, `1 of` / `all of` a selection
 //! name pattern or `them`.
 
-use rulebox_sigma_eval::Expr;
+use crate::ir::Node;
 
 use crate::SigmaError;
 
@@ -59,7 +59,7 @@ struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
     text: &'a str,
-    selections: &'a [(String, Expr)],
+    selections: &'a [(String, Node)],
     used: &'a mut Vec<bool>,
 }
 
@@ -77,7 +77,7 @@ impl Parser<'_> {
         matches!(self.toks.get(self.pos), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(word))
     }
 
-    fn or(&mut self, depth: usize) -> Result<Expr, SigmaError> {
+    fn or(&mut self, depth: usize) -> Result<Node, SigmaError> {
         let mut terms = vec![self.and(depth)?];
         while self.peek_word("or") {
             self.pos += 1;
@@ -86,11 +86,11 @@ impl Parser<'_> {
         Ok(if terms.len() == 1 {
             terms.remove(0)
         } else {
-            Expr::Or(terms)
+            Node::Or(terms)
         })
     }
 
-    fn and(&mut self, depth: usize) -> Result<Expr, SigmaError> {
+    fn and(&mut self, depth: usize) -> Result<Node, SigmaError> {
         let mut terms = vec![self.not(depth)?];
         while self.peek_word("and") {
             self.pos += 1;
@@ -99,19 +99,19 @@ impl Parser<'_> {
         Ok(if terms.len() == 1 {
             terms.remove(0)
         } else {
-            Expr::And(terms)
+            Node::And(terms)
         })
     }
 
-    fn not(&mut self, depth: usize) -> Result<Expr, SigmaError> {
+    fn not(&mut self, depth: usize) -> Result<Node, SigmaError> {
         if self.peek_word("not") {
             self.pos += 1;
-            return Ok(Expr::Not(Box::new(self.not(depth + 1)?)));
+            return Ok(Node::Not(Box::new(self.not(depth + 1)?)));
         }
         self.primary(depth)
     }
 
-    fn primary(&mut self, depth: usize) -> Result<Expr, SigmaError> {
+    fn primary(&mut self, depth: usize) -> Result<Node, SigmaError> {
         if depth > 32 {
             return Err(self.err("nested more than 32 deep"));
         }
@@ -160,14 +160,14 @@ impl Parser<'_> {
                     for &i in &picked {
                         self.used[i] = true;
                     }
-                    let terms: Vec<Expr> = picked
+                    let terms: Vec<Node> = picked
                         .iter()
                         .map(|&i| self.selections[i].1.clone())
                         .collect();
                     return Ok(if all {
-                        Expr::And(terms)
+                        Node::And(terms)
                     } else {
-                        Expr::Or(terms)
+                        Node::Or(terms)
                     });
                 }
                 if w.contains('|') {
@@ -194,7 +194,7 @@ impl Parser<'_> {
 
 /// Parses `text` over the named `selections`. Returns the expression and, per selection, whether the
 /// condition uses it.
-pub fn parse(text: &str, selections: &[(String, Expr)]) -> Result<(Expr, Vec<bool>), SigmaError> {
+pub fn parse(text: &str, selections: &[(String, Node)]) -> Result<(Node, Vec<bool>), SigmaError> {
     if text.contains('|') {
         return Err(SigmaError::Unsupported(format!(
             "condition construct `|` in `{text}` (aggregations such as `| count()` are not supported)"
@@ -223,19 +223,18 @@ pub fn parse(text: &str, selections: &[(String, Expr)]) -> Result<(Expr, Vec<boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rulebox_sigma_eval::Expr;
 
-    fn sel(names: &[&str]) -> Vec<(String, Expr)> {
+    fn sel(names: &[&str]) -> Vec<(String, Node)> {
         // Each selection is a distinct constant-shaped expression we can recognise.
         names
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.to_string(), Expr::Kind(rulebox_sdk::EventKinds(1 << i))))
+            .map(|(i, n)| (n.to_string(), Node::Kind(rulebox_sdk::EventKinds(1 << i))))
             .collect()
     }
 
-    fn k(i: u32) -> Expr {
-        Expr::Kind(rulebox_sdk::EventKinds(1 << i))
+    fn k(i: u32) -> Node {
+        Node::Kind(rulebox_sdk::EventKinds(1 << i))
     }
 
     #[test]
@@ -244,10 +243,10 @@ mod tests {
         let (e, _) = parse("a or b and not c", &s).unwrap();
         assert_eq!(
             e,
-            Expr::Or(vec![k(0), Expr::And(vec![k(1), Expr::Not(Box::new(k(2)))])])
+            Node::Or(vec![k(0), Node::And(vec![k(1), Node::Not(Box::new(k(2)))])])
         );
         let (e, _) = parse("(a or b) and c", &s).unwrap();
-        assert_eq!(e, Expr::And(vec![Expr::Or(vec![k(0), k(1)]), k(2)]));
+        assert_eq!(e, Node::And(vec![Node::Or(vec![k(0), k(1)]), k(2)]));
     }
 
     #[test]
@@ -256,14 +255,14 @@ mod tests {
         let (e, used) = parse("all of selection_* and not 1 of filter*", &s).unwrap();
         assert_eq!(
             e,
-            Expr::And(vec![
-                Expr::And(vec![k(0), k(1)]),
-                Expr::Not(Box::new(Expr::Or(vec![k(2)])))
+            Node::And(vec![
+                Node::And(vec![k(0), k(1)]),
+                Node::Not(Box::new(Node::Or(vec![k(2)])))
             ])
         );
         assert_eq!(used, vec![true, true, true, false]);
         let (e, _) = parse("1 of them", &s).unwrap();
-        assert_eq!(e, Expr::Or(vec![k(0), k(1), k(2)]));
+        assert_eq!(e, Node::Or(vec![k(0), k(1), k(2)]));
         assert!(name_matches("sel*_x*", "sel_a_xy"));
         assert!(!name_matches("sel*_x", "sel_a_xy"));
     }

@@ -73,6 +73,28 @@ pub enum SigmaError {
 }
 
 impl SigmaError {
+    /// What kind of refusal this is, without the parts that name one rule (its keys, values and
+    /// patterns): the line a summary of many refusals groups them by, such as `unsupported
+    /// logsource `product: windows, service: dns-server``, `unsupported modifier `|expand``,
+    /// `regular expression: its automaton needs more than 2097152 transitions`.
+    pub fn reason(&self) -> String {
+        match self {
+            SigmaError::Yaml(_) => "not valid YAML".into(),
+            SigmaError::Documents(_) => "not exactly one YAML document (a rule collection)".into(),
+            SigmaError::Missing(what) => format!("no `{what}`"),
+            SigmaError::Invalid { problem, .. } => format!("invalid: {problem}"),
+            SigmaError::Unsupported(what) => format!("unsupported {what}"),
+            SigmaError::UnsupportedModifier { modifier, .. } => {
+                format!("unsupported modifier `|{modifier}`")
+            }
+            SigmaError::Logsource(what) => format!("unsupported logsource {what}"),
+            SigmaError::Condition { problem, .. } => format!("condition: {problem}"),
+            SigmaError::Regex { problem, .. } => format!("regular expression: {problem}"),
+            SigmaError::TooLarge { what, limit, .. } => format!("{what} over {limit}"),
+            SigmaError::Evaluator(_) => "the evaluator module cannot take a program".into(),
+        }
+    }
+
     pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> SigmaError {
         SigmaError::Invalid {
             key: key.into(),

@@ -31,17 +31,25 @@
 //! assert!(refused.to_string().contains("unsupported modifier `|expand`"));
 //! ```
 
+mod automaton;
+mod case;
 pub mod cases;
 mod condition;
 mod error;
+mod gate;
+pub mod ir;
+mod literals;
 mod logsource;
+mod lower;
 mod module;
+mod refusals;
 mod regex;
 mod rule;
 mod value;
 
 pub use error::SigmaError;
-pub use logsource::{Source, map as map_logsource};
+pub use logsource::{Lookup, Source, map as map_logsource};
 pub use module::{MAX_PROGRAM_BYTES, build_module};
+pub use refusals::Refusals;
 pub use rule::compile;
 pub use rulebox_sigma_eval::{Evaluator, Program};

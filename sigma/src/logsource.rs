@@ -1,17 +1,33 @@
-//! Sigma `logsource` onto rulebox event kinds (and, for kinds shared by several sources, a guard).
+//! Sigma `logsource` onto rulebox event kinds (and, for kinds shared by several sources, a guard),
+//! and how the fields of those events are spelled.
 
 use rulebox_sdk::{EventKind, EventKinds};
-use rulebox_sigma_eval::{Check, Expr, Pattern, Test};
 
 use crate::SigmaError;
+use crate::ir::{Node, Pattern, Position};
 
-/// What a logsource maps to: the kinds to subscribe to, and a guard every event must pass too.
+/// What a logsource maps to: the kinds to subscribe to, a guard every event must pass too, and how
+/// its events spell the rule's field names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Source {
     /// The event kinds.
     pub kinds: EventKinds,
     /// A condition on the event (provider, channel, event id) that the kind alone does not give.
-    pub guard: Expr,
+    pub guard: Node,
+    /// How field names are looked up.
+    pub lookup: Lookup,
+}
+
+/// How a rule's field names are looked up in its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lookup {
+    /// Also look a `CamelCase` name up with spaces between its words: the Sigma taxonomy's
+    /// `ThreatName` is Defender's `Threat Name`. The name as written is tried first.
+    pub spaced_names: bool,
+    /// A field the event does not have also matches the elements of a list the reader flattened
+    /// under its name (`Data[0]`, `Data[1]`, ...: the unnamed `<Data>` of classic event logs, which
+    /// Sigma calls `Data`).
+    pub elements: bool,
 }
 
 /// The typed Sysmon kinds of each Windows `category`, by the Sigma taxonomy.
@@ -61,66 +77,174 @@ const SYSMON_OTHER: &[(&str, &[u32])] = &[
     ("file_executable_detected", &[29]),
 ];
 
-/// Windows `service`s: the event log channel each reads.
-const SERVICES: &[(&str, &str)] = &[
-    ("security", "Security"),
-    ("system", "System"),
-    ("application", "Application"),
-    ("sysmon", "Microsoft-Windows-Sysmon/Operational"),
-    ("powershell", "Microsoft-Windows-PowerShell/Operational"),
-    ("powershell-classic", "Windows PowerShell"),
+/// The PowerShell log channels.
+const POWERSHELL: &str = "Microsoft-Windows-PowerShell/Operational";
+const POWERSHELL_CLASSIC: &str = "Windows PowerShell";
+
+/// Windows categories of other event logs: the channel and event ids that carry them.
+const LOG_CATEGORIES: &[(&str, &str, &[u32])] = &[
+    // Script block logging.
+    ("ps_script", POWERSHELL, &[4104]),
+    // Module logging.
+    ("ps_module", POWERSHELL, &[4103]),
+    // The classic log: engine started, provider started, pipeline executed.
+    ("ps_classic_start", POWERSHELL_CLASSIC, &[400]),
+    ("ps_classic_provider_start", POWERSHELL_CLASSIC, &[600]),
+    ("ps_classic_script", POWERSHELL_CLASSIC, &[800]),
+];
+
+/// Windows categories of an event provider (any event id, any channel).
+const PROVIDER_CATEGORIES: &[(&str, &str)] = &[
+    // The Kernel-File provider's file-object events (`FileName`).
+    ("file_access", "Microsoft-Windows-Kernel-File"),
+];
+
+/// Windows `service`s: the event log channels each reads (any of them).
+const SERVICES: &[(&str, &[&str])] = &[
+    ("security", &["Security"]),
+    ("system", &["System"]),
+    ("application", &["Application"]),
+    ("sysmon", &["Microsoft-Windows-Sysmon/Operational"]),
+    ("powershell", &[POWERSHELL]),
+    ("powershell-classic", &[POWERSHELL_CLASSIC]),
     (
         "taskscheduler",
-        "Microsoft-Windows-TaskScheduler/Operational",
+        &["Microsoft-Windows-TaskScheduler/Operational"],
     ),
-    ("wmi", "Microsoft-Windows-WMI-Activity/Operational"),
+    ("wmi", &["Microsoft-Windows-WMI-Activity/Operational"]),
     (
         "windefend",
-        "Microsoft-Windows-Windows Defender/Operational",
+        &["Microsoft-Windows-Windows Defender/Operational"],
     ),
-    ("bits-client", "Microsoft-Windows-Bits-Client/Operational"),
+    (
+        "bits-client",
+        &["Microsoft-Windows-Bits-Client/Operational"],
+    ),
     (
         "dns-client",
-        "Microsoft-Windows-DNS Client Events/Operational",
+        &["Microsoft-Windows-DNS Client Events/Operational"],
     ),
+    ("dns-server", &["DNS Server"]),
+    (
+        "dns-server-analytic",
+        &["Microsoft-Windows-DNS-Server/Analytical"],
+    ),
+    ("dns-server-audit", &["Microsoft-Windows-DNS-Server/Audit"]),
     (
         "driver-framework",
-        "Microsoft-Windows-DriverFrameworks-UserMode/Operational",
+        &["Microsoft-Windows-DriverFrameworks-UserMode/Operational"],
     ),
     (
         "firewall-as",
-        "Microsoft-Windows-Windows Firewall With Advanced Security/Firewall",
+        &["Microsoft-Windows-Windows Firewall With Advanced Security/Firewall"],
     ),
     (
         "terminalservices-localsessionmanager",
-        "Microsoft-Windows-TerminalServices-LocalSessionManager/Operational",
+        &["Microsoft-Windows-TerminalServices-LocalSessionManager/Operational"],
     ),
     (
         "codeintegrity-operational",
-        "Microsoft-Windows-CodeIntegrity/Operational",
+        &["Microsoft-Windows-CodeIntegrity/Operational"],
     ),
-    ("applocker", "Microsoft-Windows-AppLocker/EXE and DLL"),
-    ("msexchange-management", "MSExchange Management"),
-    ("ntlm", "Microsoft-Windows-NTLM/Operational"),
-    ("openssh", "OpenSSH/Operational"),
-    ("printservice-admin", "Microsoft-Windows-PrintService/Admin"),
+    (
+        "applocker",
+        &[
+            "Microsoft-Windows-AppLocker/MSI and Script",
+            "Microsoft-Windows-AppLocker/EXE and DLL",
+            "Microsoft-Windows-AppLocker/Packaged app-Deployment",
+            "Microsoft-Windows-AppLocker/Packaged app-Execution",
+        ],
+    ),
+    ("msexchange-management", &["MSExchange Management"]),
+    ("ntlm", &["Microsoft-Windows-NTLM/Operational"]),
+    ("openssh", &["OpenSSH/Operational"]),
+    (
+        "printservice-admin",
+        &["Microsoft-Windows-PrintService/Admin"],
+    ),
     (
         "printservice-operational",
-        "Microsoft-Windows-PrintService/Operational",
+        &["Microsoft-Windows-PrintService/Operational"],
     ),
-    ("smbclient-security", "Microsoft-Windows-SmbClient/Security"),
-    ("shell-core", "Microsoft-Windows-Shell-Core/Operational"),
-    ("ldap_debug", "Microsoft-Windows-LDAP-Client/Debug"),
+    (
+        "smbclient-security",
+        &["Microsoft-Windows-SmbClient/Security"],
+    ),
+    (
+        "smbclient-connectivity",
+        &["Microsoft-Windows-SmbClient/Connectivity"],
+    ),
+    (
+        "smbserver-connectivity",
+        &["Microsoft-Windows-SMBServer/Connectivity"],
+    ),
+    ("shell-core", &["Microsoft-Windows-Shell-Core/Operational"]),
+    ("ldap_debug", &["Microsoft-Windows-LDAP-Client/Debug"]),
+    ("ldap", &["Microsoft-Windows-LDAP-Client/Debug"]),
+    (
+        "appxdeployment-server",
+        &["Microsoft-Windows-AppXDeploymentServer/Operational"],
+    ),
+    (
+        "appxpackaging-om",
+        &["Microsoft-Windows-AppxPackaging/Operational"],
+    ),
+    (
+        "appmodel-runtime",
+        &["Microsoft-Windows-AppModel-Runtime/Admin"],
+    ),
+    (
+        "iis-configuration",
+        &["Microsoft-IIS-Configuration/Operational"],
+    ),
+    (
+        "security-mitigations",
+        &[
+            "Microsoft-Windows-Security-Mitigations/Kernel Mode",
+            "Microsoft-Windows-Security-Mitigations/User Mode",
+        ],
+    ),
+    (
+        "microsoft-servicebus-client",
+        &["Microsoft-ServiceBus-Client"],
+    ),
+    ("servicebus-client", &["Microsoft-ServiceBus-Client"]),
+    ("lsa-server", &["Microsoft-Windows-LSA/Operational"]),
+    (
+        "diagnosis-scripted",
+        &["Microsoft-Windows-Diagnosis-Scripted/Operational"],
+    ),
+    (
+        "certificateservicesclient-lifecycle-system",
+        &["Microsoft-Windows-CertificateServicesClient-Lifecycle-System/Operational"],
+    ),
+    ("capi2", &["Microsoft-Windows-CAPI2/Operational"]),
+    (
+        "bitlocker",
+        &["Microsoft-Windows-BitLocker/BitLocker Management"],
+    ),
+    ("vhdmp", &["Microsoft-Windows-VHDMP/Operational"]),
+    ("dhcp", &["Microsoft-Windows-DHCP-Server/Operational"]),
 ];
 
-fn equals(field: &str, value: &str) -> Expr {
-    Expr::Test(Test {
+/// `field` equals `value` (case-insensitively).
+fn equals(field: &str, value: &str) -> Node {
+    Node::Text {
         field: Some(field.into()),
-        check: Check::Text {
-            pattern: Pattern::Exact(value.to_lowercase()),
+        pattern: Pattern::Literal {
+            position: Position::Exact,
+            text: rulebox_sigma_eval::fold_case(value, &mut String::new()).to_owned(),
             cased: false,
         },
-    })
+    }
+}
+
+fn event_ids(ids: &[u32]) -> Node {
+    Node::any(
+        ids.iter()
+            .map(|id| equals("EventID", &id.to_string()))
+            .collect(),
+    )
 }
 
 /// Maps a rule's `logsource` (its `product`, `category` and `service`, any of which may be absent).
@@ -146,6 +270,15 @@ pub fn map(
         return Err(SigmaError::Logsource(describe()));
     }
     let other = EventKinds::of(&[EventKind::Other]);
+    // Events of kind `other` carry the fields as their source spelled them.
+    let from_logs = |guard: Node| Source {
+        kinds: other,
+        guard,
+        lookup: Lookup {
+            spaced_names: true,
+            elements: true,
+        },
+    };
     match (category, service) {
         (Some(_), Some(_)) => Err(SigmaError::Logsource(format!(
             "{} (both a category and a service)",
@@ -155,42 +288,55 @@ pub fn map(
             if let Some((_, kinds)) = TYPED.iter().find(|(c, _)| *c == cat) {
                 return Ok(Source {
                     kinds: EventKinds::of(kinds),
-                    guard: Expr::True,
+                    guard: Node::True,
+                    lookup: Lookup::default(),
                 });
             }
             if let Some((_, ids)) = SYSMON_OTHER.iter().find(|(c, _)| *c == cat) {
-                let ids = ids.iter().map(|id| equals("EventID", &id.to_string()));
                 return Ok(Source {
-                    kinds: other,
-                    guard: Expr::And(vec![
+                    lookup: Lookup::default(),
+                    ..from_logs(Node::And(vec![
                         equals("Provider", rulebox_runtime::events::SYSMON_PROVIDER),
-                        Expr::Or(ids.collect()),
-                    ]),
+                        event_ids(ids),
+                    ]))
                 });
+            }
+            if let Some((_, channel, ids)) = LOG_CATEGORIES.iter().find(|(c, ..)| *c == cat) {
+                return Ok(from_logs(Node::And(vec![
+                    equals("Channel", channel),
+                    event_ids(ids),
+                ])));
+            }
+            if let Some((_, provider)) = PROVIDER_CATEGORIES.iter().find(|(c, _)| *c == cat) {
+                return Ok(from_logs(equals("Provider", provider)));
             }
             Err(SigmaError::Logsource(describe()))
         }
         (None, Some(svc)) => {
-            let Some((_, channel)) = SERVICES.iter().find(|(s, _)| *s == svc) else {
+            let Some((_, channels)) = SERVICES.iter().find(|(s, _)| *s == svc) else {
                 return Err(SigmaError::Logsource(describe()));
             };
+            let channel = Node::any(channels.iter().map(|c| equals("Channel", c)).collect());
             if svc == "sysmon" {
                 // Sysmon events with a typed kind carry no channel; the others do.
                 let typed = EventKinds(EventKinds::all().0 & !other.0);
                 return Ok(Source {
                     kinds: EventKinds::all(),
-                    guard: Expr::Or(vec![Expr::Kind(typed), equals("Channel", channel)]),
+                    guard: Node::Or(vec![Node::Kind(typed), channel]),
+                    lookup: Lookup::default(),
                 });
             }
-            Ok(Source {
-                kinds: other,
-                guard: equals("Channel", channel),
-            })
+            Ok(from_logs(channel))
         }
-        (None, None) => Err(SigmaError::Logsource(format!(
-            "{} (neither a category nor a service)",
-            describe()
-        ))),
+        // Any Windows event.
+        (None, None) => Ok(Source {
+            kinds: EventKinds::all(),
+            guard: Node::True,
+            lookup: Lookup {
+                spaced_names: true,
+                elements: true,
+            },
+        }),
     }
 }
 
@@ -202,12 +348,25 @@ mod tests {
     fn categories_services_and_refusals() {
         let s = map(Some("windows"), Some("process_creation"), None).unwrap();
         assert_eq!(s.kinds, EventKinds::of(&[EventKind::ProcessStart]));
-        assert_eq!(s.guard, Expr::True);
+        assert_eq!(s.guard, Node::True);
         let s = map(Some("windows"), None, Some("security")).unwrap();
         assert_eq!(s.kinds, EventKinds::of(&[EventKind::Other]));
         assert_eq!(s.guard, equals("Channel", "Security"));
+        assert!(s.lookup.spaced_names);
         let s = map(Some("windows"), Some("create_remote_thread"), None).unwrap();
         assert_eq!(s.kinds, EventKinds::of(&[EventKind::Other]));
+        let s = map(Some("windows"), Some("ps_script"), None).unwrap();
+        assert_eq!(
+            s.guard,
+            Node::And(vec![
+                equals("Channel", POWERSHELL),
+                equals("EventID", "4104")
+            ])
+        );
+        let s = map(Some("windows"), None, Some("applocker")).unwrap();
+        assert!(matches!(s.guard, Node::Or(v) if v.len() == 4));
+        let s = map(Some("windows"), None, None).unwrap();
+        assert_eq!(s.kinds, EventKinds::all());
         let e = map(Some("linux"), Some("process_creation"), None).unwrap_err();
         assert!(e.to_string().contains("product: linux"), "{e}");
         let e = map(Some("windows"), Some("webserver"), None).unwrap_err();

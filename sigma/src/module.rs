@@ -18,7 +18,7 @@ use crate::SigmaError;
 
 const PAGE: usize = 65536;
 /// The largest program accepted (postcard bytes).
-pub const MAX_PROGRAM_BYTES: usize = 1 << 20;
+pub const MAX_PROGRAM_BYTES: usize = 4 << 20;
 
 const SECTION_MEMORY: u8 = 5;
 const SECTION_DATA: u8 = 11;
@@ -80,7 +80,7 @@ fn section(out: &mut Vec<u8>, id: u8, content: &[u8]) {
 
 /// Builds the rule module for `program` from the evaluator module `evaluator`
 /// (`rulebox_example_artifacts::SIGMA_EVAL`, or any build of `rulebox-sigma-eval`).
-pub fn build_module(program: &Program, evaluator: &[u8]) -> Result<Vec<u8>, SigmaError> {
+pub fn build_module(program: &Program<'_>, evaluator: &[u8]) -> Result<Vec<u8>, SigmaError> {
     let data = program
         .to_bytes()
         .map_err(|e| bad(format!("the program does not encode: {e}")))?;

@@ -1,10 +1,11 @@
 //! A Sigma rule (YAML) compiled into a [`Program`].
 
 use rulebox_sdk::Severity;
-use rulebox_sigma_eval::{Expr, FORMAT_VERSION, Program};
+use rulebox_sigma_eval::{FORMAT_VERSION, Program};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::{SigmaError, logsource, value};
+use crate::ir::Node;
+use crate::{SigmaError, logsource, lower, value};
 
 /// The longest rule name the runtime accepts.
 const MAX_NAME: usize = 256;
@@ -59,7 +60,7 @@ const NOT_SELECTIONS: &[&str] = &["condition", "timeframe"];
 /// Compiles the Sigma rule in `yaml` into a [`Program`] for the sandboxed evaluator.
 ///
 /// Every construct is checked: anything unsupported is refused with an error naming it.
-pub fn compile(yaml: &str) -> Result<Program, SigmaError> {
+pub fn compile(yaml: &str) -> Result<Program<'static>, SigmaError> {
     let docs = YamlLoader::load_from_str(yaml).map_err(|e| SigmaError::Yaml(e.to_string()))?;
     if docs.len() != 1 {
         return Err(SigmaError::Documents(docs.len()));
@@ -113,7 +114,7 @@ pub fn compile(yaml: &str) -> Result<Program, SigmaError> {
     let Some(map) = detection.as_hash() else {
         return Err(SigmaError::Missing("detection"));
     };
-    let mut selections: Vec<(String, Expr)> = Vec::new();
+    let mut selections: Vec<(String, Node)> = Vec::new();
     for (k, v) in map {
         let Some(name) = k.as_str() else {
             return Err(SigmaError::invalid(
@@ -149,15 +150,9 @@ pub fn compile(yaml: &str) -> Result<Program, SigmaError> {
     for c in conditions {
         parsed.push(crate::condition::parse(c, &selections)?.0);
     }
-    let condition = if parsed.len() == 1 {
-        parsed.remove(0)
-    } else {
-        Expr::Or(parsed)
-    };
-    let condition = match source.guard {
-        Expr::True => condition,
-        guard => Expr::And(vec![guard, condition]),
-    };
+    let condition = Node::any(parsed);
+    let report = reported_fields(doc)?;
+    let lowered = lower::lower(&source.guard, &condition, &report, source.lookup)?;
     Ok(Program {
         format: FORMAT_VERSION,
         id,
@@ -165,13 +160,44 @@ pub fn compile(yaml: &str) -> Result<Program, SigmaError> {
         version,
         severity,
         kinds: source.kinds,
-        condition,
+        fields: lowered.fields,
+        scans: lowered.scans,
+        guard: lowered.guard,
+        condition: lowered.condition,
+        report: lowered.report,
+        gate: lowered.gate,
     })
+}
+
+/// The rule's `fields:` list: what a detection reports.
+fn reported_fields(doc: &Yaml) -> Result<Vec<String>, SigmaError> {
+    match &doc["fields"] {
+        Yaml::BadValue | Yaml::Null => Ok(Vec::new()),
+        Yaml::Array(items) => {
+            let mut names: Vec<String> = Vec::new();
+            for item in items {
+                let Some(name) = item.as_str().filter(|n| !n.trim().is_empty()) else {
+                    return Err(SigmaError::invalid(
+                        "fields",
+                        "must be a list of field names",
+                    ));
+                };
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_owned());
+                }
+            }
+            Ok(names)
+        }
+        _ => Err(SigmaError::invalid(
+            "fields",
+            "must be a list of field names",
+        )),
+    }
 }
 
 /// One named selection: a map (every entry holds), a list of maps (one of them holds), or a list of
 /// keywords (one of them appears in some field).
-fn selection(name: &str, v: &Yaml) -> Result<Expr, SigmaError> {
+fn selection(name: &str, v: &Yaml) -> Result<Node, SigmaError> {
     let where_ = format!("detection.{name}");
     match v {
         Yaml::Hash(map) => map_selection(&where_, map),
@@ -183,11 +209,7 @@ fn selection(name: &str, v: &Yaml) -> Result<Expr, SigmaError> {
                     item.as_hash().unwrap_or(&Default::default()),
                 )?);
             }
-            Ok(if alts.len() == 1 {
-                alts.remove(0)
-            } else {
-                Expr::Or(alts)
-            })
+            Ok(Node::any(alts))
         }
         Yaml::Array(items)
             if items
@@ -217,7 +239,7 @@ fn rename(e: SigmaError, where_: &str) -> SigmaError {
     }
 }
 
-fn map_selection(where_: &str, map: &yaml_rust2::yaml::Hash) -> Result<Expr, SigmaError> {
+fn map_selection(where_: &str, map: &yaml_rust2::yaml::Hash) -> Result<Node, SigmaError> {
     if map.is_empty() {
         return Err(SigmaError::invalid(where_, "is an empty map"));
     }
@@ -233,19 +255,31 @@ fn map_selection(where_: &str, map: &yaml_rust2::yaml::Hash) -> Result<Expr, Sig
                 ));
             }
         };
-        if key.split('|').next().is_some_and(|f| f.trim().is_empty()) {
-            return Err(SigmaError::invalid(
-                format!("{where_}.{key}"),
-                "has no field name",
-            ));
+        let mut parts = key.split('|');
+        if parts.next().is_some_and(|f| f.trim().is_empty()) {
+            // `'|all': [...]`: keywords with modifiers; a keyword is found anywhere in a value
+            // unless the modifiers place it.
+            let mods: Vec<&str> = parts.collect();
+            if mods.is_empty() {
+                return Err(SigmaError::invalid(
+                    format!("{where_}.{key}"),
+                    "has no field name",
+                ));
+            }
+            let placed = mods
+                .iter()
+                .any(|m| matches!(*m, "contains" | "startswith" | "endswith" | "re"));
+            let key = if placed {
+                key.clone()
+            } else {
+                format!("{key}|contains")
+            };
+            terms.push(value::field_entry(&key, v).map_err(|e| rename(e, where_))?);
+            continue;
         }
         terms.push(value::field_entry(&key, v)?);
     }
-    Ok(if terms.len() == 1 {
-        terms.remove(0)
-    } else {
-        Expr::And(terms)
-    })
+    Ok(Node::all(terms))
 }
 
 #[cfg(test)]
@@ -277,10 +311,73 @@ mod tests {
         assert_eq!(p.title, "Test rule");
         assert_eq!(p.severity, Severity::High);
         assert_eq!(p.kinds, EventKinds::of(&[EventKind::ProcessStart]));
-        let mut e = Evaluator::new(p);
+        let mut e = Evaluator::new(p).unwrap();
         assert!(e.matches_event(&proc("C:\\x\\PowerShell.EXE", "powershell /ENC abc")));
         assert!(!e.matches_event(&proc("C:\\x\\PowerShell.EXE", "powershell /ENC trusted")));
         assert!(!e.matches_event(&proc("C:\\x\\cmd.exe", "powershell -enc abc")));
+    }
+
+    /// The detections `yaml` gives on `event`, natively: (name, value) of each field.
+    fn detected(yaml: &str, event: &Event<'_>) -> Vec<Vec<(String, String)>> {
+        let p = compile(yaml).unwrap();
+        let mut e = Evaluator::new(p).unwrap();
+        let mut bytes = Vec::new();
+        event.encode_into(&mut bytes).unwrap();
+        let view = rulebox_sdk::EventView::new(&bytes).unwrap();
+        let mut out =
+            rulebox_sdk::Detections::new("11111111-2222-3333-4444-555555555555", Severity::High);
+        e.detect(&view, &mut out);
+        out.to_vec()
+            .into_iter()
+            .map(|d| {
+                assert_eq!(d.title, "Test rule");
+                d.fields
+                    .into_iter()
+                    .map(|f| (f.name.into_owned(), f.value.into_owned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn detections_carry_the_listed_fields_else_the_matched_ones_within_the_caps() {
+        let detection = "    sel:\n        Image|endswith: '\\cmd.exe'\n    other:\n        ParentImage|endswith: '\\never.exe'\n    cli:\n        CommandLine|contains: 'assoc'\n    condition: sel and (cli or other)\n";
+        let long = format!("cmd /c assoc {}", "é".repeat(6000));
+        let event = proc("C:\\Windows\\cmd.exe", &long);
+        // No `fields:`: the fields of the selections that matched, in condition order; the
+        // operand of the `or` that did not match is left out.
+        let got = detected(&rule(detection), &event);
+        assert_eq!(got.len(), 1);
+        let names: Vec<&str> = got[0].iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Image", "CommandLine"]);
+        assert_eq!(got[0][0].1, "C:\\Windows\\cmd.exe");
+        // A value over the SDK's cap is cut at a character boundary and marked.
+        let cli = &got[0][1].1;
+        assert!(
+            cli.ends_with(rulebox_sdk::TRUNCATED_MARK),
+            "{}",
+            &cli[cli.len() - 20..]
+        );
+        let kept = cli.strip_suffix(rulebox_sdk::TRUNCATED_MARK).unwrap();
+        assert!(kept.len() <= rulebox_sdk::abi::MAX_FIELD_VALUE_BYTES);
+        assert!(long.starts_with(kept) && kept.len() > 8000);
+        // `fields:` lists what a detection carries, in the rule's order, whether matched or not.
+        let listed =
+            format!("{HEAD}fields:\n    - User\n    - Image\n    - User\ndetection:\n{detection}");
+        let mut event = event;
+        if let EventData::ProcessStart(p) = &mut event.data {
+            p.user = "CORP\\alice".to_owned().into();
+        }
+        let got = detected(&listed, &event);
+        assert_eq!(
+            got,
+            [vec![
+                ("User".to_owned(), "CORP\\alice".to_owned()),
+                ("Image".to_owned(), "C:\\Windows\\cmd.exe".to_owned())
+            ]]
+        );
+        // No match, no detection.
+        assert!(detected(&listed, &proc("C:\\Windows\\cmd.exe", "dir")).is_empty());
     }
 
     #[test]
@@ -289,7 +386,7 @@ mod tests {
             "    keywords:\n        - 'mimikatz'\n        - 'sekurlsa'\n    condition: keywords\n",
         ))
         .unwrap();
-        let mut e = Evaluator::new(p);
+        let mut e = Evaluator::new(p).unwrap();
         assert!(e.matches_event(&proc("a.exe", "x SEKURLSA::logonpasswords")));
         let mut ev = proc("a.exe", "b");
         ev.extra.push(Field {

@@ -3,10 +3,11 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use rulebox_sigma_eval::{Check, Expr, Glob, NumOp, Pattern, Test, fold_case};
+use rulebox_sigma_eval::{NumOp, RefOp, fold_case};
 use yaml_rust2::Yaml;
 
 use crate::SigmaError;
+use crate::ir::{Check, Glob, Node, Pattern, Position};
 use crate::regex::compile_regex;
 
 /// At most this many alternatives from one value (windash, base64offset).
@@ -222,8 +223,14 @@ fn parse_mods(key: &str, field: &str, mods: &[&str]) -> Result<Mods, SigmaError>
     Ok(m)
 }
 
+/// What a test of one value becomes: a text pattern or another check, on the entry's field.
+enum Test {
+    Text(Pattern),
+    Check(Check),
+}
+
 /// Lowers `Field|mods: value` (or a keyword list when `field` is empty) to an expression.
-pub fn field_entry(key: &str, value: &Yaml) -> Result<Expr, SigmaError> {
+pub fn field_entry(key: &str, value: &Yaml) -> Result<Node, SigmaError> {
     let mut parts = key.split('|');
     let field = parts.next().unwrap_or("").trim().to_owned();
     let mods: Vec<&str> = parts.collect();
@@ -240,23 +247,25 @@ pub fn field_entry(key: &str, value: &Yaml) -> Result<Expr, SigmaError> {
     if values.is_empty() {
         return Err(SigmaError::invalid(key, "has an empty list of values"));
     }
-    let test = |check: Check| {
-        Expr::Test(Test {
+    let test = |t: Test| match t {
+        Test::Text(pattern) => Node::Text {
             field: field_opt.clone(),
+            pattern,
+        },
+        // `parse_mods` refused every check without a field.
+        Test::Check(check) => Node::Check {
+            field: field_opt.clone().unwrap_or_default(),
             check,
-        })
+        },
     };
     let mut terms = Vec::new();
     for v in values {
         terms.push(one_value(key, &m, v, &test)?);
     }
-    if terms.len() == 1 {
-        return Ok(terms.remove(0));
-    }
     Ok(if m.all {
-        Expr::And(terms)
+        Node::all(terms)
     } else {
-        Expr::Or(terms)
+        Node::any(terms)
     })
 }
 
@@ -264,8 +273,8 @@ fn one_value(
     key: &str,
     m: &Mods,
     v: &Yaml,
-    test: &dyn Fn(Check) -> Expr,
-) -> Result<Expr, SigmaError> {
+    test: &dyn Fn(Test) -> Node,
+) -> Result<Node, SigmaError> {
     if matches!(v, Yaml::Null) {
         if !m.transforms.is_empty() || m.position.is_some() || m.re || m.cidr || m.num.is_some() {
             return Err(SigmaError::invalid(
@@ -273,7 +282,7 @@ fn one_value(
                 "has a null value, which takes no modifier",
             ));
         }
-        return Ok(test(Check::Null));
+        return Ok(test(Test::Check(Check::Null)));
     }
     if matches!(
         v,
@@ -288,7 +297,7 @@ fn one_value(
         let Yaml::Boolean(b) = v else {
             return Err(SigmaError::invalid(key, "`|exists` takes true or false"));
         };
-        return Ok(test(Check::Exists(*b)));
+        return Ok(test(Test::Check(Check::Exists(*b))));
     }
     let text = scalar_text(v).unwrap_or_default();
     if let Some(op) = m.num {
@@ -303,27 +312,27 @@ fn one_value(
                 format!("`{text}` is not a whole number"),
             ));
         };
-        return Ok(test(Check::Num { op, value }));
+        return Ok(test(Test::Check(Check::Num { op, value })));
     }
     if m.re {
-        let re = compile_regex(key, &text, m.re_flags)?;
-        return Ok(test(Check::Regex(re)));
+        let hir = compile_regex(key, &text, m.re_flags)?;
+        return Ok(test(Test::Text(Pattern::Regex { source: text, hir })));
     }
     if m.cidr {
-        return Ok(test(cidr(key, &text)?));
+        return Ok(test(Test::Check(cidr(key, &text)?)));
     }
     if m.fieldref {
         let how = match m.position {
-            Some("contains") => Pattern::Contains(String::new()),
-            Some("startswith") => Pattern::Prefix(String::new()),
-            Some("endswith") => Pattern::Suffix(String::new()),
-            _ => Pattern::Exact(String::new()),
+            Some("contains") => RefOp::Contains,
+            Some("startswith") => RefOp::Prefix,
+            Some("endswith") => RefOp::Suffix,
+            _ => RefOp::Equal,
         };
-        return Ok(test(Check::FieldRef {
+        return Ok(test(Test::Check(Check::FieldRef {
             other: text,
             how,
             cased: m.cased,
-        }));
+        })));
     }
     // Text: the transforms in order, then the position, then case folding.
     let mut vals = vec![Val::Text(sigma_string(&text))];
@@ -418,16 +427,9 @@ fn one_value(
             Some("endswith") => toks.insert(0, Tok::Any),
             _ => {}
         }
-        alts.push(test(Check::Text {
-            pattern: pattern(&toks, m.cased),
-            cased: m.cased,
-        }));
+        alts.push(test(Test::Text(pattern(&toks, m.cased))));
     }
-    Ok(if alts.len() == 1 {
-        alts.remove(0)
-    } else {
-        Expr::Or(alts)
-    })
+    Ok(Node::any(alts))
 }
 
 fn wide_name(t: &str) -> &str {
@@ -475,13 +477,21 @@ fn pattern(toks: &[Tok], cased: bool) -> Pattern {
         }
     }
     flush(&mut lit, &mut globs);
+    let literal = |position, text: &String| Pattern::Literal {
+        position,
+        text: text.clone(),
+        cased,
+    };
     match globs.as_slice() {
-        [] => Pattern::Exact(String::new()),
-        [Glob::Lit(l)] => Pattern::Exact(l.clone()),
-        [Glob::Any, Glob::Lit(l), Glob::Any] => Pattern::Contains(l.clone()),
-        [Glob::Lit(l), Glob::Any] => Pattern::Prefix(l.clone()),
-        [Glob::Any, Glob::Lit(l)] => Pattern::Suffix(l.clone()),
-        _ => Pattern::Glob(globs),
+        [] => literal(Position::Exact, &String::new()),
+        [Glob::Lit(l)] => literal(Position::Exact, l),
+        [Glob::Any, Glob::Lit(l), Glob::Any] => literal(Position::Contains, l),
+        [Glob::Lit(l), Glob::Any] => literal(Position::Prefix, l),
+        [Glob::Any, Glob::Lit(l)] => literal(Position::Suffix, l),
+        _ => Pattern::Glob {
+            parts: globs,
+            cased,
+        },
     }
 }
 
@@ -527,139 +537,142 @@ mod tests {
         Yaml::String(text.into())
     }
 
-    fn text_check(e: &Expr) -> (&Pattern, bool) {
+    fn pattern_of(e: &Node) -> &Pattern {
         match e {
-            Expr::Test(Test {
-                check: Check::Text { pattern, cased },
-                ..
-            }) => (pattern, *cased),
+            Node::Text { pattern, .. } => pattern,
             other => panic!("not a text test: {other:?}"),
+        }
+    }
+
+    fn lit(position: Position, text: &str, cased: bool) -> Pattern {
+        Pattern::Literal {
+            position,
+            text: text.into(),
+            cased,
+        }
+    }
+
+    fn check_of(e: &Node) -> &Check {
+        match e {
+            Node::Check { check, .. } => check,
+            other => panic!("not a check: {other:?}"),
         }
     }
 
     #[test]
     fn positions_wildcards_and_case() {
         let e = field_entry("Image|endswith", &s("\\CMD.exe")).unwrap();
-        assert_eq!(
-            text_check(&e),
-            (&Pattern::Suffix("\\cmd.exe".into()), false)
-        );
+        assert_eq!(pattern_of(&e), &lit(Position::Suffix, "\\cmd.exe", false));
         let e = field_entry("CommandLine|contains|cased", &s("-Enc")).unwrap();
-        assert_eq!(text_check(&e), (&Pattern::Contains("-Enc".into()), true));
+        assert_eq!(pattern_of(&e), &lit(Position::Contains, "-Enc", true));
         let e = field_entry("Image", &s("C:\\Win*\\a?.exe")).unwrap();
         assert_eq!(
-            text_check(&e).0,
-            &Pattern::Glob(vec![
-                Glob::Lit("c:\\win".into()),
-                Glob::Any,
-                Glob::Lit("\\a".into()),
-                Glob::One,
-                Glob::Lit(".exe".into())
-            ])
+            pattern_of(&e),
+            &Pattern::Glob {
+                parts: vec![
+                    Glob::Lit("c:\\win".into()),
+                    Glob::Any,
+                    Glob::Lit("\\a".into()),
+                    Glob::One,
+                    Glob::Lit(".exe".into())
+                ],
+                cased: false
+            }
         );
         let e = field_entry("Image", &s("a\\*b")).unwrap();
-        assert_eq!(text_check(&e).0, &Pattern::Exact("a*b".into()));
+        assert_eq!(pattern_of(&e), &lit(Position::Exact, "a*b", false));
         let e = field_entry("EventID", &Yaml::Integer(4688)).unwrap();
-        assert_eq!(text_check(&e).0, &Pattern::Exact("4688".into()));
+        assert_eq!(pattern_of(&e), &lit(Position::Exact, "4688", false));
     }
 
     #[test]
     fn lists_or_and_all() {
         let list = Yaml::Array(vec![s("a"), s("b")]);
-        assert!(matches!(field_entry("F|contains", &list).unwrap(), Expr::Or(v) if v.len() == 2));
+        assert!(matches!(field_entry("F|contains", &list).unwrap(), Node::Or(v) if v.len() == 2));
         assert!(
-            matches!(field_entry("F|contains|all", &list).unwrap(), Expr::And(v) if v.len() == 2)
+            matches!(field_entry("F|contains|all", &list).unwrap(), Node::And(v) if v.len() == 2)
         );
     }
 
     #[test]
     fn windash_spells_every_dash() {
         let e = field_entry("CommandLine|contains|windash", &s(" -enc ")).unwrap();
-        let Expr::Or(alts) = e else { panic!("{e:?}") };
+        let Node::Or(alts) = e else { panic!("{e:?}") };
         let pats: Vec<String> = alts
             .iter()
-            .map(|a| match text_check(a).0 {
-                Pattern::Contains(p) => p.clone(),
+            .map(|a| match pattern_of(a) {
+                Pattern::Literal {
+                    position: Position::Contains,
+                    text,
+                    ..
+                } => text.clone(),
                 other => panic!("{other:?}"),
             })
             .collect();
         assert_eq!(pats, [" -enc ", " /enc ", " –enc ", " —enc ", " ―enc "]);
         // A dash inside a word is not an option dash.
         let e = field_entry("CommandLine|windash", &s("a-b")).unwrap();
-        assert_eq!(text_check(&e).0, &Pattern::Exact("a-b".into()));
+        assert_eq!(pattern_of(&e), &lit(Position::Exact, "a-b", false));
     }
 
     #[test]
     fn base64_and_offsets_and_wide() {
         let e = field_entry("CommandLine|base64", &s("ab")).unwrap();
         // Base64 text is folded like any other Sigma string (matching is case-insensitive).
-        assert_eq!(text_check(&e).0, &Pattern::Exact("ywi=".into()));
+        assert_eq!(pattern_of(&e), &lit(Position::Exact, "ywi=", false));
         // The classic example from the Sigma specification.
         let offs = base64_offsets(b"/bin/sh");
         assert_eq!(offs, ["L2Jpbi9za", "9iaW4vc2", "vYmluL3No"]);
         let e = field_entry("CommandLine|wide|base64offset|contains", &s("ping")).unwrap();
-        let Expr::Or(alts) = e else { panic!() };
+        let Node::Or(alts) = e else { panic!() };
         assert_eq!(alts.len(), 3);
         assert_eq!(
-            text_check(&alts[0]).0,
-            &Pattern::Contains(
-                fold_case(&B64.encode(b"p\0i\0n\0g\0")[..10], &mut String::new()).to_owned()
+            pattern_of(&alts[0]),
+            &lit(
+                Position::Contains,
+                fold_case(&B64.encode(b"p\0i\0n\0g\0")[..10], &mut String::new()),
+                false
             )
         );
     }
 
     #[test]
     fn special_checks() {
-        assert!(matches!(
-            field_entry("F|exists", &Yaml::Boolean(false)).unwrap(),
-            Expr::Test(Test {
-                check: Check::Exists(false),
-                ..
-            })
-        ));
-        assert!(matches!(
-            field_entry("F", &Yaml::Null).unwrap(),
-            Expr::Test(Test {
-                check: Check::Null,
-                ..
-            })
-        ));
-        assert!(matches!(
-            field_entry("F|gte", &Yaml::Integer(5)).unwrap(),
-            Expr::Test(Test {
-                check: Check::Num {
-                    op: NumOp::Gte,
-                    value: 5
-                },
-                ..
-            })
-        ));
-        let Expr::Test(Test {
-            check:
-                Check::Cidr {
-                    prefix,
-                    v4,
-                    network,
-                },
-            ..
-        }) = field_entry("DestinationIp|cidr", &s("192.168.0.0/16")).unwrap()
+        let e = field_entry("F|exists", &Yaml::Boolean(false)).unwrap();
+        assert_eq!(check_of(&e), &Check::Exists(false));
+        let e = field_entry("F", &Yaml::Null).unwrap();
+        assert_eq!(check_of(&e), &Check::Null);
+        let e = field_entry("F|gte", &Yaml::Integer(5)).unwrap();
+        assert_eq!(
+            check_of(&e),
+            &Check::Num {
+                op: NumOp::Gte,
+                value: 5
+            }
+        );
+        let e = field_entry("DestinationIp|cidr", &s("192.168.0.0/16")).unwrap();
+        let Check::Cidr {
+            prefix,
+            v4,
+            network,
+        } = check_of(&e)
         else {
             panic!()
         };
         assert_eq!(
-            (prefix, v4, &network[..4]),
+            (*prefix, *v4, &network[..4]),
             (16, true, &[192, 168, 0, 0][..])
         );
+        let e = field_entry("F|fieldref|startswith", &s("G")).unwrap();
         assert!(matches!(
-            field_entry("F|fieldref|startswith", &s("G")).unwrap(),
-            Expr::Test(Test {
-                check: Check::FieldRef {
-                    how: Pattern::Prefix(_),
-                    ..
-                },
+            check_of(&e),
+            Check::FieldRef {
+                how: RefOp::Prefix,
                 ..
-            })
+            }
         ));
+        let e = field_entry("F|re", &s("a+b")).unwrap();
+        assert!(matches!(pattern_of(&e), Pattern::Regex { source, .. } if source == "a+b"));
     }
 
     #[test]

@@ -205,9 +205,21 @@ fn filler(len: usize) -> String {
 /// Sets the text field `name` of `event` to the longest filler that keeps the encoded event within
 /// `target` bytes. Returns `false` if not even an empty value fits.
 fn fill_to(event: &mut Event<'static>, name: &str, target: usize) -> bool {
+    fill_with(event, target, |event, text| {
+        event.data.set_field(name, Cow::Owned(text));
+    })
+}
+
+/// Calls `set` with the longest filler that keeps the encoded event within `target` bytes.
+/// Returns `false` if not even an empty value fits.
+fn fill_with(
+    event: &mut Event<'static>,
+    target: usize,
+    set: impl Fn(&mut Event<'static>, String),
+) -> bool {
     let mut len = 0usize;
     for _ in 0..8 {
-        event.data.set_field(name, Cow::Owned(filler(len)));
+        set(event, filler(len));
         let size = encoded_len(event);
         if size == target {
             return true;
@@ -224,14 +236,71 @@ fn fill_to(event: &mut Event<'static>, name: &str, target: usize) -> bool {
     }
     // The length prefix may have changed width: step down until it fits.
     while len > 0 {
-        event.data.set_field(name, Cow::Owned(filler(len)));
+        set(event, filler(len));
         if encoded_len(event) <= target {
             return true;
         }
         len -= 1;
     }
-    event.data.set_field(name, Cow::Borrowed(""));
+    set(event, String::new());
     encoded_len(event) <= target
+}
+
+/// Events of `kind` whose text fields `names` are at `config`'s event cap: each alone, then all
+/// at once (evenly). A name the kind has a typed text slot for fills that slot; a name it has no
+/// slot for is an untyped field, as readers keep fields without a slot (`ScriptBlockText` of a
+/// PowerShell event, any field of an event of kind `other`); a typed number is left out. For
+/// content whose fields are known (a compiled Sigma program names them): [`boundary`] only fills
+/// the typed slots.
+pub fn at_cap(kind: EventKind, names: &[&str], config: &RuntimeConfig) -> Vec<LabeledEvent> {
+    let max = config.max_event_bytes;
+    let empty = Event::new(EventData::empty(kind));
+    let mut names: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| matches!(empty.data.field(n), None | Some(Value::Str(_))))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    // Sets field `name` to `text`, typed where the kind has the slot.
+    let set = |event: &mut Event<'static>, name: &str, text: String| {
+        if !event.data.set_field(name, Cow::Owned(text.clone())) {
+            match event.extra.iter_mut().find(|f| f.name == name) {
+                Some(f) => f.value = Cow::Owned(text),
+                None => event.extra.push(Field {
+                    name: Cow::Owned(name.to_owned()),
+                    value: Cow::Owned(text),
+                }),
+            }
+        }
+    };
+    let label = |what: &str| format!("at the cap {}: {what}", kind.name());
+    let mut out = Vec::new();
+    for name in &names {
+        let mut event = empty.clone();
+        if fill_with(&mut event, max, |e, t| set(e, name, t)) {
+            out.push(LabeledEvent {
+                label: label(&format!("{name} at the {max}-byte event cap")),
+                event,
+            });
+        }
+    }
+    if let [rest @ .., last] = names.as_slice()
+        && !rest.is_empty()
+    {
+        let mut event = empty.clone();
+        let share = max.saturating_sub(64 + 16 * names.len()) / names.len();
+        for name in rest {
+            set(&mut event, name, filler(share));
+        }
+        if fill_with(&mut event, max, |e, t| set(e, last, t)) {
+            out.push(LabeledEvent {
+                label: label("every named field filled to the event cap"),
+                event,
+            });
+        }
+    }
+    out
 }
 
 /// The boundary events of `kind` under `config`'s caps:

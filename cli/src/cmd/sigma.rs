@@ -19,7 +19,8 @@ pub struct Args {
 enum Command {
     /// Compile Sigma rules (YAML) into rule modules, one `.wasm` per rule, each the sandboxed Sigma
     /// evaluator with the rule's compiled program embedded. A rule using an unsupported construct is
-    /// refused with a message naming it; the others are still written.
+    /// refused with a message naming it; the others are still written. At the end, a summary of
+    /// the refusals grouped by reason (on stderr).
     Compile(CompileArgs),
     /// Test a folder of cases (`<case>/rule.yml`, `<case>/event.json`, optional `<case>/info.yml`
     /// with `match_count`, as in SigmaHQ's regression data): compile every rule, run every event
@@ -79,18 +80,40 @@ fn stem(path: &Path) -> String {
     stem
 }
 
+/// `text` with control characters (terminal escapes, newlines) written as `\u{..}`: rule files and
+/// the messages that quote them are shown to an operator.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                format!("\\u{{{:x}}}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    // Refusals by reason, for the summary: how many, and the first rule of each.
+    let mut reasons = rulebox_sigma::Refusals::default();
     let mut refused = 0;
     for path in &args.rules {
         let result = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read it: {e}"))
-            .and_then(|text| rulebox_sigma::compile(&text).map_err(|e| e.to_string()))
-            .and_then(|program| {
+            .map_err(|e| {
+                (
+                    format!("cannot read it: {e}"),
+                    "the file cannot be read".to_owned(),
+                )
+            })
+            .and_then(|text| {
+                let program =
+                    rulebox_sigma::compile(&text).map_err(|e| (e.to_string(), e.reason()))?;
                 rulebox_sigma::build_module(&program, SIGMA_EVAL.bytes)
                     .map(|bytes| (program, bytes))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| (e.to_string(), e.reason()))
             });
         match result {
             Ok((program, bytes)) => {
@@ -103,18 +126,30 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
                     path.display(),
                     out.display(),
                     bytes.len(),
-                    program.id,
+                    printable(&program.id),
                     program.severity,
                     kinds.join(", ")
                 );
             }
-            Err(e) => {
+            Err((message, reason)) => {
                 refused += 1;
-                println!("refused  {}: {e}", path.display());
+                println!("refused  {}: {}", path.display(), printable(&message));
+                reasons.add(printable(&reason), &path.display().to_string());
             }
         }
     }
-    eprintln!("{} compiled, {refused} refused", args.rules.len() - refused);
+    let total = args.rules.len();
+    eprintln!(
+        "{} compiled, {refused} refused ({:.1}% compiled)",
+        total - refused,
+        100.0 * (total - refused) as f64 / total.max(1) as f64
+    );
+    if !reasons.is_empty() {
+        eprintln!("refused, by reason:");
+        for (reason, count, first) in reasons.by_count() {
+            eprintln!("  {count:>5}  {reason}  (e.g. {})", printable(first));
+        }
+    }
     Ok(ExitCode::from(if refused == 0 {
         super::EXIT_OK
     } else {

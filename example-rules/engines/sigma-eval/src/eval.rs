@@ -1,218 +1,749 @@
 //! Evaluating a [`Program`] on an event.
+//!
+//! Per event, the evaluator resolves each field the program needs once, runs each automaton at most
+//! once over its field's value (lazily: a condition that fails early scans nothing more), and
+//! evaluates the condition over the pattern bits the scans set. Nothing is allocated per event.
 
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
-use core::fmt::Write as _;
 use core::net::IpAddr;
 
-use rulebox_sdk::{Event, EventView, Value};
+use rulebox_sdk::{Detections, Event, EventKind, EventKinds, EventView, Severity, Value};
 
+use crate::dfa::{Automaton, ScanState};
 use crate::fold::fold_case;
-use crate::program::{Check, Expr, NumOp, Pattern, Program, Test};
+use crate::program::{Check, Expr, FieldSpec, Gate, NumOp, Program, ProgramError, RefOp};
 
-/// Evaluates one program on events; keeps scratch buffers between events.
+/// The number of event kinds (the slot table's width).
+const KINDS: usize = EventKind::ALL.len();
+
+/// No body slot.
+const NO_SLOT: u8 = u8::MAX;
+
+/// Field values remembered per event; a program with more fields resolves the rest on each use.
+const CACHED: usize = 32;
+
+/// Evaluates one program on events; keeps its scratch space between events.
 #[derive(Debug, Clone)]
-pub struct Evaluator {
-    program: Program,
-    scratch: Scratch,
+pub struct Evaluator<'a> {
+    program: Compiled<'a>,
+    state: State,
+}
+
+#[derive(Debug, Clone)]
+struct Compiled<'a> {
+    id: String,
+    title: String,
+    version: String,
+    severity: Severity,
+    kinds: EventKinds,
+    fields: Vec<FieldSpec>,
+    /// Per field, per event kind: the body slot of the field's first name, or [`NO_SLOT`].
+    slots: Vec<[u8; KINDS]>,
+    scans: Vec<Scan<'a>>,
+    guard: Expr,
+    condition: Expr,
+    report: Vec<u16>,
+    gate: Option<Gate>,
+}
+
+#[derive(Debug, Clone)]
+struct Scan<'a> {
+    field: Option<u16>,
+    automaton: Automaton<'a>,
 }
 
 #[derive(Debug, Clone, Default)]
-struct Scratch {
+struct State {
+    /// Per automaton: whether it ran on this event.
+    ran: Vec<bool>,
+    /// Per automaton: what it found on this event.
+    found: Vec<ScanState>,
+    /// Per keyword automaton and pattern: the field it first matched in.
+    keyword_at: Vec<Vec<Loc>>,
+    /// Bits before a keyword scan of one field, to tell which patterns it found.
+    before: Vec<u64>,
     fold: String,
     fold2: String,
-    text: String,
-    text2: String,
-    /// The case-folded value of the field `cached_name`, for this event: a rule often tests one
-    /// field against many patterns (a list of `contains` values), and folds it only once.
-    folded: String,
-    cached_name: String,
-    cache_valid: bool,
+    /// The fields a detection reports, in order.
+    reported: Vec<Loc>,
     /// Encoding buffer for [`Evaluator::matches_event`].
     encoded: Vec<u8>,
+    /// The bytes handed to automata on this event.
+    scanned: usize,
 }
 
-impl Evaluator {
-    /// An evaluator for `program`.
-    pub fn new(program: Program) -> Evaluator {
+/// Where a reported value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Loc {
+    /// Not known.
+    #[default]
+    None,
+    /// A program field.
+    Field(u16),
+    /// A body slot of the event.
+    Body(u8),
+    /// An extra field of the event.
+    Extra(u16),
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator for the encoded program `bytes`: [`Program::from_bytes`], then [`new`](Self::new)
+    /// without checking twice. Its automata's tables stay in `bytes`.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Evaluator<'a>, ProgramError> {
+        Ok(Evaluator::prepare(Program::from_bytes(bytes)?))
+    }
+
+    /// An evaluator for `program`, after checking it ([`Program::check`]).
+    pub fn new(program: Program<'a>) -> Result<Evaluator<'a>, ProgramError> {
+        program.check()?;
+        Ok(Evaluator::prepare(program))
+    }
+
+    /// An evaluator for a checked `program`.
+    fn prepare(program: Program<'a>) -> Evaluator<'a> {
+        let slots = program
+            .fields
+            .iter()
+            .map(|f| {
+                let mut row = [NO_SLOT; KINDS];
+                if let Some(name) = f.names.first() {
+                    for kind in EventKind::ALL {
+                        let slot = rulebox_sdk::EventData::layout_of(*kind).slot(name);
+                        if let Some(slot) = slot.and_then(|s| u8::try_from(s).ok()) {
+                            row[*kind as usize] = slot;
+                        }
+                    }
+                }
+                row
+            })
+            .collect();
+        let mut scans = Vec::with_capacity(program.scans.len());
+        let mut state = State::default();
+        for scan in program.scans {
+            let automaton = Automaton::prepare(scan.dfa);
+            let patterns = usize::from(automaton.patterns());
+            state.found.push(automaton.state());
+            state.keyword_at.push(if scan.field.is_none() {
+                vec![Loc::None; patterns]
+            } else {
+                Vec::new()
+            });
+            scans.push(Scan {
+                field: scan.field,
+                automaton,
+            });
+        }
+        state.ran = vec![false; scans.len()];
         Evaluator {
-            program,
-            scratch: Scratch::default(),
+            program: Compiled {
+                id: program.id,
+                title: program.title,
+                version: program.version,
+                severity: program.severity,
+                kinds: program.kinds,
+                fields: program.fields,
+                slots,
+                scans,
+                guard: program.guard,
+                condition: program.condition,
+                report: program.report,
+                gate: program.gate,
+            },
+            state,
         }
     }
 
-    /// The program.
-    pub fn program(&self) -> &Program {
-        &self.program
+    /// The rule id.
+    pub fn id(&self) -> &str {
+        &self.program.id
+    }
+
+    /// The rule title (a detection's title).
+    pub fn title(&self) -> &str {
+        &self.program.title
+    }
+
+    /// The rule version.
+    pub fn version(&self) -> &str {
+        &self.program.version
+    }
+
+    /// The rule's severity.
+    pub fn severity(&self) -> Severity {
+        self.program.severity
+    }
+
+    /// The event kinds the rule subscribes to.
+    pub fn kinds(&self) -> EventKinds {
+        self.program.kinds
     }
 
     /// Whether the rule matches `event` (its kind included), read in place as the host encoded it.
     pub fn matches(&mut self, event: &EventView<'_>) -> bool {
-        self.scratch.cache_valid = false;
-        self.program.kinds.contains(event.kind())
-            && eval(&self.program.condition, event, &mut self.scratch)
+        let mut run = Run::new(&self.program, &mut self.state, event);
+        run.hit()
+    }
+
+    /// If the rule matches `event`, adds its detection to `out` (titled with the rule's title,
+    /// carrying the fields the rule lists, else the fields its condition matched) and returns `true`.
+    pub fn detect(&mut self, event: &EventView<'_>, out: &mut Detections) -> bool {
+        let mut run = Run::new(&self.program, &mut self.state, event);
+        if !run.hit() {
+            return false;
+        }
+        run.report(out);
+        true
+    }
+
+    /// How many bytes of field values the automata were handed on the last event (every scan of
+    /// every value it ran, skipped stretches included): what an event costs the evaluator, which
+    /// spends a few instructions per such byte and a bounded amount on everything else. For tests
+    /// and tools that bound a rule's cost without running it in the sandbox.
+    pub fn bytes_scanned(&self) -> usize {
+        self.state.scanned
+    }
+
+    /// How many of those bytes the automata read one at a time through their tables on the last
+    /// event (the rest the start filter skipped, several at a time): with [`bytes_scanned`](Self::bytes_scanned),
+    /// what the event cost. Counted natively only.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn bytes_stepped(&self) -> usize {
+        self.state
+            .ran
+            .iter()
+            .zip(&self.state.found)
+            .filter(|(ran, _)| **ran)
+            .map(|(_, f)| f.stepped())
+            .sum()
     }
 
     /// Whether the rule matches a typed `event`: encodes it as the host would, then [`matches`](Self::matches).
     /// For tests and tools; an event that does not encode matches nothing.
     pub fn matches_event(&mut self, event: &Event<'_>) -> bool {
-        let mut bytes = core::mem::take(&mut self.scratch.encoded);
+        let mut bytes = core::mem::take(&mut self.state.encoded);
         bytes.clear();
         let hit = event.encode_into(&mut bytes).is_ok()
             && EventView::new(&bytes).is_ok_and(|view| self.matches(&view));
-        self.scratch.encoded = bytes;
+        self.state.encoded = bytes;
         hit
     }
 }
 
-fn eval(expr: &Expr, event: &EventView<'_>, s: &mut Scratch) -> bool {
-    match expr {
-        Expr::True => true,
-        Expr::False => false,
-        Expr::And(v) => v.iter().all(|e| eval(e, event, s)),
-        Expr::Or(v) => v.iter().any(|e| eval(e, event, s)),
-        Expr::Not(e) => !eval(e, event, s),
-        Expr::Kind(kinds) => kinds.contains(event.kind()),
-        Expr::Test(test) => eval_test(test, event, s),
+/// A field's value as the evaluator reads it: text as the bytes the host encoded (the automata
+/// run on bytes; only the few checks that parse text look at it as UTF-8), or a number or flag.
+#[derive(Debug, Clone, Copy)]
+enum Val<'e> {
+    Text(&'e [u8]),
+    Int(u64),
+    Bool(bool),
+}
+
+impl<'e> From<Value<'e>> for Val<'e> {
+    fn from(v: Value<'e>) -> Val<'e> {
+        match v {
+            Value::Str(s) => Val::Text(s.as_bytes()),
+            Value::Int(n) => Val::Int(n),
+            Value::Bool(b) => Val::Bool(b),
+        }
     }
 }
 
-/// `value` as text: the string itself, or a number or flag written into `buf`.
-fn as_text<'a>(value: &Value<'a>, buf: &'a mut String) -> &'a str {
+/// A field value resolved for this event, or not looked up yet.
+#[derive(Debug, Clone, Copy)]
+enum Cached<'e> {
+    Unknown,
+    Known(Option<Val<'e>>),
+}
+
+/// One evaluation: the program, its scratch space, the event and the values resolved so far.
+struct Run<'p, 's, 'v, 'e> {
+    program: &'p Compiled<'p>,
+    state: &'s mut State,
+    view: &'v EventView<'e>,
+    values: [Cached<'e>; CACHED],
+}
+
+impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
+    fn new(
+        program: &'p Compiled<'p>,
+        state: &'s mut State,
+        view: &'v EventView<'e>,
+    ) -> Run<'p, 's, 'v, 'e> {
+        state.ran.fill(false);
+        state.scanned = 0;
+        Run {
+            program,
+            state,
+            view,
+            values: [Cached::Unknown; CACHED],
+        }
+    }
+
+    fn hit(&mut self) -> bool {
+        let p = self.program;
+        p.kinds.contains(self.view.kind())
+            && self.eval(&p.guard)
+            && p.gate.as_ref().is_none_or(|g| self.gate_holds(g))
+            && self.eval(&p.condition)
+    }
+
+    /// Whether the event has, for every clause of the gate, one of its patterns.
+    fn gate_holds(&mut self, g: &Gate) -> bool {
+        let i = usize::from(g.scan);
+        if !self.state.ran[i] {
+            self.run_scan(i);
+        }
+        let found = &self.state.found[i];
+        g.clauses.iter().all(|c| c.iter().any(|&p| found.found(p)))
+    }
+
+    fn eval(&mut self, expr: &Expr) -> bool {
+        match expr {
+            Expr::True => true,
+            Expr::False => false,
+            Expr::And(v) => v.iter().all(|e| self.eval(e)),
+            Expr::Or(v) => v.iter().any(|e| self.eval(e)),
+            Expr::Not(e) => !self.eval(e),
+            Expr::Kind(kinds) => kinds.contains(self.view.kind()),
+            Expr::Match { scan, pattern } => self.matched(*scan, *pattern),
+            Expr::Check { field, check } => self.check(*field, check),
+        }
+    }
+
+    /// The value of program field `f` (its first name the event has), resolved once per event.
+    fn value(&mut self, f: u16) -> Option<Val<'e>> {
+        let i = usize::from(f);
+        if let Some(Cached::Known(v)) = self.values.get(i) {
+            return *v;
+        }
+        let v = self.resolve(f);
+        if let Some(slot) = self.values.get_mut(i) {
+            *slot = Cached::Known(v);
+        }
+        v
+    }
+
+    /// A body slot's value, unless it holds its default.
+    fn body(&self, slot: usize) -> Option<Val<'e>> {
+        let view = self.view;
+        if slot < view.layout().texts {
+            return view
+                .text_bytes(slot)
+                .filter(|b| !b.is_empty())
+                .map(Val::Text);
+        }
+        match view.slot_value(slot)? {
+            Value::Int(n) if n != 0 => Some(Val::Int(n)),
+            Value::Bool(true) => Some(Val::Bool(true)),
+            _ => None,
+        }
+    }
+
+    /// The field's value with exactly the meaning of `EventView::field`, for each of the field's
+    /// names in turn: a body field that holds a value, else the first extra field of that name,
+    /// else the body field's default, else a header field. Text is not checked as UTF-8.
+    fn resolve(&self, f: u16) -> Option<Val<'e>> {
+        let view = self.view;
+        let spec = &self.program.fields[usize::from(f)];
+        for (n, name) in spec.names.iter().enumerate() {
+            let slot = if n == 0 {
+                let s = self.program.slots[usize::from(f)][view.kind() as usize];
+                (s != NO_SLOT).then_some(usize::from(s))
+            } else {
+                view.layout().slot(name)
+            };
+            if let Some(v) = slot.and_then(|s| self.body(s)) {
+                return Some(v);
+            }
+            let extra = (0..view.extra_len())
+                .filter_map(|k| view.extra_bytes(k))
+                .find(|(n, _)| *n == name.as_bytes());
+            if let Some((_, value)) = extra {
+                return Some(Val::Text(value));
+            }
+            if let Some(s) = slot {
+                return view.slot_value(s).map(Val::from);
+            }
+            if let Some(v) = view.header_field(name) {
+                return Some(v.into());
+            }
+        }
+        None
+    }
+
+    /// Calls `each` with every value of field `f` until it returns `false`: its value, or (for a
+    /// field with elements that the event does not have) the elements of the lists flattened under
+    /// its names.
+    fn each_value(&mut self, f: u16, mut each: impl FnMut(Val<'e>) -> bool) {
+        if let Some(v) = self.value(f) {
+            each(v);
+            return;
+        }
+        let spec = &self.program.fields[usize::from(f)];
+        if !spec.elements {
+            return;
+        }
+        let view = self.view;
+        for (name, value) in (0..view.extra_len()).filter_map(|k| view.extra_bytes(k)) {
+            if spec.names.iter().any(|n| is_element(name, n)) && !each(Val::Text(value)) {
+                return;
+            }
+        }
+    }
+
+    fn matched(&mut self, scan: u16, pattern: u16) -> bool {
+        let i = usize::from(scan);
+        if !self.state.ran[i] {
+            self.run_scan(i);
+        }
+        self.state.found[i].found(pattern)
+    }
+
+    fn run_scan(&mut self, i: usize) {
+        let program = self.program;
+        let scan = &program.scans[i];
+        let mut found = core::mem::take(&mut self.state.found[i]);
+        scan.automaton.reset(&mut found);
+        match scan.field {
+            Some(f) => {
+                let mut scanned = 0;
+                self.each_value(f, |v| {
+                    with_bytes(v, |t| {
+                        scanned += t.len();
+                        scan.automaton.scan(t, &mut found);
+                    });
+                    !found.finished()
+                });
+                self.state.scanned += scanned;
+            }
+            None => self.keywords(i, &scan.automaton, &mut found),
+        }
+        self.state.found[i] = found;
+        self.state.ran[i] = true;
+    }
+
+    /// A keyword automaton over every field of the event (body fields, then extra fields), noting
+    /// where each pattern first matched.
+    fn keywords(&mut self, i: usize, automaton: &Automaton<'_>, found: &mut ScanState) {
+        let view = self.view;
+        let state = &mut *self.state;
+        state.keyword_at[i].fill(Loc::None);
+        let mut one = |loc: Loc, text: &[u8], found: &mut ScanState| {
+            state.before.clear();
+            state.before.extend_from_slice(found.bits());
+            state.scanned += text.len();
+            automaton.scan(text, found);
+            for (w, (now, was)) in found.bits().iter().zip(&state.before).enumerate() {
+                let mut new = now & !was;
+                while new != 0 {
+                    let p = w * 64 + new.trailing_zeros() as usize;
+                    if let Some(at) = state.keyword_at[i].get_mut(p) {
+                        *at = loc;
+                    }
+                    new &= new - 1;
+                }
+            }
+        };
+        for slot in 0..view.layout().fields.len() {
+            if found.finished() {
+                return;
+            }
+            let Ok(b) = u8::try_from(slot) else {
+                continue;
+            };
+            let v = match view.text_bytes(slot) {
+                Some(text) => Val::Text(text),
+                None => match view.slot_value(slot) {
+                    Some(v) => v.into(),
+                    None => continue,
+                },
+            };
+            with_bytes(v, |t| one(Loc::Body(b), t, found));
+        }
+        for k in 0..view.extra_len() {
+            if found.finished() {
+                return;
+            }
+            let (Some((_, value)), Ok(e)) = (view.extra_bytes(k), u16::try_from(k)) else {
+                continue;
+            };
+            one(Loc::Extra(e), value, found);
+        }
+    }
+
+    fn check(&mut self, f: u16, check: &Check) -> bool {
+        match check {
+            Check::Null => !self.any_value(f, non_empty),
+            Check::Exists(want) => self.any_value(f, non_empty) == *want,
+            Check::Num { op, value: rhs } => self.any_value(f, |v| {
+                number(&v).is_some_and(|lhs| match op {
+                    NumOp::Lt => lhs < *rhs,
+                    NumOp::Lte => lhs <= *rhs,
+                    NumOp::Gt => lhs > *rhs,
+                    NumOp::Gte => lhs >= *rhs,
+                })
+            }),
+            Check::Cidr {
+                network,
+                prefix,
+                v4,
+            } => self.any_value(f, |v| match v {
+                Val::Text(text) => in_network(text, network, *prefix, *v4),
+                _ => false,
+            }),
+            Check::FieldRef { other, how, cased } => {
+                let (Some(a), Some(b)) = (self.value(f), self.value(*other)) else {
+                    return false;
+                };
+                let state = &mut *self.state;
+                let (fold, fold2) = (&mut state.fold, &mut state.fold2);
+                with_bytes(a, |a| {
+                    with_bytes(b, |b| compare(a, b, *how, *cased, fold, fold2))
+                })
+            }
+        }
+    }
+
+    fn any_value(&mut self, f: u16, mut test: impl FnMut(Val<'e>) -> bool) -> bool {
+        let mut hit = false;
+        self.each_value(f, |v| {
+            hit = test(v);
+            !hit
+        });
+        hit
+    }
+
+    /// Writes the detection: the listed fields, else the fields the condition matched.
+    fn report(&mut self, out: &mut Detections) {
+        let program = self.program;
+        let mut reported = core::mem::take(&mut self.state.reported);
+        reported.clear();
+        if program.report.is_empty() {
+            self.collect(&program.condition, &mut reported);
+        } else {
+            reported.extend(program.report.iter().map(|&f| Loc::Field(f)));
+        }
+        let detection = out.detect(&program.title);
+        for loc in &reported {
+            let view = self.view;
+            match *loc {
+                Loc::Field(f) => {
+                    let Some(v) = self.first_value(f) else {
+                        continue;
+                    };
+                    let name = program.fields[usize::from(f)]
+                        .names
+                        .first()
+                        .map_or("", String::as_str);
+                    with_bytes(v, |t| {
+                        detection.field(name, capped(t));
+                    });
+                }
+                Loc::Body(slot) => {
+                    let name = view.layout().fields.get(usize::from(slot)).copied();
+                    let slot = usize::from(slot);
+                    let value = view
+                        .text_bytes(slot)
+                        .map(Val::Text)
+                        .or_else(|| view.slot_value(slot).map(Val::from));
+                    if let (Some(name), Some(v)) = (name, value) {
+                        with_bytes(v, |t| {
+                            detection.field(name, capped(t));
+                        });
+                    }
+                }
+                Loc::Extra(k) => {
+                    if let Some((name, value)) = view.extra_bytes(usize::from(k)) {
+                        detection.field(capped(name), capped(value));
+                    }
+                }
+                Loc::None => {}
+            }
+        }
+        self.state.reported = reported;
+    }
+
+    /// The first non-empty value of field `f`, else its value.
+    fn first_value(&mut self, f: u16) -> Option<Val<'e>> {
+        let mut first = None;
+        self.each_value(f, |v| {
+            first = Some(v);
+            !non_empty(v)
+        });
+        first
+    }
+
+    /// The fields of the tests that made the (true) expression `expr` true: every operand of an
+    /// `and`, the true operands of an `or`, nothing under a `not`.
+    fn collect(&mut self, expr: &Expr, out: &mut Vec<Loc>) {
+        let mut push = |loc: Loc| {
+            if loc != Loc::None && !out.contains(&loc) {
+                out.push(loc);
+            }
+        };
+        match expr {
+            Expr::And(v) => v.iter().for_each(|e| self.collect(e, out)),
+            Expr::Or(v) => {
+                for e in v {
+                    if self.eval(e) {
+                        self.collect(e, out);
+                    }
+                }
+            }
+            Expr::Match { scan, pattern } => {
+                if !self.matched(*scan, *pattern) {
+                    return;
+                }
+                let i = usize::from(*scan);
+                match self.program.scans[i].field {
+                    Some(f) => push(Loc::Field(f)),
+                    None => push(
+                        self.state.keyword_at[i]
+                            .get(usize::from(*pattern))
+                            .copied()
+                            .unwrap_or_default(),
+                    ),
+                }
+            }
+            Expr::Check { field, check } => {
+                let absent = matches!(check, Check::Null | Check::Exists(false));
+                if !absent && self.check(*field, check) {
+                    push(Loc::Field(*field));
+                    if let Check::FieldRef { other, .. } = check {
+                        push(Loc::Field(*other));
+                    }
+                }
+            }
+            Expr::Not(_) | Expr::Kind(_) | Expr::True | Expr::False => {}
+        }
+    }
+}
+
+/// How `a` compares to `b` (Sigma `fieldref`): case-insensitively unless `cased`. ASCII values
+/// are compared bytewise (eight bytes at a time where they are the same), only others folded;
+/// `contains` is a two-way search, linear in both lengths.
+fn compare(
+    a: &[u8],
+    b: &[u8],
+    how: RefOp,
+    cased: bool,
+    fold: &mut String,
+    fold2: &mut String,
+) -> bool {
+    fn text(t: &[u8]) -> &str {
+        core::str::from_utf8(t).unwrap_or("")
+    }
+    if cased {
+        return match how {
+            RefOp::Equal => a == b,
+            RefOp::Prefix => a.starts_with(b),
+            RefOp::Suffix => a.ends_with(b),
+            RefOp::Contains => text(a).contains(text(b)),
+        };
+    }
+    if a.is_ascii() && b.is_ascii() {
+        let (n, m) = (a.len(), b.len());
+        return match how {
+            RefOp::Equal => n == m && ascii_eq_fold(a, b),
+            RefOp::Prefix => n >= m && ascii_eq_fold(&a[..m], b),
+            RefOp::Suffix => n >= m && ascii_eq_fold(&a[n - m..], b),
+            RefOp::Contains => {
+                let a = fold_case(text(a), fold);
+                let b = fold_case(text(b), fold2);
+                a.contains(b)
+            }
+        };
+    }
+    let (a, b) = (fold_case(text(a), fold), fold_case(text(b), fold2));
+    match how {
+        RefOp::Equal => a == b,
+        RefOp::Prefix => a.starts_with(b),
+        RefOp::Suffix => a.ends_with(b),
+        RefOp::Contains => a.contains(b),
+    }
+}
+
+/// Whether two ASCII texts of one length are equal ignoring ASCII case: eight bytes at a time
+/// where they are identical, byte by byte where they are not.
+fn ascii_eq_fold(a: &[u8], b: &[u8]) -> bool {
+    let (ca, ta) = a.as_chunks::<8>();
+    let (cb, tb) = b.as_chunks::<8>();
+    ca.len() == cb.len()
+        && ca
+            .iter()
+            .zip(cb)
+            .all(|(x, y)| x == y || x.eq_ignore_ascii_case(y))
+        && ta.eq_ignore_ascii_case(tb)
+}
+
+/// Whether `name` is an element of the list `list` flattened by the reader: `list[<digits>]`.
+fn is_element(name: &[u8], list: &str) -> bool {
+    name.strip_prefix(list.as_bytes())
+        .and_then(|rest| rest.strip_prefix(b"["))
+        .and_then(|rest| rest.strip_suffix(b"]"))
+        .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+}
+
+fn non_empty(v: Val<'_>) -> bool {
+    match v {
+        Val::Text(s) => !s.is_empty(),
+        _ => true,
+    }
+}
+
+/// Calls `f` with `value` as bytes of text: the text itself, a number in decimal, a flag as
+/// `true`/`false`.
+fn with_bytes<R>(value: Val<'_>, f: impl FnOnce(&[u8]) -> R) -> R {
     match value {
-        Value::Str(s) => s,
-        Value::Int(n) => {
-            buf.clear();
-            let _ = write!(buf, "{n}");
-            buf
+        Val::Text(s) => f(s),
+        Val::Int(n) => {
+            let mut buf = [0u8; 20];
+            f(decimal(n, &mut buf).as_bytes())
         }
-        Value::Bool(b) => {
-            if *b {
-                "true"
-            } else {
-                "false"
-            }
-        }
+        Val::Bool(b) => f(if b { b"true" } else { b"false" }),
     }
 }
 
-fn eval_test(test: &Test, event: &EventView<'_>, s: &mut Scratch) -> bool {
-    let Some(name) = &test.field else {
-        return keyword(&test.check, event, s);
-    };
-    let value = event.field(name);
-    match &test.check {
-        Check::Null => match value {
-            None => true,
-            Some(Value::Str(v)) => v.is_empty(),
-            Some(_) => false,
-        },
-        Check::Exists(want) => {
-            let present = match value {
-                None => false,
-                Some(Value::Str(v)) => !v.is_empty(),
-                Some(_) => true,
-            };
-            present == *want
-        }
-        Check::FieldRef { other, how, cased } => {
-            let (Some(a), Some(b)) = (value, event.field(other)) else {
-                return false;
-            };
-            let a = as_text(&a, &mut s.text);
-            let b = as_text(&b, &mut s.text2);
-            let (a, b) = if *cased {
-                (a, b)
-            } else {
-                (fold_case(a, &mut s.fold), fold_case(b, &mut s.fold2))
-            };
-            match how {
-                Pattern::Exact(_) | Pattern::Glob(_) => a == b,
-                Pattern::Contains(_) => a.contains(b),
-                Pattern::Prefix(_) => a.starts_with(b),
-                Pattern::Suffix(_) => a.ends_with(b),
-            }
-        }
-        Check::Text {
-            pattern,
-            cased: false,
-        } => {
-            let Some(v) = value else { return false };
-            if !(s.cache_valid && s.cached_name == *name) {
-                let text = as_text(&v, &mut s.text);
-                let folded = fold_case(text, &mut s.fold);
-                s.folded.clear();
-                s.folded.push_str(folded);
-                s.cached_name.clear();
-                s.cached_name.push_str(name);
-                s.cache_valid = true;
-            }
-            pattern.matches(&s.folded)
-        }
-        check => match value {
-            None => false,
-            Some(v) => value_check(check, &v, s),
-        },
+/// The part of `text` a detection can carry: a value over the SDK's cap is cut there anyway, so
+/// only that much is read as UTF-8 (one byte more, so that the SDK sees it is too long and marks
+/// it), ending at a character boundary.
+fn capped(text: &[u8]) -> &str {
+    let head = text
+        .get(..rulebox_sdk::abi::MAX_FIELD_VALUE_BYTES + 1)
+        .unwrap_or(text);
+    match core::str::from_utf8(head) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or(""),
     }
 }
 
-fn value_check(check: &Check, value: &Value<'_>, s: &mut Scratch) -> bool {
-    match check {
-        Check::Text { pattern, cased } => {
-            let text = as_text(value, &mut s.text);
-            if *cased {
-                pattern.matches(text)
-            } else {
-                pattern.matches(fold_case(text, &mut s.fold))
-            }
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // A digit: `n % 10` is below 10.
+        buf[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        Check::Regex(re) => re.is_match(as_text(value, &mut s.text)),
-        Check::Cidr {
-            network,
-            prefix,
-            v4,
-        } => {
-            let Value::Str(text) = value else {
-                return false;
-            };
-            in_network(text.trim(), network, *prefix, *v4)
-        }
-        Check::Num { op, value: rhs } => {
-            let Some(lhs) = number(value) else {
-                return false;
-            };
-            match op {
-                NumOp::Lt => lhs < *rhs,
-                NumOp::Lte => lhs <= *rhs,
-                NumOp::Gt => lhs > *rhs,
-                NumOp::Gte => lhs >= *rhs,
-            }
-        }
-        // Handled by `eval_test`, which knows whether the field is there.
-        Check::Null | Check::Exists(_) | Check::FieldRef { .. } => false,
     }
+    core::str::from_utf8(&buf[i..]).unwrap_or("")
 }
 
-/// A Sigma keyword: the check holds for the value of some field of the event.
-fn keyword(check: &Check, event: &EventView<'_>, s: &mut Scratch) -> bool {
-    let mut found = false;
-    event.for_each_body_field(&mut |_, value| {
-        if !found {
-            found = value_check(check, &value, s);
-        }
-    });
-    found
-        || event
-            .extras()
-            .any(|(_, value)| value_check(check, &Value::Str(value), s))
-}
+/// Numbers and addresses are short; longer text is neither (and is not trimmed or parsed).
+const MAX_NUMBER_TEXT: usize = 64;
 
-fn number(value: &Value<'_>) -> Option<i64> {
+fn number(value: &Val<'_>) -> Option<i64> {
     match value {
-        Value::Int(n) => i64::try_from(*n).ok(),
-        Value::Bool(_) => None,
-        Value::Str(text) => {
-            let t = text.trim();
+        Val::Int(n) => i64::try_from(*n).ok(),
+        Val::Bool(_) => None,
+        Val::Text(text) if text.len() > MAX_NUMBER_TEXT => None,
+        Val::Text(text) => {
+            let t = core::str::from_utf8(text).ok()?.trim();
             if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
                 i64::from_str_radix(hex, 16).ok()
             } else {
@@ -222,8 +753,14 @@ fn number(value: &Value<'_>) -> Option<i64> {
     }
 }
 
-fn in_network(text: &str, network: &[u8; 16], prefix: u8, v4: bool) -> bool {
-    let Ok(addr) = text.parse::<IpAddr>() else {
+fn in_network(text: &[u8], network: &[u8; 16], prefix: u8, v4: bool) -> bool {
+    if text.len() > MAX_NUMBER_TEXT {
+        return false;
+    }
+    let Ok(text) = core::str::from_utf8(text) else {
+        return false;
+    };
+    let Ok(addr) = text.trim().parse::<IpAddr>() else {
         return false;
     };
     let (bytes, len): ([u8; 16], usize) = match (addr, v4) {
@@ -261,168 +798,57 @@ fn in_network(text: &str, network: &[u8; 16], prefix: u8, v4: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::program::{FORMAT_VERSION, Glob};
-    use alloc::vec;
-    use rulebox_sdk::{
-        EventData, EventKind, EventKinds, Field, NetworkConnect, ProcessStart, Severity,
-    };
 
-    fn program(condition: Expr) -> Evaluator {
-        Evaluator::new(Program {
-            format: FORMAT_VERSION,
-            id: "t".into(),
-            title: "t".into(),
-            version: "1".into(),
-            severity: Severity::Low,
-            kinds: EventKinds::all(),
-            condition,
-        })
-    }
-
-    fn test(field: &str, check: Check) -> Expr {
-        Expr::Test(Test {
-            field: Some(field.into()),
-            check,
-        })
-    }
-
-    fn text(pattern: Pattern) -> Check {
-        Check::Text {
-            pattern,
-            cased: false,
-        }
-    }
-
-    fn proc_event(image: &str, cmd: &str) -> Event<'static> {
-        let mut body = ProcessStart::default();
-        body.image = String::from(image).into();
-        body.command_line = String::from(cmd).into();
-        body.parent_pid = 12;
-        Event::new(EventData::ProcessStart(body))
+    #[test]
+    fn decimals_and_elements() {
+        let mut buf = [0u8; 20];
+        assert_eq!(decimal(0, &mut buf), "0");
+        assert_eq!(decimal(4688, &mut buf), "4688");
+        assert_eq!(decimal(u64::MAX, &mut buf), "18446744073709551615");
+        assert!(is_element(b"Data[0]", "Data"));
+        assert!(is_element(b"Data[12]", "Data"));
+        assert!(!is_element(b"Data", "Data"));
+        assert!(!is_element(b"Data[]", "Data"));
+        assert!(!is_element(b"Data[x]", "Data"));
+        assert!(!is_element(b"DataX[0]", "Data"));
     }
 
     #[test]
-    fn text_checks_fold_case() {
-        let e = proc_event("C:\\Windows\\CMD.exe", "cmd /C Whoami");
-        let mut ev = program(test("Image", text(Pattern::Suffix("\\cmd.exe".into()))));
-        assert!(ev.matches_event(&e));
-        let mut ev = program(test(
-            "CommandLine",
-            Check::Text {
-                pattern: Pattern::Contains("whoami".into()),
-                cased: true,
-            },
-        ));
-        assert!(!ev.matches_event(&e), "cased check must not fold");
-        let mut ev = program(test(
-            "CommandLine",
-            text(Pattern::Glob(vec![
-                Glob::Lit("cmd".into()),
-                Glob::Any,
-                Glob::Lit("whoami".into()),
-            ])),
-        ));
-        assert!(ev.matches_event(&e));
-        let mut ev = program(test("ParentProcessId", text(Pattern::Exact("12".into()))));
-        assert!(ev.matches_event(&e), "numbers compare as text");
-    }
-
-    #[test]
-    fn folded_value_cache_is_per_field_and_per_event() {
-        // Image, then CommandLine, then Image again, on two events with the same evaluator.
-        let cond = Expr::And(vec![
-            test("Image", text(Pattern::Suffix("\\a.exe".into()))),
-            test("CommandLine", text(Pattern::Contains("go".into()))),
-            test("Image", text(Pattern::Prefix("c:".into()))),
-        ]);
-        let mut ev = program(cond);
-        assert!(ev.matches_event(&proc_event("C:\\A.EXE", "GO")));
-        assert!(
-            !ev.matches_event(&proc_event("C:\\B.EXE", "GO")),
-            "stale Image"
-        );
-        assert!(
-            !ev.matches_event(&proc_event("C:\\A.EXE", "stop")),
-            "stale CommandLine"
-        );
-        assert!(ev.matches_event(&proc_event("c:\\a.exe", "go")));
-    }
-
-    #[test]
-    fn null_exists_and_missing_fields() {
-        let e = proc_event("a.exe", "");
-        assert!(program(test("CommandLine", Check::Null)).matches_event(&e));
-        assert!(program(test("NoSuchField", Check::Null)).matches_event(&e));
-        assert!(!program(test("Image", Check::Null)).matches_event(&e));
-        assert!(program(test("Image", Check::Exists(true))).matches_event(&e));
-        assert!(program(test("CommandLine", Check::Exists(false))).matches_event(&e));
-        assert!(
-            !program(test("NoSuchField", text(Pattern::Contains("".into())))).matches_event(&e)
-        );
-        assert!(
-            program(Expr::Not(Box::new(test(
-                "NoSuchField",
-                text(Pattern::Exact("x".into()))
-            ))))
-            .matches_event(&e)
-        );
-    }
-
-    #[test]
-    fn numbers_cidr_fieldref_keywords() {
-        let mut body = NetworkConnect::default();
-        body.destination_ip = "10.1.2.3".into();
-        body.destination_port = 4444;
-        let mut e = Event::new(EventData::NetworkConnect(body));
-        e.extra.push(Field {
-            name: "Note".into(),
-            value: "Mimikatz here".into(),
-        });
-        let gt = |v| {
-            test(
-                "DestinationPort",
-                Check::Num {
-                    op: NumOp::Gt,
-                    value: v,
-                },
-            )
+    fn field_references_compare_by_bytes_and_fold() {
+        let (mut f1, mut f2) = (String::new(), String::new());
+        let mut cmp = |a: &str, b: &str, how, cased| {
+            compare(a.as_bytes(), b.as_bytes(), how, cased, &mut f1, &mut f2)
         };
-        assert!(program(gt(1024)).matches_event(&e));
-        assert!(!program(gt(5000)).matches_event(&e));
-        let cidr = |n: [u8; 4], p| {
-            let mut network = [0u8; 16];
-            network[..4].copy_from_slice(&n);
-            test(
-                "DestinationIp",
-                Check::Cidr {
-                    network,
-                    prefix: p,
-                    v4: true,
-                },
-            )
-        };
-        assert!(program(cidr([10, 0, 0, 0], 8)).matches_event(&e));
-        assert!(!program(cidr([10, 2, 0, 0], 16)).matches_event(&e));
-        let kw = Expr::Test(Test {
-            field: None,
-            check: text(Pattern::Contains("mimikatz".into())),
-        });
-        assert!(program(kw).matches_event(&e));
-        let mut same = proc_event("x", "X");
-        if let EventData::ProcessStart(p) = &mut same.data {
-            p.parent_image = "x".into();
-        }
-        let fr = test(
-            "Image",
-            Check::FieldRef {
-                other: "ParentImage".into(),
-                how: Pattern::Exact(String::new()),
-                cased: false,
-            },
-        );
-        assert!(program(fr).matches_event(&same));
-        let mut kinds_only = program(Expr::True);
-        kinds_only.program.kinds = EventKinds::of(&[EventKind::DnsQuery]);
-        assert!(!kinds_only.matches_event(&e));
+        let long = "C:\\Windows\\".repeat(300);
+        assert!(cmp(&long, &long.to_uppercase(), RefOp::Equal, false));
+        assert!(!cmp(&long, &long.to_uppercase(), RefOp::Equal, true));
+        assert!(!cmp(&long, &(long.clone() + "x"), RefOp::Equal, false));
+        assert!(cmp("C:\\A\\B.EXE", "c:\\a", RefOp::Prefix, false));
+        assert!(cmp("C:\\A\\B.EXE", "b.exe", RefOp::Suffix, false));
+        assert!(cmp("xxÄRGERyy", "ärger", RefOp::Contains, false));
+        assert!(cmp("ÄRGER", "ärger", RefOp::Equal, false));
+        assert!(!cmp("ÄRGER", "ärger", RefOp::Equal, true));
+        assert!(!cmp("a", "ab", RefOp::Prefix, false));
+    }
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(number(&Val::Text(b" 0x10 ")), Some(16));
+        assert_eq!(number(&Val::Text(b"-5")), Some(-5));
+        let long = alloc::string::String::from(" ").repeat(100) + "5";
+        assert_eq!(number(&Val::Text(long.as_bytes())), None);
+        assert_eq!(number(&Val::Int(7)), Some(7));
+        assert!(in_network(
+            b"10.1.2.3",
+            &[10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            8,
+            true
+        ));
+        assert!(!in_network(
+            b"11.1.2.3",
+            &[10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            8,
+            true
+        ));
     }
 }

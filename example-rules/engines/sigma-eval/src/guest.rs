@@ -18,7 +18,7 @@ use rulebox_sdk::abi::{self, pack};
 use rulebox_sdk::{Detections, EventView, RuleMetadata};
 
 use crate::eval::Evaluator;
-use crate::program::{LOCATOR_MAGIC, Program};
+use crate::program::LOCATOR_MAGIC;
 
 /// The magic, then the program's address and length (little-endian `u32`s), written by the compiler.
 #[repr(C)]
@@ -37,7 +37,7 @@ static LOCATOR: Locator = Locator {
 };
 
 struct State {
-    eval: Evaluator,
+    eval: Evaluator<'static>,
     metadata: Vec<u8>,
     input: Vec<u8>,
     detections: Detections,
@@ -70,21 +70,21 @@ fn load() -> Option<State> {
     // allocator never hands out (it only grows memory past its size at start), so nothing else
     // writes there and the bytes live as long as the instance.
     let bytes: &'static [u8] = unsafe { core::slice::from_raw_parts(start as *const u8, len) };
-    let program = Program::from_bytes(bytes).ok()?;
+    let eval = Evaluator::from_bytes(bytes).ok()?;
     let metadata = RuleMetadata {
         schema_version: abi::SCHEMA_VERSION,
-        id: program.id.clone().into(),
-        name: program.title.clone().into(),
-        version: program.version.clone().into(),
-        severity: program.severity,
-        subscriptions: program.kinds,
+        id: eval.id().into(),
+        name: eval.title().into(),
+        version: eval.version().into(),
+        severity: eval.severity(),
+        subscriptions: eval.kinds(),
     };
     let metadata = postcard::to_allocvec(&metadata).ok()?;
     // One leak per instance, for the `'static` id `Detections` wants.
-    let id: &'static str = Box::leak(program.id.clone().into_boxed_str());
-    let detections = Detections::new(id, program.severity);
+    let id: &'static str = Box::leak(eval.id().into());
+    let detections = Detections::new(id, eval.severity());
     Some(State {
-        eval: Evaluator::new(program),
+        eval,
         metadata,
         input: Vec::new(),
         detections,
@@ -143,11 +143,10 @@ extern "C" fn rulebox_on_event(len: u32) -> u64 {
             let Ok(event) = EventView::new(bytes) else {
                 return abi::RESULT_UNDECODABLE_EVENT;
             };
-            if !eval.matches(&event) {
+            detections.clear();
+            if !eval.detect(&event, detections) {
                 return abi::RESULT_NONE;
             }
-            detections.clear();
-            detections.detect(&eval.program().title);
             let result = detections.as_bytes();
             pack(result.as_ptr() as u32, result.len() as u32)
         },

@@ -1,34 +1,40 @@
 //! # rulebox-sigma-eval: the Sigma evaluator that runs inside the sandbox
 //!
-//! `rulebox sigma compile` (crate `rulebox-sigma`) turns a Sigma rule into a [`Program`]: a small,
-//! fully expanded boolean expression over field tests (every modifier already applied, every string
-//! already case-folded, every regular expression already lowered to a [`Regex`] instruction list). It
-//! then takes this crate's WebAssembly build and embeds the program's postcard bytes as a data segment,
-//! giving one rule module per Sigma rule. Inside the sandbox, the module decodes its program once and
-//! evaluates it with an [`Evaluator`] on every event, reading only the fields the program tests from
-//! the host's encoding (`rulebox_sdk::EventView`); the host never interprets rule data.
+//! `rulebox sigma compile` (crate `rulebox-sigma`) turns a Sigma rule into a [`Program`]: the event
+//! fields it reads, one deterministic automaton ([`Dfa`]) per field answering every text pattern the
+//! rule has on that field (every modifier already applied, case folding built into the automaton,
+//! wildcards and regular expressions already determinized), and a boolean condition over the
+//! automata's answers and a few checks that are not patterns (numbers, networks, presence, field
+//! references). It then takes this crate's WebAssembly build and embeds the program's postcard bytes
+//! as a data segment, giving one rule module per Sigma rule. Inside the sandbox, the module decodes
+//! and checks its program once and evaluates it with an [`Evaluator`] on every event, reading only
+//! the fields the program tests from the host's encoding (`rulebox_sdk::EventView`) and scanning
+//! each at most once per automaton; the host never interprets rule data.
 //!
 //! The same source runs natively (tests, benchmarks):
 //!
 //! ```
-//! use rulebox_sigma_eval::{Check, Evaluator, Expr, Pattern, Program, Test, FORMAT_VERSION};
+//! use rulebox_sigma_eval::{Check, Evaluator, Expr, FieldSpec, Program, FORMAT_VERSION};
 //! use rulebox_sdk::{Event, EventData, EventKind, EventKinds, ProcessStart, Severity};
 //!
+//! // "The process has a command line" (text patterns come from the compiler, as automata).
 //! let program = Program {
 //!     format: FORMAT_VERSION,
-//!     id: "whoami".into(),
-//!     title: "whoami run".into(),
+//!     id: "has-cmdline".into(),
+//!     title: "a command line".into(),
 //!     version: "1".into(),
 //!     severity: Severity::Low,
 //!     kinds: EventKinds::of(&[EventKind::ProcessStart]),
-//!     condition: Expr::Test(Test {
-//!         field: Some("Image".into()),
-//!         check: Check::Text { pattern: Pattern::Suffix("\\whoami.exe".into()), cased: false },
-//!     }),
+//!     fields: vec![FieldSpec { names: vec!["CommandLine".into()], elements: false }],
+//!     scans: vec![],
+//!     guard: Expr::True,
+//!     condition: Expr::Check { field: 0, check: Check::Exists(true) },
+//!     report: vec![],
+//!     gate: None,
 //! };
-//! let mut eval = Evaluator::new(program);
+//! let mut eval = Evaluator::new(program).unwrap();
 //! let mut body = ProcessStart::default();
-//! body.image = "C:\\Windows\\System32\\WHOAMI.EXE".into();
+//! body.command_line = "cmd /c whoami".into();
 //! // `matches` reads an encoded event in place, as in the sandbox; `matches_event` encodes first.
 //! assert!(eval.matches_event(&Event::new(EventData::ProcessStart(body))));
 //! ```
@@ -36,16 +42,19 @@
 
 extern crate alloc;
 
+mod dfa;
 mod eval;
 mod fold;
 #[cfg(target_arch = "wasm32")]
 mod guest;
 mod program;
-mod regex;
 
-pub use eval::Evaluator;
-pub use fold::fold_case;
-pub use program::{
-    Check, Expr, FORMAT_VERSION, Glob, LOCATOR_MAGIC, NumOp, Pattern, Program, ProgramError, Test,
+pub use dfa::{
+    Automaton, Dfa, DfaError, MAX_TRANSITIONS, START_BYTES, ScanState, Special, Starts, quad_hash,
 };
-pub use regex::{Inst, Look, Regex};
+pub use eval::Evaluator;
+pub use fold::{fold_case, fold_char};
+pub use program::{
+    Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, NumOp, Program,
+    ProgramError, RefOp, Scan,
+};

@@ -1,4 +1,10 @@
 //! The compiled form of one Sigma rule, as the compiler writes it and the evaluator reads it.
+//!
+//! A program is self-contained: its metadata, the event fields it reads (with the other spellings
+//! sources use for them), the automata that answer its text patterns (each runs over one field's
+//! value, once per event, answering every pattern of the rule on that field), and the boolean
+//! condition over their answers and the few checks that are not patterns (numbers, networks,
+//! presence, field references).
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -6,10 +12,10 @@ use alloc::vec::Vec;
 use rulebox_sdk::{EventKinds, Severity};
 use serde::{Deserialize, Serialize};
 
-use crate::regex::Regex;
+use crate::dfa::{Dfa, DfaError};
 
 /// The version of the program encoding; the evaluator refuses any other.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The 16 bytes that mark the evaluator's program locator in its data section. The compiler finds
 /// them, then writes the program's address and length into the 8 bytes that follow.
@@ -18,9 +24,12 @@ pub const LOCATOR_MAGIC: [u8; 16] = *b"rulebox-sigma-p1";
 /// Nesting deeper than this is refused by [`Program::from_bytes`] (the compiler stays far below it).
 pub const MAX_DEPTH: usize = 64;
 
+/// At most this many fields, automata or reported fields in one program.
+pub const MAX_ITEMS: usize = u16::MAX as usize;
+
 /// One compiled Sigma rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Program {
+pub struct Program<'a> {
     /// [`FORMAT_VERSION`].
     pub format: u32,
     /// The rule id (the Sigma `id`, else its title).
@@ -33,8 +42,57 @@ pub struct Program {
     pub severity: Severity,
     /// The event kinds the rule's `logsource` maps to.
     pub kinds: EventKinds,
-    /// The whole rule: logsource guard and detection condition.
+    /// The event fields the program reads; [`Expr`], [`Scan`] and [`Program::report`] refer to them by
+    /// index.
+    pub fields: Vec<FieldSpec>,
+    /// The automata: each runs over one field's value (or over every field's, for Sigma keywords) and
+    /// answers all of its patterns in that one pass.
+    #[serde(borrow)]
+    pub scans: Vec<Scan<'a>>,
+    /// What the `logsource` requires beyond the kind (a channel, a provider, an event id). Its fields
+    /// are not reported as matched.
+    pub guard: Expr,
+    /// The detection condition.
     pub condition: Expr,
+    /// The fields a detection reports, when the rule lists them (Sigma `fields:`). Empty: a detection
+    /// reports the fields the condition matched.
+    pub report: Vec<u16>,
+    /// Literals the condition cannot hold without (the compiler derives them): when the event
+    /// lacks them, the rule does not match and nothing else is scanned. A few literals, so it costs
+    /// a fast pass where the condition's own scans would not.
+    pub gate: Option<Gate>,
+}
+
+/// What a [`Program::gate`] requires: in the values its scan reads, for every clause, one of the
+/// clause's patterns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    /// The scan (index into [`Program::scans`]).
+    pub scan: u16,
+    /// The clauses: pattern numbers of the scan.
+    pub clauses: Vec<Vec<u16>>,
+}
+
+/// One event field a program reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldSpec {
+    /// The names to look the field up by, in order: the first the event has is the field. The first
+    /// is the Sigma name (`ThreatName`), the others how sources spell it (`Threat Name`).
+    pub names: Vec<String>,
+    /// Whether the elements of a list the source flattened under one of the names (`Data[0]`,
+    /// `Data[1]`, ...) are values of the field too: the field then matches when any value does.
+    pub elements: bool,
+}
+
+/// An automaton over the values of one field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scan<'a> {
+    /// The field (index into [`Program::fields`]), or `None` for every field of the event (Sigma
+    /// keywords: a pattern matches when it matches some field's value).
+    pub field: Option<u16>,
+    /// The automaton; its pattern numbers are what [`Expr::Match`] names.
+    #[serde(borrow)]
+    pub dfa: Dfa<'a>,
 }
 
 /// Why a program could not be decoded.
@@ -45,10 +103,14 @@ pub enum ProgramError {
     Decode,
     /// The program was written for another [`FORMAT_VERSION`].
     Format(u32),
-    /// A regular expression jumps outside its instruction list.
-    BadRegex,
+    /// An automaton is malformed.
+    Dfa(DfaError),
+    /// An expression names a field, automaton or pattern that does not exist.
+    BadIndex,
     /// Nesting deeper than [`MAX_DEPTH`].
     TooDeep,
+    /// More than [`MAX_ITEMS`] fields, automata or reported fields.
+    TooMany,
 }
 
 impl core::fmt::Display for ProgramError {
@@ -61,29 +123,97 @@ impl core::fmt::Display for ProgramError {
                     "program format {v}, the evaluator reads {FORMAT_VERSION}"
                 )
             }
-            ProgramError::BadRegex => f.write_str("a regular expression jumps out of range"),
+            ProgramError::Dfa(e) => write!(f, "an automaton is malformed: {e}"),
+            ProgramError::BadIndex => {
+                f.write_str("an expression names a field, automaton or pattern that does not exist")
+            }
             ProgramError::TooDeep => write!(f, "nesting deeper than {MAX_DEPTH}"),
+            ProgramError::TooMany => write!(f, "more than {MAX_ITEMS} fields or automata"),
         }
     }
 }
 
-impl Program {
+impl From<DfaError> for ProgramError {
+    fn from(e: DfaError) -> ProgramError {
+        ProgramError::Dfa(e)
+    }
+}
+
+impl<'a> Program<'a> {
     /// Encodes the program (postcard).
     pub fn to_bytes(&self) -> Result<Vec<u8>, postcard::Error> {
         postcard::to_allocvec(self)
     }
 
-    /// Decodes and checks a program: its format version, its nesting depth and every regex jump.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Program, ProgramError> {
+    /// Turns every borrowed table into an owned one.
+    pub fn into_owned(self) -> Program<'static> {
+        Program {
+            scans: self
+                .scans
+                .into_iter()
+                .map(|s| Scan {
+                    field: s.field,
+                    dfa: s.dfa.into_owned(),
+                })
+                .collect(),
+            format: self.format,
+            id: self.id,
+            title: self.title,
+            version: self.version,
+            severity: self.severity,
+            kinds: self.kinds,
+            fields: self.fields,
+            guard: self.guard,
+            condition: self.condition,
+            report: self.report,
+            gate: self.gate,
+        }
+    }
+
+    /// Decodes and checks a program: its format version, then [`check`](Self::check). The
+    /// automata's transition tables borrow from `bytes`.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Program<'a>, ProgramError> {
         // The format version comes first, so an old or new evaluator says so instead of misreading.
         let (format, _) =
             postcard::take_from_bytes::<u32>(bytes).map_err(|_| ProgramError::Decode)?;
         if format != FORMAT_VERSION {
             return Err(ProgramError::Format(format));
         }
-        let program: Program = postcard::from_bytes(bytes).map_err(|_| ProgramError::Decode)?;
-        program.condition.check(0)?;
+        let program: Program<'a> = postcard::from_bytes(bytes).map_err(|_| ProgramError::Decode)?;
+        program.check()?;
         Ok(program)
+    }
+
+    /// Checks everything the evaluator relies on: the format version, every automaton (see
+    /// [`Dfa::check`]), every index an expression, automaton or report holds, and the nesting depth.
+    pub fn check(&self) -> Result<(), ProgramError> {
+        if self.format != FORMAT_VERSION {
+            return Err(ProgramError::Format(self.format));
+        }
+        if self.fields.len() > MAX_ITEMS
+            || self.scans.len() > MAX_ITEMS
+            || self.report.len() > MAX_ITEMS
+        {
+            return Err(ProgramError::TooMany);
+        }
+        let field_ok = |f: u16| usize::from(f) < self.fields.len();
+        for scan in &self.scans {
+            scan.dfa.check()?;
+            if scan.field.is_some_and(|f| !field_ok(f)) {
+                return Err(ProgramError::BadIndex);
+            }
+        }
+        if !self.report.iter().all(|&f| field_ok(f))
+            || self.gate.as_ref().is_some_and(|g| {
+                self.scans
+                    .get(usize::from(g.scan))
+                    .is_none_or(|s| g.clauses.iter().flatten().any(|&p| p >= s.dfa.patterns))
+            })
+        {
+            return Err(ProgramError::BadIndex);
+        }
+        self.guard.check(self, 0)?;
+        self.condition.check(self, 0)
     }
 }
 
@@ -102,50 +232,56 @@ pub enum Expr {
     Not(Box<Expr>),
     /// The event is of one of these kinds.
     Kind(EventKinds),
-    /// A test of one field, or of every field (keywords).
-    Test(Test),
+    /// Pattern `pattern` of automaton `scan` matched its field's value. A field the event does not
+    /// have matches no pattern.
+    Match {
+        /// The automaton (index into [`Program::scans`]).
+        scan: u16,
+        /// The pattern number within it.
+        pattern: u16,
+    },
+    /// A check of one field that is not a text pattern.
+    Check {
+        /// The field (index into [`Program::fields`]).
+        field: u16,
+        /// What its value must satisfy.
+        check: Check,
+    },
 }
 
 impl Expr {
-    fn check(&self, depth: usize) -> Result<(), ProgramError> {
+    fn check(&self, program: &Program<'_>, depth: usize) -> Result<(), ProgramError> {
         if depth > MAX_DEPTH {
             return Err(ProgramError::TooDeep);
         }
+        let field_ok = |f: u16| usize::from(f) < program.fields.len();
         match self {
-            Expr::And(v) | Expr::Or(v) => v.iter().try_for_each(|e| e.check(depth + 1)),
-            Expr::Not(e) => e.check(depth + 1),
-            Expr::Test(Test {
-                check: Check::Regex(re),
-                ..
-            }) => re.check(),
-            _ => Ok(()),
+            Expr::And(v) | Expr::Or(v) => v.iter().try_for_each(|e| e.check(program, depth + 1)),
+            Expr::Not(e) => e.check(program, depth + 1),
+            Expr::Match { scan, pattern } => match program.scans.get(usize::from(*scan)) {
+                Some(s) if *pattern < s.dfa.patterns => Ok(()),
+                _ => Err(ProgramError::BadIndex),
+            },
+            Expr::Check { field, check } => {
+                let other_ok = match check {
+                    Check::FieldRef { other, .. } => field_ok(*other),
+                    _ => true,
+                };
+                if field_ok(*field) && other_ok {
+                    Ok(())
+                } else {
+                    Err(ProgramError::BadIndex)
+                }
+            }
+            Expr::True | Expr::False | Expr::Kind(_) => Ok(()),
         }
     }
 }
 
-/// One field test.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Test {
-    /// The field (an event-schema name such as `Image`), or `None` for a keyword: any field's value.
-    pub field: Option<String>,
-    /// What the value must satisfy.
-    pub check: Check,
-}
-
-/// What a field value must satisfy. A field the event does not have fails every check but
-/// [`Check::Null`] and `Check::Exists(false)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What a field value must satisfy, for tests that are not text patterns. A field the event does
+/// not have fails every check but [`Check::Null`] and `Check::Exists(false)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Check {
-    /// The value as text matches `pattern`; unless `cased`, the pattern is already case-folded and
-    /// the value is folded before the comparison.
-    Text {
-        /// The pattern.
-        pattern: Pattern,
-        /// Case-sensitive (the Sigma `cased` modifier).
-        cased: bool,
-    },
-    /// The value as text matches a regular expression somewhere (unanchored unless it anchors itself).
-    Regex(Regex),
     /// The value is an IP address inside a network.
     Cidr {
         /// The network address, IPv4 addresses in the first 4 bytes.
@@ -168,10 +304,10 @@ pub enum Check {
     Exists(bool),
     /// The value compares to another field's value (Sigma `fieldref`).
     FieldRef {
-        /// The other field.
-        other: String,
-        /// How the two compare: [`Pattern`] kinds other than `Glob`, the literal being ignored.
-        how: Pattern,
+        /// The other field (index into [`Program::fields`]).
+        other: u16,
+        /// How the two compare.
+        how: RefOp,
         /// Case-sensitive.
         cased: bool,
     },
@@ -190,87 +326,18 @@ pub enum NumOp {
     Gte,
 }
 
-/// A text pattern (already case-folded by the compiler unless the check is case-sensitive).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Pattern {
-    /// The whole value equals the text.
-    Exact(String),
-    /// The value contains the text.
-    Contains(String),
-    /// The value starts with the text.
-    Prefix(String),
-    /// The value ends with the text.
-    Suffix(String),
-    /// A wildcard pattern (Sigma `*` and `?`).
-    Glob(Vec<Glob>),
-}
-
-/// One piece of a wildcard pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Glob {
-    /// Literal text.
-    Lit(String),
-    /// `*`: any text, possibly empty.
-    Any,
-    /// `?`: exactly one character.
-    One,
-}
-
-impl Pattern {
-    /// Whether `text` matches.
-    pub fn matches(&self, text: &str) -> bool {
-        match self {
-            Pattern::Exact(p) => text == p,
-            Pattern::Contains(p) => text.contains(p.as_str()),
-            Pattern::Prefix(p) => text.starts_with(p.as_str()),
-            Pattern::Suffix(p) => text.ends_with(p.as_str()),
-            Pattern::Glob(g) => glob_match(g, text),
-        }
-    }
-}
-
-/// The length in bytes of the character starting at byte `i` of `s`.
-fn char_len(s: &str, i: usize) -> usize {
-    s[i..].chars().next().map_or(1, char::len_utf8)
-}
-
-/// Wildcard matching with the classic last-star backtracking: O(pattern × text), no recursion.
-fn glob_match(toks: &[Glob], s: &str) -> bool {
-    let (mut ti, mut si) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    loop {
-        if let Some(tok) = toks.get(ti) {
-            match tok {
-                Glob::Any => {
-                    star = Some((ti + 1, si));
-                    ti += 1;
-                    continue;
-                }
-                Glob::One if si < s.len() => {
-                    si += char_len(s, si);
-                    ti += 1;
-                    continue;
-                }
-                Glob::Lit(l) if s[si..].starts_with(l.as_str()) => {
-                    si += l.len();
-                    ti += 1;
-                    continue;
-                }
-                _ => {}
-            }
-        } else if si == s.len() {
-            return true;
-        }
-        match star {
-            Some((t, r)) if r < s.len() => {
-                let r = r + char_len(s, r);
-                star = Some((t, r));
-                ti = t;
-                si = r;
-            }
-            _ => return false,
-        }
-    }
+/// How a field's value compares to another field's (Sigma `fieldref`, with `contains`, `startswith`
+/// or `endswith`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefOp {
+    /// The values are equal.
+    Equal,
+    /// The value contains the other.
+    Contains,
+    /// The value starts with the other.
+    Prefix,
+    /// The value ends with the other.
+    Suffix,
 }
 
 #[cfg(test)]
@@ -278,45 +345,81 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    fn lit(s: &str) -> Glob {
-        Glob::Lit(s.into())
-    }
-
-    #[test]
-    fn globs() {
-        let g = vec![lit("a"), Glob::Any, lit("b"), Glob::One, lit("c")];
-        assert!(glob_match(&g, "abxc"));
-        assert!(glob_match(&g, "a__b_c"));
-        assert!(glob_match(&g, "abbbbéc"));
-        assert!(!glob_match(&g, "abc"));
-        assert!(!glob_match(&g, "xabxc"));
-        assert!(glob_match(&[Glob::Any], ""));
-        assert!(!glob_match(&[Glob::One], ""));
-        assert!(glob_match(&[Glob::Any, lit("x"), Glob::Any], "aaxaa"));
-        assert!(!glob_match(&[Glob::Any, lit("x")], "aaxaa"));
+    fn program(condition: Expr) -> Program<'static> {
+        Program {
+            format: FORMAT_VERSION,
+            id: "x".into(),
+            title: "t".into(),
+            version: "1".into(),
+            severity: Severity::Low,
+            kinds: EventKinds(1),
+            fields: vec![FieldSpec {
+                names: vec!["Image".into()],
+                elements: false,
+            }],
+            scans: Vec::new(),
+            guard: Expr::True,
+            condition,
+            report: Vec::new(),
+            gate: None,
+        }
     }
 
     #[test]
     fn decode_refuses_other_formats_and_garbage() {
         let p = Program {
             format: FORMAT_VERSION + 1,
-            id: "x".into(),
-            title: "t".into(),
-            version: "1".into(),
-            severity: Severity::Low,
-            kinds: EventKinds(1),
-            condition: Expr::True,
+            ..program(Expr::True)
         };
         let bytes = p.to_bytes().unwrap();
         assert_eq!(
             Program::from_bytes(&bytes),
             Err(ProgramError::Format(FORMAT_VERSION + 1))
         );
-        assert_eq!(Program::from_bytes(&[1, 0xff]), Err(ProgramError::Decode));
-        let ok = Program {
-            format: FORMAT_VERSION,
-            ..p
-        };
+        assert_eq!(Program::from_bytes(&[2, 0xff]), Err(ProgramError::Decode));
+        let ok = program(Expr::True);
         assert_eq!(Program::from_bytes(&ok.to_bytes().unwrap()), Ok(ok));
+    }
+
+    #[test]
+    fn decode_refuses_dangling_indices_and_deep_nesting() {
+        let bad = [
+            Expr::Match {
+                scan: 0,
+                pattern: 0,
+            },
+            Expr::Check {
+                field: 1,
+                check: Check::Null,
+            },
+            Expr::Check {
+                field: 0,
+                check: Check::FieldRef {
+                    other: 9,
+                    how: RefOp::Equal,
+                    cased: false,
+                },
+            },
+        ];
+        for e in bad {
+            let bytes = program(e.clone()).to_bytes().unwrap();
+            assert_eq!(
+                Program::from_bytes(&bytes),
+                Err(ProgramError::BadIndex),
+                "{e:?}"
+            );
+        }
+        let mut deep = Expr::True;
+        for _ in 0..=MAX_DEPTH + 1 {
+            deep = Expr::Not(Box::new(deep));
+        }
+        let bytes = program(deep).to_bytes().unwrap();
+        assert_eq!(Program::from_bytes(&bytes), Err(ProgramError::TooDeep));
+        let mut p = program(Expr::True);
+        p.report = vec![3];
+        assert_eq!(
+            Program::from_bytes(&p.to_bytes().unwrap()),
+            Err(ProgramError::BadIndex)
+        );
     }
 }
