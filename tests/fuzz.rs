@@ -277,6 +277,7 @@ pub fn parse_content(data: &[u8]) {
             expires_unix: u64::MAX,
             keys: Default::default(),
             threshold: 1,
+            roles: Default::default(),
         };
         let _ = rulebox_runtime::content::verify_bundle(
             dir.path(),
