@@ -586,3 +586,6 @@ impl Repository {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -267,6 +267,26 @@ pub enum Verdict {
     },
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Halt => f.write_str("a gate failed: halted"),
+            Verdict::Advance { ring } => write!(f, "ring {} passed: ring {ring} opened", ring - 1),
+            Verdict::Complete => f.write_str("the last ring passed: complete"),
+            Verdict::Hold { reasons } => {
+                f.write_str("holding: ")?;
+                for (i, r) in reasons.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{r}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// One gate evaluation, as the audit records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -475,7 +495,7 @@ impl RolloutState {
             let mut effects = vec![Effect::Halt {
                 failures: failures.clone(),
             }];
-            effects.push(Effect::PublishRevert(self.revert(now, &reason)));
+            effects.push(Effect::PublishRevert(self.core.revert(now, &reason)));
             self.core.phase = Phase::Halted {
                 at: now,
                 ring,
@@ -540,15 +560,33 @@ impl RolloutState {
         })
     }
 
+    /// An operator's halt ([`RolloutCore::halt`]).
+    pub fn halt(
+        &mut self,
+        now: u64,
+        by: &str,
+        reason: &str,
+        revert: bool,
+    ) -> Result<Vec<Effect>, RolloutError> {
+        self.core.halt(now, by, reason, revert)
+    }
+
+    /// An operator's resume ([`RolloutCore::resume`]).
+    pub fn resume(&mut self, now: u64) -> Result<Vec<Effect>, RolloutError> {
+        self.core.resume(now)
+    }
+}
+
+impl RolloutCore {
     fn revert(&self, now: u64, reason: &str) -> Revert {
         Revert {
             format: REVERT_FORMAT,
-            release: self.release(),
-            to: self.core.plan.previous,
+            release: self.plan.release,
+            to: self.plan.previous,
             issued_unix: now,
             expires_unix: now
                 .saturating_add(REVERT_VALIDITY_SECS)
-                .max(self.core.revert_valid_until),
+                .max(self.revert_valid_until),
             reason: reason.to_owned(),
         }
     }
@@ -564,9 +602,9 @@ impl RolloutState {
         reason: &str,
         revert: bool,
     ) -> Result<Vec<Effect>, RolloutError> {
-        let ring = match &self.core.phase {
+        let ring = match &self.phase {
             Phase::Rolling { ring, .. } => *ring,
-            Phase::Complete { .. } => self.core.plan.rings.len().saturating_sub(1),
+            Phase::Complete { .. } => self.plan.rings.len().saturating_sub(1),
             Phase::Halted {
                 reverted: false,
                 ring,
@@ -580,19 +618,19 @@ impl RolloutState {
             }
         };
         let mut effects = Vec::new();
-        if !matches!(self.core.phase, Phase::Halted { .. }) {
+        if !matches!(self.phase, Phase::Halted { .. }) {
             effects.push(Effect::Halt {
                 failures: Vec::new(),
             });
         }
-        let failures = match &self.core.phase {
+        let failures = match &self.phase {
             Phase::Halted { failures, .. } => failures.clone(),
             _ => Vec::new(),
         };
         if revert {
             effects.push(Effect::PublishRevert(self.revert(now, reason)));
         }
-        self.core.phase = Phase::Halted {
+        self.phase = Phase::Halted {
             at: now,
             ring,
             failures,
@@ -607,13 +645,13 @@ impl RolloutState {
     /// and bakes in full from `now`. Refused when the release was reverted (roll out a new release
     /// number instead) or the rollout is not halted.
     pub fn resume(&mut self, now: u64) -> Result<Vec<Effect>, RolloutError> {
-        match self.core.phase {
+        match self.phase {
             Phase::Halted {
                 ring,
                 reverted: false,
                 ..
             } => {
-                self.core.phase = Phase::Rolling { ring, since: now };
+                self.phase = Phase::Rolling { ring, since: now };
                 Ok(vec![Effect::Resume { ring }])
             }
             Phase::Halted { reverted: true, .. } => Err(RolloutError::Transition {
