@@ -386,6 +386,9 @@ pub struct FakeAgent {
     pub seq: u64,
     /// What it says it runs.
     pub state: HostContentState,
+    /// A request sent without an answer (the network or the controller failed): sent again, the
+    /// same bytes, before anything new, as a real agent retries.
+    pub pending: Option<Vec<u8>>,
     base: String,
     http: ureq::Agent,
 }
@@ -422,6 +425,7 @@ impl FakeAgent {
             host_id: r.host_id,
             seq: 1,
             state: HostContentState::default(),
+            pending: None,
             base: base.to_owned(),
             http: agent(),
         }))
@@ -455,18 +459,42 @@ impl FakeAgent {
         answer(resp)
     }
 
-    /// Checks in with `reports` (signed with its key), then moves `seq` on if it was accepted.
+    /// Checks in with `reports` (signed with its key) and moves `seq` on once the controller
+    /// answered. A request that got no answer (`Err`) is kept and sent again, the same bytes,
+    /// before the next one; a `seq` conflict moves `seq` past the controller's last.
     pub fn checkin(
         &mut self,
         reports: Vec<HealthReport>,
     ) -> Result<Result<CheckinResponse, Refusal>, TestError> {
+        if let Some(body) = self.pending.clone() {
+            match self.send_signed(&body)? {
+                Ok(_) => self.seq += 1,
+                Err(refusal) => {
+                    if let Some(last) = refusal.body.last_seq {
+                        self.seq = last + 1;
+                    }
+                }
+            }
+            self.pending = None;
+        }
         let body = self.body(reports)?;
-        let sig = self.key.sign_checkin(&body);
-        let out = self.send_raw(&self.host_id.clone(), &sig, &body)?;
-        if out.is_ok() {
-            self.seq += 1;
+        self.pending = Some(body.clone());
+        let out = self.send_signed(&body)?;
+        self.pending = None;
+        match &out {
+            Ok(_) => self.seq += 1,
+            Err(refusal) => {
+                if let Some(last) = refusal.body.last_seq {
+                    self.seq = last + 1;
+                }
+            }
         }
         Ok(out)
+    }
+
+    fn send_signed(&self, body: &[u8]) -> Result<Result<CheckinResponse, Refusal>, TestError> {
+        let sig = self.key.sign_checkin(body);
+        self.send_raw(&self.host_id, &sig, body)
     }
 
     /// A report of `kind` about what it runs now, with no quarantined rule.

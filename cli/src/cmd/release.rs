@@ -12,10 +12,17 @@ pub struct KeygenArgs {
     /// Where to write the key file (created with mode 0600; keep it offline).
     #[arg(long)]
     out: PathBuf,
+    /// Make a key of an online role of the root instead (`timestamp` or `rollout`): for the
+    /// controller, never usable as a root key.
+    #[arg(long)]
+    role: Option<rulebox_runtime::content::RoleName>,
 }
 
 /// Runs `rulebox keygen`.
 pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    if let Some(role) = args.role {
+        return super::roles::keygen(role, &args.out);
+    }
     let key = rulebox_release::generate_key()?;
     rulebox_release::write_key_file(&args.out, &key)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
@@ -54,6 +61,8 @@ enum RootCommand {
         /// Signatures required.
         #[arg(long, default_value_t = 1)]
         threshold: u32,
+        #[command(flatten)]
+        roles: super::roles::RoleArgs,
     },
     /// Add a signature to a root file.
     Sign {
@@ -74,6 +83,7 @@ pub fn root(args: RootArgs) -> anyhow::Result<ExitCode> {
             expires_days,
             keys,
             threshold,
+            roles,
         } => {
             let files = keys
                 .iter()
@@ -84,7 +94,10 @@ pub fn root(args: RootArgs) -> anyhow::Result<ExitCode> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let publics: Vec<&str> = files.iter().map(|k| k.public.as_str()).collect();
             let expires = rulebox_runtime::content::now_unix() + expires_days * 86_400;
-            let root = rulebox_release::build_root(version, expires, &publics, threshold)?;
+            let mut root = rulebox_release::build_root(version, expires, &publics, threshold)?;
+            for line in super::roles::declare(&roles, &mut root)? {
+                println!("{line}");
+            }
             rulebox_release::write_root(&out, &root)?;
             println!(
                 "root version {version} with {} keys (threshold {threshold}) written to {}; sign it with `rulebox root sign`",
