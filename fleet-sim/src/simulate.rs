@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rulebox_rollout::{
-    Action, Controller, Criticality, HealthReport, HostInfo, Phase, ReportKind, RolloutPlan,
+    Controller, Criticality, Effect, HealthReport, HostInfo, Phase, ReportKind, RolloutPlan,
     validate_release,
 };
 use rulebox_runtime::content::{
@@ -39,6 +39,7 @@ struct SimHost {
     state: HostState,
     new_bad: bool,
     took_at: Option<u64>,
+    reported_good: bool,
     crash_looped: bool,
     went_silent: bool,
     boot_guard_reverts: u32,
@@ -82,6 +83,7 @@ fn make_fleet(cfg: &SimConfig) -> (Vec<HostInfo>, Vec<SimHost>) {
             state: HostState::Running,
             new_bad: false,
             took_at: None,
+            reported_good: false,
             crash_looped: false,
             went_silent: false,
             boot_guard_reverts: 0,
@@ -190,7 +192,7 @@ pub fn simulate(
         plan.clone(),
         &infos,
         &validated,
-        vec![content.vendor.clone()],
+        content.rollout.clone(),
         start,
     )?;
 
@@ -389,11 +391,21 @@ fn timeline(
                 let events = 80 + mix % 40;
                 let detections = events * run.detections / run.events.max(1);
                 let jitter = 0.9 + ((mix >> 16) % 21) as f64 / 100.0;
+                // The first heartbeat on the new release after its health window: the boot guard
+                // reached GOOD (a host crashing at boot or gone silent never gets here).
+                let kind = if host.current == NEW_RELEASE && !host.reported_good {
+                    host.reported_good = true;
+                    ReportKind::Good {
+                        release: NEW_RELEASE,
+                    }
+                } else {
+                    ReportKind::Heartbeat
+                };
                 controller.report(
                     i,
                     HealthReport {
                         at_unix: t,
-                        kind: ReportKind::Heartbeat,
+                        kind,
                         content_release: Some(host.current),
                         quarantined_rules: if host.current == NEW_RELEASE {
                             run.quarantined
@@ -410,11 +422,11 @@ fn timeline(
         }
         for action in controller.tick(t)? {
             match action {
-                Action::Halt { .. } => {
+                Effect::Halt { .. } => {
                     halted_at = Some(t);
                     settle_until = Some(t + 6 * 3600);
                 }
-                Action::Complete => {
+                Effect::Complete => {
                     completed_at = Some(t);
                     settle_until = Some(t + 2 * cfg.poll_secs);
                 }
@@ -497,7 +509,7 @@ fn timeline(
         scenario,
         hosts: hosts.len(),
         eligible,
-        ring_sizes: controller.status().ring_sizes,
+        ring_sizes: controller.status().ring_sizes(),
         received,
         received_by_ring,
         received_outside_canary_before_halt,
