@@ -72,11 +72,12 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The `per_mille`/1000 quantile of `sorted` (nearest rank).
+fn percentile(sorted: &[Duration], per_mille: usize) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    let i = ((sorted.len() - 1) * per_mille + 500) / 1000;
     sorted[i.min(sorted.len() - 1)]
 }
 
@@ -214,9 +215,9 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         args.concurrency,
         elapsed.as_secs_f64(),
         ok as f64 / elapsed.as_secs_f64(),
-        percentile(&all, 0.50).as_secs_f64() * 1e3,
-        percentile(&all, 0.90).as_secs_f64() * 1e3,
-        percentile(&all, 0.99).as_secs_f64() * 1e3,
+        percentile(&all, 500).as_secs_f64() * 1e3,
+        percentile(&all, 900).as_secs_f64() * 1e3,
+        percentile(&all, 990).as_secs_f64() * 1e3,
         all.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
     rt.block_on(running.shutdown());

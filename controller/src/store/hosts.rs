@@ -168,23 +168,11 @@ pub async fn insert_reports(
     reports: &[(u64, String)],
 ) -> Result<(), StoreError> {
     for chunk in reports.chunks(ROWS_PER_INSERT) {
-        let mut sql = String::from(
+        let sql = super::multi_row_insert(
             "INSERT INTO reports (host_id, seq, received_at, host_unix, report) VALUES ",
+            chunk.len(),
+            5,
         );
-        for i in 0..chunk.len() {
-            let b = i * 5;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            ));
-        }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (host_unix, json) in chunk {
             query = query

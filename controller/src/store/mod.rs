@@ -28,6 +28,26 @@ pub use rollouts::{RolloutRow, RolloutSummary};
 
 use crate::error::StoreError;
 
+/// `head` (an `INSERT ... VALUES `) followed by `rows` tuples of `cols` numbered placeholders,
+/// `($1, $2), ($3, $4)`: one statement for many rows, in the placeholder syntax both databases take.
+pub(crate) fn multi_row_insert(head: &str, rows: usize, cols: usize) -> String {
+    let mut sql = String::from(head);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for col in 0..cols {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * cols + col + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 /// Which database engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -176,4 +196,16 @@ pub fn to_db(value: u64) -> Result<i64, StoreError> {
 /// The database's `BIGINT` back to `u64` (a negative value is damage).
 pub fn from_db(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Damaged(format!("negative value {value}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_multi_row_insert_numbers_every_placeholder_once_in_order() {
+        assert_eq!(
+            super::multi_row_insert("INSERT INTO t (a, b) VALUES ", 3, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        assert_eq!(super::multi_row_insert("X ", 1, 1), "X ($1)");
+    }
 }

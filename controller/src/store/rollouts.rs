@@ -175,23 +175,11 @@ pub async fn insert(
     let id: i64 = row.try_get(0)?;
     const PER_INSERT: usize = 200;
     for (n, chunk) in state.hosts.chunks(PER_INSERT).enumerate() {
-        let mut sql = String::from(
+        let sql = super::multi_row_insert(
             "INSERT INTO rollout_hosts (rollout_id, idx, host_id, ring, track) VALUES ",
+            chunk.len(),
+            5,
         );
-        for i in 0..chunk.len() {
-            let b = i * 5;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5
-            ));
-        }
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (i, track) in chunk.iter().enumerate() {
             let idx = n * PER_INSERT + i;
