@@ -21,7 +21,8 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The protocol, the API, the tables and the scale path: `docs/controlplane.md`.
+//! The protocol, the API, the tables and the scale path: `docs/controlplane.md`; the operator's
+//! dashboard ([`web`], under `/ui`): `docs/rollout.md`.
 
 pub mod agent_api;
 pub mod auth;
@@ -34,6 +35,7 @@ mod service;
 pub mod store;
 pub mod testing;
 pub mod ticker;
+pub mod web;
 
 pub use auth::{
     Operator, Operators, OperatorsFile, Secret, new_token, read_operators_file, read_secret_file,

@@ -88,7 +88,7 @@ fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Result<Response
 }
 
 /// The operator's name from `Authorization: Bearer <token>`.
-fn operator(svc: &Service, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn operator(svc: &Service, headers: &HeaderMap) -> Result<String, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -118,7 +118,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-fn check_reason(reason: &str) -> Result<(), ApiError> {
+pub(crate) fn check_reason(reason: &str) -> Result<(), ApiError> {
     if reason.trim().is_empty() || reason.len() > MAX_REASON_BYTES {
         return Err(ApiError::new(
             ErrorCode::BadRequest,
@@ -252,7 +252,7 @@ pub async fn start(
     json_response(StatusCode::CREATED, &view)
 }
 
-async fn view(svc: &Service, id: i64) -> Result<RolloutView, ApiError> {
+pub(crate) async fn view(svc: &Service, id: i64) -> Result<RolloutView, ApiError> {
     let mut conn = svc.store.pool().acquire().await?;
     let row = rollouts::get(&mut conn, svc.store.dialect(), id, false)
         .await?
@@ -320,7 +320,7 @@ pub async fn status(
 
 /// Runs an operator's transition on rollout `id` in one transaction: the rollout row locked, the
 /// transition, its effects recorded (audit, a signed revert with its outbox entry), committed.
-async fn transition(
+pub(crate) async fn transition(
     svc: &Service,
     id: i64,
     who: &str,

@@ -17,10 +17,12 @@ use crate::clock::Clock;
 use crate::config::ControllerConfig;
 use crate::error::ServiceError;
 use crate::store::{Store, lease};
-use crate::{agent_api, operator_api, ticker};
+use crate::{agent_api, operator_api, ticker, web};
 
 /// Largest operator request body, in bytes.
 const MAX_OPERATOR_BYTES: usize = 1 << 20;
+/// Largest dashboard form, in bytes.
+const MAX_FORM_BYTES: usize = 16 << 10;
 
 /// What every handler and the ticker share.
 #[derive(Debug)]
@@ -41,6 +43,8 @@ pub struct Service {
     pub holder: String,
     /// Wakes the ticker (an operator's halt has outbox entries to carry out).
     pub wake: Notify,
+    /// The dashboard's sessions.
+    pub sessions: crate::web::session::Sessions,
 }
 
 /// A started controller.
@@ -202,6 +206,7 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Servic
         root,
         root_path,
         wake: Notify::new(),
+        sessions: crate::web::session::Sessions::default(),
         config,
     });
     let (shutdown, mut stop) = watch::channel(false);
@@ -264,6 +269,7 @@ fn router(service: Arc<Service>) -> Router {
         .route("/v1/audit", get(operator_api::audit))
         .route("/v1/controller", get(operator_api::info))
         .route("/healthz", get(operator_api::health))
+        .merge(web::routes().layer(DefaultBodyLimit::max(MAX_FORM_BYTES)))
         .with_state(service);
     if let Some(dir) = serve_repo {
         app = app.nest_service("/repo", tower_http::services::ServeDir::new(dir));

@@ -21,7 +21,7 @@ use crate::error::StoreError;
 use crate::fault::crash_point;
 use crate::service::Service;
 use crate::store::{
-    AuditKind, OutboxKind, RolloutRow, Tx, TxKind, audit, hosts, lease, outbox, rollouts,
+    AuditKind, OutboxKind, RolloutRow, Tx, TxKind, audit, hosts, lease, outbox, rollouts, samples,
 };
 
 /// Who acts in the audit when the controller decides.
@@ -123,6 +123,7 @@ pub async fn tick(svc: &Service) -> Result<(), StoreError> {
             .tick(now, &folded)
             .map_err(|e| StoreError::Damaged(e.to_string()))?;
         rollouts::save(&mut tx, row.id, &state, &outcome.changed).await?;
+        samples::record(&mut tx, row.id, now, &state.status().rings).await?;
         let row = RolloutRow {
             core: state.core.clone(),
             ..row

@@ -290,7 +290,8 @@ fn timeline(
             }
         )));
     }
-    let mut timeline = Vec::new();
+    let mut timeline: Vec<TimelinePoint> = Vec::new();
+    let quarantines = on_new.as_ref().is_some_and(|r| r.quarantined > 0);
     let mut halted_at: Option<u64> = None;
     let mut completed_at: Option<u64> = None;
     let mut t = start;
@@ -433,8 +434,15 @@ fn timeline(
                 _ => {}
             }
         }
+        // A point whenever a ring's figures change: the picture's steps are the fleet's.
+        let point = snapshot(elapsed, hosts, controller, rings_n, scenario, quarantines);
+        if timeline
+            .last()
+            .is_none_or(|last: &TimelinePoint| last.rings != point.rings)
+        {
+            timeline.push(point);
+        }
         if elapsed.is_multiple_of(300) {
-            timeline.push(snapshot(elapsed, hosts, controller, rings_n, scenario));
             progress(elapsed, expected);
         }
         // After a halt, stop once every host is back on good content (and one poll later).
@@ -452,7 +460,14 @@ fn timeline(
         t += step;
     }
     let elapsed = t - start;
-    timeline.push(snapshot(elapsed, hosts, controller, rings_n, scenario));
+    timeline.push(snapshot(
+        elapsed,
+        hosts,
+        controller,
+        rings_n,
+        scenario,
+        quarantines,
+    ));
     progress(elapsed, elapsed);
 
     let mut received_by_ring = vec![0; rings_n];
@@ -510,6 +525,12 @@ fn timeline(
         hosts: hosts.len(),
         eligible,
         ring_sizes: controller.status().ring_sizes(),
+        ring_opened_after_secs: controller
+            .status()
+            .rings
+            .iter()
+            .filter_map(|r| r.opened_at.map(|at| at.saturating_sub(start)))
+            .collect(),
         received,
         received_by_ring,
         received_outside_canary_before_halt,
@@ -547,6 +568,7 @@ fn snapshot(
     controller: &Controller,
     rings_n: usize,
     scenario: Scenario,
+    quarantines: bool,
 ) -> TimelinePoint {
     let mut rings = vec![RingPoint::default(); rings_n];
     for (i, h) in hosts.iter().enumerate() {
@@ -556,6 +578,15 @@ fn snapshot(
         let on_new = h.current == NEW_RELEASE && h.state == HostState::Running;
         if on_new {
             p.on_new += 1;
+            if quarantines {
+                p.quarantined += 1;
+            }
+        }
+        if h.took_at.is_some() && h.state != HostState::Running {
+            p.silent += 1;
+        }
+        if h.took_at.is_some() && h.current != NEW_RELEASE && h.state == HostState::Running {
+            p.reverted += 1;
         }
         if h.state != HostState::Running || (on_new && scenario.is_bad()) {
             p.failing += 1;

@@ -91,7 +91,7 @@ pub fn generate_online_key(role: RoleName) -> Result<OnlineKey, ReleaseError> {
 pub fn write_online_key(path: &Path, key: &OnlineKey) -> Result<(), ReleaseError> {
     let io = |source| ReleaseError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let bytes = serde_json::to_vec_pretty(key).map_err(ReleaseError::Encode)?;
     let mut options = std::fs::File::options();
@@ -113,7 +113,7 @@ pub fn read_online_key(path: &Path) -> Result<OnlineKey, ReleaseError> {
     use rulebox_runtime::content::CappedReadError;
     let io = |source| ReleaseError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     let bytes = rulebox_runtime::content::read_capped_following_links(path, MAX_ONLINE_KEY_BYTES)
         .map_err(|e| match e {
@@ -128,7 +128,7 @@ pub fn read_online_key(path: &Path) -> Result<OnlineKey, ReleaseError> {
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|source| ReleaseError::Json {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
     if value.get("role").is_none() {
         return Err(ReleaseError::KeyFile {
@@ -139,7 +139,7 @@ pub fn read_online_key(path: &Path) -> Result<OnlineKey, ReleaseError> {
     }
     let key: OnlineKey = serde_json::from_value(value).map_err(|source| ReleaseError::Json {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     key.key.signing_key().map_err(|e| match e {
         ReleaseError::KeyFile { problem, .. } => ReleaseError::KeyFile {

@@ -34,6 +34,7 @@
 //!
 //! Design and deployment notes: `docs/rollout.md`.
 
+pub mod chart;
 mod controller;
 mod fleet;
 mod health;
@@ -41,6 +42,7 @@ mod plan;
 mod state;
 mod status;
 
+pub use chart::{Chart, ChartCounts, ChartSample};
 pub use controller::{Controller, RolloutError, Validated, sign_revert, validate_release};
 pub use fleet::{Criticality, HostInfo, assign_rings, ring_hash};
 pub use health::{

@@ -25,6 +25,9 @@ pub struct RingStatus {
     pub refused: usize,
     /// Hosts that took it and now run another release (reverted, or their boot guard fell back).
     pub reverted: usize,
+    /// Hosts that run it, report freshly, and have a quarantined rule.
+    #[serde(default)]
+    pub quarantined: usize,
     /// Hosts that have not taken it and reported failed fetches.
     pub fetch_failed: usize,
 }
@@ -100,6 +103,7 @@ impl RolloutState {
             ring.good = m.confirmed;
             ring.silent = m.silent;
             ring.reverted = m.reverted;
+            ring.quarantined = m.quarantined;
         }
         RolloutStatus {
             release: core.plan.release,

@@ -158,3 +158,49 @@ pub async fn list(
         })
         .collect()
 }
+
+/// The newest `limit` records of `kind` about rollout `rollout`, newest first.
+pub async fn recent(
+    conn: &mut AnyConnection,
+    rollout: i64,
+    kind: Option<AuditKind>,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id FROM audit WHERE rollout_id = $1 AND ($2 = '' OR kind = $2) \
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(rollout)
+    .bind(kind.map_or("", AuditKind::name))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(oldest) = rows.last().map(|r| r.try_get::<i64, _>(0)).transpose()? else {
+        return Ok(Vec::new());
+    };
+    let mut out = list(
+        conn,
+        Some(rollout),
+        kind.map(AuditKind::name),
+        oldest - 1,
+        limit,
+    )
+    .await?;
+    out.reverse();
+    Ok(out)
+}
+
+/// How many records of `kind` rollout `rollout` has.
+pub async fn count(
+    conn: &mut AnyConnection,
+    rollout: i64,
+    kind: AuditKind,
+) -> Result<usize, StoreError> {
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM audit WHERE rollout_id = $1 AND kind = $2")
+        .bind(rollout)
+        .bind(kind.name())
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}

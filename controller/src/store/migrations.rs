@@ -39,17 +39,18 @@ struct Migration {
 }
 
 /// Every schema version, in order.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "hosts, reports, rollouts, outbox, audit, lease",
-    statements: &[
-        both("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
-        both(
-            "CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, \
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "hosts, reports, rollouts, outbox, audit, lease",
+        statements: &[
+            both("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"),
+            both(
+                "CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, \
              expires_ms BIGINT NOT NULL)",
-        ),
-        both(
-            "CREATE TABLE hosts (
+            ),
+            both(
+                "CREATE TABLE hosts (
                 host_id TEXT PRIMARY KEY,
                 public_key TEXT NOT NULL UNIQUE,
                 hostname TEXT NOT NULL,
@@ -64,10 +65,10 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 state TEXT,
                 dropped_reports BIGINT NOT NULL DEFAULT 0
             )",
-        ),
-        both("CREATE INDEX hosts_last_seen ON hosts (last_seen)"),
-        both(
-            "CREATE TABLE reports (
+            ),
+            both("CREATE INDEX hosts_last_seen ON hosts (last_seen)"),
+            both(
+                "CREATE TABLE reports (
                 id {id},
                 host_id TEXT NOT NULL,
                 seq BIGINT NOT NULL,
@@ -76,11 +77,11 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 report TEXT NOT NULL,
                 folded BIGINT NOT NULL DEFAULT 0
             )",
-        ),
-        both("CREATE INDEX reports_unfolded ON reports (id) WHERE folded = 0"),
-        both("CREATE INDEX reports_host ON reports (host_id, seq)"),
-        both(
-            "CREATE TABLE rollouts (
+            ),
+            both("CREATE INDEX reports_unfolded ON reports (id) WHERE folded = 0"),
+            both("CREATE INDEX reports_host ON reports (host_id, seq)"),
+            both(
+                "CREATE TABLE rollouts (
                 id {id},
                 release BIGINT NOT NULL UNIQUE,
                 manifest_sha256 TEXT NOT NULL,
@@ -93,9 +94,9 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 created_by TEXT NOT NULL,
                 revision BIGINT NOT NULL
             )",
-        ),
-        both(
-            "CREATE TABLE rollout_hosts (
+            ),
+            both(
+                "CREATE TABLE rollout_hosts (
                 rollout_id BIGINT NOT NULL,
                 idx BIGINT NOT NULL,
                 host_id TEXT NOT NULL,
@@ -103,26 +104,26 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 track TEXT NOT NULL,
                 PRIMARY KEY (rollout_id, idx)
             )",
-        ),
-        both("CREATE UNIQUE INDEX rollout_hosts_host ON rollout_hosts (rollout_id, host_id)"),
-        both(
-            "CREATE TABLE offers (
+            ),
+            both("CREATE UNIQUE INDEX rollout_hosts_host ON rollout_hosts (rollout_id, host_id)"),
+            both(
+                "CREATE TABLE offers (
                 rollout_id BIGINT NOT NULL,
                 host_id TEXT NOT NULL,
                 offered_at BIGINT NOT NULL,
                 PRIMARY KEY (rollout_id, host_id)
             )",
-        ),
-        both(
-            "CREATE TABLE reverts (
+            ),
+            both(
+                "CREATE TABLE reverts (
                 release BIGINT PRIMARY KEY,
                 rollout_id BIGINT NOT NULL,
                 envelope TEXT NOT NULL,
                 created_at BIGINT NOT NULL
             )",
-        ),
-        both(
-            "CREATE TABLE outbox (
+            ),
+            both(
+                "CREATE TABLE outbox (
                 id {id},
                 rollout_id BIGINT,
                 kind TEXT NOT NULL,
@@ -132,10 +133,10 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 attempts BIGINT NOT NULL DEFAULT 0,
                 last_error TEXT
             )",
-        ),
-        both("CREATE INDEX outbox_pending ON outbox (id) WHERE done_at IS NULL"),
-        both(
-            "CREATE TABLE audit (
+            ),
+            both("CREATE INDEX outbox_pending ON outbox (id) WHERE done_at IS NULL"),
+            both(
+                "CREATE TABLE audit (
                 id {id},
                 at BIGINT NOT NULL,
                 at_real_ms BIGINT NOT NULL,
@@ -145,31 +146,47 @@ const MIGRATIONS: &[Migration] = &[Migration {
                 reason TEXT NOT NULL,
                 detail TEXT NOT NULL
             )",
-        ),
-        both("CREATE INDEX audit_rollout ON audit (rollout_id, id)"),
-        // The audit is append-only: the engine itself refuses to change or delete a record.
-        only(
-            Dialect::Sqlite,
-            "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit \
+            ),
+            both("CREATE INDEX audit_rollout ON audit (rollout_id, id)"),
+            // The audit is append-only: the engine itself refuses to change or delete a record.
+            only(
+                Dialect::Sqlite,
+                "CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit \
              BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END",
-        ),
-        only(
-            Dialect::Sqlite,
-            "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit \
+            ),
+            only(
+                Dialect::Sqlite,
+                "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit \
              BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END",
-        ),
-        only(
-            Dialect::Postgres,
-            "CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS \
+            ),
+            only(
+                Dialect::Postgres,
+                "CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN RAISE EXCEPTION 'the audit table is append-only'; END $$",
-        ),
-        only(
-            Dialect::Postgres,
-            "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit \
+            ),
+            only(
+                Dialect::Postgres,
+                "CREATE TRIGGER audit_no_change BEFORE UPDATE OR DELETE ON audit \
              FOR EACH ROW EXECUTE FUNCTION audit_append_only()",
-        ),
-    ],
-}];
+            ),
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "per-ring figures over time, for the dashboard's timeline",
+        statements: &[
+            both(
+                "CREATE TABLE ring_samples (
+                id {id},
+                rollout_id BIGINT NOT NULL REFERENCES rollouts(id),
+                at BIGINT NOT NULL,
+                rings TEXT NOT NULL
+            )",
+            ),
+            both("CREATE INDEX ring_samples_by_rollout ON ring_samples (rollout_id, id)"),
+        ],
+    },
+];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {

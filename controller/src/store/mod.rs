@@ -14,6 +14,7 @@ pub mod lease;
 pub mod migrations;
 pub mod outbox;
 pub mod rollouts;
+pub mod samples;
 
 use std::time::Duration;
 
