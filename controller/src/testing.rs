@@ -564,3 +564,120 @@ impl OperatorClient {
         Ok((status, serde_json::from_str(&text)?))
     }
 }
+
+/// A client of the dashboard that behaves like a browser without script: it keeps the session
+/// cookie and does not follow redirects (the test sees each one).
+#[derive(Debug, Clone)]
+pub struct WebClient {
+    base: String,
+    cookie: Option<String>,
+    http: ureq::Agent,
+}
+
+/// A dashboard response.
+#[derive(Debug, Clone)]
+pub struct WebPage {
+    /// The status.
+    pub status: u16,
+    /// `Location`, for a redirect.
+    pub location: Option<String>,
+    /// The `Content-Security-Policy` header.
+    pub csp: Option<String>,
+    /// The body.
+    pub body: String,
+}
+
+/// `application/x-www-form-urlencoded` encoding of `pairs`.
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                b' ' => "+".to_owned(),
+                b => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl WebClient {
+    /// A client of the controller at `base`, signed out.
+    pub fn new(base: &str) -> WebClient {
+        WebClient {
+            base: base.to_owned(),
+            cookie: None,
+            http: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(Duration::from_secs(30)))
+                .build()
+                .into(),
+        }
+    }
+
+    fn page(&mut self, mut resp: ureq::http::Response<ureq::Body>) -> Result<WebPage, TestError> {
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (location, csp, set_cookie) = (
+            header("location"),
+            header("content-security-policy"),
+            header("set-cookie"),
+        );
+        if let Some(c) = set_cookie {
+            let pair = c.split(';').next().unwrap_or("").to_owned();
+            let live = pair.split_once('=').is_some_and(|(_, v)| !v.is_empty());
+            self.cookie = live.then_some(pair);
+        }
+        Ok(WebPage {
+            status: resp.status().as_u16(),
+            location,
+            csp,
+            body: resp.body_mut().read_to_string()?,
+        })
+    }
+
+    /// `GET path`.
+    pub fn get(&mut self, path: &str) -> Result<WebPage, TestError> {
+        let mut req = self.http.get(&format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("Cookie", c);
+        }
+        let resp = req.call()?;
+        self.page(resp)
+    }
+
+    /// `POST path` with a form.
+    pub fn post_form(&mut self, path: &str, pairs: &[(&str, &str)]) -> Result<WebPage, TestError> {
+        let mut req = self.http.post(&format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("Cookie", c);
+        }
+        let resp = req
+            .content_type("application/x-www-form-urlencoded")
+            .send(form_encode(pairs))?;
+        self.page(resp)
+    }
+
+    /// Signs in with an operator's token.
+    pub fn sign_in(&mut self, token: &str) -> Result<WebPage, TestError> {
+        self.post_form("/ui/login", &[("token", token), ("next", "/ui")])
+    }
+
+    /// The value of the hidden `csrf` field of `page`.
+    pub fn csrf_of(page: &WebPage) -> Option<String> {
+        let at = page.body.find(r#"name="csrf" value=""#)?;
+        let rest = &page.body[at + r#"name="csrf" value=""#.len()..];
+        Some(rest[..rest.find('"')?].to_owned())
+    }
+}

@@ -258,6 +258,14 @@ pub fn render(chart: &Chart) -> String {
             );
         }
         for series in &SERIES {
+            // A series that stays at zero in this ring would only hide the axis: not drawn.
+            if chart
+                .samples
+                .iter()
+                .all(|sample| sample.rings.get(ring).map_or(0, series.pick) == 0)
+            {
+                continue;
+            }
             let mut d = String::new();
             let mut last: Option<f64> = None;
             for sample in &chart.samples {
