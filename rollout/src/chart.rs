@@ -249,7 +249,7 @@ pub fn render(chart: &Chart) -> String {
         if let Some(&opened) = chart.ring_opened.get(ring) {
             let _ = writeln!(
                 s,
-                r##"<line class="mark-open" x1="{xx:.1}" y1="{top}" x2="{xx:.1}" y2="{yb}" stroke="#2ca02c" stroke-width="1.5"/><text x="{tx:.1}" y="{ty}" fill="#2ca02c">opens {when}</text>"##,
+                r##"<line class="mark-open" x1="{xx:.1}" y1="{top}" x2="{xx:.1}" y2="{yb}" stroke="#2ca02c" stroke-width="1.5"/><text x="{tx:.1}" y="{ty}" fill="#2ca02c">opens at {when}</text>"##,
                 xx = x(opened),
                 yb = top + PANEL_H,
                 tx = x(opened) + 4.0,
@@ -303,7 +303,7 @@ pub fn render(chart: &Chart) -> String {
         if let Some(at) = at {
             let _ = writeln!(
                 s,
-                r#"<line class="{class}" x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{bottom}" stroke="{colour}" stroke-width="2" stroke-dasharray="5,3"/><text x="{tx:.1}" y="{ty}" fill="{colour}" font-weight="bold">{label} {when}</text>"#,
+                r#"<line class="{class}" x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{bottom}" stroke="{colour}" stroke-width="2" stroke-dasharray="5,3"/><text x="{tx:.1}" y="{ty}" fill="{colour}" font-weight="bold">{label} at {when}</text>"#,
                 xx = x(at),
                 tx = (x(at) + 4.0).min(WIDTH - RIGHT - 90.0),
                 ty = TOP + 28.0,
