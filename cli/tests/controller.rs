@@ -327,6 +327,28 @@ fn a_halt_publishes_exactly_one_revert_whatever_step_the_controller_dies_at() {
     );
     let view = json_of(&rollout_cli(&c, port, &["status", "--json"]));
     assert_eq!(view["status"]["phase"]["halted"]["reverted"], true);
+    // `rollout watch` shows each ring's progress and the failed gate, and exits 2 on the halt.
+    let out = rollout_cli(&c, port, &["watch", "--interval", "1", "--timeout", "30"]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("HALTED in ring 0 by controller, reverted"),
+        "{text}"
+    );
+    assert!(text.contains("failed gate: quarantine"), "{text}");
+    assert!(
+        text.contains("ring 3 [--------------------]   0% GOOD (0 of"),
+        "{text}"
+    );
+    assert!(text.contains("not opened"), "{text}");
+    // `rollout dashboard` prints a one-time sign-in link to the controller's pages.
+    let out = rollout_cli(&c, port, &["dashboard"]);
+    assert_eq!(out.status.code(), Some(0));
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{port}/ui/signin/")),
+        "{link}"
+    );
     ctl.kill_9();
 }
 

@@ -69,6 +69,11 @@ enum RolloutCommand {
     Start(super::rollout_service::StartArgs),
     /// Show a rollout on the controller service (exit 0 complete, 5 in progress, 2 halted).
     Status(super::rollout_service::StatusArgs),
+    /// Follow a rollout on the controller service: a progress line per ring whenever it changes;
+    /// exits 0 when it completes, 2 when it halts, 5 if still in progress at `--timeout`.
+    Watch(super::rollout_service::WatchArgs),
+    /// Print a one-time sign-in link to the controller's dashboard.
+    Dashboard(super::rollout_service::DashboardArgs),
     /// Halt a rollout on the controller service (with `--revert`, also publish a signed revert).
     Halt(super::rollout_service::HaltArgs),
     /// Resume a rollout halted without a revert.
@@ -91,6 +96,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         RolloutCommand::Start(a) => return super::rollout_service::start(a),
         RolloutCommand::Status(a) => return super::rollout_service::status(a),
+        RolloutCommand::Watch(a) => return super::rollout_service::watch(a),
+        RolloutCommand::Dashboard(a) => return super::rollout_service::dashboard(a),
         RolloutCommand::Halt(a) => return super::rollout_service::halt(a),
         RolloutCommand::Resume(a) => return super::rollout_service::resume(a),
         RolloutCommand::Audit(a) => return super::rollout_service::audit(a),

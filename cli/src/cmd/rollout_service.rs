@@ -1,14 +1,14 @@
-//! `rulebox rollout start | status | halt | resume | audit`: the operator's side of the controller
-//! service, with table or JSON output and exit codes a script can use:
+//! `rulebox rollout start | status | watch | halt | resume | audit | dashboard`: the operator's
+//! side of the controller service, with table or JSON output and exit codes a script can use:
 //!
 //! | exit | meaning |
 //! |---|---|
-//! | 0 | done; for `status`, the rollout is complete |
+//! | 0 | done; for `status` and `watch`, the rollout is complete |
 //! | 1 | an error: usage, network, or the controller failed |
-//! | 2 | `status`: the rollout is halted |
+//! | 2 | `status`, `watch`: the rollout is halted |
 //! | 3 | the controller refused the request (conflict, validation, no such rollout) |
 //! | 4 | the operator credential was refused |
-//! | 5 | `status`: the rollout is in progress |
+//! | 5 | `status`: the rollout is in progress; `watch`: still in progress at `--timeout` |
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +102,28 @@ pub struct ResumeArgs {
     /// Why, for the audit.
     #[arg(long)]
     reason: String,
+}
+
+/// Arguments of `rulebox rollout watch`.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    conn: Connection,
+    /// The rollout's id (default: the current rollout).
+    id: Option<i64>,
+    /// Seconds between two looks.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    interval: u64,
+    /// Give up after this many seconds (exit 5 if still in progress); default: never.
+    #[arg(long)]
+    timeout: Option<u64>,
+}
+
+/// Arguments of `rulebox rollout dashboard`.
+#[derive(Debug, clap::Args)]
+pub struct DashboardArgs {
+    #[command(flatten)]
+    conn: Connection,
 }
 
 /// Arguments of `rulebox rollout audit`.
@@ -261,6 +283,130 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     };
     match call(&args.conn, "GET", &path, None)? {
         Answer::Ok(v) => show(&args.conn, &v, true),
+        Answer::Refused(s, v) => Ok(refused(s, &v)),
+    }
+}
+
+/// A progress bar of `done` out of `of`, `width` cells.
+fn bar(done: usize, of: usize, width: usize) -> String {
+    let filled = (done.min(of) * width).checked_div(of).unwrap_or(0);
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
+}
+
+/// One line per ring and the phase: what `watch` prints when it changes.
+fn progress(view: &RolloutView) -> Vec<String> {
+    let mut lines = vec![format!(
+        "rollout {} release {}: {}",
+        view.id,
+        view.release,
+        match &view.status.phase {
+            Phase::Rolling { ring, .. } => format!("rolling, ring {ring} open"),
+            Phase::Halted {
+                ring, by, reverted, ..
+            } => format!(
+                "HALTED in ring {ring} by {}{}",
+                rulebox_cases::printable(by),
+                if *reverted { ", reverted" } else { "" }
+            ),
+            Phase::Complete { .. } => "complete".to_owned(),
+            _ => "unknown phase".to_owned(),
+        }
+    )];
+    if let Phase::Halted { failures, .. } = &view.status.phase {
+        for f in failures {
+            lines.push(format!("  failed gate: {}", rulebox_cases::printable(f)));
+        }
+    }
+    for (i, r) in view.status.rings.iter().enumerate() {
+        let share = (r.good * 100).checked_div(r.hosts).unwrap_or(0);
+        lines.push(format!(
+            "  ring {i} {} {share:>3}% GOOD ({} of {}){}: took {}, silent {}, refused {}, reverted {}, quarantined {}",
+            bar(r.good, r.hosts, 20),
+            r.good,
+            r.hosts,
+            if r.opened { "" } else { ", not opened" },
+            r.took,
+            r.silent,
+            r.refused,
+            r.reverted,
+            r.quarantined
+        ));
+    }
+    lines
+}
+
+/// `rulebox rollout watch`: prints the rings' progress whenever it changes, until the rollout
+/// completes (exit 0) or halts (exit 2), or `--timeout` passes (exit 5). A failed look is
+/// reported and retried at the next interval.
+pub fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let path = match args.id {
+        Some(id) => format!("/v1/rollouts/{id}"),
+        None => "/v1/rollouts/current".to_owned(),
+    };
+    let started = std::time::Instant::now();
+    let mut last: Option<Vec<String>> = None;
+    let mut failures = 0u32;
+    loop {
+        match call(&args.conn, "GET", &path, None) {
+            Ok(Answer::Ok(v)) => {
+                failures = 0;
+                let view: RolloutView = serde_json::from_value(v.clone())
+                    .context("the controller's answer is not a rollout")?;
+                let lines = progress(&view);
+                if last.as_ref() != Some(&lines) {
+                    if args.conn.json {
+                        println!("{}", serde_json::to_string(&v)?);
+                    } else {
+                        for line in &lines {
+                            println!("{line}");
+                        }
+                    }
+                    last = Some(lines);
+                }
+                match view.status.phase {
+                    Phase::Complete { .. } => return Ok(ExitCode::from(super::EXIT_OK)),
+                    Phase::Halted { .. } => return Ok(ExitCode::from(EXIT_HALTED)),
+                    _ => {}
+                }
+            }
+            Ok(Answer::Refused(s, v)) => return Ok(refused(s, &v)),
+            Err(e) => {
+                failures += 1;
+                eprintln!("warning: cannot reach the controller (attempt {failures}): {e:#}");
+            }
+        }
+        if args
+            .timeout
+            .is_some_and(|t| started.elapsed() >= Duration::from_secs(t))
+        {
+            eprintln!("still in progress after {} s", started.elapsed().as_secs());
+            return Ok(ExitCode::from(EXIT_ROLLING));
+        }
+        std::thread::sleep(Duration::from_secs(args.interval));
+    }
+}
+
+/// `rulebox rollout dashboard`: prints a one-time sign-in link to the controller's dashboard
+/// (valid a minute, usable once).
+pub fn dashboard(args: DashboardArgs) -> anyhow::Result<ExitCode> {
+    match call(
+        &args.conn,
+        "POST",
+        "/v1/ui/signin-codes",
+        Some(serde_json::json!({})),
+    )? {
+        Answer::Ok(v) => {
+            let path = v["path"]
+                .as_str()
+                .context("the controller gave no sign-in path")?;
+            if args.conn.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}{path}", args.conn.url().trim_end_matches('/'));
+                eprintln!("(a one-time link, valid for a minute; it signs the browser in as you)");
+            }
+            Ok(ExitCode::from(super::EXIT_OK))
+        }
         Answer::Refused(s, v) => Ok(refused(s, &v)),
     }
 }
