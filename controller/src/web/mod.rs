@@ -22,13 +22,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::Markup;
-use rulebox_rollout::{Evaluation, chart};
+use rulebox_rollout::{Effect, Evaluation, RolloutError, chart};
 use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::operator_api::{self, RolloutView};
 use crate::service::Service;
-use crate::store::{AuditKind, audit, rollouts, samples};
+use crate::store::{AuditKind, RolloutRow, audit, rollouts, samples};
 use session::{Session, same_secret};
 
 /// Seconds between the pages' automatic refreshes.
@@ -98,35 +98,38 @@ fn error_page(e: &ApiError, operator: Option<&str>) -> Response {
 }
 
 /// The session of a page request, or the redirect to the sign-in page.
-fn viewer(svc: &Service, headers: &HeaderMap, here: &str) -> Result<Session, Response> {
-    svc.sessions
-        .of_request(headers)
-        .ok_or_else(|| redirect(&format!("/ui/login?next={}", safe_next(Some(here))), None))
+fn viewer(svc: &Service, headers: &HeaderMap, here: &str) -> Result<Session, Box<Response>> {
+    svc.sessions.of_request(headers).ok_or_else(|| {
+        Box::new(redirect(
+            &format!("/ui/login?next={}", safe_next(Some(here))),
+            None,
+        ))
+    })
 }
 
 /// The session of a changing request whose form carries `csrf`, or the refusal.
-fn actor(svc: &Service, headers: &HeaderMap, csrf: &str) -> Result<Session, Response> {
+fn actor(svc: &Service, headers: &HeaderMap, csrf: &str) -> Result<Session, Box<Response>> {
     let Some(s) = svc.sessions.of_request(headers) else {
         tracing::warn!("dashboard change refused: no session");
-        return Err(html(
+        return Err(Box::new(html(
             StatusCode::FORBIDDEN,
             pages::problem(
                 "Refused",
                 "Sign in first: this needs an operator's session.",
                 None,
             ),
-        ));
+        )));
     };
     if !same_secret(csrf, &s.csrf) {
         tracing::warn!(operator = %s.operator, "dashboard change refused: CSRF token mismatch");
-        return Err(html(
+        return Err(Box::new(html(
             StatusCode::FORBIDDEN,
             pages::problem(
                 "Refused",
                 "This form is stale or was not sent from the dashboard (its CSRF token does not match your session). Reload the page and try again.",
                 Some(&s.operator),
             ),
-        ));
+        )));
     }
     Ok(s)
 }
@@ -251,7 +254,7 @@ async fn signin_code(
 async fn list(State(svc): State<Arc<Service>>, headers: HeaderMap) -> Response {
     let s = match viewer(&svc, &headers, "/ui") {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let all = async {
         let mut conn = svc.store.pool().acquire().await?;
@@ -369,7 +372,7 @@ async fn rollout(
 ) -> Response {
     let s = match viewer(&svc, &headers, &format!("/ui/rollouts/{id}")) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let ticks = q.ticks.unwrap_or(DEFAULT_TICKS).clamp(1, MAX_TICKS);
     match load_page(&svc, id, ticks, &s.csrf).await {
@@ -393,7 +396,7 @@ async fn confirm_page(
     };
     let s = match viewer(svc, headers, &here) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match operator_api::view(svc, id).await {
         Ok(v) => html(
@@ -431,34 +434,55 @@ pub struct ActionForm {
     pub revert: Option<String>,
 }
 
-async fn halt(
-    State(svc): State<Arc<Service>>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-    Form(f): Form<ActionForm>,
+/// Runs an operator's halt or resume from a form: the session and CSRF token checked, the reason
+/// required, the transition run as the API runs it; then back to the rollout's page.
+async fn act(
+    svc: &Service,
+    headers: &HeaderMap,
+    id: i64,
+    f: &ActionForm,
+    kind: AuditKind,
+    apply: impl FnOnce(&mut RolloutRow, u64, &str, &str) -> Result<Vec<Effect>, RolloutError>,
 ) -> Response {
-    let s = match actor(&svc, &headers, &f.csrf) {
+    let s = match actor(svc, headers, &f.csrf) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
-    let revert = f.revert.as_deref() == Some("yes");
     let who = s.operator.clone();
     let reason = f.reason.trim().to_owned();
     let done = async {
         operator_api::check_reason(&reason)?;
-        operator_api::transition(&svc, id, &who, &reason, AuditKind::Halt, |row, now| {
-            row.core.halt(now, &who, &reason, revert)
+        operator_api::transition(svc, id, &who, &reason, kind, |row, now| {
+            apply(row, now, &who, &reason)
         })
         .await
     }
     .await;
     match done {
         Ok(()) => {
-            tracing::warn!(id, operator = %who, revert, "rollout halted from the dashboard");
+            tracing::warn!(id, operator = %who, action = kind.name(), "rollout changed from the dashboard");
             redirect(&format!("/ui/rollouts/{id}"), None)
         }
         Err(e) => error_page(&e, Some(&s.operator)),
     }
+}
+
+async fn halt(
+    State(svc): State<Arc<Service>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let revert = f.revert.as_deref() == Some("yes");
+    act(
+        &svc,
+        &headers,
+        id,
+        &f,
+        AuditKind::Halt,
+        |row, now, who, reason| row.core.halt(now, who, reason, revert),
+    )
+    .await
 }
 
 async fn resume(
@@ -467,25 +491,13 @@ async fn resume(
     Path(id): Path<i64>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let s = match actor(&svc, &headers, &f.csrf) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let who = s.operator.clone();
-    let reason = f.reason.trim().to_owned();
-    let done = async {
-        operator_api::check_reason(&reason)?;
-        operator_api::transition(&svc, id, &who, &reason, AuditKind::Resume, |row, now| {
-            row.core.resume(now)
-        })
-        .await
-    }
-    .await;
-    match done {
-        Ok(()) => {
-            tracing::info!(id, operator = %who, "rollout resumed from the dashboard");
-            redirect(&format!("/ui/rollouts/{id}"), None)
-        }
-        Err(e) => error_page(&e, Some(&s.operator)),
-    }
+    act(
+        &svc,
+        &headers,
+        id,
+        &f,
+        AuditKind::Resume,
+        |row, now, _, _| row.core.resume(now),
+    )
+    .await
 }
