@@ -352,6 +352,12 @@ async fn load_page(
         }
     };
     let svg = chart::render(&timeline(&view, &recorded));
+    let mut peak_good = vec![0; view.status.rings.len()];
+    for (_, rings) in &recorded {
+        for (peak, r) in peak_good.iter_mut().zip(rings) {
+            *peak = (*peak).max(r.good);
+        }
+    }
     Ok(pages::RolloutPage {
         view,
         gates: row.core.plan.gates.clone(),
@@ -360,6 +366,7 @@ async fn load_page(
         audit: records,
         diff,
         svg,
+        peak_good,
         csrf: csrf.to_owned(),
     })
 }

@@ -148,6 +148,8 @@ pub struct RolloutPage {
     pub diff: Option<Result<RuleDiff, String>>,
     /// The timeline picture.
     pub svg: String,
+    /// Per ring, the most hosts that reported GOOD at once (from the timeline).
+    pub peak_good: Vec<usize>,
     /// The session's CSRF token.
     pub csrf: String,
 }
@@ -184,12 +186,12 @@ fn banner(v: &RolloutView, last: Option<&Evaluation>) -> Markup {
     }
 }
 
-fn ring_table(v: &RolloutView) -> Markup {
+fn ring_table(v: &RolloutView, peak_good: &[usize]) -> Markup {
     html! {
         table id="rings" {
             tr { th { "ring" } th { "hosts" } th { "opened" } th { "offered" } th { "took" }
                  th { "GOOD" } th { "silent" } th { "refused" } th { "reverted" } th { "quarantined" }
-                 th { "GOOD share" } }
+                 th { "GOOD share" } th { "peak GOOD" } }
             @for (i, r) in v.status.rings.iter().enumerate() {
                 @let share = if r.hosts == 0 { 0.0 } else { r.good as f64 / r.hosts as f64 * 100.0 };
                 tr data-ring=(i) {
@@ -204,6 +206,8 @@ fn ring_table(v: &RolloutView) -> Markup {
                     td.num { (r.reverted) }
                     td.num { (r.quarantined) }
                     td.num.share { (format!("{share:.0}%")) }
+                    @let peak = peak_good.get(i).copied().unwrap_or(0).max(r.good);
+                    td.num.peak { (format!("{:.0}%", if r.hosts == 0 { 0.0 } else { peak as f64 / r.hosts as f64 * 100.0 })) }
                 }
             }
         }
@@ -325,7 +329,7 @@ pub fn rollout(p: &RolloutPage, operator: &str, refresh: u64) -> Markup {
             (banner(v, last))
             (controls(v))
             h2 { "Rings" }
-            (ring_table(v))
+            (ring_table(v, &p.peak_good))
             h2 { "Timeline" }
             div id="timeline" { (PreEscaped(&p.svg)) }
             (gate_tables(p))

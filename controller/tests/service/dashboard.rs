@@ -335,7 +335,9 @@ fn headless_chromium_shows_a_halt_in_ring_0_and_a_completed_rollout_at_100_perce
     let rows = ring_rows(&dom);
     assert_eq!(rows.len(), 4);
     for r in &rows {
-        assert!(r.contains(r#"class="num share">100%</td>"#), "{r}");
+        // Every ring reached 100% GOOD (the hosts, played by this test, fall silent once it stops
+        // driving them: controller time runs 600 times as fast).
+        assert!(r.contains(r#"class="num peak">100%</td>"#), "{r}");
     }
     assert!(dom.contains(r#"class="mark-complete""#));
     assert_eq!(dom.matches(r#"class="mark-open""#).count(), 4);
