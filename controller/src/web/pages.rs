@@ -274,10 +274,10 @@ fn gate_tables(p: &RolloutPage) -> Markup {
     }
 }
 
-fn diff_table(p: &RolloutPage) -> Markup {
+fn diff_table(diff: &Option<Result<RuleDiff, String>>) -> Markup {
     html! {
         h2 { "What changes" }
-        @match &p.diff {
+        @match diff {
             None => { p { "The plan names no previous release." } }
             Some(Err(e)) => { p.fail { (e) } }
             Some(Ok(d)) => {
@@ -333,7 +333,7 @@ pub fn rollout(p: &RolloutPage, operator: &str, refresh: u64) -> Markup {
             h2 { "Timeline" }
             div id="timeline" { (PreEscaped(&p.svg)) }
             (gate_tables(p))
-            (diff_table(p))
+            (diff_table(&p.diff))
             (audit_table(p))
         },
     )
@@ -379,7 +379,39 @@ pub fn confirm(v: &RolloutView, action: Action, csrf: &str, operator: &str) -> M
 
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::super::diff::{Changed, RuleDiff, RuleRef};
+    use super::{diff_table, utc};
+
+    #[test]
+    fn hostile_rule_ids_and_versions_are_escaped_in_the_diff() {
+        let rule = |id: &str, version: &str| RuleRef {
+            id: id.to_owned(),
+            version: version.to_owned(),
+            sha256: "<b>".to_owned(),
+        };
+        let d = RuleDiff {
+            previous: 41,
+            release: 42,
+            added: vec![rule("<script>alert(1)</script>", "1\" onmouseover=\"x")],
+            removed: vec![rule("a&b", "<i>")],
+            changed: vec![Changed {
+                before: rule("c", "1"),
+                after: rule("c", "1"),
+            }],
+            unchanged: 0,
+        };
+        let html = diff_table(&Some(Ok(d))).into_string();
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("1&quot; onmouseover=&quot;x"));
+        assert!(html.contains("a&amp;b") && html.contains("&lt;i&gt;"));
+        assert!(!html.contains("<script") && !html.contains("<i>") && !html.contains("<b>"));
+        assert!(html.contains("module changed, version did not"));
+        let problem = diff_table(&Some(Err("release 41: <oops>".to_owned()))).into_string();
+        assert!(problem.contains("&lt;oops&gt;"));
+    }
 
     #[test]
     fn wall_clock_times_are_civil_utc() {
