@@ -18,7 +18,7 @@ demo: targets
 
 test: targets
 	$(CARGO) test --workspace
-	$(CARGO) test -p rulebox-cli --features fault-injection --test agent
+	$(CARGO) test -p rulebox-cli --features fault-injection --test agent --test controller
 
 # The `rulebox` binary for use outside the checkout: into ~/.cargo/bin, or PREFIX/bin.
 install: targets

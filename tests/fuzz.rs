@@ -280,6 +280,7 @@ pub fn parse_content(data: &[u8]) {
             keys: Default::default(),
             threshold: 1,
             release_counter: None,
+            roles: Default::default(),
         };
         let _ = rulebox_runtime::content::verify_bundle(
             dir.path(),

@@ -63,8 +63,14 @@ enum Command {
     Replay(cmd::replay::Args),
     /// Simulate a staged rollout over a fleet in virtual time and report the blast radius.
     Fleet(cmd::fleet::Args),
-    /// Staged rollout: plans, ring assignment, signed reverts.
+    /// Staged rollout: plans, ring assignment, signed reverts; start, status, halt and resume on
+    /// the controller service.
     Rollout(cmd::rollout::Args),
+    /// Vendor side: publish roots, releases and reverts into the static content repository any
+    /// HTTP server or CDN serves; sign its timestamp.json.
+    Publish(cmd::publish::Args),
+    /// The rollout controller service (agent check-ins, operator API, rollout state in a database).
+    Controller(cmd::controller::Args),
     /// Host owner's side: sign and install a policy for when content may land.
     Policy(cmd::policy::Args),
     /// Compile Sigma rules into sandboxed rule modules; test them on recorded events.
@@ -100,6 +106,8 @@ fn main() -> ExitCode {
         Command::Push(args) => cmd::store::push(args),
         Command::Fleet(args) => cmd::fleet::run(args),
         Command::Rollout(args) => cmd::rollout::run(args),
+        Command::Publish(args) => cmd::publish::run(args),
+        Command::Controller(args) => cmd::controller::run(args),
         Command::Policy(args) => cmd::policy::run(args),
         Command::Sigma(args) => cmd::sigma::run(args),
     };

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
 use rulebox_release::{
-    BundleOptions, KeyFile, ModuleSource, add_signature, build_bundle, build_root, sign_manifest,
-    sign_root, write_root,
+    BundleOptions, KeyFile, ModuleSource, OnlineKey, add_signature, build_bundle, build_root,
+    declare_role, sign_manifest, sign_root, write_root,
 };
-use rulebox_runtime::content::{CustomerPolicy, POLICY_FORMAT, PolicyMode, Signed};
+use rulebox_runtime::content::{CustomerPolicy, POLICY_FORMAT, PolicyMode, RoleName, Signed};
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION, pack};
 use rulebox_sdk::{Detections, EventKinds, RuleMetadata, Severity};
 use sha2::{Digest, Sha256};
@@ -100,8 +100,10 @@ fn modules(scenario: Option<Scenario>) -> Result<Vec<ModuleSource>, SimError> {
 pub struct SimContent {
     /// The temporary folder (removed on drop).
     pub dir: tempfile::TempDir,
-    /// The vendor's content-root key (signs manifests and reverts).
+    /// The vendor's content-root key (signs manifests; stays offline).
     pub vendor: KeyFile,
+    /// The controller's key: the root's rollout role (signs offers and reverts).
+    pub rollout: OnlineKey,
     /// The content root envelope's file.
     pub root_path: PathBuf,
     /// The content root envelope.
@@ -168,7 +170,19 @@ pub fn build(scenario: Scenario, seed: u64, start_unix: u64) -> Result<SimConten
     let vendor = sim_key("vendor", seed);
     let owner = sim_key("owner", seed);
     let expires = start_unix + 90 * 86_400;
+    let rollout = OnlineKey {
+        role: RoleName::Rollout,
+        key: sim_key("rollout", seed),
+    };
     let mut root = build_root(1, expires, &[vendor.public.as_str()], 1).map_err(release_err)?;
+    declare_role(
+        &mut root,
+        RoleName::Rollout,
+        &[rollout.key.public.as_str()],
+        1,
+        expires,
+    )
+    .map_err(release_err)?;
     sign_root(&mut root, &vendor).map_err(release_err)?;
     let root_path = dir.path().join("root.json");
     write_root(&root_path, &root).map_err(release_err)?;
@@ -202,6 +216,7 @@ pub fn build(scenario: Scenario, seed: u64, start_unix: u64) -> Result<SimConten
     Ok(SimContent {
         dir,
         vendor,
+        rollout,
         root_path,
         root_bytes,
         owner_root_bytes,

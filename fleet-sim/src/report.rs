@@ -13,6 +13,12 @@ pub struct RingPoint {
     pub on_new: usize,
     /// Hosts hurt by it: crash-looping, silent, or running a bad release.
     pub failing: usize,
+    /// Hosts running it with a quarantined rule.
+    pub quarantined: usize,
+    /// Hosts that took it and crash-loop at boot or stopped reporting.
+    pub silent: usize,
+    /// Hosts that took it and now run another release (revert or boot-guard fallback).
+    pub reverted: usize,
 }
 
 /// The fleet at one moment.
@@ -50,6 +56,8 @@ pub struct SimReport {
     pub eligible: usize,
     /// Hosts per ring.
     pub ring_sizes: Vec<usize>,
+    /// Seconds from the start to each opened ring's opening.
+    pub ring_opened_after_secs: Vec<u64>,
     /// Hosts that installed the new release.
     pub received: usize,
     /// Of those, per ring.
@@ -81,7 +89,7 @@ pub struct SimReport {
     pub real_hosts: Vec<RealHostRun>,
     /// Virtual seconds simulated.
     pub virtual_secs: u64,
-    /// The fleet over time (every 5 virtual minutes).
+    /// The fleet over time: a point whenever a ring's figures change, and one at the end.
     pub timeline: Vec<TimelinePoint>,
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use rulebox_rollout::{
-    Action, Controller, Criticality, HealthReport, HostInfo, Phase, ReportKind, RolloutPlan,
+    Controller, Criticality, Effect, HealthReport, HostInfo, Phase, ReportKind, RolloutPlan,
     validate_release,
 };
 use rulebox_runtime::content::{
@@ -39,6 +39,7 @@ struct SimHost {
     state: HostState,
     new_bad: bool,
     took_at: Option<u64>,
+    reported_good: bool,
     crash_looped: bool,
     went_silent: bool,
     boot_guard_reverts: u32,
@@ -82,6 +83,7 @@ fn make_fleet(cfg: &SimConfig) -> (Vec<HostInfo>, Vec<SimHost>) {
             state: HostState::Running,
             new_bad: false,
             took_at: None,
+            reported_good: false,
             crash_looped: false,
             went_silent: false,
             boot_guard_reverts: 0,
@@ -190,7 +192,7 @@ pub fn simulate(
         plan.clone(),
         &infos,
         &validated,
-        vec![content.vendor.clone()],
+        content.rollout.clone(),
         start,
     )?;
 
@@ -288,7 +290,8 @@ fn timeline(
             }
         )));
     }
-    let mut timeline = Vec::new();
+    let mut timeline: Vec<TimelinePoint> = Vec::new();
+    let quarantines = on_new.as_ref().is_some_and(|r| r.quarantined > 0);
     let mut halted_at: Option<u64> = None;
     let mut completed_at: Option<u64> = None;
     let mut t = start;
@@ -389,11 +392,21 @@ fn timeline(
                 let events = 80 + mix % 40;
                 let detections = events * run.detections / run.events.max(1);
                 let jitter = 0.9 + ((mix >> 16) % 21) as f64 / 100.0;
+                // The first heartbeat on the new release after its health window: the boot guard
+                // reached GOOD (a host crashing at boot or gone silent never gets here).
+                let kind = if host.current == NEW_RELEASE && !host.reported_good {
+                    host.reported_good = true;
+                    ReportKind::Good {
+                        release: NEW_RELEASE,
+                    }
+                } else {
+                    ReportKind::Heartbeat
+                };
                 controller.report(
                     i,
                     HealthReport {
                         at_unix: t,
-                        kind: ReportKind::Heartbeat,
+                        kind,
                         content_release: Some(host.current),
                         quarantined_rules: if host.current == NEW_RELEASE {
                             run.quarantined
@@ -410,19 +423,26 @@ fn timeline(
         }
         for action in controller.tick(t)? {
             match action {
-                Action::Halt { .. } => {
+                Effect::Halt { .. } => {
                     halted_at = Some(t);
                     settle_until = Some(t + 6 * 3600);
                 }
-                Action::Complete => {
+                Effect::Complete => {
                     completed_at = Some(t);
                     settle_until = Some(t + 2 * cfg.poll_secs);
                 }
                 _ => {}
             }
         }
+        // A point whenever a ring's figures change: the picture's steps are the fleet's.
+        let point = snapshot(elapsed, hosts, controller, rings_n, scenario, quarantines);
+        if timeline
+            .last()
+            .is_none_or(|last: &TimelinePoint| last.rings != point.rings)
+        {
+            timeline.push(point);
+        }
         if elapsed.is_multiple_of(300) {
-            timeline.push(snapshot(elapsed, hosts, controller, rings_n, scenario));
             progress(elapsed, expected);
         }
         // After a halt, stop once every host is back on good content (and one poll later).
@@ -440,7 +460,14 @@ fn timeline(
         t += step;
     }
     let elapsed = t - start;
-    timeline.push(snapshot(elapsed, hosts, controller, rings_n, scenario));
+    timeline.push(snapshot(
+        elapsed,
+        hosts,
+        controller,
+        rings_n,
+        scenario,
+        quarantines,
+    ));
     progress(elapsed, elapsed);
 
     let mut received_by_ring = vec![0; rings_n];
@@ -497,7 +524,13 @@ fn timeline(
         scenario,
         hosts: hosts.len(),
         eligible,
-        ring_sizes: controller.status().ring_sizes,
+        ring_sizes: controller.status().ring_sizes(),
+        ring_opened_after_secs: controller
+            .status()
+            .rings
+            .iter()
+            .filter_map(|r| r.opened_at.map(|at| at.saturating_sub(start)))
+            .collect(),
         received,
         received_by_ring,
         received_outside_canary_before_halt,
@@ -535,6 +568,7 @@ fn snapshot(
     controller: &Controller,
     rings_n: usize,
     scenario: Scenario,
+    quarantines: bool,
 ) -> TimelinePoint {
     let mut rings = vec![RingPoint::default(); rings_n];
     for (i, h) in hosts.iter().enumerate() {
@@ -544,6 +578,15 @@ fn snapshot(
         let on_new = h.current == NEW_RELEASE && h.state == HostState::Running;
         if on_new {
             p.on_new += 1;
+            if quarantines {
+                p.quarantined += 1;
+            }
+        }
+        if h.took_at.is_some() && h.state != HostState::Running {
+            p.silent += 1;
+        }
+        if h.took_at.is_some() && h.current != NEW_RELEASE && h.state == HostState::Running {
+            p.reverted += 1;
         }
         if h.state != HostState::Running || (on_new && scenario.is_bad()) {
             p.failing += 1;

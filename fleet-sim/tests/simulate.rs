@@ -41,8 +41,12 @@ fn assert_contained(r: &SimReport) {
     assert!(sample.reinstall_refused, "{name}");
     // The picture draws every ring.
     let picture = svg::render(r);
-    assert!(picture.starts_with("<svg") && picture.contains("halt"));
-    assert_eq!(picture.matches("<polyline").count(), 2 * r.ring_sizes.len());
+    assert!(picture.starts_with("<svg") && picture.contains("mark-halt"));
+    assert_eq!(
+        picture.matches(r#"<g class="ring""#).count(),
+        r.ring_sizes.len()
+    );
+    assert_picture_explains_itself(&picture, r);
 }
 
 #[test]
@@ -65,6 +69,93 @@ fn a_release_whose_rules_trap_is_halted_in_the_canary() {
     assert_eq!(r.quarantined_hosts, r.received);
     assert_eq!(r.real_hosts[0].on_new.as_ref().unwrap().quarantined, 2);
     assert!(r.halt_reasons.iter().any(|f| f.contains("quarantine")));
+    let svg = rulebox_fleet_sim::svg::render(&r);
+    assert_picture_explains_itself(&svg, &r);
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some("mark-halt"))
+            .count(),
+        1,
+        "the halt is marked"
+    );
+    // Ring 0's share on the new release never rises after the halt: the steps follow the hosts.
+    let on_new: Vec<f64> = r
+        .timeline
+        .iter()
+        .filter(|p| p.t >= r.halted_after_secs.unwrap())
+        .map(|p| p.rings[0].on_new as f64)
+        .collect();
+    assert!(on_new.windows(2).all(|w| w[1] <= w[0]), "{on_new:?}");
+}
+
+/// The picture's structure: the legend inside the frame (the viewBox), several time ticks, each
+/// ring's opening marked, the series named in operator words and drawn as steps.
+fn assert_picture_explains_itself(svg: &str, r: &SimReport) {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    let root = doc.root_element();
+    let view: Vec<f64> = root
+        .attribute("viewBox")
+        .unwrap()
+        .split(' ')
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let (w, h) = (view[2], view[3]);
+    let num =
+        |n: &roxmltree::Node, a: &str| n.attribute(a).map_or(0.0, |v| v.parse::<f64>().unwrap());
+    let legend = doc
+        .descendants()
+        .find(|n| n.attribute("class") == Some("legend"))
+        .expect("a legend");
+    let legend_box = legend.children().find(|n| n.has_tag_name("rect")).unwrap();
+    let (x, y) = (num(&legend_box, "x"), num(&legend_box, "y"));
+    assert!(x >= 0.0 && y >= 0.0);
+    assert!(x + num(&legend_box, "width") <= w && y + num(&legend_box, "height") <= h);
+    let names: Vec<&str> = legend
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .collect();
+    for word in [
+        "on the new release",
+        "quarantined a rule",
+        "silent",
+        "reverted",
+    ] {
+        assert!(names.contains(&word), "{names:?}");
+    }
+    // Every text lies inside the frame.
+    for t in doc.descendants().filter(|n| n.has_tag_name("text")) {
+        let (tx, ty) = (num(&t, "x"), num(&t, "y"));
+        assert!(
+            tx >= 0.0 && tx <= w && ty > 0.0 && ty <= h,
+            "{:?} at {tx},{ty}",
+            t.text()
+        );
+    }
+    let ticks = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("tick"))
+        .count();
+    assert!(ticks > 3, "{ticks} time ticks");
+    let opens = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("mark-open"))
+        .count();
+    assert_eq!(opens, r.ring_opened_after_secs.len());
+    let paths: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("series"))
+        .map(|n| n.attribute("d").unwrap())
+        .collect();
+    assert!(!paths.is_empty());
+    for d in &paths {
+        assert!(d.starts_with('M') && !d.contains('L'), "{d}");
+        if d.contains('V') {
+            assert!(d.contains('H'), "steps: {d}");
+        }
+    }
+    assert!(paths.iter().any(|d| d.contains('V')), "some share changes");
 }
 
 #[test]
@@ -124,4 +215,8 @@ fn a_good_release_reaches_every_eligible_host_and_policies_get_exactly_what_they
             .iter()
             .all(|p| p.failing == 0)
     );
+    let svg = rulebox_fleet_sim::svg::render(&r);
+    assert_picture_explains_itself(&svg, &r);
+    assert_eq!(r.ring_opened_after_secs.len(), r.ring_sizes.len());
+    assert!(svg.contains(r#"class="mark-complete""#));
 }

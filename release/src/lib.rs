@@ -440,6 +440,7 @@ pub fn build_root(
         keys,
         threshold,
         release_counter: None,
+        roles: Default::default(),
     };
     root.verifying_keys()
         .map_err(|problem| ReleaseError::Root(RootError::Invalid { version, problem }))?;
@@ -775,6 +776,17 @@ pub fn verify_release(
     }
     Ok(bundle)
 }
+
+mod publish;
+mod roles;
+pub use publish::{
+    LOCK_FILE, Publication, PublishError, PublishLock, ReleasePublication, Repository,
+    TimestampOutcome,
+};
+pub use roles::{
+    OnlineKey, OnlineKeyError, check_online_key, declare_role, generate_online_key,
+    read_online_key, write_online_key,
+};
 
 #[cfg(test)]
 mod tests;

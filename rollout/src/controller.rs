@@ -1,34 +1,25 @@
-//! The rollout controller: offers a validated release ring by ring, watches the gates, halts and
-//! publishes a signed revert when one fails.
-//!
-//! The controller is a state machine driven by [`Controller::report`] (health reports as they arrive)
-//! and [`Controller::tick`] (the clock). It owns no transport: what it publishes (which hosts may take
-//! the release, the signed revert) is read with [`Controller::is_offered`] and
-//! [`Controller::revert`], and a deployment serves those as static files (`docs/rollout.md`).
+//! The rollout controller in one process: a [`RolloutState`] driven by [`Controller::report`]
+//! (health reports as they arrive) and [`Controller::tick`] (the clock), which signs the reverts
+//! its ticks ask for with the root's **rollout role** key, the only key it holds. The controller
+//! service (`rulebox-controller`) runs the same state and transitions from its database; the fleet
+//! simulation runs them through this type.
 
 use std::path::Path;
 
-use rulebox_release::{KeyFile, ReleaseError, add_signature};
-use rulebox_runtime::content::{REVERT_FORMAT, Revert, Signed};
-use serde::Serialize;
+use rulebox_release::{OnlineKey, OnlineKeyError, ReleaseError, add_signature};
+use rulebox_runtime::content::{Revert, RoleName, Signed};
 
-use crate::fleet::{HostInfo, assign_rings};
-use crate::health::{
-    CohortMetrics, GateFailure, HealthReport, Member, ReportKind, cohort_metrics, evaluate,
-};
+use crate::fleet::HostInfo;
+use crate::health::HealthReport;
 use crate::plan::{PlanError, RolloutPlan};
-
-/// Most hosts of the baseline cohort compared at each tick (the first ones, in host order, of the
-/// hosts not yet offered the release).
-pub const BASELINE_SAMPLE: usize = 1_000;
-/// How long a signed revert stays valid, in seconds (a week).
-pub const REVERT_VALIDITY_SECS: u64 = 7 * 86_400;
+use crate::state::{Effect, Evaluation, Phase, RolloutState, StartOptions};
+use crate::status::RolloutStatus;
 
 /// Why the controller refused to start or act.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RolloutError {
-    /// The plan is invalid.
+    /// The plan is invalid, or bakes below the controller's floor.
     #[error("invalid rollout plan: {0}")]
     Plan(#[from] PlanError),
     /// The release did not pass validation, or a revert could not be signed.
@@ -42,9 +33,9 @@ pub enum RolloutError {
         /// The validated release.
         validated: u64,
     },
-    /// No key to sign reverts with.
-    #[error("the controller needs at least one content-root key to sign reverts")]
-    NoRevertKey,
+    /// The key given to sign reverts is not a rollout-role key.
+    #[error("the controller signs reverts with a rollout-role key: {0}")]
+    RevertKey(#[from] OnlineKeyError),
     /// The fleet is empty.
     #[error("the fleet has no hosts")]
     NoHosts,
@@ -56,6 +47,14 @@ pub enum RolloutError {
         /// The fleet's size.
         hosts: usize,
     },
+    /// An operation that the rollout's phase does not allow.
+    #[error("cannot {action}: the rollout is {phase}")]
+    Transition {
+        /// The operation.
+        action: &'static str,
+        /// The phase it is in.
+        phase: &'static str,
+    },
 }
 
 /// Proof that a release passed validation: every endpoint check on its bundle, and every module
@@ -66,6 +65,7 @@ pub enum RolloutError {
 pub struct Validated {
     release: u64,
     manifest_hash: String,
+    expires_unix: u64,
 }
 
 impl Validated {
@@ -77,6 +77,11 @@ impl Validated {
     /// Its manifest's canonical hash.
     pub fn manifest_hash(&self) -> &str {
         &self.manifest_hash
+    }
+
+    /// When its manifest expires (a revert of it stays valid at least until then).
+    pub fn expires_unix(&self) -> u64 {
+        self.expires_unix
     }
 }
 
@@ -90,322 +95,191 @@ pub fn validate_release(
     Ok(Validated {
         release: bundle.release(),
         manifest_hash: bundle.manifest_hash().to_owned(),
+        expires_unix: bundle.manifest().expires_unix,
     })
 }
 
-/// Where the rollout is.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[non_exhaustive]
-pub enum Phase {
-    /// Ring `ring` (and every ring before it) is offered the release since `since`.
-    Rolling {
-        /// The ring.
-        ring: usize,
-        /// When it started.
-        since: u64,
-    },
-    /// A gate failed at `at`: no new host gets the release, and the signed revert is published.
-    Halted {
-        /// When.
-        at: u64,
-        /// The ring being baked.
-        ring: usize,
-        /// What failed.
-        failures: Vec<String>,
-    },
-    /// Every ring passed.
-    Complete {
-        /// When.
-        at: u64,
-    },
+/// Signs `revert` with each of `keys` (rollout-role keys; a threshold of the role) and returns the
+/// envelope as the JSON bytes hosts verify. ed25519 signatures are deterministic, so the same revert
+/// and keys always give the same bytes.
+pub fn sign_revert(revert: Revert, keys: &[OnlineKey]) -> Result<Vec<u8>, RolloutError> {
+    let mut envelope = Signed {
+        signed: revert,
+        signatures: Vec::new(),
+    };
+    for key in keys {
+        if key.role != RoleName::Rollout {
+            return Err(RolloutError::RevertKey(OnlineKeyError::WrongRole {
+                keyid: key.key.keyid.clone(),
+                found: key.role,
+                needed: RoleName::Rollout,
+            }));
+        }
+        add_signature(&mut envelope, &key.key)?;
+    }
+    let mut bytes = serde_json::to_vec_pretty(&envelope).map_err(ReleaseError::Encode)?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
-/// What a tick changed.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Action {
-    /// A ring was opened: its hosts may take the release.
-    StartRing {
-        /// The ring.
-        ring: usize,
-        /// Hosts in it.
-        hosts: usize,
-    },
-    /// A gate failed: the release is halted and the signed revert published.
-    Halt {
-        /// What failed.
-        failures: Vec<GateFailure>,
-    },
-    /// The rollout is complete.
-    Complete,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Track {
-    took_at: Option<u64>,
-    refused: bool,
-    last: Option<HealthReport>,
-}
-
-/// A point-in-time summary, for `rulebox rollout status` and the simulation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RolloutStatus {
-    /// The release.
-    pub release: u64,
-    /// Where the rollout is.
-    pub phase: Phase,
-    /// Hosts per ring.
-    pub ring_sizes: Vec<usize>,
-    /// Hosts that took the release, per ring.
-    pub took: Vec<usize>,
-    /// Hosts that refused it (their owner's policy), per ring.
-    pub refused: Vec<usize>,
-    /// The new cohort's figures at the last tick.
-    pub cohort: CohortMetrics,
-    /// The baseline cohort's figures at the last tick.
-    pub baseline: CohortMetrics,
-}
-
-/// The rollout controller (see the module docs).
+/// The rollout controller in one process (see the module docs).
 #[derive(Debug)]
 pub struct Controller {
-    plan: RolloutPlan,
-    rings: Vec<usize>,
-    ring_sizes: Vec<usize>,
-    tracks: Vec<Track>,
-    phase: Phase,
-    keys: Vec<KeyFile>,
+    state: RolloutState,
+    pending: Vec<(usize, HealthReport)>,
+    key: OnlineKey,
     revert: Option<Vec<u8>>,
-    baseline: CohortMetrics,
-    cohort: CohortMetrics,
+    evaluation: Option<Evaluation>,
 }
 
 impl Controller {
-    /// Starts the rollout of `plan` over `hosts` at `now`: checks the plan, that `validated` is the
-    /// plan's release, and that there is a key to sign reverts with (the content root's keys: the
-    /// hosts verify reverts against the same root as manifests); opens the first ring.
+    /// Starts the rollout of `plan` over `hosts` at `now` with the default [`StartOptions`] (the
+    /// default bake floor; reverts valid at least as long as the validated manifest): checks the
+    /// plan, that `validated` is the plan's release, and that `rollout_key` is a rollout-role key
+    /// (hosts verify reverts against their root's rollout role); opens the first ring.
     pub fn start(
         plan: RolloutPlan,
         hosts: &[HostInfo],
         validated: &Validated,
-        revert_keys: Vec<KeyFile>,
+        rollout_key: OnlineKey,
         now: u64,
     ) -> Result<Controller, RolloutError> {
-        plan.validate()?;
         if validated.release != plan.release {
             return Err(RolloutError::WrongRelease {
                 plan: plan.release,
                 validated: validated.release,
             });
         }
-        if revert_keys.is_empty() {
-            return Err(RolloutError::NoRevertKey);
+        if rollout_key.role != RoleName::Rollout {
+            return Err(RolloutError::RevertKey(OnlineKeyError::WrongRole {
+                keyid: rollout_key.key.keyid.clone(),
+                found: rollout_key.role,
+                needed: RoleName::Rollout,
+            }));
         }
-        if hosts.is_empty() {
-            return Err(RolloutError::NoHosts);
-        }
-        let rings = assign_rings(&plan, hosts);
-        let mut ring_sizes = vec![0; plan.rings.len()];
-        for &r in &rings {
-            ring_sizes[r] += 1;
-        }
+        let options = StartOptions {
+            revert_valid_until: validated.expires_unix,
+            ..StartOptions::default()
+        };
+        let (state, _) = RolloutState::start(plan, hosts, now, &options)?;
         Ok(Controller {
-            tracks: vec![Track::default(); hosts.len()],
-            plan,
-            rings,
-            ring_sizes,
-            phase: Phase::Rolling {
-                ring: 0,
-                since: now,
-            },
-            keys: revert_keys,
+            state,
+            pending: Vec::new(),
+            key: rollout_key,
             revert: None,
-            baseline: CohortMetrics::default(),
-            cohort: CohortMetrics::default(),
+            evaluation: None,
         })
+    }
+
+    /// The rollout's state.
+    pub fn state(&self) -> &RolloutState {
+        &self.state
     }
 
     /// The plan.
     pub fn plan(&self) -> &RolloutPlan {
-        &self.plan
+        self.state.plan()
     }
 
     /// Where the rollout is.
     pub fn phase(&self) -> &Phase {
-        &self.phase
+        self.state.phase()
     }
 
     /// Host `host`'s ring.
     pub fn ring_of(&self, host: usize) -> Option<usize> {
-        self.rings.get(host).copied()
+        self.state.hosts.get(host).map(|t| t.ring)
     }
 
     /// Whether host `host` may take the release now (its ring is open and the release is not halted).
     pub fn is_offered(&self, host: usize) -> bool {
-        let open = match self.phase {
-            Phase::Rolling { ring, .. } => ring,
-            Phase::Complete { .. } => self.plan.rings.len(),
-            Phase::Halted { .. } => return false,
-        };
-        self.rings.get(host).is_some_and(|&r| r <= open)
+        self.state.is_offered(host)
     }
 
-    /// The signed revert envelope (JSON), once the release is halted.
+    /// The signed revert envelope (JSON), once one was issued.
     pub fn revert(&self) -> Option<&[u8]> {
         self.revert.as_deref()
     }
 
-    /// Takes a health report from host `host`.
+    /// The last gate evaluation.
+    pub fn last_evaluation(&self) -> Option<&Evaluation> {
+        self.evaluation.as_ref()
+    }
+
+    /// Takes a health report from host `host` (stamped with the controller's clock); the next
+    /// [`Controller::tick`] folds it in.
     pub fn report(&mut self, host: usize, report: HealthReport) -> Result<(), RolloutError> {
-        let hosts = self.tracks.len();
-        let track = self
-            .tracks
-            .get_mut(host)
-            .ok_or(RolloutError::UnknownHost { index: host, hosts })?;
-        match &report.kind {
-            ReportKind::Installing { release } if *release == self.plan.release => {
-                track.took_at.get_or_insert(report.at_unix);
-                track.refused = false;
-            }
-            ReportKind::Refused { release, .. }
-                if *release == self.plan.release && track.took_at.is_none() =>
-            {
-                track.refused = true;
-            }
-            _ => {}
+        let hosts = self.state.hosts.len();
+        if host >= hosts {
+            return Err(RolloutError::UnknownHost { index: host, hosts });
         }
-        track.last = Some(report);
+        self.pending.push((host, report));
         Ok(())
     }
 
-    /// Advances the clock to `now`: evaluates the gates on the cohort that took the release against
-    /// the baseline cohort; halts on a failure; opens the next ring (or completes) once the current
-    /// ring has baked, passed, and every host that took the release has reported on it.
-    pub fn tick(&mut self, now: u64) -> Result<Vec<Action>, RolloutError> {
-        let Phase::Rolling { ring, since } = self.phase else {
-            return Ok(Vec::new());
-        };
-        let gates = &self.plan.gates;
-        let cohort: Vec<Member<'_>> = self
-            .tracks
-            .iter()
-            .filter(|t| t.took_at.is_some())
-            .map(|t| Member {
-                took_at: t.took_at,
-                last: t.last.as_ref(),
-            })
-            .collect();
-        let cohort = cohort_metrics(gates, now, Some(self.plan.release), &cohort);
-        let baseline: Vec<Member<'_>> = self
-            .tracks
-            .iter()
-            .zip(&self.rings)
-            .filter(|(t, r)| **r > ring && t.took_at.is_none() && !t.refused && t.last.is_some())
-            .take(BASELINE_SAMPLE)
-            .map(|(t, _)| Member {
-                took_at: None,
-                last: t.last.as_ref(),
-            })
-            .collect();
-        if !baseline.is_empty() {
-            // With every ring open there is no one left to compare with: keep the last baseline.
-            self.baseline = cohort_metrics(gates, now, None, &baseline);
+    /// Advances the clock to `now` ([`RolloutState::tick`] with the reports taken since the last
+    /// tick), signs any revert it asks for, and returns its effects.
+    pub fn tick(&mut self, now: u64) -> Result<Vec<Effect>, RolloutError> {
+        let reports = std::mem::take(&mut self.pending);
+        let outcome = self.state.tick(now, &reports)?;
+        if outcome.evaluation.is_some() {
+            self.evaluation = outcome.evaluation;
         }
-        self.cohort = cohort;
-        let failures = evaluate(gates, &cohort, &self.baseline);
-        if !failures.is_empty() {
-            self.halt(now, ring, &failures)?;
-            return Ok(vec![Action::Halt { failures }]);
-        }
-        let baked = now.saturating_sub(since) >= self.plan.rings[ring].bake_secs;
-        let settled = cohort.reported == cohort.hosts;
-        if !(baked && settled) {
-            return Ok(Vec::new());
-        }
-        if ring + 1 < self.plan.rings.len() {
-            self.phase = Phase::Rolling {
-                ring: ring + 1,
-                since: now,
-            };
-            Ok(vec![Action::StartRing {
-                ring: ring + 1,
-                hosts: self.ring_sizes[ring + 1],
-            }])
-        } else {
-            self.phase = Phase::Complete { at: now };
-            Ok(vec![Action::Complete])
-        }
+        self.carry_out(&outcome.effects)?;
+        Ok(outcome.effects)
     }
 
-    fn halt(
+    /// An operator's halt ([`RolloutState::halt`]).
+    pub fn halt(
         &mut self,
         now: u64,
-        ring: usize,
-        failures: &[GateFailure],
-    ) -> Result<(), RolloutError> {
-        let reason = failures
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut envelope = Signed {
-            signed: Revert {
-                format: REVERT_FORMAT,
-                release: self.plan.release,
-                to: self.plan.previous,
-                issued_unix: now,
-                expires_unix: now.saturating_add(REVERT_VALIDITY_SECS),
-                reason: reason.clone(),
-            },
-            signatures: Vec::new(),
-        };
-        for key in &self.keys {
-            add_signature(&mut envelope, key)?;
+        by: &str,
+        reason: &str,
+        revert: bool,
+    ) -> Result<Vec<Effect>, RolloutError> {
+        let effects = self.state.halt(now, by, reason, revert)?;
+        self.carry_out(&effects)?;
+        Ok(effects)
+    }
+
+    /// An operator's resume ([`RolloutState::resume`]).
+    pub fn resume(&mut self, now: u64) -> Result<Vec<Effect>, RolloutError> {
+        self.state.resume(now)
+    }
+
+    fn carry_out(&mut self, effects: &[Effect]) -> Result<(), RolloutError> {
+        for effect in effects {
+            if let Effect::PublishRevert(revert) = effect {
+                self.revert = Some(sign_revert(
+                    revert.clone(),
+                    std::slice::from_ref(&self.key),
+                )?);
+            }
         }
-        let bytes = serde_json::to_vec_pretty(&envelope).map_err(ReleaseError::Encode)?;
-        self.revert = Some(bytes);
-        self.phase = Phase::Halted {
-            at: now,
-            ring,
-            failures: failures.iter().map(ToString::to_string).collect(),
-        };
         Ok(())
     }
 
-    /// A summary of the rollout now.
+    /// A summary of the rollout at its last tick.
     pub fn status(&self) -> RolloutStatus {
-        let n = self.plan.rings.len();
-        let mut took = vec![0; n];
-        let mut refused = vec![0; n];
-        for (t, &r) in self.tracks.iter().zip(&self.rings) {
-            if t.took_at.is_some() {
-                took[r] += 1;
-            } else if t.refused {
-                refused[r] += 1;
-            }
-        }
-        RolloutStatus {
-            release: self.plan.release,
-            phase: self.phase.clone(),
-            ring_sizes: self.ring_sizes.clone(),
-            took,
-            refused,
-            cohort: self.cohort,
-            baseline: self.baseline,
-        }
+        self.state.status()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use ed25519_dalek::SigningKey;
+    use rulebox_release::KeyFile;
     use rulebox_runtime::content::{RevertError, parse_trusted_root, verify_revert};
 
     use super::*;
     use crate::fleet::Criticality;
+    use crate::health::ReportKind;
 
-    fn key(seed: u8) -> KeyFile {
-        KeyFile::from_signing_key(&SigningKey::from_bytes(&[seed; 32]))
+    fn key(seed: u8, role: RoleName) -> OnlineKey {
+        OnlineKey {
+            role,
+            key: KeyFile::from_signing_key(&SigningKey::from_bytes(&[seed; 32])),
+        }
     }
 
     fn hosts(n: usize) -> Vec<HostInfo> {
@@ -436,14 +310,21 @@ mod tests {
         Validated {
             release,
             manifest_hash: "0".repeat(64),
+            expires_unix: 0,
         }
     }
 
     #[test]
-    fn no_rollout_without_validation_of_that_release_or_a_revert_key() {
+    fn no_rollout_without_validation_of_that_release_or_with_a_key_of_another_role() {
         let plan = RolloutPlan::standard(42, Some(41));
-        let err = Controller::start(plan.clone(), &hosts(10), &validated(41), vec![key(1)], 0)
-            .unwrap_err();
+        let err = Controller::start(
+            plan.clone(),
+            &hosts(10),
+            &validated(41),
+            key(1, RoleName::Rollout),
+            0,
+        )
+        .unwrap_err();
         assert!(matches!(
             err,
             RolloutError::WrongRelease {
@@ -452,43 +333,60 @@ mod tests {
             }
         ));
         assert!(matches!(
-            Controller::start(plan, &hosts(10), &validated(42), Vec::new(), 0),
-            Err(RolloutError::NoRevertKey)
+            Controller::start(
+                plan,
+                &hosts(10),
+                &validated(42),
+                key(1, RoleName::Timestamp),
+                0
+            ),
+            Err(RolloutError::RevertKey(_))
         ));
     }
 
     #[test]
-    fn a_failed_gate_halts_and_publishes_a_revert_the_hosts_can_verify() {
-        let fleet = hosts(200);
+    fn a_quarantine_in_the_canary_halts_with_a_revert_signed_by_the_rollout_role() {
+        let fleet = hosts(100);
+        let rollout = key(7, RoleName::Rollout);
         let mut c = Controller::start(
             RolloutPlan::standard(42, Some(41)),
             &fleet,
             &validated(42),
-            vec![key(1)],
+            rollout.clone(),
             1_000,
         )
         .unwrap();
-        let canary: Vec<usize> = (0..fleet.len()).filter(|&i| c.is_offered(i)).collect();
-        assert_eq!(canary.len(), 2);
-        for i in 0..fleet.len() {
-            c.report(i, heartbeat(1_000, 41, 0)).unwrap();
+        let canary = (0..fleet.len()).find(|&i| c.is_offered(i)).unwrap();
+        let mut installing = heartbeat(1_010, 41, 0);
+        installing.kind = ReportKind::Installing { release: 42 };
+        c.report(canary, installing).unwrap();
+        c.report(canary, heartbeat(1_060, 42, 2)).unwrap();
+        for i in (0..fleet.len()).filter(|&i| i != canary) {
+            c.report(i, heartbeat(1_060, 41, 0)).unwrap();
         }
-        for &i in &canary {
-            let mut installing = heartbeat(1_060, 41, 0);
-            installing.kind = ReportKind::Installing { release: 42 };
-            c.report(i, installing).unwrap();
-            c.report(i, heartbeat(1_060, 42, 1)).unwrap();
-        }
-        let actions = c.tick(1_060).unwrap();
-        assert!(matches!(actions[..], [Action::Halt { .. }]), "{actions:?}");
-        assert!(matches!(c.phase(), Phase::Halted { ring: 0, .. }));
-        assert!((0..fleet.len()).all(|i| !c.is_offered(i)));
-        assert!(c.tick(9_999).unwrap().is_empty());
+        let effects = c.tick(1_060).unwrap();
+        assert!(
+            matches!(effects[..], [Effect::Halt { .. }, Effect::PublishRevert(_)]),
+            "{effects:?}"
+        );
+        assert!(
+            !c.is_offered(canary),
+            "halted: nobody is offered the release"
+        );
+        assert!(matches!(c.phase(), Phase::Halted { reverted: true, .. }));
 
-        // The hosts verify the revert against the content root.
-        let signer = key(1);
+        // Hosts verify the revert against a root whose rollout role holds the controller's key.
+        let signer = KeyFile::from_signing_key(&SigningKey::from_bytes(&[1; 32]));
         let mut root =
             rulebox_release::build_root(1, u64::MAX, &[signer.public.as_str()], 1).unwrap();
+        rulebox_release::declare_role(
+            &mut root,
+            RoleName::Rollout,
+            &[rollout.key.public.as_str()],
+            1,
+            u64::MAX,
+        )
+        .unwrap();
         rulebox_release::sign_root(&mut root, &signer).unwrap();
         let root = parse_trusted_root(&serde_json::to_vec(&root).unwrap()).unwrap();
         let bytes = c.revert().unwrap();
@@ -501,7 +399,7 @@ mod tests {
         assert_ne!(tampered, text);
         assert!(matches!(
             verify_revert(tampered.as_bytes(), &root, 1_100),
-            Err(RevertError::Signature { .. })
+            Err(RevertError::Role { .. })
         ));
     }
 
@@ -512,7 +410,7 @@ mod tests {
             RolloutPlan::standard(42, Some(41)),
             &fleet,
             &validated(42),
-            vec![key(1)],
+            key(1, RoleName::Rollout),
             0,
         )
         .unwrap();
@@ -520,22 +418,26 @@ mod tests {
         for t in (0..=3_600).step_by(60) {
             for i in 0..fleet.len() {
                 let on = if canary.contains(&i) { 42 } else { 41 };
+                let mut report = heartbeat(t, on, 0);
                 if t == 0 && on == 42 {
                     let mut installing = heartbeat(t, 41, 0);
                     installing.kind = ReportKind::Installing { release: 42 };
                     c.report(i, installing).unwrap();
+                    report.kind = ReportKind::Good { release: 42 };
                 }
-                c.report(i, heartbeat(t, on, 0)).unwrap();
+                c.report(i, report).unwrap();
             }
-            let actions = c.tick(t).unwrap();
+            let effects = c.tick(t).unwrap();
             if t < 3_600 {
-                assert!(actions.is_empty(), "at {t}: {actions:?}");
+                assert!(effects.is_empty(), "at {t}: {effects:?}");
             } else {
-                assert!(matches!(actions[..], [Action::StartRing { ring: 1, .. }]));
+                assert!(matches!(effects[..], [Effect::OpenRing { ring: 1, .. }]));
             }
         }
         let status = c.status();
-        assert_eq!(status.took[0], canary.len());
+        assert_eq!(status.rings[0].took, canary.len());
+        assert_eq!(status.rings[0].good, canary.len());
+        assert!(status.rings[1].opened);
         assert_eq!(status.cohort.hosts, canary.len());
     }
 }

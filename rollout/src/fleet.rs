@@ -12,17 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::plan::RolloutPlan;
 
-/// How much a host's owner cares if it misbehaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Criticality {
-    /// Workstations, test machines.
-    Low,
-    /// Ordinary servers.
-    Medium,
-    /// Domain controllers, hospital systems, airport check-in.
-    High,
-}
+pub use rulebox_controlplane_proto::Criticality;
 
 /// A host as the rollout controller knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,69 +1,37 @@
-//! Health reports agents send, and the gate that compares the new release's cohort with the baseline
-//! cohort still on the previous release.
+//! The gates: a cohort's figures from its members' health reports, and the verdict that compares
+//! the new release's cohort with the baseline cohort still on the previous release. The reports
+//! themselves ([`HealthReport`], [`ReportKind`]) are the check-in protocol's
+//! (`rulebox-controlplane-proto`), re-exported here.
 
+pub use rulebox_controlplane_proto::{FetchFailureClass, HealthReport, ReportKind};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::GateConfig;
 
-/// What an agent reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HealthReport {
-    /// When (seconds since the Unix epoch, or virtual seconds in a simulation).
-    pub at_unix: u64,
-    /// What kind of report.
-    pub kind: ReportKind,
-    /// The release the agent runs (`None`: baseline content).
-    pub content_release: Option<u64>,
-    /// Rules quarantined on this host in the running content.
-    pub quarantined_rules: u32,
-    /// Boot-guard fallbacks since the agent was installed.
-    pub boot_guard_reverts: u32,
-    /// Events processed since the last heartbeat.
-    pub events: u64,
-    /// Detections raised since the last heartbeat.
-    pub detections: u64,
-    /// Mean time to evaluate one event over every rule, microseconds, since the last heartbeat.
-    pub mean_latency_us: f64,
-}
-
-/// Kinds of report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum ReportKind {
-    /// The periodic heartbeat.
-    Heartbeat,
-    /// Sent before activating a release: from now on the host counts in the release's cohort, and
-    /// silence counts against it.
-    Installing {
-        /// The release.
-        release: u64,
-    },
-    /// The host refused the release (its owner's policy); it is not in the cohort.
-    Refused {
-        /// The release.
-        release: u64,
-        /// The host's reason.
-        reason: String,
-    },
-}
-
-/// The view of one host a gate needs.
+/// The view of one host a gate needs. Every time in it is the controller's (reports are stamped
+/// with the controller's receive time before they reach a gate).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Member<'a> {
     /// When the host took the release (for the new cohort; `None` for the baseline).
     pub took_at: Option<u64>,
+    /// When it reported that its boot guard reached GOOD on the release (new cohort only).
+    pub good_at: Option<u64>,
     /// Its last report, if any.
     pub last: Option<&'a HealthReport>,
 }
 
 /// A cohort's figures over the gate's window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CohortMetrics {
     /// Hosts in the cohort.
     pub hosts: usize,
     /// Hosts that took the release and have reported on it since.
     pub reported: usize,
+    /// Hosts of the new cohort whose boot guard reached GOOD on the release, that still run it and
+    /// whose last report is fresh: the only hosts that count as success for a ring.
+    #[serde(default)]
+    pub confirmed: usize,
     /// Silent hosts.
     pub silent: usize,
     /// Hosts with a quarantined rule.
@@ -90,7 +58,8 @@ impl CohortMetrics {
 /// Computes a cohort's figures at `now`. For the new cohort (`release` is `Some`), a member that has
 /// not reported on the release within `silence_secs` of taking it, or whose last report is older than
 /// `silence_secs`, is silent; a member whose report shows another release than the one it took has
-/// reverted. For the baseline (`release` is `None`), only the age of the last report counts.
+/// reverted; a member that reported GOOD on the release, still runs it and reported freshly is
+/// confirmed. For the baseline (`release` is `None`), only the age of the last report counts.
 pub fn cohort_metrics(
     gates: &GateConfig,
     now: u64,
@@ -123,6 +92,9 @@ pub fn cohort_metrics(
                     m.reverted += 1;
                     continue;
                 }
+                if release.is_some() && member.good_at.is_some() {
+                    m.confirmed += 1;
+                }
                 if r.quarantined_rules > 0 {
                     m.quarantined += 1;
                 }
@@ -145,7 +117,8 @@ pub fn cohort_metrics(
 }
 
 /// A gate that failed, with the figures that failed it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum GateFailure {
     /// Hosts stopped reporting after taking the release.
@@ -303,16 +276,19 @@ mod tests {
         let members = [
             Member {
                 took_at: Some(900),
+                good_at: Some(950),
                 last: Some(&ok),
             },
             // Took the release and never reported again.
             Member {
                 took_at: Some(900),
+                good_at: None,
                 last: None,
             },
         ];
         let early = cohort_metrics(&g, 1000, Some(2), &members);
         assert_eq!(early.silent, 0, "not silent before the timeout");
+        assert_eq!(early.confirmed, 1, "only the host that reported GOOD");
         let late = cohort_metrics(&g, 900 + g.silence_secs + 1, Some(2), &members);
         assert_eq!(late.silent, 1);
         let base = CohortMetrics {
@@ -334,6 +310,7 @@ mod tests {
             .iter()
             .map(|r| Member {
                 took_at: None,
+                good_at: None,
                 last: Some(r),
             })
             .collect();
@@ -347,6 +324,7 @@ mod tests {
                 .iter()
                 .map(|r| Member {
                     took_at: Some(950),
+                    good_at: Some(960),
                     last: Some(r),
                 })
                 .collect();

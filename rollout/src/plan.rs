@@ -5,6 +5,16 @@ use serde::{Deserialize, Serialize};
 
 /// Largest first ring allowed: the canary is small, whatever the plan says.
 pub const MAX_CANARY_PERCENT: f64 = 5.0;
+/// The controller service's default floor on every ring's bake, in seconds (20 minutes): a plan
+/// file cannot bake a ring for less, whatever its own gates say.
+pub const DEFAULT_BAKE_FLOOR_SECS: u64 = 1_200;
+/// The lowest bake floor a controller can be configured with, in seconds (10 minutes: the default
+/// silence timeout, so a host that crashes at boot is always noticed before its ring passes).
+pub const HARD_MIN_BAKE_SECS: u64 = 600;
+
+fn default_min_confirmed_share() -> f64 {
+    0.8
+}
 
 /// One ring: the cumulative share of the fleet that has been offered the release once this ring
 /// starts, and how long it bakes before the next ring may start.
@@ -46,6 +56,11 @@ pub struct GateConfig {
     pub latency_floor_us: f64,
     /// Shortest bake any ring may have, emergencies included: long enough for silence to show.
     pub min_bake_secs: u64,
+    /// A ring advances only once at least this share of the hosts offered the release (those of
+    /// the open rings that did not refuse it) reported GOOD on it and report freshly: no data is
+    /// never a pass (default 0.8).
+    #[serde(default = "default_min_confirmed_share")]
+    pub min_confirmed_share: f64,
 }
 
 impl Default for GateConfig {
@@ -61,6 +76,7 @@ impl Default for GateConfig {
             latency_ratio: 4.0,
             latency_floor_us: 2_000.0,
             min_bake_secs: 1_200,
+            min_confirmed_share: default_min_confirmed_share(),
         }
     }
 }
@@ -126,6 +142,18 @@ pub enum PlanError {
         bake_secs: u64,
         /// The minimum.
         min: u64,
+    },
+    /// A bake is shorter than the controller's floor (the service's own, whatever the plan says).
+    #[error(
+        "ring {index} bakes {bake_secs} s; this controller bakes every ring at least {floor} s"
+    )]
+    BakeBelowFloor {
+        /// The ring.
+        index: usize,
+        /// Its bake.
+        bake_secs: u64,
+        /// The controller's floor.
+        floor: u64,
     },
     /// A gate setting is out of range.
     #[error("gate `{name}`: {problem}")]
@@ -193,6 +221,12 @@ impl RolloutPlan {
                 return Err(gate(name, "must be in [0, 1)"));
             }
         }
+        if !(g.min_confirmed_share > 0.0 && g.min_confirmed_share <= 1.0) {
+            return Err(gate(
+                "min_confirmed_share",
+                "must be in (0, 1]: a ring needs hosts that ran the release",
+            ));
+        }
         for (name, v) in [
             ("storm_ratio", g.storm_ratio),
             ("latency_ratio", g.latency_ratio),
@@ -236,6 +270,22 @@ impl RolloutPlan {
         }
         if previous != 100.0 {
             return Err(PlanError::NotWholeFleet { percent: previous });
+        }
+        Ok(())
+    }
+
+    /// Checks every ring's bake against a controller's floor (`floor`, raised to at least
+    /// [`HARD_MIN_BAKE_SECS`]), independently of the plan's own `min_bake_secs`.
+    pub fn check_bake_floor(&self, floor: u64) -> Result<(), PlanError> {
+        let floor = floor.max(HARD_MIN_BAKE_SECS);
+        for (index, ring) in self.rings.iter().enumerate() {
+            if ring.bake_secs < floor {
+                return Err(PlanError::BakeBelowFloor {
+                    index,
+                    bake_secs: ring.bake_secs,
+                    floor,
+                });
+            }
         }
         Ok(())
     }
@@ -293,5 +343,46 @@ mod tests {
         let mut plan = RolloutPlan::standard(2, Some(1));
         plan.gates.storm_ratio = f64::NAN;
         assert!(matches!(plan.validate(), Err(PlanError::Gate { .. })));
+        let mut plan = RolloutPlan::standard(2, Some(1));
+        plan.gates.min_confirmed_share = 0.0;
+        assert!(matches!(plan.validate(), Err(PlanError::Gate { .. })));
+    }
+
+    #[test]
+    fn a_plan_that_lowers_its_own_minimum_still_meets_the_controllers_floor() {
+        // The plan file lowers its own minimum and bakes the canary for two seconds.
+        let mut plan = RolloutPlan::standard(2, Some(1));
+        plan.gates.min_bake_secs = 1;
+        plan.gates.heartbeat_secs = 1;
+        plan.gates.silence_secs = 2;
+        plan.rings[0].bake_secs = 2;
+        plan.validate().unwrap();
+        assert_eq!(
+            plan.check_bake_floor(DEFAULT_BAKE_FLOOR_SECS),
+            Err(PlanError::BakeBelowFloor {
+                index: 0,
+                bake_secs: 2,
+                floor: DEFAULT_BAKE_FLOOR_SECS
+            })
+        );
+        // A floor configured below the hard minimum is raised to it.
+        assert!(matches!(
+            plan.check_bake_floor(0),
+            Err(PlanError::BakeBelowFloor {
+                floor: HARD_MIN_BAKE_SECS,
+                ..
+            })
+        ));
+        RolloutPlan::standard(2, Some(1))
+            .check_bake_floor(DEFAULT_BAKE_FLOOR_SECS)
+            .unwrap();
+        // An older plan file without the newer gate setting still reads, with its default.
+        let mut json = serde_json::to_value(RolloutPlan::standard(2, Some(1))).unwrap();
+        json["gates"]
+            .as_object_mut()
+            .unwrap()
+            .remove("min_confirmed_share");
+        let read: RolloutPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(read.gates.min_confirmed_share, 0.8);
     }
 }

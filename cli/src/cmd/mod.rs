@@ -2,13 +2,17 @@
 
 pub mod agent;
 pub mod bench;
+pub mod controller;
 pub mod demo;
 pub mod fleet;
 pub mod new;
 pub mod policy;
+pub mod publish;
 pub mod release;
 pub mod replay;
+pub mod roles;
 pub mod rollout;
+pub mod rollout_service;
 pub mod run;
 pub mod sigma;
 pub mod store;

@@ -26,10 +26,17 @@ pub struct KeygenArgs {
     /// gate key (`rulebox bundle sign --gate-key`).
     #[arg(long)]
     public_out: Option<PathBuf>,
+    /// Make a key of an online role of the root instead (`timestamp` or `rollout`): for the
+    /// controller, never usable as a root key.
+    #[arg(long)]
+    role: Option<rulebox_runtime::content::RoleName>,
 }
 
 /// Runs `rulebox keygen`.
 pub fn keygen(args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    if let Some(role) = args.role {
+        return super::roles::keygen(role, &args.out);
+    }
     let key = rulebox_release::generate_key()?;
     rulebox_release::write_key_file(&args.out, &key)
         .with_context(|| format!("cannot write {}", args.out.display()))?;
@@ -78,6 +85,8 @@ enum RootCommand {
         /// Signatures required.
         #[arg(long, default_value_t = 1)]
         threshold: u32,
+        #[command(flatten)]
+        roles: super::roles::RoleArgs,
     },
     /// Add a signature to a root file.
     Sign {
@@ -99,6 +108,7 @@ pub fn root(args: RootArgs) -> anyhow::Result<ExitCode> {
             release_counter,
             keys,
             threshold,
+            roles,
         } => {
             let files = keys
                 .iter()
@@ -111,6 +121,9 @@ pub fn root(args: RootArgs) -> anyhow::Result<ExitCode> {
             let expires = expires_in(expires_days)?;
             let mut root = rulebox_release::build_root(version, expires, &publics, threshold)?;
             root.signed.release_counter = release_counter;
+            for line in super::roles::declare(&roles, &mut root)? {
+                println!("{line}");
+            }
             rulebox_release::write_root(&out, &root)?;
             println!(
                 "root version {version} with {} keys (threshold {threshold}) written to {}; sign it with `rulebox root sign`",

@@ -1,5 +1,6 @@
 //! `rulebox rollout`: plans, ring assignment, signed reverts (vendor side) and applying a revert on
-//! a host.
+//! a host; `start | status | halt | resume | audit` against the controller service
+//! (`rollout_service.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,7 +42,8 @@ enum RolloutCommand {
         #[arg(long)]
         hosts: PathBuf,
     },
-    /// Sign a revert of a release with content-root keys (what the controller publishes on a halt).
+    /// Sign a revert of a release offline with content-root keys (the controller signs its own with
+    /// the root's rollout role).
     SignRevert {
         /// The release withdrawn.
         #[arg(long)]
@@ -62,6 +64,22 @@ enum RolloutCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Start a rollout on the controller service: a release published in its repository, with the
+    /// standard, emergency or a given plan.
+    Start(super::rollout_service::StartArgs),
+    /// Show a rollout on the controller service (exit 0 complete, 5 in progress, 2 halted).
+    Status(super::rollout_service::StatusArgs),
+    /// Follow a rollout on the controller service: a progress line per ring whenever it changes;
+    /// exits 0 when it completes, 2 when it halts, 5 if still in progress at `--timeout`.
+    Watch(super::rollout_service::WatchArgs),
+    /// Print a one-time sign-in link to the controller's dashboard.
+    Dashboard(super::rollout_service::DashboardArgs),
+    /// Halt a rollout on the controller service (with `--revert`, also publish a signed revert).
+    Halt(super::rollout_service::HaltArgs),
+    /// Resume a rollout halted without a revert.
+    Resume(super::rollout_service::ResumeArgs),
+    /// The controller's audit: every gate evaluation, offer, halt, resume and revert.
+    Audit(super::rollout_service::AuditArgs),
     /// On a host: verify a signed revert against the store's root and apply it (stop the agent
     /// first; it takes the store's lock).
     ApplyRevert {
@@ -76,6 +94,13 @@ enum RolloutCommand {
 /// Runs `rulebox rollout ...`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
+        RolloutCommand::Start(a) => return super::rollout_service::start(a),
+        RolloutCommand::Status(a) => return super::rollout_service::status(a),
+        RolloutCommand::Watch(a) => return super::rollout_service::watch(a),
+        RolloutCommand::Dashboard(a) => return super::rollout_service::dashboard(a),
+        RolloutCommand::Halt(a) => return super::rollout_service::halt(a),
+        RolloutCommand::Resume(a) => return super::rollout_service::resume(a),
+        RolloutCommand::Audit(a) => return super::rollout_service::audit(a),
         RolloutCommand::Plan {
             release,
             previous,

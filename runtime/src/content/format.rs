@@ -5,6 +5,10 @@
 //! `serde_json::to_vec` of the struct (field order is the struct's, maps are `BTreeMap`s, so the
 //! bytes are deterministic whatever the file's formatting). The context keeps a root signature from
 //! ever being replayed as a manifest signature, and the other way round.
+//!
+//! A root may also declare **online roles** ([`Roles`]): keys held by online services (the
+//! controller) that may sign only what their role allows (a timestamp; offers and reverts), each role
+//! with its own keys, threshold and expiry. Manifests are signed only by the root's own keys.
 
 use std::collections::BTreeMap;
 
@@ -70,6 +74,98 @@ pub struct Root {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_counter: Option<u64>,
+    /// The online roles (absent from the JSON when there are none, so a root without roles keeps
+    /// the canonical bytes it had before roles existed, and its signatures).
+    #[serde(default, skip_serializing_if = "Roles::is_empty")]
+    pub roles: Roles,
+}
+
+/// The online roles a root may declare. Each role's keys are distinct from the root's own keys and
+/// from every other role's, and a role signs only its own kind of document:
+///
+/// | role | may sign | context |
+/// |---|---|---|
+/// | `timestamp` | `timestamp.json` | `rulebox-timestamp-v1\0` |
+/// | `rollout` | offers and reverts | `rulebox-offer-v1\0`, `rulebox-revert-v1\0` |
+///
+/// No role can sign a manifest or a root: those need the root's own (offline) keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    /// The timestamp role: signs the repository's short-lived `timestamp.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<RoleKeys>,
+    /// The rollout role: signs offers of a release to a host, and reverts of a halted release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RoleKeys>,
+}
+
+impl Roles {
+    /// `true` when no role is declared.
+    pub fn is_empty(&self) -> bool {
+        self.timestamp.is_none() && self.rollout.is_none()
+    }
+
+    /// The keys of role `name`, if the root declares it.
+    pub fn get(&self, name: RoleName) -> Option<&RoleKeys> {
+        match name {
+            RoleName::Timestamp => self.timestamp.as_ref(),
+            RoleName::Rollout => self.rollout.as_ref(),
+        }
+    }
+}
+
+/// The name of an online role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    /// Signs `timestamp.json`.
+    Timestamp,
+    /// Signs offers and reverts.
+    Rollout,
+}
+
+impl RoleName {
+    /// Every role, in a fixed order.
+    pub const ALL: [RoleName; 2] = [RoleName::Timestamp, RoleName::Rollout];
+
+    /// The role's name as written in JSON (`timestamp`, `rollout`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RoleName::Timestamp => "timestamp",
+            RoleName::Rollout => "rollout",
+        }
+    }
+}
+
+impl std::fmt::Display for RoleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RoleName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RoleName::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| format!("`{s}` is not a role (timestamp, rollout)"))
+    }
+}
+
+/// One online role's keys: who may sign for it, how many must, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleKeys {
+    /// The role's keys, by key id (hex SHA-256 of the public key).
+    pub keys: BTreeMap<String, KeyEntry>,
+    /// How many distinct keys of `keys` must sign. `1 ..= keys.len()`.
+    pub threshold: u32,
+    /// After this instant (seconds since the Unix epoch) no key of the role counts: a stolen online
+    /// key stops working by itself unless the root is renewed.
+    pub expires_unix: u64,
 }
 
 /// A public key in a [`Root`].
@@ -86,40 +182,78 @@ impl Signable for Root {
 
 impl Root {
     /// Checks the root's own consistency: a usable threshold, every key a valid ed25519 public key
-    /// filed under its own id. Returns the parsed keys by id.
+    /// filed under its own id; the same for each online role, whose keys must be distinct from the
+    /// root's and from every other role's. Returns the root's own parsed keys by id.
     pub fn verifying_keys(&self) -> Result<BTreeMap<String, VerifyingKey>, String> {
         if self.version == 0 {
             return Err("version must be at least 1".to_owned());
         }
-        let count = self.keys.len();
-        let threshold = usize::try_from(self.threshold).unwrap_or(usize::MAX);
-        if threshold == 0 {
-            return Err("threshold must be at least 1".to_owned());
-        }
-        if threshold > count {
-            return Err(format!(
-                "threshold {threshold} is more than the {count} keys the root names"
-            ));
-        }
-        let mut keys = BTreeMap::new();
-        for (id, entry) in &self.keys {
-            let bytes = decode_fixed::<32>(&entry.public)
-                .ok_or_else(|| format!("key `{id}`: public key is not 32 bytes of hex"))?;
-            let key = VerifyingKey::from_bytes(&bytes)
-                .map_err(|_| format!("key `{id}`: not a valid ed25519 public key"))?;
-            if key.is_weak() {
-                return Err(format!("key `{id}`: a weak (small-order) ed25519 key"));
+        let keys = parse_keys(&self.keys, self.threshold)?;
+        let mut seen: BTreeMap<&str, &str> = keys.keys().map(|id| (id.as_str(), "root")).collect();
+        for name in RoleName::ALL {
+            let Some(role) = self.roles.get(name) else {
+                continue;
+            };
+            parse_keys(&role.keys, role.threshold)
+                .map_err(|problem| format!("role `{name}`: {problem}"))?;
+            for id in role.keys.keys() {
+                if let Some(other) = seen.insert(id.as_str(), name.name()) {
+                    return Err(format!(
+                        "role `{name}`: key `{id}` is also a key of {}; every role has keys of its own",
+                        if other == "root" {
+                            "the root itself".to_owned()
+                        } else {
+                            format!("role `{other}`")
+                        }
+                    ));
+                }
             }
-            let expected = key_id(&bytes);
-            if *id != expected {
-                return Err(format!(
-                    "key filed as `{id}` has id `{expected}` (the hex SHA-256 of its public key)"
-                ));
-            }
-            keys.insert(id.clone(), key);
         }
         Ok(keys)
     }
+}
+
+impl RoleKeys {
+    /// The role's parsed keys by id (checked as the root's own keys are).
+    pub fn verifying_keys(&self) -> Result<BTreeMap<String, VerifyingKey>, String> {
+        parse_keys(&self.keys, self.threshold)
+    }
+}
+
+/// Parses a key map with its threshold: `1 ..= keys.len()`, every key a valid, non-weak ed25519
+/// public key filed under its own id.
+fn parse_keys(
+    entries: &BTreeMap<String, KeyEntry>,
+    threshold: u32,
+) -> Result<BTreeMap<String, VerifyingKey>, String> {
+    let count = entries.len();
+    let threshold = usize::try_from(threshold).unwrap_or(usize::MAX);
+    if threshold == 0 {
+        return Err("threshold must be at least 1".to_owned());
+    }
+    if threshold > count {
+        return Err(format!(
+            "threshold {threshold} is more than the {count} keys named"
+        ));
+    }
+    let mut keys = BTreeMap::new();
+    for (id, entry) in entries {
+        let bytes = decode_fixed::<32>(&entry.public)
+            .ok_or_else(|| format!("key `{id}`: public key is not 32 bytes of hex"))?;
+        let key = VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| format!("key `{id}`: not a valid ed25519 public key"))?;
+        if key.is_weak() {
+            return Err(format!("key `{id}`: a weak (small-order) ed25519 key"));
+        }
+        let expected = key_id(&bytes);
+        if *id != expected {
+            return Err(format!(
+                "key filed as `{id}` has id `{expected}` (the hex SHA-256 of its public key)"
+            ));
+        }
+        keys.insert(id.clone(), key);
+    }
+    Ok(keys)
 }
 
 /// A release's manifest: what the bundle holds and the conditions to run it.
@@ -253,6 +387,7 @@ mod tests {
             keys: BTreeMap::new(),
             threshold: 1,
             release_counter: None,
+            roles: Roles::default(),
         };
         let bytes = signing_bytes(&root).unwrap();
         assert!(bytes.starts_with(CONTEXT_ROOT));
@@ -277,5 +412,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown field `extra`"), "{err}");
+    }
+
+    #[test]
+    fn a_root_without_roles_keeps_its_canonical_bytes_and_one_with_roles_round_trips() {
+        // The bytes a root signed before roles existed (no `roles` field at all).
+        let old = br#"{"version":3,"expires_unix":9,"keys":{},"threshold":1}"#;
+        let root: Root = serde_json::from_slice(old).unwrap();
+        assert!(root.roles.is_empty());
+        assert_eq!(serde_json::to_vec(&root).unwrap(), old.to_vec());
+        let mut with = root.clone();
+        with.roles.rollout = Some(RoleKeys {
+            keys: BTreeMap::new(),
+            threshold: 1,
+            expires_unix: 7,
+        });
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(
+            text.ends_with(r#""roles":{"rollout":{"keys":{},"threshold":1,"expires_unix":7}}}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<Root>(&text).unwrap(), with);
+        let err = serde_json::from_str::<Root>(
+            r#"{"version":1,"expires_unix":1,"keys":{},"threshold":1,"roles":{"manifest":{}}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `manifest`"),
+            "{err}"
+        );
+        assert_eq!("rollout".parse::<RoleName>(), Ok(RoleName::Rollout));
+        assert!("root".parse::<RoleName>().is_err());
     }
 }

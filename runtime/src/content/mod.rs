@@ -17,6 +17,9 @@
 //!   folder ([`write_atomic`]); everything read back is re-verified before use; every file is read
 //!   with the one capped reader ([`read_capped`]).
 //! - [`Inbox`]: where bundles and signed reverts are delivered for the agent.
+//! - [`verify_timestamp`] / [`verify_offer`]: what a content fetcher checks before it fetches: the
+//!   repository's `timestamp.json` (the root's timestamp role) and the controller's offer (the root's
+//!   rollout role); see [`Roles`] for what each online role may sign.
 //! - [`ContentStore::begin_boot`] / [`ContentStore::mark_good`] / [`ContentStore::rollback`]: the
 //!   boot guard.
 //! - [`ContentStore::set_policy`] / [`CustomerPolicy`]: the owner's signed policy (pin, N-k, delay,
@@ -31,11 +34,14 @@ pub(crate) mod fsutil;
 mod inbox;
 pub mod layout;
 mod lock;
+mod offer;
 mod ownership;
 mod policy;
 mod retention;
 mod revert;
+mod role;
 mod store;
+mod timestamp;
 mod verify;
 
 /// Test-only hooks (builds with the `fault-injection` feature): the install steps the store can
@@ -51,8 +57,9 @@ mod testutil;
 
 pub use boot_guard::{BootDecision, BootRecord, FallbackReason, RollbackOutcome, Starting};
 pub use format::{
-    CONTEXT_MANIFEST, CONTEXT_ROOT, KeyEntry, MANIFEST_FORMAT, Manifest, Root, RuleEntry, Signable,
-    Signature, Signed, key_id, manifest_hash, module_file_name, signing_bytes,
+    CONTEXT_MANIFEST, CONTEXT_ROOT, KeyEntry, MANIFEST_FORMAT, Manifest, RoleKeys, RoleName, Roles,
+    Root, RuleEntry, Signable, Signature, Signed, key_id, manifest_hash, module_file_name,
+    signing_bytes,
 };
 pub use fsutil::{
     CappedReadError, DiskUsage, Links, disk_usage, fsync_dir, read_capped,
@@ -60,6 +67,10 @@ pub use fsutil::{
 };
 pub use inbox::{Inbox, InboxEntry, MAX_REFUSED_BYTES, MAX_REFUSED_KEPT, STALE_DELIVERY};
 pub use layout::{OWNER_ROOT_FILE, POLICY_FILE, POLICY_STATE_FILE, REVERT_SUFFIX, StoreLayout};
+pub use offer::{
+    CONTEXT_OFFER, MAX_HOST_ID_BYTES, MAX_OFFER_BYTES, OFFER_FORMAT, Offer, OfferError,
+    verify_offer, verify_offer_envelope,
+};
 pub use ownership::{UnsafeFolder, check_private_folder};
 pub use policy::{
     CONTEXT_POLICY, CustomerPolicy, MAX_SEEN_RELEASES, POLICY_FORMAT, PolicyError, PolicyMode,
@@ -70,10 +81,15 @@ pub use revert::{
     CONTEXT_REVERT, MAX_REVERT_BYTES, MAX_REVERT_VALIDITY_SECS, REVERT_FORMAT, Revert, RevertError,
     RevertOutcome, verify_revert,
 };
+pub use role::RoleError;
 pub use store::{
     BadReason, ContentStore, InstallOutcome, InstalledRelease, KEEP_OTHER_RELEASES, MAX_REPORTS,
     QuarantineEntry, QuarantineReason, ReleaseName, Report, ReportKind, StoreError, StoreState,
     StoreStatus,
+};
+pub use timestamp::{
+    CONTEXT_TIMESTAMP, MAX_TIMESTAMP_BYTES, TIMESTAMP_FORMAT, Timestamp, TimestampError,
+    TimestampRelease, TimestampRevert, verify_timestamp,
 };
 pub use verify::{
     BundleContents, BundleError, BundleLimits, MAX_RELEASE_STEP, MAX_ROOT_BYTES, RUNTIME_VERSION,

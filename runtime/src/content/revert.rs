@@ -1,9 +1,10 @@
 //! Signed revert instructions: the vendor's rollout controller halts a release and tells every host
 //! that took it to go back. The instruction is signed by a threshold of the **content root's** keys
 //! (the same keys that sign manifests, under its own domain-separation context
-//! [`CONTEXT_REVERT`]), and the host verifies it before it changes anything: a forged revert could
-//! otherwise turn detection off fleet-wide. An instruction is valid for at most
-//! [`MAX_REVERT_VALIDITY_SECS`] (a week by default): one that never expires is refused.
+//! [`CONTEXT_REVERT`]) or of the root's online **rollout role** (what the controller holds), and the
+//! host verifies it before it changes anything: a forged revert could otherwise turn detection off
+//! fleet-wide. An instruction is valid for at most [`MAX_REVERT_VALIDITY_SECS`]: one that never
+//! expires is refused.
 //!
 //! Applying a revert ([`ContentStore::apply_revert`]) marks the release **bad** (so it is never
 //! installed or activated again on this host, even if it arrives later) and, if it is current, makes
@@ -22,9 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use super::format::{Signable, Signed, signing_bytes};
 use super::policy::PolicyMode;
+use super::role::{RoleError, check_role, names_role_key};
 use super::store::{BadReason, ContentStore, Report, ReportKind, StoreError};
 use super::verify::{SignatureError, VerifiedBundle, check_threshold};
-use super::{Root, now_unix_ms};
+use super::{RoleName, Root, now_unix_ms};
 
 /// Domain-separation context prefixed to a revert's canonical bytes before signing.
 pub const CONTEXT_REVERT: &[u8] = b"rulebox-revert-v1\0";
@@ -116,14 +118,23 @@ pub enum RevertError {
         /// The release.
         release: u64,
     },
+    /// Signed with keys of the root's rollout role that do not meet its threshold, or after the
+    /// role expired.
+    #[error("revert instruction for release {release}: {error}")]
+    Role {
+        /// The release it names.
+        release: u64,
+        /// What failed.
+        error: RoleError,
+    },
     /// The content root is unusable (not expected: the store checks it at open).
     #[error("the content root is unusable: {0}")]
     Root(String),
 }
 
 /// Verifies a revert envelope against the content root: size, parse, format, a threshold of the
-/// root's keys over [`CONTEXT_REVERT`] + the canonical bytes, a validity of at most
-/// [`MAX_REVERT_VALIDITY_SECS`], expiry, and a target other than the withdrawn release.
+/// root's keys or of its rollout role's (unexpired) over [`CONTEXT_REVERT`] + the canonical bytes,
+/// a validity of at most [`MAX_REVERT_VALIDITY_SECS`], expiry, and a target other than the withdrawn release.
 pub fn verify_revert(bytes: &[u8], root: &Root, now_unix: u64) -> Result<Revert, RevertError> {
     if bytes.len() > MAX_REVERT_BYTES {
         return Err(RevertError::TooLarge { size: bytes.len() });
@@ -137,12 +148,25 @@ pub fn verify_revert(bytes: &[u8], root: &Root, now_unix: u64) -> Result<Revert,
     }
     let keys = root.verifying_keys().map_err(RevertError::Root)?;
     let message = signing_bytes(&revert).map_err(RevertError::Parse)?;
-    check_threshold(&message, &envelope.signatures, &keys, root.threshold).map_err(|error| {
-        RevertError::Signature {
+    if let Err(error) = check_threshold(&message, &envelope.signatures, &keys, root.threshold) {
+        if !names_role_key(&envelope.signatures, root, RoleName::Rollout) {
+            return Err(RevertError::Signature {
+                release: revert.release,
+                error,
+            });
+        }
+        check_role(
+            &message,
+            &envelope.signatures,
+            root,
+            RoleName::Rollout,
+            now_unix,
+        )
+        .map_err(|error| RevertError::Role {
             release: revert.release,
             error,
-        }
-    })?;
+        })?;
+    }
     let validity = revert.expires_unix.checked_sub(revert.issued_unix);
     if validity.is_none_or(|v| v > MAX_REVERT_VALIDITY_SECS) {
         return Err(RevertError::Validity {

@@ -5,8 +5,8 @@ use std::path::Path;
 use ed25519_dalek::{Signer, SigningKey};
 
 use super::format::{
-    KeyEntry, MANIFEST_FORMAT, Manifest, Root, RuleEntry, Signable, Signature, Signed, key_id,
-    module_file_name, signing_bytes,
+    KeyEntry, MANIFEST_FORMAT, Manifest, RoleKeys, Roles, Root, RuleEntry, Signable, Signature,
+    Signed, key_id, module_file_name, signing_bytes,
 };
 
 /// A fixed "now" for the tests.
@@ -39,7 +39,38 @@ pub(crate) fn root(version: u64, keys: &[&SigningKey], threshold: u32) -> Root {
             .collect(),
         threshold,
         release_counter: None,
+        roles: Roles::default(),
     }
+}
+
+/// An online role of `keys` with `threshold`, expiring at `expires_unix`.
+pub(crate) fn role_keys(keys: &[&SigningKey], threshold: u32, expires_unix: u64) -> RoleKeys {
+    RoleKeys {
+        keys: keys
+            .iter()
+            .map(|k| {
+                (
+                    keyid(k),
+                    KeyEntry {
+                        public: hex::encode(k.verifying_key().as_bytes()),
+                    },
+                )
+            })
+            .collect(),
+        threshold,
+        expires_unix,
+    }
+}
+
+/// Root version 1 of key 1, with a timestamp role (key 20) and a rollout role (keys 30 and 31,
+/// threshold 2), both expiring at [`LATER`].
+pub(crate) fn root_with_roles() -> Root {
+    let mut r = root(1, &[&key(1)], 1);
+    r.roles = Roles {
+        timestamp: Some(role_keys(&[&key(20)], 1, LATER)),
+        rollout: Some(role_keys(&[&key(30), &key(31)], 2, LATER)),
+    };
+    r
 }
 
 pub(crate) fn sign<T: Signable + Clone>(value: &T, signers: &[&SigningKey]) -> Signed<T> {
