@@ -316,6 +316,7 @@ pub fn gate_key_set(keys: &[KeyEntry]) -> Result<Root, GateError> {
             .collect(),
         threshold: 1,
         release_counter: None,
+        roles: Default::default(),
     };
     if root.keys.len() != keys.len() {
         return Err(GateError::NoGateKey {

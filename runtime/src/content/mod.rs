@@ -34,8 +34,8 @@ pub(crate) mod fsutil;
 mod inbox;
 pub mod layout;
 mod lock;
-mod ownership;
 mod offer;
+mod ownership;
 mod policy;
 mod retention;
 mod revert;
@@ -67,11 +67,11 @@ pub use fsutil::{
 };
 pub use inbox::{Inbox, InboxEntry, MAX_REFUSED_BYTES, MAX_REFUSED_KEPT, STALE_DELIVERY};
 pub use layout::{OWNER_ROOT_FILE, POLICY_FILE, POLICY_STATE_FILE, REVERT_SUFFIX, StoreLayout};
-pub use ownership::{UnsafeFolder, check_private_folder};
 pub use offer::{
     CONTEXT_OFFER, MAX_HOST_ID_BYTES, MAX_OFFER_BYTES, OFFER_FORMAT, Offer, OfferError,
     verify_offer, verify_offer_envelope,
 };
+pub use ownership::{UnsafeFolder, check_private_folder};
 pub use policy::{
     CONTEXT_POLICY, CustomerPolicy, MAX_SEEN_RELEASES, POLICY_FORMAT, PolicyError, PolicyMode,
     PolicyViolation, SeenRelease, SeenReleases, verify_policy,

@@ -183,7 +183,7 @@ mod tests {
             matches!(
                 err,
                 RevertError::Role {
-                    source: RoleError::Signature {
+                    error: RoleError::Signature {
                         role: RoleName::Rollout,
                         ..
                     },
@@ -205,7 +205,7 @@ mod tests {
             matches!(
                 err,
                 RevertError::Role {
-                    source: RoleError::Expired { .. },
+                    error: RoleError::Expired { .. },
                     ..
                 }
             ),
