@@ -18,7 +18,7 @@ demo: targets
 
 test: targets
 	$(CARGO) test --workspace
-	$(CARGO) test -p rulebox-cli --features fault-injection --test agent --test controller
+	$(CARGO) test -p rulebox-cli --features fault-injection --test agent --test controller --test fleet_e2e
 
 # The `rulebox` binary for use outside the checkout: into ~/.cargo/bin, or PREFIX/bin.
 install: targets

@@ -112,7 +112,10 @@ pub(crate) struct Shared {
     pub delivered: std::collections::BTreeSet<u64>,
     /// Events for the agent's stream.
     pub events: Vec<AgentEvent>,
-    /// Reports waiting to be spooled by the fetcher's thread.
+    /// The report spool on disk (`None` until the fetcher's folder can be created: reports wait
+    /// in `reports` meanwhile).
+    pub spool: Option<spool::Spool>,
+    /// Reports waiting for the spool.
     pub reports: Vec<HealthReport>,
     pub stop: bool,
 }
@@ -125,6 +128,23 @@ pub struct Fetcher {
     wake: Sender<()>,
 }
 
+impl Shared {
+    /// Spools a report (in memory if the spool cannot be used).
+    pub(crate) fn push_report(&mut self, report: HealthReport) {
+        match self.spool.as_mut() {
+            Some(spool) => {
+                for r in std::mem::take(&mut self.reports) {
+                    let _ = spool.push(r);
+                }
+                if let Err(e) = spool.push(report) {
+                    tracing::warn!(error = %e, "cannot write the report spool; the report waits in memory");
+                }
+            }
+            None => self.reports.push(report),
+        }
+    }
+}
+
 fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -132,7 +152,13 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 impl Fetcher {
     /// Starts the fetcher's thread for the store at `store`.
     pub fn start(config: FetchConfig, store: &std::path::Path) -> std::io::Result<Fetcher> {
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let spool = identity::Identity::open(store).ok().map(|id| {
+            spool::Spool::open(id.spool_path(), config.spool_reports, config.spool_bytes)
+        });
+        let shared = Arc::new(Mutex::new(Shared {
+            spool,
+            ..Shared::default()
+        }));
         let (wake, woken) = std::sync::mpsc::channel();
         let worker = worker::Worker::new(config, store, shared.clone(), woken);
         std::thread::Builder::new()
@@ -144,7 +170,8 @@ impl Fetcher {
     fn report(&mut self, kind: ReportKind) {
         let mut shared = lock(&self.shared);
         let report = worker::report(&shared, kind);
-        shared.reports.push(report);
+        // On disk at once: a crash right after (content that kills the host) loses no report.
+        shared.push_report(report);
         drop(shared);
         let _ = self.wake.send(());
     }

@@ -117,7 +117,7 @@ impl Worker {
         loop {
             let result = match &mut ctx {
                 Some(ctx) => self.cycle(ctx, &mut backoff),
-                None => match Context::open(&self.store, &self.config) {
+                None => match Context::open(&self.store) {
                     Ok(c) => {
                         ctx = Some(c);
                         continue;
@@ -157,7 +157,7 @@ impl Worker {
     fn queue_report(&self, kind: ReportKind) {
         let mut shared = lock(&self.shared);
         let r = report(&shared, kind);
-        shared.reports.push(r);
+        shared.push_report(r);
     }
 
     /// One interval's work: check in (enrolling first if needed), apply what the answer brings,
@@ -167,11 +167,14 @@ impl Worker {
         ctx: &mut Context,
         backoff: &mut Backoff,
     ) -> Result<(), (&'static str, Option<u64>, FetchError)> {
-        // Reports the control thread made since the last cycle go to the spool first.
-        let pending = std::mem::take(&mut lock(&self.shared).reports);
-        for r in pending {
-            if let Err(e) = ctx.spool.push(r) {
-                tracing::warn!(error = %e, "cannot write the report spool; the report is kept in memory");
+        {
+            let mut shared = lock(&self.shared);
+            if shared.spool.is_none() {
+                shared.spool = Some(Spool::open(
+                    ctx.identity.spool_path(),
+                    self.config.spool_reports,
+                    self.config.spool_bytes,
+                ));
             }
         }
         let (root, state) = {
@@ -272,7 +275,11 @@ impl Worker {
         let url = format!("{}/v1/checkin", self.config.controller);
         // One retry after a `409` that names the last seq accepted.
         for attempt in 0..2 {
-            let (mut reports, dropped) = ctx.spool.batch(MAX_REPORTS_PER_CHECKIN - 1);
+            let (mut reports, dropped) = lock(&self.shared)
+                .spool
+                .as_ref()
+                .map(|s| s.batch(MAX_REPORTS_PER_CHECKIN - 1))
+                .unwrap_or_default();
             let sent = reports.len();
             let processed = lock(&self.shared).processed;
             let mut heartbeat = report(&lock(&self.shared), ReportKind::Heartbeat);
@@ -297,7 +304,9 @@ impl Worker {
             .unwrap_or_default();
             if body.len() > MAX_CHECKIN_BYTES {
                 // Only if the spool holds huge reports: send fewer next time by dropping the oldest.
-                let _ = ctx.spool.acknowledged(sent.div_ceil(2).max(1), 0);
+                if let Some(spool) = lock(&self.shared).spool.as_mut() {
+                    let _ = spool.acknowledged(sent.div_ceil(2).max(1), 0);
+                }
                 return Err(fail(FetchError::new(
                     FetchFailureClass::TooLarge,
                     "the check-in would exceed the protocol's size; the oldest reports were dropped",
@@ -327,7 +336,9 @@ impl Worker {
                     ))));
                 }
                 self.processed_at_heartbeat = processed;
-                if let Err(e) = ctx.spool.acknowledged(sent, dropped) {
+                if let Some(spool) = lock(&self.shared).spool.as_mut()
+                    && let Err(e) = spool.acknowledged(sent, dropped)
+                {
                     tracing::warn!(error = %e, "cannot write the report spool");
                 }
                 backoff.set_base(Duration::from_secs(answer.interval_secs.max(1)));
@@ -588,24 +599,17 @@ struct Context {
     identity: Identity,
     key: NodeKey,
     state: FetchState,
-    spool: Spool,
 }
 
 impl Context {
-    fn open(store: &Path, config: &FetchConfig) -> Result<Context, FetchError> {
+    fn open(store: &Path) -> Result<Context, FetchError> {
         let identity = Identity::open(store)?;
         let key = identity.node_key()?;
         let state = identity.load();
-        let spool = Spool::open(
-            identity.spool_path(),
-            config.spool_reports,
-            config.spool_bytes,
-        );
         Ok(Context {
             identity,
             key,
             state,
-            spool,
         })
     }
 }
