@@ -8,6 +8,8 @@
 //! - a release that crashes the host when it runs halts inside ring 0: no host outside ring 0 is
 //!   ever offered it, the revert is published once, the ring-0 hosts run the previous release
 //!   again and list the bad one as bad, and no host needs repair;
+//! - the controller killed with SIGKILL in the middle of the rollout and restarted: it resumes
+//!   from the database, no ring opens twice, no host is offered the release twice;
 //! - nginx stopped for a while: the agents keep running, their request count stays bounded.
 
 use std::io::Write;
@@ -25,6 +27,11 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// One line of the story, for people (`make demo-fleet` runs this test with a handful of agents).
+fn story(t0: Instant, text: &str) {
+    eprintln!("[{:5.1} s] {text}", t0.elapsed().as_secs_f64());
 }
 
 fn read(path: &Path) -> String {
@@ -171,12 +178,18 @@ fn serve(c: &TestContent, port: u16) -> Controller {
             "--lease-secs",
             "1",
             "--clock-scale",
-            "600",
+            "300",
             "--checkin-interval-secs",
             "1",
         ])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     wait_listening(port, "the controller");
@@ -327,7 +340,12 @@ fn plan(c: &TestContent, release: u64, previous: u64) -> String {
         release,
         previous: Some(previous),
         rings: vec![ring(5.0), ring(25.0), ring(50.0), ring(100.0)],
-        gates: GateConfig::default(),
+        // Silence in controller time: 1200 s (the bake; no longer is allowed) is 4 s of wall time
+        // at x300, so that an agent on a loaded 2-core machine is not taken for a dead one.
+        gates: GateConfig {
+            silence_secs: 1_200,
+            ..GateConfig::default()
+        },
         emergency: false,
         region_order: Vec::new(),
     };
@@ -413,8 +431,17 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
     let ctl_port = free_port();
     let ctl = serve(&c, ctl_port);
     let controller = format!("http://127.0.0.1:{ctl_port}");
+    let t0 = Instant::now();
+    story(
+        t0,
+        "controller started on SQLite (controller time x300: a 20 min bake takes 4 s)",
+    );
     let web_port = free_port();
-    let mut nginx = Nginx::start(&c.repo_dir, c.dir(), web_port);
+    let mut nginx = if std::env::var_os("RULEBOX_E2E_NO_NGINX").is_some() {
+        None
+    } else {
+        Nginx::start(&c.repo_dir, c.dir(), web_port)
+    };
     let repo = match &nginx {
         Some(_) => format!("http://127.0.0.1:{web_port}"),
         None => {
@@ -461,6 +488,10 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
             .iter()
             .all(|a| has(&a.out, |v| v["fetch"] == "enrolled"))
     });
+    story(
+        t0,
+        &format!("{n} agent processes enrolled (node keys in their stores)"),
+    );
     // A few check-ins after enrolment, so every host counts as active.
     std::thread::sleep(Duration::from_secs(3));
 
@@ -475,6 +506,28 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
         "{}",
         String::from_utf8_lossy(&start.stderr)
     );
+    story(
+        t0,
+        "rollout of release 42 started: rings of 5%, 25%, 50%, 100%",
+    );
+    // kill -9 of the controller in the middle of the rollout (ring 1 open), then a restart on the
+    // same database: it resumes from there.
+    fleet.wait_until(Duration::from_secs(120), "ring 1 to open", |_| {
+        audit(&c, ctl_port, "ring_opened").len() >= 2
+    });
+    let mut ctl = ctl;
+    ctl.child.kill().unwrap(); // SIGKILL
+    ctl.child.wait().unwrap();
+    let t = Instant::now();
+    fleet.wait_until(Duration::from_secs(10), "3 s without a controller", |_| {
+        t.elapsed() > Duration::from_secs(3)
+    });
+    drop(ctl);
+    story(
+        t0,
+        "ring 1 open: controller killed with SIGKILL, down for 3 s, restarted on the same database",
+    );
+    let ctl = serve(&c, ctl_port);
     fleet.wait_until(
         Duration::from_secs(150),
         "release 42 to be GOOD everywhere",
@@ -489,7 +542,23 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
         .iter()
         .map(|e| e["detail"]["ring"].as_u64().unwrap())
         .collect();
-    assert_eq!(rings, [0, 1, 2, 3], "every ring opened once, in order");
+    assert_eq!(
+        rings,
+        [0, 1, 2, 3],
+        "every ring opened once, in order, across the kill -9"
+    );
+    let mut offered: Vec<String> = audit(&c, ctl_port, "offer")
+        .iter()
+        .map(|e| e["detail"].to_string())
+        .collect();
+    assert_eq!(offered.len(), n, "each host offered 42 once: {offered:?}");
+    offered.sort();
+    offered.dedup();
+    assert_eq!(offered.len(), n);
+    story(
+        t0,
+        "release 42 GOOD on every host; every ring opened once, in order; each host offered it once",
+    );
     for a in &fleet.agents {
         let s = store_state(&a.store);
         assert_eq!(s["current"], 42, "agent {}: {s}", a.n);
@@ -508,6 +577,10 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
         assert!(
             fleet.agents.iter().all(|a| a.restarts == 0),
             "the agents kept running"
+        );
+        story(
+            t0,
+            "nginx stopped for 6 s: every agent kept running its content, backing off",
         );
         web.restart(web_port);
         let t = Instant::now();
@@ -534,6 +607,10 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
     }
 
     // A release that crashes the host: halted inside ring 0, reverted once.
+    story(
+        t0,
+        "rollout of release 43 started (it crashes the host when it runs)",
+    );
     let start = rollout(
         &c,
         ctl_port,
@@ -565,6 +642,13 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
         "{} hosts were offered 43; ring 0 holds {ring0}",
         offered_43.len()
     );
+    story(
+        t0,
+        &format!(
+            "rollout of 43 halted with ring 0 ({} hosts) only; revert published",
+            offered_43.len()
+        ),
+    );
     let crashed: Vec<usize> = offered_43.iter().map(|a| a.n).collect();
     fleet.wait_until(
         Duration::from_secs(60),
@@ -588,6 +672,10 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
         let s = store_state(&a.store);
         assert_eq!(s["current"], 42, "agent {} needs no repair: {s}", a.n);
     }
+    story(
+        t0,
+        "ring-0 hosts back on 42 with 43 marked bad; no host needs repair",
+    );
     let _ = &ctl.log;
     let _ = std::io::stderr().flush();
 }
