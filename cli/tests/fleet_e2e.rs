@@ -636,7 +636,7 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
         .iter()
         .filter(|a| has(&a.out, |v| v["fetch"] == "checked_in" && v["offer"] == 43))
         .collect();
-    let ring0 = (n as f64 * 0.05).ceil() as usize;
+    let ring0 = n.div_ceil(20); // 5%, rounded up
     assert!(
         !offered_43.is_empty() && offered_43.len() <= ring0,
         "{} hosts were offered 43; ring 0 holds {ring0}",
