@@ -178,7 +178,7 @@ fn serve(c: &TestContent, port: u16) -> Controller {
             "--lease-secs",
             "1",
             "--clock-scale",
-            "300",
+            "200",
             "--checkin-interval-secs",
             "1",
         ])
@@ -237,7 +237,7 @@ impl Fleet {
                 "--min-wait-ms",
                 "300",
                 "--max-backoff-secs",
-                "4",
+                "2",
                 "--request-timeout-secs",
                 "10",
                 "--health-events",
@@ -340,8 +340,8 @@ fn plan(c: &TestContent, release: u64, previous: u64) -> String {
         release,
         previous: Some(previous),
         rings: vec![ring(5.0), ring(25.0), ring(50.0), ring(100.0)],
-        // Silence in controller time: 1200 s (the bake; no longer is allowed) is 4 s of wall time
-        // at x300, so that an agent on a loaded 2-core machine is not taken for a dead one.
+        // Silence in controller time: 1200 s (the bake; no longer is allowed) is 6 s of wall time
+        // at x200, so that an agent on a loaded 2-core machine is not taken for a dead one.
         gates: GateConfig {
             silence_secs: 1_200,
             ..GateConfig::default()
@@ -434,7 +434,7 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
     let t0 = Instant::now();
     story(
         t0,
-        "controller started on SQLite (controller time x300: a 20 min bake takes 4 s)",
+        "controller started on SQLite (controller time x200: a 20 min bake takes 6 s)",
     );
     let web_port = free_port();
     let mut nginx = if std::env::var_os("RULEBOX_E2E_NO_NGINX").is_some() {
@@ -445,8 +445,9 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
     let repo = match &nginx {
         Some(_) => format!("http://127.0.0.1:{web_port}"),
         None => {
-            eprintln!(
-                "nginx is not installed: the repository is served by the controller's /repo/"
+            story(
+                t0,
+                "nginx not used (not installed, or RULEBOX_E2E_NO_NGINX): the controller serves the repository at /repo/",
             );
             format!("{controller}/repo")
         }
@@ -519,13 +520,13 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
     ctl.child.kill().unwrap(); // SIGKILL
     ctl.child.wait().unwrap();
     let t = Instant::now();
-    fleet.wait_until(Duration::from_secs(10), "3 s without a controller", |_| {
-        t.elapsed() > Duration::from_secs(3)
+    fleet.wait_until(Duration::from_secs(10), "2 s without a controller", |_| {
+        t.elapsed() > Duration::from_secs(2)
     });
     drop(ctl);
     story(
         t0,
-        "ring 1 open: controller killed with SIGKILL, down for 3 s, restarted on the same database",
+        "ring 1 open: controller killed with SIGKILL, down for 2 s, restarted on the same database",
     );
     let ctl = serve(&c, ctl_port);
     fleet.wait_until(
