@@ -112,6 +112,19 @@ impl Agent {
             .as_ref()
             .map(|dir| Inbox::new(StoreLayout::new(dir).inbox()));
 
+        // The built-in fetcher, when configured and there is a store to deliver to.
+        let transport = match (transport, &config.fetch, &config.store) {
+            (Some(t), _, _) => Some(t),
+            (None, Some(fetch), Some(dir)) => Some(Box::new(
+                crate::fetch::Fetcher::start(fetch.clone(), dir).map_err(|source| {
+                    AgentError::Thread {
+                        what: "fetch",
+                        source,
+                    }
+                })?,
+            ) as Box<dyn Transport>),
+            (None, _, _) => None,
+        };
         let counters = Arc::new(Counters::default());
         let (work_tx, work_rx) = mpsc::sync_channel(config.queue.max(1));
         let (output_tx, output_rx) = mpsc::sync_channel(config.output_queue.max(1));

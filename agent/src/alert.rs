@@ -197,6 +197,9 @@ pub enum Alert {
         error: String,
         /// The report written in the store, if it could be written.
         report: Option<String>,
+        /// What kind of refusal (`policy`: the owner's policy; `signature`, `expired`, `hash`,
+        /// `too_large`: the bundle), as a `fetch_failed` or `refused` report names it.
+        class: rulebox_controlplane_proto::FetchFailureClass,
     },
     /// A delivered signed revert was refused; nothing changed.
     RevertRefused {

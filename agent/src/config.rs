@@ -120,6 +120,9 @@ pub struct AgentConfig {
     pub output_queue: usize,
     /// How often the inbox is scanned (and a transport polled), default 500 ms.
     pub inbox_poll: Duration,
+    /// Fetch content from a controller and a content repository (`None`, the default: content
+    /// arrives only through the inbox, as `rulebox push` delivers it). Needs a store.
+    pub fetch: Option<crate::FetchConfig>,
 }
 
 impl AgentConfig {
@@ -134,6 +137,7 @@ impl AgentConfig {
             queue: 1024,
             output_queue: 1024,
             inbox_poll: Duration::from_millis(500),
+            fetch: None,
         }
     }
 }

@@ -678,7 +678,18 @@ impl Control {
         };
         let inbox = store.inbox();
         if let Some(t) = self.transport.as_mut() {
-            match t.poll(&inbox) {
+            t.observe_store(&crate::transport::StoreView {
+                root: store.root(),
+                state: store.state(),
+                processed: Counters::get(&self.counters.processed),
+                quarantined: store.quarantined().len().try_into().unwrap_or(u32::MAX),
+            });
+            let result = t.poll(&inbox);
+            let events = t.take_events();
+            for event in events {
+                let _ = self.output.send(event);
+            }
+            match result {
                 Ok(()) => self.transport_failing = false,
                 // Reported once until a poll succeeds again.
                 Err(e) if !self.transport_failing => {
@@ -882,6 +893,7 @@ impl Control {
                         bundle: entry.name(),
                         error: e.to_string(),
                         report,
+                        class: crate::fetch::refusal_class(&e),
                     }
                     .into(),
                 );

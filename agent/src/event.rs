@@ -28,6 +28,8 @@ pub enum AgentEvent {
     Alert(Alert),
     /// A step of the agent's life: boot, activation, install, revert, health window passed, stop.
     Lifecycle(Lifecycle),
+    /// A step of the content fetcher: enrolment, a check-in with news, a delivery, a failure.
+    Fetch(crate::fetch::FetchEvent),
 }
 
 impl AgentEvent {
@@ -50,6 +52,12 @@ impl From<Alert> for AgentEvent {
     }
 }
 
+impl From<crate::fetch::FetchEvent> for AgentEvent {
+    fn from(event: crate::fetch::FetchEvent) -> Self {
+        AgentEvent::Fetch(event)
+    }
+}
+
 impl From<Lifecycle> for AgentEvent {
     fn from(event: Lifecycle) -> Self {
         AgentEvent::Lifecycle(event)
@@ -62,6 +70,7 @@ impl std::fmt::Display for AgentEvent {
             AgentEvent::Detection(d) => d.fmt(f),
             AgentEvent::Alert(a) => write!(f, "alert ({}): {a}", a.severity()),
             AgentEvent::Lifecycle(l) => l.fmt(f),
+            AgentEvent::Fetch(e) => e.fmt(f),
         }
     }
 }
@@ -98,6 +107,13 @@ impl Serialize for AgentEvent {
                 kind: "lifecycle",
                 severity: None,
                 body: l,
+            }
+            .serialize(s),
+            AgentEvent::Fetch(e) => Line {
+                format: OUTPUT_FORMAT,
+                kind: "fetch",
+                severity: None,
+                body: e,
             }
             .serialize(s),
         }

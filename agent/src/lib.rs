@@ -37,7 +37,9 @@
 //! The same program, runnable: `cargo run -p rulebox-agent --example embed [STORE]`. Event sources
 //! come with the crate too: [`feed`] (any reader of JSON records, capped by `ReadLimits`) and, on
 //! Unix, [`SocketSource`] (a socket created `0600`, every peer checked with `SO_PEERCRED`). A
-//! content fetcher plugs in as a [`Transport`] and delivers through the store's inbox, the one way in.
+//! content fetcher plugs in as a [`Transport`] and delivers through the store's inbox, the one way in;
+//! the built-in one, [`Fetcher`] ([`AgentConfig::fetch`]), checks in with the controller service and
+//! downloads from the static content repository (`docs/controlplane.md`).
 
 mod agent;
 mod alert;
@@ -45,6 +47,7 @@ mod config;
 mod control;
 mod error;
 mod event;
+mod fetch;
 mod lifecycle;
 mod sender;
 #[cfg(unix)]
@@ -61,12 +64,13 @@ pub use alert::{Alert, AlertSeverity};
 pub use config::{AgentConfig, Baseline, HealthWindow};
 pub use error::AgentError;
 pub use event::{AgentEvent, Detection, EventOrigin, EventRef, OUTPUT_FORMAT};
+pub use fetch::{EnrollSecret, FetchConfig, FetchError, FetchEvent, Fetcher};
 pub use lifecycle::{AgentSummary, BaselineReason, Lifecycle};
 pub use sender::{AgentStopped, EventSender, TrySendError};
 #[cfg(unix)]
 pub use socket::{SocketAccess, SocketError, SocketSource};
 pub use source::{FeedSummary, feed};
-pub use transport::{Transport, TransportError};
+pub use transport::{StoreView, Transport, TransportError};
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,7 @@
 //! verification, the owner's policy, the boot guard and install stay the same for every delivery;
 //! and it sees the lifecycle events a check-in reports.
 
-use rulebox_runtime::content::Inbox;
+use rulebox_runtime::content::{Inbox, Root, StoreState};
 
 use crate::event::AgentEvent;
 
@@ -31,4 +31,29 @@ pub trait Transport: Send {
     fn observe(&mut self, event: &AgentEvent) {
         let _ = event;
     }
+
+    /// Called before every [`poll`](Self::poll) with what the store holds: the trusted root and the
+    /// store's state (what a check-in reports, what an offer is checked against).
+    fn observe_store(&mut self, view: &StoreView<'_>) {
+        let _ = view;
+    }
+
+    /// Events of the transport's own for the agent's stream, taken after every poll.
+    fn take_events(&mut self) -> Vec<AgentEvent> {
+        Vec::new()
+    }
+}
+
+/// What the store holds, as of one poll.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct StoreView<'a> {
+    /// The trusted content root.
+    pub root: &'a Root,
+    /// The store's state (current, last-known-good, bad and installed releases).
+    pub state: &'a StoreState,
+    /// Events processed by the rules since the agent started.
+    pub processed: u64,
+    /// Rule versions quarantined on this host.
+    pub quarantined: u32,
 }

@@ -89,9 +89,9 @@ pub fn generate_online_key(role: RoleName) -> Result<OnlineKey, ReleaseError> {
 
 /// Writes an online key to a new file (refused if it exists), mode 0600 on Unix, fsynced.
 pub fn write_online_key(path: &Path, key: &OnlineKey) -> Result<(), ReleaseError> {
-    let io = |source| ReleaseError::Io {
+    let io = |error| ReleaseError::Io {
         path: path.to_path_buf(),
-        error: source,
+        error,
     };
     let bytes = serde_json::to_vec_pretty(key).map_err(ReleaseError::Encode)?;
     let mut options = std::fs::File::options();
@@ -111,9 +111,9 @@ pub fn write_online_key(path: &Path, key: &OnlineKey) -> Result<(), ReleaseError
 /// belong to its secret. A key file of the root's own keys (no `role`) is refused.
 pub fn read_online_key(path: &Path) -> Result<OnlineKey, ReleaseError> {
     use rulebox_runtime::content::CappedReadError;
-    let io = |source| ReleaseError::Io {
+    let io = |error| ReleaseError::Io {
         path: path.to_path_buf(),
-        error: source,
+        error,
     };
     let bytes = rulebox_runtime::content::read_capped_following_links(path, MAX_ONLINE_KEY_BYTES)
         .map_err(|e| match e {
@@ -126,9 +126,9 @@ pub fn read_online_key(path: &Path) -> Result<OnlineKey, ReleaseError> {
         other => io(std::io::Error::other(other.to_string())),
     })?;
     let value: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|source| ReleaseError::Json {
+        serde_json::from_slice(&bytes).map_err(|error| ReleaseError::Json {
             path: path.to_path_buf(),
-            error: source,
+            error,
         })?;
     if value.get("role").is_none() {
         return Err(ReleaseError::KeyFile {
@@ -137,9 +137,9 @@ pub fn read_online_key(path: &Path) -> Result<OnlineKey, ReleaseError> {
                 .to_owned(),
         });
     }
-    let key: OnlineKey = serde_json::from_value(value).map_err(|source| ReleaseError::Json {
+    let key: OnlineKey = serde_json::from_value(value).map_err(|error| ReleaseError::Json {
         path: path.to_path_buf(),
-        error: source,
+        error,
     })?;
     key.key.signing_key().map_err(|e| match e {
         ReleaseError::KeyFile { problem, .. } => ReleaseError::KeyFile {

@@ -65,6 +65,87 @@ pub struct Args {
     /// A runtime configuration file (JSON).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Fetch content: the controller's base URL (`rulebox controller serve`); needs `--repo` and
+    /// `--enroll-secret-file`.
+    #[arg(long, requires_all = ["repo", "enroll_secret_file"])]
+    controller: Option<String>,
+    /// The content repository's base URL (`rulebox publish --repo`, on any HTTP server).
+    #[arg(long, requires = "controller")]
+    repo: Option<String>,
+    /// A file holding the enrolment secret (read once; keep it readable by the agent's user only).
+    #[arg(long, requires = "controller")]
+    enroll_secret_file: Option<PathBuf>,
+    /// The hostname label sent at enrolment (default: the system's hostname).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// The region label sent at enrolment.
+    #[arg(long, default_value = "default")]
+    region: String,
+    /// The criticality label: low, medium or high.
+    #[arg(long, default_value = "low")]
+    criticality: String,
+    /// The check-in interval in seconds until the controller sets one.
+    #[arg(long, default_value_t = 60)]
+    checkin_secs: u64,
+    /// The backoff ceiling after failures, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    max_backoff_secs: u64,
+    /// The shortest wait between two check-ins, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    min_wait_ms: u64,
+    /// Each HTTP request's deadline, in seconds.
+    #[arg(long, default_value_t = 120)]
+    request_timeout_secs: u64,
+    /// Check in at once at start-up instead of after a random delay of up to one interval.
+    #[arg(long)]
+    no_startup_delay: bool,
+}
+
+/// The fetcher's configuration from the flags, if `--controller` is given.
+fn fetch_config(args: &Args) -> anyhow::Result<Option<rulebox_agent::FetchConfig>> {
+    use rulebox_controlplane_proto::{Criticality, Labels};
+    let (Some(controller), Some(repo), Some(secret_file)) =
+        (&args.controller, &args.repo, &args.enroll_secret_file)
+    else {
+        return Ok(None);
+    };
+    let secret = rulebox_runtime::content::read_capped_following_links(secret_file, 4096)
+        .with_context(|| format!("cannot read the enrolment secret {}", secret_file.display()))?;
+    let secret = String::from_utf8(secret)
+        .context("the enrolment secret is not UTF-8")?
+        .trim()
+        .to_owned();
+    let hostname = match &args.hostname {
+        Some(h) => h.clone(),
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned()),
+    };
+    let criticality = match args.criticality.as_str() {
+        "low" => Criticality::Low,
+        "medium" => Criticality::Medium,
+        "high" => Criticality::High,
+        other => anyhow::bail!(
+            "--criticality must be low, medium or high, not {:?}",
+            rulebox_runtime::text::Escaped(other).to_string()
+        ),
+    };
+    let labels = Labels {
+        hostname,
+        region: args.region.clone(),
+        criticality,
+        vendor_internal: false,
+    };
+    labels
+        .check()
+        .map_err(|e| anyhow::anyhow!("the enrolment labels: {e}"))?;
+    let mut config = rulebox_agent::FetchConfig::new(controller, repo, secret, labels);
+    config.interval = Duration::from_secs(args.checkin_secs.max(1));
+    config.max_backoff = Duration::from_secs(args.max_backoff_secs.max(1));
+    config.min_wait = Duration::from_millis(args.min_wait_ms.max(10));
+    config.request_timeout = Duration::from_secs(args.request_timeout_secs.max(1));
+    config.startup_delay = !args.no_startup_delay;
+    Ok(Some(config))
 }
 
 /// Runs the agent until end of input or SIGTERM/SIGINT.
@@ -89,6 +170,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     config.queue = args.queue;
     config.inbox_poll = Duration::from_millis(args.inbox_poll_ms.max(50));
+    config.fetch = fetch_config(&args)?;
+    if config.fetch.is_some() && config.store.is_none() {
+        anyhow::bail!("--controller needs a store (not --safe-mode)");
+    }
 
     // Signals first, so that a SIGTERM during start-up is not lost.
     let (end_tx, end_rx) = mpsc::channel::<String>();

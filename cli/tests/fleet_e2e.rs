@@ -1,0 +1,682 @@
+//! A real fleet on loopback: real nginx serving the published repository (the controller's own
+//! `/repo/` if nginx is not installed, said plainly), the real `rulebox controller serve` on
+//! SQLite with the test-only clock scaling, and real `rulebox agent` processes (40 by default,
+//! `RULEBOX_E2E_AGENTS`), each with its own store, fetching through the agent's fetcher. A
+//! supervisor loop restarts an agent that dies, as systemd would.
+//!
+//! - a good release reaches every host, each reports `good`, every ring opens once, in order;
+//! - a release that crashes the host when it runs halts inside ring 0: no host outside ring 0 is
+//!   ever offered it, the revert is published once, the ring-0 hosts run the previous release
+//!   again and list the bad one as bad, and no host needs repair;
+//! - the controller killed with SIGKILL in the middle of the rollout and restarted: it resumes
+//!   from the database, no ring opens twice, no host is offered the release twice;
+//! - nginx stopped for a while: the agents keep running, their request count stays bounded.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rulebox_controller::testing::TestContent;
+use rulebox_rollout::{GateConfig, RingPlan, RolloutPlan};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One line of the story, for people (`make demo-fleet` runs this test with a handful of agents).
+fn story(t0: Instant, text: &str) {
+    eprintln!("[{:5.1} s] {text}", t0.elapsed().as_secs_f64());
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what} does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// nginx with a temporary configuration serving `root` on 127.0.0.1:`port` (`daemon off`, every
+/// path in `dir`); `None` if nginx is not installed.
+struct Nginx {
+    child: Child,
+    conf: PathBuf,
+    log: PathBuf,
+}
+
+impl Nginx {
+    fn binary() -> Option<PathBuf> {
+        ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    fn start(root: &Path, dir: &Path, port: u16) -> Option<Nginx> {
+        let bin = Self::binary()?;
+        let d = dir.join("nginx");
+        for sub in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let conf = d.join("nginx.conf");
+        let p = |s: &str| d.join(s).display().to_string();
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nworker_processes 1;\npid {pid};\nerror_log {err} warn;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{\n  access_log {acc};\n  client_body_temp_path {body};\n  proxy_temp_path {proxy};\n  \
+                 fastcgi_temp_path {fcgi};\n  uwsgi_temp_path {uwsgi};\n  scgi_temp_path {scgi};\n  \
+                 types {{ application/json json; application/wasm wasm; }}\n  \
+                 server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
+                 location = /timestamp.json {{ add_header Cache-Control \"max-age=5\"; }}\n    \
+                 location / {{ add_header Cache-Control \"public, max-age=31536000, immutable\"; }}\n  }}\n}}\n",
+                pid = p("nginx.pid"),
+                err = p("error.log"),
+                acc = p("access.log"),
+                body = p("body"),
+                proxy = p("proxy"),
+                fcgi = p("fastcgi"),
+                uwsgi = p("uwsgi"),
+                scgi = p("scgi"),
+                root = root.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&d)
+            .stderr(std::fs::File::create(d.join("stderr.log")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_listening(port, "nginx");
+        Some(Nginx {
+            child,
+            conf,
+            log: d.join("access.log"),
+        })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self, port: u16) {
+        self.stop();
+        let bin = Self::binary().unwrap();
+        let dir = self.conf.parent().unwrap().to_path_buf();
+        self.child = Command::new(bin)
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-p")
+            .arg(&dir)
+            .stderr(std::fs::File::create(dir.join("stderr2.log")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_listening(port, "nginx");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Controller {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(c: &TestContent, port: u16) -> Controller {
+    let f = &c.files;
+    let log = c.dir().join("controller.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_rulebox"))
+        .args(["controller", "serve", "--db"])
+        .arg(c.sqlite_url("ctl.db"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--repo")
+        .arg(&c.repo_dir)
+        .arg("--root")
+        .arg(&c.root_path)
+        .arg("--rollout-key")
+        .arg(&f.rollout_key)
+        .arg("--timestamp-key")
+        .arg(&f.timestamp_key)
+        .arg("--enroll-secret-file")
+        .arg(&f.enroll_secret)
+        .arg("--operators")
+        .arg(&f.operators)
+        .args([
+            "--serve-repo",
+            "--tick-secs",
+            "0.2",
+            "--lease-secs",
+            "1",
+            "--clock-scale",
+            "200",
+            "--checkin-interval-secs",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    wait_listening(port, "the controller");
+    Controller { child, log }
+}
+
+/// One agent process (restarted by [`Fleet::supervise`] when it dies).
+struct AgentProc {
+    n: usize,
+    child: Child,
+    _stdin: ChildStdin,
+    store: PathBuf,
+    out: PathBuf,
+    restarts: u32,
+}
+
+struct Fleet {
+    agents: Vec<AgentProc>,
+    controller: String,
+    repo: String,
+    secret: PathBuf,
+    crash_rule: String,
+}
+
+impl Fleet {
+    fn spawn(&self, n: usize, store: &Path, out: &Path) -> (Child, ChildStdin) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rulebox"))
+            .arg("agent")
+            .arg("--store")
+            .arg(store)
+            .args([
+                "--events",
+                "-",
+                "--controller",
+                &self.controller,
+                "--repo",
+                &self.repo,
+            ])
+            .arg("--enroll-secret-file")
+            .arg(&self.secret)
+            .args(["--hostname", &format!("ws-{n:03}"), "--region", "eu-west"])
+            .args([
+                "--checkin-secs",
+                "1",
+                "--min-wait-ms",
+                "300",
+                "--max-backoff-secs",
+                "2",
+                "--request-timeout-secs",
+                "10",
+                "--health-events",
+                "0",
+                "--health-secs",
+                "1",
+                "--health-after-secs",
+                "1",
+                "--inbox-poll-ms",
+                "100",
+            ])
+            .env("RULEBOX_TEST_CRASH_ON_RULE", &self.crash_rule)
+            .stdin(Stdio::piped())
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(out)
+                    .unwrap(),
+            )
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(out.with_extension("err"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        (child, stdin)
+    }
+
+    /// Restarts every agent that died (its content crashed it).
+    fn supervise(&mut self) {
+        for i in 0..self.agents.len() {
+            if self.agents[i].child.try_wait().unwrap().is_some() {
+                let (store, out, n) = {
+                    let a = &self.agents[i];
+                    (a.store.clone(), a.out.clone(), a.n)
+                };
+                let (child, stdin) = self.spawn(n, &store, &out);
+                let a = &mut self.agents[i];
+                a.child = child;
+                a._stdin = stdin;
+                a.restarts += 1;
+            }
+        }
+    }
+
+    /// Waits (supervising) until `done` holds, at most `limit`.
+    fn wait_until(&mut self, limit: Duration, what: &str, mut done: impl FnMut(&Fleet) -> bool) {
+        let start = Instant::now();
+        loop {
+            self.supervise();
+            if done(self) {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; agent 0: {}",
+                read(&self.agents[0].out.with_extension("err"))
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            let _ = a.child.kill();
+            let _ = a.child.wait();
+        }
+    }
+}
+
+/// The agent's JSON lines.
+fn lines(path: &Path) -> Vec<Value> {
+    read(path)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn has(path: &Path, pred: impl Fn(&Value) -> bool) -> bool {
+    lines(path).iter().any(pred)
+}
+
+fn store_state(store: &Path) -> Value {
+    serde_json::from_str(&read(&store.join("state.json"))).unwrap_or(Value::Null)
+}
+
+fn plan(c: &TestContent, release: u64, previous: u64) -> String {
+    let ring = |percent| RingPlan {
+        percent,
+        bake_secs: 1_200,
+    };
+    let plan = RolloutPlan {
+        release,
+        previous: Some(previous),
+        rings: vec![ring(5.0), ring(25.0), ring(50.0), ring(100.0)],
+        // Silence in controller time: 1200 s (the bake; no longer is allowed) is 6 s of wall time
+        // at x200, so that an agent on a loaded 2-core machine is not taken for a dead one.
+        gates: GateConfig {
+            silence_secs: 1_200,
+            ..GateConfig::default()
+        },
+        emergency: false,
+        region_order: Vec::new(),
+    };
+    let path = c.dir().join(format!("plan-{release}.json"));
+    std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+fn rollout(c: &TestContent, port: u16, args: &[&str]) -> std::process::Output {
+    let url = format!("http://127.0.0.1:{port}");
+    let token = c.files.token.display().to_string();
+    let mut all = vec![
+        "rollout",
+        args[0],
+        "--controller",
+        &url,
+        "--token-file",
+        &token,
+    ];
+    all.extend_from_slice(&args[1..]);
+    Command::new(env!("CARGO_BIN_EXE_rulebox"))
+        .args(&all)
+        .output()
+        .unwrap()
+}
+
+fn audit(c: &TestContent, port: u16, kind: &str) -> Vec<Value> {
+    let out = rollout(
+        c,
+        port,
+        &["audit", "--kind", kind, "--json", "--limit", "10000"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn is_good(v: &Value, release: u64) -> bool {
+    v["lifecycle"] == "good" && v["release"] == release
+}
+
+#[test]
+fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ring_0() {
+    let n: usize = std::env::var("RULEBOX_E2E_AGENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let c = TestContent::new().unwrap();
+    let art = |name: &str| {
+        rulebox_example_artifacts::good()
+            .find(|a| a.name == name)
+            .unwrap()
+            .bytes
+    };
+    c.publish_release(41, &[("office", art("office-shell"))])
+        .unwrap();
+    c.publish_release(
+        42,
+        &[
+            ("office", art("office-shell")),
+            ("lsass", art("lsass-access")),
+        ],
+    )
+    .unwrap();
+    // Release 43 adds a rule whose presence makes this test's agents abort when they run it.
+    c.publish_release(
+        43,
+        &[
+            ("office", art("office-shell")),
+            ("lsass", art("lsass-access")),
+            ("run-key", art("run-key")),
+        ],
+    )
+    .unwrap();
+
+    let ctl_port = free_port();
+    let ctl = serve(&c, ctl_port);
+    let controller = format!("http://127.0.0.1:{ctl_port}");
+    let t0 = Instant::now();
+    story(
+        t0,
+        "controller started on SQLite (controller time x200: a 20 min bake takes 6 s)",
+    );
+    let web_port = free_port();
+    let mut nginx = if std::env::var_os("RULEBOX_E2E_NO_NGINX").is_some() {
+        None
+    } else {
+        Nginx::start(&c.repo_dir, c.dir(), web_port)
+    };
+    let repo = match &nginx {
+        Some(_) => format!("http://127.0.0.1:{web_port}"),
+        None => {
+            story(
+                t0,
+                "nginx not used (not installed, or RULEBOX_E2E_NO_NGINX): the controller serves the repository at /repo/",
+            );
+            format!("{controller}/repo")
+        }
+    };
+    let mut fleet = Fleet {
+        agents: Vec::new(),
+        controller: controller.clone(),
+        repo,
+        secret: c.files.enroll_secret.clone(),
+        crash_rule: "registry-run-key-persistence".to_owned(),
+    };
+    for i in 0..n {
+        let store = c.dir().join(format!("agent-{i:03}"));
+        let init = Command::new(env!("CARGO_BIN_EXE_rulebox"))
+            .args(["store", "init", "--store"])
+            .arg(&store)
+            .arg("--root")
+            .arg(&c.root_path)
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "{}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let out = c.dir().join(format!("agent-{i:03}.jsonl"));
+        let (child, stdin) = fleet.spawn(i, &store, &out);
+        fleet.agents.push(AgentProc {
+            n: i,
+            child,
+            _stdin: stdin,
+            store,
+            out,
+            restarts: 0,
+        });
+    }
+    fleet.wait_until(Duration::from_secs(120), "every agent to enrol", |f| {
+        f.agents
+            .iter()
+            .all(|a| has(&a.out, |v| v["fetch"] == "enrolled"))
+    });
+    story(
+        t0,
+        &format!("{n} agent processes enrolled (node keys in their stores)"),
+    );
+    // A few check-ins after enrolment, so every host counts as active.
+    std::thread::sleep(Duration::from_secs(3));
+
+    // A good release: every host, ring by ring.
+    let start = rollout(
+        &c,
+        ctl_port,
+        &["start", "--plan", &plan(&c, 42, 41), "--reason", "e2e good"],
+    );
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    story(
+        t0,
+        "rollout of release 42 started: rings of 5%, 25%, 50%, 100%",
+    );
+    // kill -9 of the controller in the middle of the rollout (ring 1 open), then a restart on the
+    // same database: it resumes from there.
+    fleet.wait_until(Duration::from_secs(120), "ring 1 to open", |_| {
+        audit(&c, ctl_port, "ring_opened").len() >= 2
+    });
+    let mut ctl = ctl;
+    ctl.child.kill().unwrap(); // SIGKILL
+    ctl.child.wait().unwrap();
+    let t = Instant::now();
+    fleet.wait_until(Duration::from_secs(10), "2 s without a controller", |_| {
+        t.elapsed() > Duration::from_secs(2)
+    });
+    drop(ctl);
+    story(
+        t0,
+        "ring 1 open: controller killed with SIGKILL, down for 2 s, restarted on the same database",
+    );
+    let ctl = serve(&c, ctl_port);
+    fleet.wait_until(
+        Duration::from_secs(150),
+        "release 42 to be GOOD everywhere",
+        |f| f.agents.iter().all(|a| has(&a.out, |v| is_good(v, 42))),
+    );
+    fleet.wait_until(
+        Duration::from_secs(60),
+        "the rollout of 42 to complete",
+        |_| rollout(&c, ctl_port, &["status"]).status.code() == Some(0),
+    );
+    let rings: Vec<u64> = audit(&c, ctl_port, "ring_opened")
+        .iter()
+        .map(|e| e["detail"]["ring"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        rings,
+        [0, 1, 2, 3],
+        "every ring opened once, in order, across the kill -9"
+    );
+    let mut offered: Vec<String> = audit(&c, ctl_port, "offer")
+        .iter()
+        .map(|e| e["detail"].to_string())
+        .collect();
+    assert_eq!(offered.len(), n, "each host offered 42 once: {offered:?}");
+    offered.sort();
+    offered.dedup();
+    assert_eq!(offered.len(), n);
+    story(
+        t0,
+        "release 42 GOOD on every host; every ring opened once, in order; each host offered it once",
+    );
+    for a in &fleet.agents {
+        let s = store_state(&a.store);
+        assert_eq!(s["current"], 42, "agent {}: {s}", a.n);
+        assert_eq!(s["last_known_good"], 42, "agent {}: {s}", a.n);
+    }
+    assert!(fleet.agents.iter().all(|a| a.restarts == 0));
+
+    // nginx stopped for a while: the agents keep running and do not hammer anything.
+    if let Some(web) = nginx.as_mut() {
+        let before = read(&web.log).lines().count();
+        web.stop();
+        let t = Instant::now();
+        fleet.wait_until(Duration::from_secs(30), "6 s without nginx", |_| {
+            t.elapsed() > Duration::from_secs(6)
+        });
+        assert!(
+            fleet.agents.iter().all(|a| a.restarts == 0),
+            "the agents kept running"
+        );
+        story(
+            t0,
+            "nginx stopped for 6 s: every agent kept running its content, backing off",
+        );
+        web.restart(web_port);
+        let t = Instant::now();
+        fleet.wait_until(Duration::from_secs(30), "the agents to catch up", |_| {
+            read(&web.log).lines().count() > before + n && t.elapsed() > Duration::from_secs(2)
+        });
+        // Each agent fetches timestamp.json once per interval (1 s + jitter), backing off while
+        // the server is away: over the whole run, far below a tight loop.
+        let errors: usize = fleet
+            .agents
+            .iter()
+            .map(|a| {
+                lines(&a.out)
+                    .iter()
+                    .filter(|v| v["fetch"] == "failed" && v["step"] == "timestamp")
+                    .count()
+            })
+            .max()
+            .unwrap();
+        assert!(
+            errors <= 20,
+            "an agent failed {errors} timestamp fetches in 6 s: a tight loop"
+        );
+    }
+
+    // A release that crashes the host: halted inside ring 0, reverted once.
+    story(
+        t0,
+        "rollout of release 43 started (it crashes the host when it runs)",
+    );
+    let start = rollout(
+        &c,
+        ctl_port,
+        &["start", "--plan", &plan(&c, 43, 42), "--reason", "e2e bad"],
+    );
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    fleet.wait_until(
+        Duration::from_secs(150),
+        "the rollout of 43 to halt",
+        |_| rollout(&c, ctl_port, &["status"]).status.code() == Some(2),
+    );
+    fleet.wait_until(
+        Duration::from_secs(60),
+        "the revert to be published",
+        |_| c.repo_dir.join("reverts/43.revert.json").exists(),
+    );
+    let offered_43: Vec<&AgentProc> = fleet
+        .agents
+        .iter()
+        .filter(|a| has(&a.out, |v| v["fetch"] == "checked_in" && v["offer"] == 43))
+        .collect();
+    let ring0 = n.div_ceil(20); // 5%, rounded up
+    assert!(
+        !offered_43.is_empty() && offered_43.len() <= ring0,
+        "{} hosts were offered 43; ring 0 holds {ring0}",
+        offered_43.len()
+    );
+    story(
+        t0,
+        &format!(
+            "rollout of 43 halted with ring 0 ({} hosts) only; revert published",
+            offered_43.len()
+        ),
+    );
+    let crashed: Vec<usize> = offered_43.iter().map(|a| a.n).collect();
+    fleet.wait_until(
+        Duration::from_secs(60),
+        "the ring-0 hosts to run 42 with 43 bad",
+        |f| {
+            crashed.iter().all(|&i| {
+                let s = store_state(&f.agents[i].store);
+                s["current"] == 42
+                    && s["bad"]
+                        .as_array()
+                        .is_some_and(|b| b.contains(&Value::from(43)))
+            })
+        },
+    );
+    assert_eq!(
+        audit(&c, ctl_port, "revert_published").len(),
+        1,
+        "the revert is published once"
+    );
+    for a in &fleet.agents {
+        let s = store_state(&a.store);
+        assert_eq!(s["current"], 42, "agent {} needs no repair: {s}", a.n);
+    }
+    story(
+        t0,
+        "ring-0 hosts back on 42 with 43 marked bad; no host needs repair",
+    );
+    let _ = &ctl.log;
+    let _ = std::io::stderr().flush();
+}
