@@ -21,7 +21,7 @@ demo: targets
 # release ring by ring (with a kill -9 of the controller), a crashing one halted in ring 0 and
 # reverted. It is the end-to-end test run small, with its story on stderr (about a minute).
 demo-fleet: targets
-	RULEBOX_E2E_AGENTS=5 RULEBOX_E2E_NO_NGINX=1 $(CARGO) test --quiet -p rulebox-cli --features fault-injection --test fleet_e2e -- --nocapture
+	RULEBOX_E2E_AGENTS=5 RULEBOX_E2E_NO_NGINX=1 $(CARGO) test --quiet -p rulebox-cli --features fault-injection --test fleet_e2e -- --nocapture on_sqlite
 
 test: targets
 	$(CARGO) test --workspace

@@ -1,6 +1,8 @@
 //! A real fleet on loopback: real nginx serving the published repository (the controller's own
-//! `/repo/` if nginx is not installed, said plainly), the real `rulebox controller serve` on
-//! SQLite with the test-only clock scaling, and real `rulebox agent` processes (40 by default,
+//! `/repo/` if nginx is not installed, said plainly), the real `rulebox controller serve` with the
+//! test-only clock scaling, once on SQLite and once on PostgreSQL (a throwaway server started in a
+//! temporary data folder as a user other than root; said plainly and skipped when the machine has no
+//! PostgreSQL server binaries), and real `rulebox agent` processes (40 by default,
 //! `RULEBOX_E2E_AGENTS`), each with its own store, fetching through the agent's fetcher. A
 //! supervisor loop restarts an agent that dies, as systemd would.
 //!
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rulebox_controller::testing::TestContent;
+use rulebox_controller::testing::{TestContent, TestPostgres};
 use rulebox_rollout::{GateConfig, RingPlan, RolloutPlan};
 use serde_json::Value;
 
@@ -112,8 +114,16 @@ impl Nginx {
         })
     }
 
+    /// Stops nginx for real: SIGTERM to the master, which stops its worker and exits after it (a
+    /// SIGKILL to the master would leave the worker running, still listening and serving).
     fn stop(&mut self) {
-        let _ = self.child.kill();
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !stopped {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 
@@ -151,12 +161,12 @@ impl Drop for Controller {
     }
 }
 
-fn serve(c: &TestContent, port: u16) -> Controller {
+fn serve(c: &TestContent, db: &str, port: u16) -> Controller {
     let f = &c.files;
     let log = c.dir().join("controller.log");
     let child = Command::new(env!("CARGO_BIN_EXE_rulebox"))
         .args(["controller", "serve", "--db"])
-        .arg(c.sqlite_url("ctl.db"))
+        .arg(db)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--repo")
@@ -395,7 +405,29 @@ fn is_good(v: &Value, release: u64) -> bool {
 }
 
 #[test]
-fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ring_0() {
+fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ring_0_on_sqlite() {
+    let _one_fleet_at_a_time = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    fleet_run(None);
+}
+
+#[test]
+fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ring_0_on_postgresql()
+{
+    let _one_fleet_at_a_time = ONE_FLEET.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pg) = TestPostgres::start(false).unwrap() else {
+        eprintln!(
+            "SKIPPED: no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb) on this machine"
+        );
+        return;
+    };
+    fleet_run(Some(&pg.url));
+}
+
+/// The two runs share the machine's two cores: one fleet at a time.
+static ONE_FLEET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The whole story against a controller on `postgres` (a database URL), or on SQLite.
+fn fleet_run(postgres: Option<&str>) {
     let n: usize = std::env::var("RULEBOX_E2E_AGENTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -428,13 +460,22 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
     )
     .unwrap();
 
+    let db = match postgres {
+        Some(url) => url.to_owned(),
+        None => c.sqlite_url("ctl.db"),
+    };
+    let db_name = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
     let ctl_port = free_port();
-    let ctl = serve(&c, ctl_port);
+    let ctl = serve(&c, &db, ctl_port);
     let controller = format!("http://127.0.0.1:{ctl_port}");
     let t0 = Instant::now();
     story(
         t0,
-        "controller started on SQLite (controller time x200: a 20 min bake takes 6 s)",
+        &format!("controller started on {db_name} (controller time x200: a 20 min bake takes 6 s)"),
     );
     let web_port = free_port();
     let mut nginx = if std::env::var_os("RULEBOX_E2E_NO_NGINX").is_some() {
@@ -528,7 +569,7 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
         t0,
         "ring 1 open: controller killed with SIGKILL, down for 2 s, restarted on the same database",
     );
-    let ctl = serve(&c, ctl_port);
+    let ctl = serve(&c, &db, ctl_port);
     fleet.wait_until(
         Duration::from_secs(150),
         "release 42 to be GOOD everywhere",
@@ -571,6 +612,10 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
     if let Some(web) = nginx.as_mut() {
         let before = read(&web.log).lines().count();
         web.stop();
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", web_port)).is_err(),
+            "nginx is stopped: nothing listens on its port any more"
+        );
         let t = Instant::now();
         fleet.wait_until(Duration::from_secs(30), "6 s without nginx", |_| {
             t.elapsed() > Duration::from_secs(6)
@@ -604,6 +649,10 @@ fn a_real_fleet_takes_a_good_release_ring_by_ring_and_halts_a_crashing_one_in_ri
         assert!(
             errors <= 20,
             "an agent failed {errors} timestamp fetches in 6 s: a tight loop"
+        );
+        assert!(
+            errors >= 1,
+            "no agent saw the outage: the repository was not really stopped"
         );
     }
 
