@@ -95,6 +95,12 @@ impl<'a> Evaluator<'a> {
         Ok(Evaluator::prepare(Program::from_bytes(bytes)?))
     }
 
+    /// An evaluator that owns its tables, for the encoded program `bytes` (which it does not keep):
+    /// for the pack, whose rule data lives only during its load.
+    pub fn from_bytes_owned(bytes: &[u8]) -> Result<Evaluator<'static>, ProgramError> {
+        Ok(Evaluator::prepare(Program::from_bytes(bytes)?.into_owned()))
+    }
+
     /// An evaluator for `program`, after checking it ([`Program::check`]).
     pub fn new(program: Program<'a>) -> Result<Evaluator<'a>, ProgramError> {
         program.check()?;
