@@ -12,7 +12,7 @@ use rulebox_sigma_eval::{Evaluator, Program};
 use serde::Serialize;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::{SigmaError, compile, rule_record};
+use crate::{MAX_PACK_DATA_BYTES, SigmaError, compile, rule_record, split_packs};
 
 /// Events per batch handed to the pack.
 const BATCH: usize = 256;
@@ -170,7 +170,7 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
     // (and fails its case) so that it cannot refuse the others.
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut in_pack: Vec<usize> = Vec::new();
-    let mut data = Vec::new();
+    let mut records: Vec<Vec<u8>> = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         if let Err(e) = &c.program {
             results[i].failure = Some(format!("refused by the compiler: {e}"));
@@ -187,23 +187,28 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
             ));
             continue;
         }
-        match rule_record(program).and_then(|record| {
-            let body = rulebox_sigma_eval::records(&record)
+        // The evaluator's own checks, natively: a program it would refuse stays out of the pack.
+        let checked = rule_record(program).and_then(|record| {
+            let refusal = rulebox_sigma_eval::records(&record)
                 .ok()
                 .and_then(|r| r.first().copied())
-                .unwrap_or_default();
-            Evaluator::from_bytes(body)
-                .map(|_| record.clone())
-                .map_err(|e| SigmaError::Evaluator(e.to_string()))
-        }) {
+                .map(|body| Evaluator::from_bytes(body).err().map(|e| e.to_string()));
+            match refusal {
+                Some(None) => Ok(record),
+                Some(Some(e)) => Err(SigmaError::Evaluator(e)),
+                None => Err(SigmaError::Evaluator("the record does not frame".into())),
+            }
+        });
+        match checked {
             Ok(record) => {
                 seen.insert(&program.id, i);
                 in_pack.push(i);
-                data.extend_from_slice(&record);
+                records.push(record);
             }
             Err(e) => results[i].failure = Some(e.to_string()),
         }
     }
+    let packs = split_packs(&records, "sigma", MAX_PACK_DATA_BYTES);
     let compiled = match runtime.compile(evaluator, "sigma:cases") {
         Ok(c) => Some(c),
         Err(e) => {
@@ -231,21 +236,28 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
         let mut set = RuleSet::new(&rt);
         let mut by_id: HashMap<String, usize> = HashMap::new();
         let mut problems = Vec::new();
-        if let Some(compiled) = &compiled
-            && !data.is_empty()
-        {
-            match set.add_module(thread, compiled, &data, None) {
-                Ok(rules) => {
-                    for (info, i) in rules.iter().zip(&in_pack) {
-                        by_id.insert(info.id.clone(), *i);
+        if let Some(compiled) = &compiled {
+            let mut next = 0;
+            for (_, data) in &packs {
+                let (_, programs) = rulebox_sigma_eval::split_data(data).unwrap_or_default();
+                let members = &in_pack[next..next + programs.len()];
+                next += programs.len();
+                match set.add_module(thread, compiled, data, None) {
+                    Ok(rules) => {
+                        for (info, i) in rules.iter().zip(members) {
+                            by_id.insert(info.id.clone(), *i);
+                        }
                     }
-                }
-                Err(record) => {
-                    for &i in &in_pack {
-                        problems.push((
-                            i,
-                            format!("the pack is refused: {}: {}", record.reason, record.message),
-                        ));
+                    Err(record) => {
+                        for &i in members {
+                            problems.push((
+                                i,
+                                format!(
+                                    "its pack is refused: {}: {}",
+                                    record.reason, record.message
+                                ),
+                            ));
+                        }
                     }
                 }
             }

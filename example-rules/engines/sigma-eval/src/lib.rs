@@ -57,7 +57,9 @@ pub use dfa::{
 };
 pub use eval::Evaluator;
 pub use fold::{fold_case, fold_char};
-pub use pack::{PACK_ID, RECORD_MAGIC, SigmaPack, push_record, records};
+pub use pack::{
+    HEADER_MAGIC, PACK_ID, RECORD_MAGIC, SigmaPack, push_header, push_record, records, split_data,
+};
 pub use program::{
     Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, NumOp, Program,
     ProgramError, RefOp, Scan,
