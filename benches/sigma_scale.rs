@@ -187,7 +187,13 @@ fn main() {
         .filter_map(|path| {
             let text = std::fs::read_to_string(path).ok()?;
             match rulebox_sigma::compile(&text) {
-                Ok(program) if ids.insert(program.id.clone()) => Some(Rule { text, program }),
+                // A program over the size cap is refused by `sigma compile` too.
+                Ok(program)
+                    if rulebox_sigma::rule_record(&program).is_ok()
+                        && ids.insert(program.id.clone()) =>
+                {
+                    Some(Rule { text, program })
+                }
                 _ => {
                     refused += 1;
                     None
@@ -204,7 +210,7 @@ fn main() {
     let json: Vec<(Value, Vec<LogSource>)> = events.iter().map(for_rsigma).collect();
     let n = events.len();
     println!(
-        "{} SigmaHQ rule files: {} compiled by rulebox ({refused} refused or duplicate ids); {n} events",
+        "{} SigmaHQ rule files: {} compiled by rulebox ({refused} refused, over the size cap or duplicate ids); {n} events",
         files.len(),
         rules.len()
     );

@@ -107,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "type": "alert", "alert": "module_unreadable", "severity": "high",
                 "message": message,
             });
-            output::line(&mut out, &alert).map_err(anyhow::Error::from)
+            output::line(&mut out, &alert)
         })? {
             let path = save(records_dir.as_deref(), &record);
             let alert = rulebox_runtime::Alert::RuleQuarantined(record.clone());
