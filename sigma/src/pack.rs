@@ -46,7 +46,7 @@ pub fn rule_data<'a>(
 }
 
 /// The most rule data one pack is given (one rule larger than this is a pack of its own).
-pub const MAX_PACK_DATA_BYTES: usize = 4 << 20;
+pub const MAX_PACK_DATA_BYTES: usize = 2 << 20;
 
 /// Splits `records` (each one rule's [`rule_record`], in order) into the rule data of packs of at
 /// most `max_bytes` each (a larger record alone), in order, named `{base}-01`, `{base}-02`, … by

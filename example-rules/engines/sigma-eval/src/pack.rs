@@ -36,7 +36,7 @@ pub const HEADER_MAGIC: [u8; 4] = *b"RBSP";
 /// The bytes of the faster byte-row tables the automata of one pack may build at load (the
 /// rest scan through their byte classes): what keeps a pack of thousands of rules within the
 /// default 16 MiB memory cap.
-pub const BYTE_ROWS_BUDGET: usize = 4 << 20;
+pub const BYTE_ROWS_BUDGET: usize = 2 << 20;
 
 /// The pack id of an engine loaded with rule data without a header.
 pub const PACK_ID: &str = "sigma";
