@@ -9,6 +9,53 @@ use rulebox_runtime::content::read_capped_following_links;
 pub struct ModuleFile {
     pub path: PathBuf,
     pub bytes: Result<Vec<u8>, String>,
+    /// For an engine whose rules are data (`NAME.wasm` with `NAME.rules` or `NAME.*.rules` beside
+    /// it, as `rulebox sigma compile` writes): each data file, loaded as one pack of the engine.
+    pub data: Vec<DataFile>,
+}
+
+/// A rule data file of an engine: its path and bytes, or why it could not be read.
+pub struct DataFile {
+    pub path: PathBuf,
+    pub bytes: Result<Vec<u8>, String>,
+}
+
+/// Largest rule data file read (the runtime refuses data over its own cap after).
+const MAX_DATA_READ: u64 = 64 << 20;
+
+/// The rule data files of the engine `module`: `NAME.rules` and `NAME.*.rules` in its folder,
+/// sorted by name.
+fn data_files(module: &Path) -> Vec<DataFile> {
+    let (Some(dir), Some(stem)) = (module.parent(), module.file_stem().and_then(|s| s.to_str()))
+    else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let (exact, prefix) = (format!("{stem}.rules"), format!("{stem}."));
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == exact || (n.starts_with(&prefix) && n.ends_with(".rules")))
+        })
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|path| {
+            let bytes =
+                read_capped(&path, MAX_DATA_READ, "rule data").map_err(|e| format!("{e:#}"));
+            DataFile { path, bytes }
+        })
+        .collect()
 }
 
 /// Largest file read as a module (the runtime's own cap is applied after; this only stops a huge file
@@ -41,7 +88,8 @@ pub fn module_files(paths: &[PathBuf]) -> anyhow::Result<Vec<ModuleFile>> {
         .into_iter()
         .map(|path| {
             let bytes = read_module(&path).map_err(|e| format!("{e:#}"));
-            ModuleFile { path, bytes }
+            let data = data_files(&path);
+            ModuleFile { path, bytes, data }
         })
         .collect())
 }
@@ -80,4 +128,39 @@ pub fn config(path: Option<&Path>) -> anyhow::Result<rulebox_runtime::RuntimeCon
                 .with_context(|| format!("config {}", path.display()))
         }
     }
+}
+
+/// Loads each engine `(bytes, source, data files)` into `set`: compiled once, then one pack per
+/// data file (`unreadable` is told of a data file that could not be read, with its path). Returns
+/// the refusals (a refused engine, or a pack refused at load).
+pub fn load_engines(
+    thread: &rulebox_runtime::SandboxThread,
+    set: &mut rulebox_runtime::RuleSet,
+    engines: &[(&[u8], &str, &[DataFile])],
+    unreadable: &mut dyn FnMut(String) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<std::sync::Arc<rulebox_runtime::QuarantineRecord>>> {
+    let mut refused = Vec::new();
+    for &(bytes, source, data) in engines {
+        // A refused engine is recorded by loading it without data (the set's own record).
+        let compiled = match set.runtime().compile(bytes, source) {
+            Ok(c) => c,
+            Err(_) => {
+                if let Err(record) = set.load(thread, bytes, source) {
+                    refused.push(record);
+                }
+                continue;
+            }
+        };
+        for file in data {
+            match &file.bytes {
+                Ok(d) => {
+                    if let Err(record) = set.add_module(thread, &compiled, d, None) {
+                        refused.push(record);
+                    }
+                }
+                Err(message) => unreadable(format!("{}: {message}", file.path.display()))?,
+            }
+        }
+    }
+    Ok(refused)
 }

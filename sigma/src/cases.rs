@@ -6,13 +6,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rulebox_runtime::events::read_events_file;
-use rulebox_runtime::{CompiledRule, Outcome, RuleSet, Runtime};
+use rulebox_runtime::{BatchOutcome, RuleSet, Runtime};
 use rulebox_sdk::Event;
-use rulebox_sigma_eval::Program;
+use rulebox_sigma_eval::{Evaluator, Program};
 use serde::Serialize;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::{SigmaError, build_module, compile};
+use crate::{MAX_PACK_DATA_BYTES, SigmaError, compile, rule_record, split_packs};
+
+/// Events per batch handed to the pack.
+const BATCH: usize = 256;
 
 /// One case as read from disk.
 #[derive(Debug, Clone)]
@@ -144,8 +147,9 @@ impl Report {
     }
 }
 
-/// Compiles each case's module (in parallel), loads them all into one [`RuleSet`] in the sandbox,
-/// runs every case's events through every rule, and reports.
+/// Loads every case's rule into one pack (the evaluator module `evaluator`, compiled once, with
+/// their programs as its rule data) in the sandbox, runs every case's events through it in batches,
+/// and reports.
 pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report {
     let mut results: Vec<CaseResult> = cases
         .iter()
@@ -161,51 +165,59 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
             fires_on_others: Vec::new(),
         })
         .collect();
-    // Build and compile the modules, two workers.
-    let compiled: Vec<Option<Result<CompiledRule, String>>> = {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let slots: Vec<std::sync::Mutex<Option<Result<CompiledRule, String>>>> =
-            cases.iter().map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|s| {
-            for _ in 0..2 {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(case) = cases.get(i) else { break };
-                        let Ok(program) = &case.program else { continue };
-                        let r = build_module(program, evaluator)
-                            .map_err(|e| e.to_string())
-                            .and_then(|bytes| {
-                                runtime
-                                    .compile(&bytes, &format!("sigma:{}", case.name))
-                                    .map_err(|e| format!("the module is refused: {e}"))
-                            });
-                        if let Ok(mut slot) = slots[i].lock() {
-                            *slot = Some(r);
-                        }
-                    }
-                });
-            }
-        });
-        slots
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or(None))
-            .collect()
-    };
+    // One pack: every case's program as rule data for the engine, compiled once. A program the
+    // evaluator would refuse, or a second rule with an id already taken, stays out of the pack
+    // (and fails its case) so that it cannot refuse the others.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut in_pack: Vec<usize> = Vec::new();
+    let mut records: Vec<Vec<u8>> = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         if let Err(e) = &c.program {
             results[i].failure = Some(format!("refused by the compiler: {e}"));
-        } else if let Some(Err(e)) = &compiled[i] {
-            results[i].failure = Some(e.clone());
-        } else if let Err(e) = &c.events {
+            continue;
+        }
+        if let Err(e) = &c.events {
             results[i].failure = Some(format!("events unreadable: {e}"));
         }
+        let Ok(program) = &c.program else { continue };
+        if let Some(&first) = seen.get(program.id.as_str()) {
+            results[i].failure = Some(format!(
+                "its rule id is also case {}'s: left out of the pack",
+                cases[first].name
+            ));
+            continue;
+        }
+        // The evaluator's own checks, natively: a program it would refuse stays out of the pack.
+        let checked = rule_record(program).and_then(|record| {
+            let refusal = rulebox_sigma_eval::records(&record)
+                .ok()
+                .and_then(|r| r.first().copied())
+                .map(|body| Evaluator::from_bytes(body).err().map(|e| e.to_string()));
+            match refusal {
+                Some(None) => Ok(record),
+                Some(Some(e)) => Err(SigmaError::Evaluator(e)),
+                None => Err(SigmaError::Evaluator("the record does not frame".into())),
+            }
+        });
+        match checked {
+            Ok(record) => {
+                seen.insert(&program.id, i);
+                in_pack.push(i);
+                records.push(record);
+            }
+            Err(e) => results[i].failure = Some(e.to_string()),
+        }
     }
-    let modules: Vec<(usize, CompiledRule)> = compiled
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, c)| Some((i, c?.ok()?)))
-        .collect();
+    let packs = split_packs(&records, "sigma", MAX_PACK_DATA_BYTES);
+    let compiled = match runtime.compile(evaluator, "sigma:cases") {
+        Ok(c) => Some(c),
+        Err(e) => {
+            for &i in &in_pack {
+                results[i].failure = Some(format!("the evaluator module is refused: {e}"));
+            }
+            None
+        }
+    };
     let events: Vec<(usize, Event<'static>)> = cases
         .iter()
         .enumerate()
@@ -224,33 +236,56 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
         let mut set = RuleSet::new(&rt);
         let mut by_id: HashMap<String, usize> = HashMap::new();
         let mut problems = Vec::new();
-        for (i, compiled) in &modules {
-            match set.add(thread, compiled) {
-                Ok(info) => {
-                    by_id.insert(info.id.clone(), *i);
+        if let Some(compiled) = &compiled {
+            let mut next = 0;
+            for (_, data) in &packs {
+                let (_, programs) = rulebox_sigma_eval::split_data(data).unwrap_or_default();
+                let members = &in_pack[next..next + programs.len()];
+                next += programs.len();
+                match set.add_module(thread, compiled, data, None) {
+                    Ok(rules) => {
+                        for (info, i) in rules.iter().zip(members) {
+                            by_id.insert(info.id.clone(), *i);
+                        }
+                    }
+                    Err(record) => {
+                        for &i in members {
+                            problems.push((
+                                i,
+                                format!(
+                                    "its pack is refused: {}: {}",
+                                    record.reason, record.message
+                                ),
+                            ));
+                        }
+                    }
                 }
-                Err(record) => problems.push((
-                    *i,
-                    format!("not loaded: {}: {}", record.reason, record.message),
-                )),
             }
         }
         let mut own = vec![0u64; n];
         let mut cross = Vec::new();
-        let mut outcome = Outcome::default();
-        for (case, event) in &events {
-            if let Err(e) = set.process_into(thread, event, &mut outcome) {
-                problems.push((*case, format!("an event was refused: {e}")));
-                continue;
-            }
-            for d in &outcome.detections {
-                let Some(&rule_case) = by_id.get(&d.rule.id) else {
-                    continue;
+        let mut out = BatchOutcome::default();
+        // In batches: the pack is crossed into once per batch.
+        for chunk in events.chunks(BATCH) {
+            let batch: Vec<Event<'_>> = chunk.iter().map(|(_, e)| e.clone()).collect();
+            set.process_batch(thread, &batch, &mut out);
+            for ((case, _), outcome) in chunk.iter().zip(out.iter()) {
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(e) => {
+                        problems.push((*case, format!("an event was refused: {e}")));
+                        continue;
+                    }
                 };
-                if rule_case == *case {
-                    own[rule_case] += 1;
-                } else {
-                    cross.push((rule_case, *case));
+                for d in &outcome.detections {
+                    let Some(&rule_case) = by_id.get(&d.rule.id) else {
+                        continue;
+                    };
+                    if rule_case == *case {
+                        own[rule_case] += 1;
+                    } else {
+                        cross.push((rule_case, *case));
+                    }
                 }
             }
         }

@@ -8,8 +8,10 @@
 //! support is refused with a [`SigmaError`] naming the construct; a rule never compiles into
 //! something that matches differently.
 //!
-//! [`build_module`] embeds the program in the sandboxed evaluator (crate `rulebox-sigma-eval`, built
-//! to WebAssembly), giving one rule module per Sigma rule, loaded like any other. The host never
+//! [`rule_data`] frames compiled programs as the rule data of the sandboxed evaluator (crate
+//! `rulebox-sigma-eval`, built to WebAssembly once: a rule pack whose rules are data), so that a
+//! whole rule set is one engine and one data load; [`build_module`] instead embeds one program in
+//! the evaluator, giving a one-rule pack module that loads without data. The host never
 //! interprets rule data: only the evaluator in the sandbox does. [`cases`] runs folders of rules
 //! with their recorded events through the real sandbox.
 //!
@@ -42,6 +44,7 @@ mod literals;
 mod logsource;
 mod lower;
 mod module;
+mod pack;
 mod refusals;
 mod regex;
 mod rule;
@@ -50,6 +53,7 @@ mod value;
 pub use error::SigmaError;
 pub use logsource::{Lookup, Source, map as map_logsource};
 pub use module::{MAX_PROGRAM_BYTES, build_module};
+pub use pack::{MAX_PACK_DATA_BYTES, rule_data, rule_record, split_packs};
 pub use refusals::Refusals;
 pub use rule::compile;
-pub use rulebox_sigma_eval::{Evaluator, Program};
+pub use rulebox_sigma_eval::{Evaluator, Program, split_data};

@@ -427,6 +427,7 @@ fn the_validator_validates_a_pack_rule_by_rule_as_it_does_one_rule_modules() {
         bytes: bytes.to_vec(),
         limits: None,
         declared: None,
+        data: Vec::new(),
     };
     let modules: Vec<ModuleInput> = ALL
         .iter()

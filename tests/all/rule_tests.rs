@@ -19,6 +19,7 @@ fn good_modules() -> Vec<ModuleInput> {
             bytes: a.bytes.to_vec(),
             limits: None,
             declared: None,
+            data: Vec::new(),
         })
         .collect()
 }

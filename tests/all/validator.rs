@@ -20,6 +20,7 @@ fn input(name: &str) -> ModuleInput {
         bytes: by_name(name).unwrap().bytes.to_vec(),
         limits: None,
         declared: None,
+        data: Vec::new(),
     }
 }
 

@@ -81,6 +81,9 @@ pub struct ModuleInput {
     pub limits: Option<Limits>,
     /// The rule id and version the module must report (a manifest entry's).
     pub declared: Option<(String, String)>,
+    /// For an engine whose rules are data: the rule data it is loaded with (empty otherwise). Each
+    /// of its rules is validated in the engine loaded with this data.
+    pub data: Vec<u8>,
 }
 
 /// The most faults a rule's report lists ([`RuleReport::faults`](crate::RuleReport::faults)); all
@@ -152,6 +155,7 @@ pub fn validate_bundle(
             bytes,
             limits: entry.limits.clone(),
             declared: Some((entry.id, entry.version)),
+            data: Vec::new(),
         })
         .collect();
     run(modules, target, problems, options, progress)
@@ -382,7 +386,13 @@ fn pack_rules(rt: &Runtime, thread: &SandboxThread, module: &ModuleInput) -> Opt
     if !compiled.is_pack() {
         return None;
     }
-    match rulebox_runtime::Prepared::load(rt, thread, &compiled, &[], module.limits.as_ref()) {
+    match rulebox_runtime::Prepared::load(
+        rt,
+        thread,
+        &compiled,
+        &module.data,
+        module.limits.as_ref(),
+    ) {
         Ok(p) => Some(p.rules().iter().map(|r| r.id.clone()).collect()),
         Err(_) => None,
     }
@@ -407,6 +417,9 @@ struct Harness<'a> {
     rt: &'a Runtime,
     thread: &'a SandboxThread,
     content: Content,
+    /// The rule data of an engine whose rules are data (loaded with it instead of activating
+    /// `content`; empty otherwise).
+    data: &'a [u8],
     /// The rule of a pack being validated.
     member: Option<&'a str>,
     /// Its id, once loaded.
@@ -430,15 +443,17 @@ impl<'a> Harness<'a> {
         rt: &'a Runtime,
         thread: &'a SandboxThread,
         rule: ContentRule,
+        data: &'a [u8],
         member: Option<&'a str>,
     ) -> Result<(Harness<'a>, Arc<RuleInfo>), (String, String)> {
         let content = Content::new(None, vec![rule]);
-        let (set, info) = Self::load(rt, thread, &content, member)?;
+        let (set, info) = Self::load(rt, thread, &content, data, member)?;
         Ok((
             Harness {
                 rt,
                 thread,
                 content,
+                data,
                 member,
                 id: info.id.clone(),
                 set,
@@ -458,9 +473,29 @@ impl<'a> Harness<'a> {
         rt: &Runtime,
         thread: &SandboxThread,
         content: &Content,
+        data: &[u8],
         member: Option<&str>,
     ) -> Result<(RuleSet, Arc<RuleInfo>), (String, String)> {
         let mut set = RuleSet::new(rt);
+        if !data.is_empty() {
+            // An engine with its rule data: loaded as `rulebox run` loads it.
+            let Some(rule) = content.rules().first() else {
+                return Err(("host_error".to_owned(), "no module".to_owned()));
+            };
+            let rules = set
+                .add_module(thread, rule.compiled(), data, rule.limits())
+                .map_err(|r| (r.reason.name().to_owned(), r.message.clone()))?;
+            return rules
+                .into_iter()
+                .find(|info| member.is_none_or(|id| info.id == id))
+                .map(|info| (set, info))
+                .ok_or_else(|| {
+                    (
+                        "host_error".to_owned(),
+                        "the rule is not in the pack".to_owned(),
+                    )
+                });
+        }
         let activation = set.activate(thread, content);
         let found = activation
             .loaded()
@@ -499,7 +534,9 @@ impl<'a> Harness<'a> {
     /// loaded again to run the next event).
     fn fresh(&mut self) {
         self.note_memory();
-        if let Ok((set, _)) = Self::load(self.rt, self.thread, &self.content, self.member) {
+        if let Ok((set, _)) =
+            Self::load(self.rt, self.thread, &self.content, self.data, self.member)
+        {
             self.set = set;
             self.quarantined = false;
         }
@@ -683,7 +720,7 @@ fn validate_rule(
         version: version.clone(),
     });
     let rule = ContentRule::new(compiled, module.limits.clone(), declared);
-    let (mut h, info) = match Harness::new(rt, thread, rule, member) {
+    let (mut h, info) = match Harness::new(rt, thread, rule, &module.data, member) {
         Ok(ok) => ok,
         Err((reason, message)) => {
             report
@@ -928,7 +965,7 @@ pub fn run_tests(
                     let (compiled, in_pack) = compiled;
                     let member = in_pack.then_some(file.rule.as_str());
                     let rule = ContentRule::new(compiled.clone(), None, None);
-                    let (mut h, _) = match Harness::new(&rt, thread, rule, member) {
+                    let (mut h, _) = match Harness::new(&rt, thread, rule, &[], member) {
                         Ok(ok) => ok,
                         Err((reason, message)) => {
                             outcome.problem = Some(format!("does not load: {reason}: {message}"));

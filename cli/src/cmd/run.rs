@@ -70,8 +70,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|m| m.path.display().to_string())
             .collect();
         let mut readable: Vec<(&[u8], &str)> = Vec::new();
+        let mut engines: Vec<(&[u8], &str, &[crate::load::DataFile])> = Vec::new();
         for (module, source) in modules.iter().zip(&sources) {
             match &module.bytes {
+                Ok(bytes) if !module.data.is_empty() => engines.push((bytes, source, &module.data)),
                 Ok(bytes) => readable.push((bytes, source)),
                 Err(message) => {
                     let alert = serde_json::json!({
@@ -97,6 +99,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     &output::alert(&alert, &serde_json::Value::Null, path.as_deref()),
                 )?;
             }
+            rejected.push((record, path));
+        }
+        // Engines whose rules are data: compiled once, one pack per data file.
+        for record in crate::load::load_engines(thread, &mut set, &engines, &mut |message| {
+            let alert = serde_json::json!({
+                "type": "alert", "alert": "module_unreadable", "severity": "high",
+                "message": message,
+            });
+            output::line(&mut out, &alert)
+        })? {
+            let path = save(records_dir.as_deref(), &record);
+            let alert = rulebox_runtime::Alert::RuleQuarantined(record.clone());
+            output::line(
+                &mut out,
+                &output::alert(&alert, &serde_json::Value::Null, path.as_deref()),
+            )?;
             rejected.push((record, path));
         }
 

@@ -1,4 +1,5 @@
-//! `rulebox sigma`: compile Sigma rules into sandboxed rule modules, and test them on recorded events.
+//! `rulebox sigma`: compile Sigma rules into a sandboxed rule pack (the evaluator and its rule data),
+//! and test them on recorded events.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,10 +18,12 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
-    /// Compile Sigma rules (YAML) into rule modules, one `.wasm` per rule, each the sandboxed Sigma
-    /// evaluator with the rule's compiled program embedded. A rule using an unsupported construct is
-    /// refused with a message naming it; the others are still written. At the end, a summary of
-    /// the refusals grouped by reason (on stderr).
+    /// Compile Sigma rules (YAML) into one rule pack: `OUT/sigma.wasm`, the sandboxed Sigma
+    /// evaluator (compiled once by the host), and `OUT/sigma.rules`, its rule data (every rule's
+    /// compiled program). `rulebox run --rules OUT` and `rulebox validate OUT` load the engine with
+    /// its data. A rule using an unsupported construct, or whose id an earlier rule has, is refused
+    /// with a message naming it; the others are still written. At the end, a summary of the
+    /// refusals grouped by reason (on stderr).
     Compile(CompileArgs),
     /// Test a folder of cases (`<case>/rule.yml`, `<case>/event.json`, optional `<case>/info.yml`
     /// with `match_count`, as in SigmaHQ's regression data): compile every rule, run every event
@@ -34,9 +37,13 @@ pub struct CompileArgs {
     /// Sigma rule files.
     #[arg(required = true)]
     rules: Vec<PathBuf>,
-    /// Output folder for the modules (`<rule file stem>.wasm`).
+    /// Output folder (`sigma.wasm` and `sigma.rules`; with `--modules`, `<rule file stem>.wasm`).
     #[arg(short, long)]
     out: PathBuf,
+    /// Write one module per rule instead (the evaluator with the rule's program embedded: a
+    /// one-rule pack that loads without data), as `<rule file stem>.wasm`.
+    #[arg(long)]
+    modules: bool,
 }
 
 /// Arguments of `rulebox sigma test`.
@@ -94,12 +101,18 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// The engine file `rulebox sigma compile` writes, beside its rule data `sigma.NN.rules` (`rulebox
+/// run` loads a `NAME.wasm` once with each `NAME.rules` / `NAME.*.rules` beside it as its data).
+const ENGINE_FILE: &str = "sigma.wasm";
+
 fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     // Refusals by reason, for the summary: how many, and the first rule of each.
     let mut reasons = rulebox_sigma::Refusals::default();
     let mut refused = 0;
+    let mut records: Vec<Vec<u8>> = Vec::new();
+    let mut ids: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for path in &args.rules {
         let result = std::fs::read_to_string(path)
             .map_err(|e| {
@@ -111,20 +124,40 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
             .and_then(|text| {
                 let program =
                     rulebox_sigma::compile(&text).map_err(|e| (e.to_string(), e.reason()))?;
-                rulebox_sigma::build_module(&program, SIGMA_EVAL.bytes)
+                if let Some(first) = ids.get(&program.id) {
+                    return Err((
+                        format!(
+                            "its id {} is also the id of {first}",
+                            printable(&program.id)
+                        ),
+                        "an id an earlier rule has".to_owned(),
+                    ));
+                }
+                let bytes = if args.modules {
+                    rulebox_sigma::build_module(&program, SIGMA_EVAL.bytes)
+                } else {
+                    rulebox_sigma::rule_record(&program)
+                };
+                bytes
                     .map(|bytes| (program, bytes))
                     .map_err(|e| (e.to_string(), e.reason()))
             });
         match result {
             Ok((program, bytes)) => {
-                let out = args.out.join(format!("{}.wasm", stem(path)));
-                std::fs::write(&out, &bytes)
-                    .with_context(|| format!("cannot write {}", out.display()))?;
+                ids.insert(program.id.clone(), path.display().to_string());
+                let to = if args.modules {
+                    let out = args.out.join(format!("{}.wasm", stem(path)));
+                    std::fs::write(&out, &bytes)
+                        .with_context(|| format!("cannot write {}", out.display()))?;
+                    out.display().to_string()
+                } else {
+                    records.push(bytes.clone());
+                    format!("rule {}", ids.len() - 1)
+                };
                 let kinds: Vec<_> = program.kinds.iter().map(|k| k.name()).collect();
                 println!(
-                    "compiled {} -> {} ({} bytes): {} ({}) on {}",
+                    "compiled {} -> {to} ({} bytes): {} ({}) on {}",
                     path.display(),
-                    out.display(),
                     bytes.len(),
                     printable(&program.id),
                     program.severity,
@@ -137,6 +170,43 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
                 reasons.add(printable(&reason), &path.display().to_string());
             }
         }
+    }
+    if !args.modules && !records.is_empty() {
+        // Stale data files of an earlier compile would load as packs of their own: remove them.
+        for entry in std::fs::read_dir(&args.out)
+            .with_context(|| format!("cannot list {}", args.out.display()))?
+        {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| n.starts_with("sigma.") && n.ends_with(".rules")) {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        let engine = args.out.join(ENGINE_FILE);
+        write_new(&engine, SIGMA_EVAL.bytes)?;
+        let packs =
+            rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES);
+        let mut first = 0;
+        for (i, (id, data)) in packs.iter().enumerate() {
+            let (_, programs) = rulebox_sigma::split_data(data)
+                .map_err(|e| anyhow::anyhow!("the rule data does not frame: {e}"))?;
+            let path = args.out.join(format!("sigma.{:02}.rules", i + 1));
+            write_new(&path, data)?;
+            println!(
+                "wrote {} (pack {id}: rules {first}..{}, {} bytes)",
+                path.display(),
+                first + programs.len(),
+                data.len()
+            );
+            first += programs.len();
+        }
+        println!(
+            "wrote {} ({} bytes): the engine of {} packs",
+            engine.display(),
+            SIGMA_EVAL.bytes.len(),
+            packs.len()
+        );
     }
     let total = args.rules.len();
     eprintln!(
@@ -155,6 +225,14 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     } else {
         super::EXIT_QUARANTINE
     }))
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it: a reader (a running
+/// `rulebox run` reloading the folder) sees the old file or the new one, never half of one.
+fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn test(args: TestArgs) -> anyhow::Result<ExitCode> {

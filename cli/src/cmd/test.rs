@@ -54,6 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 bytes: a.bytes.to_vec(),
                 limits: None,
                 declared: None,
+                data: Vec::new(),
             })
             .collect()
     } else {
@@ -67,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         bytes,
                         limits: None,
                         declared: None,
+                        data: Vec::new(),
                     })
                     .map_err(|m| anyhow::anyhow!("{source}: {m}"))
             })

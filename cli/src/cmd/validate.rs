@@ -178,11 +178,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             for file in crate::load::module_files(&args.paths)? {
                 let source = file.path.display().to_string();
                 match file.bytes {
+                    // An engine with its rule data: one input per data file.
+                    Ok(bytes) if !file.data.is_empty() => {
+                        for data in file.data {
+                            let source = format!("{source} + {}", data.path.display());
+                            match data.bytes {
+                                Ok(data) => inputs.push(ModuleInput {
+                                    source,
+                                    bytes: bytes.clone(),
+                                    limits: None,
+                                    declared: None,
+                                    data,
+                                }),
+                                Err(message) => {
+                                    unreadable.push(format!("{source}: unreadable: {message}"));
+                                }
+                            }
+                        }
+                    }
                     Ok(bytes) => inputs.push(ModuleInput {
                         source,
                         bytes,
                         limits: None,
                         declared: None,
+                        data: Vec::new(),
                     }),
                     Err(message) => unreadable.push(format!("{source}: unreadable: {message}")),
                 }

@@ -442,10 +442,17 @@ impl<'a> Automaton<'a> {
 
     /// Prepares `dfa`, which [`Dfa::check`] accepted, for scanning.
     pub(crate) fn prepare(dfa: Dfa<'a>) -> Automaton<'a> {
+        let mut unlimited = usize::MAX;
+        Automaton::prepare_within(dfa, &mut unlimited)
+    }
+
+    /// Like [`prepare`](Self::prepare), building rows of 256 entries only if they fit in `budget`
+    /// bytes (which they are taken from): the transitions through the byte classes otherwise.
+    pub(crate) fn prepare_within(dfa: Dfa<'a>, budget: &mut usize) -> Automaton<'a> {
         let alphabet = u32::from(dfa.alphabet);
         let mut classes = [0u8; 256];
         classes.copy_from_slice(&dfa.classes);
-        let table = Table::of(&dfa, &classes);
+        let table = Table::of(&dfa, &classes, budget);
         let stride = match table {
             Table::Classes { .. } => alphabet,
             Table::Bytes16(_) | Table::Bytes32(_) => 256,
@@ -805,14 +812,16 @@ enum Table<'a> {
 
 impl<'a> Table<'a> {
     /// The table for the checked `dfa`.
-    fn of(dfa: &Dfa<'a>, classes: &[u8; 256]) -> Table<'a> {
+    fn of(dfa: &Dfa<'a>, classes: &[u8; 256], budget: &mut usize) -> Table<'a> {
         let n = dfa.states();
-        if n > BYTE_ROWS_UP_TO {
+        let size = n.next_power_of_two() * 256 * if n <= 256 { 2 } else { 4 };
+        if n > BYTE_ROWS_UP_TO || size > *budget {
             return Table::Classes {
                 next: dfa.next.clone(),
                 width: dfa.width,
             };
         }
+        *budget -= size;
         let alphabet = usize::from(dfa.alphabet);
         let rows = n.next_power_of_two() * 256;
         let target = |s: usize, b: usize| {

@@ -95,6 +95,20 @@ impl<'a> Evaluator<'a> {
         Ok(Evaluator::prepare(Program::from_bytes(bytes)?))
     }
 
+    /// An evaluator that owns its tables, for the encoded program `bytes` (which it does not keep):
+    /// for the pack, whose rule data lives only during its load.
+    /// Automata get rows of 256 entries (faster, larger) only while they fit in `budget` bytes,
+    /// which they are taken from.
+    pub fn from_bytes_owned(
+        bytes: &[u8],
+        budget: &mut usize,
+    ) -> Result<Evaluator<'static>, ProgramError> {
+        Ok(Evaluator::prepare_within(
+            Program::from_bytes(bytes)?.into_owned(),
+            budget,
+        ))
+    }
+
     /// An evaluator for `program`, after checking it ([`Program::check`]).
     pub fn new(program: Program<'a>) -> Result<Evaluator<'a>, ProgramError> {
         program.check()?;
@@ -103,6 +117,12 @@ impl<'a> Evaluator<'a> {
 
     /// An evaluator for a checked `program`.
     fn prepare(program: Program<'a>) -> Evaluator<'a> {
+        let mut unlimited = usize::MAX;
+        Evaluator::prepare_within(program, &mut unlimited)
+    }
+
+    /// An evaluator for a checked `program`, its automata's byte rows within `budget` bytes.
+    fn prepare_within(program: Program<'a>, budget: &mut usize) -> Evaluator<'a> {
         let slots = program
             .fields
             .iter()
@@ -122,7 +142,7 @@ impl<'a> Evaluator<'a> {
         let mut scans = Vec::with_capacity(program.scans.len());
         let mut state = State::default();
         for scan in program.scans {
-            let automaton = Automaton::prepare(scan.dfa);
+            let automaton = Automaton::prepare_within(scan.dfa, budget);
             let patterns = usize::from(automaton.patterns());
             state.found.push(automaton.state());
             state.keyword_at.push(if scan.field.is_none() {

@@ -5,9 +5,11 @@
 //! rule has on that field (every modifier already applied, case folding built into the automaton,
 //! wildcards and regular expressions already determinized), and a boolean condition over the
 //! automata's answers and a few checks that are not patterns (numbers, networks, presence, field
-//! references). It then takes this crate's WebAssembly build and embeds the program's postcard bytes
-//! as a data segment, giving one rule module per Sigma rule. Inside the sandbox, the module decodes
-//! and checks its program once and evaluates it with an [`Evaluator`] on every event, reading only
+//! references). This crate's WebAssembly build is a rule pack (ABI 3, [`SigmaPack`]) compiled once:
+//! its rules are data, the programs' postcard bytes framed as records ([`push_record`]) handed to it
+//! at load, so installing, updating or removing a Sigma rule is a data load, never a compile. Inside
+//! the sandbox, the pack decodes and checks each program once and evaluates it with an
+//! [`Evaluator`] on every event, each rule under its own budget, reading only
 //! the fields the program tests from the host's encoding (`rulebox_sdk::EventView`) and scanning
 //! each at most once per automaton; the host never interprets rule data.
 //!
@@ -47,6 +49,7 @@ mod eval;
 mod fold;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+mod pack;
 mod program;
 
 pub use dfa::{
@@ -54,6 +57,9 @@ pub use dfa::{
 };
 pub use eval::Evaluator;
 pub use fold::{fold_case, fold_char};
+pub use pack::{
+    HEADER_MAGIC, PACK_ID, RECORD_MAGIC, SigmaPack, push_header, push_record, records, split_data,
+};
 pub use program::{
     Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, NumOp, Program,
     ProgramError, RefOp, Scan,

@@ -1,0 +1,240 @@
+//! The evaluator as a rule pack (ABI 3): one module for every Sigma rule, its rules are data.
+//!
+//! The rule data is a sequence of **records**, one per rule, each decodable on its own:
+//!
+//! ```text
+//!  header := "RBSP"  u32 (little-endian) length n   n bytes: the pack id (UTF-8)      optional
+//!  record := "RBSG"  u32 (little-endian) length n   n bytes: the rule's program (postcard)
+//!  data   := header? record*                         rules in index order
+//! ```
+//!
+//! A rule's record is the same bytes whichever pack it is in, so a store can keep one record per
+//! rule and hand the engine their concatenation; updating one rule is a new concatenation with that
+//! record replaced: a data load into the engine, never a compile. The pack's id is the header's, or
+//! [`PACK_ID`] without one (several packs of one engine in a rule set need distinct ids).
+//!
+//! An engine module built with a program embedded ([`LOCATOR_MAGIC`](crate::LOCATOR_MAGIC), the
+//! one-rule modules of `rulebox_sigma::build_module`) loads with empty data as a pack of that one
+//! rule, whose pack id is the rule's id.
+
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use rulebox_sdk::{Detections, EventView, Pack, PackError, PackMetadata, RuleMetadata};
+
+use crate::eval::Evaluator;
+use crate::program::ProgramError;
+
+/// The magic every record starts with.
+pub const RECORD_MAGIC: [u8; 4] = *b"RBSG";
+
+/// The magic of the optional header naming the pack.
+pub const HEADER_MAGIC: [u8; 4] = *b"RBSP";
+
+/// The bytes of the faster byte-row tables the automata of one pack may build at load (the
+/// rest scan through their byte classes): what keeps a pack of thousands of rules within the
+/// default 16 MiB memory cap.
+pub const BYTE_ROWS_BUDGET: usize = 2 << 20;
+
+/// The pack id of an engine loaded with rule data without a header.
+pub const PACK_ID: &str = "sigma";
+
+/// Appends the record of one rule's encoded program to `out`.
+///
+/// # Panics
+///
+/// If `program` is 4 GiB or more (the compiler caps programs far below).
+pub fn push_record(out: &mut Vec<u8>, program: &[u8]) {
+    let len = u32::try_from(program.len()).expect("a program under 4 GiB");
+    out.extend_from_slice(&RECORD_MAGIC);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(program);
+}
+
+/// Appends the header naming the pack `id` to `out` (first, before any record).
+///
+/// # Panics
+///
+/// If `id` is 4 GiB or more.
+pub fn push_header(out: &mut Vec<u8>, id: &str) {
+    let len = u32::try_from(id.len()).expect("an id under 4 GiB");
+    out.extend_from_slice(&HEADER_MAGIC);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(id.as_bytes());
+}
+
+/// The pack id the header of `data` names (if it has one) and the programs of `data`, in order,
+/// each checked for its framing only (not decoded).
+pub fn split_data(data: &[u8]) -> Result<(Option<&str>, Vec<&[u8]>), PackError> {
+    let mut id = None;
+    let mut rest = data;
+    if rest.starts_with(&HEADER_MAGIC) {
+        let (name, tail) = frame(rest, 0)?;
+        id = Some(
+            core::str::from_utf8(name)
+                .map_err(|_| PackError::new("the pack id in the header is not UTF-8"))?,
+        );
+        rest = tail;
+    }
+    let start = data.len() - rest.len();
+    Ok((id, records_from(rest, start)?))
+}
+
+/// The programs of `data` (records only, no header), in order, each checked for its framing only.
+pub fn records(data: &[u8]) -> Result<Vec<&[u8]>, PackError> {
+    records_from(data, 0)
+}
+
+/// One frame (magic, length, body) at the start of `rest`, which is at byte `at` of the data.
+fn frame(rest: &[u8], at: usize) -> Result<(&[u8], &[u8]), PackError> {
+    let Some((head, tail)) = rest.split_at_checked(8) else {
+        return Err(PackError::new(format!(
+            "truncated record header at byte {at}"
+        )));
+    };
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+    tail.split_at_checked(len).ok_or_else(|| {
+        PackError::new(format!(
+            "the record at byte {at} says {len} bytes, more than the data holds"
+        ))
+    })
+}
+
+fn records_from(data: &[u8], offset: usize) -> Result<Vec<&[u8]>, PackError> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        let at = offset + data.len() - rest.len();
+        if rest.len() < 8 {
+            return Err(PackError::new(format!(
+                "truncated record header at byte {at}"
+            )));
+        }
+        if rest[..4] != RECORD_MAGIC {
+            return Err(PackError::new(format!(
+                "no record at byte {at} (the rule data is not compiled Sigma rules)"
+            )));
+        }
+        let (program, tail) = frame(rest, at)?;
+        out.push(program);
+        rest = tail;
+    }
+    Ok(out)
+}
+
+/// The Sigma evaluator as a pack: one [`Evaluator`] per rule of its data.
+pub struct SigmaPack {
+    id: String,
+    rules: Vec<Evaluator<'static>>,
+}
+
+impl SigmaPack {
+    /// The pack of the programs in `data` (see the module docs).
+    pub fn from_data(data: &[u8]) -> Result<SigmaPack, PackError> {
+        let (id, programs) = split_data(data)?;
+        let mut rules = Vec::new();
+        let mut budget = BYTE_ROWS_BUDGET;
+        for (i, program) in programs.into_iter().enumerate() {
+            let eval =
+                Evaluator::from_bytes_owned(program, &mut budget).map_err(|e| refused(i, &e))?;
+            rules.push(eval);
+        }
+        if rules.is_empty() {
+            return Err(PackError::new("the rule data holds no rules"));
+        }
+        Ok(SigmaPack {
+            id: id.unwrap_or(PACK_ID).into(),
+            rules,
+        })
+    }
+
+    /// The one-rule pack of an encoded program embedded in the module.
+    pub fn from_program(program: &'static [u8]) -> Result<SigmaPack, PackError> {
+        let eval = Evaluator::from_bytes(program).map_err(|e| refused(0, &e))?;
+        Ok(SigmaPack {
+            id: eval.id().into(),
+            rules: alloc::vec![eval],
+        })
+    }
+
+    /// The rules, in index order.
+    pub fn rules(&self) -> &[Evaluator<'static>] {
+        &self.rules
+    }
+}
+
+fn refused(index: usize, e: &ProgramError) -> PackError {
+    PackError::new(format!("rule {index}: the program is refused: {e}"))
+}
+
+impl Pack for SigmaPack {
+    fn load(data: &[u8]) -> Result<Self, PackError> {
+        if data.is_empty() {
+            #[cfg(target_arch = "wasm32")]
+            if let Some(program) = crate::guest::embedded_program() {
+                return SigmaPack::from_program(program);
+            }
+            return Err(PackError::new(
+                "no rule data: load the Sigma engine with compiled rules (`rulebox sigma compile`)",
+            ));
+        }
+        SigmaPack::from_data(data)
+    }
+
+    fn metadata(&self) -> PackMetadata<'_> {
+        PackMetadata {
+            schema_version: rulebox_sdk::abi::SCHEMA_VERSION,
+            id: Cow::Borrowed(&self.id),
+            name: Cow::Borrowed("Sigma rules"),
+            version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
+            rules: self
+                .rules
+                .iter()
+                .map(|r| RuleMetadata {
+                    schema_version: rulebox_sdk::abi::SCHEMA_VERSION,
+                    id: Cow::Borrowed(r.id()),
+                    name: Cow::Borrowed(r.title()),
+                    version: Cow::Borrowed(r.version()),
+                    severity: r.severity(),
+                    subscriptions: r.kinds(),
+                })
+                .collect(),
+        }
+    }
+
+    fn on_event(&mut self, rule: usize, event: &EventView<'_>, out: &mut Detections) {
+        if let Some(eval) = self.rules.get_mut(rule) {
+            eval.detect(event, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_bad_framing_is_refused() {
+        let mut data = Vec::new();
+        push_record(&mut data, b"abc");
+        push_record(&mut data, b"");
+        assert_eq!(records(&data).unwrap(), [&b"abc"[..], &b""[..]]);
+        assert!(records(&data[..data.len() - 1]).is_err());
+        assert!(records(b"RBSG\xff\xff\xff\xff").is_err());
+        assert!(records(b"junk data").is_err());
+        assert!(SigmaPack::from_data(b"").is_err());
+        let mut named = Vec::new();
+        push_header(&mut named, "sigma-02");
+        named.extend_from_slice(&data);
+        let (id, programs) = split_data(&named).unwrap();
+        assert_eq!(id, Some("sigma-02"));
+        assert_eq!(programs.len(), 2);
+        assert!(split_data(&named[..10]).is_err());
+        let mut bad = Vec::new();
+        push_record(&mut bad, b"not a program");
+        let e = SigmaPack::from_data(&bad).err().unwrap();
+        assert!(e.0.contains("rule 0"), "{e}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Compiled Sigma rules as rule data for the evaluator pack (the layout is
+//! `rulebox_sigma_eval::SigmaPack`'s: one self-delimiting record per rule, in index order).
+//!
+//! ```text
+//!  out/sigma.wasm       the engine (rulebox_example_artifacts::SIGMA_EVAL), compiled once by the host
+//!  out/sigma.01.rules   rule data of pack `sigma-01`: header "RBSP" u32-LE-length id, then
+//!  out/sigma.02.rules   record × rules, each "RBSG", u32 LE length, postcard program
+//! ```
+//!
+//! A set is split into packs of at most [`MAX_PACK_DATA_BYTES`] of data ([`split_packs`]): each pack
+//! is one instance of the engine, whose memory holds its data about twice (the input buffer it
+//! was handed, and the evaluators built from it), within the default 16 MiB memory cap.
+
+use rulebox_sigma_eval::{Program, push_header, push_record};
+
+use crate::SigmaError;
+use crate::module::MAX_PROGRAM_BYTES;
+
+/// The record of one compiled rule: what [`rule_data`] concatenates, and what a store can keep per
+/// rule (a pack's data is its rules' records back to back).
+pub fn rule_record(program: &Program<'_>) -> Result<Vec<u8>, SigmaError> {
+    let bytes = program
+        .to_bytes()
+        .map_err(|e| SigmaError::Evaluator(format!("the program does not encode: {e}")))?;
+    if bytes.len() > MAX_PROGRAM_BYTES {
+        return Err(SigmaError::TooLarge {
+            what: "the compiled program",
+            size: bytes.len(),
+            limit: MAX_PROGRAM_BYTES,
+        });
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    push_record(&mut out, &bytes);
+    Ok(out)
+}
+
+/// The rule data of a pack of `programs`, in order.
+pub fn rule_data<'a>(
+    programs: impl IntoIterator<Item = &'a Program<'a>>,
+) -> Result<Vec<u8>, SigmaError> {
+    let mut out = Vec::new();
+    for p in programs {
+        out.extend_from_slice(&rule_record(p)?);
+    }
+    Ok(out)
+}
+
+/// The most rule data one pack is given (one rule larger than this is a pack of its own).
+pub const MAX_PACK_DATA_BYTES: usize = 2 << 20;
+
+/// Splits `records` (each one rule's [`rule_record`], in order) into the rule data of packs of at
+/// most `max_bytes` each (a larger record alone), in order, named `{base}-01`, `{base}-02`, … by
+/// their headers: the pack ids, and the data.
+pub fn split_packs(records: &[Vec<u8>], base: &str, max_bytes: usize) -> Vec<(String, Vec<u8>)> {
+    let mut groups: Vec<Vec<&[u8]>> = Vec::new();
+    let mut size = 0;
+    for r in records {
+        if groups.is_empty() || (size + r.len() > max_bytes && size > 0) {
+            groups.push(Vec::new());
+            size = 0;
+        }
+        size += r.len();
+        if let Some(g) = groups.last_mut() {
+            g.push(r);
+        }
+    }
+    groups
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let id = format!("{base}-{:02}", i + 1);
+            let mut data = Vec::with_capacity(g.iter().map(|r| r.len()).sum::<usize>() + 64);
+            push_header(&mut data, &id);
+            for r in g {
+                data.extend_from_slice(r);
+            }
+            (id, data)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_split_at_the_cap_and_keep_every_record_in_order() {
+        let records: Vec<Vec<u8>> = [5usize, 5, 20, 1, 1]
+            .iter()
+            .map(|&n| {
+                let mut r = Vec::new();
+                push_record(&mut r, &vec![7; n]);
+                r
+            })
+            .collect();
+        let packs = split_packs(&records, "sigma", 30);
+        let ids: Vec<_> = packs.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["sigma-01", "sigma-02", "sigma-03"]);
+        let sizes: Vec<Vec<usize>> = packs
+            .iter()
+            .map(|(id, data)| {
+                let (named, programs) = rulebox_sigma_eval::split_data(data).unwrap();
+                assert_eq!(named, Some(id.as_str()));
+                programs.iter().map(|p| p.len()).collect()
+            })
+            .collect();
+        assert_eq!(sizes, [vec![5, 5], vec![20], vec![1, 1]]);
+    }
+}
