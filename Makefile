@@ -23,9 +23,12 @@ demo: targets
 demo-fleet: targets
 	RULEBOX_E2E_AGENTS=5 RULEBOX_E2E_NO_NGINX=1 $(CARGO) test --quiet -p rulebox-cli --features fault-injection --test fleet_e2e -- --nocapture on_sqlite
 
+# The second run adds the test-only fault-injection switches. `--workspace` keeps the feature
+# resolution of the first run, so only our crates that the switch touches build again (with
+# `-p rulebox-cli` every dependency, wasmtime among them, built a second time: twice the disk).
 test: targets
 	$(CARGO) test --workspace
-	$(CARGO) test -p rulebox-cli --features fault-injection --test agent --test controller --test fleet_e2e
+	$(CARGO) test --workspace --features rulebox-cli/fault-injection --test agent --test controller --test fleet_e2e
 
 # The `rulebox` binary for use outside the checkout: into ~/.cargo/bin, or PREFIX/bin.
 install: targets
@@ -34,7 +37,7 @@ install: targets
 lint: targets
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p rulebox-cli --features fault-injection --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --features rulebox-cli/fault-injection --all-targets -- -D warnings
 
 bench: targets
 	$(CARGO) bench -p rulebox-benches
