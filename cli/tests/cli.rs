@@ -866,3 +866,79 @@ fn run_loads_a_rule_pack_from_a_folder_and_reports_as_its_rules_do_one_by_one() 
     assert!(one_by_one.len() >= 8, "{one_by_one:?}");
     assert_eq!(detections(&pack), one_by_one);
 }
+
+#[test]
+fn a_rule_id_claimed_by_two_files_is_refused_for_both_with_one_alert_naming_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = rules_dir(tmp.path(), &[]);
+    let good: Vec<_> = ALL
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Good)
+        .collect();
+    // A second file claiming the first good rule's id: an impostor needs no more than a copy
+    // under another name to contest it.
+    let original = format!("{}.wasm", good[0].name);
+    std::fs::write(dir.join("zz-claimant.wasm"), good[0].bytes).unwrap();
+    let events = tmp.path().join("events.jsonl");
+    std::fs::write(&events, DEMO_EVENTS).unwrap();
+    let out = rulebox(
+        &[
+            "run",
+            "--rules",
+            dir.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is JSON"))
+        .collect();
+    let duplicates: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v["alert"] == "duplicate_rule_id")
+        .collect();
+    assert_eq!(duplicates.len(), 1, "one alert per contested id: {stdout}");
+    let alert = duplicates[0];
+    assert_eq!(alert["severity"], "high");
+    let contested = alert["rule_id"].as_str().expect("the alert names the id");
+    let mut paths: Vec<String> = alert["claimants"]
+        .as_array()
+        .expect("claimants")
+        .iter()
+        .map(|c| {
+            let path = c["path"].as_str().expect("claimant path");
+            Path::new(path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    paths.sort();
+    assert_eq!(paths, [original.clone(), "zz-claimant.wasm".to_string()]);
+    let message = alert["message"].as_str().unwrap();
+    assert!(
+        message.contains(&original) && message.contains("zz-claimant.wasm"),
+        "{message}"
+    );
+
+    // Neither claimant runs; every other good rule does.
+    let fired: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .filter(|v| v["type"] == "detection")
+        .filter_map(|d| d["rule_id"].as_str())
+        .collect();
+    assert!(
+        !fired.contains(contested),
+        "a contested id never runs: {fired:?}"
+    );
+    assert_eq!(fired.len(), good.len() - 1, "{fired:?}\n{stderr}");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "a refusal is not a clean run: {stderr}"
+    );
+}
