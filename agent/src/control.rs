@@ -684,6 +684,8 @@ impl Control {
                 state: store.state(),
                 processed: Counters::get(&self.counters.processed),
                 quarantined: store.quarantined().len().try_into().unwrap_or(u32::MAX),
+                detections: Counters::get(&self.counters.detections),
+                evaluation_ns: Counters::get(&self.counters.evaluation_ns),
             });
             let result = t.poll(&inbox);
             let events = t.take_events();

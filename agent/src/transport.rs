@@ -65,4 +65,9 @@ pub struct StoreView<'a> {
     pub processed: u64,
     /// Rule versions quarantined on this host.
     pub quarantined: u32,
+    /// Detections the rules raised since the agent started.
+    pub detections: u64,
+    /// Nanoseconds spent evaluating events over every rule since the agent started (divided by
+    /// the events processed: the mean evaluation time of one event).
+    pub evaluation_ns: u64,
 }

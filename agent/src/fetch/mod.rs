@@ -108,6 +108,9 @@ pub(crate) struct Shared {
     /// Events processed so far, and rules quarantined in the running content.
     pub processed: u64,
     pub quarantined: u32,
+    /// Detections raised, and nanoseconds spent evaluating events, since the agent started.
+    pub detections: u64,
+    pub evaluation_ns: u64,
     /// Fallbacks of the boot guard seen by this process.
     pub fallbacks: u32,
     /// Releases delivered to the inbox and not yet taken (installed or refused).
@@ -208,6 +211,8 @@ impl Transport for Fetcher {
         });
         shared.processed = view.processed;
         shared.quarantined = view.quarantined;
+        shared.detections = view.detections;
+        shared.evaluation_ns = view.evaluation_ns;
     }
 
     fn take_roots(&mut self) -> Vec<Vec<u8>> {

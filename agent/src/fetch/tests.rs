@@ -793,3 +793,69 @@ fn a_timestamp_naming_a_newer_root_makes_the_fetcher_follow_the_chain_and_a_forg
         "once trusted, the root is not fetched again"
     );
 }
+
+#[test]
+fn heartbeats_carry_the_events_detections_and_mean_evaluation_time_since_the_last_one() {
+    use rulebox_runtime::sdk::{Event, EventData, ProcessStart};
+    let mut f = Fixture::new();
+    f.publish(1, &["office-shell"]);
+    f.start(100);
+    wait(Duration::from_secs(20), "a first check-in", || {
+        !f.checkins().is_empty()
+    });
+    let sender = f.agent.as_ref().unwrap().sender();
+    for (line, parent) in (1..).zip(["WINWORD.EXE", "explorer.exe", "EXCEL.EXE", "WINWORD.EXE"]) {
+        let mut body = ProcessStart::default();
+        body.image = r"C:\Windows\System32\cmd.exe".into();
+        body.parent_image = format!(r"C:\Program Files\{parent}").into();
+        sender
+            .send(
+                Event::new(EventData::ProcessStart(body)),
+                crate::EventOrigin::new("test", line),
+            )
+            .unwrap();
+    }
+    let detections = || {
+        f.events()
+            .iter()
+            .filter(|e| matches!(e, AgentEvent::Detection(_)))
+            .count() as u64
+    };
+    wait(Duration::from_secs(10), "the detections", || {
+        detections() >= 2
+    });
+    let heartbeats = || -> Vec<rulebox_controlplane_proto::HealthReport> {
+        f.checkins()
+            .iter()
+            .flat_map(|c| c.reports.clone())
+            .filter(|r| r.kind == ReportKind::Heartbeat)
+            .collect()
+    };
+    wait(
+        Duration::from_secs(20),
+        "heartbeats with the 4 events",
+        || heartbeats().iter().map(|h| h.events).sum::<u64>() == 4,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let beats = heartbeats();
+    assert_eq!(
+        beats.iter().map(|h| h.events).sum::<u64>(),
+        4,
+        "each counted once"
+    );
+    assert_eq!(
+        beats.iter().map(|h| h.detections).sum::<u64>(),
+        detections(),
+        "every detection counted once: {beats:?}"
+    );
+    for h in &beats {
+        if h.events > 0 {
+            assert!(
+                h.mean_latency_us > 0.0 && h.mean_latency_us.is_finite(),
+                "{h:?}"
+            );
+        } else {
+            assert_eq!((h.detections, h.mean_latency_us), (0, 0.0), "{h:?}");
+        }
+    }
+}

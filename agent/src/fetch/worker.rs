@@ -55,8 +55,11 @@ pub(crate) struct Worker {
     inbox: Inbox,
     /// Reverts handed to the inbox by this process (each once).
     reverts_delivered: BTreeSet<u64>,
-    /// Events processed as of the last heartbeat.
+    /// Events processed, detections raised and evaluation nanoseconds as of the last heartbeat
+    /// acknowledged.
     processed_at_heartbeat: u64,
+    detections_at_heartbeat: u64,
+    evaluation_ns_at_heartbeat: u64,
     /// The newest root this fetcher verified and handed to the control thread, until the store's
     /// root catches up.
     pending_root: Option<Root>,
@@ -79,6 +82,8 @@ impl Worker {
             inbox: Inbox::new(StoreLayout::new(store).inbox()),
             reverts_delivered: BTreeSet::new(),
             processed_at_heartbeat: 0,
+            detections_at_heartbeat: 0,
+            evaluation_ns_at_heartbeat: 0,
             pending_root: None,
         }
     }
@@ -242,15 +247,17 @@ impl Worker {
                 FetchError::new(class, e.to_string()),
             )
         })?;
+        // Against the store's state as of now, not as of the cycle's start: the control thread may
+        // have installed a delivery (and so forgotten it) since.
         let taken = {
             let shared = lock(&self.shared);
+            let now = shared.state.as_ref().unwrap_or(&state);
             shared.delivered.contains(&release)
+                || now.current == Some(release)
+                || now.bad.contains(&release)
+                || now.installed.contains_key(&release)
         };
-        if state.current == Some(release)
-            || state.bad.contains(&release)
-            || state.installed.contains_key(&release)
-            || taken
-        {
+        if taken {
             return Ok(());
         }
         self.staging.retain(|r| r == release);
@@ -302,9 +309,17 @@ impl Worker {
                 .map(|s| s.batch(MAX_REPORTS_PER_CHECKIN - 1))
                 .unwrap_or_default();
             let sent = reports.len();
-            let processed = lock(&self.shared).processed;
+            let (processed, detections, evaluation_ns) = {
+                let s = lock(&self.shared);
+                (s.processed, s.detections, s.evaluation_ns)
+            };
             let mut heartbeat = report(&lock(&self.shared), ReportKind::Heartbeat);
             heartbeat.events = processed.saturating_sub(self.processed_at_heartbeat);
+            heartbeat.detections = detections.saturating_sub(self.detections_at_heartbeat);
+            let spent = evaluation_ns.saturating_sub(self.evaluation_ns_at_heartbeat);
+            if heartbeat.events > 0 {
+                heartbeat.mean_latency_us = spent as f64 / heartbeat.events as f64 / 1000.0;
+            }
             reports.push(heartbeat);
             let seq = ctx.state.next_seq.max(1);
             ctx.state.next_seq = seq + 1;
@@ -357,6 +372,8 @@ impl Worker {
                     ))));
                 }
                 self.processed_at_heartbeat = processed;
+                self.detections_at_heartbeat = detections;
+                self.evaluation_ns_at_heartbeat = evaluation_ns;
                 if let Some(spool) = lock(&self.shared).spool.as_mut()
                     && let Err(e) = spool.acknowledged(sent, dropped)
                 {
