@@ -42,8 +42,12 @@ static REFUSALS: std::sync::Mutex<(u64, u32, u64)> = std::sync::Mutex::new((0, 0
 
 /// Whether a refusal may be audited now; if so, how many were not since the last one.
 fn refusal_slot() -> Option<u64> {
-    let minute = Clock::real_ms() / 60_000;
-    let mut r = REFUSALS.lock().unwrap_or_else(|e| e.into_inner());
+    refusal_slot_at(&REFUSALS, Clock::real_ms() / 60_000)
+}
+
+/// [`refusal_slot`] in wall-clock minute `minute`, counted in `refusals`.
+fn refusal_slot_at(refusals: &std::sync::Mutex<(u64, u32, u64)>, minute: u64) -> Option<u64> {
+    let mut r = refusals.lock().unwrap_or_else(|e| e.into_inner());
     if r.0 != minute {
         *r = (minute, 0, r.2);
     }
@@ -478,4 +482,23 @@ fn reverts_for(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_audited_at_a_bounded_rate_and_the_rest_counted_in_the_next_record() {
+        let counts = std::sync::Mutex::new((0, 0, 0));
+        for _ in 0..REFUSALS_AUDITED_PER_MINUTE {
+            assert_eq!(refusal_slot_at(&counts, 7), Some(0));
+        }
+        for _ in 0..5 {
+            assert_eq!(refusal_slot_at(&counts, 7), None, "over the rate");
+        }
+        // The next minute: audited again, and the first record says what was not.
+        assert_eq!(refusal_slot_at(&counts, 8), Some(5));
+        assert_eq!(refusal_slot_at(&counts, 8), Some(0));
+    }
 }
