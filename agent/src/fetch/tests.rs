@@ -123,17 +123,17 @@ struct RepoScript {
 
 /// The bytes of `file` from `from` on: `206` with its `Content-Range`, or `200` for all of it.
 fn file_reply(bytes: &[u8], from: Option<u64>) -> Reply {
-    match from {
-        Some(from) if from > 0 && (from as usize) < bytes.len() => answer(
+    match from.and_then(|f| usize::try_from(f).ok()) {
+        Some(from) if from > 0 && from < bytes.len() => answer(
             "206 Partial Content",
             &[
-                ("Content-Length", (bytes.len() - from as usize).to_string()),
+                ("Content-Length", (bytes.len() - from).to_string()),
                 (
                     "Content-Range",
                     format!("bytes {from}-{}/{}", bytes.len() - 1, bytes.len()),
                 ),
             ],
-            &bytes[from as usize..],
+            &bytes[from..],
         ),
         _ => ok(bytes),
     }
@@ -578,7 +578,7 @@ fn lies(module: &[u8]) -> Vec<(Lie, FetchFailureClass)> {
         // Half of the rest, then the connection closes.
         (
             Box::new(move |req: &Request| {
-                let from = req.range_from.unwrap_or(0) as usize;
+                let from = usize::try_from(req.range_from.unwrap_or(0)).unwrap();
                 let rest = &cut[from..];
                 answer(
                     if from > 0 {
