@@ -412,33 +412,6 @@ fn audit(c: &TestContent, port: u16, kind: &str) -> Vec<Value> {
         .clone()
 }
 
-/// The repository path (`/modules/<sha256>.wasm`) and bytes of the one module `release` adds to
-/// `older`.
-fn new_module(c: &TestContent, release: u64, older: u64) -> (String, Vec<u8>) {
-    use rulebox_runtime::content::{Manifest, Signed};
-    let manifest = |r| {
-        let (bytes, _) = c.repo().unwrap().manifest(r).unwrap();
-        serde_json::from_slice::<Signed<Manifest>>(&bytes)
-            .unwrap()
-            .signed
-    };
-    let old: Vec<String> = manifest(older)
-        .rules
-        .into_iter()
-        .map(|e| e.sha256)
-        .collect();
-    let mut new: Vec<String> = manifest(release)
-        .rules
-        .into_iter()
-        .map(|e| e.sha256)
-        .filter(|h| !old.contains(h))
-        .collect();
-    assert_eq!(new.len(), 1);
-    let file = rulebox_controlplane_proto::repo::module_file(&new.pop().unwrap());
-    let bytes = std::fs::read(c.repo_dir.join(&file)).unwrap();
-    (format!("/{file}"), bytes)
-}
-
 /// Replaces `path` atomically (nginx never serves half a write of ours).
 fn replace(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp");
@@ -672,7 +645,9 @@ fn fleet_run(postgres: Option<&str>) {
     .unwrap();
 
     // The module 42 adds: nginx serves it from a file of the test's, which lies for a while.
-    let (lie_path, right) = new_module(&c, 42, 41);
+    let mut added = c.added_modules(42, 41).unwrap();
+    assert_eq!(added.len(), 1);
+    let (lie_path, right) = added.pop().unwrap();
     let lie_file = c.dir().join("lie.wasm");
     let mut corrupt = right.clone();
     corrupt[right.len() / 2] ^= 1;

@@ -16,7 +16,7 @@ use rulebox_controlplane_proto::{
 };
 use rulebox_release::{add_signature, build_root, declare_role, generate_key, sign_root};
 use rulebox_runtime::content::{
-    ContentStore, Inbox, Manifest, OFFER_FORMAT, Offer, RoleName, Signed, StoreLayout, now_unix,
+    ContentStore, Inbox, OFFER_FORMAT, Offer, RoleName, Signed, StoreLayout, now_unix,
 };
 
 use super::testserver::{Reply, Request, answer, ok, serve};
@@ -243,32 +243,6 @@ impl Fixture {
         };
         add_signature(&mut envelope, &self.content.rollout_key.key).unwrap();
         envelope
-    }
-
-    /// The repository path (`/modules/<sha256>.wasm`) and bytes of each module of `release` that
-    /// `older` does not have.
-    fn new_modules(&self, release: u64, older: u64) -> Vec<(String, Vec<u8>)> {
-        let manifest = |r| {
-            let (bytes, _) = self.content.repo().unwrap().manifest(r).unwrap();
-            serde_json::from_slice::<Signed<Manifest>>(&bytes)
-                .unwrap()
-                .signed
-        };
-        let old: Vec<String> = manifest(older)
-            .rules
-            .into_iter()
-            .map(|e| e.sha256)
-            .collect();
-        manifest(release)
-            .rules
-            .into_iter()
-            .filter(|e| !old.contains(&e.sha256))
-            .map(|e| {
-                let path = format!("/{}", repo::module_file(&e.sha256));
-                let bytes = std::fs::read(self.content.repo_dir.join(&path[1..])).unwrap();
-                (path, bytes)
-            })
-            .collect()
     }
 
     fn fetch_config(&self, spool_reports: usize) -> FetchConfig {
@@ -606,7 +580,7 @@ fn a_repository_that_lies_is_refused_by_class_retried_with_backoff_and_the_runni
     let mut f = Fixture::new();
     f.publish(1, &["office-shell"]);
     f.publish(2, &["office-shell", "lsass-access"]);
-    let new = f.new_modules(2, 1);
+    let new = f.content.added_modules(2, 1).unwrap();
     assert_eq!(new.len(), 1);
     let (path, module) = new.into_iter().next().unwrap();
     let told = lies(&module);
@@ -710,11 +684,20 @@ fn a_repository_that_lies_is_refused_by_class_retried_with_backoff_and_the_runni
 
 /// Root version 2 of the content's root: the same keys and roles, signed by `signer`.
 fn root_v2(content: &TestContent, signer: &rulebox_release::KeyFile) -> Vec<u8> {
+    root_v2_with(content, signer, &content.timestamp_key)
+}
+
+/// Root version 2 signed by `signer`, with `timestamp` as the timestamp role's key.
+fn root_v2_with(
+    content: &TestContent,
+    signer: &rulebox_release::KeyFile,
+    timestamp: &rulebox_release::OnlineKey,
+) -> Vec<u8> {
     let now = now_unix();
     let mut root = build_root(2, now + 365 * 86_400, &[signer.public.as_str()], 1).unwrap();
     for (role, key) in [
         (RoleName::Rollout, &content.rollout_key),
-        (RoleName::Timestamp, &content.timestamp_key),
+        (RoleName::Timestamp, timestamp),
     ] {
         declare_role(
             &mut root,
@@ -858,4 +841,27 @@ fn heartbeats_carry_the_events_detections_and_mean_evaluation_time_since_the_las
             assert_eq!((h.detections, h.mean_latency_us), (0, 0.0), "{h:?}");
         }
     }
+}
+
+#[test]
+fn a_timestamp_signed_by_a_rotated_timestamp_key_is_accepted_once_the_next_root_is_followed() {
+    let mut f = Fixture::new();
+    f.publish(1, &["office-shell"]);
+    // Root 2 replaces the timestamp role's key; timestamp.json is signed by the new key only, so
+    // root 1 cannot verify it until the chain is followed.
+    let rotated = rulebox_release::generate_online_key(RoleName::Timestamp).unwrap();
+    let root = root_v2_with(&f.content, &f.content.root_key, &rotated);
+    let repo = f.content.repo().unwrap();
+    repo.publish_root(&root).unwrap();
+    repo.write_timestamp(std::slice::from_ref(&rotated), now_unix(), 3600, true)
+        .unwrap();
+    f.start(100);
+    wait(Duration::from_secs(20), "the store to trust root 2", || {
+        f.store().root().version == 2
+    });
+    wait(
+        Duration::from_secs(20),
+        "the timestamp to be accepted",
+        || f.fetcher_state().timestamp_version.is_some(),
+    );
 }
