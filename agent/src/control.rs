@@ -673,6 +673,7 @@ impl Control {
 
     /// The transport, then the inbox: every revert, then every bundle (rule 5).
     fn poll(&mut self) {
+        self.take_roots();
         let Some(store) = self.store.as_ref() else {
             return;
         };
@@ -683,6 +684,8 @@ impl Control {
                 state: store.state(),
                 processed: Counters::get(&self.counters.processed),
                 quarantined: store.quarantined().len().try_into().unwrap_or(u32::MAX),
+                detections: Counters::get(&self.counters.detections),
+                evaluation_ns: Counters::get(&self.counters.evaluation_ns),
             });
             let result = t.poll(&inbox);
             let events = t.take_events();
@@ -732,6 +735,26 @@ impl Control {
             }
             if self.install_retry_at.is_some() {
                 return;
+            }
+        }
+    }
+
+    /// The newer roots the transport verified, applied in order by the store (which checks the
+    /// chain again and persists each); the first refused one stops the rest.
+    fn take_roots(&mut self) {
+        let Some(roots) = self.transport.as_mut().map(|t| t.take_roots()) else {
+            return;
+        };
+        for bytes in roots {
+            let Some(store) = self.store.as_mut() else {
+                return;
+            };
+            match store.update_root(&bytes) {
+                Ok(root) => tracing::info!(version = root.version, "the trusted root was rotated"),
+                Err(e) => {
+                    self.store_failed("update the trusted root", &e);
+                    return;
+                }
             }
         }
     }

@@ -34,6 +34,10 @@ pub(crate) struct Counters {
     pub unreadable: AtomicU64,
     pub refused: AtomicU64,
     pub peers_refused: AtomicU64,
+    /// Detections the rules raised.
+    pub detections: AtomicU64,
+    /// Nanoseconds the sandbox thread spent evaluating events over every rule.
+    pub evaluation_ns: AtomicU64,
     /// The generation of the content the sandbox thread runs.
     pub active_generation: AtomicU64,
     /// Events processed since that content was activated.

@@ -38,6 +38,15 @@ pub trait Transport: Send {
         let _ = view;
     }
 
+    /// Newer trusted roots the transport fetched (the exact signed bytes of root `N + 1`, then
+    /// `N + 2`, ...), taken before every poll: the control thread applies each in order with
+    /// [`ContentStore::update_root`](rulebox_runtime::content::ContentStore::update_root) (signed by
+    /// a threshold of the current root's keys and of its own), which persists it. A refused one is
+    /// reported as [`Alert::StoreFailed`](crate::Alert::StoreFailed) and the rest are dropped.
+    fn take_roots(&mut self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+
     /// Events of the transport's own for the agent's stream, taken after every poll.
     fn take_events(&mut self) -> Vec<AgentEvent> {
         Vec::new()
@@ -56,4 +65,9 @@ pub struct StoreView<'a> {
     pub processed: u64,
     /// Rule versions quarantined on this host.
     pub quarantined: u32,
+    /// Detections the rules raised since the agent started.
+    pub detections: u64,
+    /// Nanoseconds spent evaluating events over every rule since the agent started (divided by
+    /// the events processed: the mean evaluation time of one event).
+    pub evaluation_ns: u64,
 }

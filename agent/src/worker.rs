@@ -75,7 +75,15 @@ impl Worker {
             match work {
                 Work::Event(event, origin) => {
                     processed += 1;
+                    let started = std::time::Instant::now();
                     let result = self.set.process_into(thread, &event, &mut outcome);
+                    let spent = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.counters
+                        .evaluation_ns
+                        .fetch_add(spent, Ordering::Relaxed);
+                    self.counters
+                        .detections
+                        .fetch_add(outcome.detections.len() as u64, Ordering::Relaxed);
                     Counters::add(&self.counters.processed);
                     self.counters
                         .since_activation

@@ -13,13 +13,20 @@
 //! - the controller killed with SIGKILL in the middle of the rollout and restarted: it resumes
 //!   from the database, no ring opens twice, no host is offered the release twice;
 //! - nginx stopped for a while: the agents keep running, their request count stays bounded.
+//! - the repository (nginx) serving a corrupt module, then half of it: every host offered the
+//!   release refuses it with the class `hash`, then `network`, reports `fetch_failed` (the
+//!   controller counts it), installs nothing; once the file is right the download resumes with
+//!   `Range` and succeeds;
+//! - an unenrolled host, a forged check-in (another host's id under the wrong key), a replayed
+//!   check-in and a wrong enrolment secret: refused (`401`/`409`) and audited (`refused`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rulebox_controller::testing::{TestContent, TestPostgres};
+use rulebox_controller::testing::{ENROLL_SECRET, FakeAgent, TestContent, TestPostgres, labels};
+use rulebox_controlplane_proto::ErrorCode;
 use rulebox_rollout::{GateConfig, RingPlan, RolloutPlan};
 use serde_json::Value;
 
@@ -67,7 +74,9 @@ impl Nginx {
             .find(|p| p.exists())
     }
 
-    fn start(root: &Path, dir: &Path, port: u16) -> Option<Nginx> {
+    /// `lie`: a URL path served from another file (the test changes that file to make the
+    /// repository lie about one module, while the repository itself stays right).
+    fn start(root: &Path, dir: &Path, port: u16, lie: Option<(&str, &Path)>) -> Option<Nginx> {
         let bin = Self::binary()?;
         let d = dir.join("nginx");
         for sub in ["", "body", "proxy", "fastcgi", "uwsgi", "scgi"] {
@@ -75,6 +84,9 @@ impl Nginx {
         }
         let conf = d.join("nginx.conf");
         let p = |s: &str| d.join(s).display().to_string();
+        let lie = lie
+            .map(|(path, file)| format!("location = {path} {{ alias {}; }}\n    ", file.display()))
+            .unwrap_or_default();
         std::fs::write(
             &conf,
             format!(
@@ -84,7 +96,7 @@ impl Nginx {
                  fastcgi_temp_path {fcgi};\n  uwsgi_temp_path {uwsgi};\n  scgi_temp_path {scgi};\n  \
                  types {{ application/json json; application/wasm wasm; }}\n  \
                  server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    \
-                 location = /timestamp.json {{ add_header Cache-Control \"max-age=5\"; }}\n    \
+                 location = /timestamp.json {{ add_header Cache-Control \"max-age=5\"; }}\n    {lie}\
                  location / {{ add_header Cache-Control \"public, max-age=31536000, immutable\"; }}\n  }}\n}}\n",
                 pid = p("nginx.pid"),
                 err = p("error.log"),
@@ -400,6 +412,178 @@ fn audit(c: &TestContent, port: u16, kind: &str) -> Vec<Value> {
         .clone()
 }
 
+/// Replaces `path` atomically (nginx never serves half a write of ours).
+fn replace(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Failed fetches of `release` with `class` an agent reported in its event stream.
+fn failures(out: &Path, release: u64, class: &str) -> usize {
+    lines(out)
+        .iter()
+        .filter(|v| {
+            v["fetch"] == "failed"
+                && v["step"] == "release"
+                && v["release"] == release
+                && v["class"] == class
+        })
+        .count()
+}
+
+/// Ring 0's hosts that reported failed fetches of the current release, as the controller counts
+/// them.
+fn ring0_fetch_failed(c: &TestContent, port: u16) -> u64 {
+    let out = rollout(c, port, &["status", "--json"]);
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["status"]["rings"][0]["fetch_failed"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The repository (nginx) lies about the module release 42 adds: corrupt (one bit off, the signed
+/// size) from before the rollout starts, then half of it. Every ring-0 host refuses each with its
+/// class, reports it (the controller counts ring 0's failed fetches), installs nothing, keeps the
+/// half for the resume. Then the file is made right again.
+fn lying_repository(fleet: &mut Fleet, c: &TestContent, port: u16, lie: &Path, right: &[u8]) {
+    let n = fleet.agents.len();
+    let ring0 = n.div_ceil(20);
+    let offered = |f: &Fleet| -> Vec<usize> {
+        f.agents
+            .iter()
+            .filter(|a| has(&a.out, |v| v["fetch"] == "checked_in" && v["offer"] == 42))
+            .map(|a| a.n)
+            .collect()
+    };
+    fleet.wait_until(
+        Duration::from_secs(90),
+        "every ring-0 host to refuse the corrupt module (hash)",
+        |f| {
+            let o = offered(f);
+            o.len() == ring0
+                && o.iter()
+                    .all(|&i| failures(&f.agents[i].out, 42, "hash") > 0)
+        },
+    );
+    let ring0_hosts = offered(fleet);
+    fleet.wait_until(
+        Duration::from_secs(30),
+        "the controller to count ring 0's failed fetches",
+        |_| ring0_fetch_failed(c, port) == ring0 as u64,
+    );
+    replace(lie, &right[..right.len() / 2]);
+    fleet.wait_until(
+        Duration::from_secs(60),
+        "every ring-0 host to refuse the truncated module (network)",
+        |f| {
+            ring0_hosts.iter().all(|&i| {
+                lines(&f.agents[i].out).iter().any(|v| {
+                    v["fetch"] == "failed"
+                        && v["release"] == 42
+                        && v["class"] == "network"
+                        && v["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("truncated"))
+                })
+            })
+        },
+    );
+    for a in &fleet.agents {
+        assert!(
+            store_state(&a.store)["current"].is_null(),
+            "agent {}: nothing installed from a lying repository",
+            a.n
+        );
+        assert!(
+            !has(&a.out, |v| v["lifecycle"] == "installing"
+                && v["release"] == 42),
+            "agent {}",
+            a.n
+        );
+        assert_eq!(
+            failures(&a.out, 42, "hash") > 0,
+            ring0_hosts.contains(&a.n),
+            "agent {}: only the hosts offered 42 fetched it",
+            a.n
+        );
+    }
+    for &i in &ring0_hosts {
+        let staged = std::fs::read_dir(fleet.agents[i].store.join("staging/release-42/modules"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+            .map(|e| e.metadata().unwrap().len())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            staged,
+            [right.len() as u64 / 2],
+            "agent {i}: the half kept for the resume"
+        );
+    }
+    replace(lie, right);
+}
+
+/// Refusals of the agent API, audited: an unenrolled host, a check-in forged under another host's
+/// id, a replayed check-in, a wrong enrolment secret.
+fn refusals(fleet: &Fleet, c: &TestContent, port: u16) {
+    let base = format!("http://127.0.0.1:{port}");
+    let mut intruder = FakeAgent::enroll(&base, ENROLL_SECRET, labels("intruder"))
+        .unwrap()
+        .unwrap();
+    intruder.checkin(Vec::new()).unwrap().unwrap();
+    let old = intruder.body(Vec::new()).unwrap();
+    intruder.checkin(Vec::new()).unwrap().unwrap();
+    intruder.checkin(Vec::new()).unwrap().unwrap();
+    let sig = intruder.key.sign_checkin(&old);
+    let replayed = intruder.send_raw(&intruder.host_id, &sig, &old).unwrap();
+    let refused = replayed.expect_err("a replayed check-in is refused");
+    assert_eq!(
+        (refused.status, refused.body.error),
+        (409, ErrorCode::SeqConflict)
+    );
+    let real: Value =
+        serde_json::from_str(&read(&fleet.agents[0].store.join("fetcher/state.json"))).unwrap();
+    let real_id = real["host_id"].as_str().unwrap().to_owned();
+    let body = intruder.body(Vec::new()).unwrap();
+    let sig = intruder.key.sign_checkin(&body);
+    let forged = intruder.send_raw(&real_id, &sig, &body).unwrap();
+    let refused = forged.expect_err("a check-in forged under another host's id is refused");
+    assert_eq!(
+        (refused.status, refused.body.error),
+        (401, ErrorCode::BadSignature)
+    );
+    let unknown = intruder
+        .send_raw("00000000000000000000000000000000", &sig, &body)
+        .unwrap();
+    let refused = unknown.expect_err("an unenrolled host is refused");
+    assert_eq!(
+        (refused.status, refused.body.error),
+        (401, ErrorCode::UnknownHost)
+    );
+    let wrong = FakeAgent::enroll(&base, "not-the-enrolment-secret", labels("intruder-2")).unwrap();
+    assert_eq!(wrong.expect_err("a wrong secret is refused").status, 401);
+    let audited = audit(c, port, "refused");
+    let errors: Vec<&str> = audited
+        .iter()
+        .filter_map(|e| e["detail"]["error"].as_str())
+        .collect();
+    for code in [
+        "seq_conflict",
+        "bad_signature",
+        "unknown_host",
+        "unauthorized",
+    ] {
+        assert!(errors.contains(&code), "{code} audited: {audited:?}");
+    }
+    assert!(
+        audited
+            .iter()
+            .any(|e| e["detail"]["error"] == "bad_signature" && e["detail"]["host_id"] == real_id),
+        "the forged check-in is audited under the id it claimed: {audited:?}"
+    );
+}
+
 fn is_good(v: &Value, release: u64) -> bool {
     v["lifecycle"] == "good" && v["release"] == release
 }
@@ -460,6 +644,15 @@ fn fleet_run(postgres: Option<&str>) {
     )
     .unwrap();
 
+    // The module 42 adds: nginx serves it from a file of the test's, which lies for a while.
+    let mut added = c.added_modules(42, 41).unwrap();
+    assert_eq!(added.len(), 1);
+    let (lie_path, right) = added.pop().unwrap();
+    let lie_file = c.dir().join("lie.wasm");
+    let mut corrupt = right.clone();
+    corrupt[right.len() / 2] ^= 1;
+    replace(&lie_file, &corrupt);
+
     let db = match postgres {
         Some(url) => url.to_owned(),
         None => c.sqlite_url("ctl.db"),
@@ -481,7 +674,7 @@ fn fleet_run(postgres: Option<&str>) {
     let mut nginx = if std::env::var_os("RULEBOX_E2E_NO_NGINX").is_some() {
         None
     } else {
-        Nginx::start(&c.repo_dir, c.dir(), web_port)
+        Nginx::start(&c.repo_dir, c.dir(), web_port, Some((&lie_path, &lie_file)))
     };
     let repo = match &nginx {
         Some(_) => format!("http://127.0.0.1:{web_port}"),
@@ -552,6 +745,23 @@ fn fleet_run(postgres: Option<&str>) {
         t0,
         "rollout of release 42 started: rings of 5%, 25%, 50%, 100%",
     );
+    if nginx.is_some() {
+        story(
+            t0,
+            "the repository serves 42's new module corrupt, then cut in half",
+        );
+        lying_repository(&mut fleet, &c, ctl_port, &lie_file, &right);
+        story(
+            t0,
+            "ring 0 refused the corrupt module (hash) and the half (network), installed nothing; the file is right again",
+        );
+    } else {
+        replace(&lie_file, &right);
+        story(
+            t0,
+            "the lying repository needs nginx: not run (the controller's /repo/ serves the real files)",
+        );
+    }
     // kill -9 of the controller in the middle of the rollout (ring 1 open), then a restart on the
     // same database: it resumes from there.
     fleet.wait_until(Duration::from_secs(120), "ring 1 to open", |_| {
@@ -725,6 +935,26 @@ fn fleet_run(postgres: Option<&str>) {
     story(
         t0,
         "ring-0 hosts back on 42 with 43 marked bad; no host needs repair",
+    );
+    if nginx.is_some() {
+        let resumed = fleet
+            .agents
+            .iter()
+            .filter(|a| {
+                has(&a.out, |v| {
+                    v["fetch"] == "delivered" && v["release"] == 42 && v["resumed"] == 1
+                })
+            })
+            .count();
+        assert_eq!(
+            resumed, ring0,
+            "the ring-0 hosts resumed the half they kept"
+        );
+    }
+    refusals(&fleet, &c, ctl_port);
+    story(
+        t0,
+        "an unenrolled host, a forged, a replayed check-in and a wrong secret: refused and audited",
     );
     let _ = &ctl.log;
     let _ = std::io::stderr().flush();

@@ -32,9 +32,104 @@ fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadRequest, message)
 }
 
-/// `POST /v1/enroll`: a node key from an enrolment secret.
+/// Most refusals audited per minute of wall-clock time, in this process: whoever can reach the
+/// agent API unauthenticated cannot grow the audit table without bound. The ones over it are only
+/// logged, and counted in the next record that is written (`detail.unaudited_before`).
+const REFUSALS_AUDITED_PER_MINUTE: u32 = 120;
+
+/// The refusals audited in the current minute: (minute, audited, not audited since the last record).
+static REFUSALS: std::sync::Mutex<(u64, u32, u64)> = std::sync::Mutex::new((0, 0, 0));
+
+/// Whether a refusal may be audited now; if so, how many were not since the last one.
+fn refusal_slot() -> Option<u64> {
+    refusal_slot_at(&REFUSALS, Clock::real_ms() / 60_000)
+}
+
+/// [`refusal_slot`] in wall-clock minute `minute`, counted in `refusals`.
+fn refusal_slot_at(refusals: &std::sync::Mutex<(u64, u32, u64)>, minute: u64) -> Option<u64> {
+    let mut r = refusals.lock().unwrap_or_else(|e| e.into_inner());
+    if r.0 != minute {
+        *r = (minute, 0, r.2);
+    }
+    if r.1 >= REFUSALS_AUDITED_PER_MINUTE {
+        r.2 += 1;
+        return None;
+    }
+    r.1 += 1;
+    Some(std::mem::take(&mut r.2))
+}
+
+/// Records a refused enrolment or check-in (a wrong secret, an unknown host, a forged signature,
+/// a replayed `seq`) in the audit log, kind `refused`, within [`REFUSALS_AUDITED_PER_MINUTE`]. The
+/// host id is the header's, only when it has the shape of one (32 hex digits): nothing else a
+/// caller sends is stored.
+async fn audit_refusal(svc: &Service, what: &str, host_id: Option<&str>, error: &ApiError) {
+    if !matches!(
+        error.code,
+        ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::UnknownHost
+            | ErrorCode::BadSignature
+            | ErrorCode::SeqConflict
+    ) {
+        return;
+    }
+    let Some(unaudited_before) = refusal_slot() else {
+        tracing::warn!(what, error = %error.message, "refusal not audited: over the audit rate");
+        return;
+    };
+    let detail = serde_json::json!({
+        "request": what,
+        "error": error.code,
+        "host_id": host_id,
+        "last_seq": error.last_seq,
+        "unaudited_before": unaudited_before,
+    });
+    let reason = format!("{what} refused: {}", bound_reason(&error.message));
+    let result: Result<(), crate::error::StoreError> = async {
+        let mut conn = svc.store.pool().acquire().await?;
+        audit::append(
+            &mut conn,
+            svc.clock.now(),
+            Clock::real_ms(),
+            None,
+            AuditKind::Refused,
+            "agent_api",
+            &reason,
+            &detail,
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot audit a refusal");
+    }
+}
+
+/// The refusal's message, cut to 200 bytes (it is ours, but may quote a header).
+fn bound_reason(message: &str) -> String {
+    let mut text = message.to_owned();
+    if text.len() > 200 {
+        let mut end = 200;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// `POST /v1/enroll`: a node key from an enrolment secret. A refusal is audited.
 pub async fn enroll(State(svc): State<Arc<Service>>, body: Bytes) -> Result<Response, ApiError> {
-    let req: EnrollRequest = serde_json::from_slice(&body)
+    let result = enroll_inner(&svc, &body).await;
+    if let Err(e) = &result {
+        audit_refusal(&svc, "enrolment", None, e).await;
+    }
+    result
+}
+
+async fn enroll_inner(svc: &Arc<Service>, body: &Bytes) -> Result<Response, ApiError> {
+    let req: EnrollRequest = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the enrolment does not parse: {e}")))?;
     if req.protocol != PROTOCOL_VERSION {
         return Err(ApiError::new(
@@ -87,7 +182,7 @@ pub async fn enroll(State(svc): State<Arc<Service>>, body: Bytes) -> Result<Resp
     let answer = EnrollResponse {
         protocol: PROTOCOL_VERSION,
         host_id,
-        interval_secs: interval(&svc),
+        interval_secs: interval(svc),
     };
     let status = if created {
         StatusCode::CREATED
@@ -159,13 +254,28 @@ fn stamp(mut report: HealthReport, now: u64) -> HealthReport {
     report
 }
 
-/// `POST /v1/checkin`: authenticated by the host's node key over the exact body.
+/// `POST /v1/checkin`: authenticated by the host's node key over the exact body. A refusal of
+/// the credential (an unknown host, a forged signature, a replayed `seq`) is audited.
 pub async fn checkin(
     State(svc): State<Arc<Service>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let host_id = header_text(&headers, HEADER_HOST)
+    let result = checkin_inner(&svc, &headers, &body).await;
+    if let Err(e) = &result {
+        let host = header_text(&headers, HEADER_HOST)
+            .filter(|h| h.len() == HOST_ID_LEN && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        audit_refusal(&svc, "check-in", host, e).await;
+    }
+    result
+}
+
+async fn checkin_inner(
+    svc: &Arc<Service>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let host_id = header_text(headers, HEADER_HOST)
         .filter(|h| h.len() == HOST_ID_LEN && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| {
             ApiError::new(
@@ -174,7 +284,7 @@ pub async fn checkin(
             )
         })?
         .to_owned();
-    let signature = header_text(&headers, HEADER_SIGNATURE)
+    let signature = header_text(headers, HEADER_SIGNATURE)
         .ok_or_else(|| {
             ApiError::new(
                 ErrorCode::BadSignature,
@@ -195,14 +305,14 @@ pub async fn checkin(
     };
     let key = parse_public_key(&key_hex)
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("enrolled key: {e}")))?;
-    if let Err(e) = verify_checkin(&key, &body, &signature) {
+    if let Err(e) = verify_checkin(&key, body, &signature) {
         tracing::warn!(%host_id, error = %e, "check-in refused: signature");
         return Err(ApiError::new(ErrorCode::BadSignature, e.to_string()));
     }
-    let req: CheckinRequest = serde_json::from_slice(&body)
+    let req: CheckinRequest = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the check-in does not parse: {e}")))?;
     check_request(&req)?;
-    let body_sha256 = hex::encode(Sha256::digest(&body));
+    let body_sha256 = hex::encode(Sha256::digest(body));
     let now = svc.clock.now();
     let dialect = svc.store.dialect();
 
@@ -254,13 +364,13 @@ pub async fn checkin(
     let current = rollouts::current(&mut tx, dialect, false).await?;
     let reverts = rollouts::reverts(&mut tx).await?;
     let offer = match &current {
-        Some(r) => decide_offer(&svc, &mut tx, r, &host_id, &req.state, &reverts, now).await?,
+        Some(r) => decide_offer(svc, &mut tx, r, &host_id, &req.state, &reverts, now).await?,
         None => None,
     };
     let answer = CheckinResponse {
         protocol: PROTOCOL_VERSION,
         ack_seq: req.seq,
-        interval_secs: interval(&svc),
+        interval_secs: interval(svc),
         offer,
         reverts: reverts_for(&req.state, current.as_ref(), &reverts),
     };
@@ -372,4 +482,23 @@ fn reverts_for(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_audited_at_a_bounded_rate_and_the_rest_counted_in_the_next_record() {
+        let counts = std::sync::Mutex::new((0, 0, 0));
+        for _ in 0..REFUSALS_AUDITED_PER_MINUTE {
+            assert_eq!(refusal_slot_at(&counts, 7), Some(0));
+        }
+        for _ in 0..5 {
+            assert_eq!(refusal_slot_at(&counts, 7), None, "over the rate");
+        }
+        // The next minute: audited again, and the first record says what was not.
+        assert_eq!(refusal_slot_at(&counts, 8), Some(5));
+        assert_eq!(refusal_slot_at(&counts, 8), Some(0));
+    }
 }

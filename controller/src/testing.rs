@@ -167,6 +167,37 @@ impl TestContent {
         Ok(self.repo()?.publish_release(&out, now)?)
     }
 
+    /// The repository path (`/modules/<sha256>.wasm`) and bytes of each module published release
+    /// `release` lists that release `older` does not (for tests that make a server lie about one).
+    pub fn added_modules(
+        &self,
+        release: u64,
+        older: u64,
+    ) -> Result<Vec<(String, Vec<u8>)>, TestError> {
+        let repo = self.repo()?;
+        let manifest = |r| -> Result<Manifest, TestError> {
+            let (bytes, _) = repo.manifest(r)?;
+            Ok(serde_json::from_slice::<Signed<Manifest>>(&bytes)?.signed)
+        };
+        let old: Vec<String> = manifest(older)?
+            .rules
+            .into_iter()
+            .map(|e| e.sha256)
+            .collect();
+        let mut added = Vec::new();
+        for entry in manifest(release)?.rules {
+            if old.contains(&entry.sha256) {
+                continue;
+            }
+            let file = rulebox_controlplane_proto::repo::module_file(&entry.sha256);
+            added.push((
+                format!("/{file}"),
+                std::fs::read(self.repo_dir.join(&file))?,
+            ));
+        }
+        Ok(added)
+    }
+
     /// A configuration for an in-process controller on `database`, listening on a free loopback
     /// port, with controller time `clock_scale` times as fast as the wall clock, a tick every
     /// 100 ms and a 1 s lease.

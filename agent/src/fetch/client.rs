@@ -106,8 +106,19 @@ impl Http {
     /// `GET url`, the body capped at `cap` bytes (an announced or actual longer body is
     /// `too_large`). Only `200` is accepted.
     pub fn get_capped(&self, url: &str, cap: u64) -> Result<Vec<u8>, FetchError> {
+        self.get_optional(url, cap)?
+            .ok_or_else(|| FetchError::status(format!("{url}: HTTP 404")))
+    }
+
+    /// `GET url` like [`get_capped`](Self::get_capped), but a `404` is `Ok(None)` (a file that is
+    /// not published yet, such as the next root of the chain).
+    pub fn get_optional(&self, url: &str, cap: u64) -> Result<Option<Vec<u8>>, FetchError> {
         let response = self.agent.get(url).call().map_err(|e| classify(url, e))?;
-        Self::check_status(url, response.status().as_u16(), &[200])?;
+        let status = response.status().as_u16();
+        if status == 404 {
+            return Ok(None);
+        }
+        Self::check_status(url, status, &[200])?;
         let mut body = response.into_body();
         if body.content_length().is_some_and(|n| n > cap) {
             return Err(FetchError::new(
@@ -117,7 +128,7 @@ impl Http {
         }
         let mut out = Vec::new();
         copy_capped(&mut body.as_reader(), &mut out, cap, url)?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// `GET url` into `file`, which already holds `offset` bytes of it: asks for the rest with

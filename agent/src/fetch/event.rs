@@ -35,6 +35,12 @@ pub enum FetchEvent {
         /// Files whose download resumed a broken one.
         resumed: usize,
     },
+    /// `timestamp.json` named a newer root (or was signed by rotated role keys): root `version` was
+    /// fetched from the repository, verified on top of the trusted one, and handed to the store.
+    RootFetched {
+        /// The new root's version.
+        version: u64,
+    },
     /// A signed revert (from a check-in or `timestamp.json`) was handed to the inbox.
     RevertDelivered {
         /// The withdrawn release.
@@ -79,6 +85,10 @@ impl std::fmt::Display for FetchEvent {
             FetchEvent::Delivered { release, resumed } => write!(
                 f,
                 "fetch: release {release} downloaded and delivered ({resumed} downloads resumed)"
+            ),
+            FetchEvent::RootFetched { version } => write!(
+                f,
+                "fetch: root version {version} fetched and verified; the store takes it"
             ),
             FetchEvent::RevertDelivered { release } => {
                 write!(f, "fetch: the signed revert of release {release} delivered")

@@ -16,6 +16,8 @@ mod identity;
 mod spool;
 mod staging;
 #[cfg(test)]
+mod tests;
+#[cfg(test)]
 mod testserver;
 mod worker;
 
@@ -106,6 +108,9 @@ pub(crate) struct Shared {
     /// Events processed so far, and rules quarantined in the running content.
     pub processed: u64,
     pub quarantined: u32,
+    /// Detections raised, and nanoseconds spent evaluating events, since the agent started.
+    pub detections: u64,
+    pub evaluation_ns: u64,
     /// Fallbacks of the boot guard seen by this process.
     pub fallbacks: u32,
     /// Releases delivered to the inbox and not yet taken (installed or refused).
@@ -117,6 +122,9 @@ pub(crate) struct Shared {
     pub spool: Option<spool::Spool>,
     /// Reports waiting for the spool.
     pub reports: Vec<HealthReport>,
+    /// Newer roots the fetcher verified (each on top of the one before, from the trusted root),
+    /// with their versions, for the control thread to persist in the store.
+    pub roots: Vec<(u64, Vec<u8>)>,
     pub stop: bool,
 }
 
@@ -197,8 +205,25 @@ impl Transport for Fetcher {
         if shared.state.as_ref() != Some(view.state) {
             shared.state = Some(view.state.clone());
         }
+        let state = view.state;
+        shared.delivered.retain(|r| {
+            state.current != Some(*r) && !state.installed.contains_key(r) && !state.bad.contains(r)
+        });
         shared.processed = view.processed;
         shared.quarantined = view.quarantined;
+        shared.detections = view.detections;
+        shared.evaluation_ns = view.evaluation_ns;
+    }
+
+    fn take_roots(&mut self) -> Vec<Vec<u8>> {
+        let mut shared = lock(&self.shared);
+        let trusted = shared.root.as_ref().map_or(0, |r| r.version);
+        let mut roots = std::mem::take(&mut shared.roots);
+        // Already in the store (the fetcher queued it again before the store's root was seen).
+        roots.retain(|(version, _)| *version > trusted);
+        roots.sort_by_key(|(version, _)| *version);
+        roots.dedup_by_key(|(version, _)| *version);
+        roots.into_iter().map(|(_, bytes)| bytes).collect()
     }
 
     fn take_events(&mut self) -> Vec<AgentEvent> {
@@ -207,8 +232,9 @@ impl Transport for Fetcher {
 
     fn observe(&mut self, event: &AgentEvent) {
         let kind = match event {
+            // The delivery stays "taken" until the store's state shows it (`observe_store`): a
+            // cycle in between must not download it again.
             AgentEvent::Lifecycle(Lifecycle::Installing { release, .. }) => {
-                lock(&self.shared).delivered.remove(release);
                 ReportKind::Installing { release: *release }
             }
             AgentEvent::Lifecycle(Lifecycle::Good { release }) => {

@@ -78,14 +78,19 @@ impl Staging {
         self.dir.join(format!("release-{release}"))
     }
 
-    /// Removes every staged release but `keep` (a release no longer offered).
-    pub fn clean_except(&self, keep: Option<u64>) {
-        let keep = keep.map(|r| format!("release-{r}"));
+    /// Removes every staged release for which `keep` is false, and anything else in the staging
+    /// folder.
+    pub fn retain(&self, keep: impl Fn(u64) -> bool) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
         for entry in entries.flatten() {
-            if Some(entry.file_name().to_string_lossy().as_ref()) != keep.as_deref() {
+            let name = entry.file_name();
+            let release = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("release-"))
+                .and_then(|r| r.parse::<u64>().ok());
+            if !release.is_some_and(&keep) {
                 let _ = regular_len(&entry.path()).and_then(|len| match len {
                     Some(_) => std::fs::remove_file(entry.path()),
                     None => Ok(()),

@@ -1,7 +1,7 @@
 //! A hostile HTTP server on 127.0.0.1 for the fetcher's tests: each connection's request goes to a
 //! handler that returns the raw bytes to send (headers included), then the connection closes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +10,10 @@ use std::time::Duration;
 pub struct Request {
     pub line: String,
     pub range_from: Option<u64>,
+    /// The path of the request line (`/v1/checkin`).
+    pub path: String,
+    /// The body (read up to its `Content-Length`, at most 4 MiB).
+    pub body: Vec<u8>,
 }
 
 /// What to send back.
@@ -18,6 +22,9 @@ pub enum Reply {
     Raw(Vec<u8>),
     /// Wait this long, then close without a byte.
     Stall(Duration),
+    /// The first bytes (the head and the start of a body), then the second one byte every
+    /// `Duration`, then nothing (the connection held open for 10 s): a body that never ends in time.
+    Trickle(Vec<u8>, Duration, Vec<u8>),
 }
 
 /// A complete answer with a status, headers and body.
@@ -56,18 +63,28 @@ pub fn serve(
             let mut line = String::new();
             let _ = reader.read_line(&mut line);
             let mut range_from = None;
+            let mut length = 0usize;
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                     break;
                 }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("range: bytes=") {
                     range_from = v.trim().trim_end_matches('-').parse().ok();
                 }
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse::<usize>().unwrap_or(0).min(4 << 20);
+                }
             }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
             let request = Request {
                 line: line.trim().to_owned(),
                 range_from,
+                path,
+                body,
             };
             log.lock()
                 .unwrap()
@@ -77,6 +94,19 @@ pub fn serve(
                     let _ = stream.write_all(&bytes);
                 }
                 Reply::Stall(d) => std::thread::sleep(d),
+                Reply::Trickle(head, every, rest) => {
+                    // On a thread of its own: the server keeps answering others meanwhile.
+                    std::thread::spawn(move || {
+                        let _ = stream.write_all(&head);
+                        for byte in rest {
+                            std::thread::sleep(every);
+                            if stream.write_all(&[byte]).is_err() {
+                                return;
+                            }
+                        }
+                        std::thread::sleep(Duration::from_secs(10));
+                    });
+                }
             }
         }
     });

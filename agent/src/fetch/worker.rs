@@ -12,9 +12,9 @@ use rulebox_controlplane_proto::{
     MAX_CHECKIN_BYTES, MAX_REPORTS_PER_CHECKIN, NodeKey, PROTOCOL_VERSION, ReportKind, repo,
 };
 use rulebox_runtime::content::{
-    BundleLimits, Inbox, MAX_REVERT_BYTES, MAX_TIMESTAMP_BYTES, Manifest, Root, Signed,
-    StoreLayout, module_file_name, verify_envelope, verify_offer_envelope, verify_revert,
-    verify_timestamp,
+    BundleLimits, Inbox, MAX_REVERT_BYTES, MAX_ROOT_BYTES, MAX_TIMESTAMP_BYTES, Manifest, Root,
+    Signed, StoreLayout, TimestampError, module_file_name, update_root, verify_envelope,
+    verify_offer_envelope, verify_revert, verify_timestamp,
 };
 
 use super::backoff::{Backoff, full_jitter};
@@ -28,6 +28,8 @@ use super::{FetchConfig, Shared, lock, now};
 
 /// Largest answer of the controller read, in bytes.
 const MAX_ANSWER_BYTES: u64 = 4 << 20;
+/// Most roots of the chain fetched in one cycle (the rest follow in the next cycles).
+const MAX_ROOT_STEPS: u64 = 16;
 
 /// A report of `kind` about the content the agent runs now.
 pub(crate) fn report(shared: &Shared, kind: ReportKind) -> HealthReport {
@@ -53,8 +55,14 @@ pub(crate) struct Worker {
     inbox: Inbox,
     /// Reverts handed to the inbox by this process (each once).
     reverts_delivered: BTreeSet<u64>,
-    /// Events processed as of the last heartbeat.
+    /// Events processed, detections raised and evaluation nanoseconds as of the last heartbeat
+    /// acknowledged.
     processed_at_heartbeat: u64,
+    detections_at_heartbeat: u64,
+    evaluation_ns_at_heartbeat: u64,
+    /// The newest root this fetcher verified and handed to the control thread, until the store's
+    /// root catches up.
+    pending_root: Option<Root>,
 }
 
 impl Worker {
@@ -74,6 +82,9 @@ impl Worker {
             inbox: Inbox::new(StoreLayout::new(store).inbox()),
             reverts_delivered: BTreeSet::new(),
             processed_at_heartbeat: 0,
+            detections_at_heartbeat: 0,
+            evaluation_ns_at_heartbeat: 0,
+            pending_root: None,
         }
     }
 
@@ -177,7 +188,7 @@ impl Worker {
                 ));
             }
         }
-        let (root, state) = {
+        let (mut root, state) = {
             let shared = lock(&self.shared);
             match (&shared.root, &shared.state) {
                 (Some(root), Some(state)) => (root.clone(), state.clone()),
@@ -185,6 +196,14 @@ impl Worker {
                 _ => return Ok(()),
             }
         };
+        // A newer root verified earlier and not yet in the store (the control thread applies it).
+        match self.pending_root.take() {
+            Some(pending) if pending.version > root.version => {
+                root = pending.clone();
+                self.pending_root = Some(pending);
+            }
+            _ => {}
+        }
         if ctx.state.host_id.is_none() {
             self.enroll(ctx, backoff).map_err(|e| ("enroll", None, e))?;
         }
@@ -195,7 +214,7 @@ impl Worker {
                 .map_err(|e| ("revert", Some(revert.signed.release), e))?;
         }
         // timestamp.json every interval: its reverts are applied even without an offer.
-        if let Err(e) = self.timestamp(ctx, &root, &state) {
+        if let Err(e) = self.timestamp(ctx, &mut root, &state) {
             self.emit(FetchEvent::Failed {
                 step: "timestamp",
                 release: None,
@@ -205,7 +224,14 @@ impl Worker {
             });
         }
         let Some(offer) = answer.offer else {
-            self.staging.clean_except(None);
+            // A partial download is kept while its release may still come (an offer withdrawn for
+            // a while, a ring held): removed once the host runs it or a newer one, or lists it as
+            // bad, or another release is offered.
+            self.staging.retain(|r| {
+                state.current.is_none_or(|c| r > c)
+                    && !state.bad.contains(&r)
+                    && !state.installed.contains_key(&r)
+            });
             return Ok(());
         };
         let host_id = ctx.state.host_id.clone().unwrap_or_default();
@@ -221,18 +247,20 @@ impl Worker {
                 FetchError::new(class, e.to_string()),
             )
         })?;
+        // Against the store's state as of now, not as of the cycle's start: the control thread may
+        // have installed a delivery (and so forgotten it) since.
         let taken = {
             let shared = lock(&self.shared);
+            let now = shared.state.as_ref().unwrap_or(&state);
             shared.delivered.contains(&release)
+                || now.current == Some(release)
+                || now.bad.contains(&release)
+                || now.installed.contains_key(&release)
         };
-        if state.current == Some(release)
-            || state.bad.contains(&release)
-            || state.installed.contains_key(&release)
-            || taken
-        {
+        if taken {
             return Ok(());
         }
-        self.staging.clean_except(Some(release));
+        self.staging.retain(|r| r == release);
         self.fetch_release(&root, &verified)
             .map_err(|e| ("release", Some(release), e))
     }
@@ -281,9 +309,17 @@ impl Worker {
                 .map(|s| s.batch(MAX_REPORTS_PER_CHECKIN - 1))
                 .unwrap_or_default();
             let sent = reports.len();
-            let processed = lock(&self.shared).processed;
+            let (processed, detections, evaluation_ns) = {
+                let s = lock(&self.shared);
+                (s.processed, s.detections, s.evaluation_ns)
+            };
             let mut heartbeat = report(&lock(&self.shared), ReportKind::Heartbeat);
             heartbeat.events = processed.saturating_sub(self.processed_at_heartbeat);
+            heartbeat.detections = detections.saturating_sub(self.detections_at_heartbeat);
+            let spent = evaluation_ns.saturating_sub(self.evaluation_ns_at_heartbeat);
+            if heartbeat.events > 0 {
+                heartbeat.mean_latency_us = spent as f64 / heartbeat.events as f64 / 1000.0;
+            }
             reports.push(heartbeat);
             let seq = ctx.state.next_seq.max(1);
             ctx.state.next_seq = seq + 1;
@@ -336,6 +372,8 @@ impl Worker {
                     ))));
                 }
                 self.processed_at_heartbeat = processed;
+                self.detections_at_heartbeat = detections;
+                self.evaluation_ns_at_heartbeat = evaluation_ns;
                 if let Some(spool) = lock(&self.shared).spool.as_mut()
                     && let Err(e) = spool.acknowledged(sent, dropped)
                 {
@@ -408,25 +446,62 @@ impl Worker {
         Ok(())
     }
 
+    /// Root `N + 1` of the chain on top of `root` (`N`), verified by the store's rotation rule
+    /// ([`update_root`]: a threshold of root `N`'s keys and of its own), handed to the control
+    /// thread to persist, and made `root` for the rest of the cycle. `Ok(false)` if the repository
+    /// has no root `N + 1`.
+    fn next_root(&mut self, root: &mut Root) -> Result<bool, FetchError> {
+        let version = root.version.saturating_add(1);
+        let url = format!("{}/{}", self.config.repo, repo::root_file(version));
+        let Some(bytes) = self.http.get_optional(&url, MAX_ROOT_BYTES)? else {
+            return Ok(false);
+        };
+        let next = update_root(root, &bytes)
+            .map_err(|e| FetchError::new(FetchFailureClass::Signature, format!("{url}: {e}")))?;
+        lock(&self.shared).roots.push((next.version, bytes));
+        self.emit(FetchEvent::RootFetched {
+            version: next.version,
+        });
+        *root = next.clone();
+        self.pending_root = Some(next);
+        Ok(true)
+    }
+
     fn timestamp(
         &mut self,
         ctx: &mut Context,
-        root: &Root,
+        root: &mut Root,
         state: &StoreState,
     ) -> Result<(), FetchError> {
         let url = format!("{}/{}", self.config.repo, repo::TIMESTAMP_FILE);
         let bytes = self.http.get_capped(&url, MAX_TIMESTAMP_BYTES as u64)?;
-        let ts =
-            verify_timestamp(&bytes, root, now(), ctx.state.timestamp_version).map_err(|e| {
-                let text = e.to_string();
-                let class = if matches!(e, rulebox_runtime::content::TimestampError::Expired { .. })
-                {
-                    FetchFailureClass::Expired
-                } else {
-                    FetchFailureClass::Signature
-                };
-                FetchError::new(class, format!("{url}: {text}"))
-            })?;
+        let mut probed = false;
+        let mut steps = 0;
+        let verified = loop {
+            match verify_timestamp(&bytes, root, now(), ctx.state.timestamp_version) {
+                // A newer root: follow the chain up to it, then check the timestamp again.
+                Err(TimestampError::RootAhead { .. }) if steps < MAX_ROOT_STEPS => {
+                    steps += 1;
+                    if !self.next_root(root)? {
+                        break Err(FetchError::status(format!(
+                            "{url} names a newer root than the repository publishes"
+                        )));
+                    }
+                }
+                // Signed by keys this root does not know: the roles may have been rotated by a
+                // newer root (checked once; without one, the signature is what is wrong).
+                Err(e @ TimestampError::Signature { .. }) if !probed => {
+                    probed = true;
+                    steps += 1;
+                    if !self.next_root(root)? {
+                        break Err(timestamp_error(&url, &e));
+                    }
+                }
+                Err(e) => break Err(timestamp_error(&url, &e)),
+                Ok(ts) => break Ok(ts),
+            }
+        };
+        let ts = verified?;
         if ctx.state.timestamp_version != Some(ts.version) {
             ctx.state.timestamp_version = Some(ts.version);
             ctx.identity.save(&ctx.state)?;
@@ -577,6 +652,17 @@ impl Worker {
 }
 
 use rulebox_runtime::content::StoreState;
+
+/// The class of a refused `timestamp.json`: `expired`, or `signature` (a bad or missing signature,
+/// a rollback below the last version accepted, a root that does not match).
+fn timestamp_error(url: &str, e: &TimestampError) -> FetchError {
+    let class = if matches!(e, TimestampError::Expired { .. }) {
+        FetchFailureClass::Expired
+    } else {
+        FetchFailureClass::Signature
+    };
+    FetchError::new(class, format!("{url}: {e}"))
+}
 
 /// The error of a non-success answer: its code's class, and whether it is a refusal.
 fn refusal(url: &str, status: u16, body: &[u8]) -> FetchError {
