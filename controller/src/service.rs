@@ -199,13 +199,16 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Servic
         ReportIntake::Bus {
             config: bus,
             aggregate,
-        } => (ReportSink::Bus(Bus::connect(bus).await?), *aggregate),
+        } => (
+            ReportSink::Bus(Box::new(Bus::connect(bus).await?)),
+            *aggregate,
+        ),
     };
     let aggregator_stats = Arc::new(AggregatorStats::default());
     let aggregator = match (&reports, aggregate) {
         (ReportSink::Bus(bus), true) => Some(
             Aggregator::new(
-                bus.clone(),
+                Bus::clone(bus),
                 store.clone(),
                 clock,
                 Arc::clone(&aggregator_stats),

@@ -37,7 +37,7 @@ pub enum ReportSink {
     /// Rows in the check-in's transaction.
     Direct,
     /// The report log.
-    Bus(Bus),
+    Bus(Box<Bus>),
 }
 
 /// What is left to do with a check-in's reports once its transaction committed.

@@ -27,6 +27,14 @@ fn nats() -> Option<TestNats> {
     n
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn bus_config(nats: &TestNats) -> BusConfig {
     let mut c = BusConfig::new(nats.url.clone());
     c.ack_wait = Duration::from_secs(1);
@@ -297,11 +305,7 @@ fn start(side: &Side) -> i64 {
 #[test]
 fn the_bus_path_gives_the_same_gate_verdicts_as_the_direct_path_tick_by_tick() {
     let Some(nats) = nats() else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut direct = side(&rt, ReportIntake::Direct, true);
     let mut on_bus = side(
         &rt,
@@ -330,13 +334,13 @@ fn the_bus_path_gives_the_same_gate_verdicts_as_the_direct_path_tick_by_tick() {
     // The recorded fleet: ring 0 healthy; from ring 1 on, hosts that take the release quarantine
     // a rule. Every host checks in every two minutes (controller time), from 30 s after the start.
     let t0 = direct.svc().clock.now().max(on_bus.svc().clock.now()) + 30;
-    let mut took = vec![false; HOSTS];
-    let mut seq = vec![1u64; HOSTS];
+    let mut took = [false; HOSTS];
+    let mut seq = [1u64; HOSTS];
     let mut fed = 0u64;
     let mut phases = Vec::new();
     let mut republished = 0;
-    for step in 0..60u64 {
-        let now = t0 + 120 * step;
+    for step in 0..60usize {
+        let now = t0 + 120 * step as u64;
         let (phase_a, rings) = rt.block_on(phase_and_rings(direct.svc(), &ids));
         let (phase_b, rings_b) = rt.block_on(phase_and_rings(on_bus.svc(), &ids));
         assert_eq!(rings, rings_b, "the same hosts are in the same rings");
@@ -370,7 +374,7 @@ fn the_bus_path_gives_the_same_gate_verdicts_as_the_direct_path_tick_by_tick() {
             rt.block_on(feed(direct.svc(), host, seq[i], now, &reports));
             rt.block_on(feed(&svc_b, host, seq[i], now, &reports));
             fed += 1;
-            if (i + step as usize) % 7 == 0 {
+            if (i + step).is_multiple_of(7) {
                 // The same check-in published again: the stream drops it (its id is in the
                 // window), and one published under another id is dropped by the aggregator.
                 let message = IntakeMessage {
@@ -421,7 +425,7 @@ fn the_bus_path_gives_the_same_gate_verdicts_as_the_direct_path_tick_by_tick() {
         let a = evaluations(&direct, id_direct);
         let b = evaluations(&on_bus, id_bus);
         assert_eq!(a, b, "gate evaluations after step {step}");
-        assert_eq!(a.len() as u64, step + 1, "one evaluation per tick");
+        assert_eq!(a.len(), step + 1, "one evaluation per tick");
     }
     // Drain what is left (the duplicates published under other ids) and check it changed nothing.
     while rt.block_on(aggregator.step()).unwrap() > 0 {}
@@ -461,11 +465,7 @@ fn view_of(side: &Side, id: i64) -> Value {
 #[test]
 fn an_aggregator_stopped_anywhere_loses_and_double_counts_nothing() {
     let Some(nats) = nats() else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut side = side(
         &rt,
         ReportIntake::Bus {
@@ -489,7 +489,7 @@ fn an_aggregator_stopped_anywhere_loses_and_double_counts_nothing() {
     let now = svc.clock.now();
     let mut expected = std::collections::BTreeMap::new();
     let checkin = |host: usize, seq: u64| -> Vec<HealthReport> {
-        (0..1 + (host + seq as usize) % 3)
+        (0..1 + (host + usize::try_from(seq).unwrap()) % 3)
             .map(|_| report(ReportKind::Heartbeat, Some(41), 0))
             .collect()
     };
@@ -596,11 +596,7 @@ fn an_aggregator_stopped_anywhere_loses_and_double_counts_nothing() {
 #[test]
 fn with_the_bus_down_a_checkin_is_refused_with_503_and_nothing_is_counted_until_it_is_back() {
     let Some(mut nats) = nats() else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let mut side = side(
         &rt,
         ReportIntake::Bus {
