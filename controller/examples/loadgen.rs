@@ -2,12 +2,15 @@
 //! temporary folder, or a throwaway PostgreSQL server), enrols `--hosts` agents, starts a rollout
 //! (so check-ins take the offer path too), then sends `--checkins` signed check-ins from
 //! `--concurrency` threads (each host only ever from one thread, in `seq` order), stopping early
-//! after `--max-secs`. Prints check-ins per second and latency percentiles.
+//! after `--max-secs`. Prints check-ins per second and latency percentiles. With `--reports nats`
+//! the reports go through a NATS JetStream server it starts on loopback (Debian's `nats-server`)
+//! and the controller's aggregator; it also prints how long the aggregator took to fold them all.
 //!
 //! ```sh
 //! cargo build --workspace --example loadgen   # docs/controlplane.md has the flags it was measured with
 //! target/debug/examples/loadgen --db sqlite --hosts 1000 --checkins 10000 --concurrency 16 --max-secs 20
 //! target/debug/examples/loadgen --db postgres --hosts 1000 --checkins 10000 --concurrency 16 --max-secs 20
+//! target/debug/examples/loadgen --db sqlite --reports nats --hosts 1000 --checkins 10000 --concurrency 16 --max-secs 20
 //! ```
 
 use std::sync::Arc;
@@ -15,8 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rulebox_controller::SqliteSync;
+use rulebox_controller::reports::{BusConfig, ReportIntake};
 use rulebox_controller::testing::{
-    ENROLL_SECRET, FakeAgent, OperatorClient, TestContent, TestPostgres, labels, report,
+    ENROLL_SECRET, FakeAgent, OperatorClient, TestContent, TestNats, TestPostgres, labels, report,
 };
 use rulebox_controlplane_proto::ReportKind;
 
@@ -28,6 +32,7 @@ struct Args {
     reports: usize,
     max_secs: u64,
     sqlite_sync: SqliteSync,
+    nats: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -39,6 +44,7 @@ fn parse() -> Result<Args, String> {
         reports: 1,
         max_secs: 120,
         sqlite_sync: SqliteSync::Full,
+        nats: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +62,13 @@ fn parse() -> Result<Args, String> {
                     "full" => SqliteSync::Full,
                     "normal" => SqliteSync::Normal,
                     other => return Err(format!("--sqlite-sync full|normal, not {other}")),
+                }
+            }
+            "--reports" => {
+                a.nats = match value()?.as_str() {
+                    "db" => false,
+                    "nats" => true,
+                    other => return Err(format!("--reports db|nats, not {other}")),
                 }
             }
             other => return Err(format!("unknown flag {other}")),
@@ -102,6 +115,16 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     config.max_connections = 32;
     config.tick_interval = Duration::from_secs(1);
     config.lease_ttl = Duration::from_secs(5);
+    let nats = if args.nats {
+        let nats = TestNats::start()?.ok_or("no nats-server on this machine")?;
+        config.reports = ReportIntake::Bus {
+            config: BusConfig::new(nats.url.clone()),
+            aggregate: true,
+        };
+        Some(nats)
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -200,9 +223,21 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut all: Vec<Duration> = results.into_iter().flat_map(|(l, _)| l).collect();
     all.sort_unstable();
     let ok = all.len();
+    // On the bus path: until the aggregator folded every accepted check-in (the enrolment round's
+    // too), bounded.
+    let folded = nats.as_ref().map(|_| {
+        let stats = std::sync::Arc::clone(&running.service().aggregator);
+        let want = (ok + args.hosts) as u64;
+        let limit = Instant::now() + Duration::from_secs(args.max_secs);
+        while stats.figures().checkins < want && Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (stats.figures(), start.elapsed())
+    });
     println!(
-        "{} ({}): {} hosts, {} check-ins ok, {} failed, {} report(s) each, {} threads, {:.1} s: {:.0} check-ins/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "{}{} ({}): {} hosts, {} check-ins ok, {} failed, {} report(s) each, {} threads, {:.1} s: {:.0} check-ins/s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         args.db,
+        if args.nats { " via nats" } else { "" },
         match (args.db.as_str(), args.sqlite_sync) {
             ("sqlite", SqliteSync::Full) => "synchronous=FULL",
             ("sqlite", SqliteSync::Normal) => "synchronous=NORMAL",
@@ -220,6 +255,19 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         percentile(&all, 990).as_secs_f64() * 1e3,
         all.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    if let Some((figures, at)) = folded {
+        println!(
+            "aggregator: {} check-ins ({} reports) folded {:.1} s after the first check-in ({:.0} check-ins/s end to end), {} duplicates, {} malformed, {} failed batches",
+            figures.checkins,
+            figures.reports,
+            at.as_secs_f64(),
+            figures.checkins.saturating_sub(args.hosts as u64) as f64 / at.as_secs_f64(),
+            figures.duplicates,
+            figures.malformed,
+            figures.failed_batches
+        );
+    }
     rt.block_on(running.shutdown());
+    drop(nats);
     Ok(())
 }

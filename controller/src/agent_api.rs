@@ -312,9 +312,15 @@ async fn checkin_inner(
     let req: CheckinRequest = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the check-in does not parse: {e}")))?;
     check_request(&req)?;
+    svc.reports.ready()?;
     let body_sha256 = hex::encode(Sha256::digest(body));
     let now = svc.clock.now();
     let dialect = svc.store.dialect();
+    let stamped: Vec<(u64, HealthReport)> = req
+        .reports
+        .iter()
+        .map(|r| (r.at_unix, stamp(r.clone(), now)))
+        .collect();
 
     let mut tx = svc.store.begin(TxKind::Write).await?;
     let Some(row) = hosts::lock_host(&mut tx, dialect, &host_id).await? else {
@@ -329,7 +335,11 @@ async fn checkin_inner(
             if row.last_body_sha256.as_deref() == Some(body_sha256.as_str())
                 && let Some(answer) = row.last_response
             {
+                let pending = (svc.reports)
+                    .stage(&mut tx, dialect, &host_id, req.seq, now, &stamped, true)
+                    .await?;
                 tx.rollback().await?;
+                pending.finish().await?;
                 return Ok(json_response(StatusCode::OK, answer));
             }
             return Err(ApiError {
@@ -350,16 +360,9 @@ async fn checkin_inner(
             });
         }
     }
-    let stamped: Vec<(u64, String)> = req
-        .reports
-        .iter()
-        .map(|r| {
-            let host_unix = r.at_unix;
-            serde_json::to_string(&stamp(r.clone(), now)).map(|json| (host_unix, json))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    hosts::insert_reports(&mut tx, &host_id, req.seq, now, &stamped).await?;
+    let pending = (svc.reports)
+        .stage(&mut tx, dialect, &host_id, req.seq, now, &stamped, false)
+        .await?;
 
     let current = rollouts::current(&mut tx, dialect, false).await?;
     let reverts = rollouts::reverts(&mut tx).await?;
@@ -390,6 +393,8 @@ async fn checkin_inner(
     )
     .await?;
     tx.commit().await?;
+    // On the bus path the answer waits for the stream: a refusal keeps the reports on the host.
+    pending.finish().await?;
     Ok(json_response(StatusCode::OK, answer))
 }
 

@@ -9,6 +9,7 @@ use rulebox_rollout::{DEFAULT_BAKE_FLOOR_SECS, HARD_MIN_BAKE_SECS};
 
 use crate::auth::{Operators, Secret};
 use crate::error::ServiceError;
+use crate::reports::ReportIntake;
 use crate::store::SqliteSync;
 
 /// Everything `rulebox controller serve` is started with.
@@ -57,6 +58,9 @@ pub struct ControllerConfig {
     /// Serve the repository's files under `/repo/` (with `Range`), for deployments without a web
     /// server.
     pub serve_repo: bool,
+    /// How check-ins' reports reach the gates: rows written by the check-in, or a NATS JetStream
+    /// stream and its aggregator.
+    pub reports: ReportIntake,
 }
 
 impl ControllerConfig {
@@ -97,6 +101,7 @@ impl ControllerConfig {
             timestamp_validity_secs: 3600,
             active_host_secs: 86_400,
             serve_repo: false,
+            reports: ReportIntake::Direct,
         }
     }
 
@@ -128,6 +133,11 @@ impl ControllerConfig {
             return bad(
                 "check-in interval above 0, offers and timestamps valid at least 60 s".to_owned(),
             );
+        }
+        if let ReportIntake::Bus { config, .. } = &self.reports {
+            config
+                .check()
+                .map_err(|e| ServiceError::Config(e.to_string()))?;
         }
         if self.clock_scale == 0 {
             return bad("the clock scale is at least 1".to_owned());

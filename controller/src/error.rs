@@ -51,6 +51,48 @@ impl StoreError {
     }
 }
 
+/// A failure of the report log (NATS JetStream).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The bus settings are unusable.
+    #[error("report bus: {0}")]
+    Config(String),
+    /// The server cannot be reached.
+    #[error("cannot connect to the report bus at {url}: {message}")]
+    Connect {
+        /// The server's URL, credentials removed.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// The stream cannot be created or read, or exists with other subjects.
+    #[error("report stream: {0}")]
+    Stream(String),
+    /// The aggregator's consumer cannot be created or read from.
+    #[error("report consumer: {0}")]
+    Consumer(String),
+    /// A publish was not confirmed by the stream.
+    #[error("the report stream did not store the check-in's reports: {0}")]
+    Publish(String),
+    /// The bus is not connected now.
+    #[error("the report bus is not connected")]
+    Disconnected,
+    /// The database, while folding reports.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<BusError> for ApiError {
+    fn from(e: BusError) -> ApiError {
+        tracing::error!(error = %e, "report bus failure; check-in refused");
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the controller cannot record reports now; keep them and retry later",
+        )
+    }
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -78,6 +120,9 @@ pub enum ServiceError {
     /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The report bus.
+    #[error(transparent)]
+    Bus(#[from] BusError),
     /// The listening socket.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

@@ -31,6 +31,7 @@ mod config;
 mod error;
 pub mod fault;
 pub mod operator_api;
+pub mod reports;
 mod service;
 pub mod store;
 pub mod testing;
@@ -42,7 +43,7 @@ pub use auth::{
 };
 pub use clock::Clock;
 pub use config::ControllerConfig;
-pub use error::{ApiError, ServiceError, StoreError};
+pub use error::{ApiError, BusError, ServiceError, StoreError};
 pub use operator_api::{ControllerInfo, HaltRequest, ResumeRequest, RolloutView, StartRequest};
 pub use service::{RunningController, Service, start};
 pub use store::{SqliteSync, Store};

@@ -446,6 +446,15 @@ pub struct ControllerInfo {
     pub hosts_active: u64,
     /// Outbox entries per kind: (kind, total, done).
     pub outbox: Vec<(String, i64, i64)>,
+    /// Where check-ins' reports go: `db` or `nats`.
+    #[serde(default)]
+    pub reports: String,
+    /// With `nats`: whether the bus is connected now.
+    #[serde(default)]
+    pub bus_connected: bool,
+    /// What this process's aggregator folded, skipped as duplicates and dropped as malformed.
+    #[serde(default)]
+    pub aggregator: crate::reports::AggregatorFigures,
 }
 
 /// `GET /v1/controller`.
@@ -469,6 +478,16 @@ pub async fn info(
         hosts_enrolled: enrolled,
         hosts_active: active,
         outbox: outbox::counts(&mut conn).await?,
+        reports: match &svc.reports {
+            crate::reports::ReportSink::Direct => "db",
+            crate::reports::ReportSink::Bus(_) => "nats",
+        }
+        .to_owned(),
+        bus_connected: match &svc.reports {
+            crate::reports::ReportSink::Direct => false,
+            crate::reports::ReportSink::Bus(bus) => bus.connected(),
+        },
+        aggregator: svc.aggregator.figures(),
     };
     json_response(StatusCode::OK, &info)
 }

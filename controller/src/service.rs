@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::ControllerConfig;
 use crate::error::ServiceError;
+use crate::reports::{Aggregator, AggregatorStats, Bus, ReportIntake, ReportSink};
 use crate::store::{Store, lease};
 use crate::{agent_api, operator_api, ticker, web};
 
@@ -45,6 +46,10 @@ pub struct Service {
     pub wake: Notify,
     /// The dashboard's sessions.
     pub sessions: crate::web::session::Sessions,
+    /// Where check-ins' reports go.
+    pub reports: ReportSink,
+    /// The figures of this process's aggregator (zero when it runs none).
+    pub aggregator: Arc<AggregatorStats>,
 }
 
 /// A started controller.
@@ -54,6 +59,7 @@ pub struct RunningController {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     ticker: JoinHandle<()>,
+    aggregator: Option<JoinHandle<()>>,
     service: Arc<Service>,
 }
 
@@ -73,6 +79,9 @@ impl RunningController {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.ticker.await;
+        if let Some(aggregator) = self.aggregator {
+            let _ = aggregator.await;
+        }
         self.service.store.close().await;
     }
 
@@ -185,6 +194,29 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Servic
             "controller time runs faster than the wall clock: for tests only"
         );
     }
+    let (reports, aggregate) = match &config.reports {
+        ReportIntake::Direct => (ReportSink::Direct, false),
+        ReportIntake::Bus {
+            config: bus,
+            aggregate,
+        } => (
+            ReportSink::Bus(Box::new(Bus::connect(bus).await?)),
+            *aggregate,
+        ),
+    };
+    let aggregator_stats = Arc::new(AggregatorStats::default());
+    let aggregator = match (&reports, aggregate) {
+        (ReportSink::Bus(bus), true) => Some(
+            Aggregator::new(
+                Bus::clone(bus),
+                store.clone(),
+                clock,
+                Arc::clone(&aggregator_stats),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let listener =
         TcpListener::bind(config.listen)
             .await
@@ -207,6 +239,8 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Servic
         root_path,
         wake: Notify::new(),
         sessions: crate::web::session::Sessions::default(),
+        reports,
+        aggregator: aggregator_stats,
         config,
     });
     let (shutdown, mut stop) = watch::channel(false);
@@ -218,6 +252,10 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Servic
                 let _ = stop_server.wait_for(|s| *s).await;
             })
             .await
+    });
+    let aggregator = aggregator.map(|a| {
+        let stop = stop.clone();
+        tokio::spawn(a.run(stop))
     });
     let ticker = {
         let service = Arc::clone(&service);
@@ -231,6 +269,7 @@ pub async fn start(config: ControllerConfig) -> Result<RunningController, Servic
         shutdown,
         server,
         ticker,
+        aggregator,
         service,
     })
 }

@@ -1,6 +1,6 @@
 //! Support for tests and load runs on loopback (not for production use): throwaway signed content
 //! and a repository whose root declares the online roles ([`TestContent`]), a throwaway PostgreSQL
-//! server ([`TestPostgres`]), an agent that speaks the check-in protocol ([`FakeAgent`]) and an
+//! server ([`TestPostgres`]), a throwaway NATS server with JetStream ([`TestNats`]), an agent that speaks the check-in protocol ([`FakeAgent`]) and an
 //! operator client ([`OperatorClient`]). The controller's own tests, the CLI's process tests and
 //! the load generator (`examples/loadgen.rs`) share them.
 
@@ -22,7 +22,10 @@ use rulebox_release::{
 use rulebox_runtime::content::{Manifest, RoleName, Signed};
 
 use crate::auth::{OperatorsFile, Secret, new_token};
+
+mod nats;
 use crate::config::ControllerConfig;
+pub use nats::TestNats;
 
 /// A failure of a test helper.
 pub type TestError = Box<dyn std::error::Error + Send + Sync>;

@@ -87,13 +87,17 @@ pub async fn run(svc: Arc<Service>, stop: &mut watch::Receiver<bool>) {
 
 /// One tick (see the module docs).
 pub async fn tick(svc: &Service) -> Result<(), StoreError> {
+    tick_at(svc, svc.clock.now()).await
+}
+
+/// One tick at controller time `now` (tests replaying a recorded fleet tick at given instants).
+pub async fn tick_at(svc: &Service, now: u64) -> Result<(), StoreError> {
     let dialect = svc.store.dialect();
     let mut tx = svc.store.begin(TxKind::Snapshot).await?;
     if !lease::holds(&mut tx, &svc.holder, Clock::real_ms()).await? {
         tx.rollback().await?;
         return Ok(());
     }
-    let now = svc.clock.now();
     let reports = hosts::unfolded_reports(&mut tx).await?;
     let mut crash_after = None;
     if let Some(row) = rollouts::current(&mut tx, dialect, true).await? {

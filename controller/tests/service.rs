@@ -643,5 +643,7 @@ fn one_controller_at_a_time_holds_the_lease_and_a_standby_takes_over() {
     h.rt.block_on(standby.shutdown());
 }
 
+#[path = "service/bus.rs"]
+mod bus;
 #[path = "service/dashboard.rs"]
 mod dashboard;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rulebox_controller::reports::{BusConfig, ReportIntake};
 use rulebox_controller::{ControllerConfig, OperatorsFile, SqliteSync};
 
 /// Arguments of `rulebox controller`.
@@ -103,6 +104,15 @@ struct ServeArgs {
     /// Database connections.
     #[arg(long, default_value_t = 16)]
     max_connections: u32,
+    /// Where check-ins' reports go: `db` (a row per report, written by the check-in) or a NATS
+    /// JetStream server, `nats://HOST:PORT` (the stream is created if missing; a check-in is
+    /// answered once the stream stored its reports, and refused with 503 while it cannot).
+    #[arg(long, default_value = "db")]
+    reports: String,
+    /// With `--reports nats://...`: do not fold the stream into the database in this process
+    /// (another controller's aggregator does; they share one durable consumer).
+    #[arg(long)]
+    no_aggregate: bool,
     /// For tests only: controller time runs this many times as fast as the wall clock (bakes and
     /// silence shrink by the same factor). Stored in the database at its first start.
     #[arg(long, default_value_t = 1, hide = true)]
@@ -168,6 +178,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.sqlite_sync = sqlite_sync;
     config.max_connections = args.max_connections;
     config.clock_scale = args.clock_scale;
+    config.reports = match args.reports.as_str() {
+        "db" => {
+            if args.no_aggregate {
+                bail!("--no-aggregate goes with --reports nats://...");
+            }
+            ReportIntake::Direct
+        }
+        url if url.starts_with("nats://") => ReportIntake::Bus {
+            config: BusConfig::new(url),
+            aggregate: !args.no_aggregate,
+        },
+        other => bail!(
+            "--reports is `db` or `nats://HOST:PORT`, not `{}`",
+            other.escape_debug()
+        ),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -186,6 +186,21 @@ const MIGRATIONS: &[Migration] = &[
             both("CREATE INDEX ring_samples_by_rollout ON ring_samples (rollout_id, id)"),
         ],
     },
+    Migration {
+        version: 3,
+        name: "check-ins folded from the report log, once each",
+        statements: &[
+            both(
+                "CREATE TABLE intake (
+                host_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                received_at BIGINT NOT NULL,
+                PRIMARY KEY (host_id, seq)
+            )",
+            ),
+            both("CREATE INDEX intake_by_time ON intake (received_at)"),
+        ],
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod hosts;
+pub mod intake;
 pub mod lease;
 pub mod migrations;
 pub mod outbox;
