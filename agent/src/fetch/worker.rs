@@ -516,17 +516,27 @@ impl Worker {
                 format!("{url}: the manifest expired at {}", manifest.expires_unix),
             ));
         }
+        // Every file the manifest lists: modules, engines (`modules/`) and packs' rule data
+        // (`data/`), each with its cap, checked before anything is downloaded.
         let mut total = 0u64;
-        for entry in &manifest.rules {
+        let too_many = manifest.engines.len() > rulebox_runtime::content::MAX_ENGINES
+            || manifest.packs.len() > rulebox_runtime::content::MAX_PACKS;
+        for entry in manifest.files() {
             total = total.saturating_add(entry.size);
             let hex_ok = entry.sha256.len() == 64
                 && entry
                     .sha256
                     .bytes()
                     .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if !hex_ok
-                || entry.file != module_file_name(&entry.sha256)
-                || entry.size > limits.max_module_bytes
+            let (name, cap) = if entry.file.starts_with("data/") {
+                (repo::data_file(entry.sha256), limits.max_data_bytes)
+            } else {
+                (module_file_name(entry.sha256), limits.max_module_bytes)
+            };
+            if too_many
+                || !hex_ok
+                || entry.file != name
+                || entry.size > cap
                 || total > limits.max_total_bytes
             {
                 self.staging.remove(release);
@@ -534,35 +544,40 @@ impl Worker {
                     FetchFailureClass::TooLarge,
                     format!(
                         "{url}: entry {:?} is over the limits or malformed",
-                        entry.id
+                        entry.owner
                     ),
                 ));
             }
         }
+        if !manifest.packs.is_empty() {
+            create_private_dir(&dir.join("data"))
+                .map_err(|e| FetchError::disk("create a staging folder", &e))?;
+        }
         let mut resumed = 0;
-        for entry in &manifest.rules {
-            let url = format!("{}/{}", self.config.repo, repo::module_file(&entry.sha256));
+        for entry in manifest.files() {
+            // The repository's path is the bundle's (`modules/<sha256>.wasm`, `data/<sha256>.rules`).
+            let url = format!("{}/{}", self.config.repo, entry.file);
             if self.staging.fetch_file(
                 &self.http,
                 &url,
-                &dir.join(&entry.file),
+                &dir.join(entry.file),
                 entry.size,
-                &entry.sha256,
+                entry.sha256,
             )? {
                 resumed += 1;
             }
         }
-        // Leftovers of an earlier attempt (a module no longer listed, a partial file) would make
+        // Leftovers of an earlier attempt (a file no longer listed, a partial file) would make
         // the bundle refused: only the listed files go.
-        let listed: BTreeSet<std::ffi::OsString> = manifest
-            .rules
-            .iter()
-            .filter_map(|e| Path::new(&e.file).file_name().map(|n| n.to_os_string()))
-            .collect();
-        if let Ok(entries) = std::fs::read_dir(dir.join("modules")) {
-            for entry in entries.flatten() {
-                if !listed.contains(&entry.file_name()) {
-                    let _ = std::fs::remove_file(entry.path());
+        let listed: BTreeSet<&str> = manifest.files().map(|e| e.file).collect();
+        for folder in ["modules", "data"] {
+            if let Ok(entries) = std::fs::read_dir(dir.join(folder)) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    let path = name.to_str().map(|n| format!("{folder}/{n}"));
+                    if !path.is_some_and(|p| listed.contains(p.as_str())) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
                 }
             }
         }
