@@ -446,8 +446,10 @@ impl Repository {
             let data = out_dir.join("data");
             std::fs::create_dir_all(&data).map_err(io_at(&data))?;
         }
-        for entry in envelope.signed.files() {
-            let is_data = entry.file.starts_with("data/");
+        // `files()` lists the modules, then the engines, then the packs' data.
+        let modules = envelope.signed.rules.len() + envelope.signed.engines.len();
+        for (i, entry) in envelope.signed.files().enumerate() {
+            let is_data = i >= modules;
             let (name, cap) = if is_data {
                 (repo::data_file(entry.sha256), limits.max_data_bytes)
             } else {
