@@ -591,17 +591,7 @@ impl RuleSet {
                     keep.push(info.id.clone());
                     report.unchanged.push(info);
                 }
-                Ok(Upsert::Pack(pack)) => {
-                    keep.extend(pack.rules.iter().map(|i| i.id.clone()));
-                    if pack.unchanged {
-                        report.unchanged.extend(pack.rules);
-                    } else {
-                        report.added.extend(pack.added);
-                        report
-                            .replaced
-                            .extend(pack.replaced.into_iter().map(|(new, _)| new));
-                    }
-                }
+                Ok(Upsert::Pack(pack)) => note_pack(pack, &mut keep, &mut report),
                 Err(record) => {
                     // The version already loaded under this id (if any) keeps running.
                     let id = rule
@@ -731,17 +721,7 @@ impl RuleSet {
         match self.upsert_prepared(Prepared {
             body: Body::Pack(loaded),
         }) {
-            Ok(Upsert::Pack(up)) => {
-                keep.extend(up.rules.iter().map(|i| i.id.clone()));
-                if up.unchanged {
-                    report.unchanged.extend(up.rules);
-                } else {
-                    report.added.extend(up.added);
-                    report
-                        .replaced
-                        .extend(up.replaced.into_iter().map(|(new, _)| new));
-                }
-            }
+            Ok(Upsert::Pack(up)) => note_pack(up, keep, report),
             Ok(other) => {
                 // A pack upserts as a pack; were it ever otherwise, its rules still count as loaded.
                 let infos = other.rules();
@@ -750,6 +730,19 @@ impl RuleSet {
             }
             Err(record) => report.refused.push(record),
         }
+    }
+}
+
+/// Records what a pack's upsert did: its rules are kept, and reported unchanged, added or replaced.
+fn note_pack(pack: crate::ruleset::PackUpsert, keep: &mut Vec<String>, report: &mut Activation) {
+    keep.extend(pack.rules.iter().map(|i| i.id.clone()));
+    if pack.unchanged {
+        report.unchanged.extend(pack.rules);
+    } else {
+        report.added.extend(pack.added);
+        report
+            .replaced
+            .extend(pack.replaced.into_iter().map(|(new, _)| new));
     }
 }
 

@@ -1072,34 +1072,13 @@ fn check_entries<'m>(
         if !ids.insert(entry.id.as_str()) {
             return Err(BundleError::DuplicateRule { rule_id });
         }
-        if !is_sha256_hex(&entry.sha256) {
-            return Err(BundleError::InvalidEntry {
-                rule_id,
-                problem: format!(
-                    "sha256 `{}` is not 64 lowercase hex digits",
-                    quote(&entry.sha256)
-                ),
-            });
-        }
-        let expected = module_file_name(&entry.sha256);
-        if entry.file != expected {
-            return Err(BundleError::BadFileName {
-                rule_id,
-                file: quote(&entry.file),
-                expected,
-            });
-        }
-        if !files.insert(entry.file.as_str()) {
-            return Err(BundleError::DuplicateModule {
-                file: entry.file.clone(),
-            });
-        }
         if let Some(l) = &entry.limits {
             l.validate().map_err(|e| BundleError::InvalidEntry {
                 rule_id: rule_id.clone(),
                 problem: format!("invalid limits: {e}"),
             })?;
         }
+        check_module_file(rule_id, &entry.sha256, &entry.file, &mut files)?;
         if entry.size > limits.max_module_bytes {
             return Err(BundleError::ModuleTooLarge {
                 file: entry.file.clone(),
@@ -1110,28 +1089,12 @@ fn check_entries<'m>(
         add_size(entry.size)?;
     }
     for engine in &manifest.engines {
-        if !is_sha256_hex(&engine.sha256) {
-            return Err(BundleError::InvalidEntry {
-                rule_id: "engine".to_owned(),
-                problem: format!(
-                    "sha256 `{}` is not 64 lowercase hex digits",
-                    quote(&engine.sha256)
-                ),
-            });
-        }
-        let expected = module_file_name(&engine.sha256);
-        if engine.file != expected {
-            return Err(BundleError::BadFileName {
-                rule_id: "engine".to_owned(),
-                file: quote(&engine.file),
-                expected,
-            });
-        }
-        if !files.insert(engine.file.as_str()) {
-            return Err(BundleError::DuplicateModule {
-                file: engine.file.clone(),
-            });
-        }
+        check_module_file(
+            "engine".to_owned(),
+            &engine.sha256,
+            &engine.file,
+            &mut files,
+        )?;
         if engine.size > limits.max_module_bytes {
             return Err(BundleError::ModuleTooLarge {
                 file: engine.file.clone(),
@@ -1173,6 +1136,36 @@ fn check_entries<'m>(
         });
     }
     Ok(files)
+}
+
+/// A module's or engine's hash text, its file name (exactly `modules/<sha256>.wasm`) and that no
+/// other entry lists the file; `owner` (quoted) names the entry in errors.
+fn check_module_file<'m>(
+    owner: String,
+    sha256: &str,
+    file: &'m str,
+    files: &mut BTreeSet<&'m str>,
+) -> Result<(), BundleError> {
+    if !is_sha256_hex(sha256) {
+        return Err(BundleError::InvalidEntry {
+            rule_id: owner,
+            problem: format!("sha256 `{}` is not 64 lowercase hex digits", quote(sha256)),
+        });
+    }
+    let expected = module_file_name(sha256);
+    if file != expected {
+        return Err(BundleError::BadFileName {
+            rule_id: owner,
+            file: quote(file),
+            expected,
+        });
+    }
+    if !files.insert(file) {
+        return Err(BundleError::DuplicateModule {
+            file: file.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// One pack entry on its own: identity, hash text, file name, data size, its rules and limits.
