@@ -89,11 +89,17 @@ fn a_signed_bundle_of_the_corpus_sigma_rules_as_one_pack_installs_and_detects_ev
         .collect();
     assert_eq!(programs.len(), 162, "the corpus holds 162 rules");
     let data = rulebox_sigma::rule_data(&programs).unwrap();
+    // Release 2 updates one rule: a new version of the first.
+    let mut updated = programs.clone();
+    updated[0].version = "2099-01-01".into();
+    let data2 = rulebox_sigma::rule_data(&updated).unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
     let (key, mut store) = endpoint(tmp.path());
     let bundle = tmp.path().join("release-1");
     let manifest = signed_pack_bundle(&bundle, 1, data, &key);
+    let bundle2 = tmp.path().join("release-2");
+    signed_pack_bundle(&bundle2, 2, data2, &key);
     assert_eq!(manifest.format, 2);
     assert_eq!((manifest.engines.len(), manifest.packs.len()), (1, 1));
     assert_eq!(manifest.packs[0].rules.len(), 162);
@@ -104,6 +110,8 @@ fn a_signed_bundle_of_the_corpus_sigma_rules_as_one_pack_installs_and_detects_ev
     assert!(release_dir.join(&manifest.engines[0].file).is_file());
     assert!(release_dir.join(&manifest.packs[0].file).is_file());
     let verified = store.load_release(1).unwrap();
+    store.install(&bundle2, now_unix()).unwrap();
+    let verified2 = store.load_release(2).unwrap();
     // The vendor side's full check: the engine loaded with the data reports what the entry says.
     let root_path = tmp.path().join("store/root.json");
     rulebox_release::verify_release(&bundle, &root_path, None, now_unix()).unwrap();
@@ -134,6 +142,35 @@ fn a_signed_bundle_of_the_corpus_sigma_rules_as_one_pack_installs_and_detects_ev
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         assert_eq!(set.stats().quarantined, 0);
+
+        // The one-rule update of the 162-rule pack: the engine from the cache, never compiled
+        // again; the pack reloaded with its new data between two events.
+        let before = cache.stats();
+        let started = std::time::Instant::now();
+        let content = Content::from_bundle(&rt, &verified2, Some(&cache), |_| false);
+        let activation = set.activate(thread, &content);
+        let took = started.elapsed();
+        assert_eq!(cache.stats().misses, before.misses, "no wasmtime compile");
+        assert!(activation.refused.is_empty() && activation.removed.is_empty());
+        assert_eq!(activation.replaced.len(), 162);
+        let first = &programs[0].id;
+        let info = activation.replaced.iter().find(|r| r.id == *first).unwrap();
+        assert_eq!(info.version, "2099-01-01");
+        eprintln!(
+            "one-rule update of the 162-rule signed pack (engine from the module cache, data load, \
+             install): {:.1} ms",
+            took.as_secs_f64() * 1e3
+        );
+        // It still fires on its own events.
+        let events = cases[0].events.as_ref().unwrap();
+        let fired = events.iter().any(|e| {
+            set.process(thread, e)
+                .unwrap()
+                .detections
+                .iter()
+                .any(|d| d.rule.id == *first)
+        });
+        assert!(fired, "the updated rule runs");
     });
 }
 
