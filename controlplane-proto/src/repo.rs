@@ -4,7 +4,8 @@
 //! ```text
 //! root/<N>.root.json          the root chain, N = 1, 2, ... (exact signed bytes)
 //! releases/<R>/manifest.json  the signed manifest (exact bytes)
-//! modules/<sha256>.wasm       module bytes; shared by releases, stored once
+//! modules/<sha256>.wasm       module and engine bytes; shared by releases, stored once
+//! data/<sha256>.rules         a rule pack's data; shared by releases, stored once
 //! reverts/<R>.revert.json     a signed revert of release R
 //! timestamp.json              signed by the timestamp role; the only file that changes
 //! ```
@@ -30,6 +31,11 @@ pub fn module_file(sha256: &str) -> String {
     rulebox_runtime::content::module_file_name(sha256)
 }
 
+/// `data/<sha256>.rules`: the same path a pack entry's `file` names inside a bundle.
+pub fn data_file(sha256: &str) -> String {
+    rulebox_runtime::content::data_file_name(sha256)
+}
+
 /// `reverts/<release>.revert.json`.
 pub fn revert_file(release: u64) -> String {
     format!("reverts/{release}.revert.json")
@@ -44,6 +50,7 @@ mod tests {
         assert_eq!(root_file(2), "root/2.root.json");
         assert_eq!(manifest_file(42), "releases/42/manifest.json");
         assert_eq!(module_file("ab"), "modules/ab.wasm");
+        assert_eq!(data_file("ab"), "data/ab.rules");
         assert_eq!(revert_file(42), "reverts/42.revert.json");
     }
 }

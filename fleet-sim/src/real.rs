@@ -131,11 +131,11 @@ impl<'a> RealRunner<'a> {
         let content = Content::from_bundle_with(
             bundle,
             |entry| store.is_quarantined(entry),
-            |entry, bytes, source| match cache.get(&entry.sha256) {
+            |sha256, bytes, source| match cache.get(sha256) {
                 Some(c) => Ok(c.clone()),
                 None => {
                     let c = rt.compile(bytes, source)?;
-                    cache.insert(entry.sha256.clone(), c.clone());
+                    cache.insert(sha256.to_owned(), c.clone());
                     Ok(c)
                 }
             },

@@ -35,9 +35,9 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signer, SigningKey};
 use rulebox_runtime::content::{
-    self, BundleError, BundleLimits, KeyEntry, MANIFEST_FORMAT, Manifest, RUNTIME_VERSION, Root,
-    RootError, RuleEntry, Signable, Signature, Signed, VerifiedBundle, key_id, module_file_name,
-    signing_bytes, write_atomic,
+    self, BundleError, BundleLimits, KeyEntry, MANIFEST_FORMAT, MANIFEST_FORMAT_PACKS, Manifest,
+    RUNTIME_VERSION, Root, RootError, RuleEntry, Signable, Signature, Signed, VerifiedBundle,
+    key_id, module_file_name, signing_bytes, write_atomic,
 };
 use rulebox_runtime::{ConfigError, Limits, LoadError, LoadedRule, Runtime, RuntimeConfig};
 use serde::{Deserialize, Serialize};
@@ -576,6 +576,20 @@ pub fn build_bundle(
     modules: &[ModuleSource],
     options: &BundleOptions,
 ) -> Result<Manifest, ReleaseError> {
+    build_bundle_with_packs(out_dir, modules, &[], options)
+}
+
+/// [`build_bundle`] with rule packs besides the modules: each engine (at most 16 MiB) is compiled
+/// once and loaded with each of its data files (each at most 16 MiB) in the real runtime, to learn
+/// the pack's id, version and rules; the engine is written as `modules/<sha256>.wasm`, each data
+/// file as `data/<sha256>.rules`, and the manifest (format 2 when there are packs) lists them.
+/// `options.limits` may name a pack id (the pack's own limits) as well as rule ids.
+pub fn build_bundle_with_packs(
+    out_dir: &Path,
+    modules: &[ModuleSource],
+    packs: &[PackSource],
+    options: &BundleOptions,
+) -> Result<Manifest, ReleaseError> {
     let created_unix = options.created_unix.unwrap_or_else(content::now_unix);
     if options.expires_unix <= created_unix {
         return Err(ReleaseError::Options(format!(
@@ -600,30 +614,17 @@ pub fn build_bundle(
     }
 
     let cap = BundleLimits::default().max_module_bytes;
-    let mut inputs = Vec::with_capacity(modules.len());
-    for source in modules {
-        match source {
-            ModuleSource::Path(path) => {
-                inputs.push((path.display().to_string(), read_capped(path, cap)?));
-            }
-            ModuleSource::Bytes { name, bytes } => {
-                let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-                if size > cap {
-                    return Err(ReleaseError::TooLarge {
-                        path: PathBuf::from(name),
-                        size,
-                        cap,
-                    });
-                }
-                inputs.push((name.clone(), bytes.clone()));
-            }
-        }
-    }
+    let inputs = modules
+        .iter()
+        .map(|source| packs::read_source(source, cap))
+        .collect::<Result<Vec<_>, _>>()?;
     let config = RuntimeConfig {
         rules: options.limits.clone(),
         ..RuntimeConfig::default()
     };
-    let identified = identify_modules(config, inputs)?;
+    let identified = identify_modules(config.clone(), inputs)?;
+    let read = packs::read_packs(packs)?;
+    let pack_identities = identify_packs(config, read.clone(), options.limits.clone())?;
 
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut rules = Vec::with_capacity(identified.len());
@@ -645,13 +646,40 @@ pub fn build_bundle(
             limits: options.limits.get(&identity.id).cloned(),
         });
     }
-    if let Some(rule_id) = options.limits.keys().find(|id| !seen.contains_key(*id)) {
+    for (pack, identities) in read.iter().zip(&pack_identities) {
+        for ((name, _), identity) in pack.data.iter().zip(identities) {
+            for (id, _) in &identity.rules {
+                if let Some(first) = seen.insert(id.clone(), name.clone()) {
+                    return Err(ReleaseError::DuplicateRule {
+                        rule_id: id.clone(),
+                        first,
+                        second: name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let pack_ids: Vec<&str> = pack_identities
+        .iter()
+        .flatten()
+        .map(|p| p.id.as_str())
+        .collect();
+    if let Some(rule_id) = options
+        .limits
+        .keys()
+        .find(|id| !seen.contains_key(*id) && !pack_ids.contains(&id.as_str()))
+    {
         return Err(ReleaseError::UnknownRuleLimits {
             rule_id: rule_id.clone(),
         });
     }
+    let (engines, pack_entries) = packs::pack_entries(&read, &pack_identities, &options.limits);
     let manifest = Manifest {
-        format: MANIFEST_FORMAT,
+        format: if pack_entries.is_empty() {
+            MANIFEST_FORMAT
+        } else {
+            MANIFEST_FORMAT_PACKS
+        },
         release: options.release,
         created_unix,
         expires_unix: options.expires_unix,
@@ -659,6 +687,8 @@ pub fn build_bundle(
         abi_version: rulebox_runtime::sdk::abi::ABI_VERSION,
         schema_versions: vec![rulebox_runtime::sdk::abi::SCHEMA_VERSION],
         rules,
+        engines,
+        packs: pack_entries,
         notes: options.notes.clone(),
     };
 
@@ -667,6 +697,21 @@ pub fn build_bundle(
     for ((_, bytes, _), entry) in identified.iter().zip(&manifest.rules) {
         let path = out_dir.join(&entry.file);
         write_atomic(&path, bytes).map_err(io_at(&path))?;
+    }
+    if !manifest.packs.is_empty() {
+        let data_dir = out_dir.join("data");
+        std::fs::create_dir_all(&data_dir).map_err(io_at(&data_dir))?;
+    }
+    for pack in &read {
+        let sha = rulebox_runtime::content_hash(&pack.engine.1);
+        let path = out_dir.join(module_file_name(&sha));
+        write_atomic(&path, &pack.engine.1).map_err(io_at(&path))?;
+        for (_, data) in &pack.data {
+            let path = out_dir.join(content::data_file_name(&rulebox_runtime::content_hash(
+                data,
+            )));
+            write_atomic(&path, data).map_err(io_at(&path))?;
+        }
     }
     write_json(
         &out_dir.join("manifest.json"),
@@ -774,11 +819,78 @@ pub fn verify_release(
             });
         }
     }
+    check_packs_report(&bundle)?;
     Ok(bundle)
 }
 
+/// The vendor-side check of a verified bundle's packs: each engine loaded with each of its data
+/// files reports the pack id, version and rules (in order) its entry states.
+fn check_packs_report(bundle: &VerifiedBundle) -> Result<(), ReleaseError> {
+    if bundle.packs().is_empty() {
+        return Ok(());
+    }
+    let config = RuntimeConfig {
+        rules: bundle
+            .packs()
+            .iter()
+            .flat_map(|(p, _)| &p.rules)
+            .filter_map(|r| r.limits.clone().map(|l| (r.id.clone(), l)))
+            .collect(),
+        ..RuntimeConfig::default()
+    };
+    let pack_limits = bundle
+        .packs()
+        .iter()
+        .filter_map(|(p, _)| p.limits.clone().map(|l| (p.id.clone(), l)))
+        .collect();
+    // One input per pack (each engine is compiled again per pack here: a vendor-side check).
+    let inputs = bundle
+        .packs()
+        .iter()
+        .map(|(p, data)| {
+            let engine = bundle.engine(&p.engine).unwrap_or_default().to_vec();
+            ReadPack {
+                engine: (p.engine.clone(), engine),
+                data: vec![(p.file.clone(), data.clone())],
+            }
+        })
+        .collect();
+    let found = identify_packs(config, inputs, pack_limits)?;
+    for ((entry, _), found) in bundle.packs().iter().zip(found.iter().flatten()) {
+        let declared: Vec<(String, String)> = entry
+            .rules
+            .iter()
+            .map(|r| (r.id.clone(), r.version.clone()))
+            .collect();
+        if found.id != entry.id || found.version != entry.version || found.rules != declared {
+            let differs = declared
+                .iter()
+                .zip(&found.rules)
+                .find(|(d, f)| d != f)
+                .map(|(d, f)| (d.clone(), f.clone()));
+            let ((rule_id, version), (found_id, found_version)) = match differs {
+                Some(pair) if found.id == entry.id && found.version == entry.version => pair,
+                _ => (
+                    (entry.id.clone(), entry.version.clone()),
+                    (found.id.clone(), found.version.clone()),
+                ),
+            };
+            return Err(ReleaseError::ManifestMismatch {
+                rule_id,
+                version,
+                file: entry.file.clone(),
+                found_id,
+                found_version,
+            });
+        }
+    }
+    Ok(())
+}
+
+mod packs;
 mod publish;
 mod roles;
+pub use packs::{PackIdentity, PackSource, ReadPack, identify_packs, pack_sources_in};
 pub use publish::{
     LOCK_FILE, Publication, PublishError, PublishLock, ReleasePublication, Repository,
     TimestampOutcome,

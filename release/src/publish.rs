@@ -4,7 +4,8 @@
 //! ```text
 //! DIR/root/<N>.root.json          the root chain, N = 1, 2, ... (exact signed bytes)
 //! DIR/releases/<R>/manifest.json  the signed manifest (exact bytes)
-//! DIR/modules/<sha256>.wasm       module bytes; shared by releases, stored once
+//! DIR/modules/<sha256>.wasm       module and engine bytes; shared by releases, stored once
+//! DIR/data/<sha256>.rules         a pack's rule data; shared by releases, stored once
 //! DIR/reverts/<R>.revert.json     a signed revert of release R
 //! DIR/timestamp.json              signed by the timestamp role; the only file that changes
 //! ```
@@ -175,7 +176,7 @@ pub struct PublishLock {
 impl Repository {
     /// Opens (creating if needed) the repository folder `dir` and its sub-folders.
     pub fn open(dir: &Path) -> Result<Repository, PublishError> {
-        for sub in ["", "root", "releases", "modules", "reverts"] {
+        for sub in ["", "root", "releases", "modules", "data", "reverts"] {
             let path = dir.join(sub);
             std::fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
@@ -356,8 +357,9 @@ impl Repository {
 
     /// Publishes the signed bundle in `bundle_dir`: it must pass every endpoint check against the
     /// newest root at `now_unix` and every module must load in the real runtime
-    /// ([`verify_release`](crate::verify_release)); then its modules are written (each once, shared
-    /// with other releases) and last its manifest, with the exact bytes of the bundle's files.
+    /// ([`verify_release`](crate::verify_release)); then its modules, engines and rule data are
+    /// written (each once, content-addressed, shared with other releases) and last its manifest,
+    /// with the exact bytes of the bundle's files.
     pub fn publish_release(
         &self,
         bundle_dir: &Path,
@@ -374,8 +376,10 @@ impl Repository {
                 }
             })?;
         let mut files = Vec::new();
-        for (entry, bytes) in verified.modules() {
-            files.push(self.put_immutable(&repo::module_file(&entry.sha256), bytes)?);
+        // Each file's path was checked to be `modules/<sha256>.wasm` or `data/<sha256>.rules`:
+        // the repository's own names ([`repo::module_file`], [`repo::data_file`]).
+        for (file, bytes) in verified.files() {
+            files.push(self.put_immutable(file, bytes)?);
         }
         let manifest = verified.manifest_bytes();
         let release = verified.release();
@@ -423,7 +427,8 @@ impl Repository {
     }
 
     /// Copies release `release` out of the repository into `out_dir` as a bundle folder
-    /// (`manifest.json` + the modules it names), the way a fetcher assembles what it downloaded, so
+    /// (`manifest.json` + the modules and rule data it names), the way a fetcher assembles what it
+    /// downloaded, so
     /// it can be verified like any bundle. The manifest is parsed only to learn the module names;
     /// nothing is trusted before the bundle's own verification.
     pub fn assemble_bundle(&self, release: u64, out_dir: &Path) -> Result<(), PublishError> {
@@ -437,23 +442,36 @@ impl Repository {
         let modules = out_dir.join("modules");
         std::fs::create_dir_all(&modules).map_err(io_at(&modules))?;
         let limits = BundleLimits::default();
-        for entry in &envelope.signed.rules {
-            if entry.size > limits.max_module_bytes
-                || entry.file != repo::module_file(&entry.sha256)
-            {
+        if !envelope.signed.packs.is_empty() {
+            let data = out_dir.join("data");
+            std::fs::create_dir_all(&data).map_err(io_at(&data))?;
+        }
+        // `files()` lists the modules, then the engines, then the packs' data.
+        let modules = envelope.signed.rules.len() + envelope.signed.engines.len();
+        for (i, entry) in envelope.signed.files().enumerate() {
+            let is_data = i >= modules;
+            let (name, cap) = if is_data {
+                (repo::data_file(entry.sha256), limits.max_data_bytes)
+            } else {
+                (repo::module_file(entry.sha256), limits.max_module_bytes)
+            };
+            if entry.size > cap || entry.file != name {
                 return Err(PublishError::Damaged {
                     path,
-                    problem: format!("entry `{}` names an unusable module", entry.id),
+                    problem: format!(
+                        "entry `{}` names an unusable file",
+                        entry.owner.escape_debug()
+                    ),
                 });
             }
-            let module =
-                self.read(&entry.file, entry.size)?
+            let bytes =
+                self.read(entry.file, entry.size)?
                     .ok_or_else(|| PublishError::Damaged {
-                        path: self.path(&entry.file),
+                        path: self.path(entry.file),
                         problem: format!("missing (named by release {release})"),
                     })?;
-            let dest = out_dir.join(&entry.file);
-            write_atomic(&dest, &module).map_err(io_at(&dest))?;
+            let dest = out_dir.join(entry.file);
+            write_atomic(&dest, &bytes).map_err(io_at(&dest))?;
         }
         let dest = out_dir.join("manifest.json");
         write_atomic(&dest, &bytes).map_err(io_at(&dest))

@@ -4,26 +4,31 @@
 //! 1. [`Content::from_bundle`] compiles a bundle's modules (through the host's [`ModuleCache`] when
 //!    there is one), leaving out the rule versions quarantined on this host and the modules that do
 //!    not compile, each with the reason ([`SkippedRule`]), and keeps each module's manifest entry:
-//!    its limits and the rule id and version it must report.
+//!    its limits and the rule id and version it must report. Each engine is compiled once, however
+//!    many packs (rule data files) it runs ([`ContentPack`]).
 //! 2. [`RuleSet::activate`] makes the set run exactly that content: every rule is loaded under its
 //!    manifest limits (a module already loaded under other limits is loaded again), a module that
 //!    reports another id or version than its entry is not loaded at all ([`ManifestMismatch`]), a
 //!    module that does not load leaves the version already running in place, and every rule the
 //!    content no longer has is removed. Rules whose module did not change keep their instance and
-//!    state. The returned [`Activation`] says what happened to each.
+//!    state. A pack whose engine and data did not change keeps its instance; a pack whose data
+//!    changed (one rule updated) is a data load into the engine already compiled, never a compile.
+//!    The returned [`Activation`] says what happened to each.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::Limits;
-use crate::content::{BundleContents, RuleEntry};
-use crate::module::{CompiledRule, LoadError};
+use crate::content::{BundleContents, PackEntry, RuleEntry};
+use crate::module::{CompiledRule, LoadError, content_hash};
 use crate::module_cache::ModuleCache;
+use crate::pack::{LoadedPack, member_limits};
 use crate::quarantine::{QuarantineRecord, Reason};
 use crate::rule_info::RuleInfo;
 use crate::ruleset::{RuleSet, Upsert};
 use crate::runtime::{Runtime, SandboxThread};
 use crate::text::Escaped;
-use crate::unit::Prepared;
+use crate::unit::{Body, Prepared};
 
 /// The rule id and version a signed manifest entry says its module has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +95,126 @@ impl ContentRule {
     }
 }
 
+/// What a signed manifest's pack entry says its engine reports once loaded with the data: the
+/// pack's id and version, and its rules in index order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredPack {
+    /// The pack id.
+    pub id: String,
+    /// The pack version.
+    pub version: String,
+    /// The rules, in index order.
+    pub rules: Vec<DeclaredRule>,
+}
+
+impl DeclaredPack {
+    /// What `entry` declares.
+    pub fn of(entry: &PackEntry) -> DeclaredPack {
+        DeclaredPack {
+            id: entry.id.clone(),
+            version: entry.version.clone(),
+            rules: entry
+                .rules
+                .iter()
+                .map(|r| DeclaredRule {
+                    id: r.id.clone(),
+                    version: r.version.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// `None` when the loaded pack `pack` (its rules `rules`, in index order) is what this declares;
+    /// else the first difference: what was declared and what the pack reports (empty where one
+    /// side has no rule at that index).
+    fn difference(&self, pack: &LoadedPack) -> Option<(DeclaredRule, String, String)> {
+        let info = pack.info();
+        if info.id != self.id || info.version != self.version {
+            let declared = DeclaredRule {
+                id: self.id.clone(),
+                version: self.version.clone(),
+            };
+            return Some((declared, info.id.clone(), info.version.clone()));
+        }
+        let found: Vec<&Arc<RuleInfo>> = pack.rules().map(|(info, _)| info).collect();
+        let n = self.rules.len().max(found.len());
+        (0..n).find_map(|i| {
+            let declared = self.rules.get(i).cloned().unwrap_or(DeclaredRule {
+                id: String::new(),
+                version: String::new(),
+            });
+            let (id, version) = found.get(i).map_or((String::new(), String::new()), |r| {
+                (r.id.clone(), r.version.clone())
+            });
+            (declared.id != id || declared.version != version).then_some((declared, id, version))
+        })
+    }
+}
+
+/// A rule pack of some [`Content`]: an engine compiled once (shared by every pack of it), one rule
+/// data file, the limits from its manifest entry, and what that entry declares.
+#[derive(Debug, Clone)]
+pub struct ContentPack {
+    engine: CompiledRule,
+    data: Arc<[u8]>,
+    data_hash: String,
+    limits: Option<Limits>,
+    rule_limits: BTreeMap<String, Limits>,
+    declared: Option<DeclaredPack>,
+}
+
+impl ContentPack {
+    /// A pack of content: `engine` loaded with `data`, under `limits` (the pack's; `None`: the
+    /// configuration's for its id) and `rule_limits` (by rule id, replacing the pack's for those
+    /// rules).
+    pub fn new(
+        engine: CompiledRule,
+        data: Arc<[u8]>,
+        limits: Option<Limits>,
+        rule_limits: BTreeMap<String, Limits>,
+        declared: Option<DeclaredPack>,
+    ) -> ContentPack {
+        ContentPack {
+            data_hash: content_hash(&data),
+            engine,
+            data,
+            limits,
+            rule_limits,
+            declared,
+        }
+    }
+
+    /// The compiled engine.
+    pub fn engine(&self) -> &CompiledRule {
+        &self.engine
+    }
+
+    /// The rule data.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// SHA-256 of the rule data, hex.
+    pub fn data_hash(&self) -> &str {
+        &self.data_hash
+    }
+
+    /// The pack's limits from its manifest entry, if it sets them.
+    pub fn limits(&self) -> Option<&Limits> {
+        self.limits.as_ref()
+    }
+
+    /// Limits for particular rules of the pack, by rule id.
+    pub fn rule_limits(&self) -> &BTreeMap<String, Limits> {
+        &self.rule_limits
+    }
+
+    /// What the manifest entry declares, if the pack has one.
+    pub fn declared(&self) -> Option<&DeclaredPack> {
+        self.declared.as_ref()
+    }
+}
+
 /// A rule of a bundle left out of its [`Content`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -99,7 +224,8 @@ pub enum SkippedRule {
         /// The manifest entry's rule.
         rule: DeclaredRule,
     },
-    /// The module does not compile or fails the ABI checks.
+    /// The module does not compile or fails the ABI checks. For a pack whose engine does not
+    /// compile, `rule` is the pack's id and version.
     DoesNotCompile {
         /// The manifest entry's rule.
         rule: DeclaredRule,
@@ -140,6 +266,7 @@ impl std::fmt::Display for SkippedRule {
 pub struct Content {
     release: Option<u64>,
     rules: Vec<ContentRule>,
+    packs: Vec<ContentPack>,
     skipped: Vec<SkippedRule>,
     /// Rules quarantined on this host before (id, version, module hash, reason): a rule of a
     /// pack among them is kept off when its pack loads.
@@ -152,9 +279,17 @@ impl Content {
         Content {
             release,
             rules,
+            packs: Vec::new(),
             skipped: Vec::new(),
             kept_off: Vec::new(),
         }
+    }
+
+    /// The content with `pack` added.
+    #[must_use]
+    pub fn with_pack(mut self, pack: ContentPack) -> Content {
+        self.packs.push(pack);
+        self
     }
 
     /// The content with the host's stored quarantines (on an endpoint:
@@ -185,7 +320,10 @@ impl Content {
     /// `cache` when given, leaving out the entries `is_quarantined` names (on an endpoint:
     /// [`ContentStore::is_quarantined`](crate::content::ContentStore::is_quarantined)) and the
     /// modules that do not compile. Each rule keeps its entry's limits and declared id and version.
-    /// A module's source label is `release-<n>:<rule id>`.
+    /// A module's source label is `release-<n>:<rule id>`. Each engine is compiled once (source
+    /// label `release-<n>:engine-<first 16 hex digits of its hash>`) and shared by its packs; a
+    /// pack whose engine does not compile is left out. A rule inside a pack that this host
+    /// quarantined is kept off by [`with_quarantined`](Self::with_quarantined).
     pub fn from_bundle(
         runtime: &Runtime,
         bundle: &BundleContents,
@@ -195,7 +333,7 @@ impl Content {
         Content::from_bundle_with(
             bundle,
             is_quarantined,
-            |_entry, bytes, source| match cache {
+            |_sha256, bytes, source| match cache {
                 Some(cache) => cache.compile(runtime, bytes, source),
                 None => runtime.compile(bytes, source),
             },
@@ -203,11 +341,11 @@ impl Content {
     }
 
     /// [`from_bundle`](Self::from_bundle) with another way to compile a module: `compile` gets the
-    /// entry, the module bytes and the source label.
+    /// module's SHA-256 (hex, as the verified manifest states it), its bytes and the source label.
     pub fn from_bundle_with(
         bundle: &BundleContents,
         is_quarantined: impl Fn(&RuleEntry) -> bool,
-        mut compile: impl FnMut(&RuleEntry, &[u8], &str) -> Result<CompiledRule, LoadError>,
+        mut compile: impl FnMut(&str, &[u8], &str) -> Result<CompiledRule, LoadError>,
     ) -> Content {
         let mut content = Content::new(Some(bundle.release()), Vec::new());
         for (entry, bytes) in bundle.modules() {
@@ -217,7 +355,7 @@ impl Content {
                 continue;
             }
             let source = format!("release-{}:{}", bundle.release(), entry.id);
-            match compile(entry, bytes, &source) {
+            match compile(&entry.sha256, bytes, &source) {
                 Ok(compiled) => {
                     content
                         .rules
@@ -228,6 +366,56 @@ impl Content {
                     reason: e.reason(),
                     message: e.to_string(),
                 }),
+            }
+        }
+        // Each engine once, whatever the number of its packs.
+        let engines: Vec<(&str, Result<CompiledRule, LoadError>)> = bundle
+            .engines()
+            .iter()
+            .map(|(engine, bytes)| {
+                let short = engine.sha256.get(..16).unwrap_or(&engine.sha256);
+                let source = format!("release-{}:engine-{short}", bundle.release());
+                (
+                    engine.sha256.as_str(),
+                    compile(&engine.sha256, bytes, &source),
+                )
+            })
+            .collect();
+        for (entry, data) in bundle.packs() {
+            let declared = DeclaredPack::of(entry);
+            let compiled = engines.iter().find(|(sha, _)| *sha == entry.engine);
+            match compiled.map(|(_, c)| c) {
+                Some(Ok(engine)) => {
+                    let rule_limits = entry
+                        .rules
+                        .iter()
+                        .filter_map(|r| r.limits.clone().map(|l| (r.id.clone(), l)))
+                        .collect();
+                    content.packs.push(ContentPack::new(
+                        engine.clone(),
+                        Arc::from(data.as_slice()),
+                        entry.limits.clone(),
+                        rule_limits,
+                        Some(declared),
+                    ));
+                }
+                failed => {
+                    let (reason, message) = match failed {
+                        Some(Err(e)) => (e.reason(), format!("its engine: {e}")),
+                        _ => (
+                            Reason::HostError,
+                            "its engine is not in the bundle".to_owned(),
+                        ),
+                    };
+                    content.skipped.push(SkippedRule::DoesNotCompile {
+                        rule: DeclaredRule {
+                            id: entry.id.clone(),
+                            version: entry.version.clone(),
+                        },
+                        reason,
+                        message,
+                    });
+                }
             }
         }
         content
@@ -262,6 +450,11 @@ impl Content {
     /// The rules to run.
     pub fn rules(&self) -> &[ContentRule] {
         &self.rules
+    }
+
+    /// The packs to run.
+    pub fn packs(&self) -> &[ContentPack] {
+        &self.packs
     }
 
     /// The bundle's rules left out, with why.
@@ -398,17 +591,7 @@ impl RuleSet {
                     keep.push(info.id.clone());
                     report.unchanged.push(info);
                 }
-                Ok(Upsert::Pack(pack)) => {
-                    keep.extend(pack.rules.iter().map(|i| i.id.clone()));
-                    if pack.unchanged {
-                        report.unchanged.extend(pack.rules);
-                    } else {
-                        report.added.extend(pack.added);
-                        report
-                            .replaced
-                            .extend(pack.replaced.into_iter().map(|(new, _)| new));
-                    }
-                }
+                Ok(Upsert::Pack(pack)) => note_pack(pack, &mut keep, &mut report),
                 Err(record) => {
                     // The version already loaded under this id (if any) keeps running.
                     let id = rule
@@ -421,6 +604,9 @@ impl RuleSet {
                     report.refused.push(record);
                 }
             }
+        }
+        for pack in &content.packs {
+            self.activate_pack(thread, pack, &mut keep, &mut report);
         }
         for (id, version, hash, reason) in &content.kept_off {
             self.keep_quarantined(id, version, hash, *reason);
@@ -448,6 +634,115 @@ impl RuleSet {
             "content activated"
         );
         report
+    }
+}
+
+impl RuleSet {
+    /// [`activate`](Self::activate) for one pack: unchanged when the same engine runs the same data
+    /// under the same limits, else loaded (a data load into the compiled engine), checked against
+    /// its declaration, and installed between two events.
+    fn activate_pack(
+        &mut self,
+        thread: &SandboxThread,
+        pack: &ContentPack,
+        keep: &mut Vec<String>,
+        report: &mut Activation,
+    ) {
+        let engine_hash = pack.engine.content_hash();
+        let loaded_same: Vec<Arc<RuleInfo>> = self
+            .rules()
+            .filter(|(info, _, _)| {
+                info.content_hash == engine_hash
+                    && info
+                        .pack
+                        .as_ref()
+                        .is_some_and(|p| p.data_hash == pack.data_hash)
+            })
+            .map(|(info, _, _)| info.clone())
+            .collect();
+        if let Some(first) = loaded_same.first() {
+            let config = self.runtime().config();
+            let pack_limits = pack.limits.clone().unwrap_or_else(|| {
+                let id = first.pack.as_ref().map_or("", |p| p.id.as_str());
+                config.limits_for(id).clone()
+            });
+            let same_limits = loaded_same.iter().all(|info| {
+                let wanted = member_limits(config, &pack.rule_limits, &pack_limits, &info.id);
+                self.limits(&info.id) == Some(&wanted)
+            });
+            let declared_same = pack.declared.as_ref().is_none_or(|d| {
+                first
+                    .pack
+                    .as_ref()
+                    .is_some_and(|p| p.id == d.id && p.version == d.version)
+                    && d.rules.len() == loaded_same.len()
+            });
+            if same_limits && declared_same {
+                keep.extend(loaded_same.iter().map(|i| i.id.clone()));
+                report.unchanged.extend(loaded_same);
+                return;
+            }
+            for info in &loaded_same {
+                self.remove(&info.id);
+            }
+        }
+        let loaded = LoadedPack::load_with_rule_limits(
+            self.runtime(),
+            thread,
+            &pack.engine,
+            &pack.data,
+            pack.limits.as_ref(),
+            &pack.rule_limits,
+        );
+        let loaded = match loaded {
+            Ok(p) => p,
+            Err(e) => {
+                // The versions already loaded under the declared ids keep running.
+                if let Some(d) = &pack.declared {
+                    keep.extend(d.rules.iter().map(|r| r.id.clone()));
+                }
+                report
+                    .refused
+                    .push(self.record_refusal(&pack.engine, &pack.data, &e));
+                return;
+            }
+        };
+        if let Some((declared, found_id, found_version)) =
+            pack.declared.as_ref().and_then(|d| d.difference(&loaded))
+        {
+            report.mismatched.push(ManifestMismatch {
+                declared,
+                found_id,
+                found_version,
+                content_hash: engine_hash.to_owned(),
+            });
+            return;
+        }
+        match self.upsert_prepared(Prepared {
+            body: Body::Pack(loaded),
+        }) {
+            Ok(Upsert::Pack(up)) => note_pack(up, keep, report),
+            Ok(other) => {
+                // A pack upserts as a pack; were it ever otherwise, its rules still count as loaded.
+                let infos = other.rules();
+                keep.extend(infos.iter().map(|i| i.id.clone()));
+                report.added.extend(infos);
+            }
+            Err(record) => report.refused.push(record),
+        }
+    }
+}
+
+/// Records what a pack's upsert did: its rules are kept, and reported unchanged, added or replaced.
+fn note_pack(pack: crate::ruleset::PackUpsert, keep: &mut Vec<String>, report: &mut Activation) {
+    keep.extend(pack.rules.iter().map(|i| i.id.clone()));
+    if pack.unchanged {
+        report.unchanged.extend(pack.rules);
+    } else {
+        report.added.extend(pack.added);
+        report
+            .replaced
+            .extend(pack.replaced.into_iter().map(|(new, _)| new));
     }
 }
 

@@ -74,7 +74,10 @@ pub mod text;
 mod unit;
 mod wasi;
 
-pub use activate::{Activation, Content, ContentRule, DeclaredRule, ManifestMismatch, SkippedRule};
+pub use activate::{
+    Activation, Content, ContentPack, ContentRule, DeclaredPack, DeclaredRule, ManifestMismatch,
+    SkippedRule,
+};
 pub use config::{ConfigError, Limits, RuntimeConfig};
 pub use folder::{Claimant, DuplicateClaim, FolderLoad};
 pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};

@@ -125,6 +125,21 @@ impl std::fmt::Debug for LoadedPack {
     }
 }
 
+/// The limits a rule of a pack runs under: `rule_limits`' entry for its id (a signed manifest's),
+/// else the configuration's entry for its id, else the pack's.
+pub(crate) fn member_limits(
+    config: &crate::config::RuntimeConfig,
+    rule_limits: &std::collections::BTreeMap<String, Limits>,
+    pack_limits: &Limits,
+    rule_id: &str,
+) -> Limits {
+    rule_limits
+        .get(rule_id)
+        .or_else(|| config.rules.get(rule_id))
+        .unwrap_or(pack_limits)
+        .clone()
+}
+
 /// The load budgets for `data_len` bytes of rule data: the pack's `fuel_at_load` and
 /// `load_deadline_ms`, plus [`LOAD_FUEL_PER_DATA_BYTE`] and [`LOAD_MS_PER_DATA_KIB`], within the
 /// configuration's upper bounds.
@@ -190,7 +205,36 @@ impl LoadedPack {
         data: &[u8],
         limits: Option<&Limits>,
     ) -> Result<LoadedPack, LoadError> {
+        LoadedPack::load_with_rule_limits(
+            runtime,
+            thread,
+            compiled,
+            data,
+            limits,
+            &std::collections::BTreeMap::new(),
+        )
+    }
+
+    /// [`load`](Self::load), with limits for particular rules of the pack by rule id (a signed
+    /// manifest's per-rule entries): each replaces, for its rule, the configuration's entry and the
+    /// pack's limits ([`member_limits`]). Each is validated.
+    pub fn load_with_rule_limits(
+        runtime: &Runtime,
+        thread: &SandboxThread,
+        compiled: &CompiledRule,
+        data: &[u8],
+        limits: Option<&Limits>,
+        rule_limits: &std::collections::BTreeMap<String, Limits>,
+    ) -> Result<LoadedPack, LoadError> {
         thread.check(runtime);
+        for (id, l) in rule_limits {
+            l.validate().map_err(|e| {
+                LoadError::BadMetadata(format!(
+                    "limits given for rule `{}` of the pack: {e}",
+                    id.escape_debug()
+                ))
+            })?;
+        }
         if !compiled.is_pack() {
             return Err(LoadError::WrongAbi {
                 found: compiled.abi_version(),
@@ -255,11 +299,7 @@ impl LoadedPack {
                     pack: Some(info.clone()),
                     index: u32::try_from(i).unwrap_or(u32::MAX),
                 }),
-                limits: config
-                    .rules
-                    .get(rule.id.as_ref())
-                    .cloned()
-                    .unwrap_or_else(|| pack_limits.clone()),
+                limits: member_limits(config, rule_limits, &pack_limits, &rule.id),
                 stats: RuleStats::default(),
                 enabled: true,
             })

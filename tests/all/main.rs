@@ -18,6 +18,7 @@ mod pack_protocol;
 mod packs;
 mod result_checks;
 mod rule_tests;
+mod signed_packs;
 mod starved_host;
 mod update;
 mod validator;

@@ -77,6 +77,8 @@ mod tests {
             abi_version: ABI_VERSION,
             schema_versions: vec![SCHEMA_VERSION],
             rules: vec![entry],
+            engines: Vec::new(),
+            packs: Vec::new(),
             notes: String::new(),
         };
         let envelope = Signed {

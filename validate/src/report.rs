@@ -397,6 +397,29 @@ pub fn check_gate(
             }
         }
     }
+    // Every rule of every pack, by its id and version in its engine.
+    for pack in &manifest.packs {
+        for rule in &pack.rules {
+            for version in &manifest.schema_versions {
+                let covered = report.rules.iter().any(|r| {
+                    r.content_hash == pack.engine
+                        && r.rule_id.as_deref() == Some(rule.id.as_str())
+                        && r.version.as_deref() == Some(rule.version.as_str())
+                        && r.schema_version == *version
+                });
+                if !covered {
+                    return Err(GateError::Failed {
+                        summary: format!(
+                            "rule `{}` of pack `{}` was not validated under event-schema version {version}",
+                            rule.id.escape_debug(),
+                            pack.id.escape_debug()
+                        ),
+                        path,
+                    });
+                }
+            }
+        }
+    }
     // Recomputed rather than trusting the stored flag alone.
     let passed = report.passed
         && report.problems.is_empty()

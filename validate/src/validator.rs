@@ -137,7 +137,7 @@ pub fn validate_bundle(
             ));
         }
     }
-    if m.rules.is_empty() {
+    if m.rules.is_empty() && m.packs.is_empty() {
         problems.push("the bundle holds no rules".to_owned());
     }
     let target = TargetInfo {
@@ -147,6 +147,26 @@ pub fn validate_bundle(
         schema_versions: m.schema_versions.clone(),
         min_runtime: Some(m.min_runtime.clone()),
     };
+    // Each pack: its engine with its data, every rule of it validated in the whole pack.
+    let packs: Vec<ModuleInput> = content
+        .packs()
+        .iter()
+        .map(|(entry, data)| ModuleInput {
+            source: entry.file.clone(),
+            bytes: content.engine(&entry.engine).unwrap_or_default().to_vec(),
+            limits: entry.limits.clone(),
+            declared: Some((entry.id.clone(), entry.version.clone())),
+            data: data.clone(),
+        })
+        .collect();
+    let mut options = options.clone();
+    for (entry, _) in content.packs() {
+        for rule in &entry.rules {
+            if let Some(l) = &rule.limits {
+                options.config.rules.insert(rule.id.clone(), l.clone());
+            }
+        }
+    }
     let modules = content
         .into_modules()
         .into_iter()
@@ -157,8 +177,9 @@ pub fn validate_bundle(
             declared: Some((entry.id, entry.version)),
             data: Vec::new(),
         })
+        .chain(packs)
         .collect();
-    run(modules, target, problems, options, progress)
+    run(modules, target, problems, &options, progress)
 }
 
 /// A `major.minor.patch` version (anything after `-` or `+` ignored).

@@ -12,9 +12,9 @@ use rulebox_controlplane_proto::{
     MAX_CHECKIN_BYTES, MAX_REPORTS_PER_CHECKIN, NodeKey, PROTOCOL_VERSION, ReportKind, repo,
 };
 use rulebox_runtime::content::{
-    BundleLimits, Inbox, MAX_REVERT_BYTES, MAX_ROOT_BYTES, MAX_TIMESTAMP_BYTES, Manifest, Root,
-    Signed, StoreLayout, TimestampError, module_file_name, update_root, verify_envelope,
-    verify_offer_envelope, verify_revert, verify_timestamp,
+    BundleLimits, Inbox, ListedFile, MAX_REVERT_BYTES, MAX_ROOT_BYTES, MAX_TIMESTAMP_BYTES,
+    Manifest, Root, Signed, StoreLayout, TimestampError, module_file_name, update_root,
+    verify_envelope, verify_offer_envelope, verify_revert, verify_timestamp,
 };
 
 use super::backoff::{Backoff, full_jitter};
@@ -591,53 +591,45 @@ impl Worker {
                 format!("{url}: the manifest expired at {}", manifest.expires_unix),
             ));
         }
-        let mut total = 0u64;
-        for entry in &manifest.rules {
-            total = total.saturating_add(entry.size);
-            let hex_ok = entry.sha256.len() == 64
-                && entry
-                    .sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if !hex_ok
-                || entry.file != module_file_name(&entry.sha256)
-                || entry.size > limits.max_module_bytes
-                || total > limits.max_total_bytes
-            {
+        let files = match download_list(&manifest, &limits) {
+            Ok(files) => files,
+            Err(problem) => {
                 self.staging.remove(release);
                 return Err(FetchError::new(
                     FetchFailureClass::TooLarge,
-                    format!(
-                        "{url}: entry {:?} is over the limits or malformed",
-                        entry.id
-                    ),
+                    format!("{url}: {problem}"),
                 ));
             }
+        };
+        if !manifest.packs.is_empty() {
+            create_private_dir(&dir.join("data"))
+                .map_err(|e| FetchError::disk("create a staging folder", &e))?;
         }
         let mut resumed = 0;
-        for entry in &manifest.rules {
-            let url = format!("{}/{}", self.config.repo, repo::module_file(&entry.sha256));
+        for entry in &files {
+            // The repository's path is the bundle's (`modules/<sha256>.wasm`, `data/<sha256>.rules`).
+            let url = format!("{}/{}", self.config.repo, entry.file);
             if self.staging.fetch_file(
                 &self.http,
                 &url,
-                &dir.join(&entry.file),
+                &dir.join(entry.file),
                 entry.size,
-                &entry.sha256,
+                entry.sha256,
             )? {
                 resumed += 1;
             }
         }
-        // Leftovers of an earlier attempt (a module no longer listed, a partial file) would make
+        // Leftovers of an earlier attempt (a file no longer listed, a partial file) would make
         // the bundle refused: only the listed files go.
-        let listed: BTreeSet<std::ffi::OsString> = manifest
-            .rules
-            .iter()
-            .filter_map(|e| Path::new(&e.file).file_name().map(|n| n.to_os_string()))
-            .collect();
-        if let Ok(entries) = std::fs::read_dir(dir.join("modules")) {
-            for entry in entries.flatten() {
-                if !listed.contains(&entry.file_name()) {
-                    let _ = std::fs::remove_file(entry.path());
+        let listed: BTreeSet<&str> = files.iter().map(|e| e.file).collect();
+        for folder in ["modules", "data"] {
+            if let Ok(entries) = std::fs::read_dir(dir.join(folder)) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    let path = name.to_str().map(|n| format!("{folder}/{n}"));
+                    if !path.is_some_and(|p| listed.contains(p.as_str())) {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
                 }
             }
         }
@@ -680,6 +672,49 @@ fn refusal(url: &str, status: u16, body: &[u8]) -> FetchError {
     error
 }
 
+/// Every file a verified manifest lists, to download: modules and engines (`modules/`), packs'
+/// rule data (`data/`), each name, hash and size checked against the bundle caps before anything
+/// is downloaded (the store checks them again on the finished bundle).
+fn download_list<'m>(
+    manifest: &'m Manifest,
+    limits: &BundleLimits,
+) -> Result<Vec<ListedFile<'m>>, String> {
+    if manifest.engines.len() > rulebox_runtime::content::MAX_ENGINES
+        || manifest.packs.len() > rulebox_runtime::content::MAX_PACKS
+    {
+        return Err(format!(
+            "{} engines and {} packs are more than a bundle may list",
+            manifest.engines.len(),
+            manifest.packs.len()
+        ));
+    }
+    let mut total = 0u64;
+    let mut files = Vec::new();
+    // `files()` lists the modules, then the engines, then the packs' data.
+    let modules = manifest.rules.len().saturating_add(manifest.engines.len());
+    for (i, entry) in manifest.files().enumerate() {
+        total = total.saturating_add(entry.size);
+        let hex_ok = entry.sha256.len() == 64
+            && entry
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let (name, cap) = if i >= modules {
+            (repo::data_file(entry.sha256), limits.max_data_bytes)
+        } else {
+            (module_file_name(entry.sha256), limits.max_module_bytes)
+        };
+        if !hex_ok || entry.file != name || entry.size > cap || total > limits.max_total_bytes {
+            return Err(format!(
+                "entry {:?} is over the limits or malformed",
+                entry.owner
+            ));
+        }
+        files.push(entry);
+    }
+    Ok(files)
+}
+
 /// What the loop needs once the store's folder is usable.
 struct Context {
     identity: Identity,
@@ -697,5 +732,73 @@ impl Context {
             key,
             state,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rulebox_runtime::content::{
+        EngineEntry, MANIFEST_FORMAT_PACKS, PackEntry, PackRuleEntry, data_file_name,
+    };
+
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let (engine, data) = ("e".repeat(64), "d".repeat(64));
+        Manifest {
+            format: MANIFEST_FORMAT_PACKS,
+            release: 1,
+            created_unix: 0,
+            expires_unix: u64::MAX,
+            min_runtime: "0.1.0".into(),
+            abi_version: 2,
+            schema_versions: vec![2],
+            rules: Vec::new(),
+            engines: vec![EngineEntry {
+                file: module_file_name(&engine),
+                sha256: engine.clone(),
+                size: 100,
+                abi_version: 3,
+            }],
+            packs: vec![PackEntry {
+                id: "sigma".into(),
+                version: "1".into(),
+                engine,
+                file: data_file_name(&data),
+                sha256: data,
+                size: 200,
+                limits: None,
+                rules: vec![PackRuleEntry {
+                    id: "r".into(),
+                    version: "1".into(),
+                    limits: None,
+                }],
+            }],
+            notes: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_download_list_holds_engines_and_rule_data_each_within_its_cap() {
+        let m = manifest();
+        let limits = BundleLimits::default();
+        let files: Vec<&str> = download_list(&m, &limits)
+            .unwrap()
+            .iter()
+            .map(|f| f.file)
+            .collect();
+        assert_eq!(
+            files,
+            [m.engines[0].file.as_str(), m.packs[0].file.as_str()]
+        );
+        let mut big = m.clone();
+        big.packs[0].size = limits.max_data_bytes + 1;
+        assert!(download_list(&big, &limits).unwrap_err().contains("sigma"));
+        let mut elsewhere = m.clone();
+        elsewhere.packs[0].file = "../../etc/passwd".into();
+        assert!(download_list(&elsewhere, &limits).is_err());
+        let mut as_module = m;
+        as_module.packs[0].file = module_file_name(&as_module.packs[0].sha256);
+        assert!(download_list(&as_module, &limits).is_err());
     }
 }

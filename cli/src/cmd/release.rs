@@ -155,7 +155,8 @@ pub struct BundleArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum BundleCommand {
-    /// Build an unsigned bundle folder from rule modules (each is loaded in the real runtime first).
+    /// Build an unsigned bundle folder from rule modules and rule packs (each is loaded in the real
+    /// runtime first).
     Build {
         /// The bundle folder to create.
         #[arg(long)]
@@ -169,8 +170,12 @@ enum BundleCommand {
         /// Release notes.
         #[arg(long, default_value = "")]
         notes: String,
+        /// A compiled folder of rule packs (`rulebox sigma compile -o DIR`): each `NAME.wasm` with
+        /// its `NAME.rules` / `NAME.*.rules` data files is an engine and its packs. Repeatable.
+        #[arg(long = "packs")]
+        packs: Vec<PathBuf>,
         /// Rule modules (`.wasm` files or folders of them).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "packs")]
         modules: Vec<PathBuf>,
     },
     /// Add a signature to a bundle's manifest: refused unless the validation report beside the
@@ -206,23 +211,38 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
             release,
             expires_days,
             notes,
+            packs,
             modules,
         } => {
-            let files = crate::load::module_files(&modules)?;
-            let sources = files
-                .into_iter()
-                .map(|f| ModuleSource::Path(f.path))
-                .collect::<Vec<_>>();
+            let sources = if modules.is_empty() {
+                Vec::new()
+            } else {
+                crate::load::module_files(&modules)?
+                    .into_iter()
+                    .map(|f| ModuleSource::Path(f.path))
+                    .collect::<Vec<_>>()
+            };
+            let mut pack_sources = Vec::new();
+            for dir in &packs {
+                pack_sources.extend(
+                    rulebox_release::pack_sources_in(dir)
+                        .with_context(|| format!("packs {}", dir.display()))?,
+                );
+            }
             let expires = expires_in(expires_days)?;
-            let manifest = rulebox_release::build_bundle(
+            let manifest = rulebox_release::build_bundle_with_packs(
                 &out,
                 &sources,
+                &pack_sources,
                 &BundleOptions::new(release, expires, &notes),
             )?;
+            let pack_rules: usize = manifest.packs.iter().map(|p| p.rules.len()).sum();
             println!(
-                "bundle {} (release {release}, {} rules) written; sign it with `rulebox bundle sign`",
+                "bundle {} (release {release}, {} rules in modules, {pack_rules} rules in {} packs of {} engines) written; sign it with `rulebox bundle sign`",
                 out.display(),
-                manifest.rules.len()
+                manifest.rules.len(),
+                manifest.packs.len(),
+                manifest.engines.len()
             );
         }
         BundleCommand::Sign {
@@ -255,9 +275,20 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
                 rulebox_runtime::content::now_unix(),
             ) {
                 Ok(verified) => println!(
-                    "ok: release {} with {} rules verifies against {}",
+                    "ok: release {} with {} rules ({} in {} packs) verifies against {}",
                     verified.release(),
-                    verified.modules().len(),
+                    verified.modules().len()
+                        + verified
+                            .packs()
+                            .iter()
+                            .map(|(p, _)| p.rules.len())
+                            .sum::<usize>(),
+                    verified
+                        .packs()
+                        .iter()
+                        .map(|(p, _)| p.rules.len())
+                        .sum::<usize>(),
+                    verified.packs().len(),
                     root.display()
                 ),
                 Err(e) => {

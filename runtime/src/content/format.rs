@@ -23,8 +23,18 @@ use crate::config::Limits;
 pub const CONTEXT_ROOT: &[u8] = b"rulebox-root-v1\0";
 /// Domain-separation context prefixed to a manifest's canonical bytes before signing.
 pub const CONTEXT_MANIFEST: &[u8] = b"rulebox-manifest-v1\0";
-/// The manifest format this runtime reads ([`Manifest::format`]).
+/// The manifest format of a release of one-rule modules only ([`Manifest::format`]): no `engines`,
+/// no `packs`. What a release without packs is written as, so that older agents keep reading it.
 pub const MANIFEST_FORMAT: u32 = 1;
+/// The manifest format of a release that carries rule packs ([`Manifest::engines`],
+/// [`Manifest::packs`]) besides, or instead of, one-rule modules.
+pub const MANIFEST_FORMAT_PACKS: u32 = 2;
+/// Most engines one manifest may list.
+pub const MAX_ENGINES: usize = 64;
+/// Most packs (rule data files) one manifest may list.
+pub const MAX_PACKS: usize = 1_024;
+/// Most rules one manifest may list, one-rule modules and rules of packs together.
+pub const MAX_MANIFEST_RULES: usize = 65_536;
 
 /// A value with the signatures over its canonical bytes: `{"signed": ..., "signatures": [...]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,7 +270,8 @@ fn parse_keys(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Manifest format; this runtime reads [`MANIFEST_FORMAT`] (1) only.
+    /// Manifest format: [`MANIFEST_FORMAT`] (1) for one-rule modules only, [`MANIFEST_FORMAT_PACKS`]
+    /// (2) for a release with packs. This runtime reads both.
     pub format: u32,
     /// Release number. Strictly increasing: an endpoint refuses a release not above the highest it
     /// has accepted (rollback defence).
@@ -273,13 +284,22 @@ pub struct Manifest {
     /// Oldest `rulebox-runtime` version that may run this release, `"major.minor.patch"`, compared
     /// numerically.
     pub min_runtime: String,
-    /// The guest ABI version every module implements (`rulebox_sdk::abi::ABI_VERSION`).
+    /// The guest ABI version every module of `rules` implements (`rulebox_sdk::abi::ABI_VERSION`);
+    /// an engine states its own ([`EngineEntry::abi_version`]).
     pub abi_version: u32,
     /// Event-schema versions the modules were built for; the runtime's
     /// (`rulebox_sdk::abi::SCHEMA_VERSION`) must be among them.
     pub schema_versions: Vec<u32>,
-    /// The rule modules. Rule ids are unique.
+    /// The one-rule modules. Rule ids are unique across these and every pack's rules.
     pub rules: Vec<RuleEntry>,
+    /// Engine modules (rule packs, ABI 3) whose rules are data: each compiled once on an endpoint,
+    /// whatever the number of packs it runs. Absent from the JSON when empty (format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub engines: Vec<EngineEntry>,
+    /// Rule packs: one data file each, loaded into the engine it names. Absent from the JSON when
+    /// empty (format 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<PackEntry>,
     /// Release notes for people.
     pub notes: String,
 }
@@ -306,6 +326,97 @@ pub struct RuleEntry {
     pub limits: Option<Limits>,
 }
 
+/// An engine module of a release: a rule pack (ABI 3) loaded with the data of each [`PackEntry`]
+/// that names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineEntry {
+    /// The module's path in the bundle: exactly `modules/<sha256>.wasm` ([`module_file_name`]).
+    pub file: String,
+    /// SHA-256 of the module bytes, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The module's size in bytes.
+    pub size: u64,
+    /// The guest ABI the engine implements: `rulebox_sdk::abi::PACK_ABI_VERSION` (3).
+    pub abi_version: u32,
+}
+
+/// One rule pack of a release: a rule data file and the engine that loads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackEntry {
+    /// The pack's id, as the engine reports it once loaded with the data.
+    pub id: String,
+    /// The pack's version, as the engine reports it.
+    pub version: String,
+    /// SHA-256 of the engine module ([`EngineEntry::sha256`] of an entry of the same manifest).
+    pub engine: String,
+    /// The data file's path in the bundle: exactly `data/<sha256>.rules` ([`data_file_name`]).
+    pub file: String,
+    /// SHA-256 of the data, 64 lowercase hex digits.
+    pub sha256: String,
+    /// The data's size in bytes.
+    pub size: u64,
+    /// The pack's own limits (memory, tables, load budgets, its work outside every rule) and the
+    /// default of its rules; `None` keeps the runtime's.
+    pub limits: Option<Limits>,
+    /// The rules the data holds, in the pack's index order, as the engine reports them.
+    pub rules: Vec<PackRuleEntry>,
+}
+
+/// One rule inside a pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackRuleEntry {
+    /// The rule's id.
+    pub id: String,
+    /// The rule's version.
+    pub version: String,
+    /// Limits for this rule (its fuel and deadline per event, its strikes), replacing the pack's;
+    /// `None` keeps the pack's (or the runtime configuration's entry for the rule id).
+    pub limits: Option<Limits>,
+}
+
+/// One file a manifest lists, whatever it holds: its path in the bundle (and the repository), its
+/// SHA-256 and its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedFile<'m> {
+    /// The path: `modules/<sha256>.wasm` or `data/<sha256>.rules`.
+    pub file: &'m str,
+    /// SHA-256, hex, as the manifest states it.
+    pub sha256: &'m str,
+    /// Size in bytes, as the manifest states it.
+    pub size: u64,
+    /// What the file is, for messages: a rule id, `engine`, or a pack id.
+    pub owner: &'m str,
+}
+
+impl Manifest {
+    /// Every file the manifest lists, in order: the one-rule modules, the engines, the packs' data.
+    /// Not checked: see `check_bundle_structure`.
+    pub fn files(&self) -> impl Iterator<Item = ListedFile<'_>> {
+        let rules = self.rules.iter().map(|e| ListedFile {
+            file: &e.file,
+            sha256: &e.sha256,
+            size: e.size,
+            owner: &e.id,
+        });
+        let engines = self.engines.iter().map(|e| ListedFile {
+            file: &e.file,
+            sha256: &e.sha256,
+            size: e.size,
+            owner: "engine",
+        });
+        let packs = self.packs.iter().map(|p| ListedFile {
+            file: &p.file,
+            sha256: &p.sha256,
+            size: p.size,
+            owner: &p.id,
+        });
+        rules.chain(engines).chain(packs)
+    }
+}
+
 /// The key id of a public key: hex SHA-256 of its 32 bytes.
 pub fn key_id(public: &[u8; 32]) -> String {
     hex::encode(Sha256::digest(public))
@@ -314,6 +425,11 @@ pub fn key_id(public: &[u8; 32]) -> String {
 /// The only file name a module may have in a bundle: `modules/<sha256>.wasm`.
 pub fn module_file_name(sha256: &str) -> String {
     format!("modules/{sha256}.wasm")
+}
+
+/// The only file name a pack's rule data may have in a bundle: `data/<sha256>.rules`.
+pub fn data_file_name(sha256: &str) -> String {
+    format!("data/{sha256}.rules")
 }
 
 /// The bytes a signature covers: the type's context followed by the canonical JSON of `value`.

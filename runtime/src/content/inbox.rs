@@ -36,7 +36,8 @@ pub const MAX_REFUSED_KEPT: usize = 8;
 pub const MAX_REFUSED_BYTES: u64 = 64 << 20;
 /// Age after which an unfinished delivery (`.push-*`) is a leftover of a delivery that died.
 pub const STALE_DELIVERY: Duration = Duration::from_secs(600);
-/// Most files and folders one delivered bundle may hold (a bundle is a manifest and its modules).
+/// Most files and folders one delivered bundle may hold (a bundle is a manifest, its modules and
+/// its packs' rule data).
 const MAX_DELIVERY_ENTRIES: u64 = 10_000;
 /// Deepest folder nesting a delivered bundle may have (`<bundle>/modules/<file>` is depth 2).
 const MAX_DELIVERY_DEPTH: u32 = 4;
@@ -332,6 +333,7 @@ impl Budget {
     fn file_cap(&self) -> u64 {
         self.limits
             .max_module_bytes
+            .max(self.limits.max_data_bytes)
             .max(self.limits.max_manifest_bytes)
     }
 

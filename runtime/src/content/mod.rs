@@ -57,9 +57,10 @@ mod testutil;
 
 pub use boot_guard::{BootDecision, BootRecord, FallbackReason, RollbackOutcome, Starting};
 pub use format::{
-    CONTEXT_MANIFEST, CONTEXT_ROOT, KeyEntry, MANIFEST_FORMAT, Manifest, RoleKeys, RoleName, Roles,
-    Root, RuleEntry, Signable, Signature, Signed, key_id, manifest_hash, module_file_name,
-    signing_bytes,
+    CONTEXT_MANIFEST, CONTEXT_ROOT, EngineEntry, KeyEntry, ListedFile, MANIFEST_FORMAT,
+    MANIFEST_FORMAT_PACKS, MAX_ENGINES, MAX_MANIFEST_RULES, MAX_PACKS, Manifest, PackEntry,
+    PackRuleEntry, RoleKeys, RoleName, Roles, Root, RuleEntry, Signable, Signature, Signed,
+    data_file_name, key_id, manifest_hash, module_file_name, signing_bytes,
 };
 pub use fsutil::{
     CappedReadError, DiskUsage, Links, disk_usage, fsync_dir, read_capped,

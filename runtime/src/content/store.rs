@@ -975,8 +975,8 @@ impl ContentStore {
     /// Verifies the bundle in `bundle_dir` ([`verify_bundle`] against the trusted root, the highest
     /// release accepted and `now_unix`), copies it into `releases/<release>` and makes it current:
     ///
-    /// 1. each module is written to `releases/.tmp-<release>-<unique>/modules/` and fsynced, then the
-    ///    manifest, then the folder;
+    /// 1. each module (and engine) is written to `releases/.tmp-<release>-<unique>/modules/`, each
+    ///    pack's rule data to `.../data/`, and fsynced, then the manifest, then the folder;
     /// 2. the folder is renamed to `releases/<release>` and `releases/` is fsynced;
     /// 3. `state.json` is replaced (highest release, current, installed hash);
     /// 4. quarantine entries of rules the release brings in another version are dropped.
@@ -1032,10 +1032,18 @@ impl ContentStore {
         // The install is committed. Drop quarantine entries the release supersedes; if that write
         // fails the stale entries name another version or hash than the new rules, so they match
         // nothing.
+        // A rule of a pack is quarantined under its engine's hash.
         let superseded = |q: &QuarantineEntry| {
-            bundle.manifest().rules.iter().any(|r| {
+            let m = bundle.manifest();
+            let in_rules = m.rules.iter().any(|r| {
                 r.id == q.rule_id && (r.version != q.rule_version || r.sha256 != q.content_hash)
-            })
+            });
+            let in_packs = m.packs.iter().any(|p| {
+                p.rules.iter().any(|r| {
+                    r.id == q.rule_id && (r.version != q.rule_version || p.engine != q.content_hash)
+                })
+            });
+            in_rules || in_packs
         };
         let (dropped, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.quarantine)
             .into_iter()
@@ -1085,12 +1093,19 @@ impl ContentStore {
             let modules = tmp.join("modules");
             std::fs::create_dir(&tmp).map_err(io_at(&tmp))?;
             std::fs::create_dir(&modules).map_err(io_at(&modules))?;
-            for (entry, bytes) in bundle.modules() {
+            let data = tmp.join("data");
+            if !bundle.packs().is_empty() {
+                std::fs::create_dir(&data).map_err(io_at(&data))?;
+            }
+            for (file, bytes) in bundle.files() {
                 pause_point("copy-module");
-                let path = tmp.join(&entry.file);
+                let path = tmp.join(file);
                 write_new_synced(&path, bytes).map_err(io_at(&path))?;
             }
             fsync_dir(&modules).map_err(io_at(&modules))?;
+            if !bundle.packs().is_empty() {
+                fsync_dir(&data).map_err(io_at(&data))?;
+            }
             pause_point("write-manifest");
             let manifest = tmp.join("manifest.json");
             write_new_synced(&manifest, bundle.manifest_bytes()).map_err(io_at(&manifest))?;
@@ -1263,7 +1278,10 @@ impl ContentStore {
                         item.created_unix = Some(manifest.created_unix);
                         item.expires_unix = Some(manifest.expires_unix);
                         item.expired = now_unix >= manifest.expires_unix;
-                        item.rules = Some(manifest.rules.len());
+                        item.rules = Some(
+                            manifest.rules.len()
+                                + manifest.packs.iter().map(|p| p.rules.len()).sum::<usize>(),
+                        );
                         item.notes = Some(manifest.notes.clone());
                         match super::format::manifest_hash(&manifest) {
                             Ok(found) if found == *hash && manifest.release == release => {}
@@ -1815,6 +1833,69 @@ pub(crate) mod tests {
         );
         let status = store.status_at(NOW);
         assert!(status.installed[0].problem.is_some());
+    }
+
+    #[test]
+    fn a_release_with_a_pack_is_stored_whole_and_a_pack_rules_quarantine_ends_with_its_new_version()
+    {
+        let (_tmp, mut store) = new_store();
+        let bundle = tempfile::tempdir().unwrap();
+        let m1 = pack_bundle(bundle.path(), 1, b"rules v1", &[&key(1)]);
+        store.install(bundle.path(), NOW).unwrap();
+        let dir = store.release_dir(1);
+        assert_eq!(
+            std::fs::read(dir.join(&m1.packs[0].file)).unwrap(),
+            b"rules v1"
+        );
+        assert_eq!(
+            std::fs::read(dir.join(&m1.engines[0].file)).unwrap(),
+            ENGINE
+        );
+        let loaded = store.load_release(1).unwrap();
+        assert_eq!(loaded.packs()[0].1, b"rules v1");
+        assert_eq!(store.status_at(NOW).installed[0].rules, Some(5));
+        // A rule of the pack is quarantined under the engine's hash; p2 too, under another
+        // version than the next release brings.
+        let engine = &m1.packs[0].engine;
+        for id in ["p1", "p2"] {
+            store
+                .record_quarantine(&record(id, "1", engine, Reason::Trap))
+                .unwrap();
+        }
+        // Release 2: new data, p1 in version 2, p2 unchanged.
+        let bundle = tempfile::tempdir().unwrap();
+        let mods = modules();
+        let mut m2 = manifest(2, &mods);
+        m2.format = super::super::format::MANIFEST_FORMAT_PACKS;
+        m2.engines = vec![engine_entry(ENGINE)];
+        m2.packs = vec![pack_entry(
+            "pack",
+            ENGINE,
+            b"rules v2",
+            &[("p1", "2"), ("p2", "1")],
+        )];
+        write_bundle(
+            bundle.path(),
+            &m2,
+            &[&key(1)],
+            &mods.iter().map(|(_, b)| *b).collect::<Vec<_>>(),
+        );
+        std::fs::write(bundle.path().join(&m2.engines[0].file), ENGINE).unwrap();
+        std::fs::create_dir_all(bundle.path().join("data")).unwrap();
+        std::fs::write(bundle.path().join(&m2.packs[0].file), b"rules v2").unwrap();
+        let outcome = store.install(bundle.path(), NOW).unwrap();
+        let dropped: Vec<&str> = outcome
+            .unquarantined
+            .iter()
+            .map(|q| q.rule_id.as_str())
+            .collect();
+        assert_eq!(dropped, ["p1"]);
+        let kept: Vec<&str> = store
+            .quarantined()
+            .iter()
+            .map(|q| q.rule_id.as_str())
+            .collect();
+        assert_eq!(kept, ["p2"]);
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub(crate) fn manifest(release: u64, modules: &[(&str, &[u8])]) -> Manifest {
             .iter()
             .map(|(id, bytes)| entry(id, "1.0.0", bytes))
             .collect(),
+        engines: Vec::new(),
+        packs: Vec::new(),
         notes: format!("release {release}"),
     }
 }
@@ -154,5 +156,72 @@ pub(crate) fn standard_bundle(dir: &Path, release: u64, signers: &[&SigningKey])
     let manifest = manifest(release, &mods);
     let bytes: Vec<&[u8]> = mods.iter().map(|(_, b)| *b).collect();
     write_bundle(dir, &manifest, signers, &bytes);
+    manifest
+}
+
+/// Bytes standing for an engine module (the structure checks never compile it).
+pub(crate) const ENGINE: &[u8] = b"\0asm engine bytes";
+
+/// A pack entry of `data` for the engine `engine`, declaring `rules` (id, version).
+pub(crate) fn pack_entry(
+    id: &str,
+    engine: &[u8],
+    data: &[u8],
+    rules: &[(&str, &str)],
+) -> super::format::PackEntry {
+    let sha256 = crate::content_hash(data);
+    super::format::PackEntry {
+        id: id.to_owned(),
+        version: "1".to_owned(),
+        engine: crate::content_hash(engine),
+        file: super::format::data_file_name(&sha256),
+        sha256,
+        size: data.len() as u64,
+        limits: None,
+        rules: rules
+            .iter()
+            .map(|(id, version)| super::format::PackRuleEntry {
+                id: (*id).to_owned(),
+                version: (*version).to_owned(),
+                limits: None,
+            })
+            .collect(),
+    }
+}
+
+/// The engine entry of `engine`.
+pub(crate) fn engine_entry(engine: &[u8]) -> super::format::EngineEntry {
+    let sha256 = crate::content_hash(engine);
+    super::format::EngineEntry {
+        file: module_file_name(&sha256),
+        sha256,
+        size: engine.len() as u64,
+        abi_version: rulebox_sdk::abi::PACK_ABI_VERSION,
+    }
+}
+
+/// A release of the three example modules and one pack (`ENGINE` with `data`, rules `p1`, `p2`),
+/// format 2, signed by `signers`, in `dir`.
+pub(crate) fn pack_bundle(
+    dir: &Path,
+    release: u64,
+    data: &[u8],
+    signers: &[&SigningKey],
+) -> Manifest {
+    let mods = modules();
+    let mut manifest = manifest(release, &mods);
+    manifest.format = super::format::MANIFEST_FORMAT_PACKS;
+    manifest.engines = vec![engine_entry(ENGINE)];
+    manifest.packs = vec![pack_entry(
+        "pack",
+        ENGINE,
+        data,
+        &[("p1", "1"), ("p2", "1")],
+    )];
+    let bytes: Vec<&[u8]> = mods.iter().map(|(_, b)| *b).collect();
+    write_bundle(dir, &manifest, signers, &bytes);
+    std::fs::write(dir.join(&manifest.engines[0].file), ENGINE).unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join(&manifest.packs[0].file), data).unwrap();
     manifest
 }

@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::format::{
-    MANIFEST_FORMAT, Manifest, Root, RuleEntry, Signable, Signature, Signed, decode_fixed,
-    is_sha256_hex, manifest_hash, module_file_name, parse_version, signing_bytes,
+    EngineEntry, ListedFile, MANIFEST_FORMAT, MANIFEST_FORMAT_PACKS, MAX_ENGINES,
+    MAX_MANIFEST_RULES, MAX_PACKS, Manifest, PackEntry, Root, RuleEntry, Signable, Signature,
+    Signed, data_file_name, decode_fixed, is_sha256_hex, manifest_hash, module_file_name,
+    parse_version, signing_bytes,
 };
 use super::fsutil::{CappedReadError, read_capped};
 
@@ -51,8 +53,11 @@ pub struct BundleLimits {
     pub max_manifest_bytes: u64,
     /// Largest module, in bytes (default 16 MiB).
     pub max_module_bytes: u64,
-    /// Largest sum of all module sizes, in bytes (default 256 MiB).
+    /// Largest sum of all file sizes (modules, engines and rule data), in bytes (default 256 MiB).
     pub max_total_bytes: u64,
+    /// Largest rule data file of a pack, in bytes (default 16 MiB, the most the runtime hands a
+    /// pack: `MAX_RULE_DATA_BYTES`).
+    pub max_data_bytes: u64,
 }
 
 impl Default for BundleLimits {
@@ -61,6 +66,7 @@ impl Default for BundleLimits {
             max_manifest_bytes: 1 << 20,
             max_module_bytes: 16 << 20,
             max_total_bytes: 256 << 20,
+            max_data_bytes: crate::pack::MAX_RULE_DATA_BYTES as u64,
         }
     }
 }
@@ -434,7 +440,7 @@ pub enum BundleError {
         max_step: u64,
     },
     /// The manifest format is not one this runtime reads.
-    #[error("manifest format {found} is not supported; this runtime reads format {expected}")]
+    #[error("manifest format {found} is not supported; this runtime reads formats 1 to {expected}")]
     UnsupportedFormat {
         /// The manifest's format.
         found: u32,
@@ -479,6 +485,73 @@ pub enum BundleError {
         /// What is wrong.
         problem: String,
     },
+    /// A manifest of format 1 lists engines or packs, which only format 2 may carry (an older agent
+    /// would never see them).
+    #[error(
+        "manifest format {format} cannot carry engines or packs; a release with packs is format {}",
+        MANIFEST_FORMAT_PACKS
+    )]
+    PacksNeedFormat2 {
+        /// The manifest's format.
+        format: u32,
+    },
+    /// An engine states another ABI than rule packs' (`PACK_ABI_VERSION`).
+    #[error(
+        "engine `{file}` is built for ABI version {found}; engines are rule packs, ABI {expected}"
+    )]
+    EngineAbi {
+        /// The engine's file.
+        file: String,
+        /// The ABI the entry states.
+        found: u32,
+        /// The rule packs' ABI.
+        expected: u32,
+    },
+    /// The manifest lists more of something than this runtime accepts (checked before anything
+    /// sized by it is allocated or read).
+    #[error("the manifest lists {count} {what}; at most {max}")]
+    TooMany {
+        /// What: `engines`, `packs`, `rules`, or `rules in pack <id>`.
+        what: String,
+        /// How many it lists.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A pack entry is malformed (empty id or version, no rules, bad hash text, invalid limits).
+    #[error("pack `{pack_id}`: {problem}")]
+    InvalidPack {
+        /// The pack id.
+        pack_id: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A pack names an engine the manifest does not list.
+    #[error("pack `{pack_id}` is data for engine {engine}, which the manifest does not list")]
+    UnknownEngine {
+        /// The pack id.
+        pack_id: String,
+        /// The engine hash the pack names.
+        engine: String,
+    },
+    /// An engine no pack uses (it would be shipped and never run).
+    #[error("engine `{file}` is listed but no pack names it")]
+    UnusedEngine {
+        /// The engine's file.
+        file: String,
+    },
+    /// A pack's data file is larger than the cap (checked before reading it).
+    #[error("rule data `{file}` of pack `{pack_id}` is {size} bytes; the limit is {cap}")]
+    DataTooLarge {
+        /// The pack id.
+        pack_id: String,
+        /// The file.
+        file: String,
+        /// Its size (as the manifest states it).
+        size: u64,
+        /// The limit.
+        cap: u64,
+    },
     /// A module's `file` is not `modules/<sha256>.wasm` (path traversal defence).
     #[error("rule `{rule_id}`: file `{file}` is not allowed; it must be exactly `{expected}`")]
     BadFileName {
@@ -495,13 +568,13 @@ pub enum BundleError {
         /// The rule id.
         rule_id: String,
     },
-    /// Two entries name the same module.
-    #[error("module `{file}` is listed by more than one rule")]
+    /// Two entries name the same module or data file.
+    #[error("`{file}` is listed by more than one entry")]
     DuplicateModule {
         /// The file.
         file: String,
     },
-    /// A module is larger than the per-module cap (checked before reading it).
+    /// A module or engine is larger than the per-module cap (checked before reading it).
     #[error("module `{file}` is {size} bytes; the limit is {cap}")]
     ModuleTooLarge {
         /// The file.
@@ -511,16 +584,16 @@ pub enum BundleError {
         /// The limit.
         cap: u64,
     },
-    /// The modules together are larger than the bundle cap (checked before reading them).
-    #[error("the modules total at least {total} bytes; the limit is {cap}")]
+    /// The files together are larger than the bundle cap (checked before reading them).
+    #[error("the bundle's files total at least {total} bytes; the limit is {cap}")]
     BundleTooLarge {
         /// The running total when the cap was passed.
         total: u64,
         /// The limit.
         cap: u64,
     },
-    /// A module the manifest lists is not in the bundle.
-    #[error("module `{file}` is listed in the manifest but missing from the bundle")]
+    /// A module or data file the manifest lists is not in the bundle.
+    #[error("`{file}` is listed in the manifest but missing from the bundle")]
     MissingModule {
         /// The file.
         file: String,
@@ -531,8 +604,8 @@ pub enum BundleError {
         /// The path, relative to the bundle.
         path: String,
     },
-    /// A module's size differs from the manifest's (a truncated or padded module).
-    #[error("module `{file}` is {found} bytes; the manifest says {expected}")]
+    /// A module's or data file's size differs from the manifest's (a truncated or padded file).
+    #[error("`{file}` is {found} bytes; the manifest says {expected}")]
     SizeMismatch {
         /// The file.
         file: String,
@@ -542,8 +615,9 @@ pub enum BundleError {
         /// reports).
         found: u64,
     },
-    /// A module's hash differs from the manifest's (mix-and-match defence).
-    #[error("module `{file}` has SHA-256 {found}; the manifest says {expected}")]
+    /// A module's or data file's hash differs from the manifest's (mix-and-match defence, and a
+    /// tampered file).
+    #[error("`{file}` has SHA-256 {found}; the manifest says {expected}")]
     MixAndMatch {
         /// The file.
         file: String,
@@ -587,6 +661,8 @@ pub struct BundleContents {
     manifest_bytes: Vec<u8>,
     manifest_hash: String,
     modules: Vec<(RuleEntry, Vec<u8>)>,
+    engines: Vec<(EngineEntry, Vec<u8>)>,
+    packs: Vec<(PackEntry, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for BundleContents {
@@ -600,6 +676,14 @@ impl std::fmt::Debug for BundleContents {
                     .modules
                     .iter()
                     .map(|(e, _)| (&e.id, &e.version))
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "packs",
+                &self
+                    .packs
+                    .iter()
+                    .map(|(p, _)| (&p.id, p.rules.len()))
                     .collect::<Vec<_>>(),
             )
             .finish()
@@ -635,6 +719,41 @@ impl BundleContents {
     /// The rule entries with their module bytes, by value.
     pub fn into_modules(self) -> Vec<(RuleEntry, Vec<u8>)> {
         self.modules
+    }
+
+    /// Each engine entry with its module bytes, in manifest order.
+    pub fn engines(&self) -> &[(EngineEntry, Vec<u8>)] {
+        &self.engines
+    }
+
+    /// The module bytes of the engine whose SHA-256 is `sha256`, if the manifest lists it.
+    pub fn engine(&self, sha256: &str) -> Option<&[u8]> {
+        self.engines
+            .iter()
+            .find(|(e, _)| e.sha256 == sha256)
+            .map(|(_, bytes)| bytes.as_slice())
+    }
+
+    /// Each pack entry with its rule data, in manifest order.
+    pub fn packs(&self) -> &[(PackEntry, Vec<u8>)] {
+        &self.packs
+    }
+
+    /// Every file's bytes by its path in the bundle (`modules/…`, `data/…`), in manifest order.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        let modules = self
+            .modules
+            .iter()
+            .map(|(e, b)| (e.file.as_str(), b.as_slice()));
+        let engines = self
+            .engines
+            .iter()
+            .map(|(e, b)| (e.file.as_str(), b.as_slice()));
+        let packs = self
+            .packs
+            .iter()
+            .map(|(p, b)| (p.file.as_str(), b.as_slice()));
+        modules.chain(engines).chain(packs)
     }
 
     /// Whether the manifest has expired at `now_unix` (content already running keeps running; the
@@ -804,19 +923,30 @@ fn check_structure(
     // 7. Exactly the listed files.
     check_listing(dir, &files)?;
 
-    // 8. Each module: size, then hash.
+    // 8. Each module, engine and data file: size, then hash.
     let mut modules = Vec::with_capacity(manifest.rules.len());
     for entry in &manifest.rules {
-        let bytes = read_module(dir, entry)?;
-        let found = hex::encode(Sha256::digest(&bytes));
-        if found != entry.sha256 {
-            return Err(BundleError::MixAndMatch {
-                file: entry.file.clone(),
-                expected: entry.sha256.clone(),
-                found,
-            });
-        }
-        modules.push((entry.clone(), bytes));
+        modules.push((entry.clone(), read_listed(dir, &listed_rule(entry))?));
+    }
+    let mut engines = Vec::with_capacity(manifest.engines.len());
+    for entry in &manifest.engines {
+        let file = ListedFile {
+            file: &entry.file,
+            sha256: &entry.sha256,
+            size: entry.size,
+            owner: "engine",
+        };
+        engines.push((entry.clone(), read_listed(dir, &file)?));
+    }
+    let mut packs = Vec::with_capacity(manifest.packs.len());
+    for entry in &manifest.packs {
+        let file = ListedFile {
+            file: &entry.file,
+            sha256: &entry.sha256,
+            size: entry.size,
+            owner: &entry.id,
+        };
+        packs.push((entry.clone(), read_listed(dir, &file)?));
     }
 
     let manifest_hash = manifest_hash(&manifest).map_err(BundleError::Encode)?;
@@ -825,16 +955,34 @@ fn check_structure(
         manifest_bytes,
         manifest_hash,
         modules,
+        engines,
+        packs,
     })
 }
 
 /// Step 5: the manifest is for this runtime.
 fn check_compatibility(manifest: &Manifest) -> Result<(), BundleError> {
-    if manifest.format != MANIFEST_FORMAT {
+    if manifest.format != MANIFEST_FORMAT && manifest.format != MANIFEST_FORMAT_PACKS {
         return Err(BundleError::UnsupportedFormat {
             found: manifest.format,
-            expected: MANIFEST_FORMAT,
+            expected: MANIFEST_FORMAT_PACKS,
         });
+    }
+    if manifest.format == MANIFEST_FORMAT
+        && (!manifest.engines.is_empty() || !manifest.packs.is_empty())
+    {
+        return Err(BundleError::PacksNeedFormat2 {
+            format: manifest.format,
+        });
+    }
+    for engine in &manifest.engines {
+        if engine.abi_version != rulebox_sdk::abi::PACK_ABI_VERSION {
+            return Err(BundleError::EngineAbi {
+                file: quote(&engine.file),
+                found: engine.abi_version,
+                expected: rulebox_sdk::abi::PACK_ABI_VERSION,
+            });
+        }
     }
     if manifest.abi_version != rulebox_sdk::abi::ABI_VERSION {
         return Err(BundleError::UnsupportedAbi {
@@ -872,9 +1020,47 @@ fn check_entries<'m>(
     manifest: &'m Manifest,
     limits: &BundleLimits,
 ) -> Result<BTreeSet<&'m str>, BundleError> {
+    // Counts first: nothing below allocates or reads more than they allow.
+    let too_many = |what: &str, count: usize, max: usize| {
+        (count > max).then(|| BundleError::TooMany {
+            what: what.to_owned(),
+            count,
+            max,
+        })
+    };
+    let pack_rules = manifest
+        .packs
+        .iter()
+        .fold(0usize, |n, p| n.saturating_add(p.rules.len()));
+    if let Some(problem) = [
+        too_many("engines", manifest.engines.len(), MAX_ENGINES),
+        too_many("packs", manifest.packs.len(), MAX_PACKS),
+        too_many(
+            "rules",
+            manifest.rules.len().saturating_add(pack_rules),
+            MAX_MANIFEST_RULES,
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    {
+        return Err(problem);
+    }
     let mut ids = BTreeSet::new();
     let mut files = BTreeSet::new();
     let mut total: u64 = 0;
+    let mut add_size = |size: u64| {
+        total = total.saturating_add(size);
+        if total > limits.max_total_bytes {
+            Err(BundleError::BundleTooLarge {
+                total,
+                cap: limits.max_total_bytes,
+            })
+        } else {
+            Ok(())
+        }
+    };
     for entry in &manifest.rules {
         let rule_id = quote(&entry.id);
         if entry.id.is_empty() {
@@ -886,34 +1072,13 @@ fn check_entries<'m>(
         if !ids.insert(entry.id.as_str()) {
             return Err(BundleError::DuplicateRule { rule_id });
         }
-        if !is_sha256_hex(&entry.sha256) {
-            return Err(BundleError::InvalidEntry {
-                rule_id,
-                problem: format!(
-                    "sha256 `{}` is not 64 lowercase hex digits",
-                    quote(&entry.sha256)
-                ),
-            });
-        }
-        let expected = module_file_name(&entry.sha256);
-        if entry.file != expected {
-            return Err(BundleError::BadFileName {
-                rule_id,
-                file: quote(&entry.file),
-                expected,
-            });
-        }
-        if !files.insert(entry.file.as_str()) {
-            return Err(BundleError::DuplicateModule {
-                file: entry.file.clone(),
-            });
-        }
         if let Some(l) = &entry.limits {
             l.validate().map_err(|e| BundleError::InvalidEntry {
                 rule_id: rule_id.clone(),
                 problem: format!("invalid limits: {e}"),
             })?;
         }
+        check_module_file(rule_id, &entry.sha256, &entry.file, &mut files)?;
         if entry.size > limits.max_module_bytes {
             return Err(BundleError::ModuleTooLarge {
                 file: entry.file.clone(),
@@ -921,15 +1086,155 @@ fn check_entries<'m>(
                 cap: limits.max_module_bytes,
             });
         }
-        total = total.saturating_add(entry.size);
-        if total > limits.max_total_bytes {
-            return Err(BundleError::BundleTooLarge {
-                total,
-                cap: limits.max_total_bytes,
+        add_size(entry.size)?;
+    }
+    for engine in &manifest.engines {
+        check_module_file(
+            "engine".to_owned(),
+            &engine.sha256,
+            &engine.file,
+            &mut files,
+        )?;
+        if engine.size > limits.max_module_bytes {
+            return Err(BundleError::ModuleTooLarge {
+                file: engine.file.clone(),
+                size: engine.size,
+                cap: limits.max_module_bytes,
             });
         }
+        add_size(engine.size)?;
+    }
+    for pack in &manifest.packs {
+        check_pack(pack, limits)?;
+        if !manifest.engines.iter().any(|e| e.sha256 == pack.engine) {
+            return Err(BundleError::UnknownEngine {
+                pack_id: quote(&pack.id),
+                engine: quote(&pack.engine),
+            });
+        }
+        if !files.insert(pack.file.as_str()) {
+            return Err(BundleError::DuplicateModule {
+                file: pack.file.clone(),
+            });
+        }
+        for rule in &pack.rules {
+            if !ids.insert(rule.id.as_str()) {
+                return Err(BundleError::DuplicateRule {
+                    rule_id: quote(&rule.id),
+                });
+            }
+        }
+        add_size(pack.size)?;
+    }
+    if let Some(unused) = manifest
+        .engines
+        .iter()
+        .find(|e| !manifest.packs.iter().any(|p| p.engine == e.sha256))
+    {
+        return Err(BundleError::UnusedEngine {
+            file: unused.file.clone(),
+        });
     }
     Ok(files)
+}
+
+/// A module's or engine's hash text, its file name (exactly `modules/<sha256>.wasm`) and that no
+/// other entry lists the file; `owner` (quoted) names the entry in errors.
+fn check_module_file<'m>(
+    owner: String,
+    sha256: &str,
+    file: &'m str,
+    files: &mut BTreeSet<&'m str>,
+) -> Result<(), BundleError> {
+    if !is_sha256_hex(sha256) {
+        return Err(BundleError::InvalidEntry {
+            rule_id: owner,
+            problem: format!("sha256 `{}` is not 64 lowercase hex digits", quote(sha256)),
+        });
+    }
+    let expected = module_file_name(sha256);
+    if file != expected {
+        return Err(BundleError::BadFileName {
+            rule_id: owner,
+            file: quote(file),
+            expected,
+        });
+    }
+    if !files.insert(file) {
+        return Err(BundleError::DuplicateModule {
+            file: file.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// One pack entry on its own: identity, hash text, file name, data size, its rules and limits.
+fn check_pack(pack: &PackEntry, limits: &BundleLimits) -> Result<(), BundleError> {
+    let pack_id = quote(&pack.id);
+    let invalid = |problem: String| BundleError::InvalidPack {
+        pack_id: pack_id.clone(),
+        problem,
+    };
+    if pack.id.is_empty() {
+        return Err(invalid("the pack id is empty".to_owned()));
+    }
+    if pack.version.is_empty() {
+        return Err(invalid("the pack version is empty".to_owned()));
+    }
+    for (what, hash) in [("sha256", &pack.sha256), ("engine", &pack.engine)] {
+        if !is_sha256_hex(hash) {
+            return Err(invalid(format!(
+                "{what} `{}` is not 64 lowercase hex digits",
+                quote(hash)
+            )));
+        }
+    }
+    let expected = data_file_name(&pack.sha256);
+    if pack.file != expected {
+        return Err(BundleError::BadFileName {
+            rule_id: pack_id,
+            file: quote(&pack.file),
+            expected,
+        });
+    }
+    if pack.size > limits.max_data_bytes {
+        return Err(BundleError::DataTooLarge {
+            pack_id,
+            file: pack.file.clone(),
+            size: pack.size,
+            cap: limits.max_data_bytes,
+        });
+    }
+    if pack.rules.is_empty() {
+        return Err(invalid("the pack lists no rules".to_owned()));
+    }
+    if pack.rules.len() > crate::pack::MAX_PACK_RULES {
+        return Err(BundleError::TooMany {
+            what: format!("rules in pack `{pack_id}`"),
+            count: pack.rules.len(),
+            max: crate::pack::MAX_PACK_RULES,
+        });
+    }
+    if let Some(l) = &pack.limits {
+        l.validate()
+            .map_err(|e| invalid(format!("invalid limits: {e}")))?;
+    }
+    for rule in &pack.rules {
+        if rule.id.is_empty() || rule.version.is_empty() {
+            return Err(invalid(format!(
+                "a rule with an empty id or version (`{}` `{}`)",
+                quote(&rule.id),
+                quote(&rule.version)
+            )));
+        }
+        if let Some(l) = &rule.limits {
+            l.validate().map_err(|e| BundleError::InvalidEntry {
+                rule_id: quote(&rule.id),
+                problem: format!("invalid limits: {e}"),
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Steps 1 and 2 of [`verify_bundle`]: reads `dir/manifest.json` (capped) and checks its signatures
@@ -980,15 +1285,17 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
     }
 }
 
-/// The bundle folder holds `manifest.json`, `modules/` and, in `modules/`, exactly the listed files.
+/// The bundle folder holds `manifest.json`, `modules/`, `data/` and, in those folders, exactly the
+/// listed files.
 fn check_listing(dir: &Path, files: &BTreeSet<&str>) -> Result<(), BundleError> {
-    let mut has_modules = false;
+    let mut folders = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
         let entry = entry.map_err(io_error(dir))?;
         let name = entry.file_name();
         match name.to_str() {
             Some("manifest.json") => {}
-            Some("modules") => has_modules = true,
+            Some("modules") => folders.push("modules"),
+            Some("data") => folders.push("data"),
             _ => {
                 return Err(BundleError::ExtraFile {
                     path: quote(&name.to_string_lossy()),
@@ -996,62 +1303,85 @@ fn check_listing(dir: &Path, files: &BTreeSet<&str>) -> Result<(), BundleError> 
             }
         }
     }
-    if !has_modules {
-        return match files.first() {
-            Some(file) => Err(BundleError::MissingModule {
-                file: (*file).to_owned(),
-            }),
-            None => Ok(()),
-        };
+    // A listed file whose folder is absent is missing.
+    if let Some(file) = files.iter().find(|f| {
+        !folders
+            .iter()
+            .any(|folder| f.strip_prefix(folder).is_some_and(|r| r.starts_with('/')))
+    }) {
+        return Err(BundleError::MissingModule {
+            file: (*file).to_owned(),
+        });
     }
-    let modules_dir = dir.join("modules");
-    let meta = std::fs::symlink_metadata(&modules_dir).map_err(io_error(&modules_dir))?;
-    if !meta.file_type().is_dir() {
-        return Err(BundleError::NotAFile { path: modules_dir });
-    }
-    for entry in std::fs::read_dir(&modules_dir).map_err(io_error(&modules_dir))? {
-        let entry = entry.map_err(io_error(&modules_dir))?;
-        let name = entry.file_name();
-        let listed = name
-            .to_str()
-            .is_some_and(|n| files.contains(format!("modules/{n}").as_str()));
-        if !listed {
-            return Err(BundleError::ExtraFile {
-                path: format!("modules/{}", quote(&name.to_string_lossy())),
-            });
+    for folder in folders {
+        let path = dir.join(folder);
+        let meta = std::fs::symlink_metadata(&path).map_err(io_error(&path))?;
+        if !meta.file_type().is_dir() {
+            return Err(BundleError::NotAFile { path });
+        }
+        for entry in std::fs::read_dir(&path).map_err(io_error(&path))? {
+            let entry = entry.map_err(io_error(&path))?;
+            let name = entry.file_name();
+            let listed = name
+                .to_str()
+                .is_some_and(|n| files.contains(format!("{folder}/{n}").as_str()));
+            if !listed {
+                return Err(BundleError::ExtraFile {
+                    path: format!("{folder}/{}", quote(&name.to_string_lossy())),
+                });
+            }
         }
     }
     Ok(())
 }
 
-/// Reads one module: must exist, be a regular file, and be exactly `entry.size` bytes (the read is
-/// capped at that size, checked before reading).
-fn read_module(dir: &Path, entry: &RuleEntry) -> Result<Vec<u8>, BundleError> {
-    // `entry.file` was checked to be `modules/<64 hex>.wasm`: no traversal is possible.
-    let path = dir.join(&entry.file);
+/// A rule entry as a listed file.
+fn listed_rule(entry: &RuleEntry) -> ListedFile<'_> {
+    ListedFile {
+        file: &entry.file,
+        sha256: &entry.sha256,
+        size: entry.size,
+        owner: &entry.id,
+    }
+}
+
+/// Reads one listed file: it must exist, be a regular file, be exactly `file.size` bytes (the read
+/// is capped at that size, checked before reading) and have the listed SHA-256.
+fn read_listed(dir: &Path, file: &ListedFile<'_>) -> Result<Vec<u8>, BundleError> {
+    // `file.file` was checked to be `modules/<64 hex>.wasm` or `data/<64 hex>.rules`: no
+    // traversal is possible.
+    let path = dir.join(file.file);
     let size_mismatch = |found: u64| BundleError::SizeMismatch {
-        file: entry.file.clone(),
-        expected: entry.size,
+        file: file.file.to_owned(),
+        expected: file.size,
         found,
     };
-    match read_capped(&path, entry.size) {
+    let bytes = match read_capped(&path, file.size) {
         Ok(bytes) => {
             let found = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-            if found == entry.size {
-                Ok(bytes)
-            } else {
-                Err(size_mismatch(found))
+            if found != file.size {
+                return Err(size_mismatch(found));
             }
+            bytes
         }
-        Err(CappedReadError::TooLarge { size }) => Err(size_mismatch(size)),
-        Err(CappedReadError::NotAFile) => Err(BundleError::NotAFile { path }),
+        Err(CappedReadError::TooLarge { size }) => return Err(size_mismatch(size)),
+        Err(CappedReadError::NotAFile) => return Err(BundleError::NotAFile { path }),
         Err(CappedReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
-            Err(BundleError::MissingModule {
-                file: entry.file.clone(),
-            })
+            return Err(BundleError::MissingModule {
+                file: file.file.to_owned(),
+            });
         }
-        Err(CappedReadError::Io(e)) => Err(io_error(&path)(e)),
+        Err(CappedReadError::Io(e)) => return Err(io_error(&path)(e)),
+    };
+    let found = hex::encode(Sha256::digest(&bytes));
+    if found != file.sha256 {
+        return Err(BundleError::MixAndMatch {
+            file: file.file.to_owned(),
+            expected: file.sha256.to_owned(),
+            found,
+        });
     }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -1061,7 +1391,7 @@ mod tests {
     use ed25519_dalek::Signer;
 
     use super::*;
-    use crate::content::format::{CONTEXT_ROOT, Signable};
+    use crate::content::format::{CONTEXT_ROOT, PackRuleEntry, Signable};
     use crate::content::testutil::*;
 
     fn verify(
@@ -1311,7 +1641,7 @@ mod tests {
                 "99.0.0 or later",
             ),
             (Box::new(|m| m.min_runtime = "latest".into()), "`latest`"),
-            (Box::new(|m| m.format = 2), "format 2"),
+            (Box::new(|m| m.format = 3), "format 3"),
         ];
         for (change, text) in cases {
             let mut m = manifest.clone();
@@ -1328,7 +1658,7 @@ mod tests {
                 "`latest`" => assert!(matches!(err, BundleError::BadMinRuntime { .. })),
                 _ => assert!(matches!(
                     err,
-                    BundleError::UnsupportedFormat { found: 2, .. }
+                    BundleError::UnsupportedFormat { found: 3, .. }
                 )),
             }
         }
@@ -1531,6 +1861,190 @@ mod tests {
             verify(dir.path(), &root, None),
             Err(BundleError::Io { .. })
         ));
+    }
+
+    const DATA: &[u8] = b"RBSG rule data of two rules";
+
+    /// A format-2 bundle of release 5 with one pack, signed by key 1, under a root of key 1.
+    fn pack_setup() -> (tempfile::TempDir, Root, Manifest) {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = pack_bundle(dir.path(), 5, DATA, &[&key(1)]);
+        (dir, root(1, &[&key(1)], 1), manifest)
+    }
+
+    #[test]
+    fn a_bundle_with_a_pack_verifies_with_its_engine_and_rule_data() {
+        let (dir, root, manifest) = pack_setup();
+        let bundle = verify(dir.path(), &root, Some(4)).unwrap();
+        assert_eq!(bundle.manifest(), &manifest);
+        assert_eq!(bundle.modules().len(), 3);
+        assert_eq!(bundle.engines().len(), 1);
+        assert_eq!(bundle.engines()[0].1, ENGINE);
+        assert_eq!(bundle.packs().len(), 1);
+        assert_eq!(bundle.packs()[0].1, DATA);
+        assert_eq!(bundle.engine(&manifest.packs[0].engine), Some(ENGINE));
+        let files: Vec<&str> = bundle.files().map(|(f, _)| f).collect();
+        assert_eq!(files.len(), 5);
+        assert!(files.contains(&manifest.packs[0].file.as_str()));
+        // The structure step reads it too (what the release gate uses).
+        check_bundle_structure(dir.path(), &BundleLimits::default()).unwrap();
+    }
+
+    #[test]
+    fn a_manifest_without_packs_keeps_its_format_1_canonical_bytes() {
+        let m = manifest(5, &modules());
+        let text = String::from_utf8(signing_bytes(&m).unwrap()).unwrap();
+        assert!(
+            !text.contains("engines") && !text.contains("packs"),
+            "{text}"
+        );
+        let back: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_tampered_or_resized_data_file_an_extra_one_and_a_missing_one_are_refused_by_name() {
+        let (dir, root, manifest) = pack_setup();
+        let pack = &manifest.packs[0];
+        let data_path = dir.path().join(&pack.file);
+
+        // Tampered: the same size, other bytes.
+        let mut tampered = DATA.to_vec();
+        tampered[0] ^= 1;
+        std::fs::write(&data_path, &tampered).unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::MixAndMatch { file, .. } if *file == pack.file),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&pack.file), "{err}");
+
+        // Truncated and padded.
+        std::fs::write(&data_path, &DATA[..DATA.len() - 1]).unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::SizeMismatch { file, found, .. }
+                if *file == pack.file && *found == DATA.len() as u64 - 1),
+            "{err}"
+        );
+        std::fs::write(&data_path, [DATA, b"x"].concat()).unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(matches!(err, BundleError::SizeMismatch { .. }), "{err}");
+        std::fs::write(&data_path, DATA).unwrap();
+        verify(dir.path(), &root, None).unwrap();
+
+        // An unlisted data file.
+        let extra = dir.path().join(format!("data/{}.rules", "0".repeat(64)));
+        std::fs::write(&extra, b"more rules").unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::ExtraFile { path } if path.starts_with("data/")),
+            "{err}"
+        );
+        std::fs::remove_file(&extra).unwrap();
+
+        // The data folder gone.
+        std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+        let err = verify(dir.path(), &root, None).unwrap_err();
+        assert!(
+            matches!(&err, BundleError::MissingModule { file } if *file == pack.file),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pack_entries_are_checked_before_any_file_is_read() {
+        let (dir, root, manifest) = pack_setup();
+        let refused = |edit: &dyn Fn(&mut Manifest)| {
+            let mut m = manifest.clone();
+            edit(&mut m);
+            rewrite(dir.path(), &m);
+            verify(dir.path(), &root, None).unwrap_err()
+        };
+        // Data for an engine the manifest does not list.
+        let err = refused(&|m| m.packs[0].engine = "e".repeat(64));
+        assert!(
+            matches!(&err, BundleError::UnknownEngine { pack_id, .. } if pack_id == "pack"),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&"e".repeat(64)), "{err}");
+        // An engine no pack uses.
+        let err = refused(&|m| {
+            let mut other = m.engines[0].clone();
+            other.sha256 = "f".repeat(64);
+            other.file = module_file_name(&other.sha256);
+            m.engines.push(other);
+        });
+        assert!(matches!(err, BundleError::UnusedEngine { .. }), "{err}");
+        // Packs in a format-1 manifest.
+        let err = refused(&|m| m.format = MANIFEST_FORMAT);
+        assert!(
+            matches!(err, BundleError::PacksNeedFormat2 { format: 1 }),
+            "{err}"
+        );
+        let err = refused(&|m| m.format = 3);
+        assert!(
+            matches!(err, BundleError::UnsupportedFormat { found: 3, .. }),
+            "{err}"
+        );
+        // An engine of another ABI.
+        let err = refused(&|m| m.engines[0].abi_version = 2);
+        assert!(
+            matches!(err, BundleError::EngineAbi { found: 2, .. }),
+            "{err}"
+        );
+        // A data file name that is not data/<sha256>.rules.
+        let err = refused(&|m| m.packs[0].file = "../data.rules".into());
+        assert!(matches!(err, BundleError::BadFileName { .. }), "{err}");
+        // Over the data cap (the file on disk is small: the manifest's size is refused first).
+        let err = refused(&|m| m.packs[0].size = (16 << 20) + 1);
+        assert!(
+            matches!(err, BundleError::DataTooLarge { size, .. } if size == (16 << 20) + 1),
+            "{err}"
+        );
+        // A rule id in a pack that a module has, or that appears twice.
+        let err = refused(&|m| m.packs[0].rules[0].id = m.rules[0].id.clone());
+        assert!(matches!(err, BundleError::DuplicateRule { .. }), "{err}");
+        let err = refused(&|m| m.packs[0].rules[1].id = "p1".into());
+        assert!(matches!(err, BundleError::DuplicateRule { .. }), "{err}");
+        // No rules, an empty version, invalid rule limits.
+        let err = refused(&|m| m.packs[0].rules.clear());
+        assert!(err.to_string().contains("lists no rules"), "{err}");
+        let err = refused(&|m| m.packs[0].rules[0].version.clear());
+        assert!(matches!(err, BundleError::InvalidPack { .. }), "{err}");
+        let err = refused(&|m| {
+            m.packs[0].rules[0].limits = Some(crate::Limits {
+                deadline_ms: 0,
+                ..crate::Limits::default()
+            })
+        });
+        assert!(err.to_string().contains("deadline_ms"), "{err}");
+        // Counts over their bounds.
+        let err = refused(&|m| {
+            let rule = m.packs[0].rules[0].clone();
+            m.packs[0].rules = (0..=crate::pack::MAX_PACK_RULES)
+                .map(|i| PackRuleEntry {
+                    id: format!("r{i}"),
+                    ..rule.clone()
+                })
+                .collect();
+        });
+        assert!(
+            matches!(&err, BundleError::TooMany { count, .. } if *count == crate::pack::MAX_PACK_RULES + 1),
+            "{err}"
+        );
+        // Two packs of one data file.
+        let err = refused(&|m| {
+            let mut again = m.packs[0].clone();
+            again.id = "again".into();
+            again.rules = vec![PackRuleEntry {
+                id: "p3".into(),
+                version: "1".into(),
+                limits: None,
+            }];
+            m.packs.push(again);
+        });
+        assert!(matches!(err, BundleError::DuplicateModule { .. }), "{err}");
     }
 
     #[cfg(unix)]
