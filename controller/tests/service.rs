@@ -253,7 +253,9 @@ fn good_release_reaches_every_ring_in_order(db: Db) {
         Behaviour::Healthy,
         &mut seen,
         |v| phase(v) == "complete",
-        Duration::from_secs(60),
+        // A liveness bound, not a speed target: about 12 s on an idle machine, several times
+        // that with every core busy.
+        Duration::from_secs(180),
     );
     // Every host took it and confirmed GOOD; every ring opened once, in order.
     let rings = v["status"]["rings"].as_array().unwrap();
