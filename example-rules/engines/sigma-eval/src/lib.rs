@@ -33,6 +33,7 @@
 //!     condition: Expr::Check { field: 0, check: Check::Exists(true) },
 //!     report: vec![],
 //!     gate: None,
+//!     needs: vec![],
 //! };
 //! let mut eval = Evaluator::new(program).unwrap();
 //! let mut body = ProcessStart::default();
@@ -49,7 +50,9 @@ mod eval;
 mod fold;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+mod literal_set;
 mod pack;
+mod prefilter;
 mod program;
 
 pub use dfa::{
@@ -57,10 +60,13 @@ pub use dfa::{
 };
 pub use eval::Evaluator;
 pub use fold::{fold_case, fold_char};
+pub use literal_set::LiteralSet;
 pub use pack::{
-    HEADER_MAGIC, PACK_ID, RECORD_MAGIC, SigmaPack, push_header, push_record, records, split_data,
+    HEADER_MAGIC, OPTION_NO_PREFILTER, OPTIONS_MAGIC, PACK_ID, RECORD_MAGIC, SigmaPack,
+    push_header, push_options, push_record, records, split_data, split_data_with_options,
 };
+pub use prefilter::{MAX_SCANNED_BYTES, Prefilter};
 pub use program::{
-    Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, NumOp, Program,
+    Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, Need, NumOp, Program,
     ProgramError, RefOp, Scan,
 };
