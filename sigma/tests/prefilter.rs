@@ -96,7 +96,11 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { self.next() as usize % n }
+        if n == 0 {
+            0
+        } else {
+            usize::try_from(self.next() % u64::try_from(n).unwrap_or(1)).unwrap_or(0)
+        }
     }
 }
 

@@ -38,7 +38,9 @@ const FOLD: [u8; 256] = {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = (i as u8).to_ascii_lowercase();
+        #[allow(clippy::cast_possible_truncation, reason = "i < 256")]
+        let b = i as u8;
+        t[i] = b.to_ascii_lowercase();
         i += 1;
     }
     t
@@ -264,11 +266,12 @@ mod tests {
     /// The literals of `lits` in `text`, by plain search.
     fn naive(lits: &[&str], text: &str) -> Vec<u32> {
         let t = text.to_ascii_lowercase();
-        (0..lits.len() as u32)
+        (0..lits.len())
             .filter(|&i| {
-                let l = lits[i as usize].to_ascii_lowercase();
+                let l = lits[i].to_ascii_lowercase();
                 l.len() >= MIN_LITERAL && t.contains(&l)
             })
+            .filter_map(|i| u32::try_from(i).ok())
             .collect()
     }
 
@@ -333,16 +336,20 @@ mod tests {
                 seed = seed
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                let pick = (seed >> 33) as usize;
+                let pick = usize::try_from(seed >> 33).unwrap_or(0);
                 let piece = refs[pick % refs.len()];
-                let cut = (seed >> 20) as usize % (piece.len() + 1);
-                let piece = if pick % 3 == 0 { &piece[..cut] } else { piece };
-                if pick % 2 == 0 {
+                let cut = usize::try_from(seed >> 20).unwrap_or(0) % (piece.len() + 1);
+                let piece = if pick.is_multiple_of(3) {
+                    &piece[..cut]
+                } else {
+                    piece
+                };
+                if pick.is_multiple_of(2) {
                     text.push_str(&piece.to_ascii_uppercase());
                 } else {
                     text.push_str(piece);
                 }
-                text.push(if pick % 5 == 0 { ' ' } else { '\\' });
+                text.push(if pick.is_multiple_of(5) { ' ' } else { '\\' });
             }
             let want: Vec<u32> = naive(&refs, &text)
                 .into_iter()

@@ -93,8 +93,11 @@ pub fn split_data(data: &[u8]) -> Result<(Option<&str>, Vec<&[u8]>), PackError> 
     Ok((id, programs))
 }
 
+/// What [`split_data_with_options`] finds: the pack id, the option flags, the programs.
+pub type SplitData<'a> = (Option<&'a str>, u8, Vec<&'a [u8]>);
+
 /// [`split_data`], and the option flags (0 without an options frame).
-pub fn split_data_with_options(data: &[u8]) -> Result<(Option<&str>, u8, Vec<&[u8]>), PackError> {
+pub fn split_data_with_options(data: &[u8]) -> Result<SplitData<'_>, PackError> {
     let mut id = None;
     let mut rest = data;
     if rest.starts_with(&HEADER_MAGIC) {
