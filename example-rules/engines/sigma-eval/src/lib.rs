@@ -11,7 +11,10 @@
 //! the sandbox, the pack decodes and checks each program once and evaluates it with an
 //! [`Evaluator`] on every event, each rule under its own budget, reading only
 //! the fields the program tests from the host's encoding (`rulebox_sdk::EventView`) and scanning
-//! each at most once per automaton; the host never interprets rule data.
+//! each at most once per automaton; the host never interprets rule data. Before any rule runs on
+//! an event, the pack's cross-rule [`Prefilter`] (built at load from every program's
+//! [`Program::needs`], matched by one [`LiteralSet`] per field) names the rules that can match it,
+//! and only those run.
 //!
 //! The same source runs natively (tests, benchmarks):
 //!
