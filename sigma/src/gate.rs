@@ -93,7 +93,7 @@ pub fn need(node: &Node) -> Option<Need> {
 }
 
 /// A text every match of `pattern` contains.
-fn required(pattern: &Pattern) -> Option<String> {
+pub(crate) fn required(pattern: &Pattern) -> Option<String> {
     let text = match pattern {
         Pattern::Literal { text, .. } => text.clone(),
         Pattern::Glob { parts, .. } => parts

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use regex_syntax::hir::{Hir, HirKind, Repetition};
-use rulebox_sigma_eval::{Check as EvalCheck, Expr, FieldSpec, Gate, Scan};
+use rulebox_sigma_eval::{Check as EvalCheck, Expr, FieldSpec, Gate, Need, Scan};
 
 use crate::SigmaError;
 use crate::automaton::{BuildError, Mode, build};
@@ -41,6 +41,8 @@ pub struct Lowered {
     pub report: Vec<u16>,
     /// The scan of the literals the condition needs, when it is worth a pass of its own.
     pub gate: Option<Gate>,
+    /// The literals the condition needs, for the pack's prefilter (empty: none can be named).
+    pub needs: Vec<Vec<Need>>,
 }
 
 /// Where one text test ended up.
@@ -78,6 +80,7 @@ pub fn lower(
         .map(|name| l.field(name))
         .collect::<Result<_, _>>()?;
     let gate = l.gate(condition, &mut scans)?;
+    let needs = l.needs(condition)?;
     Ok(Lowered {
         fields: l.fields,
         scans,
@@ -85,6 +88,7 @@ pub fn lower(
         condition: condition_expr,
         report,
         gate,
+        needs,
     })
 }
 
@@ -148,6 +152,26 @@ impl Lowerer {
             }
             Node::True | Node::False | Node::Kind(_) | Node::Check { .. } => {}
         }
+    }
+
+    /// What `condition` needs (see [`crate::needs`]), for the pack's cross-rule prefilter.
+    fn needs(&mut self, condition: &Node) -> Result<Vec<Vec<Need>>, SigmaError> {
+        let Some(clauses) = crate::needs::needs(condition) else {
+            return Ok(Vec::new());
+        };
+        clauses
+            .into_iter()
+            .map(|c| {
+                c.into_iter()
+                    .map(|(name, text)| {
+                        Ok(Need {
+                            field: self.field(&name)?,
+                            text,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// The gate of `condition` (see [`crate::gate`]): a scan of the few literals it needs on one

@@ -11,7 +11,9 @@
 //! is one instance of the engine, whose memory holds its data about twice (the input buffer it
 //! was handed, and the evaluators built from it), within the default 16 MiB memory cap.
 
-use rulebox_sigma_eval::{Program, push_header, push_record};
+use rulebox_sigma_eval::{
+    OPTION_NO_PREFILTER, Program, push_header, push_options, push_record, split_data_with_options,
+};
 
 use crate::SigmaError;
 use crate::module::MAX_PROGRAM_BYTES;
@@ -79,6 +81,22 @@ pub fn split_packs(records: &[Vec<u8>], base: &str, max_bytes: usize) -> Vec<(St
         .collect()
 }
 
+/// The same pack's rule data with the engine's cross-rule prefilter switched off (every rule of
+/// an event's kind runs on it): for tests and benchmarks that compare the two.
+pub fn without_prefilter(data: &[u8]) -> Result<Vec<u8>, SigmaError> {
+    let (id, _, programs) = split_data_with_options(data)
+        .map_err(|e| SigmaError::Evaluator(format!("the rule data does not split: {e}")))?;
+    let mut out = Vec::with_capacity(data.len() + 16);
+    if let Some(id) = id {
+        push_header(&mut out, id);
+    }
+    push_options(&mut out, OPTION_NO_PREFILTER);
+    for p in programs {
+        push_record(&mut out, p);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +123,11 @@ mod tests {
             })
             .collect();
         assert_eq!(sizes, [vec![5, 5], vec![20], vec![1, 1]]);
+        let off = without_prefilter(&packs[0].1).unwrap();
+        let (id, flags, programs) = split_data_with_options(&off).unwrap();
+        assert_eq!(
+            (id, flags, programs.len()),
+            (Some("sigma-01"), OPTION_NO_PREFILTER, 2)
+        );
     }
 }

@@ -166,6 +166,7 @@ pub fn compile(yaml: &str) -> Result<Program<'static>, SigmaError> {
         condition: lowered.condition,
         report: lowered.report,
         gate: lowered.gate,
+        needs: lowered.needs,
     })
 }
 

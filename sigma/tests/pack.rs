@@ -1,9 +1,11 @@
 //! Compiled Sigma rules as the rule data of one engine module: loading, a one-rule update as a
-//! data load (the engine is compiled once), and detections before and after it.
+//! data load (the engine is compiled once), and detections before and after it; the engine's
+//! cross-rule prefilter in the sandbox, on the pack's own budget.
 
 use rulebox_example_artifacts::SIGMA_EVAL;
 use rulebox_runtime::{Outcome, RuleSet, Runtime, RuntimeConfig, Upsert};
 use rulebox_sdk::{Event, EventData, ProcessStart};
+use rulebox_validate::events::{at_cap, boundary};
 
 fn rule(id: &str, version: &str, image: &str) -> rulebox_sigma::Program<'static> {
     rulebox_sigma::compile(&format!(
@@ -79,5 +81,133 @@ fn updating_one_sigma_rule_of_a_pack_is_a_data_load_into_the_engine_compiled_onc
             .unwrap();
         assert_eq!(ids(&out), [A]);
         assert!(set.records().is_empty(), "nothing was refused");
+    });
+}
+
+/// The recorded corpus's rules, compiled (`None`, saying so, when the corpus is absent).
+fn recorded_corpus() -> Option<(Vec<rulebox_sigma::Program<'static>>, Vec<Event<'static>>)> {
+    let dir = match std::env::var_os("RULEBOX_SIGMA_CORPUS") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/sigma"),
+    };
+    let cases = rulebox_sigma::cases::load_cases(&dir.join("cases")).ok()?;
+    let mut ids = std::collections::HashSet::new();
+    let mut programs = Vec::new();
+    let mut events = Vec::new();
+    for case in cases {
+        if let Ok(p) = case.program
+            && ids.insert(p.id.clone())
+        {
+            programs.push(p);
+        }
+        events.extend(case.events.into_iter().flatten());
+    }
+    Some((programs, events))
+}
+
+/// Every detection of a batch: (event, rule id, title).
+fn batch_ids(out: &rulebox_runtime::BatchOutcome) -> Vec<(usize, String, String)> {
+    (0..out.len())
+        .flat_map(|i| {
+            out.get(i)
+                .and_then(|o| o.ok())
+                .map(|o| {
+                    o.detections
+                        .iter()
+                        .map(|d| (i, d.rule.id.clone(), d.detection.title.to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn the_prefilter_runs_within_half_the_packs_own_budget_at_the_cap_and_changes_no_detection() {
+    let Some((programs, corpus)) = recorded_corpus() else {
+        eprintln!(
+            "SKIPPED: no Sigma corpus (set RULEBOX_SIGMA_CORPUS or put it at ../shared/corpus/sigma)"
+        );
+        return;
+    };
+    // The pack's own budget (the prefilter's) at half the default; every rule keeps the default.
+    let mut config = RuntimeConfig::default();
+    let half = rulebox_runtime::Limits {
+        fuel_per_event: config.limits.fuel_per_event / 2,
+        ..config.limits.clone()
+    };
+    config.rules.insert("sigma-01".into(), half);
+    for p in &programs {
+        config.rules.insert(p.id.clone(), config.limits.clone());
+    }
+    let runtime = Runtime::new(config.clone()).unwrap();
+    let engine = runtime.compile(SIGMA_EVAL.bytes, "sigma.wasm").unwrap();
+    let records: Vec<Vec<u8>> = programs
+        .iter()
+        .map(|p| rulebox_sigma::rule_record(p).unwrap())
+        .collect();
+    let packs = rulebox_sigma::split_packs(&records, "sigma", usize::MAX);
+    assert_eq!(packs.len(), 1);
+    let data = packs[0].1.clone();
+    let off = rulebox_sigma::without_prefilter(&data).unwrap();
+    // Every kind's boundary events at the default cap, and each field the rules read at the cap.
+    let mut names: Vec<&str> = programs
+        .iter()
+        .flat_map(|p| {
+            p.fields
+                .iter()
+                .flat_map(|f| f.names.iter().map(String::as_str))
+        })
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut edges: Vec<Event<'static>> = Vec::new();
+    for kind in rulebox_sdk::EventKind::ALL {
+        edges.extend(boundary(*kind, &config).into_iter().map(|e| e.event));
+        edges.extend(at_cap(*kind, &names, &config).into_iter().map(|e| e.event));
+    }
+    let rt = runtime.clone();
+    runtime.run_sandboxed(move |thread| {
+        let mut with = RuleSet::new(&rt);
+        with.add_module(thread, &engine, &data, None).unwrap();
+        let mut without = RuleSet::new(&rt);
+        without.add_module(thread, &engine, &off, None).unwrap();
+        let mut a = rulebox_runtime::BatchOutcome::default();
+        let mut b = rulebox_runtime::BatchOutcome::default();
+        let runs = |o: &rulebox_runtime::BatchOutcome| -> u64 {
+            (0..o.len())
+                .filter_map(|i| o.get(i).and_then(|r| r.ok()))
+                .map(|o| u64::from(o.rules_run))
+                .sum()
+        };
+        for (what, events) in [("corpus", &corpus), ("at the cap", &edges)] {
+            let (mut ran_with, mut ran_without) = (0, 0);
+            for chunk in events.chunks(16) {
+                with.process_batch(thread, chunk, &mut a);
+                without.process_batch(thread, chunk, &mut b);
+                assert_eq!(
+                    (with.stats().pack_strikes, with.stats().rules_missed),
+                    (0, 0),
+                    "{what}: the prefilter ran out of the pack's half budget"
+                );
+                assert_eq!(batch_ids(&a), batch_ids(&b), "{what}: detections differ");
+                ran_with += runs(&a);
+                ran_without += runs(&b);
+            }
+            eprintln!(
+                "{what}: {} events, rules run {ran_with} with the prefilter, {ran_without} without",
+                events.len()
+            );
+            assert!(
+                ran_with < ran_without,
+                "{what}: the prefilter left out no rule ({ran_with} of {ran_without} run)"
+            );
+            assert_eq!(
+                (with.stats().pack_strikes, with.stats().rules_missed),
+                (0, 0),
+                "{what}: the prefilter ran out of the pack's half budget"
+            );
+        }
+        assert!(with.records().is_empty(), "{:?}", with.records());
     });
 }

@@ -13,10 +13,10 @@ use rulebox_sdk::{Detections, Event, EventKind, EventKinds, EventView, Severity,
 
 use crate::dfa::{Automaton, ScanState};
 use crate::fold::fold_case;
-use crate::program::{Check, Expr, FieldSpec, Gate, NumOp, Program, ProgramError, RefOp};
+use crate::program::{Check, Expr, FieldSpec, Gate, Need, NumOp, Program, ProgramError, RefOp};
 
 /// The number of event kinds (the slot table's width).
-const KINDS: usize = EventKind::ALL.len();
+pub(crate) const KINDS: usize = EventKind::ALL.len();
 
 /// No body slot.
 const NO_SLOT: u8 = u8::MAX;
@@ -46,6 +46,7 @@ struct Compiled<'a> {
     condition: Expr,
     report: Vec<u16>,
     gate: Option<Gate>,
+    needs: Vec<Vec<Need>>,
 }
 
 #[derive(Debug, Clone)]
@@ -123,22 +124,7 @@ impl<'a> Evaluator<'a> {
 
     /// An evaluator for a checked `program`, its automata's byte rows within `budget` bytes.
     fn prepare_within(program: Program<'a>, budget: &mut usize) -> Evaluator<'a> {
-        let slots = program
-            .fields
-            .iter()
-            .map(|f| {
-                let mut row = [NO_SLOT; KINDS];
-                if let Some(name) = f.names.first() {
-                    for kind in EventKind::ALL {
-                        let slot = rulebox_sdk::EventData::layout_of(*kind).slot(name);
-                        if let Some(slot) = slot.and_then(|s| u8::try_from(s).ok()) {
-                            row[*kind as usize] = slot;
-                        }
-                    }
-                }
-                row
-            })
-            .collect();
+        let slots = program.fields.iter().map(slot_row).collect();
         let mut scans = Vec::with_capacity(program.scans.len());
         let mut state = State::default();
         for scan in program.scans {
@@ -170,6 +156,7 @@ impl<'a> Evaluator<'a> {
                 condition: program.condition,
                 report: program.report,
                 gate: program.gate,
+                needs: program.needs,
             },
             state,
         }
@@ -198,6 +185,16 @@ impl<'a> Evaluator<'a> {
     /// The event kinds the rule subscribes to.
     pub fn kinds(&self) -> EventKinds {
         self.program.kinds
+    }
+
+    /// The fields the program reads.
+    pub fn fields(&self) -> &[FieldSpec] {
+        &self.program.fields
+    }
+
+    /// What an event must contain for the rule to match ([`Program::needs`]).
+    pub fn needs(&self) -> &[Vec<Need>] {
+        &self.program.needs
     }
 
     /// Whether the rule matches `event` (its kind included), read in place as the host encoded it.
@@ -345,52 +342,12 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
         v
     }
 
-    /// A body slot's value, unless it holds its default.
-    fn body(&self, slot: usize) -> Option<Val<'e>> {
-        let view = self.view;
-        if slot < view.layout().texts {
-            return view
-                .text_bytes(slot)
-                .filter(|b| !b.is_empty())
-                .map(Val::Text);
-        }
-        match view.slot_value(slot)? {
-            Value::Int(n) if n != 0 => Some(Val::Int(n)),
-            Value::Bool(true) => Some(Val::Bool(true)),
-            _ => None,
-        }
-    }
-
     /// The field's value with exactly the meaning of `EventView::field`, for each of the field's
     /// names in turn: a body field that holds a value, else the first extra field of that name,
     /// else the body field's default, else a header field. Text is not checked as UTF-8.
     fn resolve(&self, f: u16) -> Option<Val<'e>> {
-        let view = self.view;
-        let spec = &self.program.fields[usize::from(f)];
-        for (n, name) in spec.names.iter().enumerate() {
-            let slot = if n == 0 {
-                let s = self.program.slots[usize::from(f)][view.kind() as usize];
-                (s != NO_SLOT).then_some(usize::from(s))
-            } else {
-                view.layout().slot(name)
-            };
-            if let Some(v) = slot.and_then(|s| self.body(s)) {
-                return Some(v);
-            }
-            let extra = (0..view.extra_len())
-                .filter_map(|k| view.extra_bytes(k))
-                .find(|(n, _)| *n == name.as_bytes());
-            if let Some((_, value)) = extra {
-                return Some(Val::Text(value));
-            }
-            if let Some(s) = slot {
-                return view.slot_value(s).map(Val::from);
-            }
-            if let Some(v) = view.header_field(name) {
-                return Some(v.into());
-            }
-        }
-        None
+        let i = usize::from(f);
+        resolve(&self.program.fields[i], &self.program.slots[i], self.view)
     }
 
     /// Calls `each` with every value of field `f` until it returns `false`: its value, or (for a
@@ -401,16 +358,7 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
             each(v);
             return;
         }
-        let spec = &self.program.fields[usize::from(f)];
-        if !spec.elements {
-            return;
-        }
-        let view = self.view;
-        for (name, value) in (0..view.extra_len()).filter_map(|k| view.extra_bytes(k)) {
-            if spec.names.iter().any(|n| is_element(name, n)) && !each(Val::Text(value)) {
-                return;
-            }
-        }
+        elements(&self.program.fields[usize::from(f)], self.view, each);
     }
 
     fn matched(&mut self, scan: u16, pattern: u16) -> bool {
@@ -638,6 +586,97 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
             }
             Expr::Not(_) | Expr::Kind(_) | Expr::True | Expr::False => {}
         }
+    }
+}
+
+/// Per event kind, the body slot of the field's first name, or [`NO_SLOT`].
+pub(crate) fn slot_row(spec: &FieldSpec) -> [u8; KINDS] {
+    let mut row = [NO_SLOT; KINDS];
+    if let Some(name) = spec.names.first() {
+        for kind in EventKind::ALL {
+            let slot = rulebox_sdk::EventData::layout_of(*kind).slot(name);
+            if let Some(slot) = slot.and_then(|s| u8::try_from(s).ok()) {
+                row[*kind as usize] = slot;
+            }
+        }
+    }
+    row
+}
+
+/// A body slot's value, unless it holds its default.
+fn body<'e>(view: &EventView<'e>, slot: usize) -> Option<Val<'e>> {
+    if slot < view.layout().texts {
+        return view
+            .text_bytes(slot)
+            .filter(|b| !b.is_empty())
+            .map(Val::Text);
+    }
+    match view.slot_value(slot)? {
+        Value::Int(n) if n != 0 => Some(Val::Int(n)),
+        Value::Bool(true) => Some(Val::Bool(true)),
+        _ => None,
+    }
+}
+
+/// The value of the field `spec` (`slots`: its [`slot_row`]) with exactly the meaning of
+/// `EventView::field`, for each of the field's names in turn: a body field that holds a value,
+/// else the first extra field of that name, else the body field's default, else a header field.
+/// Text is not checked as UTF-8.
+fn resolve<'e>(spec: &FieldSpec, slots: &[u8; KINDS], view: &EventView<'e>) -> Option<Val<'e>> {
+    for (n, name) in spec.names.iter().enumerate() {
+        let slot = if n == 0 {
+            let s = slots[view.kind() as usize];
+            (s != NO_SLOT).then_some(usize::from(s))
+        } else {
+            view.layout().slot(name)
+        };
+        if let Some(v) = slot.and_then(|s| body(view, s)) {
+            return Some(v);
+        }
+        let extra = (0..view.extra_len())
+            .filter_map(|k| view.extra_bytes(k))
+            .find(|(n, _)| *n == name.as_bytes());
+        if let Some((_, value)) = extra {
+            return Some(Val::Text(value));
+        }
+        if let Some(s) = slot {
+            return view.slot_value(s).map(Val::from);
+        }
+        if let Some(v) = view.header_field(name) {
+            return Some(v.into());
+        }
+    }
+    None
+}
+
+/// For a field the event does not have: calls `each` with every element of the lists flattened
+/// under its names (when the field has elements) until it returns `false`.
+fn elements<'e>(spec: &FieldSpec, view: &EventView<'e>, mut each: impl FnMut(Val<'e>) -> bool) {
+    if !spec.elements {
+        return;
+    }
+    for (name, value) in (0..view.extra_len()).filter_map(|k| view.extra_bytes(k)) {
+        if spec.names.iter().any(|n| is_element(name, n)) && !each(Val::Text(value)) {
+            return;
+        }
+    }
+}
+
+/// Calls `each` with the bytes of every value of the field `spec` (`slots`: its [`slot_row`]) on
+/// `view`, exactly as a program's automaton over that field is handed them: its value, or (when
+/// the event does not have it) its elements; a number in decimal, a flag as `true`/`false`.
+pub(crate) fn each_text(
+    spec: &FieldSpec,
+    slots: &[u8; KINDS],
+    view: &EventView<'_>,
+    mut each: impl FnMut(&[u8]),
+) {
+    match resolve(spec, slots, view) {
+        Some(v) => with_bytes(v, each),
+        None => elements(spec, view, |v| {
+            with_bytes(v, &mut each);
+            true
+        }),
     }
 }
 

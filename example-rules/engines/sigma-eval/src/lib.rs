@@ -11,7 +11,10 @@
 //! the sandbox, the pack decodes and checks each program once and evaluates it with an
 //! [`Evaluator`] on every event, each rule under its own budget, reading only
 //! the fields the program tests from the host's encoding (`rulebox_sdk::EventView`) and scanning
-//! each at most once per automaton; the host never interprets rule data.
+//! each at most once per automaton; the host never interprets rule data. Before any rule runs on
+//! an event, the pack's cross-rule [`Prefilter`] (built at load from every program's
+//! [`Program::needs`], matched by one [`LiteralSet`] per field) names the rules that can match it,
+//! and only those run.
 //!
 //! The same source runs natively (tests, benchmarks):
 //!
@@ -33,6 +36,7 @@
 //!     condition: Expr::Check { field: 0, check: Check::Exists(true) },
 //!     report: vec![],
 //!     gate: None,
+//!     needs: vec![],
 //! };
 //! let mut eval = Evaluator::new(program).unwrap();
 //! let mut body = ProcessStart::default();
@@ -49,7 +53,9 @@ mod eval;
 mod fold;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+mod literal_set;
 mod pack;
+mod prefilter;
 mod program;
 
 pub use dfa::{
@@ -57,10 +63,13 @@ pub use dfa::{
 };
 pub use eval::Evaluator;
 pub use fold::{fold_case, fold_char};
+pub use literal_set::LiteralSet;
 pub use pack::{
-    HEADER_MAGIC, PACK_ID, RECORD_MAGIC, SigmaPack, push_header, push_record, records, split_data,
+    HEADER_MAGIC, OPTION_NO_PREFILTER, OPTIONS_MAGIC, PACK_ID, RECORD_MAGIC, SigmaPack,
+    push_header, push_options, push_record, records, split_data, split_data_with_options,
 };
+pub use prefilter::{MAX_SCANNED_BYTES, Prefilter};
 pub use program::{
-    Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, NumOp, Program,
+    Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, Need, NumOp, Program,
     ProgramError, RefOp, Scan,
 };

@@ -3,10 +3,17 @@
 //! The rule data is a sequence of **records**, one per rule, each decodable on its own:
 //!
 //! ```text
-//!  header := "RBSP"  u32 (little-endian) length n   n bytes: the pack id (UTF-8)      optional
-//!  record := "RBSG"  u32 (little-endian) length n   n bytes: the rule's program (postcard)
-//!  data   := header? record*                         rules in index order
+//!  header  := "RBSP"  u32 (little-endian) length n   n bytes: the pack id (UTF-8)     optional
+//!  options := "RBSO"  u32 (little-endian) length n   n bytes: flags (below)            optional
+//!  record  := "RBSG"  u32 (little-endian) length n   n bytes: the rule's program (postcard)
+//!  data    := header? options? record*                rules in index order
 //! ```
+//!
+//! The options are for tests and benchmarks: bit 0 of their first byte switches the cross-rule
+//! prefilter ([`Prefilter`]) off, so that every rule of an event's kind runs on it; any other bit
+//! set is refused. Without them the pack builds the prefilter at load from its rules' needed
+//! literals ([`Program::needs`](crate::Program::needs)) and runs, per event, only the rules it
+//! names.
 //!
 //! A rule's record is the same bytes whichever pack it is in, so a store can keep one record per
 //! rule and hand the engine their concatenation; updating one rule is a new concatenation with that
@@ -25,6 +32,7 @@ use alloc::vec::Vec;
 use rulebox_sdk::{Detections, EventView, Pack, PackError, PackMetadata, RuleMetadata};
 
 use crate::eval::Evaluator;
+use crate::prefilter::Prefilter;
 use crate::program::ProgramError;
 
 /// The magic every record starts with.
@@ -32,6 +40,12 @@ pub const RECORD_MAGIC: [u8; 4] = *b"RBSG";
 
 /// The magic of the optional header naming the pack.
 pub const HEADER_MAGIC: [u8; 4] = *b"RBSP";
+
+/// The magic of the optional options frame (after the header, before the records).
+pub const OPTIONS_MAGIC: [u8; 4] = *b"RBSO";
+
+/// Options bit: no cross-rule prefilter (every rule of an event's kind runs on it).
+pub const OPTION_NO_PREFILTER: u8 = 1;
 
 /// The bytes of the faster byte-row tables the automata of one pack may build at load (the
 /// rest scan through their byte classes): what keeps a pack of thousands of rules within the
@@ -65,9 +79,25 @@ pub fn push_header(out: &mut Vec<u8>, id: &str) {
     out.extend_from_slice(id.as_bytes());
 }
 
+/// Appends the options frame with `flags` to `out` (after the header, before any record).
+pub fn push_options(out: &mut Vec<u8>, flags: u8) {
+    out.extend_from_slice(&OPTIONS_MAGIC);
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.push(flags);
+}
+
 /// The pack id the header of `data` names (if it has one) and the programs of `data`, in order,
 /// each checked for its framing only (not decoded).
 pub fn split_data(data: &[u8]) -> Result<(Option<&str>, Vec<&[u8]>), PackError> {
+    let (id, _, programs) = split_data_with_options(data)?;
+    Ok((id, programs))
+}
+
+/// What [`split_data_with_options`] finds: the pack id, the option flags, the programs.
+pub type SplitData<'a> = (Option<&'a str>, u8, Vec<&'a [u8]>);
+
+/// [`split_data`], and the option flags (0 without an options frame).
+pub fn split_data_with_options(data: &[u8]) -> Result<SplitData<'_>, PackError> {
     let mut id = None;
     let mut rest = data;
     if rest.starts_with(&HEADER_MAGIC) {
@@ -78,8 +108,20 @@ pub fn split_data(data: &[u8]) -> Result<(Option<&str>, Vec<&[u8]>), PackError> 
         );
         rest = tail;
     }
+    let mut flags = 0;
+    if rest.starts_with(&OPTIONS_MAGIC) {
+        let at = data.len() - rest.len();
+        let (body, tail) = frame(rest, at)?;
+        flags = body.first().copied().unwrap_or(0);
+        if flags & !OPTION_NO_PREFILTER != 0 || body.len() > 1 {
+            return Err(PackError::new(format!(
+                "the options at byte {at} set flags this engine does not know"
+            )));
+        }
+        rest = tail;
+    }
     let start = data.len() - rest.len();
-    Ok((id, records_from(rest, start)?))
+    Ok((id, flags, records_from(rest, start)?))
 }
 
 /// The programs of `data` (records only, no header), in order, each checked for its framing only.
@@ -124,16 +166,18 @@ fn records_from(data: &[u8], offset: usize) -> Result<Vec<&[u8]>, PackError> {
     Ok(out)
 }
 
-/// The Sigma evaluator as a pack: one [`Evaluator`] per rule of its data.
+/// The Sigma evaluator as a pack: one [`Evaluator`] per rule of its data, and the cross-rule
+/// [`Prefilter`] over them.
 pub struct SigmaPack {
     id: String,
     rules: Vec<Evaluator<'static>>,
+    prefilter: Option<Prefilter>,
 }
 
 impl SigmaPack {
     /// The pack of the programs in `data` (see the module docs).
     pub fn from_data(data: &[u8]) -> Result<SigmaPack, PackError> {
-        let (id, programs) = split_data(data)?;
+        let (id, flags, programs) = split_data_with_options(data)?;
         let mut rules = Vec::new();
         let mut budget = BYTE_ROWS_BUDGET;
         for (i, program) in programs.into_iter().enumerate() {
@@ -144,9 +188,11 @@ impl SigmaPack {
         if rules.is_empty() {
             return Err(PackError::new("the rule data holds no rules"));
         }
+        let prefilter = (flags & OPTION_NO_PREFILTER == 0).then(|| Prefilter::new(&rules));
         Ok(SigmaPack {
             id: id.unwrap_or(PACK_ID).into(),
             rules,
+            prefilter,
         })
     }
 
@@ -156,12 +202,18 @@ impl SigmaPack {
         Ok(SigmaPack {
             id: eval.id().into(),
             rules: alloc::vec![eval],
+            prefilter: None,
         })
     }
 
     /// The rules, in index order.
     pub fn rules(&self) -> &[Evaluator<'static>] {
         &self.rules
+    }
+
+    /// The prefilter (`None` when the options switched it off, or for a one-rule pack).
+    pub fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.as_ref()
     }
 }
 
@@ -209,6 +261,15 @@ impl Pack for SigmaPack {
             eval.detect(event, out);
         }
     }
+
+    const PREFILTER: bool = true;
+
+    fn candidates(&mut self, event: &EventView<'_>, subscribed: &[u32], out: &mut Vec<u32>) {
+        match &mut self.prefilter {
+            Some(p) => p.candidates(event, subscribed, out),
+            None => out.extend_from_slice(subscribed),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -236,5 +297,20 @@ mod tests {
         push_record(&mut bad, b"not a program");
         let e = SigmaPack::from_data(&bad).err().unwrap();
         assert!(e.0.contains("rule 0"), "{e}");
+        let mut opts = Vec::new();
+        push_header(&mut opts, "p");
+        push_options(&mut opts, OPTION_NO_PREFILTER);
+        opts.extend_from_slice(&data);
+        let (id, flags, programs) = split_data_with_options(&opts).unwrap();
+        assert_eq!(
+            (id, flags, programs.len()),
+            (Some("p"), OPTION_NO_PREFILTER, 2)
+        );
+        let mut unknown = Vec::new();
+        push_options(&mut unknown, 0x80);
+        assert!(
+            split_data(&unknown).is_err(),
+            "an unknown option is refused"
+        );
     }
 }

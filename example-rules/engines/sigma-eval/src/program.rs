@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::dfa::{Dfa, DfaError};
 
 /// The version of the program encoding; the evaluator refuses any other.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The 16 bytes that mark the evaluator's program locator in its data section. The compiler finds
 /// them, then writes the program's address and length into the 8 bytes that follow.
@@ -61,6 +61,22 @@ pub struct Program<'a> {
     /// lacks them, the rule does not match and nothing else is scanned. A few literals, so it costs
     /// a fast pass where the condition's own scans would not.
     pub gate: Option<Gate>,
+    /// What an event must contain for the condition to hold, for the pack's cross-rule prefilter
+    /// (`crate::Prefilter`): for every clause, one of its literals. Empty: the compiler could not
+    /// bound the rule (a negation, `exists: false`, keywords only, a regular expression without a
+    /// literal it needs), and it runs on every event of its kinds.
+    pub needs: Vec<Vec<Need>>,
+}
+
+/// One literal of a [`Program::needs`] clause: a text that occurs, ignoring ASCII case, in a value
+/// of the field (as the program reads it: its names in order, its elements) of every event the
+/// clause holds for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Need {
+    /// The field (index into [`Program::fields`]).
+    pub field: u16,
+    /// The text (ASCII letters compare without case; every other byte as it is).
+    pub text: String,
 }
 
 /// What a [`Program::gate`] requires: in the values its scan reads, for every clause, one of the
@@ -167,6 +183,7 @@ impl<'a> Program<'a> {
             condition: self.condition,
             report: self.report,
             gate: self.gate,
+            needs: self.needs,
         }
     }
 
@@ -203,7 +220,11 @@ impl<'a> Program<'a> {
                 return Err(ProgramError::BadIndex);
             }
         }
+        if self.needs.len() > MAX_ITEMS || self.needs.iter().any(|c| c.len() > MAX_ITEMS) {
+            return Err(ProgramError::TooMany);
+        }
         if !self.report.iter().all(|&f| field_ok(f))
+            || !self.needs.iter().flatten().all(|n| field_ok(n.field))
             || self.gate.as_ref().is_some_and(|g| {
                 self.scans
                     .get(usize::from(g.scan))
@@ -362,6 +383,7 @@ mod tests {
             condition,
             report: Vec::new(),
             gate: None,
+            needs: Vec::new(),
         }
     }
 
@@ -376,7 +398,10 @@ mod tests {
             Program::from_bytes(&bytes),
             Err(ProgramError::Format(FORMAT_VERSION + 1))
         );
-        assert_eq!(Program::from_bytes(&[2, 0xff]), Err(ProgramError::Decode));
+        assert_eq!(
+            Program::from_bytes(&[u8::try_from(FORMAT_VERSION).unwrap(), 0xff]),
+            Err(ProgramError::Decode)
+        );
         let ok = program(Expr::True);
         assert_eq!(Program::from_bytes(&ok.to_bytes().unwrap()), Ok(ok));
     }
@@ -420,6 +445,16 @@ mod tests {
         assert_eq!(
             Program::from_bytes(&p.to_bytes().unwrap()),
             Err(ProgramError::BadIndex)
+        );
+        let mut p = program(Expr::True);
+        p.needs = vec![vec![Need {
+            field: 1,
+            text: "x".into(),
+        }]];
+        assert_eq!(
+            Program::from_bytes(&p.to_bytes().unwrap()),
+            Err(ProgramError::BadIndex),
+            "a needed literal on a field the program does not have"
         );
     }
 }

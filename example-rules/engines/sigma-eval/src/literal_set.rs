@@ -1,0 +1,361 @@
+//! Many literals found in one pass over a text, ignoring ASCII case: the matcher of the pack's
+//! prefilter ([`crate::Prefilter`]).
+//!
+//! The scan reads the text two bytes at a time and keeps the last four (folded) bytes in a word:
+//! at every even position it looks the four-byte window starting there up in one bit table, and
+//! the two-byte window in another, each by one multiply, one load and one test. A literal of five
+//! bytes or more is filed under two adjacent four-byte windows of it (one of them starts at an
+//! even position wherever the literal is), chosen where its bytes are rarest by a fixed table of
+//! how common bytes are in command lines and paths; a literal of three or four bytes under its
+//! first two two-byte windows. A set bit sends the scan down the chain of literals with that hash,
+//! each compared in full. So the cost is linear in the text, a few instructions per byte whatever
+//! the number of literals (plus the literals that do occur), and the tables are a few bytes per
+//! literal: a pack of thousands of rules builds them in its memory in milliseconds, where a
+//! deterministic automaton over the same literals would take megabytes.
+//!
+//! Literals of fewer than three bytes are not filed (they are in most texts anyway):
+//! [`LiteralSet::new`] says which it left out, and the prefilter treats them as always found.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// No entry (chain end, empty head).
+const NONE: u32 = u32::MAX;
+
+/// How common each byte is in the values rules search (command lines, paths, registry keys):
+/// higher is more common. An anchor is the window with the lowest sum.
+fn commonness(b: u8) -> u32 {
+    match b {
+        b' ' | b'\\' | b'.' | b'e' | b'a' | b'i' | b'o' | b't' | b's' | b'n' | b'r' => 8,
+        b'/' | b'-' | b':' | b'l' | b'c' | b'd' | b'm' | b'p' | b'x' | b'"' | b'u' => 5,
+        b'0'..=b'9' | b'h' | b'g' | b'f' | b'w' | b'b' => 3,
+        _ => 1,
+    }
+}
+
+/// Every byte as the scan compares it: ASCII capitals are their lowercase letter.
+const FOLD: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        #[allow(clippy::cast_possible_truncation, reason = "i < 256")]
+        let b = i as u8;
+        t[i] = b.to_ascii_lowercase();
+        i += 1;
+    }
+    t
+};
+
+/// The byte as the scan compares it (one table load).
+#[inline(always)]
+fn fold(b: u8) -> u8 {
+    FOLD[usize::from(b)]
+}
+
+/// The hash of a window (its folded bytes as a little-endian word) in a table of `2^bits` bits.
+#[inline(always)]
+fn hash(word: u32, bits: u32) -> usize {
+    (word.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize
+}
+
+/// One table: literals filed under windows of one width.
+#[derive(Debug, Clone, Default)]
+struct Table {
+    /// The hash width in bits.
+    bits: u32,
+    /// A bit per hash: some literal is filed under a window of that hash.
+    filter: Vec<u64>,
+    /// Per hash, the first entry of its chain ([`NONE`]: none).
+    heads: Vec<u32>,
+    /// The entries.
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The window's folded bytes as a little-endian word (the top bytes 0 for a 2-byte window).
+    window: u32,
+    /// Where the window is in the literal.
+    offset: u32,
+    /// The literal (index into the set's literals).
+    literal: u32,
+    /// The next entry of the chain.
+    next: u32,
+}
+
+impl Table {
+    /// The table of `filed`: (window, offset in the literal, literal).
+    fn new(filed: &[(u32, u32, u32)]) -> Table {
+        if filed.is_empty() {
+            return Table::default();
+        }
+        // About 16 bits of filter per window: a random window passes one time in 16 or fewer.
+        let bits = (filed.len() * 16)
+            .next_power_of_two()
+            .clamp(1 << 10, 1 << 22)
+            .trailing_zeros();
+        let mut table = Table {
+            bits,
+            filter: vec![0; (1usize << bits) / 64],
+            heads: vec![NONE; 1usize << bits],
+            entries: Vec::with_capacity(filed.len()),
+        };
+        for &(window, offset, literal) in filed {
+            let h = hash(window, bits);
+            table.filter[h / 64] |= 1 << (h % 64);
+            let next = table.heads[h];
+            table.heads[h] = u32::try_from(table.entries.len()).unwrap_or(NONE);
+            table.entries.push(Entry {
+                window,
+                offset,
+                literal,
+                next,
+            });
+        }
+        table
+    }
+
+    /// Whether some window of hash `hash(window)` is filed (the fast test of every position).
+    #[inline(always)]
+    fn passes(&self, window: u32) -> Option<usize> {
+        let h = hash(window, self.bits);
+        let word = self.filter.get(h / 64)?;
+        (word & (1 << (h % 64)) != 0).then_some(h)
+    }
+}
+
+/// A set of literals, each found wherever it occurs in a text, ignoring ASCII case.
+#[derive(Debug, Clone, Default)]
+pub struct LiteralSet {
+    /// The literals' folded bytes, back to back.
+    bytes: Vec<u8>,
+    /// Per literal: its range in `bytes`.
+    spans: Vec<(u32, u32)>,
+    long: Table,
+    short: Table,
+}
+
+/// A literal shorter than this is not searched for.
+pub const MIN_LITERAL: usize = 3;
+
+impl LiteralSet {
+    /// The set of `literals` (any bytes; ASCII letters match either case). Literal `i` is reported
+    /// as `i`. Also returns the literals it does not search for (shorter than [`MIN_LITERAL`]): a
+    /// caller must count them as found on every text.
+    pub fn new(literals: &[&[u8]]) -> (LiteralSet, Vec<usize>) {
+        let mut set = LiteralSet::default();
+        let mut long = Vec::new();
+        let mut short = Vec::new();
+        let mut unfiled = Vec::new();
+        let word4 = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        let word2 = |w: &[u8]| u32::from(u16::from_le_bytes([w[0], w[1]]));
+        for (i, lit) in literals.iter().enumerate() {
+            let start = u32::try_from(set.bytes.len()).unwrap_or(u32::MAX);
+            set.bytes.extend(lit.iter().map(|&b| fold(b)));
+            let len = u32::try_from(lit.len()).unwrap_or(u32::MAX);
+            set.spans.push((start, len));
+            let folded = &set.bytes[start as usize..];
+            let index = u32::try_from(i).unwrap_or(u32::MAX);
+            if folded.len() >= 5 {
+                // Two adjacent windows, o and o + 1, where the five bytes o..o + 5 are rarest.
+                let o = (0..=folded.len() - 5)
+                    .min_by_key(|&o| folded[o..o + 5].iter().map(|&b| commonness(b)).sum::<u32>())
+                    .unwrap_or(0);
+                for k in [o, o + 1] {
+                    let offset = u32::try_from(k).unwrap_or(u32::MAX);
+                    long.push((word4(&folded[k..k + 4]), offset, index));
+                }
+            } else if folded.len() >= MIN_LITERAL {
+                short.push((word2(&folded[0..2]), 0, index));
+                short.push((word2(&folded[1..3]), 1, index));
+            } else {
+                unfiled.push(i);
+            }
+        }
+        set.long = Table::new(&long);
+        set.short = Table::new(&short);
+        (set, unfiled)
+    }
+
+    /// How many literals the set holds (filed or not).
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether the set holds no literal.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Calls `found` with every literal that occurs in `text` (at least once per literal that
+    /// occurs; possibly more than once), in no particular order.
+    pub fn scan(&self, text: &[u8], mut found: impl FnMut(u32)) {
+        let (long, short) = (
+            !self.long.entries.is_empty(),
+            !self.short.entries.is_empty(),
+        );
+        let mut word = 0u32;
+        for (j, pair) in text.chunks_exact(2).enumerate() {
+            word =
+                (word >> 16) | (u32::from(fold(pair[0])) << 16) | (u32::from(fold(pair[1])) << 24);
+            // The two-byte window at 2j and the four-byte window at 2j - 2.
+            if short && let Some(h) = self.short.passes(word >> 16) {
+                self.chase(&self.short, h, word >> 16, 2 * j, text, &mut found);
+            }
+            if long
+                && j > 0
+                && let Some(h) = self.long.passes(word)
+            {
+                self.chase(&self.long, h, word, 2 * j - 2, text, &mut found);
+            }
+        }
+    }
+
+    /// Compares every literal of chain `h` of `table` filed under `window`, which is at `at` in
+    /// `text`, with the text there.
+    #[inline(never)]
+    fn chase(
+        &self,
+        table: &Table,
+        h: usize,
+        window: u32,
+        at: usize,
+        text: &[u8],
+        found: &mut impl FnMut(u32),
+    ) {
+        let mut e = table.heads.get(h).copied().unwrap_or(NONE);
+        while let Some(entry) = table.entries.get(e as usize) {
+            e = entry.next;
+            if entry.window != window {
+                continue;
+            }
+            let Some(start) = at.checked_sub(entry.offset as usize) else {
+                continue;
+            };
+            let Some(&(from, len)) = self.spans.get(entry.literal as usize) else {
+                continue;
+            };
+            let lit = self
+                .bytes
+                .get(from as usize..from as usize + len as usize)
+                .unwrap_or_default();
+            let matches = text
+                .get(start..start + lit.len())
+                .is_some_and(|t| t.iter().zip(lit).all(|(&a, &b)| fold(a) == b));
+            if matches {
+                found(entry.literal);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    fn found(set: &LiteralSet, text: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        set.scan(text.as_bytes(), |l| out.push(l));
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The literals of `lits` in `text`, by plain search.
+    fn naive(lits: &[&str], text: &str) -> Vec<u32> {
+        let t = text.to_ascii_lowercase();
+        (0..lits.len())
+            .filter(|&i| {
+                let l = lits[i].to_ascii_lowercase();
+                l.len() >= MIN_LITERAL && t.contains(&l)
+            })
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect()
+    }
+
+    #[test]
+    fn finds_every_literal_in_any_ascii_case_wherever_it_is() {
+        let lits = [
+            "mimikatz",
+            "sekurlsa::",
+            "kat",
+            "${",
+            "\\windows\\temp\\",
+            "ärger",
+            "x",
+        ];
+        let bytes: Vec<&[u8]> = lits.iter().map(|l| l.as_bytes()).collect();
+        let (set, unfiled) = LiteralSet::new(&bytes);
+        assert_eq!(
+            unfiled,
+            [3, 6],
+            "literals under three bytes are left to the caller"
+        );
+        assert_eq!(found(&set, "run MIMIKATZ now"), [0, 2]);
+        assert_eq!(found(&set, "SekurLSA::logonpasswords"), [1]);
+        assert_eq!(found(&set, "${jndi} C:\\Windows\\Temp\\a.exe"), [4]);
+        assert_eq!(found(&set, "viel ärger"), [5]);
+        assert_eq!(
+            found(&set, "viel ÄRGER"),
+            Vec::<u32>::new(),
+            "only ASCII folds"
+        );
+        assert_eq!(found(&set, "mim"), Vec::<u32>::new());
+        assert_eq!(found(&set, ""), Vec::<u32>::new());
+        assert_eq!(found(&set, "kat"), [2], "a literal that is the whole text");
+        for text in ["xkat", "xxkat", "ab mimikatz", "a mimikatz", "abc mimikatz"] {
+            assert!(
+                found(&set, text).contains(&2),
+                "{text}: at any parity, up to the end"
+            );
+        }
+        assert_eq!(found(&set, "xmimikatz"), [0, 2], "at the end of the text");
+    }
+
+    #[test]
+    fn agrees_with_a_plain_search_on_generated_texts() {
+        // Literals sharing windows and prefixes, and texts built from their pieces.
+        let lits: Vec<String> = (0..300)
+            .map(|i| match i % 4 {
+                0 => alloc::format!("tool{i}.exe"),
+                1 => alloc::format!("-e{i}"),
+                2 => alloc::format!("c:\\windows\\system32\\p{i}"),
+                _ => alloc::format!("{}", i * 7),
+            })
+            .collect();
+        let refs: Vec<&str> = lits.iter().map(String::as_str).collect();
+        let bytes: Vec<&[u8]> = refs.iter().map(|l| l.as_bytes()).collect();
+        let (set, unfiled) = LiteralSet::new(&bytes);
+        assert!(unfiled.iter().all(|&i| refs[i].len() < MIN_LITERAL));
+        let mut seed = 0x1234_5678_u64;
+        for _ in 0..400 {
+            let mut text = String::new();
+            for _ in 0..6 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let pick = usize::try_from(seed >> 33).unwrap_or(0);
+                let piece = refs[pick % refs.len()];
+                let cut = usize::try_from(seed >> 20).unwrap_or(0) % (piece.len() + 1);
+                let piece = if pick.is_multiple_of(3) {
+                    &piece[..cut]
+                } else {
+                    piece
+                };
+                if pick.is_multiple_of(2) {
+                    text.push_str(&piece.to_ascii_uppercase());
+                } else {
+                    text.push_str(piece);
+                }
+                text.push(if pick.is_multiple_of(5) { ' ' } else { '\\' });
+            }
+            let want: Vec<u32> = naive(&refs, &text)
+                .into_iter()
+                .filter(|i| !unfiled.contains(&(*i as usize)))
+                .collect();
+            assert_eq!(found(&set, &text), want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! The pack's cross-rule prefilter: which rules of a pack can match an event, from one pass over
+//! each field that some rule needs a literal in.
+//!
+//! Built at load from every rule's [`Program::needs`](crate::Program::needs): for every clause,
+//! one of its literals must occur in a value of its field. The literals of one field (the same
+//! [`FieldSpec`] names; its elements read when some rule reads them) go into one [`LiteralSet`]; per event,
+//! the prefilter reads each such field that a rule of the event's kind needs, exactly as the
+//! rule's own automata would read it, scans it once, and counts each literal it finds towards the
+//! clauses it is in. The candidates are the rules whose every clause got a literal, and every rule
+//! it cannot bound (no needs, or every clause with a literal too short to search for), among the rules of the
+//! event's kind, in increasing index order.
+//!
+//! Sound by construction, as long as the needs are: a rule left out lacks, in the field its
+//! program reads, every literal of one of its clauses, so its condition cannot hold. A literal is
+//! searched for by its longest run of ASCII bytes (case folding never maps an ASCII character to
+//! another byte, and a non-ASCII character of a literal matches one of its case variants, which
+//! only the full automaton tells apart), so a literal in any case is found.
+//!
+//! Its cost is linear: each needed field once per event (a few instructions per byte), then the
+//! rules of the literals found. It runs on the pack's own budget, outside every rule, and reads at
+//! most [`MAX_SCANNED_BYTES`] of an event: past them it names every rule of the event's kind.
+
+use alloc::collections::BTreeMap;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use rulebox_sdk::{EventKind, EventKinds, EventView};
+
+use crate::eval::{Evaluator, KINDS, each_text, slot_row};
+use crate::literal_set::{LiteralSet, MIN_LITERAL};
+use crate::program::FieldSpec;
+
+/// The most bytes of field values the prefilter reads on one event: past them it stops and names
+/// every rule of the event's kind (which is sound, and what a pack without a prefilter runs), so
+/// that its own cost stays far inside the pack's budget on any event, however large. Events this
+/// large are rare; the rules' own budgets pay for them as they would without a prefilter.
+pub const MAX_SCANNED_BYTES: usize = 32 << 10;
+
+/// A rule has at most this many clauses the prefilter checks (one bit each); the others are not
+/// checked, which only lets more rules through.
+const MAX_CLAUSES: usize = 8;
+
+/// The literals of one field.
+#[derive(Debug, Clone)]
+struct Field {
+    spec: FieldSpec,
+    slots: [u8; KINDS],
+    set: LiteralSet,
+    /// Per literal of `set`: its number in the prefilter.
+    ids: Vec<u32>,
+}
+
+/// Which rules of a pack an event can match (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Prefilter {
+    fields: Vec<Field>,
+    /// Per literal: the (rule, clause bit) pairs it counts for, `postings[starts[l]..starts[l + 1]]`.
+    postings: Vec<(u32, u8)>,
+    starts: Vec<u32>,
+    /// Per rule: the bits of all its clauses (0: the rule always runs).
+    full: Vec<u8>,
+    /// Per rule: its kinds.
+    kinds: Vec<EventKinds>,
+    /// Per event kind: the fields to scan (indices into `fields`).
+    scan: Vec<Vec<u32>>,
+    /// Per event kind: the rules that always run, in increasing order.
+    always: Vec<Vec<u32>>,
+    scratch: Scratch,
+}
+
+/// Per-event state, reset after each event.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// Bit per literal: found on this event.
+    seen: Vec<u64>,
+    seen_list: Vec<u32>,
+    /// Per rule: the clause bits found on this event.
+    sat: Vec<u8>,
+    touched: Vec<u32>,
+    /// Rules whose every clause got a literal.
+    hits: Vec<u32>,
+}
+
+/// The longest run of ASCII bytes of `text`.
+fn ascii_run(text: &[u8]) -> &[u8] {
+    text.split(|b| !b.is_ascii())
+        .max_by_key(|run| run.len())
+        .unwrap_or_default()
+}
+
+impl Prefilter {
+    /// The prefilter of `rules` (a pack's, in index order).
+    pub fn new(rules: &[Evaluator<'_>]) -> Prefilter {
+        let mut fields: Vec<(FieldSpec, Vec<Vec<u8>>)> = Vec::new();
+        // (field, text) → literal number.
+        let mut numbers: BTreeMap<(u32, Vec<u8>), u32> = BTreeMap::new();
+        let mut literal_field: Vec<u32> = Vec::new();
+        let mut postings: Vec<Vec<(u32, u8)>> = Vec::new();
+        let mut full = vec![0u8; rules.len()];
+        for (r, rule) in rules.iter().enumerate() {
+            let r32 = u32::try_from(r).unwrap_or(u32::MAX);
+            // The clauses the prefilter can search for: every literal long enough.
+            let clauses: Vec<_> = rule
+                .needs()
+                .iter()
+                .filter(|c| {
+                    !c.is_empty()
+                        && c.iter().all(|n| {
+                            ascii_run(n.text.as_bytes()).len() >= MIN_LITERAL
+                                && rule.fields().get(usize::from(n.field)).is_some()
+                        })
+                })
+                .take(MAX_CLAUSES)
+                .collect();
+            for (k, clause) in clauses.iter().enumerate() {
+                let bit = 1u8 << k;
+                full[r] |= bit;
+                for need in clause.iter() {
+                    let spec = &rule.fields()[usize::from(need.field)];
+                    // One set per field name list: a rule that reads the elements of a list under
+                    // the name and one that does not share it, the set reading the elements too
+                    // (more values scanned only let more rules through).
+                    let f = match fields.iter().position(|(s, _)| s.names == spec.names) {
+                        Some(f) => {
+                            fields[f].0.elements |= spec.elements;
+                            f
+                        }
+                        None => {
+                            fields.push((spec.clone(), Vec::new()));
+                            fields.len() - 1
+                        }
+                    };
+                    let f32 = u32::try_from(f).unwrap_or(u32::MAX);
+                    let text: Vec<u8> = ascii_run(need.text.as_bytes())
+                        .iter()
+                        .map(u8::to_ascii_lowercase)
+                        .collect();
+                    let id = *numbers.entry((f32, text.clone())).or_insert_with(|| {
+                        fields[f].1.push(text);
+                        literal_field.push(f32);
+                        postings.push(Vec::new());
+                        u32::try_from(postings.len() - 1).unwrap_or(u32::MAX)
+                    });
+                    let list = &mut postings[id as usize];
+                    match list.iter_mut().find(|(rule, _)| *rule == r32) {
+                        Some((_, bits)) => *bits |= bit,
+                        None => list.push((r32, bit)),
+                    }
+                }
+            }
+        }
+        // Literal numbers in each field's set, in the order they were numbered.
+        let mut by_field: Vec<Vec<u32>> = vec![Vec::new(); fields.len()];
+        for (id, &f) in literal_field.iter().enumerate() {
+            by_field[f as usize].push(u32::try_from(id).unwrap_or(u32::MAX));
+        }
+        let fields: Vec<Field> = fields
+            .into_iter()
+            .zip(by_field)
+            .map(|((spec, texts), ids)| {
+                let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+                // Every literal is at least MIN_LITERAL bytes: none is left unfiled.
+                let (set, _) = LiteralSet::new(&refs);
+                Field {
+                    slots: slot_row(&spec),
+                    spec,
+                    set,
+                    ids,
+                }
+            })
+            .collect();
+        let kinds: Vec<EventKinds> = rules.iter().map(Evaluator::kinds).collect();
+        let mut scan = vec![Vec::new(); KINDS];
+        let mut always = vec![Vec::new(); KINDS];
+        for kind in EventKind::ALL {
+            let k = *kind as usize;
+            for (r, rule_kinds) in kinds.iter().enumerate() {
+                if !rule_kinds.contains(*kind) {
+                    continue;
+                }
+                if full[r] == 0 {
+                    always[k].push(u32::try_from(r).unwrap_or(u32::MAX));
+                }
+            }
+            for (id, list) in postings.iter().enumerate() {
+                let f = literal_field[id];
+                if !scan[k].contains(&f)
+                    && list.iter().any(|(r, _)| kinds[*r as usize].contains(*kind))
+                {
+                    scan[k].push(f);
+                }
+            }
+            scan[k].sort_unstable();
+        }
+        let mut flat = Vec::new();
+        let mut starts = Vec::with_capacity(postings.len() + 1);
+        for list in &postings {
+            starts.push(u32::try_from(flat.len()).unwrap_or(u32::MAX));
+            flat.extend_from_slice(list);
+        }
+        starts.push(u32::try_from(flat.len()).unwrap_or(u32::MAX));
+        let scratch = Scratch {
+            seen: vec![0; postings.len().div_ceil(64)],
+            sat: vec![0; rules.len()],
+            ..Scratch::default()
+        };
+        Prefilter {
+            fields,
+            postings: flat,
+            starts,
+            full,
+            kinds,
+            scan,
+            always,
+            scratch,
+        }
+    }
+
+    /// How many rules it can leave out (the others always run).
+    pub fn bounded(&self) -> usize {
+        self.full.iter().filter(|&&f| f != 0).count()
+    }
+
+    /// How many distinct literals it searches for, in how many fields.
+    pub fn literals(&self) -> (usize, usize) {
+        (self.starts.len().saturating_sub(1), self.fields.len())
+    }
+
+    /// The rules that can match `event`, in increasing index order, into `out`: among the rules of
+    /// the event's kind, those whose every clause has a literal in the event, and those it cannot
+    /// bound. `subscribed` (every rule of the event's kind, in increasing order) is what it names
+    /// when the fields it would read are over [`MAX_SCANNED_BYTES`].
+    pub fn candidates(&mut self, event: &EventView<'_>, subscribed: &[u32], out: &mut Vec<u32>) {
+        let kind = event.kind();
+        let k = kind as usize;
+        let Prefilter {
+            fields,
+            postings,
+            starts,
+            full,
+            kinds,
+            scan,
+            always,
+            scratch,
+        } = self;
+        let Scratch {
+            seen,
+            seen_list,
+            sat,
+            touched,
+            hits,
+        } = scratch;
+        let mut budget = MAX_SCANNED_BYTES;
+        let mut over = false;
+        for &f in scan.get(k).map_or(&[][..], Vec::as_slice) {
+            let field = &fields[f as usize];
+            each_text(&field.spec, &field.slots, event, |text| {
+                if over || text.len() > budget {
+                    over = true;
+                    return;
+                }
+                budget -= text.len();
+                field.set.scan(text, |local| {
+                    let id = field.ids[local as usize];
+                    let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+                    if seen[w] & bit != 0 {
+                        return;
+                    }
+                    seen[w] |= bit;
+                    seen_list.push(id);
+                    let range = starts[id as usize] as usize..starts[id as usize + 1] as usize;
+                    for &(rule, clause) in &postings[range] {
+                        let r = rule as usize;
+                        let before = sat[r];
+                        if before == 0 {
+                            touched.push(rule);
+                        }
+                        let after = before | clause;
+                        sat[r] = after;
+                        if before != after && after == full[r] && kinds[r].contains(kind) {
+                            hits.push(rule);
+                        }
+                    }
+                });
+            });
+        }
+        hits.sort_unstable();
+        // Merge the two sorted, disjoint lists.
+        let always = always.get(k).map_or(&[][..], Vec::as_slice);
+        let (mut i, mut j) = (0, 0);
+        if over {
+            out.extend_from_slice(subscribed);
+            (i, j) = (hits.len(), always.len());
+        }
+        while i < hits.len() || j < always.len() {
+            let take_hit = j == always.len() || (i < hits.len() && hits[i] < always[j]);
+            if take_hit {
+                out.push(hits[i]);
+                i += 1;
+            } else {
+                out.push(always[j]);
+                j += 1;
+            }
+        }
+        for &id in seen_list.iter() {
+            seen[id as usize / 64] = 0;
+        }
+        for &r in touched.iter() {
+            sat[r as usize] = 0;
+        }
+        seen_list.clear();
+        touched.clear();
+        hits.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::{Expr, FORMAT_VERSION, Need, Program};
+    use alloc::string::String;
+    use alloc::vec;
+    use rulebox_sdk::{Event, EventData, ProcessStart, Severity};
+
+    fn rule(id: &str, needs: Vec<Vec<Need>>) -> Evaluator<'static> {
+        Evaluator::new(Program {
+            format: FORMAT_VERSION,
+            id: id.into(),
+            title: id.into(),
+            version: "1".into(),
+            severity: Severity::Low,
+            kinds: EventKinds::of(&[EventKind::ProcessStart]),
+            fields: vec![FieldSpec {
+                names: vec!["CommandLine".into()],
+                elements: false,
+            }],
+            scans: vec![],
+            guard: Expr::True,
+            condition: Expr::True,
+            report: vec![],
+            gate: None,
+            needs,
+        })
+        .unwrap()
+    }
+
+    fn need(text: &str) -> Need {
+        Need {
+            field: 0,
+            text: text.into(),
+        }
+    }
+
+    fn candidates(p: &mut Prefilter, command_line: String) -> Vec<u32> {
+        let mut body = ProcessStart::default();
+        body.command_line = command_line.into();
+        let bytes = Event::new(EventData::ProcessStart(body))
+            .to_bytes()
+            .unwrap();
+        let view = EventView::new(&bytes).unwrap();
+        let mut out = Vec::new();
+        p.candidates(&view, &[0, 1, 2, 3], &mut out);
+        out
+    }
+
+    #[test]
+    fn names_the_rules_whose_every_clause_has_a_literal_and_the_unbounded_ones() {
+        let rules = [
+            rule("a", vec![vec![need("mimikatz"), need("sekurlsa")]]),
+            rule("b", vec![]),
+            rule("c", vec![vec![need("wmic")], vec![need("shadowcopy")]]),
+            rule("d", vec![vec![need("x")]]),
+        ];
+        let mut p = Prefilter::new(&rules);
+        assert_eq!(
+            p.bounded(),
+            2,
+            "no needs, or a literal too short: always run"
+        );
+        assert_eq!(candidates(&mut p, "whoami".into()), [1, 3]);
+        assert_eq!(candidates(&mut p, "run MIMIKATZ".into()), [0, 1, 3]);
+        assert_eq!(
+            candidates(&mut p, "wmic".into()),
+            [1, 3],
+            "one clause of two"
+        );
+        assert_eq!(
+            candidates(&mut p, "WMIC shadowcopy delete; sekurlsa".into()),
+            [0, 1, 2, 3]
+        );
+        assert_eq!(
+            candidates(&mut p, "whoami".into()),
+            [1, 3],
+            "nothing left over"
+        );
+        let huge = "a".repeat(MAX_SCANNED_BYTES + 1);
+        assert_eq!(
+            candidates(&mut p, huge),
+            [0, 1, 2, 3],
+            "past the bytes it reads, every rule of the kind"
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! The Sigma pack's cross-rule prefilter is sound: every rule of `../shared/corpus/sigma` (or
+//! `$RULEBOX_SIGMA_CORPUS`) and of `../shared/corpus/sigmahq` (or `$RULEBOX_SIGMAHQ_CORPUS`) that
+//! compiles, in one pack, finds exactly the same detections with the prefilter as without it
+//! (the pack's load-time switch, [`OPTION_NO_PREFILTER`]) over every corpus event, the
+//! validator's boundary and at-cap events of every kind, and events generated from the corpus
+//! events by seeded mutations (case changes, needed literals of random rules inserted into
+//! random fields, truncations). Natively, as the sandbox runs the pack (`run_native_pack`): the
+//! same source, the same candidates, the same order. Each corpus skips, saying so, when absent.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use rulebox_runtime::RuntimeConfig;
+use rulebox_sdk::{Event, EventKind, Field, Pack, run_native_pack};
+use rulebox_sigma::Program;
+use rulebox_sigma::cases::load_cases;
+use rulebox_sigma_eval::{OPTION_NO_PREFILTER, SigmaPack, push_header, push_options, push_record};
+use rulebox_validate::events::{at_cap, boundary};
+
+fn shared(var: &str, rel: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os(var) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel),
+    };
+    dir.is_dir().then_some(dir)
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            out.push(path);
+        }
+    }
+}
+
+/// Compiles `files` on every core; the programs that compile, in file order, ids unique.
+fn compile_all(files: &[PathBuf]) -> Vec<Program<'static>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut results: Vec<(usize, Program<'static>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..files.len())
+                        .step_by(threads)
+                        .filter_map(|i| {
+                            let text = std::fs::read_to_string(&files[i]).ok()?;
+                            rulebox_sigma::compile(&text).ok().map(|p| (i, p))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("compile thread"))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    let mut ids = std::collections::HashSet::new();
+    results
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| ids.insert(p.id.clone()))
+        .collect()
+}
+
+/// The rule data of one pack of `programs`, with the prefilter or without it.
+fn data(programs: &[Program<'static>], prefilter: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_header(&mut out, "sigma-prefilter-test");
+    if !prefilter {
+        push_options(&mut out, OPTION_NO_PREFILTER);
+    }
+    for p in programs {
+        push_record(&mut out, &p.to_bytes().expect("a program encodes"));
+    }
+    out
+}
+
+/// A small deterministic generator (the test must not depend on a seed it does not print).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            usize::try_from(self.next() % u64::try_from(n).unwrap_or(1)).unwrap_or(0)
+        }
+    }
+}
+
+/// Every text field of `event` (body and extra), by name.
+fn text_fields(event: &Event<'_>) -> Vec<String> {
+    let mut names: Vec<String> = event
+        .data
+        .field_names()
+        .iter()
+        .filter(|n| matches!(event.data.field(n), Some(rulebox_sdk::Value::Str(_))))
+        .map(|n| (*n).to_owned())
+        .collect();
+    names.extend(event.extra.iter().map(|f| f.name.to_string()));
+    names
+}
+
+fn get(event: &Event<'_>, name: &str) -> String {
+    match event.data.field(name) {
+        Some(rulebox_sdk::Value::Str(s)) => s.to_string(),
+        _ => event
+            .extra
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+fn set(event: &mut Event<'static>, name: &str, text: String) {
+    if !event.data.set_field(name, Cow::Owned(text.clone())) {
+        match event.extra.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.value = Cow::Owned(text),
+            None => event.extra.push(Field {
+                name: Cow::Owned(name.to_owned()),
+                value: Cow::Owned(text),
+            }),
+        }
+    }
+}
+
+/// A character boundary of `s` at or below `i`.
+fn floor(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// `count` events made from `base` by seeded mutations: a field's case changed, a literal some
+/// rule needs (on a field some rule reads) inserted into a field, a field truncated; several at
+/// once.
+fn mutations(
+    base: &[Event<'static>],
+    programs: &[Program<'static>],
+    count: usize,
+    rng: &mut Rng,
+) -> Vec<Event<'static>> {
+    // (field name, literal) pairs the rules need.
+    let needs: Vec<(String, String)> = programs
+        .iter()
+        .flat_map(|p| {
+            p.needs.iter().flatten().map(|n| {
+                let name = p.fields[usize::from(n.field)].names[0].clone();
+                (name, n.text.clone())
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut e = base[rng.below(base.len())].clone();
+        for _ in 0..1 + rng.below(4) {
+            let fields = text_fields(&e);
+            match rng.below(5) {
+                0 if !fields.is_empty() => {
+                    let name = &fields[rng.below(fields.len())];
+                    let v = get(&e, name);
+                    let v = if rng.below(2) == 0 {
+                        v.to_uppercase()
+                    } else {
+                        v.chars()
+                            .enumerate()
+                            .map(|(i, c)| {
+                                if i % 2 == 0 {
+                                    c.to_ascii_uppercase()
+                                } else {
+                                    c.to_ascii_lowercase()
+                                }
+                            })
+                            .collect()
+                    };
+                    set(&mut e, name, v);
+                }
+                1 | 2 if !needs.is_empty() => {
+                    // Into the field the rule needs it in (often), or any field.
+                    let (field, lit) = &needs[rng.below(needs.len())];
+                    let name = if rng.below(3) > 0 || fields.is_empty() {
+                        field.clone()
+                    } else {
+                        fields[rng.below(fields.len())].clone()
+                    };
+                    let v = get(&e, &name);
+                    let at = floor(&v, rng.below(v.len() + 1));
+                    let lit = if rng.below(2) == 0 {
+                        lit.to_uppercase()
+                    } else {
+                        lit.clone()
+                    };
+                    set(&mut e, &name, format!("{}{lit}{}", &v[..at], &v[at..]));
+                }
+                3 if !fields.is_empty() => {
+                    let name = &fields[rng.below(fields.len())];
+                    let v = get(&e, name);
+                    let at = floor(&v, rng.below(v.len() + 1));
+                    let v = if rng.below(2) == 0 {
+                        v[..at].to_owned()
+                    } else {
+                        v[at..].to_owned()
+                    };
+                    set(&mut e, name, v);
+                }
+                _ if !needs.is_empty() => {
+                    // Two literals of one rule's clauses, into their fields.
+                    let p = &programs[rng.below(programs.len())];
+                    for clause in &p.needs {
+                        if clause.is_empty() {
+                            continue;
+                        }
+                        let n = &clause[rng.below(clause.len())];
+                        let name = &p.fields[usize::from(n.field)].names[0];
+                        let v = get(&e, name);
+                        set(&mut e, name, format!("{v} {} ", n.text));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push(e);
+    }
+    out
+}
+
+/// The detections of each event (rule index and title and fields), by pack.
+type Found = Vec<Vec<(usize, String, Vec<(String, String)>)>>;
+
+fn run(pack: &mut SigmaPack, events: &[Event<'static>]) -> Found {
+    events
+        .iter()
+        .map(|e| {
+            run_native_pack(pack, e)
+                .into_iter()
+                .map(|(i, d)| {
+                    let fields = d
+                        .fields
+                        .iter()
+                        .map(|f| (f.name.to_string(), f.value.to_string()))
+                        .collect();
+                    (i, d.title.to_string(), fields)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs every program over `events` in one pack with and without the prefilter; asserts they
+/// agree event by event, and returns (detections, candidates run with the prefilter, without).
+fn agree(what: &str, programs: &[Program<'static>], events: &[Event<'static>]) -> usize {
+    let mut with = SigmaPack::load(&data(programs, true)).expect("the pack loads");
+    let mut without = SigmaPack::load(&data(programs, false)).expect("the pack loads");
+    assert!(with.prefilter().is_some() && without.prefilter().is_none());
+    let a = run(&mut with, events);
+    let b = run(&mut without, events);
+    let mut detections = 0;
+    for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(
+            x,
+            y,
+            "{what}: event #{k} ({:?}): detections with the prefilter differ from without it",
+            events[k].kind()
+        );
+        detections += y.len();
+    }
+    detections
+}
+
+fn corpus_events(dir: &Path) -> Vec<Event<'static>> {
+    load_cases(&dir.join("cases"))
+        .expect("the corpus cases read")
+        .into_iter()
+        .filter_map(|c| c.events.ok())
+        .flatten()
+        .collect()
+}
+
+/// The validator's boundary and at-cap events of every kind, at a cap small enough to run every
+/// rule on them in a test (the shapes are the validator's: every field missing, each field alone
+/// at the cap, every field at once, the names the rules read).
+fn boundary_events(programs: &[Program<'static>]) -> Vec<Event<'static>> {
+    let config = RuntimeConfig {
+        max_event_bytes: 4 << 10,
+        ..RuntimeConfig::default()
+    };
+    let mut out = Vec::new();
+    for kind in EventKind::ALL {
+        let mut names: Vec<&str> = programs
+            .iter()
+            .filter(|p| p.kinds.contains(*kind))
+            .flat_map(|p| {
+                p.fields
+                    .iter()
+                    .flat_map(|f| f.names.iter().map(String::as_str))
+            })
+            .collect();
+        if names.is_empty() {
+            continue;
+        }
+        names.sort_unstable();
+        names.dedup();
+        out.extend(boundary(*kind, &config).into_iter().map(|e| e.event));
+        out.extend(at_cap(*kind, &names, &config).into_iter().map(|e| e.event));
+    }
+    out
+}
+
+fn check_corpus(what: &str, programs: &[Program<'static>], events: &[Event<'static>], seed: u64) {
+    let with = SigmaPack::load(&data(programs, true)).expect("the pack loads");
+    let p = with.prefilter().expect("a prefilter");
+    let (literals, fields) = p.literals();
+    eprintln!(
+        "{what}: {} rules, {} bounded by the prefilter ({literals} literals in {fields} fields)",
+        programs.len(),
+        p.bounded()
+    );
+    assert!(
+        p.bounded() * 2 > programs.len(),
+        "{what}: the prefilter bounds only {} of {} rules",
+        p.bounded(),
+        programs.len()
+    );
+    let n = agree(&format!("{what}, corpus events"), programs, events);
+    eprintln!(
+        "{what}: {} corpus events agree ({n} detections)",
+        events.len()
+    );
+    assert!(
+        n > 0,
+        "{what}: the corpus events fire no rule: nothing was compared"
+    );
+    let edges = boundary_events(programs);
+    agree(&format!("{what}, boundary events"), programs, &edges);
+    eprintln!("{what}: {} boundary and at-cap events agree", edges.len());
+    let mut rng = Rng(seed);
+    let generated = mutations(events, programs, 3 * events.len().max(200), &mut rng);
+    let n = agree(
+        &format!("{what}, generated events (seed {seed:#x})"),
+        programs,
+        &generated,
+    );
+    eprintln!(
+        "{what}: {} generated events agree ({n} detections)",
+        generated.len()
+    );
+    assert!(n > 0, "{what}: the generated events fire no rule");
+}
+
+#[test]
+fn the_prefilter_finds_every_detection_of_the_recorded_corpus() {
+    let Some(dir) = shared("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma") else {
+        eprintln!(
+            "SKIPPED: no Sigma corpus (set RULEBOX_SIGMA_CORPUS or put it at ../shared/corpus/sigma)"
+        );
+        return;
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("cases"))
+        .expect("the cases folder")
+        .flatten()
+        .map(|e| e.path().join("rule.yml"))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let programs = compile_all(&files);
+    check_corpus(
+        "recorded corpus",
+        &programs,
+        &corpus_events(&dir),
+        0x5eed_0001,
+    );
+}
+
+#[test]
+fn the_prefilter_finds_every_detection_of_the_sigmahq_set() {
+    let (Some(hq), Some(dir)) = (
+        shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq"),
+        shared("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma"),
+    ) else {
+        eprintln!(
+            "SKIPPED: no SigmaHQ rules or Sigma corpus events (set RULEBOX_SIGMAHQ_CORPUS and RULEBOX_SIGMA_CORPUS, or put them under ../shared/corpus)"
+        );
+        return;
+    };
+    let mut files = Vec::new();
+    yaml_files(&hq, &mut files);
+    files.sort();
+    let programs = compile_all(&files);
+    check_corpus("SigmaHQ", &programs, &corpus_events(&dir), 0x5eed_0002);
+}
