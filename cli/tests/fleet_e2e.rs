@@ -19,13 +19,19 @@
 //!   `Range` and succeeds;
 //! - an unenrolled host, a forged check-in (another host's id under the wrong key), a replayed
 //!   check-in and a wrong enrolment secret: refused (`401`/`409`) and audited (`refused`).
+//! - the dashboard in headless Chromium (skipped, said plainly, without it), as an operator sees
+//!   this fleet: the good release complete with every ring at 100%, the crashing one halted in
+//!   ring 0 with its failing gate and no other ring opened; a screenshot of each is kept in
+//!   `target/test-artifacts/`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rulebox_controller::testing::{ENROLL_SECRET, FakeAgent, TestContent, TestPostgres, labels};
+use rulebox_controller::testing::{
+    self, ENROLL_SECRET, FakeAgent, OperatorClient, TestContent, TestPostgres, labels,
+};
 use rulebox_controlplane_proto::ErrorCode;
 use rulebox_rollout::{GateConfig, RingPlan, RolloutPlan};
 use serde_json::Value;
@@ -318,11 +324,24 @@ impl Fleet {
             if done(self) {
                 return;
             }
-            assert!(
-                start.elapsed() < limit,
-                "timed out waiting for {what}; agent 0: {}",
-                read(&self.agents[0].out.with_extension("err"))
-            );
+            if start.elapsed() >= limit {
+                // Every agent that died, with the end of what it said: the reason is there.
+                let mut died = String::new();
+                for a in self.agents.iter().filter(|a| a.restarts > 0) {
+                    let err = read(&a.out.with_extension("err"));
+                    let tail: Vec<&str> = err.lines().rev().take(12).collect();
+                    died.push_str(&format!(
+                        "\n--- agent {} restarted {} time(s); its last lines:\n{}",
+                        a.n,
+                        a.restarts,
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    ));
+                }
+                panic!(
+                    "timed out waiting for {what}; agent 0: {}{died}",
+                    read(&self.agents[0].out.with_extension("err"))
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -584,6 +603,32 @@ fn refusals(fleet: &Fleet, c: &TestContent, port: u16) {
     );
 }
 
+/// The current rollout's page in headless Chromium, as the operator sees it: its DOM, and a
+/// screenshot kept as `target/test-artifacts/fleet-<db>-<what>.png`. `None` (said once) without
+/// Chromium.
+fn dashboard(c: &TestContent, port: u16, db: &str, what: &str) -> Option<(i64, String)> {
+    let Some(chromium) = testing::chromium() else {
+        eprintln!("SKIPPED (dashboard): no Chromium at /usr/bin/chromium (or $RULEBOX_CHROMIUM)");
+        return None;
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let op = OperatorClient::new(&base, &c.token);
+    let (status, current) = op.get("/v1/rollouts/current").unwrap();
+    assert_eq!(status, 200, "{current}");
+    let id = current["id"].as_i64().expect("the rollout's id");
+    let page = format!("/ui/rollouts/{id}");
+    let dom = testing::browse(&base, &op, &chromium, &page, None).expect("the page in Chromium");
+    let (dir, db) = (testing::artifacts(), db.to_lowercase());
+    std::fs::write(dir.join(format!("fleet-{db}-{what}.html")), &dom).unwrap();
+    let shot = dir.join(format!("fleet-{db}-{what}.png"));
+    testing::browse(&base, &op, &chromium, &page, Some(&shot)).expect("a screenshot");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "the screenshot shows a page"
+    );
+    Some((id, dom))
+}
+
 fn is_good(v: &Value, release: u64) -> bool {
     v["lifecycle"] == "good" && v["release"] == release
 }
@@ -790,6 +835,29 @@ fn fleet_run(postgres: Option<&str>) {
         "the rollout of 42 to complete",
         |_| rollout(&c, ctl_port, &["status"]).status.code() == Some(0),
     );
+    if let Some((id, dom)) = dashboard(&c, ctl_port, db_name, "complete") {
+        assert!(
+            dom.contains(r#"data-phase="complete""#),
+            "rollout {id}: {dom}"
+        );
+        let rows = testing::ring_rows(&dom);
+        assert_eq!(rows.len(), 4, "four rings on the page");
+        for r in &rows {
+            assert!(
+                r.contains(r#"class="num peak">100%</td>"#),
+                "every ring reached 100% on the new release: {r}"
+            );
+        }
+        assert_eq!(
+            dom.matches(r#"class="mark-open""#).count(),
+            4,
+            "each ring's opening marked in the picture"
+        );
+        story(
+            t0,
+            "dashboard (Chromium): rollout of 42 complete, every ring at 100%",
+        );
+    }
     let rings: Vec<u64> = audit(&c, ctl_port, "ring_opened")
         .iter()
         .map(|e| e["detail"]["ring"].as_u64().unwrap())
@@ -891,6 +959,36 @@ fn fleet_run(postgres: Option<&str>) {
         "the revert to be published",
         |_| c.repo_dir.join("reverts/43.revert.json").exists(),
     );
+    if let Some((id, dom)) = dashboard(&c, ctl_port, db_name, "halted") {
+        assert!(
+            dom.contains(r#"data-phase="halted""#),
+            "rollout {id}: {dom}"
+        );
+        assert!(dom.contains("HALTED in ring 0"), "{dom}");
+        let gates = &dom[dom
+            .find(r#"id="failing-gates""#)
+            .expect("the failing gates")..];
+        let gates = &gates[..gates.find("</ul>").unwrap()];
+        assert!(
+            gates.contains("<li"),
+            "the page names a failing gate: {gates}"
+        );
+        assert!(
+            dom.contains(r#"class="fail">FAIL</td>"#),
+            "the gate table shows it"
+        );
+        let rows = testing::ring_rows(&dom);
+        assert_eq!(rows.len(), 4);
+        assert!(!rows[0].contains("not opened"), "{}", rows[0]);
+        for r in &rows[1..] {
+            assert!(r.contains("not opened"), "only ring 0 opened: {r}");
+        }
+        assert!(dom.contains(r#"class="mark-halt""#), "the halt is marked");
+        story(
+            t0,
+            "dashboard (Chromium): rollout of 43 halted in ring 0, failing gate shown",
+        );
+    }
     let offered_43: Vec<&AgentProc> = fleet
         .agents
         .iter()

@@ -23,8 +23,10 @@ use rulebox_runtime::content::{Manifest, RoleName, Signed};
 
 use crate::auth::{OperatorsFile, Secret, new_token};
 
+mod browser;
 mod nats;
 use crate::config::ControllerConfig;
+pub use browser::{artifacts, browse, chromium, ring_rows};
 pub use nats::TestNats;
 
 /// A failure of a test helper.

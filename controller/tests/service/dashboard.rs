@@ -1,10 +1,7 @@
 //! The dashboard over loopback HTTP: sessions, CSRF, halt and resume from the page, escaping, the
 //! rule diff of two real releases, and the pages in a real headless Chromium.
 
-use std::path::PathBuf;
-use std::process::Command;
-
-use rulebox_controller::testing::{WebClient, WebPage};
+use rulebox_controller::testing::{self, WebClient, WebPage, artifacts, chromium, ring_rows};
 
 use super::*;
 
@@ -202,67 +199,14 @@ fn the_rule_diff_of_two_real_releases_names_what_was_added() {
     );
 }
 
-fn chromium() -> Option<PathBuf> {
-    let path = std::env::var_os("RULEBOX_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    path.exists().then_some(path)
-}
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Runs headless Chromium on a fresh sign-in link to `path`: `--dump-dom` (the DOM it returns) or
-/// `--screenshot` (into `shot`).
+/// Headless Chromium on a fresh sign-in link to `path` (see `testing::browse`).
 fn browse(
     h: &Harness,
     chromium: &std::path::Path,
     path: &str,
     shot: Option<&std::path::Path>,
 ) -> String {
-    let (status, body) = h.op.post("/v1/ui/signin-codes", &json!({})).unwrap();
-    assert_eq!(status, 201, "{body}");
-    let url = format!("{}{}?next={path}", h.base, body["path"].as_str().unwrap());
-    let profile = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(chromium);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--hide-scrollbars",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()));
-    match shot {
-        Some(file) => {
-            cmd.arg(format!("--screenshot={}", file.display()))
-                .arg("--window-size=1200,1600");
-        }
-        None => {
-            cmd.arg("--dump-dom");
-        }
-    }
-    let out = cmd.arg(url).output().unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn ring_rows(dom: &str) -> Vec<String> {
-    let table = &dom[dom.find(r#"id="rings""#).unwrap()..];
-    let table = &table[..table.find("</table>").unwrap()];
-    table
-        .split("<tr data-ring=")
-        .skip(1)
-        .map(str::to_owned)
-        .collect()
+    testing::browse(&h.base, &h.op, chromium, path, shot).expect("chromium shows the page")
 }
 
 #[test]
@@ -327,7 +271,7 @@ fn headless_chromium_shows_a_halt_in_ring_0_and_a_completed_rollout_at_100_perce
         Behaviour::Healthy,
         &mut seen,
         |v| phase(v) == "complete",
-        Duration::from_secs(60),
+        Duration::from_secs(180),
     );
     let dom = browse(&h, &chromium, &format!("/ui/rollouts/{id}"), None);
     std::fs::write(dir.join("dashboard-complete.html"), &dom).unwrap();
