@@ -325,16 +325,32 @@ impl Fleet {
                 return;
             }
             if start.elapsed() >= limit {
-                // Every agent that died, with the end of what it said: the reason is there.
+                // Every agent that died or abandoned a release, with the end of what it said:
+                // the reason is there.
                 let mut died = String::new();
-                for a in self.agents.iter().filter(|a| a.restarts > 0) {
+                for a in &self.agents {
                     let err = read(&a.out.with_extension("err"));
-                    let tail: Vec<&str> = err.lines().rev().take(12).collect();
+                    if a.restarts == 0 && !err.contains("abandoned") {
+                        continue;
+                    }
+                    let lines: Vec<&str> = err.lines().collect();
+                    let from = lines.len().saturating_sub(8);
+                    let tail: Vec<&str> = lines
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, l)| {
+                            *i >= from
+                                || ["abandoned", "panicked", "fault injection", "error"]
+                                    .iter()
+                                    .any(|w| l.contains(w))
+                        })
+                        .map(|(_, l)| *l)
+                        .collect();
                     died.push_str(&format!(
-                        "\n--- agent {} restarted {} time(s); its last lines:\n{}",
+                        "\n--- agent {} restarted {} time(s); its errors and last lines:\n{}",
                         a.n,
                         a.restarts,
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        tail.join("\n")
                     ));
                 }
                 panic!(
