@@ -38,13 +38,12 @@ fn data_files(module: &Path) -> Vec<DataFile> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    let (exact, prefix) = (format!("{stem}.rules"), format!("{stem}."));
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n == exact || (n.starts_with(&prefix) && n.ends_with(".rules")))
+                .is_some_and(|n| rulebox_release::is_rule_data_of(stem, n))
         })
         .collect();
     paths.sort();

@@ -890,7 +890,9 @@ fn check_packs_report(bundle: &VerifiedBundle) -> Result<(), ReleaseError> {
 mod packs;
 mod publish;
 mod roles;
-pub use packs::{PackIdentity, PackSource, ReadPack, identify_packs, pack_sources_in};
+pub use packs::{
+    PackIdentity, PackSource, ReadPack, identify_packs, is_rule_data_of, pack_sources_in,
+};
 pub use publish::{
     LOCK_FILE, Publication, PublishError, PublishLock, ReleasePublication, Repository,
     TimestampOutcome,

@@ -34,6 +34,14 @@ pub struct PackIdentity {
 /// Most data files read from one compiled folder.
 const MAX_DATA_FILES: usize = rulebox_runtime::content::MAX_PACKS;
 
+/// Whether `file_name` is a rule data file of the engine `engine_stem` (`NAME.wasm`): `NAME.rules`
+/// or `NAME.*.rules`, the names `rulebox sigma compile -o DIR` writes.
+pub fn is_rule_data_of(engine_stem: &str, file_name: &str) -> bool {
+    file_name
+        .strip_prefix(engine_stem)
+        .is_some_and(|rest| rest == ".rules" || (rest.starts_with('.') && rest.ends_with(".rules")))
+}
+
 /// The engines of a compiled folder (`rulebox sigma compile -o DIR`): every `NAME.wasm` with at
 /// least one `NAME.rules` or `NAME.*.rules` beside it, with those data files sorted by name. A
 /// `.wasm` without data files is not an engine of this folder and is left out. Nothing is read yet.
@@ -49,10 +57,9 @@ pub fn pack_sources_in(dir: &Path) -> Result<Vec<PackSource>, ReleaseError> {
     let mut sources = Vec::new();
     for engine in names.iter().filter(|n| n.ends_with(".wasm")) {
         let stem = engine.trim_end_matches(".wasm");
-        let (exact, prefix) = (format!("{stem}.rules"), format!("{stem}."));
         let data: Vec<ModuleSource> = names
             .iter()
-            .filter(|n| **n == exact || (n.starts_with(&prefix) && n.ends_with(".rules")))
+            .filter(|n| is_rule_data_of(stem, n))
             .map(|n| ModuleSource::Path(dir.join(n)))
             .collect();
         if data.len() > MAX_DATA_FILES {
@@ -226,6 +233,22 @@ pub(crate) fn pack_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_data_files_are_named_after_their_engine_and_nothing_else() {
+        for name in ["sigma.rules", "sigma.00.rules", "sigma.a.b.rules"] {
+            assert!(is_rule_data_of("sigma", name), "{name}");
+        }
+        for name in [
+            "sigma.wasm",
+            "sigmax.rules",
+            "other.rules",
+            "sigma.rules.bak",
+            "sigma",
+        ] {
+            assert!(!is_rule_data_of("sigma", name), "{name}");
+        }
+    }
 
     #[test]
     fn a_compiled_folder_gives_each_engine_its_data_files_in_name_order() {
