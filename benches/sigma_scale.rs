@@ -3,7 +3,8 @@
 //! the same events, in one run; and the per-event time with 2,500 rules loaded against 100.
 //!
 //! Run with `cargo bench -p rulebox-benches --bench sigma_scale` (quick: append
-//! `-- --warm-up-time 1 --measurement-time 3`). Needs the SigmaHQ rules (`$RULEBOX_SIGMAHQ`, else
+//! `-- --warm-up-time 1 --measurement-time 3`, and set `RULEBOX_SCALE_NO_INDEX=1` to leave out
+//! rsigma's indexed engine, whose index build takes minutes). Needs the SigmaHQ rules (`$RULEBOX_SIGMAHQ`, else
 //! `<workspace>/../shared/corpus/sigmahq`) and the corpus events (`$RULEBOX_SIGMA_CORPUS`, else
 //! `<workspace>/../shared/corpus/sigma`); says so and exits when either is absent.
 //!
@@ -110,11 +111,46 @@ fn for_rsigma(event: &Event<'_>) -> (Value, Vec<LogSource>) {
     (Value::Object(flat), sources)
 }
 
+/// How the rules are cut into packs.
+#[derive(Clone, Copy, PartialEq)]
+enum Layout {
+    /// As `rulebox sigma compile` does ([`rulebox_sigma::split_packs`]: by kind, then size).
+    Shipped,
+    /// The layout before packs were cut by kind, kept to measure against: the rules in their
+    /// given order, a new pack whenever the next rule would take one over the size cap.
+    Mixed,
+}
+
+/// The previous layout's packs ([`Layout::Mixed`]).
+fn mixed_packs(records: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
+    let mut packs: Vec<Vec<u8>> = Vec::new();
+    for r in records {
+        match packs.last_mut() {
+            Some(p) if p.len() + r.len() <= rulebox_sigma::MAX_PACK_DATA_BYTES => {
+                p.extend_from_slice(r)
+            }
+            _ => packs.push(r.clone()),
+        }
+    }
+    packs
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let id = format!("mixed-{:02}", i + 1);
+            let mut data = Vec::with_capacity(body.len() + 32);
+            rulebox_sigma_eval::push_header(&mut data, &id);
+            data.extend_from_slice(&body);
+            (id, data)
+        })
+        .collect()
+}
+
 fn rulebox_set(
     runtime: &Runtime,
     thread: &SandboxThread,
     rules: &[Rule],
     prefilter: bool,
+    layout: Layout,
 ) -> RuleSet {
     let engine = runtime
         .compile(SIGMA_EVAL.bytes, "sigma.wasm")
@@ -124,9 +160,21 @@ fn rulebox_set(
         .map(|r| rulebox_sigma::rule_record(&r.program).expect("record"))
         .collect();
     let mut set = RuleSet::new(runtime);
-    for (id, data) in
-        rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES)
-    {
+    let packs = match layout {
+        Layout::Shipped => {
+            rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES)
+        }
+        Layout::Mixed => mixed_packs(&records),
+    };
+    if prefilter {
+        let name = if layout == Layout::Mixed {
+            "mixed"
+        } else {
+            "by kind"
+        };
+        println!("{} rules in {} packs ({name})", rules.len(), packs.len());
+    }
+    for (id, data) in packs {
         let data = if prefilter {
             data
         } else {
@@ -231,16 +279,21 @@ fn main() {
     let rt = runtime.clone();
     let all = rules.len();
     runtime.run_sandboxed(move |thread| {
-        let mut set = rulebox_set(&rt, thread, &rules, true);
-        let mut set_off = rulebox_set(&rt, thread, &rules, false);
+        let (shipped, mixed) = (Layout::Shipped, Layout::Mixed);
+        let mut set = rulebox_set(&rt, thread, &rules, true, shipped);
+        let mut set_mixed = rulebox_set(&rt, thread, &rules, true, mixed);
+        let mut set_off = rulebox_set(&rt, thread, &rules, false, shipped);
         let small = rules.len().min(100);
         let large = rules.len().min(2500);
-        let mut set_small = rulebox_set(&rt, thread, &rules[..small], true);
-        let mut set_large = rulebox_set(&rt, thread, &rules[..large], true);
-        let mut set_small_off = rulebox_set(&rt, thread, &rules[..small], false);
-        let mut set_large_off = rulebox_set(&rt, thread, &rules[..large], false);
+        let mut set_small = rulebox_set(&rt, thread, &rules[..small], true, shipped);
+        let mut set_large = rulebox_set(&rt, thread, &rules[..large], true, shipped);
+        let mut set_small_off = rulebox_set(&rt, thread, &rules[..small], false, shipped);
+        let mut set_large_off = rulebox_set(&rt, thread, &rules[..large], false, shipped);
         let (plain, rs_refused) = rsigma_engine(&rules, false);
-        let (indexed, _) = rsigma_engine(&rules, true);
+        // Building rsigma's cross-rule index takes minutes (its `add_collection` rebuilds it):
+        // `RULEBOX_SCALE_NO_INDEX=1` leaves that subject out of a quick run.
+        let index = std::env::var_os("RULEBOX_SCALE_NO_INDEX").is_none();
+        let indexed = index.then(|| rsigma_engine(&rules, true).0);
         println!(
             "rsigma loads {} of them ({rs_refused} refused)",
             plain.rule_count()
@@ -249,10 +302,14 @@ fn main() {
         let ours = rulebox_pass(&mut set, thread, &events, &mut out);
         let ours_off = rulebox_pass(&mut set_off, thread, &events, &mut out);
         assert_eq!(ours, ours_off, "the prefilter changes no detection");
+        let ours_mixed = rulebox_pass(&mut set_mixed, thread, &events, &mut out);
+        assert_eq!(ours, ours_mixed, "the layout changes no detection");
         println!(
             "detections per pass: rulebox {ours} (without the prefilter {ours_off}), rsigma {}, rsigma-index {}",
             rsigma_pass(&plain, &json),
-            rsigma_pass(&indexed, &json)
+            indexed
+                .as_ref()
+                .map_or("not run".into(), |e| rsigma_pass(e, &json).to_string())
         );
 
         let mut c = Criterion::default()
@@ -265,12 +322,17 @@ fn main() {
         group.bench_function(BenchmarkId::new("rulebox", all), |b| {
             b.iter(|| rulebox_pass(&mut set, thread, std::hint::black_box(&events), &mut out));
         });
+        group.bench_function(BenchmarkId::new("rulebox-mixed-packs", all), |b| {
+            b.iter(|| rulebox_pass(&mut set_mixed, thread, std::hint::black_box(&events), &mut out));
+        });
         group.bench_function(BenchmarkId::new("rsigma", all), |b| {
             b.iter(|| rsigma_pass(&plain, std::hint::black_box(&json)));
         });
-        group.bench_function(BenchmarkId::new("rsigma-index", all), |b| {
-            b.iter(|| rsigma_pass(&indexed, std::hint::black_box(&json)));
-        });
+        if let Some(indexed) = &indexed {
+            group.bench_function(BenchmarkId::new("rsigma-index", all), |b| {
+                b.iter(|| rsigma_pass(indexed, std::hint::black_box(&json)));
+            });
+        }
         group.bench_function(BenchmarkId::new("rulebox-no-prefilter", all), |b| {
             b.iter(|| rulebox_pass(&mut set_off, thread, std::hint::black_box(&events), &mut out));
         });
@@ -289,20 +351,25 @@ fn main() {
 
         let est = |f: &str, p: usize| rulebox_benches::criterion_estimate(GROUP, f, p);
         let rate = |ns: f64| n as f64 / (ns / 1e9);
-        if let (Some(ours), Some(off), Some(theirs), Some(index)) = (
+        if let (Some(ours), Some(off), Some(theirs)) = (
             est("rulebox", all),
             est("rulebox-no-prefilter", all),
             est("rsigma", all),
-            est("rsigma-index", all),
         ) {
             println!("\n{all} rules over {n} events (this run):");
             println!("  rulebox (sandboxed)       {:>12.0} events/s", rate(ours));
             println!("  rulebox, no prefilter     {:>12.0} events/s", rate(off));
             println!("  rsigma                    {:>12.0} events/s", rate(theirs));
-            println!("  rsigma-index              {:>12.0} events/s", rate(index));
             println!("  rulebox / rsigma speed:       {:.2}x", theirs / ours);
-            println!("  rulebox / rsigma-index speed: {:.2}x", index / ours);
+            // Only if it ran in this run (an estimate left by an earlier run is not this run's).
+            if let Some(index) = est("rsigma-index", all).filter(|_| indexed.is_some()) {
+                println!("  rsigma-index              {:>12.0} events/s", rate(index));
+                println!("  rulebox / rsigma-index speed: {:.2}x", index / ours);
+            }
             println!("  prefilter speed-up:           {:.2}x", off / ours);
+            if let Some(m) = est("rulebox-mixed-packs", all) {
+                println!("  packs by kind / mixed packs:  {:.2}x faster", m / ours);
+            }
         }
         for name in ["rulebox", "rulebox-no-prefilter"] {
             if let (Some(s), Some(l)) = (est(name, small), est(name, large)) {

@@ -12,7 +12,7 @@ use rulebox_sigma_eval::{Evaluator, Program};
 use serde::Serialize;
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::{MAX_PACK_DATA_BYTES, SigmaError, compile, rule_record, split_packs};
+use crate::{MAX_PACK_DATA_BYTES, SigmaError, compile, rule_record, split_packs_indexed};
 
 /// Events per batch handed to the pack.
 const BATCH: usize = 256;
@@ -208,7 +208,7 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
             Err(e) => results[i].failure = Some(e.to_string()),
         }
     }
-    let packs = split_packs(&records, "sigma", MAX_PACK_DATA_BYTES);
+    let packs = split_packs_indexed(&records, "sigma", MAX_PACK_DATA_BYTES);
     let compiled = match runtime.compile(evaluator, "sigma:cases") {
         Ok(c) => Some(c),
         Err(e) => {
@@ -237,19 +237,16 @@ pub fn run_cases(runtime: &Runtime, evaluator: &[u8], cases: &[Case]) -> Report 
         let mut by_id: HashMap<String, usize> = HashMap::new();
         let mut problems = Vec::new();
         if let Some(compiled) = &compiled {
-            let mut next = 0;
-            for (_, data) in &packs {
-                let (_, programs) = rulebox_sigma_eval::split_data(data).unwrap_or_default();
-                let members = &in_pack[next..next + programs.len()];
-                next += programs.len();
+            for (_, data, indices) in &packs {
+                let members: Vec<usize> = indices.iter().map(|&r| in_pack[r]).collect();
                 match set.add_module(thread, compiled, data, None) {
                     Ok(rules) => {
-                        for (info, i) in rules.iter().zip(members) {
+                        for (info, i) in rules.iter().zip(&members) {
                             by_id.insert(info.id.clone(), *i);
                         }
                     }
                     Err(record) => {
-                        for &i in members {
+                        for &i in &members {
                             problems.push((
                                 i,
                                 format!(

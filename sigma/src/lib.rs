@@ -54,7 +54,10 @@ mod value;
 pub use error::SigmaError;
 pub use logsource::{Lookup, Source, map as map_logsource};
 pub use module::{MAX_PROGRAM_BYTES, build_module};
-pub use pack::{MAX_PACK_DATA_BYTES, rule_data, rule_record, split_packs, without_prefilter};
+pub use pack::{
+    MAX_PACK_DATA_BYTES, rule_data, rule_record, split_packs, split_packs_indexed,
+    without_prefilter,
+};
 pub use refusals::Refusals;
 pub use rule::compile;
 pub use rulebox_sigma_eval::{Evaluator, Program, split_data};

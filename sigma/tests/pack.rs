@@ -142,13 +142,10 @@ fn the_prefilter_runs_within_half_the_packs_own_budget_at_the_cap_and_changes_no
     }
     let runtime = Runtime::new(config.clone()).unwrap();
     let engine = runtime.compile(SIGMA_EVAL.bytes, "sigma.wasm").unwrap();
-    let records: Vec<Vec<u8>> = programs
-        .iter()
-        .map(|p| rulebox_sigma::rule_record(p).unwrap())
-        .collect();
-    let packs = rulebox_sigma::split_packs(&records, "sigma", usize::MAX);
-    assert_eq!(packs.len(), 1);
-    let data = packs[0].1.clone();
+    // One pack of every kind's rules (not split by kind): its prefilter meets every event kind.
+    let mut data = Vec::new();
+    rulebox_sigma_eval::push_header(&mut data, "sigma-01");
+    data.extend(rulebox_sigma::rule_data(&programs).unwrap());
     let off = rulebox_sigma::without_prefilter(&data).unwrap();
     // Every kind's boundary events at the default cap, and each field the rules read at the cap.
     let mut names: Vec<&str> = programs

@@ -185,21 +185,21 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
         }
         let engine = args.out.join(ENGINE_FILE);
         write_new(&engine, SIGMA_EVAL.bytes)?;
-        let packs =
-            rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES);
-        let mut first = 0;
-        for (i, (id, data)) in packs.iter().enumerate() {
-            let (_, programs) = rulebox_sigma::split_data(data)
-                .map_err(|e| anyhow::anyhow!("the rule data does not frame: {e}"))?;
+        // Packs hold the rules of one set of event kinds each (`split_packs_indexed`).
+        let packs = rulebox_sigma::split_packs_indexed(
+            &records,
+            "sigma",
+            rulebox_sigma::MAX_PACK_DATA_BYTES,
+        );
+        for (i, (id, data, members)) in packs.iter().enumerate() {
             let path = args.out.join(format!("sigma.{:02}.rules", i + 1));
             write_new(&path, data)?;
             println!(
-                "wrote {} (pack {id}: rules {first}..{}, {} bytes)",
+                "wrote {} (pack {id}: {} rules, {} bytes)",
                 path.display(),
-                first + programs.len(),
+                members.len(),
                 data.len()
             );
-            first += programs.len();
         }
         println!(
             "wrote {} ({} bytes): the engine of {} packs",
