@@ -15,216 +15,38 @@
 //!   (`rulebox_sigma::without_prefilter`), so every rule of an event's kind runs on it.
 //! - **rsigma**: `rsigma_eval::Engine` with every rule of the same files that it parses, each event
 //!   given as the flat JSON of its Sigma fields and routed by logsource
-//!   (`evaluate_with_logsource`, the event's Sigma category and product; registry events under
-//!   their own category and `registry_event`); **rsigma-index** the same with its cross-rule
-//!   Aho-Corasick index (`daachorse-index`) on.
+//!   (`evaluate_with_logsource`, under every logsource rulebox gives the event to; see
+//!   `sigma_common.rs`, shared with the `sigma_agree` bench); **rsigma-index** the same with its
+//!   cross-rule Aho-Corasick index (`daachorse-index`) on.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+mod sigma_common;
+
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use rsigma_eval::{Engine, JsonEvent};
-use rsigma_parser::LogSource;
-use rulebox_example_artifacts::SIGMA_EVAL;
-use rulebox_runtime::{BatchOutcome, RuleSet, Runtime, SandboxThread};
-use rulebox_sdk::{Event, EventKind};
-use rulebox_sigma::cases::load_cases;
-use serde_json::{Map, Value};
+use rulebox_runtime::{BatchOutcome, Runtime};
+use sigma_common::{Corpus, rsigma_engine, rsigma_pass, rulebox_pass, rulebox_set};
 
 const GROUP: &str = "sigma_scale";
 
-fn dir(var: &str, default: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os(var) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default),
-    };
-    dir.is_dir().then_some(dir)
-}
-
-/// Every `.yml` under `dir`, sorted.
-fn rule_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            rule_files(&path, out);
-        } else if path.extension().is_some_and(|x| x == "yml") {
-            out.push(path);
-        }
-    }
-    out.sort();
-}
-
-/// A rule both engines load: its text and rulebox's compiled program.
-struct Rule {
-    text: String,
-    program: rulebox_sigma::Program<'static>,
-}
-
-/// The Sigma categories of an event kind, for rsigma's logsource routing.
-fn categories(kind: EventKind) -> &'static [&'static str] {
-    use EventKind as K;
-    match kind {
-        K::ProcessStart => &["process_creation"],
-        K::ProcessAccess => &["process_access"],
-        K::FileCreate => &["file_event"],
-        K::FileDelete => &["file_delete"],
-        K::FileRename => &["file_rename"],
-        K::FileWrite => &["file_change"],
-        K::RegistryAdd => &["registry_add", "registry_event"],
-        K::RegistrySet => &["registry_set", "registry_event"],
-        K::RegistryDelete => &["registry_delete", "registry_event"],
-        K::RegistryRename => &["registry_rename", "registry_event"],
-        K::NetworkConnect => &["network_connection"],
-        K::DnsQuery => &["dns_query"],
-        K::PipeCreate | K::PipeConnect => &["pipe_created"],
-        K::ImageLoad => &["image_load"],
-        _ => &[],
-    }
-}
-
-/// An event as rsigma reads it: the flat JSON of its Sigma fields (the kind's fields and the
-/// extra ones), and the logsources it is routed under.
-fn for_rsigma(event: &Event<'_>) -> (Value, Vec<LogSource>) {
-    let mut flat = Map::new();
-    if let Ok(Value::Object(data)) = serde_json::to_value(&event.data)
-        && let Some(Value::Object(fields)) = data.into_iter().next().map(|(_, v)| v)
-    {
-        flat.extend(fields);
-    }
-    for f in &event.extra {
-        flat.insert(f.name.to_string(), Value::String(f.value.to_string()));
-    }
-    let windows = |category: Option<&str>| LogSource {
-        product: Some("windows".into()),
-        category: category.map(str::to_owned),
-        ..LogSource::default()
-    };
-    let sources = match categories(event.kind()) {
-        [] => vec![windows(None)],
-        cats => cats.iter().map(|c| windows(Some(c))).collect(),
-    };
-    (Value::Object(flat), sources)
-}
-
-fn rulebox_set(
-    runtime: &Runtime,
-    thread: &SandboxThread,
-    rules: &[Rule],
-    prefilter: bool,
-) -> RuleSet {
-    let engine = runtime
-        .compile(SIGMA_EVAL.bytes, "sigma.wasm")
-        .expect("the engine compiles");
-    let records: Vec<Vec<u8>> = rules
-        .iter()
-        .map(|r| rulebox_sigma::rule_record(&r.program).expect("record"))
-        .collect();
-    let mut set = RuleSet::new(runtime);
-    for (id, data) in
-        rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES)
-    {
-        let data = if prefilter {
-            data
-        } else {
-            rulebox_sigma::without_prefilter(&data).expect("the pack's data splits")
-        };
-        set.add_module(thread, &engine, &data, None)
-            .unwrap_or_else(|r| panic!("pack {id} loads: {}: {}", r.reason, r.message));
-    }
-    set
-}
-
-fn rsigma_engine(rules: &[Rule], index: bool) -> (Engine, usize) {
-    let mut engine = Engine::new();
-    let mut refused = 0;
-    for r in rules {
-        match rsigma_parser::parse_sigma_yaml(&r.text) {
-            Ok(c) => {
-                if engine.add_collection(&c).is_err() {
-                    refused += 1;
-                }
-            }
-            Err(_) => refused += 1,
-        }
-    }
-    if index {
-        engine.set_cross_rule_ac(true);
-    }
-    (engine, refused)
-}
-
-fn rulebox_pass(
-    set: &mut RuleSet,
-    thread: &SandboxThread,
-    events: &[Event<'_>],
-    out: &mut BatchOutcome,
-) -> usize {
-    set.process_batch(thread, events, out);
-    out.iter()
-        .map(|o| o.map_or(0, |o| o.detections.len()))
-        .sum()
-}
-
-fn rsigma_pass(engine: &Engine, events: &[(Value, Vec<LogSource>)]) -> usize {
-    let mut hits = 0;
-    for (json, sources) in events {
-        let event = JsonEvent::borrow(json);
-        for ls in sources {
-            hits += engine.evaluate_with_logsource(&event, ls).len();
-        }
-    }
-    hits
-}
-
 fn main() {
-    let (Some(hq), Some(corpus)) = (
-        dir("RULEBOX_SIGMAHQ", "../../shared/corpus/sigmahq"),
-        dir("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma"),
-    ) else {
-        println!(
-            "SKIPPED: no SigmaHQ rules or Sigma corpus (set RULEBOX_SIGMAHQ and RULEBOX_SIGMA_CORPUS, or put them under ../shared/corpus)"
-        );
+    let Some(Corpus {
+        files,
+        refused,
+        rules,
+        events,
+        cases,
+        rsigma_events: json,
+        ..
+    }) = Corpus::load()
+    else {
         return;
     };
-    let mut files = Vec::new();
-    rule_files(&hq, &mut files);
-    let mut ids = HashSet::new();
-    let mut refused = 0;
-    let rules: Vec<Rule> = files
-        .iter()
-        .filter_map(|path| {
-            let text = std::fs::read_to_string(path).ok()?;
-            match rulebox_sigma::compile(&text) {
-                // A program over the size cap is refused by `sigma compile` too.
-                Ok(program)
-                    if rulebox_sigma::rule_record(&program).is_ok()
-                        && ids.insert(program.id.clone()) =>
-                {
-                    Some(Rule { text, program })
-                }
-                _ => {
-                    refused += 1;
-                    None
-                }
-            }
-        })
-        .collect();
-    let events: Vec<Event<'static>> = load_cases(&corpus.join("cases"))
-        .expect("cases")
-        .into_iter()
-        .filter_map(|c| c.events.ok())
-        .flatten()
-        .collect();
-    let json: Vec<(Value, Vec<LogSource>)> = events.iter().map(for_rsigma).collect();
     let n = events.len();
     println!(
-        "{} SigmaHQ rule files: {} compiled by rulebox ({refused} refused, over the size cap or duplicate ids); {n} events",
-        files.len(),
-        rules.len()
+        "{files} SigmaHQ rule files: {} compiled by rulebox ({refused} refused, over the size cap or duplicate ids); {n} events of {} cases",
+        rules.len(),
+        cases.len()
     );
 
     let runtime = Runtime::new(rulebox_benches::bench_config()).expect("runtime");
