@@ -52,7 +52,7 @@ mod rule;
 mod value;
 
 pub use error::SigmaError;
-pub use logsource::{Lookup, Source, map as map_logsource};
+pub use logsource::{EventSource, Lookup, Source, event_sources, map as map_logsource};
 pub use module::{MAX_PROGRAM_BYTES, build_module};
 pub use pack::{
     MAX_PACK_DATA_BYTES, rule_data, rule_record, split_packs, split_packs_indexed,

@@ -340,9 +340,168 @@ pub fn map(
     }
 }
 
+/// A Sigma `logsource` an event belongs to, with `product: windows`: a `category` or a `service`
+/// (never both, as Sigma's Windows rules write them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    /// A `category` (`process_creation`, `ps_script`, `driver_load`, ...).
+    Category(&'static str),
+    /// A `service` (`security`, `sysmon`, ...).
+    Service(&'static str),
+}
+
+/// Every `logsource` whose rules [`map`] gives `event` to: the inverse of [`map`], from the same
+/// tables, for routing an event to another engine's rules by logsource (rules with only
+/// `product: windows` take every event and are not listed). A typed event's categories (a registry
+/// set is `registry_set` and `registry_event`) and `service: sysmon`; an event of kind `other` by
+/// its `Provider`, `Channel` and `EventID`, compared as the guards compare them (ignoring case).
+pub fn event_sources(event: &rulebox_sdk::Event<'_>) -> Vec<EventSource> {
+    let kind = event.kind();
+    if kind != EventKind::Other {
+        let mut out: Vec<EventSource> = TYPED
+            .iter()
+            .filter(|(_, kinds)| kinds.contains(&kind))
+            .map(|(c, _)| EventSource::Category(c))
+            .collect();
+        out.push(EventSource::Service("sysmon"));
+        return out;
+    }
+    let text = |name: &str| {
+        event
+            .field(name)
+            .map(|v| match v {
+                rulebox_sdk::Value::Str(s) => s.to_owned(),
+                rulebox_sdk::Value::Int(n) => n.to_string(),
+                rulebox_sdk::Value::Bool(b) => b.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    let (provider, channel, id) = (text("Provider"), text("Channel"), text("EventID"));
+    let is_id = |ids: &[u32]| ids.iter().any(|i| i.to_string() == id);
+    let mut out = Vec::new();
+    if provider.eq_ignore_ascii_case(rulebox_runtime::events::SYSMON_PROVIDER) {
+        out.extend(
+            SYSMON_OTHER
+                .iter()
+                .filter(|(_, ids)| is_id(ids))
+                .map(|(c, _)| EventSource::Category(c)),
+        );
+    }
+    out.extend(
+        LOG_CATEGORIES
+            .iter()
+            .filter(|(_, ch, ids)| ch.eq_ignore_ascii_case(&channel) && is_id(ids))
+            .map(|(c, ..)| EventSource::Category(c)),
+    );
+    out.extend(
+        PROVIDER_CATEGORIES
+            .iter()
+            .filter(|(_, p)| p.eq_ignore_ascii_case(&provider))
+            .map(|(c, _)| EventSource::Category(c)),
+    );
+    out.extend(
+        SERVICES
+            .iter()
+            .filter(|(_, chs)| chs.iter().any(|c| c.eq_ignore_ascii_case(&channel)))
+            .map(|(s, _)| EventSource::Service(s)),
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A rule of `logsource` that matches any event its logsource admits (a test of a field no
+    /// event has, negated), natively: whether it matches `event`.
+    fn admits(logsource: &str, event: &rulebox_sdk::Event<'_>) -> bool {
+        let rule = format!(
+            "title: t\nid: t\nlogsource: {{product: windows, {logsource}}}\ndetection:\n    sel:\n        NoSuchField: x\n    condition: not sel\n"
+        );
+        let p = crate::compile(&rule).unwrap();
+        let kinds = p.kinds;
+        kinds.contains(event.kind()) && crate::Evaluator::new(p).unwrap().matches_event(event)
+    }
+
+    fn other(provider: &str, channel: &str, id: u32) -> rulebox_sdk::Event<'static> {
+        let mut e = rulebox_sdk::Event::new(rulebox_sdk::EventData::Other(Default::default()));
+        for (name, value) in [
+            ("Provider", provider.to_owned()),
+            ("Channel", channel.to_owned()),
+            ("EventID", id.to_string()),
+        ] {
+            e.extra.push(rulebox_sdk::Field {
+                name: name.into(),
+                value: value.into(),
+            });
+        }
+        e
+    }
+
+    fn logsource_of(s: EventSource) -> String {
+        match s {
+            EventSource::Category(c) => format!("category: {c}"),
+            EventSource::Service(s) => format!("service: {s}"),
+        }
+    }
+
+    #[test]
+    fn event_sources_are_exactly_the_logsources_whose_rules_take_the_event() {
+        // One event per table entry, and every logsource of every table: the event's sources
+        // are the logsources whose compiled rule (kinds and guard) takes it, no more, no fewer.
+        let mut events: Vec<rulebox_sdk::Event<'static>> = EventKind::ALL
+            .iter()
+            .filter(|k| **k != EventKind::Other)
+            .map(|k| rulebox_sdk::Event::new(rulebox_sdk::EventData::empty(*k)))
+            .collect();
+        let sysmon = rulebox_runtime::events::SYSMON_PROVIDER;
+        let sysmon_channel = "Microsoft-Windows-Sysmon/Operational";
+        for (_, ids) in SYSMON_OTHER {
+            events.extend(ids.iter().map(|id| other(sysmon, sysmon_channel, *id)));
+        }
+        for (_, channel, ids) in LOG_CATEGORIES {
+            events.extend(ids.iter().map(|id| other("Some-Provider", channel, *id)));
+        }
+        for (_, provider) in PROVIDER_CATEGORIES {
+            events.push(other(provider, "Some/Channel", 12));
+        }
+        for (_, channels) in SERVICES {
+            events.extend(channels.iter().map(|c| other("Some-Provider", c, 1)));
+        }
+        // Case as a source may spell it, and an event of no logsource.
+        events.push(other("microsoft-windows-sysmon", "SECURITY", 8));
+        events.push(other("Nobody", "Nowhere", 1));
+        let mut all: Vec<EventSource> = TYPED
+            .iter()
+            .map(|(c, _)| EventSource::Category(c))
+            .collect();
+        all.extend(SYSMON_OTHER.iter().map(|(c, _)| EventSource::Category(c)));
+        all.extend(
+            LOG_CATEGORIES
+                .iter()
+                .map(|(c, ..)| EventSource::Category(c)),
+        );
+        all.extend(
+            PROVIDER_CATEGORIES
+                .iter()
+                .map(|(c, _)| EventSource::Category(c)),
+        );
+        all.extend(SERVICES.iter().map(|(s, _)| EventSource::Service(s)));
+        for event in &events {
+            let got = event_sources(event);
+            for s in &all {
+                assert_eq!(
+                    got.contains(s),
+                    admits(&logsource_of(*s), event),
+                    "{s:?} on {event:?}"
+                );
+            }
+        }
+        let sources = event_sources(&other("microsoft-windows-sysmon", "SECURITY", 8));
+        assert!(sources.contains(&EventSource::Category("create_remote_thread")));
+        assert!(sources.contains(&EventSource::Service("security")));
+        assert!(event_sources(&other("Nobody", "Nowhere", 1)).is_empty());
+    }
 
     #[test]
     fn categories_services_and_refusals() {
