@@ -305,6 +305,10 @@ fn export(
             Some(sp) => special.push((s, sp)),
         }
     }
+    // The states special only to be skipped from (idle, or looping on most bytes; no match, not
+    // dead) first among the special ones: a scan stepping through the table where the skips do
+    // not pay treats them as ordinary (the evaluator's boundary after them).
+    special.sort_by_key(|(_, sp)| sp.dead || !sp.matches.is_empty());
     let mut number: HashMap<StateID, u32> = HashMap::new();
     for (i, s) in ordinary
         .iter()
@@ -424,6 +428,69 @@ mod tests {
         let dfa = build(&lits(&["\\cmd.exe", ".exe"]), Mode::Reverse, &[]).unwrap();
         assert_eq!(found(dfa.clone(), "C:\\Windows\\CMD.EXE"), [0, 1]);
         assert_eq!(found(dfa, "C:\\cmd.exe.txt"), Vec::<u16>::new());
+    }
+
+    /// Text that the skips stop in every few bytes (near misses of the patterns' starts, and of
+    /// what leaves a looping state, as anyone who can start a process can write into a command
+    /// line) is stepped through the table rather than skipped over stop by stop, and the answers
+    /// are those of the automaton without its skips.
+    #[test]
+    fn near_misses_the_skips_stop_at_are_stepped_not_skipped() {
+        let re = |p: &str| regex_syntax::ParserBuilder::new().build().parse(p).unwrap();
+        let patterns = vec![
+            case::literal("get-chromedump", false),
+            case::literal("get-foxdump", false),
+            case::literal("invoke-allchecks", false),
+            case::literal("add-persistence", false),
+            re(r"\\users\\[^\\]+\\appdata\\[^\\]+\.ps1"),
+            re(r"https?://0[0-9]{3,11}"),
+        ];
+        let filtered = build(&patterns, Mode::Unanchored, &[]).unwrap();
+        assert!(
+            filtered.starts.is_some(),
+            "the start filter under test exists"
+        );
+        let mut plain = filtered.clone();
+        plain.starts = None;
+        for sp in &mut plain.specials {
+            sp.accelerate = false;
+        }
+        let near =
+            "Get-Chromedum Invoke-AllCheck add-persistenc http://01 \\users\\x\\appdata\\y\\a.ps "
+                .repeat(3000);
+        let texts = [
+            near.clone(),
+            near.clone() + "INVOKE-ALLCHECKS",
+            "x".repeat(5000) + &near + "get-foxdump" + &"y".repeat(3000) + " http://01234",
+            "get-foxdump".to_owned() + &near + "\\users\\me\\appdata\\t\\evil.ps1",
+        ];
+        let (a, b) = (
+            Automaton::new(filtered).unwrap(),
+            Automaton::new(plain).unwrap(),
+        );
+        for text in &texts {
+            let (mut st, mut reference) = (a.state(), b.state());
+            a.scan(text.as_bytes(), &mut st);
+            b.scan(text.as_bytes(), &mut reference);
+            assert_eq!(st.bits(), reference.bits(), "{}", &text[text.len() - 20..]);
+            eprintln!(
+                "{} skips, {} stepped of {}",
+                st.skips(),
+                st.stepped(),
+                text.len()
+            );
+            assert!(
+                st.skips() * 64 <= text.len(),
+                "{} skips over {} bytes",
+                st.skips(),
+                text.len()
+            );
+        }
+        // Text the filter passes over is skipped, not stepped.
+        let mut st = a.state();
+        a.scan("z".repeat(100_000).as_bytes(), &mut st);
+        assert!(st.stepped() < 100, "{} bytes stepped", st.stepped());
+        assert!(st.skips() < 4, "{} skips", st.skips());
     }
 
     #[test]

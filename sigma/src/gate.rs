@@ -25,6 +25,11 @@ pub struct Need {
 /// An `and` keeps this many of its operands' clauses.
 pub const MAX_CLAUSES: usize = 2;
 
+/// A pattern whose required text is shorter than this (in characters) needs nothing that can be
+/// named: a space or a `/` is in nearly every long value, so it gates nothing, and its scan would
+/// stop at every few bytes of the field.
+pub const MIN_TEXT: usize = 3;
+
 /// Cheaper is fewer texts, then longer ones.
 fn cost(clause: &[String]) -> (usize, usize) {
     let shortest = clause.iter().map(String::len).min().unwrap_or(0);
@@ -46,7 +51,7 @@ pub fn need(node: &Node) -> Option<Need> {
             field: Some(field),
             pattern,
         } => {
-            let text = required(pattern)?;
+            let text = required(pattern).filter(|t| t.chars().count() >= MIN_TEXT)?;
             let folded = fold_case(&text, &mut String::new()).to_owned();
             Some(Need {
                 field: field.clone(),
@@ -188,16 +193,35 @@ mod tests {
         let n = need(&Node::And(vec![list.clone(), lit("C", "wmic")])).unwrap();
         assert_eq!(n.clauses, [vec!["wmic"], vec!["aaa", "bbb", "ccc"]]);
         let n = need(&Node::Or(vec![
-            Node::And(vec![lit("C", "wmic"), lit("C", "x")]),
+            Node::And(vec![lit("C", "wmic"), lit("C", "xyz")]),
             Node::And(vec![lit("C", "process "), list.clone()]),
         ]))
         .unwrap();
         assert_eq!(
             n.clauses,
-            [vec!["wmic", "process "], vec!["x", "aaa", "bbb", "ccc"]]
+            [vec!["wmic", "process "], vec!["xyz", "aaa", "bbb", "ccc"]]
         );
-        assert_eq!(need(&Node::Or(vec![lit("A", "x"), lit("B", "y")])), None);
-        assert_eq!(need(&Node::Not(Box::new(lit("C", "x")))), None);
+        assert_eq!(
+            need(&Node::Or(vec![lit("A", "xyz"), lit("B", "yzw")])),
+            None
+        );
+        assert_eq!(need(&Node::Not(Box::new(lit("C", "xyz")))), None);
+    }
+
+    /// A gate of a one-character text (a regular expression's ` [0-7]{7,13}` needs only its
+    /// space) would stop its scan at every space of a long command line and reject nothing.
+    #[test]
+    fn texts_shorter_than_three_characters_gate_nothing() {
+        assert_eq!(need(&lit("C", " ")), None);
+        assert_eq!(need(&lit("C", "0x")), None);
+        let list = Node::Or(vec![lit("C", " 0x"), lit("C", " ")]);
+        assert_eq!(
+            need(&list),
+            None,
+            "an `or` with an operand that needs nothing"
+        );
+        let n = need(&Node::And(vec![list, lit("C", "iwr ")])).unwrap();
+        assert_eq!(n.clauses, [vec!["iwr "]], "the `and`'s other operand gates");
     }
 
     #[test]

@@ -18,7 +18,19 @@
 //!   patterns of a bucket no longer matter (their list already matched), their starts stop it no
 //!   more.
 //!
-//! Both test 16 bytes at a time (WebAssembly SIMD in the sandbox, nibble-table lookups).
+//! Both test 16 bytes at a time (WebAssembly SIMD in the sandbox, nibble-table lookups), and a
+//! candidate the nibble tables let through is checked against the exact tables before the scan
+//! leaves the skip.
+//!
+//! A skip costs more than stepping where it stops every few bytes (text full of what the patterns
+//! start with, or of the bytes that leave a looping state: a long command line of near misses, as
+//! anyone who can start a process can write). So the scan keeps count ([`Backoff`]): when a window
+//! of stops has covered fewer bytes than stepping them would have cost, it steps through the table
+//! for a stretch (doubling while the skips keep failing), the states that are special only to be
+//! skipped from then being ordinary ones (the compiler numbers them first among the special states),
+//! and tries the skips again after it. The cost per byte is so at most about one table step plus
+//! a bounded share of failed skips, whatever the text, and a few SIMD operations per 16 bytes where
+//! the skips pay.
 //!
 //! ```text
 //!  text   b0 b1 b2 ...                      one pass, forward (or backward, for suffixes)
@@ -327,6 +339,10 @@ pub struct Automaton<'a> {
     start: u32,
     /// Premultiplied.
     special: u32,
+    /// Premultiplied: the first special state that is special for more than a skip (it matches,
+    /// or it is dead). States from [`special`](Self::special) to here are only skipped from: a scan
+    /// stepping through the table ([`Backoff`]) treats them as ordinary.
+    hard: u32,
     specials: Vec<Prepared>,
     /// The patterns of every match state, one after the other (see [`Prepared::matches`]).
     matches: Vec<u16>,
@@ -366,6 +382,14 @@ pub struct ScanState {
     /// tests that bound a rule's cost; the sandboxed scan does not spend on it.
     #[cfg(not(target_arch = "wasm32"))]
     stepped: usize,
+    /// Give up where the skips stop paying, rather than step ([`Automaton::scan_quick`]).
+    quick: bool,
+    /// A quick scan gave up since the last reset.
+    gave_up: bool,
+    /// Skips begun since the last reset (natively only, like `stepped`): each costs a bounded
+    /// amount beyond the bytes it passes over.
+    #[cfg(not(target_arch = "wasm32"))]
+    skips: usize,
 }
 
 impl ScanState {
@@ -379,6 +403,20 @@ impl ScanState {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn stepped(&self) -> usize {
         self.stepped
+    }
+
+    /// Skips begun since the last reset (natively; see [`stepped`](Self::stepped)).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn skips(&self) -> usize {
+        self.skips
+    }
+
+    #[inline(always)]
+    fn count_skip(&mut self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            self.skips += 1;
+        }
     }
 
     #[inline(always)]
@@ -419,6 +457,8 @@ fn set(words: &mut [u64], i: usize) -> bool {
 struct Prepared {
     /// An idle state that matches nothing: the filter applies, and nothing needs recording.
     idle: bool,
+    /// Special only to be skipped from (idle, or looping on most bytes, and matching nothing).
+    soft: bool,
     dead: bool,
     /// `matches[start..end]` of the automaton.
     matches: (u32, u32),
@@ -475,6 +515,7 @@ impl<'a> Automaton<'a> {
             };
             specials.push(Prepared {
                 idle: false,
+                soft: false,
                 dead: sp.dead,
                 matches: (start, end),
                 skip,
@@ -498,6 +539,11 @@ impl<'a> Automaton<'a> {
                 }
             }
         }
+        for p in &mut specials {
+            p.soft = !p.dead && p.matches.0 == p.matches.1 && (p.idle || p.skip.is_some());
+        }
+        let leading_soft = specials.iter().take_while(|p| p.soft).count();
+        let hard = dfa.special * stride + u32::try_from(leading_soft).unwrap_or(0) * stride;
         let patterns = usize::from(dfa.patterns);
         let group: Vec<u16> = if dfa.groups.is_empty() {
             (0..dfa.patterns).collect()
@@ -542,6 +588,7 @@ impl<'a> Automaton<'a> {
             eoi,
             start: dfa.start * stride,
             special: dfa.special * stride,
+            hard,
             specials,
             matches,
             patterns: dfa.patterns,
@@ -578,9 +625,11 @@ impl<'a> Automaton<'a> {
             }
         }
         st.open = self.groups;
+        st.gave_up = false;
         #[cfg(not(target_arch = "wasm32"))]
         {
             st.stepped = 0;
+            st.skips = 0;
         }
     }
 
@@ -602,6 +651,17 @@ impl<'a> Automaton<'a> {
                 self.direction(&ByClass(next.as_chunks::<4>().0, classes), text, st);
             }
         }
+    }
+
+    /// Like [`scan`](Self::scan), for a scan that only saves work (a gate before other scans of
+    /// the same text): where its skips stop paying, it gives up instead of stepping through the
+    /// table, and returns `false` (what it found so far stays recorded; what it did not read is
+    /// unknown). `true`: it read what it had to, as [`scan`](Self::scan) would have.
+    pub fn scan_quick(&self, text: &[u8], st: &mut ScanState) -> bool {
+        st.quick = true;
+        self.scan(text, st);
+        st.quick = false;
+        !st.gave_up
     }
 
     fn direction<T: Next>(&self, t: &T, text: &[u8], st: &mut ScanState) {
@@ -658,41 +718,66 @@ impl<'a> Automaton<'a> {
         let vectors: Vectors = ();
         let mut s = self.start;
         let mut i = 0usize;
+        let mut backoff = Backoff::new();
         loop {
+            // Stepping (the skips stopped paying): a state special only to be skipped from is an
+            // ordinary one, and the run below goes on through it.
+            let stepping = i < backoff.stepping;
             if s >= self.special {
                 let sp = self.prepared(s);
                 match &self.starts {
+                    _ if stepping && sp.soft => {}
                     // Nothing under way and nothing to record: straight to the next position where
                     // a match may start, in the idle state for the byte before it.
                     Some(f) if sp.idle => {
+                        st.count_skip();
                         let j = f.skip(&vectors, &self.classes, st.live, text, i);
                         if j > i
                             && let Some(&b) = text.get(j - 1)
                         {
                             s = self.restart[usize::from(b)];
                         }
+                        backoff.skipped(i, j);
                         i = j;
+                        if st.quick && backoff.stepping > i {
+                            st.gave_up = true;
+                            return;
+                        }
                     }
                     _ => {
                         if sp.dead || self.record(sp, st) {
                             return;
                         }
                         if let Some(set) = &sp.skip {
-                            i = set.skip_forward(text, i);
+                            st.count_skip();
+                            let j = set.skip_forward(text, i);
+                            backoff.skipped(i, j);
+                            i = j;
                         }
                     }
                 }
             }
-            let rest = text.get(i..).unwrap_or_default();
-            match run_forward(t, self.special, s, rest) {
+            let (limit, end) = if stepping {
+                (self.hard, backoff.stepping.min(text.len()))
+            } else {
+                (self.special, text.len())
+            };
+            let rest = text.get(i..end).unwrap_or_default();
+            match run_forward(t, limit, s, rest) {
                 Step::Special(next, k) => {
                     st.count_steps(k);
                     s = next;
                     i += k;
                 }
-                Step::End(end) => {
+                Step::End(last) => {
                     st.count_steps(rest.len());
-                    return self.finish(end, st);
+                    if end >= text.len() {
+                        return self.finish(last, st);
+                    }
+                    // The stretch is stepped: the skips get another chance from here.
+                    s = last;
+                    i = end;
+                    backoff.resume();
                 }
             }
         }
@@ -725,6 +810,75 @@ impl<'a> Automaton<'a> {
                 }
             }
         }
+    }
+}
+
+/// When the skips stop paying and the scan steps through the table instead.
+///
+/// A skip pays when it passes over enough bytes: its setup, the exact check of its candidate and the
+/// way back into the scan cost about what stepping [`Backoff::STOP`] bytes saves over skipping them
+/// (in the sandbox's fuel: about 175 for a stop, 18 per byte stepped, 6 per byte skipped). The scan
+/// counts its skips in windows of [`Backoff::WINDOW`]: a window whose skips passed over fewer than
+/// `WINDOW × STOP` bytes cost more than stepping would have, and the scan then steps the next
+/// stretch through the table
+/// ([`Backoff::FIRST`] bytes, doubling with every further such window in a row, up to
+/// [`Backoff::LONGEST`]) before it tries the skips again; a window that paid starts over. So a text
+/// whose every few bytes stop the skips costs at most about one table step per byte, plus a
+/// window of skips per stretch (a share that halves as the stretches double), and a text the
+/// skips pass over costs the skips.
+struct Backoff {
+    /// Until this byte the scan steps.
+    stepping: usize,
+    /// Bytes the current window's skips passed over.
+    gained: usize,
+    /// Skips in the current window.
+    skips: u32,
+    /// The next stretch to step.
+    stretch: usize,
+}
+
+impl Backoff {
+    /// The bytes a skip must pass over, on average, to pay.
+    const STOP: usize = 16;
+    /// Skips per window.
+    const WINDOW: u32 = 8;
+    /// The first stretch stepped after a window of skips that did not pay.
+    const FIRST: usize = 256;
+    /// The longest stretch.
+    const LONGEST: usize = 16 << 10;
+
+    fn new() -> Backoff {
+        Backoff {
+            stepping: 0,
+            gained: 0,
+            skips: 0,
+            stretch: Backoff::FIRST,
+        }
+    }
+
+    /// A skip from `i` ended at `j`.
+    #[inline]
+    fn skipped(&mut self, i: usize, j: usize) {
+        self.skips += 1;
+        self.gained += j.saturating_sub(i);
+        if self.skips < Backoff::WINDOW {
+            return;
+        }
+        if self.gained < Backoff::WINDOW as usize * Backoff::STOP {
+            self.stepping = j.saturating_add(self.stretch);
+            self.stretch = (self.stretch * 2).min(Backoff::LONGEST);
+        } else {
+            self.stretch = Backoff::FIRST;
+        }
+        self.skips = 0;
+        self.gained = 0;
+    }
+
+    /// A stretch of stepping ended: a new window begins.
+    #[inline]
+    fn resume(&mut self) {
+        self.skips = 0;
+        self.gained = 0;
     }
 }
 
@@ -1038,34 +1192,33 @@ impl Filter {
         }
     }
 
-    /// Whether the candidate `j` the nibble tables found passes the exact tables and, for buckets
+    /// Whether a match of a bucket in `live` may start at `j`: the exact tables and, for buckets
     /// of patterns four bytes long or more, the start bitmap (`classes`: the automaton's).
     #[inline]
     fn confirmed(&self, classes: &[u8; 256], live: u8, text: &[u8], j: usize) -> bool {
-        if self.quads.is_empty() {
-            return true;
-        }
         let Some(&[a, b, c, d]) = text.get(j..j + 4).and_then(|w| w.as_array()) else {
-            return true;
+            return self.may_start(live, text, j);
         };
         let bits = self.exact[0][usize::from(a)]
             & self.exact[1][usize::from(b)]
             & self.exact[2][usize::from(c)]
             & self.exact[3][usize::from(d)]
             & live;
-        if bits & self.short != 0 {
+        if bits == 0 {
+            return false;
+        }
+        if self.quads.is_empty() || bits & self.short != 0 {
             return true;
         }
         let cls = [a, b, c, d].map(|x| classes[usize::from(x)]);
         let h = quad_hash(cls, self.quad_bits);
-        bits != 0
-            && self
-                .quads
-                .get(h / 64)
-                .is_some_and(|w| w & (1 << (h % 64)) != 0)
+        self.quads
+            .get(h / 64)
+            .is_some_and(|w| w & (1 << (h % 64)) != 0)
     }
 
-    /// Whether a match of a bucket in `live` may start at `j`.
+    /// Whether a match of a bucket in `live` may start at `j`, near the end of the text (the
+    /// missing bytes allow every bucket).
     #[inline]
     fn may_start(&self, live: u8, text: &[u8], j: usize) -> bool {
         let at = |k: usize| {
@@ -1087,9 +1240,8 @@ impl Filter {
     ) -> usize {
         #[cfg(not(target_arch = "wasm32"))]
         let _ = tables;
-        // 16 positions at a time where the nibble tables allow (a yes there may be wrong: the scan
-        // then takes a step or two from the idle state and comes back, which costs about what an
-        // exact check would), then one at a time, exactly.
+        // 16 positions at a time where the nibble tables allow (a yes there may be wrong: each is
+        // checked against the exact tables before the skip returns it), then one at a time.
         #[cfg(target_arch = "wasm32")]
         if let Some(t) = tables {
             loop {
@@ -1109,9 +1261,7 @@ impl Filter {
                 i = block + 16;
             }
         }
-        while i < text.len()
-            && !(self.may_start(live, text, i) && self.confirmed(classes, live, text, i))
-        {
+        while i < text.len() && !self.confirmed(classes, live, text, i) {
             i += 1;
         }
         i.min(text.len())
@@ -1128,19 +1278,21 @@ type Vectors = ();
 #[cfg(target_arch = "wasm32")]
 mod simd {
     use core::arch::wasm32::{
-        i8x16_bitmask, i8x16_ne, i8x16_shuffle, i8x16_splat, i8x16_swizzle, u8x16, u8x16_shr,
-        u8x16_splat, v128, v128_and, v128_any_true, v128_or,
+        i8x16_bitmask, i8x16_ne, i8x16_shuffle, i8x16_splat, i8x16_swizzle, u8x16_shr, u8x16_splat,
+        v128, v128_and, v128_any_true, v128_load, v128_or,
     };
 
     use super::Nibbles;
 
+    /// The 16 bytes as a vector, in one load (built lane by lane, as `u8x16` does, it is 32
+    /// instructions: most of a skip's cost per block).
     #[inline]
     #[target_feature(enable = "simd128")]
     fn load(b: &[u8; 16]) -> v128 {
-        u8x16(
-            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-            b[14], b[15],
-        )
+        // SAFETY: `b` is 16 readable bytes, and `v128_load` reads exactly 16 bytes at any
+        // alignment. (WebAssembly has no safe vector load: every `core::arch::wasm32` load is an
+        // `unsafe fn` on a raw pointer.)
+        unsafe { v128_load(b.as_ptr().cast::<v128>()) }
     }
 
     /// The buckets of each of 16 bytes.

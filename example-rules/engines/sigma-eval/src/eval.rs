@@ -306,11 +306,14 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
             && self.eval(&p.condition)
     }
 
-    /// Whether the event has, for every clause of the gate, one of its patterns.
+    /// Whether the event has, for every clause of the gate, one of its patterns, or its scan gave
+    /// up: the gate only saves the field's other scans, so where its own scan would cost about as
+    /// much as they do (text its skips stop in every few bytes), it lets the event through rather
+    /// than have the field read twice at that cost.
     fn gate_holds(&mut self, g: &Gate) -> bool {
         let i = usize::from(g.scan);
-        if !self.state.ran[i] {
-            self.run_scan(i);
+        if !self.state.ran[i] && !self.run_scan_as(i, true) {
+            return true;
         }
         let found = &self.state.found[i];
         g.clauses.iter().all(|c| c.iter().any(|&p| found.found(p)))
@@ -370,19 +373,30 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
     }
 
     fn run_scan(&mut self, i: usize) {
+        self.run_scan_as(i, false);
+    }
+
+    /// Runs scan `i`; `quick`: as [`Automaton::scan_quick`] (a field scan only), and `false` when
+    /// it gave up.
+    fn run_scan_as(&mut self, i: usize, quick: bool) -> bool {
         let program = self.program;
         let scan = &program.scans[i];
         let mut found = core::mem::take(&mut self.state.found[i]);
         scan.automaton.reset(&mut found);
+        let mut complete = true;
         match scan.field {
             Some(f) => {
                 let mut scanned = 0;
                 self.each_value(f, |v| {
                     with_bytes(v, |t| {
                         scanned += t.len();
-                        scan.automaton.scan(t, &mut found);
+                        if quick {
+                            complete &= scan.automaton.scan_quick(t, &mut found);
+                        } else {
+                            scan.automaton.scan(t, &mut found);
+                        }
                     });
-                    !found.finished()
+                    complete && !found.finished()
                 });
                 self.state.scanned += scanned;
             }
@@ -390,6 +404,7 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
         }
         self.state.found[i] = found;
         self.state.ran[i] = true;
+        complete
     }
 
     /// A keyword automaton over every field of the event (body fields, then extra fields), noting
