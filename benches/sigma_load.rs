@@ -116,7 +116,12 @@ fn packs_of(programs: &[rulebox_sigma::Program<'_>]) -> Vec<(String, Vec<u8>)> {
 
 /// Writes `packs` as `rulebox sigma compile -o` does, builds the bundle from that folder as
 /// `rulebox bundle build --packs` does and signs it with `key`.
-fn signed_release(work: &Path, release: u64, packs: &[(String, Vec<u8>)], key: &KeyFile) -> PathBuf {
+fn signed_release(
+    work: &Path,
+    release: u64,
+    packs: &[(String, Vec<u8>)],
+    key: &KeyFile,
+) -> PathBuf {
     let compiled = work.join(format!("compiled-{release}"));
     std::fs::create_dir_all(&compiled).expect("the compile folder");
     std::fs::write(compiled.join("sigma.wasm"), SIGMA_EVAL.bytes).expect("the engine is written");
@@ -212,11 +217,7 @@ fn build_releases(hq: &Path, corpus: &Path, work: &Path) {
             .expect("the rule is in the set");
         p.version = version_in(release);
         let next = packs_of(&programs);
-        let changed = packs
-            .iter()
-            .zip(&next)
-            .filter(|(a, b)| a.1 != b.1)
-            .count();
+        let changed = packs.iter().zip(&next).filter(|(a, b)| a.1 != b.1).count();
         assert_eq!(
             (next.len(), changed),
             (packs.len(), 1),
@@ -230,8 +231,11 @@ fn build_releases(hq: &Path, corpus: &Path, work: &Path) {
         version_in(2),
         version_in(1 + UPDATES)
     );
-    std::fs::write(work.join("root.json"), serde_json::to_vec(&root).expect("encodes"))
-        .expect("the root is written");
+    std::fs::write(
+        work.join("root.json"),
+        serde_json::to_vec(&root).expect("encodes"),
+    )
+    .expect("the root is written");
     std::fs::write(work.join("rule.txt"), &target).expect("written");
 }
 
@@ -249,7 +253,10 @@ fn parent(hq: &Path, corpus: &Path) {
         std::fs::create_dir_all(&work).expect("the work folder");
         build_releases(hq, corpus, &work);
     } else {
-        println!("the releases of {} (built by an earlier run)", work.display());
+        println!(
+            "the releases of {} (built by an earlier run)",
+            work.display()
+        );
     }
     let target = std::fs::read_to_string(work.join("rule.txt")).expect("rule.txt");
     let store_dir = work.join("store");
@@ -454,7 +461,9 @@ fn child(args: &[String]) {
         }
         print_memory("after activation");
         let (sum, largest, packs) = linear_memory(&set);
-        println!("    linear memory of the {packs} packs: {sum:.1} MiB (largest pack {largest:.1} MiB)");
+        println!(
+            "    linear memory of the {packs} packs: {sum:.1} MiB (largest pack {largest:.1} MiB)"
+        );
         let (detections, _) = pass(&mut set, thread, &events, &target);
         print_memory("after the corpus events");
         println!("    detections over the corpus events: {detections}");
@@ -462,7 +471,9 @@ fn child(args: &[String]) {
             attribution(&rt, thread, &content);
         }
         if mode == "update" {
-            update(&rt, thread, &mut store, &cache, &mut set, &updates, &events, &target);
+            update(
+                &rt, thread, &mut store, &cache, &mut set, &updates, &events, &target,
+            );
         }
     });
 }
@@ -499,11 +510,10 @@ fn attribution(rt: &Runtime, thread: &SandboxThread, content: &Content) {
     let (w, wo) = (median(with), median(without));
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
-        "    the largest pack ({} KiB of data), loaded alone, median of 3: {w:.1} ms and {:.1} MiB of linear memory with its prefilter, {wo:.1} ms and {:.1} MiB without (prefilter build {:.1} ms)",
+        "    the largest pack ({} KiB of data), loaded alone, median of 3: {w:.1} ms and {:.1} MiB of linear memory with its prefilter, {wo:.1} ms and {:.1} MiB without it",
         pack.data().len() / 1024,
         mib(memory.0),
         mib(memory.1),
-        w - wo
     );
 }
 
@@ -521,13 +531,18 @@ fn update(
 ) {
     let n = events.len() as u64;
     let (before, versions) = pass(set, thread, events, target);
-    assert!(!versions.is_empty(), "the rule to update fires on the corpus");
+    assert!(
+        !versions.is_empty(),
+        "the rule to update fires on the corpus"
+    );
     let mut steps: [Vec<f64>; 6] = Default::default();
     for (i, bundle) in bundles.iter().enumerate() {
         let release = 2 + i as u64;
         let events_before = set.stats().events;
         let t = Instant::now();
-        store.install(bundle, now_unix()).expect("the update installs");
+        store
+            .install(bundle, now_unix())
+            .expect("the update installs");
         let install = t.elapsed();
         let t = Instant::now();
         let verified = boot(store);
@@ -543,8 +558,14 @@ fn update(
             .find(|p| !loaded.iter().any(|h| h == p.data_hash()))
             .expect("one pack changed");
         let t = Instant::now();
-        Prepared::load(rt, thread, changed.engine(), changed.data(), changed.limits())
-            .expect("the new pack loads");
+        Prepared::load(
+            rt,
+            thread,
+            changed.engine(),
+            changed.data(),
+            changed.limits(),
+        )
+        .expect("the new pack loads");
         let load = t.elapsed();
         let t = Instant::now();
         let activation = set.activate(thread, &content);
@@ -557,7 +578,11 @@ fn update(
             !versions.is_empty() && versions.iter().all(|v| *v == version_in(release)),
             "the new version fires: {versions:?}"
         );
-        assert_eq!(set.stats().events, events_before + n, "every event evaluated");
+        assert_eq!(
+            set.stats().events,
+            events_before + n,
+            "every event evaluated"
+        );
         assert_eq!(set.stats().rules_missed, 0, "no evaluation missed");
         assert_eq!(set.stats().quarantined, 0);
         for (v, d) in steps.iter_mut().zip([
