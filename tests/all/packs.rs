@@ -536,7 +536,7 @@ fn activating_a_release_without_a_module_removes_its_rule_and_leaves_a_1000_rule
             .id
             .clone();
         let two = set.activate(thread, &second);
-        assert_eq!(two.removed, [module_rule.clone()]);
+        assert_eq!(two.removed, std::slice::from_ref(&module_rule));
         assert_eq!(two.unchanged.len(), 1_000);
         assert!(two.added.is_empty() && two.replaced.is_empty() && two.refused.is_empty());
         assert_eq!(set.ids().count(), 1_000);
