@@ -15,7 +15,7 @@
 //!    changed (one rule updated) is a data load into the engine already compiled, never a compile.
 //!    The returned [`Activation`] says what happened to each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use crate::config::Limits;
@@ -542,9 +542,9 @@ impl RuleSet {
             let limits = rule.limits.as_ref();
             // Every rule the module already runs (one, or each rule of a pack).
             let loaded_same: Vec<Arc<RuleInfo>> = self
-                .rules()
-                .filter(|(info, _, _)| info.content_hash == rule.compiled.content_hash())
-                .map(|(info, _, _)| info.clone())
+                .infos()
+                .filter(|info| info.content_hash == rule.compiled.content_hash())
+                .cloned()
                 .collect();
             if let Some(first) = loaded_same.first() {
                 if let Some(declared) = &rule.declared
@@ -611,9 +611,11 @@ impl RuleSet {
         for (id, version, hash, reason) in &content.kept_off {
             self.keep_quarantined(id, version, hash, *reason);
         }
+        // A set, not the list: thousands of rules kept would make this quadratic.
+        let kept: HashSet<&str> = keep.iter().map(String::as_str).collect();
         let stale: Vec<String> = self
             .ids()
-            .filter(|id| !keep.iter().any(|k| k == id))
+            .filter(|id| !kept.contains(id))
             .map(str::to_owned)
             .collect();
         for id in stale {
@@ -650,15 +652,15 @@ impl RuleSet {
     ) {
         let engine_hash = pack.engine.content_hash();
         let loaded_same: Vec<Arc<RuleInfo>> = self
-            .rules()
-            .filter(|(info, _, _)| {
+            .infos()
+            .filter(|info| {
                 info.content_hash == engine_hash
                     && info
                         .pack
                         .as_ref()
                         .is_some_and(|p| p.data_hash == pack.data_hash)
             })
-            .map(|(info, _, _)| info.clone())
+            .cloned()
             .collect();
         if let Some(first) = loaded_same.first() {
             let config = self.runtime().config();

@@ -654,6 +654,12 @@ impl RuleSet {
         self.reindex();
     }
 
+    /// The identity of every rule loaded, in load order: [`rules`](Self::rules) without the
+    /// counters (which read each pack's instance).
+    pub(crate) fn infos(&self) -> impl Iterator<Item = &Arc<RuleInfo>> {
+        self.entries.iter().map(|e| self.entry_info(e))
+    }
+
     /// Ids of the rules loaded (active or quarantined), in load order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|e| self.entry_info(e).id.as_str())

@@ -502,3 +502,45 @@ fn the_validator_validates_a_pack_rule_by_rule_as_it_does_one_rule_modules() {
         );
     }
 }
+
+/// `RuleSet::activate` keeps what a release still has and removes the rest: with a 1,000-rule pack
+/// in both releases and a one-rule module only in the first, the second leaves the pack's rules
+/// unchanged (same instance) and removes the module's rule alone.
+#[test]
+fn activating_a_release_without_a_module_removes_its_rule_and_leaves_a_1000_rule_pack_unchanged() {
+    use rulebox_example_artifacts::MANY_RULES;
+    use rulebox_runtime::{Content, ContentPack, ContentRule};
+    let rt = runtime();
+    rt.clone().run_sandboxed(move |thread| {
+        let engine = rt.compile(MANY_RULES.bytes, "many-rules").unwrap();
+        let single = ALL
+            .iter()
+            .find(|a| a.kind == ArtifactKind::Good)
+            .expect("a good example rule");
+        let module = rt.compile(single.bytes, single.name).unwrap();
+        let data: std::sync::Arc<[u8]> =
+            pack_many_rules::data(1_000, None, true).into_bytes().into();
+        let pack =
+            || ContentPack::new(engine.clone(), data.clone(), None, Default::default(), None);
+        let first = Content::new(Some(1), vec![ContentRule::new(module.clone(), None, None)])
+            .with_pack(pack());
+        let second = Content::new(Some(2), Vec::new()).with_pack(pack());
+        let mut set = RuleSet::new(&rt);
+        let one = set.activate(thread, &first);
+        assert_eq!(one.added.len(), 1_001);
+        let module_rule = one
+            .added
+            .iter()
+            .find(|r| r.pack.is_none())
+            .expect("the module's rule")
+            .id
+            .clone();
+        let two = set.activate(thread, &second);
+        assert_eq!(two.removed, std::slice::from_ref(&module_rule));
+        assert_eq!(two.unchanged.len(), 1_000);
+        assert!(two.added.is_empty() && two.replaced.is_empty() && two.refused.is_empty());
+        assert_eq!(set.ids().count(), 1_000);
+        assert!(!set.is_active(&module_rule));
+        assert!(set.is_active("small-0") && set.is_active("small-999"));
+    });
+}
