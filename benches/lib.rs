@@ -393,6 +393,32 @@ pub const BARE_CALL_WAT: &str = r#"(module
   (memory (export "memory") 1)
   (func (export "f") (param i32) (result i64) i64.const 0))"#;
 
+/// The corpus folder named by the environment variable `var`, else `default` relative to this
+/// crate (`../../shared/corpus/...`), if it is a folder.
+pub fn corpus_dir(var: &str, default: &str) -> Option<std::path::PathBuf> {
+    let dir = match std::env::var_os(var) {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default),
+    };
+    dir.is_dir().then_some(dir)
+}
+
+/// Every `.yml` under `dir` (recursively) appended to `out`, which is then sorted.
+pub fn yml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            yml_files(&path, out);
+        } else if path.extension().is_some_and(|x| x == "yml") {
+            out.push(path);
+        }
+    }
+    out.sort();
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

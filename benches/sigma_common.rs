@@ -15,7 +15,6 @@
 //!   of them counted once.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 
 use rsigma_eval::{Engine, EvaluationResult, JsonEvent};
 use rsigma_parser::LogSource;
@@ -28,30 +27,6 @@ use serde_json::{Map, Value};
 
 /// What a bench prints, and all it does, when a corpus is absent.
 pub const SKIPPED: &str = "SKIPPED: no SigmaHQ rules or Sigma corpus (set RULEBOX_SIGMAHQ and RULEBOX_SIGMA_CORPUS, or put them under ../shared/corpus)";
-
-fn dir(var: &str, default: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os(var) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default),
-    };
-    dir.is_dir().then_some(dir)
-}
-
-/// Every `.yml` under `dir`, sorted.
-fn rule_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            rule_files(&path, out);
-        } else if path.extension().is_some_and(|x| x == "yml") {
-            out.push(path);
-        }
-    }
-    out.sort();
-}
 
 /// A rule both engines load: its text and rulebox's compiled program.
 pub struct Rule {
@@ -98,14 +73,14 @@ impl Corpus {
     /// If the corpus's cases folder cannot be read.
     pub fn load() -> Option<Corpus> {
         let (Some(hq), Some(corpus)) = (
-            dir("RULEBOX_SIGMAHQ", "../../shared/corpus/sigmahq"),
-            dir("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma"),
+            rulebox_benches::corpus_dir("RULEBOX_SIGMAHQ", "../../shared/corpus/sigmahq"),
+            rulebox_benches::corpus_dir("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma"),
         ) else {
             println!("{SKIPPED}");
             return None;
         };
         let mut files = Vec::new();
-        rule_files(&hq, &mut files);
+        rulebox_benches::yml_files(&hq, &mut files);
         let mut ids = HashSet::new();
         let mut refused = 0;
         let rules: Vec<Rule> = files

@@ -51,30 +51,6 @@ const UPDATES: u64 = 5;
 /// Boot attempts the store allows before it abandons a release: these starts never report GOOD.
 const BOOT_ATTEMPTS: u32 = u32::MAX;
 
-fn dir(var: &str, default: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os(var) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default),
-    };
-    dir.is_dir().then_some(dir)
-}
-
-/// Every `.yml` under `dir`, sorted.
-fn rule_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            rule_files(&path, out);
-        } else if path.extension().is_some_and(|x| x == "yml") {
-            out.push(path);
-        }
-    }
-    out.sort();
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -91,7 +67,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// The compiled set: each rule's program, in file order.
 fn compile_set(hq: &Path) -> (usize, Vec<rulebox_sigma::Program<'static>>) {
     let mut files = Vec::new();
-    rule_files(hq, &mut files);
+    rulebox_benches::yml_files(hq, &mut files);
     let mut ids = std::collections::HashSet::new();
     let programs = files
         .iter()
@@ -645,8 +621,8 @@ fn main() {
         return;
     }
     let (Some(hq), Some(corpus)) = (
-        dir("RULEBOX_SIGMAHQ", "../../shared/corpus/sigmahq"),
-        dir("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma"),
+        rulebox_benches::corpus_dir("RULEBOX_SIGMAHQ", "../../shared/corpus/sigmahq"),
+        rulebox_benches::corpus_dir("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma"),
     ) else {
         println!(
             "SKIPPED: no SigmaHQ rules or Sigma corpus (set RULEBOX_SIGMAHQ and RULEBOX_SIGMA_CORPUS, or put them under ../shared/corpus)"
