@@ -183,22 +183,6 @@ pub fn rulebox_set(
     rules: &[Rule],
     prefilter: bool,
 ) -> RuleSet {
-    rulebox_set_split(runtime, thread, rules, prefilter, |records| {
-        rulebox_sigma::split_packs(records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES)
-    })
-}
-
-/// [`rulebox_set`] with the packs cut by `split` (each rule's record in, `(pack id, data)` out).
-///
-/// # Panics
-/// If the engine or a pack does not load.
-pub fn rulebox_set_split(
-    runtime: &Runtime,
-    thread: &SandboxThread,
-    rules: &[Rule],
-    prefilter: bool,
-    split: impl Fn(&[Vec<u8>]) -> Vec<(String, Vec<u8>)>,
-) -> RuleSet {
     let engine = runtime
         .compile(SIGMA_EVAL.bytes, "sigma.wasm")
         .expect("the engine compiles");
@@ -207,7 +191,9 @@ pub fn rulebox_set_split(
         .map(|r| rulebox_sigma::rule_record(&r.program).expect("record"))
         .collect();
     let mut set = RuleSet::new(runtime);
-    for (id, data) in split(&records) {
+    for (id, data) in
+        rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES)
+    {
         let data = if prefilter {
             data
         } else {

@@ -12,9 +12,7 @@
 //!   limits (fuel, deadline, memory), the events handed over in one batch per pass
 //!   (`process_batch`: each pack is crossed into once per batch); **rulebox-no-prefilter** the
 //!   same packs with the engine's cross-rule prefilter switched off
-//!   (`rulebox_sigma::without_prefilter`), so every rule of an event's kind runs on it;
-//!   **rulebox-mixed-packs** the same rules with the prefilter, in the layout before packs were
-//!   cut by event kind (in rule order, so almost every pack holds every kind), for new/old.
+//!   (`rulebox_sigma::without_prefilter`), so every rule of an event's kind runs on it.
 //! - **rsigma**: `rsigma_eval::Engine` with every rule of the same files that it parses, each event
 //!   given as the flat JSON of its Sigma fields and routed by logsource
 //!   (`evaluate_with_logsource`, under every logsource rulebox gives the event to; see
@@ -27,37 +25,9 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rulebox_runtime::{BatchOutcome, Runtime};
-use sigma_common::{
-    Corpus, rsigma_engine, rsigma_pass, rulebox_pass, rulebox_set, rulebox_set_split,
-};
+use sigma_common::{Corpus, rsigma_engine, rsigma_pass, rulebox_pass, rulebox_set};
 
 const GROUP: &str = "sigma_scale";
-
-/// The layout before packs were cut by event kind, kept to measure the shipped one against: the
-/// rules in their given order, a new pack whenever the next rule would take one over the size cap,
-/// so that almost every pack holds rules of every kind.
-fn mixed_packs(records: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
-    let mut packs: Vec<Vec<u8>> = Vec::new();
-    for r in records {
-        match packs.last_mut() {
-            Some(p) if p.len() + r.len() <= rulebox_sigma::MAX_PACK_DATA_BYTES => {
-                p.extend_from_slice(r)
-            }
-            _ => packs.push(r.clone()),
-        }
-    }
-    packs
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| {
-            let id = format!("mixed-{:02}", i + 1);
-            let mut data = Vec::with_capacity(body.len() + 32);
-            rulebox_sigma_eval::push_header(&mut data, &id);
-            data.extend_from_slice(&body);
-            (id, data)
-        })
-        .collect()
-}
 
 fn main() {
     let Some(Corpus {
@@ -85,12 +55,7 @@ fn main() {
     runtime.run_sandboxed(move |thread| {
         let mut set = rulebox_set(&rt, thread, &rules, true);
         let mut set_off = rulebox_set(&rt, thread, &rules, false);
-        let mut set_mixed = rulebox_set_split(&rt, thread, &rules, true, mixed_packs);
-        println!(
-            "rulebox: {} packs cut by event kind, {} packs in the previous mixed layout",
-            set.packs().count(),
-            set_mixed.packs().count()
-        );
+        println!("rulebox: {} packs", set.packs().count());
         let small = rules.len().min(100);
         let large = rules.len().min(2500);
         let mut set_small = rulebox_set(&rt, thread, &rules[..small], true);
@@ -107,8 +72,6 @@ fn main() {
         let ours = rulebox_pass(&mut set, thread, &events, &mut out);
         let ours_off = rulebox_pass(&mut set_off, thread, &events, &mut out);
         assert_eq!(ours, ours_off, "the prefilter changes no detection");
-        let ours_mixed = rulebox_pass(&mut set_mixed, thread, &events, &mut out);
-        assert_eq!(ours, ours_mixed, "the pack layout changes no detection");
         println!(
             "detections per pass: rulebox {ours} (without the prefilter {ours_off}), rsigma {}, rsigma-index {}",
             rsigma_pass(&plain, &json),
@@ -124,9 +87,6 @@ fn main() {
         group.throughput(Throughput::Elements(u64::try_from(n).unwrap_or(1)));
         group.bench_function(BenchmarkId::new("rulebox", all), |b| {
             b.iter(|| rulebox_pass(&mut set, thread, std::hint::black_box(&events), &mut out));
-        });
-        group.bench_function(BenchmarkId::new("rulebox-mixed-packs", all), |b| {
-            b.iter(|| rulebox_pass(&mut set_mixed, thread, std::hint::black_box(&events), &mut out));
         });
         group.bench_function(BenchmarkId::new("rsigma", all), |b| {
             b.iter(|| rsigma_pass(&plain, std::hint::black_box(&json)));
@@ -166,9 +126,6 @@ fn main() {
             println!("  rulebox / rsigma speed:       {:.2}x", theirs / ours);
             println!("  rulebox / rsigma-index speed: {:.2}x", index / ours);
             println!("  prefilter speed-up:           {:.2}x", off / ours);
-            if let Some(m) = est("rulebox-mixed-packs", all) {
-                println!("  packs by kind / mixed packs:  {:.2}x faster", m / ours);
-            }
         }
         for name in ["rulebox", "rulebox-no-prefilter"] {
             if let (Some(s), Some(l)) = (est(name, small), est(name, large)) {

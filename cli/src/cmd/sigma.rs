@@ -185,7 +185,6 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
         }
         let engine = args.out.join(ENGINE_FILE);
         write_new(&engine, SIGMA_EVAL.bytes)?;
-        // Packs hold the rules of one set of event kinds each (`split_packs_indexed`).
         let packs = rulebox_sigma::split_packs_indexed(
             &records,
             "sigma",
