@@ -26,9 +26,12 @@ demo-fleet: targets
 # The second run adds the test-only fault-injection switches. `--workspace` keeps the feature
 # resolution of the first run, so only our crates that the switch touches build again (with
 # `-p rulebox-cli` every dependency, wasmtime among them, built a second time: twice the disk).
+# The third checks rulebox's Sigma detections against rsigma's on the whole SigmaHQ set, rule by
+# rule, against `benches/golden/sigma_agree.txt` (about 80 s; says SKIPPED without the corpora).
 test: targets
 	$(CARGO) test --workspace
 	$(CARGO) test --workspace --features rulebox-cli/fault-injection --test agent --test controller --test fleet_e2e
+	$(CARGO) test --workspace --bench sigma_agree
 
 # The `rulebox` binary for use outside the checkout: into ~/.cargo/bin, or PREFIX/bin.
 install: targets
