@@ -851,7 +851,7 @@ fn check_packs_report(bundle: &VerifiedBundle) -> Result<(), ReleaseError> {
             let engine = bundle.engine(&p.engine).unwrap_or_default().to_vec();
             ReadPack {
                 engine: (p.engine.clone(), engine),
-                data: vec![(p.file.clone(), data.clone())],
+                data: vec![(p.file.clone(), data.to_vec())],
             }
         })
         .collect();

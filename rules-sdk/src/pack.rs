@@ -139,6 +139,15 @@ pub trait Pack: Sized {
     /// Builds the pack from its rule data (`data` is only valid during the call: copy what you keep).
     fn load(data: &[u8]) -> Result<Self, PackError>;
 
+    /// Builds the pack from rule data the instance keeps for the pack's whole life: in the
+    /// sandbox, the buffer the host wrote the data into is handed to the pack for good (the host
+    /// asks for a new input buffer before its first batch, `docs/abi.md`), so a pack may use its
+    /// tables where they are instead of copying them, and an instance holds its data once. The
+    /// default calls [`load`](Self::load), which copies what it keeps.
+    fn load_kept(data: &'static [u8]) -> Result<Self, PackError> {
+        Self::load(data)
+    }
+
     /// The pack's identity and its rules, in index order. Called once, right after `load`.
     fn metadata(&self) -> PackMetadata<'_>;
 

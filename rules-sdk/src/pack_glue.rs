@@ -112,11 +112,17 @@ impl<P: Pack> PackCell<P> {
     /// `rulebox_load`: builds the pack from the rule data in the first `len` bytes of the input
     /// buffer; returns the packed `(ptr, len)` of the postcard [`LoadReply`], or 0 if it cannot be
     /// encoded.
+    ///
+    /// The input buffer holding the data becomes the pack's for good ([`Pack::load_kept`]): it is
+    /// never freed, and the next `rulebox_input` call, which the host makes before its first batch,
+    /// gives a new buffer. A host that wrote a batch into the old one anyway finds the batch
+    /// undecodable (the new buffer is empty), a fault, never a pack reading events as its rules.
     pub fn load(&self, len: u32) -> u64 {
         let g = self.guest();
-        let data = g.input.get(..len as usize).unwrap_or(&[]);
+        let kept: &'static [u8] = core::mem::take(&mut g.input).leak();
+        let data = kept.get(..len as usize).unwrap_or(&[]);
         let loaded = if data.len() == len as usize {
-            P::load(data)
+            P::load_kept(data)
         } else {
             Err(crate::pack::PackError::new(
                 "the data length is past the input buffer",

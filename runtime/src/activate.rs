@@ -393,7 +393,7 @@ impl Content {
                         .collect();
                     content.packs.push(ContentPack::new(
                         engine.clone(),
-                        Arc::from(data.as_slice()),
+                        Arc::clone(data),
                         entry.limits.clone(),
                         rule_limits,
                         Some(declared),

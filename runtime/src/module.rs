@@ -83,11 +83,12 @@ pub enum LoadError {
         /// The runtime's.
         expected: u32,
     },
-    /// The start routine (instantiation, wasm `start`, `_initialize`) ran out of fuel or time.
-    #[error("start routine did not finish within its budget: {0}")]
+    /// Loading (instantiation, wasm `start`, `_initialize`, the metadata call, a pack's
+    /// `rulebox_load` of its rule data) ran out of fuel or time.
+    #[error("loading (start routine, metadata, rule data) did not finish within its budget: {0}")]
     StartTooLong(Fault),
-    /// The start routine trapped.
-    #[error("start routine failed: {0}")]
+    /// Loading (as for [`StartTooLong`](Self::StartTooLong)) trapped.
+    #[error("loading (start routine, metadata, rule data) trapped: {0}")]
     StartFailed(Fault),
     /// The metadata is invalid.
     #[error("bad metadata: {0}")]

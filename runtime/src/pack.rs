@@ -886,8 +886,8 @@ fn instantiate(
             )));
         };
         dest.copy_from_slice(data);
-        inst.input_ptr = ptr;
-        inst.input_cap = len;
+        // The buffer is the pack's once it has loaded (it may keep its rule data there, ABI 3):
+        // `input_ptr` stays 0, so the first batch asks for a buffer of its own.
     }
     let packed = match load.call(&mut inst.store, len) {
         Ok(p) => p,

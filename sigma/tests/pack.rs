@@ -208,3 +208,160 @@ fn the_prefilter_runs_within_half_the_packs_own_budget_at_the_cap_and_changes_no
         assert!(with.records().is_empty(), "{:?}", with.records());
     });
 }
+
+mod support;
+
+/// `rule`'s program with its condition under `nots` negations (an even number: the same rule).
+fn nested(program: &rulebox_sigma::Program<'static>, nots: usize) -> Vec<u8> {
+    use rulebox_sigma_eval::Expr;
+    // Written by hand rather than by serde: a chain this deep would overflow the test's own stack
+    // when serialized by recursion. `Expr::Not` is variant 4 of the enum, so in postcard a chain
+    // of negations is one byte 4 per level before the operand.
+    let mut shallow = program.clone();
+    let plain = rulebox_sigma::rule_record(&shallow).unwrap();
+    shallow.condition = Expr::Not(Box::new(shallow.condition.clone()));
+    let once = rulebox_sigma::rule_record(&shallow).unwrap();
+    // After the record's magic and length, which differ by the one byte.
+    let (plain, once) = (&plain[8..], &once[8..]);
+    let at = plain
+        .iter()
+        .zip(once)
+        .position(|(a, b)| a != b)
+        .expect("the programs differ where the condition starts");
+    assert_eq!(once[at], 4, "Expr::Not is variant 4");
+    let mut program = plain[..at].to_vec();
+    program.extend(std::iter::repeat_n(4u8, nots));
+    program.extend_from_slice(&plain[at..]);
+    let mut record = Vec::new();
+    rulebox_sigma_eval::push_record(&mut record, &program);
+    record
+}
+
+#[test]
+fn a_program_nested_to_the_limit_runs_on_the_engines_small_stack_and_far_deeper_data_is_refused() {
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let engine = runtime.compile(SIGMA_EVAL.bytes, "sigma.wasm").unwrap();
+    let program = rule(A, "2024-01-01", "whoami.exe");
+    // The limit counts the condition's own level: 62 negations and the match are 63 levels.
+    let limit = nested(&program, rulebox_sigma_eval::MAX_DEPTH - 2);
+    let over = nested(&program, rulebox_sigma_eval::MAX_DEPTH + 2);
+    let abyss = nested(&program, 1 << 20);
+    let named = |id: &str, records: &[u8]| {
+        let mut data = Vec::new();
+        rulebox_sigma_eval::push_header(&mut data, id);
+        data.extend_from_slice(records);
+        data
+    };
+    let good = named(
+        "good",
+        &rulebox_sigma::rule_data(&[rule(B, "2024-01-01", "notepad.exe")]).unwrap(),
+    );
+    let (limit, over, abyss) = (
+        named("deep", &limit),
+        named("over", &over),
+        named("abyss", &abyss),
+    );
+    let rt = runtime.clone();
+    runtime.run_sandboxed(move |thread| {
+        let mut set = RuleSet::new(&rt);
+        set.add_module(thread, &engine, &good, None).unwrap();
+        set.add_module(thread, &engine, &limit, None).unwrap();
+        let mut out = Outcome::default();
+        set.process_into(thread, &process("C:\\x\\whoami.exe"), &mut out)
+            .unwrap();
+        assert_eq!(ids(&out), [A], "62 negations of a match are the match");
+        assert!(out.alerts.is_empty(), "{:?}", out.alerts);
+        let e = set
+            .add_module(thread, &engine, &over, None)
+            .unwrap_err()
+            .message
+            .clone();
+        assert!(e.contains("nesting deeper than 64"), "{e}");
+        // A million levels: far past the evaluator's stack, which ends in a trap in the sandbox.
+        let e = set
+            .add_module(thread, &engine, &abyss, None)
+            .unwrap_err()
+            .message
+            .clone();
+        assert!(e.contains("loading") && e.contains("stack_overflow"), "{e}");
+        set.process_into(thread, &process("C:\\x\\notepad.exe"), &mut out)
+            .unwrap();
+        assert_eq!(ids(&out), [B], "the packs loaded before still run: {e}");
+    });
+}
+
+#[test]
+fn every_sigmahq_pack_loads_within_half_the_default_memory_cap() {
+    let Some(dir) = support::shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq") else {
+        eprintln!(
+            "SKIPPED: no SigmaHQ corpus (set RULEBOX_SIGMAHQ_CORPUS or put it at ../shared/corpus/sigmahq)"
+        );
+        return;
+    };
+    let records: Vec<Vec<u8>> = support::yaml_files(&dir)
+        .iter()
+        .filter_map(|f| rulebox_sigma::compile(&std::fs::read_to_string(f).ok()?).ok())
+        .filter_map(|p| rulebox_sigma::rule_record(&p).ok())
+        .collect();
+    assert!(records.len() > 2_500, "{} rules compiled", records.len());
+    let packs = rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES);
+    let config = RuntimeConfig::default();
+    let cap = config.limits.memory_bytes;
+    let runtime = Runtime::new(config.clone()).unwrap();
+    let engine = runtime.compile(SIGMA_EVAL.bytes, "sigma.wasm").unwrap();
+    let rt = runtime.clone();
+    runtime.run_sandboxed(move |thread| {
+        let mut worst = (0, String::new(), RuleSet::new(&rt));
+        for (id, data) in &packs {
+            let mut set = RuleSet::new(&rt);
+            set.add_module(thread, &engine, data, None).unwrap();
+            let mut out = Outcome::default();
+            for kind in rulebox_sdk::EventKind::ALL {
+                for e in boundary(*kind, &config).into_iter().take(1) {
+                    set.process_into(thread, &e.event, &mut out).unwrap();
+                    assert!(out.alerts.is_empty(), "{id}: {:?}", out.alerts);
+                }
+            }
+            let high = set
+                .rules()
+                .map(|(_, _, s)| s.memory_high_water)
+                .max()
+                .unwrap();
+            eprintln!(
+                "{id}: {} KiB of data, memory {} KiB",
+                data.len() >> 10,
+                high >> 10
+            );
+            if high > worst.0 {
+                worst = (high, id.clone(), set);
+            }
+        }
+        // The pack with the most memory, on the events that grow it most: every text field at
+        // once at the event cap (every rule then runs: the prefilter does not scan that much).
+        let (loaded, id, mut set) = worst;
+        let mut out = Outcome::default();
+        for kind in rulebox_sdk::EventKind::ALL {
+            for e in boundary(*kind, &config)
+                .into_iter()
+                .filter(|e| e.label.contains("every text field"))
+            {
+                set.process_into(thread, &e.event, &mut out).unwrap();
+                assert!(out.alerts.is_empty(), "{id}, {}: {:?}", e.label, out.alerts);
+            }
+        }
+        let high = set
+            .rules()
+            .map(|(_, _, s)| s.memory_high_water)
+            .max()
+            .unwrap();
+        eprintln!(
+            "{id}: memory {} KiB loaded, {} KiB after events at the cap",
+            loaded >> 10,
+            high >> 10
+        );
+        assert!(
+            high * 2 <= cap,
+            "pack {id} reached {high} bytes, over half the {cap}-byte cap"
+        );
+    });
+}

@@ -358,3 +358,62 @@ fn a_test_file_for_a_rule_no_module_has_fails_the_gate() {
         "no absolute path: {problem}"
     );
 }
+
+#[test]
+fn a_pack_rule_on_fields_no_kind_has_runs_on_events_at_the_cap_on_the_fields_it_reads() {
+    // A PowerShell script-block rule (kind `other`: `ScriptBlockText` is no typed slot) next to a
+    // process rule, in one pack with its prefilter on. No boundary event has `ScriptBlockText`, so
+    // without the fields its program names the prefilter never ran the rule ("never run").
+    let script = rulebox_sigma::compile(
+        "title: Mimikatz in a script block\nid: 7a1c0a3e-0000-4000-8000-000000000001\n\
+         logsource: {product: windows, category: ps_script}\n\
+         detection:\n    selection:\n        ScriptBlockText|contains: 'Invoke-Mimikatz'\n\
+         \x20   condition: selection\nlevel: high\n",
+    )
+    .unwrap();
+    let process = rulebox_sigma::compile(
+        "title: Whoami\nid: 7a1c0a3e-0000-4000-8000-000000000002\n\
+         logsource: {product: windows, category: process_creation}\n\
+         detection:\n    selection:\n        Image|endswith: '\\whoami.exe'\n\
+         \x20   condition: selection\nlevel: low\n",
+    )
+    .unwrap();
+    let records = [&script, &process].map(|p| rulebox_sigma::rule_record(p).unwrap());
+    let mut packs = rulebox_sigma::split_packs(&records, "named", 1 << 20);
+    assert_eq!(packs.len(), 1);
+    let (_, data) = packs.remove(0);
+    let module = ModuleInput {
+        source: "sigma.wasm".to_owned(),
+        bytes: rulebox_example_artifacts::SIGMA_EVAL.bytes.to_vec(),
+        limits: None,
+        declared: None,
+        data,
+    };
+    let options = Options {
+        generated_per_kind: 4,
+        tests: Vec::new(),
+        ..golden_options()
+    };
+    let report = rulebox_validate::validate_modules(vec![module], &options, &mut |_| {}).unwrap();
+    let rule = report
+        .rules
+        .iter()
+        .find(|r| r.rule_id.as_deref() == Some("7a1c0a3e-0000-4000-8000-000000000001"))
+        .expect("the script-block rule is reported");
+    assert!(rule.passed, "{:?}", rule.failures);
+    assert!(rule.events.total() > 0, "it ran");
+    assert!(
+        rule.notes
+            .iter()
+            .any(|n| n.contains("events at the cap on the fields its program reads")),
+        "{:?}",
+        rule.notes
+    );
+    assert!(
+        rule.fuel.worst_event.starts_with("at the cap other: ")
+            && rule.fuel.worst_event.contains("Script"),
+        "its worst event fills the field it reads: {}",
+        rule.fuel.worst_event
+    );
+    assert!(report.passed, "{:?}", report.problems);
+}

@@ -42,6 +42,7 @@ mod bundle;
 pub mod cases;
 mod error;
 pub mod events;
+mod named;
 mod progress;
 mod report;
 mod validator;

@@ -13,11 +13,13 @@ use rulebox_runtime::{
 };
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION};
 use rulebox_sdk::{Event, EventKind};
+use sha2::{Digest, Sha256};
 
 use crate::bundle::read_bundle;
 use crate::cases::{CaseFile, CaseOutcome, Seen, compare, find_case_files, read_case_file};
 use crate::error::ValidateError;
-use crate::events::{LabeledEvent, boundary, corpus, generated};
+use crate::events::{LabeledEvent, at_cap, boundary, corpus, generated};
+use crate::named::named_fields;
 use crate::progress::{FaultFound, Progress};
 use crate::report::{
     CaseFailure, CorpusInfo, EventCounts, FaultSummary, FuelProfile, MemoryProfile, REPORT_FORMAT,
@@ -156,7 +158,7 @@ pub fn validate_bundle(
             bytes: content.engine(&entry.engine).unwrap_or_default().to_vec(),
             limits: entry.limits.clone(),
             declared: Some((entry.id.clone(), entry.version.clone())),
-            data: data.clone(),
+            data: data.to_vec(),
         })
         .collect();
     let mut options = options.clone();
@@ -208,6 +210,8 @@ struct Shared {
     corpus: Vec<LabeledEvent>,
     generated: BTreeMap<EventKind, Vec<LabeledEvent>>,
     boundary: BTreeMap<EventKind, Vec<LabeledEvent>>,
+    /// Per rule data (by its SHA-256), per rule id: the field names the rule's program reads.
+    named: BTreeMap<[u8; 32], BTreeMap<String, Vec<String>>>,
 }
 
 impl Shared {
@@ -216,6 +220,24 @@ impl Shared {
         self.generated
             .entry(kind)
             .or_insert_with(|| generated(kind, usize::try_from(count).unwrap_or(0), seed))
+    }
+
+    /// The events at the cap on the fields rule `id` of `data` reads (none when the data names
+    /// none: [`named_fields`]), for each of `kinds`.
+    fn named_at_cap(&mut self, data: &[u8], id: &str, kinds: &[EventKind]) -> Vec<LabeledEvent> {
+        if data.is_empty() {
+            return Vec::new();
+        }
+        let key: [u8; 32] = Sha256::digest(data).into();
+        let names = self.named.entry(key).or_insert_with(|| named_fields(data));
+        let Some(names) = names.get(id) else {
+            return Vec::new();
+        };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        kinds
+            .iter()
+            .flat_map(|kind| at_cap(*kind, &names, &self.options.config))
+            .collect()
     }
 
     fn boundary(&mut self, kind: EventKind) -> &[LabeledEvent] {
@@ -292,6 +314,7 @@ fn run(
         corpus: corpus_events,
         generated: BTreeMap::new(),
         boundary: BTreeMap::new(),
+        named: BTreeMap::new(),
     };
     let schemas = target.schema_versions.clone();
     let (tx, rx) = mpsc::channel();
@@ -775,6 +798,14 @@ fn validate_rule(
     for kind in &kinds {
         generated.extend_from_slice(shared.generated(*kind));
         boundary.extend_from_slice(shared.boundary(*kind));
+    }
+    let named = shared.named_at_cap(&module.data, &info.id, &kinds);
+    if !named.is_empty() {
+        report.notes.push(format!(
+            "{} events at the cap on the fields its program reads",
+            named.len()
+        ));
+        boundary.extend(named);
     }
     let test_events: usize = case_files
         .iter()

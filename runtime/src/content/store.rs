@@ -1852,7 +1852,7 @@ pub(crate) mod tests {
             ENGINE
         );
         let loaded = store.load_release(1).unwrap();
-        assert_eq!(loaded.packs()[0].1, b"rules v1");
+        assert_eq!(&loaded.packs()[0].1[..], b"rules v1");
         assert_eq!(store.status_at(NOW).installed[0].rules, Some(5));
         // A rule of the pack is quarantined under the engine's hash; p2 too, under another
         // version than the next release brings.

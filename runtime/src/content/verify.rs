@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
@@ -662,7 +663,8 @@ pub struct BundleContents {
     manifest_hash: String,
     modules: Vec<(RuleEntry, Vec<u8>)>,
     engines: Vec<(EngineEntry, Vec<u8>)>,
-    packs: Vec<(PackEntry, Vec<u8>)>,
+    /// Shared, not copied, with the activated packs (`ContentPack`): tens of MiB for a real set.
+    packs: Vec<(PackEntry, Arc<[u8]>)>,
 }
 
 impl std::fmt::Debug for BundleContents {
@@ -735,7 +737,7 @@ impl BundleContents {
     }
 
     /// Each pack entry with its rule data, in manifest order.
-    pub fn packs(&self) -> &[(PackEntry, Vec<u8>)] {
+    pub fn packs(&self) -> &[(PackEntry, Arc<[u8]>)] {
         &self.packs
     }
 
@@ -749,10 +751,7 @@ impl BundleContents {
             .engines
             .iter()
             .map(|(e, b)| (e.file.as_str(), b.as_slice()));
-        let packs = self
-            .packs
-            .iter()
-            .map(|(p, b)| (p.file.as_str(), b.as_slice()));
+        let packs = self.packs.iter().map(|(p, b)| (p.file.as_str(), &b[..]));
         modules.chain(engines).chain(packs)
     }
 
@@ -946,7 +945,7 @@ fn check_structure(
             size: entry.size,
             owner: &entry.id,
         };
-        packs.push((entry.clone(), read_listed(dir, &file)?));
+        packs.push((entry.clone(), Arc::from(read_listed(dir, &file)?)));
     }
 
     let manifest_hash = manifest_hash(&manifest).map_err(BundleError::Encode)?;
@@ -1881,7 +1880,7 @@ mod tests {
         assert_eq!(bundle.engines().len(), 1);
         assert_eq!(bundle.engines()[0].1, ENGINE);
         assert_eq!(bundle.packs().len(), 1);
-        assert_eq!(bundle.packs()[0].1, DATA);
+        assert_eq!(&bundle.packs()[0].1[..], DATA);
         assert_eq!(bundle.engine(&manifest.packs[0].engine), Some(ENGINE));
         let files: Vec<&str> = bundle.files().map(|(f, _)| f).collect();
         assert_eq!(files.len(), 5);

@@ -44,6 +44,7 @@
 //! segment): a large automaton costs its size in memory once, not twice.
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
@@ -349,8 +350,12 @@ pub struct Automaton<'a> {
     patterns: u16,
     /// The idle states' filter.
     starts: Option<Filter>,
-    /// Per previous byte, the idle state (premultiplied).
-    restart: [u32; 256],
+    /// Per previous byte, the idle state (premultiplied): 256 entries where a pattern looks
+    /// behind, else the one state they all are (1 KiB saved per automaton, and a pack has
+    /// hundreds): read as `restart[byte & restart_mask]`.
+    restart: Box<[u32]>,
+    /// 255 with 256 entries, 0 with one.
+    restart_mask: u8,
     /// Per pattern, its group.
     group: Vec<u16>,
     /// The patterns of each group: `members[bounds[g]..bounds[g + 1]]`.
@@ -593,7 +598,16 @@ impl<'a> Automaton<'a> {
             matches,
             patterns: dfa.patterns,
             starts,
-            restart,
+            restart_mask: if restart.iter().all(|&r| r == restart[0]) {
+                0
+            } else {
+                255
+            },
+            restart: if restart.iter().all(|&r| r == restart[0]) {
+                Box::new([restart[0]])
+            } else {
+                Box::new(restart)
+            },
         }
     }
 
@@ -735,7 +749,7 @@ impl<'a> Automaton<'a> {
                         if j > i
                             && let Some(&b) = text.get(j - 1)
                         {
-                            s = self.restart[usize::from(b)];
+                            s = self.restart[usize::from(b & self.restart_mask)];
                         }
                         backoff.skipped(i, j);
                         i = j;

@@ -110,6 +110,19 @@ impl<'a> Evaluator<'a> {
         ))
     }
 
+    /// An evaluator for the encoded program `bytes`, whose automata's tables stay in `bytes` (the
+    /// pack's kept rule data), their rows of 256 entries within `budget` as for
+    /// [`from_bytes_owned`](Self::from_bytes_owned).
+    pub fn from_bytes_within(
+        bytes: &'a [u8],
+        budget: &mut usize,
+    ) -> Result<Evaluator<'a>, ProgramError> {
+        Ok(Evaluator::prepare_within(
+            Program::from_bytes(bytes)?,
+            budget,
+        ))
+    }
+
     /// An evaluator for `program`, after checking it ([`Program::check`]).
     pub fn new(program: Program<'a>) -> Result<Evaluator<'a>, ProgramError> {
         program.check()?;

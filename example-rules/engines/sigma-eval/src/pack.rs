@@ -175,15 +175,27 @@ pub struct SigmaPack {
 }
 
 impl SigmaPack {
-    /// The pack of the programs in `data` (see the module docs).
+    /// The pack of the programs in `data` (see the module docs), its tables copied out of `data`.
     pub fn from_data(data: &[u8]) -> Result<SigmaPack, PackError> {
+        SigmaPack::build(data, Evaluator::from_bytes_owned)
+    }
+
+    /// The pack of the programs in `data`, which it keeps: the automata's tables are read where
+    /// they are in `data` (in the sandbox, the input buffer the SDK hands over for good,
+    /// [`Pack::load_kept`]), so the instance holds them once rather than twice.
+    pub fn from_kept(data: &'static [u8]) -> Result<SigmaPack, PackError> {
+        SigmaPack::build(data, Evaluator::from_bytes_within)
+    }
+
+    fn build<'d>(
+        data: &'d [u8],
+        evaluator: impl Fn(&'d [u8], &mut usize) -> Result<Evaluator<'static>, ProgramError>,
+    ) -> Result<SigmaPack, PackError> {
         let (id, flags, programs) = split_data_with_options(data)?;
         let mut rules = Vec::new();
         let mut budget = BYTE_ROWS_BUDGET;
         for (i, program) in programs.into_iter().enumerate() {
-            let eval =
-                Evaluator::from_bytes_owned(program, &mut budget).map_err(|e| refused(i, &e))?;
-            rules.push(eval);
+            rules.push(evaluator(program, &mut budget).map_err(|e| refused(i, &e))?);
         }
         if rules.is_empty() {
             return Err(PackError::new("the rule data holds no rules"));
@@ -233,6 +245,13 @@ impl Pack for SigmaPack {
             ));
         }
         SigmaPack::from_data(data)
+    }
+
+    fn load_kept(data: &'static [u8]) -> Result<Self, PackError> {
+        if data.is_empty() {
+            return SigmaPack::load(data);
+        }
+        SigmaPack::from_kept(data)
     }
 
     fn metadata(&self) -> PackMetadata<'_> {

@@ -1,0 +1,43 @@
+//! The fields a rule reads, when its pack's data says: the validator's events at the cap on them.
+//!
+//! A pack's cross-rule prefilter runs a rule only on events that hold the literals it needs, in
+//! the fields it reads. The boundary events ([`crate::events::boundary`]) fill the typed fields of
+//! each kind; a rule reading fields no kind has a slot for (`ScriptBlockText` of a PowerShell
+//! script block, the fields of Windows services' events, all of kind `other`) would never run on
+//! them, and the gate could not say what an event costs it. So, for an engine whose rule data is
+//! compiled Sigma programs (records of `rulebox_sigma_eval`), the validator reads each program's
+//! field names natively and adds [`at_cap`](crate::events::at_cap) events on them.
+//!
+//! The names only choose more events to run: they cannot make a rule pass, and data that is not
+//! Sigma records (or a record that does not decode, which the engine refuses itself when it
+//! loads) names no field.
+
+use std::collections::BTreeMap;
+
+use rulebox_sigma_eval::{Program, split_data};
+
+/// At most this many names per rule (each adds an event per kind it subscribes to).
+pub const MAX_NAMED_FIELDS: usize = 64;
+
+/// Per rule id, the names its program reads fields by (every spelling, sorted, at most
+/// [`MAX_NAMED_FIELDS`]), for rule data of compiled Sigma records; empty for any other data.
+pub fn named_fields(data: &[u8]) -> BTreeMap<String, Vec<String>> {
+    let Ok((_, programs)) = split_data(data) else {
+        return BTreeMap::new();
+    };
+    programs
+        .into_iter()
+        .filter_map(|bytes| Program::from_bytes(bytes).ok())
+        .map(|p| {
+            let mut names: Vec<String> = p
+                .fields
+                .iter()
+                .flat_map(|f| f.names.iter().cloned())
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names.truncate(MAX_NAMED_FIELDS);
+            (p.id, names)
+        })
+        .collect()
+}
