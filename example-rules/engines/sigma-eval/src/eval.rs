@@ -236,6 +236,20 @@ impl<'a> Evaluator<'a> {
             .sum()
     }
 
+    /// How many skips the automata began on the last event (each costs a bounded amount beyond
+    /// the bytes it passes over: its setup, the check of where it stopped, the way back into the
+    /// table). Counted natively only, like [`bytes_stepped`](Self::bytes_stepped).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn skips(&self) -> usize {
+        self.state
+            .ran
+            .iter()
+            .zip(&self.state.found)
+            .filter(|(ran, _)| **ran)
+            .map(|(_, f)| f.skips())
+            .sum()
+    }
+
     /// Whether the rule matches a typed `event`: encodes it as the host would, then [`matches`](Self::matches).
     /// For tests and tools; an event that does not encode matches nothing.
     pub fn matches_event(&mut self, event: &Event<'_>) -> bool {
