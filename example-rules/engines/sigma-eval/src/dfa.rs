@@ -831,7 +831,8 @@ impl<'a> Automaton<'a> {
 ///
 /// A skip pays when it passes over enough bytes: its setup, the exact check of its candidate and the
 /// way back into the scan cost about what stepping [`Backoff::STOP`] bytes saves over skipping them
-/// (in the sandbox's fuel: about 175 for a stop, 18 per byte stepped, 6 per byte skipped). The scan
+/// (in the sandbox's fuel, when it was set: about 175 for a stop, 18 per byte stepped, 6 per byte
+/// skipped; a stop measured since costs more, a few hundred, and a byte skipped 5.5). The scan
 /// counts its skips in windows of [`Backoff::WINDOW`]: a window whose skips passed over fewer than
 /// `WINDOW × STOP` bytes cost more than stepping would have, and the scan then steps the next
 /// stretch through the table

@@ -227,13 +227,7 @@ impl<'a> Evaluator<'a> {
     /// what the event cost. Counted natively only.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn bytes_stepped(&self) -> usize {
-        self.state
-            .ran
-            .iter()
-            .zip(&self.state.found)
-            .filter(|(ran, _)| **ran)
-            .map(|(_, f)| f.stepped())
-            .sum()
+        self.per_scan(ScanState::stepped)
     }
 
     /// How many skips the automata began on the last event (each costs a bounded amount beyond
@@ -241,12 +235,18 @@ impl<'a> Evaluator<'a> {
     /// table). Counted natively only, like [`bytes_stepped`](Self::bytes_stepped).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn skips(&self) -> usize {
+        self.per_scan(ScanState::skips)
+    }
+
+    /// The sum of `what` over the scans that ran on the last event.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn per_scan(&self, what: fn(&ScanState) -> usize) -> usize {
         self.state
             .ran
             .iter()
             .zip(&self.state.found)
             .filter(|(ran, _)| **ran)
-            .map(|(_, f)| f.skips())
+            .map(|(_, f)| what(f))
             .sum()
     }
 
