@@ -540,8 +540,13 @@ fn local_groups(members: &[usize], groups: &[usize], patterns: &[Pattern]) -> (V
     // Per group: its first bucket and how many it has.
     let mut span = vec![(0usize, 1usize); sizes.len()];
     if sizes.len() >= 8 {
-        for (k, &g) in by_size.iter().enumerate() {
-            span[g] = (k % 8, 1);
+        for (k, cluster) in share_buckets(members, &local, patterns, &by_size)
+            .iter()
+            .enumerate()
+        {
+            for &g in cluster {
+                span[g] = (k % 8, 1);
+            }
         }
     } else {
         let mut spare = 8 - sizes.len();
@@ -595,6 +600,66 @@ fn local_groups(members: &[usize], groups: &[usize], patterns: &[Pattern]) -> (V
         }
     }
     (local, buckets)
+}
+
+/// With more groups than the 8 buckets of a start filter: which groups share one. A bucket goes on
+/// stopping the skip while any of its groups still matters, so a group sharing with one that never
+/// matches goes on stopping it after it matched (a `powershell` found in the first bytes of a long
+/// command line, then in every few bytes after). Groups whose patterns begin with the same letter
+/// share first (text that stops the skip for one mostly stops it for the other anyway); then, while
+/// more than 8 are left, the largest groups take the buckets in turn. `by_size`: the groups,
+/// largest first.
+fn share_buckets(
+    members: &[usize],
+    local: &[u16],
+    patterns: &[Pattern],
+    by_size: &[usize],
+) -> Vec<Vec<usize>> {
+    // Per group, the first characters (folded) of its literal patterns.
+    let mut firsts: Vec<Vec<u8>> = vec![Vec::new(); by_size.len()];
+    for (k, &i) in members.iter().enumerate() {
+        if let Pattern::Literal { text, .. } = &patterns[i]
+            && let Some(b) = text.bytes().next()
+        {
+            let f = &mut firsts[usize::from(local[k])];
+            let b = b.to_ascii_lowercase();
+            if !f.contains(&b) {
+                f.push(b);
+            }
+        }
+    }
+    // Clusters in size order, each with its first characters.
+    let mut clusters: Vec<(Vec<usize>, Vec<u8>)> = by_size
+        .iter()
+        .map(|&g| (vec![g], firsts[g].clone()))
+        .collect();
+    while clusters.len() > 8 {
+        // The pair beginning alike most (the earliest such pair on ties).
+        let mut best: Option<(usize, usize, usize)> = None;
+        for a in 0..clusters.len() {
+            for b in a + 1..clusters.len() {
+                let shared = clusters[a]
+                    .1
+                    .iter()
+                    .filter(|c| clusters[b].1.contains(c))
+                    .count();
+                if shared > 0 && best.is_none_or(|(_, _, n)| shared > n) {
+                    best = Some((a, b, shared));
+                }
+            }
+        }
+        let Some((a, b, _)) = best else {
+            break;
+        };
+        let (groups, chars) = clusters.remove(b);
+        clusters[a].0.extend(groups);
+        for c in chars {
+            if !clusters[a].1.contains(&c) {
+                clusters[a].1.push(c);
+            }
+        }
+    }
+    clusters.into_iter().map(|(g, _)| g).collect()
 }
 
 /// Builds the automaton of `group`; if it is too large, the two halves separately. Returns each

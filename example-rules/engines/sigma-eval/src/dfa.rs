@@ -691,28 +691,41 @@ impl<'a> Automaton<'a> {
         &self.specials[((s - self.special) / self.stride) as usize]
     }
 
-    /// Records `sp`'s matches; `true` when nothing more matters.
+    /// Records `sp`'s matches; `true` when nothing more matters. Inlined, with the work of a
+    /// pattern's first match apart ([`first_match`](Self::first_match)): a match state the scan
+    /// passes through again (a pattern found before, in every few bytes of the text) costs a bit
+    /// test per pattern.
+    #[inline(always)]
     fn record(&self, sp: &Prepared, st: &mut ScanState) -> bool {
         let (start, end) = sp.matches;
-        for &p in &self.matches[start as usize..end as usize] {
-            if !set(&mut st.found, usize::from(p)) {
-                continue;
-            }
-            let g = usize::from(self.group[usize::from(p)]);
-            if set(&mut st.done, g) {
-                st.open = st.open.saturating_sub(1);
-                let (a, b) = (self.bounds[g] as usize, self.bounds[g + 1] as usize);
-                for &m in &self.members[a..b] {
-                    let bit = self.bucket[usize::from(m)];
-                    let k = bit.trailing_zeros() as usize;
-                    st.left[k] = st.left[k].saturating_sub(1);
-                    if st.left[k] == 0 {
-                        st.live &= !bit;
-                    }
-                }
+        for &p in self
+            .matches
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+        {
+            if set(&mut st.found, usize::from(p)) {
+                self.first_match(p, st);
             }
         }
         st.open == 0
+    }
+
+    /// Pattern `p` matched for the first time: its group, if still open, stops mattering.
+    #[inline(never)]
+    fn first_match(&self, p: u16, st: &mut ScanState) {
+        let g = usize::from(self.group[usize::from(p)]);
+        if set(&mut st.done, g) {
+            st.open = st.open.saturating_sub(1);
+            let (a, b) = (self.bounds[g] as usize, self.bounds[g + 1] as usize);
+            for &m in &self.members[a..b] {
+                let bit = self.bucket[usize::from(m)];
+                let k = bit.trailing_zeros() as usize;
+                st.left[k] = st.left[k].saturating_sub(1);
+                if st.left[k] == 0 {
+                    st.live &= !bit;
+                }
+            }
+        }
     }
 
     /// The end of the text in state `s`.
@@ -733,6 +746,7 @@ impl<'a> Automaton<'a> {
         let mut s = self.start;
         let mut i = 0usize;
         let mut backoff = Backoff::new();
+        let mut pending = Pending::NONE;
         loop {
             // Stepping (the skips stopped paying): a state special only to be skipped from is an
             // ordinary one, and the run below goes on through it.
@@ -745,7 +759,7 @@ impl<'a> Automaton<'a> {
                     // a match may start, in the idle state for the byte before it.
                     Some(f) if sp.idle => {
                         st.count_skip();
-                        let j = f.skip(&vectors, &self.classes, st.live, text, i);
+                        let j = f.skip(&vectors, &self.classes, st.live, text, i, &mut pending);
                         if j > i
                             && let Some(&b) = text.get(j - 1)
                         {
@@ -831,7 +845,8 @@ impl<'a> Automaton<'a> {
 ///
 /// A skip pays when it passes over enough bytes: its setup, the exact check of its candidate and the
 /// way back into the scan cost about what stepping [`Backoff::STOP`] bytes saves over skipping them
-/// (in the sandbox's fuel: about 175 for a stop, 18 per byte stepped, 6 per byte skipped). The scan
+/// (in the sandbox's fuel, when it was set: about 175 for a stop, 18 per byte stepped, 6 per byte
+/// skipped; a stop measured since costs more, a few hundred, and a byte skipped 5.5). The scan
 /// counts its skips in windows of [`Backoff::WINDOW`]: a window whose skips passed over fewer than
 /// `WINDOW × STOP` bytes cost more than stepping would have, and the scan then steps the next
 /// stretch through the table
@@ -1017,8 +1032,11 @@ impl<'a> Table<'a> {
 
 /// The common path: from `s`, one table load and one comparison per byte of `bytes`, until a
 /// special state or the end. Four bytes per loop turn, so the loop's own bookkeeping is a quarter
-/// of a byte's work.
-#[inline(always)]
+/// of a byte's work. Not inlined: alone, its loop compiles to what the comment above says (a byte
+/// load at a constant offset, the table load, one comparison); inlined into the scan, with the
+/// skips around it, it compiled to several instructions more per byte, and a call per run is
+/// cheap beside that.
+#[inline(never)]
 fn run_forward<T: Next>(t: &T, special: u32, mut s: u32, bytes: &[u8]) -> Step {
     let (chunks, tail) = bytes.as_chunks::<4>();
     for (n, c) in chunks.iter().enumerate() {
@@ -1243,7 +1261,13 @@ impl Filter {
     }
 
     /// The first `j >= i` where a match of a bucket in `live` may start, or `text.len()`.
-    #[inline]
+    /// `pending` carries, from one skip to the next of a scan, the candidates of the 16-byte block
+    /// the last skip stopped in and has not looked at yet: a skip that begins inside that block
+    /// takes them rather than reading the block's bytes again (the stop of a near miss a few bytes
+    /// long is so one block of tables less). They were found with the buckets then live, which
+    /// can only have lost members since, so they are still every candidate of the block.
+    // Always into the scan, whose SIMD tables it uses (a call would reload them).
+    #[inline(always)]
     fn skip(
         &self,
         tables: &Vectors,
@@ -1251,35 +1275,63 @@ impl Filter {
         live: u8,
         text: &[u8],
         mut i: usize,
+        pending: &mut Pending,
     ) -> usize {
         #[cfg(not(target_arch = "wasm32"))]
-        let _ = tables;
+        let _ = (tables, &pending);
         // 16 positions at a time where the nibble tables allow (a yes there may be wrong: each is
         // checked against the exact tables before the skip returns it), then one at a time.
         #[cfg(target_arch = "wasm32")]
         if let Some(t) = tables {
-            loop {
-                let (block, mut lanes) = simd::skip_starts(t, live, text, i);
-                if lanes == 0 {
-                    i = block;
-                    break;
-                }
+            let (mut block, mut lanes) = match i.checked_sub(pending.block) {
+                Some(d) if d < 16 => match pending.lanes & (u16::MAX << d) {
+                    0 => simd::skip_starts(t, live, text, pending.block + 16),
+                    rest => (pending.block, rest),
+                },
+                _ => simd::skip_starts(t, live, text, i),
+            };
+            // No candidate: `block` is where fewer than a block's bytes are left.
+            while lanes != 0 {
                 // Each candidate of the block in turn, without another pass of the tables.
                 while lanes != 0 {
                     let j = block + lanes.trailing_zeros() as usize;
+                    lanes &= lanes - 1;
                     if self.confirmed(classes, live, text, j) {
+                        *pending = Pending { block, lanes };
                         return j;
                     }
-                    lanes &= lanes - 1;
                 }
-                i = block + 16;
+                (block, lanes) = simd::skip_starts(t, live, text, block + 16);
             }
+            i = block;
+            *pending = Pending::NONE;
         }
         while i < text.len() && !self.confirmed(classes, live, text, i) {
             i += 1;
         }
         i.min(text.len())
     }
+}
+
+/// The candidates of a block of 16 positions a skip has not looked at yet ([`Filter::skip`]).
+#[derive(Clone, Copy)]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    allow(dead_code, reason = "the 16-byte skip is the sandbox's")
+)]
+struct Pending {
+    /// The block's first position (`usize::MAX`: none).
+    block: usize,
+    /// Bit `k`: position `block + k`.
+    lanes: u16,
+}
+
+impl Pending {
+    /// No block.
+    const NONE: Pending = Pending {
+        block: usize::MAX,
+        lanes: 0,
+    };
 }
 
 /// A filter's tables as the scan keeps them: SIMD vectors in the sandbox, nothing natively.
@@ -1292,8 +1344,8 @@ type Vectors = ();
 #[cfg(target_arch = "wasm32")]
 mod simd {
     use core::arch::wasm32::{
-        i8x16_bitmask, i8x16_ne, i8x16_shuffle, i8x16_splat, i8x16_swizzle, u8x16_shr, u8x16_splat,
-        v128, v128_and, v128_any_true, v128_load, v128_or,
+        i8x16_bitmask, i8x16_ne, i8x16_splat, i8x16_swizzle, u8x16_shr, u8x16_splat, v128,
+        v128_and, v128_any_true, v128_load,
     };
 
     use super::Nibbles;
@@ -1351,7 +1403,10 @@ mod simd {
         i
     }
 
-    /// A [`Filter`](super::Filter)'s nibble tables in vectors, loaded once per scan.
+    /// A [`Filter`](super::Filter)'s nibble tables in vectors, loaded once per scan. The filter's
+    /// tables are over bytes with bit 5 set (`b | 0x20`, see [`Filter`](super::Filter)); here each
+    /// high-nibble table is indexed by the byte's own high nibble (entry `h` is the filter's entry
+    /// `h | 2`), so the scan does not set the bit in every block.
     #[derive(Clone, Copy)]
     pub(super) struct Tables([(v128, v128); super::START_BYTES]);
 
@@ -1359,54 +1414,52 @@ mod simd {
         #[inline]
         #[target_feature(enable = "simd128")]
         pub(super) fn new(n: &[Nibbles; super::START_BYTES]) -> Tables {
-            Tables(core::array::from_fn(|k| (load(&n[k].lo), load(&n[k].hi))))
+            let folded = load(&[2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15]);
+            Tables(core::array::from_fn(|k| {
+                (load(&n[k].lo), i8x16_swizzle(load(&n[k].hi), folded))
+            }))
         }
     }
 
+    /// The bytes of `w` from `K` on, as a vector.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn load_at<const K: usize>(w: &[u8; BLOCK_BYTES]) -> v128 {
+        const { assert!(K + 16 <= BLOCK_BYTES) };
+        // SAFETY: bytes `K..K + 16` of `w` are readable (`K + 16 <= BLOCK_BYTES`, checked at
+        // compile time), and `v128_load` reads exactly 16 bytes at any alignment. A pointer
+        // offset rather than a subslice, so that the load carries `K` as its offset immediate.
+        unsafe { v128_load(w.as_ptr().add(K).cast::<v128>()) }
+    }
+
+    /// The bytes a block of 16 positions reads: each position's four.
+    const BLOCK_BYTES: usize = 16 + super::START_BYTES - 1;
+
     /// The first block of 16 positions from `i` where the four bytes of some position may start
     /// a match of a bucket in `live`: its start and the mask of those positions (bit `k`:
-    /// position `start + k`). Or, with a mask of 0, where fewer than 32 bytes are left (the caller
+    /// position `start + k`). Or, with a mask of 0, where fewer than 19 bytes are left (the caller
     /// looks at the rest byte by byte).
+    ///
+    /// Per block, the bytes at each of the four offsets in one (unaligned) load and their two
+    /// nibble lookups: about 85 instructions for 16 positions (about 100 when the four offsets
+    /// were shuffled out of two blocks' nibbles).
     #[inline]
     #[target_feature(enable = "simd128")]
     pub(super) fn skip_starts(t: &Tables, live: u8, text: &[u8], mut i: usize) -> (usize, u16) {
         let t = &t.0;
         let live = u8x16_splat(live);
-        let mask = u8x16_splat(0x0f);
-        let fold = u8x16_splat(0x20);
-        let block = |at: usize| {
-            text.get(at..at + 16)
-                .and_then(|b| <&[u8; 16]>::try_from(b).ok())
-                .map(|b| {
-                    let v = v128_or(load(b), fold);
-                    (v128_and(v, mask), u8x16_shr(v, 4))
-                })
-        };
-        let Some((mut lo, mut hi)) = block(i) else {
-            return (i, 0);
-        };
-        while let Some((lo_n, hi_n)) = block(i + 16) {
-            let lo1 =
-                i8x16_shuffle::<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16>(lo, lo_n);
-            let hi1 =
-                i8x16_shuffle::<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16>(hi, hi_n);
-            let lo2 =
-                i8x16_shuffle::<2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17>(lo, lo_n);
-            let hi2 =
-                i8x16_shuffle::<2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17>(hi, hi_n);
-            let lo3 =
-                i8x16_shuffle::<3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18>(lo, lo_n);
-            let hi3 =
-                i8x16_shuffle::<3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18>(hi, hi_n);
-            let m0 = v128_and(i8x16_swizzle(t[0].0, lo), i8x16_swizzle(t[0].1, hi));
-            let m1 = v128_and(i8x16_swizzle(t[1].0, lo1), i8x16_swizzle(t[1].1, hi1));
-            let m2 = v128_and(i8x16_swizzle(t[2].0, lo2), i8x16_swizzle(t[2].1, hi2));
-            let m3 = v128_and(i8x16_swizzle(t[3].0, lo3), i8x16_swizzle(t[3].1, hi3));
+        while let Some(w) = text
+            .get(i..)
+            .and_then(|rest| rest.first_chunk::<BLOCK_BYTES>())
+        {
+            let m0 = lookup(t[0].0, t[0].1, load_at::<0>(w));
+            let m1 = lookup(t[1].0, t[1].1, load_at::<1>(w));
+            let m2 = lookup(t[2].0, t[2].1, load_at::<2>(w));
+            let m3 = lookup(t[3].0, t[3].1, load_at::<3>(w));
             let hit = v128_and(v128_and(m0, m1), v128_and(v128_and(m2, m3), live));
             if v128_any_true(hit) {
                 return (i, lanes(hit));
             }
-            (lo, hi) = (lo_n, hi_n);
             i += 16;
         }
         (i, 0)
@@ -1597,18 +1650,18 @@ mod tests {
         });
         let text = b"a.a.a.a.a.a.a.adv.a.a.a.a.adva....";
         let (v, c) = ((), [0u8; 256]);
-        assert_eq!(f.skip(&v, &c, 1, text, 0), 26);
+        assert_eq!(f.skip(&v, &c, 1, text, 0, &mut { Pending::NONE }), 26);
         assert_eq!(
-            f.skip(&v, &c, 2, text, 0),
+            f.skip(&v, &c, 2, text, 0, &mut { Pending::NONE }),
             text.len(),
             "a bucket that no longer matters does not stop the skip"
         );
         assert_eq!(
-            f.skip(&v, &c, 1, b"xxadv", 0),
+            f.skip(&v, &c, 1, b"xxadv", 0, &mut { Pending::NONE }),
             2,
             "near the end, missing bytes allow"
         );
-        assert_eq!(f.skip(&v, &c, 1, b"", 0), 0);
-        assert_eq!(f.skip(&v, &c, 1, b"xyz", 0), 3);
+        assert_eq!(f.skip(&v, &c, 1, b"", 0, &mut { Pending::NONE }), 0);
+        assert_eq!(f.skip(&v, &c, 1, b"xyz", 0, &mut { Pending::NONE }), 3);
     }
 }

@@ -240,12 +240,26 @@ impl<'a> Evaluator<'a> {
     /// what the event cost. Counted natively only.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn bytes_stepped(&self) -> usize {
+        self.per_scan(ScanState::stepped)
+    }
+
+    /// How many skips the automata began on the last event (each costs a bounded amount beyond
+    /// the bytes it passes over: its setup, the check of where it stopped, the way back into the
+    /// table). Counted natively only, like [`bytes_stepped`](Self::bytes_stepped).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn skips(&self) -> usize {
+        self.per_scan(ScanState::skips)
+    }
+
+    /// The sum of `what` over the scans that ran on the last event.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn per_scan(&self, what: fn(&ScanState) -> usize) -> usize {
         self.state
             .ran
             .iter()
             .zip(&self.state.found)
             .filter(|(ran, _)| **ran)
-            .map(|(_, f)| f.stepped())
+            .map(|(_, f)| what(f))
             .sum()
     }
 
