@@ -613,6 +613,10 @@ impl RuleSet {
         }
         // A set, not the list: thousands of rules kept would make this quadratic.
         let kept: HashSet<&str> = keep.iter().map(String::as_str).collect();
+        let mut seen = HashSet::new();
+        report
+            .removed
+            .retain(|id| !kept.contains(id.as_str()) && seen.insert(id.clone()));
         let stale: Vec<String> = self
             .ids()
             .filter(|id| !kept.contains(id))
@@ -738,6 +742,11 @@ impl RuleSet {
 /// Records what a pack's upsert did: its rules are kept, and reported unchanged, added or replaced.
 fn note_pack(pack: crate::ruleset::PackUpsert, keep: &mut Vec<String>, report: &mut Activation) {
     keep.extend(pack.rules.iter().map(|i| i.id.clone()));
+    // Rules the pack's new data no longer has were removed with the old instance; `activate`
+    // drops from this list the ones another pack or module of the content still has (moved).
+    report
+        .removed
+        .extend(pack.removed.iter().map(|i| i.id.clone()));
     if pack.unchanged {
         report.unchanged.extend(pack.rules);
     } else {

@@ -49,11 +49,10 @@ pub fn rule_data<'a>(
 
 /// The most rule data one pack is given (one rule larger than this is a pack of its own).
 ///
-/// An engine instance holds about 1.5 MB, a byte-row budget of up to 2 MiB
-/// (`BYTE_ROWS_BUDGET`), and 3.5 to 4 times its data once its programs are decoded: 2 MiB packs of
-/// SigmaHQ reach 8.4-10.2 MB, within the 16 MiB default cap but over the half of it that
-/// `rulebox validate` allows by default; 1.5 MiB packs were no better (a 231-rule pack reached
-/// 9.8 MB), so the size stays here until an instance needs less memory per rule.
+/// An engine instance holds its data once (its tables are read in place), the decoded programs
+/// (about half the data), a byte-row budget of up to 2 MiB (`BYTE_ROWS_BUDGET`), the prefilter and
+/// a 256 KiB stack: the largest of the 30 SigmaHQ packs reaches 7.0 MiB with events at the cap,
+/// within half the 16 MiB default cap that `rulebox validate` allows (`tests/pack.rs`).
 pub const MAX_PACK_DATA_BYTES: usize = 2 << 20;
 
 /// Splits `records` (each one rule's [`rule_record`], in order) into the rule data of packs of at

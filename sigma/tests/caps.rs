@@ -76,28 +76,8 @@ const HEADROOM: f64 = 0.5;
 /// The share of SigmaHQ's rules that must compile.
 const MIN_COMPILED: f64 = 0.99;
 
-fn shared(var: &str, rel: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os(var) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel),
-    };
-    dir.is_dir().then_some(dir)
-}
-
-/// `*.yml` under `dir`, sorted.
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
-            out.push(path);
-        }
-    }
-}
+mod support;
+use support::{shared, yaml_files};
 
 /// One compiled rule.
 struct Compiled {
@@ -190,9 +170,7 @@ fn sigmahq() -> Option<&'static Corpus> {
     CORPUS
         .get_or_init(|| {
             let dir = shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq")?;
-            let mut files = Vec::new();
-            yaml_files(&dir, &mut files);
-            files.sort();
+            let files = yaml_files(&dir);
             (!files.is_empty()).then(|| compile_all(&files, stem))
         })
         .as_ref()

@@ -17,27 +17,8 @@ use rulebox_sigma::cases::load_cases;
 use rulebox_sigma_eval::{OPTION_NO_PREFILTER, SigmaPack, push_header, push_options, push_record};
 use rulebox_validate::events::{at_cap, boundary};
 
-fn shared(var: &str, rel: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os(var) {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel),
-    };
-    dir.is_dir().then_some(dir)
-}
-
-fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
-            out.push(path);
-        }
-    }
-}
+mod support;
+use support::{shared, yaml_files};
 
 /// Compiles `files` on every core; the programs that compile, in file order, ids unique.
 fn compile_all(files: &[PathBuf]) -> Vec<Program<'static>> {
@@ -428,9 +409,7 @@ fn the_prefilter_finds_every_detection_of_the_sigmahq_set() {
         );
         return;
     };
-    let mut files = Vec::new();
-    yaml_files(&hq, &mut files);
-    files.sort();
+    let files = yaml_files(&hq);
     let programs = compile_all(&files);
     let full = std::env::var_os("RULEBOX_PREFILTER_FULL").is_some_and(|v| v == "1");
     let sample = if full {

@@ -544,3 +544,33 @@ fn activating_a_release_without_a_module_removes_its_rule_and_leaves_a_1000_rule
         assert!(set.is_active("small-0") && set.is_active("small-999"));
     });
 }
+
+/// A pack whose new data drops a rule reports that rule as removed by the activation (the rule
+/// went with the pack's old instance, inside the upsert, not in `activate`'s own sweep).
+#[test]
+fn a_rule_dropped_from_a_packs_data_is_reported_removed_by_the_activation() {
+    use rulebox_example_artifacts::MANY_RULES;
+    use rulebox_runtime::{Content, ContentPack};
+    let rt = runtime();
+    rt.clone().run_sandboxed(move |thread| {
+        let engine = rt.compile(MANY_RULES.bytes, "many-rules").unwrap();
+        let pack = |n: u32| {
+            let data: std::sync::Arc<[u8]> =
+                pack_many_rules::data(n, None, true).into_bytes().into();
+            ContentPack::new(engine.clone(), data, None, Default::default(), None)
+        };
+        let mut set = RuleSet::new(&rt);
+        let one = set.activate(
+            thread,
+            &Content::new(Some(1), Vec::new()).with_pack(pack(3)),
+        );
+        assert_eq!(one.added.len(), 3);
+        let two = set.activate(
+            thread,
+            &Content::new(Some(2), Vec::new()).with_pack(pack(2)),
+        );
+        assert_eq!(two.removed, ["small-2".to_owned()]);
+        assert_eq!(two.replaced.len(), 2, "{:?}", two.replaced);
+        assert!(!set.is_active("small-2") && set.is_active("small-1"));
+    });
+}

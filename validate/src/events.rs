@@ -8,6 +8,7 @@
 //! added to the schema is therefore generated without any change here.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
@@ -253,8 +254,21 @@ fn fill_with(
 /// content whose fields are known (a compiled Sigma program names them): [`boundary`] only fills
 /// the typed slots.
 pub fn at_cap(kind: EventKind, names: &[&str], config: &RuntimeConfig) -> Vec<LabeledEvent> {
+    at_cap_reaching(kind, names, &[], config)
+}
+
+/// [`at_cap`], with each `(field, text)` of `needs` at the start of that field's value in every
+/// event (the field holding only the text where the event does not fill it): the literals a
+/// pack's prefilter needs to see before it runs the rule, so that the events reach the rule
+/// whatever the prefilter does with a field at the cap. Labels end in "reaching the rule".
+pub fn at_cap_reaching(
+    kind: EventKind,
+    names: &[&str],
+    needs: &[(&str, &str)],
+    config: &RuntimeConfig,
+) -> Vec<LabeledEvent> {
     let max = config.max_event_bytes;
-    let empty = Event::new(EventData::empty(kind));
+    let mut empty = Event::new(EventData::empty(kind));
     let mut names: Vec<&str> = names
         .iter()
         .copied()
@@ -262,8 +276,24 @@ pub fn at_cap(kind: EventKind, names: &[&str], config: &RuntimeConfig) -> Vec<La
         .collect();
     names.sort_unstable();
     names.dedup();
-    // Sets field `name` to `text`, typed where the kind has the slot.
+    // The needed texts of each text field, one after the other; a typed number (an event id) is
+    // set to its text, which the slot parses.
+    let mut prefix: BTreeMap<&str, String> = BTreeMap::new();
+    for (name, text) in needs {
+        if matches!(empty.data.field(name), None | Some(Value::Str(_))) {
+            let p = prefix.entry(name).or_default();
+            p.push_str(text);
+            p.push(' ');
+        } else {
+            empty.data.set_field(name, Cow::Owned((*text).to_owned()));
+        }
+    }
+    // Sets field `name` to `text` (after its needed texts), typed where the kind has the slot.
     let set = |event: &mut Event<'static>, name: &str, text: String| {
+        let text = match prefix.get(name) {
+            Some(p) => format!("{p}{text}"),
+            None => text,
+        };
         if !event.data.set_field(name, Cow::Owned(text.clone())) {
             match event.extra.iter_mut().find(|f| f.name == name) {
                 Some(f) => f.value = Cow::Owned(text),
@@ -274,7 +304,18 @@ pub fn at_cap(kind: EventKind, names: &[&str], config: &RuntimeConfig) -> Vec<La
             }
         }
     };
-    let label = |what: &str| format!("at the cap {}: {what}", kind.name());
+    for name in prefix.keys() {
+        set(&mut empty, name, String::new());
+    }
+    if !needs.is_empty() && encoded_len(&empty) > max {
+        return Vec::new();
+    }
+    let reaching = if needs.is_empty() {
+        ""
+    } else {
+        ", reaching the rule"
+    };
+    let label = |what: &str| format!("at the cap {}: {what}{reaching}", kind.name());
     let mut out = Vec::new();
     for name in &names {
         let mut event = empty.clone();

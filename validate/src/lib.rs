@@ -15,7 +15,10 @@
 //!   every field of the schema filled from a structure-aware proptest strategy with a fixed seed;
 //! - **boundary events** ([`events::boundary`]): empty bodies, each text field alone at the runtime's
 //!   `max_event_bytes`, every field at once up to the cap, `max_event_fields` untyped fields, odd
-//!   Unicode, numbers at their extremes and numbers that do not parse.
+//!   Unicode, numbers at their extremes and numbers that do not parse;
+//! - for a rule of a Sigma pack, **events at the cap on the fields its program reads**, also with
+//!   the literals its prefilter needs at the start of them, so that they reach the rule (the
+//!   pack's data read natively for the names only: `named.rs`).
 //!
 //! A rule fails if it does not load, traps or hits a budget on any event, fails a test case, or its
 //! worst event uses more than the headroom share (default 50 %) of its fuel or memory budget. The

@@ -6,7 +6,10 @@
 //! script block, the fields of Windows services' events, all of kind `other`) would never run on
 //! them, and the gate could not say what an event costs it. So, for an engine whose rule data is
 //! compiled Sigma programs (records of `rulebox_sigma_eval`), the validator reads each program's
-//! field names natively and adds [`at_cap`](crate::events::at_cap) events on them.
+//! field names natively and adds [`at_cap`](crate::events::at_cap) events on them, and the same
+//! events holding the literals the rule's prefilter needs
+//! ([`at_cap_reaching`](crate::events::at_cap_reaching)), which reach the rule whether or not the
+//! prefilter gives up on a field at the cap.
 //!
 //! The names only choose more events to run: they cannot make a rule pass, and data that is not
 //! Sigma records (or a record that does not decode, which the engine refuses itself when it
@@ -19,9 +22,18 @@ use rulebox_sigma_eval::{Program, split_data};
 /// At most this many names per rule (each adds an event per kind it subscribes to).
 pub const MAX_NAMED_FIELDS: usize = 64;
 
-/// Per rule id, the names its program reads fields by (every spelling, sorted, at most
-/// [`MAX_NAMED_FIELDS`]), for rule data of compiled Sigma records; empty for any other data.
-pub fn named_fields(data: &[u8]) -> BTreeMap<String, Vec<String>> {
+/// What a rule's program says about the fields it reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Named {
+    /// The names it reads fields by (every spelling, sorted, at most [`MAX_NAMED_FIELDS`]).
+    pub names: Vec<String>,
+    /// For each clause of what its prefilter needs, the clause's first literal: `(field, text)`.
+    pub needs: Vec<(String, String)>,
+}
+
+/// Per rule id, what its program names ([`Named`]), for rule data of compiled Sigma records;
+/// empty for any other data.
+pub fn named_fields(data: &[u8]) -> BTreeMap<String, Named> {
     let Ok((_, programs)) = split_data(data) else {
         return BTreeMap::new();
     };
@@ -37,7 +49,17 @@ pub fn named_fields(data: &[u8]) -> BTreeMap<String, Vec<String>> {
             names.sort_unstable();
             names.dedup();
             names.truncate(MAX_NAMED_FIELDS);
-            (p.id, names)
+            let needs = p
+                .needs
+                .iter()
+                .filter_map(|clause| clause.first())
+                .filter_map(|need| {
+                    let field = p.fields.get(usize::from(need.field))?;
+                    Some((field.names.first()?.clone(), need.text.clone()))
+                })
+                .take(MAX_NAMED_FIELDS)
+                .collect();
+            (p.id, Named { names, needs })
         })
         .collect()
 }

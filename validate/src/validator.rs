@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::bundle::read_bundle;
 use crate::cases::{CaseFile, CaseOutcome, Seen, compare, find_case_files, read_case_file};
 use crate::error::ValidateError;
-use crate::events::{LabeledEvent, at_cap, boundary, corpus, generated};
-use crate::named::named_fields;
+use crate::events::{LabeledEvent, at_cap, at_cap_reaching, boundary, corpus, generated};
+use crate::named::{Named, named_fields};
 use crate::progress::{FaultFound, Progress};
 use crate::report::{
     CaseFailure, CorpusInfo, EventCounts, FaultSummary, FuelProfile, MemoryProfile, REPORT_FORMAT,
@@ -211,7 +211,7 @@ struct Shared {
     generated: BTreeMap<EventKind, Vec<LabeledEvent>>,
     boundary: BTreeMap<EventKind, Vec<LabeledEvent>>,
     /// Per rule data (by its SHA-256), per rule id: the field names the rule's program reads.
-    named: BTreeMap<[u8; 32], BTreeMap<String, Vec<String>>>,
+    named: BTreeMap<[u8; 32], BTreeMap<String, Named>>,
 }
 
 impl Shared {
@@ -230,13 +230,25 @@ impl Shared {
         }
         let key: [u8; 32] = Sha256::digest(data).into();
         let names = self.named.entry(key).or_insert_with(|| named_fields(data));
-        let Some(names) = names.get(id) else {
+        let Some(named) = names.get(id) else {
             return Vec::new();
         };
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let names: Vec<&str> = named.names.iter().map(String::as_str).collect();
+        let needs: Vec<(&str, &str)> = named
+            .needs
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        let config = &self.options.config;
         kinds
             .iter()
-            .flat_map(|kind| at_cap(*kind, &names, &self.options.config))
+            .flat_map(|kind| {
+                let mut events = at_cap(*kind, &names, config);
+                if !needs.is_empty() {
+                    events.extend(at_cap_reaching(*kind, &names, &needs, config));
+                }
+                events
+            })
             .collect()
     }
 

@@ -11,7 +11,7 @@ pub fn shared(var: &str, rel: &str) -> Option<PathBuf> {
     dir.is_dir().then_some(dir)
 }
 
-/// Every `*.yml` under `dir`, recursively, sorted.
+/// Every `*.yml` and `*.yaml` under `dir`, recursively, sorted.
 pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -21,7 +21,7 @@ pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, out);
-            } else if path.extension().is_some_and(|x| x == "yml") {
+            } else if path.extension().is_some_and(|x| x == "yml" || x == "yaml") {
                 out.push(path);
             }
         }
