@@ -45,7 +45,7 @@ mod bundle;
 pub mod cases;
 mod error;
 pub mod events;
-mod named;
+pub mod named;
 mod progress;
 mod report;
 mod validator;

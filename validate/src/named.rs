@@ -17,7 +17,11 @@
 
 use std::collections::BTreeMap;
 
+use rulebox_runtime::RuntimeConfig;
+use rulebox_sdk::EventKind;
 use rulebox_sigma_eval::{Program, split_data};
+
+use crate::events::{LabeledEvent, at_cap, at_cap_reaching};
 
 /// At most this many names per rule (each adds an event per kind it subscribes to).
 pub const MAX_NAMED_FIELDS: usize = 64;
@@ -31,6 +35,47 @@ pub struct Named {
     pub needs: Vec<(String, String)>,
 }
 
+impl Named {
+    /// What `program` names.
+    pub fn of(program: &Program<'_>) -> Named {
+        let mut names: Vec<String> = program
+            .fields
+            .iter()
+            .flat_map(|f| f.names.iter().cloned())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.truncate(MAX_NAMED_FIELDS);
+        let needs = program
+            .needs
+            .iter()
+            .filter_map(|clause| clause.first())
+            .filter_map(|need| {
+                let field = program.fields.get(usize::from(need.field))?;
+                Some((field.names.first()?.clone(), need.text.clone()))
+            })
+            .take(MAX_NAMED_FIELDS)
+            .collect();
+        Named { names, needs }
+    }
+
+    /// The events at `config`'s cap on these fields, of `kind`: [`at_cap`], and, when the program
+    /// needs literals, [`at_cap_reaching`] with them.
+    pub fn at_cap(&self, kind: EventKind, config: &RuntimeConfig) -> Vec<LabeledEvent> {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let needs: Vec<(&str, &str)> = self
+            .needs
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        let mut events = at_cap(kind, &names, config);
+        if !needs.is_empty() {
+            events.extend(at_cap_reaching(kind, &names, &needs, config));
+        }
+        events
+    }
+}
+
 /// Per rule id, what its program names ([`Named`]), for rule data of compiled Sigma records;
 /// empty for any other data.
 pub fn named_fields(data: &[u8]) -> BTreeMap<String, Named> {
@@ -40,26 +85,6 @@ pub fn named_fields(data: &[u8]) -> BTreeMap<String, Named> {
     programs
         .into_iter()
         .filter_map(|bytes| Program::from_bytes(bytes).ok())
-        .map(|p| {
-            let mut names: Vec<String> = p
-                .fields
-                .iter()
-                .flat_map(|f| f.names.iter().cloned())
-                .collect();
-            names.sort_unstable();
-            names.dedup();
-            names.truncate(MAX_NAMED_FIELDS);
-            let needs = p
-                .needs
-                .iter()
-                .filter_map(|clause| clause.first())
-                .filter_map(|need| {
-                    let field = p.fields.get(usize::from(need.field))?;
-                    Some((field.names.first()?.clone(), need.text.clone()))
-                })
-                .take(MAX_NAMED_FIELDS)
-                .collect();
-            (p.id, Named { names, needs })
-        })
+        .map(|p| (p.id.clone(), Named::of(&p)))
         .collect()
 }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::bundle::read_bundle;
 use crate::cases::{CaseFile, CaseOutcome, Seen, compare, find_case_files, read_case_file};
 use crate::error::ValidateError;
-use crate::events::{LabeledEvent, at_cap, at_cap_reaching, boundary, corpus, generated};
+use crate::events::{LabeledEvent, boundary, corpus, generated};
 use crate::named::{Named, named_fields};
 use crate::progress::{FaultFound, Progress};
 use crate::report::{
@@ -233,22 +233,10 @@ impl Shared {
         let Some(named) = names.get(id) else {
             return Vec::new();
         };
-        let names: Vec<&str> = named.names.iter().map(String::as_str).collect();
-        let needs: Vec<(&str, &str)> = named
-            .needs
-            .iter()
-            .map(|(f, t)| (f.as_str(), t.as_str()))
-            .collect();
         let config = &self.options.config;
         kinds
             .iter()
-            .flat_map(|kind| {
-                let mut events = at_cap(*kind, &names, config);
-                if !needs.is_empty() {
-                    events.extend(at_cap_reaching(*kind, &names, &needs, config));
-                }
-                events
-            })
+            .flat_map(|kind| named.at_cap(*kind, config))
             .collect()
     }
 
