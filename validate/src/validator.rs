@@ -13,7 +13,6 @@ use rulebox_runtime::{
 };
 use rulebox_sdk::abi::{ABI_VERSION, SCHEMA_VERSION};
 use rulebox_sdk::{Event, EventKind};
-use sha2::{Digest, Sha256};
 
 use crate::bundle::read_bundle;
 use crate::cases::{CaseFile, CaseOutcome, Seen, compare, find_case_files, read_case_file};
@@ -210,8 +209,10 @@ struct Shared {
     corpus: Vec<LabeledEvent>,
     generated: BTreeMap<EventKind, Vec<LabeledEvent>>,
     boundary: BTreeMap<EventKind, Vec<LabeledEvent>>,
-    /// Per rule data (by its SHA-256), per rule id: the field names the rule's program reads.
-    named: BTreeMap<[u8; 32], BTreeMap<String, Named>>,
+    /// Per rule data, per rule id: what the rule's program names. Keyed by the data itself: the
+    /// rules of one pack look it up in turn, and packs differ in their first bytes (the header
+    /// names the pack), so a lookup compares one pack's data in full, once.
+    named: BTreeMap<Vec<u8>, BTreeMap<String, Named>>,
 }
 
 impl Shared {
@@ -228,8 +229,10 @@ impl Shared {
         if data.is_empty() {
             return Vec::new();
         }
-        let key: [u8; 32] = Sha256::digest(data).into();
-        let names = self.named.entry(key).or_insert_with(|| named_fields(data));
+        if !self.named.contains_key(data) {
+            self.named.insert(data.to_vec(), named_fields(data));
+        }
+        let names = &self.named[data];
         let Some(named) = names.get(id) else {
             return Vec::new();
         };

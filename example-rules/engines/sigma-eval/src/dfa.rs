@@ -547,6 +547,8 @@ impl<'a> Automaton<'a> {
         for p in &mut specials {
             p.soft = !p.dead && p.matches.0 == p.matches.1 && (p.idle || p.skip.is_some());
         }
+        // Where no pattern looks behind, every byte restarts in one state: kept once.
+        let uniform = restart.iter().all(|&r| r == restart[0]);
         let leading_soft = specials.iter().take_while(|p| p.soft).count();
         let hard = dfa.special * stride + u32::try_from(leading_soft).unwrap_or(0) * stride;
         let patterns = usize::from(dfa.patterns);
@@ -598,12 +600,8 @@ impl<'a> Automaton<'a> {
             matches,
             patterns: dfa.patterns,
             starts,
-            restart_mask: if restart.iter().all(|&r| r == restart[0]) {
-                0
-            } else {
-                255
-            },
-            restart: if restart.iter().all(|&r| r == restart[0]) {
+            restart_mask: if uniform { 0 } else { 255 },
+            restart: if uniform {
                 Box::new([restart[0]])
             } else {
                 Box::new(restart)
