@@ -41,8 +41,14 @@ const DENSE_BYTES: usize = 64 << 20;
 /// determinization close to minimal, and minimizing them costs seconds).
 const MINIMIZE_BYTES: usize = 2 << 20;
 
-/// A state that loops on at least this many of the 256 bytes is worth skipping over...
+/// A state that loops on at least this many of the 256 bytes, or on this many of the 128 ASCII
+/// bytes ([`SKIP_ASCII_LOOPS`]), is worth skipping over...
 const SKIP_LOOPS: usize = 128;
+/// The ASCII bytes a state must loop on to be skipped over when it does not loop on the bytes above
+/// ASCII: the middle of a pattern such as `cmd*powershell` or `.+` under Unicode, where every
+/// byte of a multi-byte character leaves the state (for the states decoding it). Its skip stops at
+/// every such byte, which the skip's set (`Nibbles::of_set`) keeps exact.
+const SKIP_ASCII_LOOPS: usize = 100;
 /// ...when at most this many frequent bytes (letters, digits, common punctuation) leave it.
 const MAX_COMMON_ESCAPES: usize = 6;
 
@@ -261,6 +267,7 @@ fn export(
         }
     }
     let loops = |s: StateID| (0..=255u8).filter(|&b| dfa.next_state(s, b) == s).count();
+    let ascii_loops = |s: StateID| (0..=127u8).filter(|&b| dfa.next_state(s, b) == s).count();
     // How many bytes frequent in command lines and paths leave the state: a skip that such bytes
     // stop at once costs more than it saves.
     let common_escapes = |s: StateID| {
@@ -287,7 +294,8 @@ fn export(
         let accelerate = mode != Mode::Reverse
             && !dead
             && ((restart.contains(&s) && starts.is_some())
-                || (loops(s) >= SKIP_LOOPS && common_escapes(s) <= MAX_COMMON_ESCAPES));
+                || ((loops(s) >= SKIP_LOOPS || ascii_loops(s) >= SKIP_ASCII_LOOPS)
+                    && common_escapes(s) <= MAX_COMMON_ESCAPES));
         Ok(
             (dead || accelerate || !matches.is_empty()).then_some(Special {
                 dead,

@@ -51,8 +51,10 @@ const NAMED: &[&str] = &[
 ///
 /// These were found on 2026-12-02 by the events that reach a rule (the literals its prefilter
 /// needs, then the field filled to the cap: `rulebox_validate::named`): with its literal gate
-/// holding, such a rule runs every scan of its condition over the 256 KiB field (57-77% of the
-/// budget measured here, each a module of its own; more in a pack whose byte-row budget is spent).
+/// holding, such a rule runs every scan of its condition over the 256 KiB field. What is left
+/// steps through a whole field (no state of its automaton loops on the filler long enough for a
+/// skip to pay) at about 17 fuel a byte, 4.5M of the budget, and scans it again: 59-74% of the
+/// budget measured here, each a module of its own.
 const KNOWN_OVER: &[&str] = &[
     "proc_creation_win_findstr_recon_pipe_output",
     "proc_creation_win_exploit_cve_2025_10035",
@@ -60,20 +62,30 @@ const KNOWN_OVER: &[&str] = &[
     "proc_creation_win_apt_mint_sandstorm_manage_engine_susp_child_process",
     "proc_creation_win_apt_mint_sandstorm_aspera_faspex_susp_child_process",
     "proc_creation_win_hktl_crackmapexec_execution_patterns",
-    "proc_creation_win_exploit_cve_2025_57788",
 ];
 
-/// Rules that used more than half their fuel (or near it) before the scans stepped where the
-/// skips stop paying, and before a pattern found early stopped costing its rule when the rule has
-/// more pattern groups on a field than its start filter has buckets (`susp_ntds`: `powershell`,
-/// found in every filler unit, shared a bucket with `ntds.dit`, found never): always run
-/// sandboxed.
+/// Rules that used more than half their fuel (or near it) before: the scans stepped where the
+/// skips stop paying, a pattern found early stopped costing its rule when the rule has more
+/// pattern groups on a field than its start filter has buckets (`susp_ntds`: `powershell`,
+/// found in every filler unit, shared a bucket with `ntds.dit`, found never); and, on
+/// 2026-12-02, the skips from the middle of a pattern under Unicode (`invoke_obfuscation_via_stdin`
+/// 55% to 14%), a skip's stop and each candidate it turns down counted at what they cost
+/// (`wmic_uninstall_security_products` 93% to 47%, `exploit_cve_2025_57788` 57% to 45%), and a
+/// pack's byte rows given to its smallest automata first (the others here were over half only in
+/// their pack, whose rows had gone to the rules before them). Always run sandboxed.
 const ONCE_OVER: &[&str] = &[
     "proc_creation_win_susp_obfuscated_ip_download",
     "proc_creation_win_powershell_malicious_cmdlets",
     "file_event_win_malware_kapeka_backdoor_indicators",
     "proc_creation_win_susp_ntds",
     "proc_creation_win_susp_progname",
+    "proc_creation_win_hktl_invoke_obfuscation_via_stdin",
+    "proc_creation_win_wmic_uninstall_security_products",
+    "proc_creation_win_exploit_cve_2025_57788",
+    "proc_creation_win_malware_emotet",
+    "proc_creation_win_susp_copy_lateral_movement",
+    "file_event_win_powershell_module_susp_creation",
+    "registry_set_susp_run_key_img_folder",
 ];
 
 /// How many of the costliest rules by each measure run sandboxed: those handed the most bytes,

@@ -365,3 +365,113 @@ fn every_sigmahq_pack_loads_within_half_the_default_memory_cap() {
         );
     });
 }
+
+/// The text values of `events` (body and extra fields), each also followed by the next and by a
+/// long command line, so that patterns split across them and far into a field are looked for.
+fn texts_of(events: &[Event<'static>]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = Vec::new();
+    for e in events {
+        bytes.clear();
+        e.encode_into(&mut bytes).unwrap();
+        let view = rulebox_sdk::EventView::new(&bytes).unwrap();
+        for slot in 0..view.layout().fields.len() {
+            if let Some(t) = view.text_bytes(slot).filter(|t| !t.is_empty()) {
+                out.push(t.to_vec());
+            }
+        }
+        for k in 0..view.extra_len() {
+            if let Some((_, v)) = view.extra_bytes(k).filter(|(_, v)| !v.is_empty()) {
+                out.push(v.to_vec());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    let long = "powershell.exe -nop -w hidden -enc SQBFAFgA C:\\Windows\\Temp\\a.exe | find "
+        .repeat(200)
+        .into_bytes();
+    let n = out.len();
+    for i in 0..n {
+        let next = out[(i + 1) % n].clone();
+        out.push([out[i].as_slice(), b" ", &next].concat());
+        out.push([long.as_slice(), &out[i]].concat());
+    }
+    out
+}
+
+#[test]
+fn scans_through_the_byte_classes_find_what_scans_through_byte_rows_find() {
+    let Some((programs, events)) = recorded_corpus() else {
+        eprintln!("SKIPPED: no recorded Sigma corpus (set RULEBOX_SIGMA_CORPUS)");
+        return;
+    };
+    let texts = texts_of(&events);
+    let (mut automata, mut compared) = (0, 0);
+    for p in &programs {
+        for scan in &p.scans {
+            let rows = rulebox_sigma_eval::Automaton::new(scan.dfa.clone()).unwrap();
+            let classes = rulebox_sigma_eval::Automaton::within(scan.dfa.clone(), &mut 0).unwrap();
+            assert!(!classes.has_byte_rows(), "{}: no budget, no rows", p.id);
+            if !rows.has_byte_rows() {
+                continue;
+            }
+            automata += 1;
+            for text in &texts {
+                let (mut a, mut b) = (rows.state(), classes.state());
+                rows.scan(text, &mut a);
+                classes.scan(text, &mut b);
+                assert_eq!(
+                    a.bits(),
+                    b.bits(),
+                    "{}: an automaton finds other patterns through its byte classes in {:?}",
+                    p.id,
+                    String::from_utf8_lossy(&text[text.len().saturating_sub(80)..])
+                );
+                compared += usize::from(a.bits().iter().any(|w| *w != 0));
+            }
+        }
+    }
+    assert!(automata > 100, "{automata} automata with byte rows");
+    assert!(compared > 100, "{compared} texts where something was found");
+}
+
+#[test]
+fn a_packs_byte_rows_go_to_its_smallest_automata_whatever_the_order_of_its_rules() {
+    let Some(dir) = support::shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq") else {
+        eprintln!(
+            "SKIPPED: no SigmaHQ corpus (set RULEBOX_SIGMAHQ_CORPUS or put it at ../shared/corpus/sigmahq)"
+        );
+        return;
+    };
+    // The process-creation rules: more automata than the byte-row budget holds rows for.
+    let programs: Vec<rulebox_sigma::Program<'static>> = support::yaml_files(&dir)
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("process_creation"))
+        .filter_map(|f| rulebox_sigma::compile(&std::fs::read_to_string(f).ok()?).ok())
+        .take(400)
+        .collect();
+    let rows_per_rule = |programs: Vec<&rulebox_sigma::Program<'static>>| {
+        let data = rulebox_sigma::rule_data(programs).unwrap();
+        let pack = rulebox_sigma_eval::SigmaPack::from_data(&data).unwrap();
+        let mut rows: Vec<(String, usize)> = pack
+            .rules()
+            .iter()
+            .map(|r| (r.id().to_owned(), r.automata_with_byte_rows()))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let forward = rows_per_rule(programs.iter().collect());
+    let backward = rows_per_rule(programs.iter().rev().collect());
+    let given: usize = forward.iter().map(|(_, n)| n).sum();
+    let automata: usize = programs.iter().map(|p| p.scans.len()).sum();
+    assert!(
+        given < automata,
+        "the budget held rows for all {automata} automata: the test shows nothing"
+    );
+    assert_eq!(
+        forward, backward,
+        "which automata get byte rows depends on where their rules sit in the pack"
+    );
+}

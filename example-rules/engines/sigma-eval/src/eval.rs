@@ -175,6 +175,30 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// The automata, for a pack that gives some of them rows of 256 entries after load.
+    pub(crate) fn automata_mut(&mut self) -> impl Iterator<Item = &mut Automaton<'a>> {
+        self.program.scans.iter_mut().map(|s| &mut s.automaton)
+    }
+
+    /// Per automaton without rows of 256 entries that may have them: its index and their size.
+    pub(crate) fn rows_wanted(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.program
+            .scans
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| Some((k, s.automaton.rows_size()?)))
+    }
+
+    /// How many of its automata read rows of 256 entries (in a pack, those the pack's byte-row
+    /// budget gave them; alone, every one small enough).
+    pub fn automata_with_byte_rows(&self) -> usize {
+        self.program
+            .scans
+            .iter()
+            .filter(|s| s.automaton.has_byte_rows())
+            .count()
+    }
+
     /// The rule id.
     pub fn id(&self) -> &str {
         &self.program.id

@@ -47,9 +47,9 @@ pub const OPTIONS_MAGIC: [u8; 4] = *b"RBSO";
 /// Options bit: no cross-rule prefilter (every rule of an event's kind runs on it).
 pub const OPTION_NO_PREFILTER: u8 = 1;
 
-/// The bytes of the faster byte-row tables the automata of one pack may build at load (the
-/// rest scan through their byte classes): what keeps a pack of thousands of rules within the
-/// default 16 MiB memory cap.
+/// The bytes of the faster byte-row tables the automata of one pack may build at load, given to
+/// the smallest automata first (the rest scan through their byte classes): what keeps a pack of
+/// thousands of rules within the default 16 MiB memory cap.
 pub const BYTE_ROWS_BUDGET: usize = 2 << 20;
 
 /// The pack id of an engine loaded with rule data without a header.
@@ -193,10 +193,10 @@ impl SigmaPack {
     ) -> Result<SigmaPack, PackError> {
         let (id, flags, programs) = split_data_with_options(data)?;
         let mut rules = Vec::new();
-        let mut budget = BYTE_ROWS_BUDGET;
         for (i, program) in programs.into_iter().enumerate() {
-            rules.push(evaluator(program, &mut budget).map_err(|e| refused(i, &e))?);
+            rules.push(evaluator(program, &mut 0).map_err(|e| refused(i, &e))?);
         }
+        give_rows(&mut rules, BYTE_ROWS_BUDGET);
         if rules.is_empty() {
             return Err(PackError::new("the rule data holds no rules"));
         }
@@ -226,6 +226,34 @@ impl SigmaPack {
     /// The prefilter (`None` when the options switched it off, or for a one-rule pack).
     pub fn prefilter(&self) -> Option<&Prefilter> {
         self.prefilter.as_ref()
+    }
+}
+
+/// Rows of 256 entries (one table load less per byte stepped) for the pack's automata within
+/// `budget` bytes, smallest first (ties by rule id), so that as many automata as the budget holds
+/// get them rather than those of the first rules: which tables a rule gets, and so its fuel per
+/// event, does not depend on where it sits in the pack, and is the same on every endpoint.
+fn give_rows(rules: &mut [Evaluator<'_>], mut budget: usize) {
+    let mut wanted: Vec<(usize, &str, usize, usize)> = Vec::new();
+    for (r, rule) in rules.iter().enumerate() {
+        for (k, size) in rule.rows_wanted() {
+            wanted.push((size, rule.id(), k, r));
+        }
+    }
+    wanted.sort_unstable();
+    let chosen: Vec<(usize, usize)> = wanted
+        .into_iter()
+        .take_while(|&(size, ..)| {
+            let fits = size <= budget;
+            budget = budget.saturating_sub(size);
+            fits
+        })
+        .map(|(_, _, k, r)| (r, k))
+        .collect();
+    for (r, k) in chosen {
+        if let Some(automaton) = rules[r].automata_mut().nth(k) {
+            automaton.give_rows();
+        }
     }
 }
 
