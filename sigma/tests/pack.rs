@@ -437,7 +437,7 @@ fn scans_through_the_byte_classes_find_what_scans_through_byte_rows_find() {
 }
 
 #[test]
-fn a_packs_byte_rows_go_to_its_smallest_automata_whatever_the_order_of_its_rules() {
+fn a_packs_byte_rows_go_to_the_same_automata_whatever_the_order_of_its_rules() {
     let Some(dir) = support::shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq") else {
         eprintln!(
             "SKIPPED: no SigmaHQ corpus (set RULEBOX_SIGMAHQ_CORPUS or put it at ../shared/corpus/sigmahq)"

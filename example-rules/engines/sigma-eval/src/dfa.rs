@@ -639,6 +639,17 @@ impl<'a> Automaton<'a> {
         (n <= BYTE_ROWS_UP_TO).then(|| Table::rows_size(n))
     }
 
+    /// Which automata a pack gives byte rows first (lower first): a search anywhere in a field
+    /// (it may step through all of it), then the other forward scans, then the backward ones (a
+    /// suffix reads few bytes before its automaton dies).
+    pub(crate) fn rows_priority(&self) -> u8 {
+        match (self.reverse, self.starts.is_some()) {
+            (false, true) => 0,
+            (false, false) => 1,
+            (true, _) => 2,
+        }
+    }
+
     /// Replaces the transitions through the byte classes with rows of 256 entries, the byte
     /// itself picking the entry: one table load less per byte stepped. Every premultiplied state
     /// is rescaled from the alphabet to 256.

@@ -180,13 +180,13 @@ impl<'a> Evaluator<'a> {
         self.program.scans.iter_mut().map(|s| &mut s.automaton)
     }
 
-    /// Per automaton without rows of 256 entries that may have them: its index and their size.
-    pub(crate) fn rows_wanted(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.program
-            .scans
-            .iter()
-            .enumerate()
-            .filter_map(|(k, s)| Some((k, s.automaton.rows_size()?)))
+    /// Per automaton without rows of 256 entries that may have them: its index, how soon it
+    /// should get them ([`Automaton::rows_priority`]) and their size.
+    pub(crate) fn rows_wanted(&self) -> impl Iterator<Item = (usize, u8, usize)> + '_ {
+        self.program.scans.iter().enumerate().filter_map(|(k, s)| {
+            let a = &s.automaton;
+            Some((k, a.rows_priority(), a.rows_size()?))
+        })
     }
 
     /// How many of its automata read rows of 256 entries (in a pack, those the pack's byte-row

@@ -230,26 +230,27 @@ impl SigmaPack {
 }
 
 /// Rows of 256 entries (one table load less per byte stepped) for the pack's automata within
-/// `budget` bytes, smallest first (ties by rule id), so that as many automata as the budget holds
-/// get them rather than those of the first rules: which tables a rule gets, and so its fuel per
+/// `budget` bytes: the searches anywhere in a field first, which may step through all of it, then
+/// the other forward scans, then the backward ones (`Automaton::rows_priority`), each smallest
+/// first (ties by rule id), so that as many of the automata that matter as the budget holds get
+/// them rather than those of the first rules: which tables a rule gets, and so its fuel per
 /// event, does not depend on where it sits in the pack, and is the same on every endpoint.
 fn give_rows(rules: &mut [Evaluator<'_>], mut budget: usize) {
-    let mut wanted: Vec<(usize, &str, usize, usize)> = Vec::new();
+    let mut wanted: Vec<(u8, usize, &str, usize, usize)> = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
-        for (k, size) in rule.rows_wanted() {
-            wanted.push((size, rule.id(), k, r));
+        for (k, priority, size) in rule.rows_wanted() {
+            wanted.push((priority, size, rule.id(), k, r));
         }
     }
     wanted.sort_unstable();
-    let chosen: Vec<(usize, usize)> = wanted
-        .into_iter()
-        .take_while(|&(size, ..)| {
-            let fits = size <= budget;
-            budget = budget.saturating_sub(size);
-            fits
-        })
-        .map(|(_, _, k, r)| (r, k))
-        .collect();
+    let mut chosen: Vec<(usize, usize)> = Vec::new();
+    for (_, size, _, k, r) in wanted {
+        // A larger automaton of an earlier class may not fit where smaller ones of a later do.
+        if size <= budget {
+            budget -= size;
+            chosen.push((r, k));
+        }
+    }
     for (r, k) in chosen {
         if let Some(automaton) = rules[r].automata_mut().nth(k) {
             automaton.give_rows();
