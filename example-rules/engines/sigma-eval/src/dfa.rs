@@ -843,14 +843,7 @@ impl<'a> Automaton<'a> {
                     // a match may start, in the idle state for the byte before it.
                     Some(f) if sp.idle => {
                         st.count_skip();
-                        let j = f.skip(
-                            &vectors,
-                            &self.classes,
-                            st.live,
-                            text,
-                            i,
-                            &mut pending,
-                        );
+                        let j = f.skip(&vectors, &self.classes, st.live, text, i, &mut pending);
                         backoff.rejected += core::mem::take(&mut pending.rejected);
                         if j > i
                             && let Some(&b) = text.get(j - 1)
@@ -1774,10 +1767,7 @@ mod tests {
         });
         let text = b"a.a.a.a.a.a.a.adv.a.a.a.a.adva....";
         let (v, c) = ((), [0u8; 256]);
-        assert_eq!(
-            f.skip(&v, &c, 1, text, 0, &mut { Pending::NONE }),
-            26
-        );
+        assert_eq!(f.skip(&v, &c, 1, text, 0, &mut { Pending::NONE }), 26);
         assert_eq!(
             f.skip(&v, &c, 2, text, 0, &mut { Pending::NONE }),
             text.len(),
@@ -1789,9 +1779,6 @@ mod tests {
             "near the end, missing bytes allow"
         );
         assert_eq!(f.skip(&v, &c, 1, b"", 0, &mut { Pending::NONE }), 0);
-        assert_eq!(
-            f.skip(&v, &c, 1, b"xyz", 0, &mut { Pending::NONE }),
-            3
-        );
+        assert_eq!(f.skip(&v, &c, 1, b"xyz", 0, &mut { Pending::NONE }), 3);
     }
 }
