@@ -97,29 +97,23 @@ impl<'a> Evaluator<'a> {
     }
 
     /// An evaluator that owns its tables, for the encoded program `bytes` (which it does not keep):
-    /// for the pack, whose rule data lives only during its load.
-    /// Automata get rows of 256 entries (faster, larger) only while they fit in `budget` bytes,
-    /// which they are taken from.
-    pub fn from_bytes_owned(
-        bytes: &[u8],
-        budget: &mut usize,
-    ) -> Result<Evaluator<'static>, ProgramError> {
+    /// for the pack, whose rule data lives only during its load. Its automata scan through their
+    /// byte classes: a pack gives the faster rows of 256 entries after it has every rule, to the
+    /// automata that need them most within its budget.
+    pub fn from_bytes_owned(bytes: &[u8]) -> Result<Evaluator<'static>, ProgramError> {
         Ok(Evaluator::prepare_within(
             Program::from_bytes(bytes)?.into_owned(),
-            budget,
+            &mut 0,
         ))
     }
 
     /// An evaluator for the encoded program `bytes`, whose automata's tables stay in `bytes` (the
-    /// pack's kept rule data), their rows of 256 entries within `budget` as for
+    /// pack's kept rule data), without rows of 256 entries as for
     /// [`from_bytes_owned`](Self::from_bytes_owned).
-    pub fn from_bytes_within(
-        bytes: &'a [u8],
-        budget: &mut usize,
-    ) -> Result<Evaluator<'a>, ProgramError> {
+    pub fn from_bytes_within(bytes: &'a [u8]) -> Result<Evaluator<'a>, ProgramError> {
         Ok(Evaluator::prepare_within(
             Program::from_bytes(bytes)?,
-            budget,
+            &mut 0,
         ))
     }
 

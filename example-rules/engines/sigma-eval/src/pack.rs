@@ -189,12 +189,12 @@ impl SigmaPack {
 
     fn build<'d>(
         data: &'d [u8],
-        evaluator: impl Fn(&'d [u8], &mut usize) -> Result<Evaluator<'static>, ProgramError>,
+        evaluator: impl Fn(&'d [u8]) -> Result<Evaluator<'static>, ProgramError>,
     ) -> Result<SigmaPack, PackError> {
         let (id, flags, programs) = split_data_with_options(data)?;
         let mut rules = Vec::new();
         for (i, program) in programs.into_iter().enumerate() {
-            rules.push(evaluator(program, &mut 0).map_err(|e| refused(i, &e))?);
+            rules.push(evaluator(program).map_err(|e| refused(i, &e))?);
         }
         give_rows(&mut rules, BYTE_ROWS_BUDGET);
         if rules.is_empty() {
