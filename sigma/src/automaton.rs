@@ -39,7 +39,7 @@ const DETERMINIZE_BYTES: usize = 128 << 20;
 const DENSE_BYTES: usize = 64 << 20;
 /// DFAs up to this size are minimized (larger ones, in practice big literal sets, come out of
 /// determinization close to minimal, and minimizing them costs seconds).
-const MINIMIZE_BYTES: usize = 2 << 20;
+const MINIMIZE_BYTES: usize = 16 << 20;
 
 /// A state that loops on at least this many of the 256 bytes, or on this many of the 128 ASCII
 /// bytes ([`SKIP_ASCII_LOOPS`]), is worth skipping over...
@@ -64,10 +64,24 @@ pub enum BuildError {
 /// Determinizes `patterns` (pattern `i` is reported as number `i`) for `mode`; in an unanchored
 /// search, pattern `i`'s starts go to start-filter bucket `buckets[i]` (bucket 0 when `buckets` is
 /// empty).
-pub fn build(patterns: &[Hir], mode: Mode, buckets: &[u8]) -> Result<Dfa<'static>, BuildError> {
-    let mut dfa = determinize(patterns, mode, false)?;
+///
+/// `groups` (empty: each pattern its own) says which patterns the caller treats as one: where any
+/// of a group matches, the caller does not ask which (the values of one Sigma list). Such a group
+/// is determinized as one pattern, the alternation of its members, and reported as its first
+/// member: minimized that way, the states that differ only in which member is under way become
+/// one. In `net*|*find` or `ping*|*find`, once one prefix has been seen, the others no longer
+/// change what can match, so the state waiting for `|` loops on every other byte (a skip) instead
+/// of following every `n`, `p`, `i` ... of the text.
+pub fn build(
+    patterns: &[Hir],
+    mode: Mode,
+    buckets: &[u8],
+    groups: &[u16],
+) -> Result<Dfa<'static>, BuildError> {
+    let (merged, first) = by_group(patterns, groups);
+    let mut dfa = determinize(&merged, mode, false)?;
     if dfa.memory_usage() <= MINIMIZE_BYTES {
-        dfa = determinize(patterns, mode, true)?;
+        dfa = determinize(&merged, mode, true)?;
     }
     let anchored = mode != Mode::Unanchored;
     let config = start::Config::new().anchored(if anchored {
@@ -98,7 +112,43 @@ pub fn build(patterns: &[Hir], mode: Mode, buckets: &[u8]) -> Result<Dfa<'static
     } else {
         None
     };
-    export(&dfa, start, &restart, mode, patterns.len(), starts)
+    export(&dfa, start, &restart, mode, patterns.len(), &first, starts)
+}
+
+/// One pattern per group of `groups` (numbered from 0 in order of first appearance, as
+/// `lower::local_groups` numbers them; empty: each pattern its own), the alternation of its
+/// members; and per group, its first member (the pattern it is reported as).
+fn by_group(patterns: &[Hir], groups: &[u16]) -> (Vec<Hir>, Vec<u16>) {
+    let own = || {
+        let first = (0..patterns.len())
+            .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
+            .collect();
+        (patterns.to_vec(), first)
+    };
+    if groups.len() != patterns.len() {
+        return own();
+    }
+    let mut members: Vec<Vec<usize>> = Vec::new();
+    for (i, &g) in groups.iter().enumerate() {
+        match usize::from(g) {
+            g if g < members.len() => members[g].push(i),
+            g if g == members.len() => members.push(vec![i]),
+            // Not numbered in order of first appearance: each pattern its own.
+            _ => return own(),
+        }
+    }
+    let merged = members
+        .iter()
+        .map(|m| match m.as_slice() {
+            [one] => patterns[*one].clone(),
+            _ => Hir::alternation(m.iter().map(|&i| patterns[i].clone()).collect()),
+        })
+        .collect();
+    let first = members
+        .iter()
+        .map(|m| u16::try_from(m[0]).unwrap_or(u16::MAX))
+        .collect();
+    (merged, first)
 }
 
 /// The dense DFA of `patterns`.
@@ -226,6 +276,7 @@ fn export(
     restart: &[StateID],
     mode: Mode,
     patterns: usize,
+    first: &[u16],
     starts: Option<Starts>,
 ) -> Result<Dfa<'static>, BuildError> {
     let classes = dfa.byte_classes();
@@ -282,14 +333,17 @@ fn export(
         if dfa.is_quit_state(s) {
             return Err(BuildError::Unsupported("a quit state".into()));
         }
-        let matches: Vec<u16> = if dfa.is_match_state(s) {
+        // The determinized patterns are groups: each is reported as its first member.
+        let mut matches: Vec<u16> = if dfa.is_match_state(s) {
             (0..dfa.match_len(s))
-                .map(|i| u16::try_from(dfa.match_pattern(s, i).as_usize()))
-                .collect::<Result<_, _>>()
-                .map_err(|_| BuildError::TooLarge)?
+                .map(|i| first.get(dfa.match_pattern(s, i).as_usize()).copied())
+                .collect::<Option<_>>()
+                .ok_or(BuildError::TooLarge)?
         } else {
             Vec::new()
         };
+        matches.sort_unstable();
+        matches.dedup();
         let dead = dfa.is_dead_state(s);
         let accelerate = mode != Mode::Reverse
             && !dead
@@ -419,6 +473,7 @@ mod tests {
             &lits(&["mimikatz", "sekurlsa", "kat"]),
             Mode::Unanchored,
             &[],
+            &[],
         )
         .unwrap();
         assert_eq!(found(dfa.clone(), "run MIMIKATZ now"), [0, 2]);
@@ -429,13 +484,78 @@ mod tests {
     #[test]
     fn anchored_and_reverse() {
         let exact = Hir::concat(vec![case::literal("cmd.exe", false), case::end()]);
-        let dfa = build(&[case::literal("c:\\", false), exact], Mode::Anchored, &[]).unwrap();
+        let dfa = build(
+            &[case::literal("c:\\", false), exact],
+            Mode::Anchored,
+            &[],
+            &[],
+        )
+        .unwrap();
         assert_eq!(found(dfa.clone(), "C:\\x"), [0]);
         assert_eq!(found(dfa.clone(), "CMD.EXE"), [1]);
         assert_eq!(found(dfa, "cmd.exe "), Vec::<u16>::new());
-        let dfa = build(&lits(&["\\cmd.exe", ".exe"]), Mode::Reverse, &[]).unwrap();
+        let dfa = build(&lits(&["\\cmd.exe", ".exe"]), Mode::Reverse, &[], &[]).unwrap();
         assert_eq!(found(dfa.clone(), "C:\\Windows\\CMD.EXE"), [0, 1]);
         assert_eq!(found(dfa, "C:\\cmd.exe.txt"), Vec::<u16>::new());
+    }
+
+    /// The values of one Sigma list (one group) are determinized as one pattern, reported as the
+    /// first: the automaton answers "some value matched" as the patterns apart do, and once one
+    /// wildcard value's first literal is seen, the state waiting for its next one loops on every
+    /// byte but that one (a skip), instead of following every other value's start.
+    #[test]
+    fn a_list_is_one_pattern_and_a_wildcard_under_way_waits_for_its_next_literal_alone() {
+        let glob = |first: &str| {
+            Hir::concat(vec![
+                case::literal(first, false),
+                case::any_text(),
+                case::literal("|", false),
+                case::any_text(),
+                case::literal("find", false),
+            ])
+        };
+        let firsts = ["ipconfig", "net", "ping", "whoami"];
+        let mut patterns: Vec<Hir> = firsts.iter().map(|f| glob(f)).collect();
+        patterns.push(case::literal("\\xampp\\", false));
+        let groups = [0, 0, 0, 0, 1];
+        let apart = build(&patterns, Mode::Unanchored, &[], &[]).unwrap();
+        let one = build(&patterns, Mode::Unanchored, &[], &groups).unwrap();
+        assert_eq!(
+            one.patterns, apart.patterns,
+            "every pattern keeps its number"
+        );
+        assert!(
+            one.states() * 4 < apart.states(),
+            "{} states as one pattern, {} apart",
+            one.states(),
+            apart.states()
+        );
+        let texts = [
+            "ping x | findstr y",
+            "TASKLIST /v|FIND \\xampp\\",
+            "whoami then | nothing",
+            "net user | more & net view | find",
+            "nothing here \\xampp\\",
+            "",
+        ];
+        for text in texts {
+            let a = found(apart.clone(), text);
+            let o = found(one.clone(), text);
+            let list = |f: &[u16]| f.iter().any(|&p| p < 4);
+            assert_eq!(list(&o), list(&a), "the list on {text:?}");
+            assert_eq!(o.contains(&4), a.contains(&4), "the literal on {text:?}");
+            assert!(
+                o.iter().all(|&p| p == 0 || p == 4),
+                "as the first value: {o:?}"
+            );
+        }
+        // After `ping`, the scan waits for `|` alone: a state that every byte but `|` (and the
+        // literal's `\`) leaves to itself, which the scan skips from.
+        let waiting = one.specials.iter().filter(|sp| sp.accelerate).count();
+        assert!(
+            waiting >= 2,
+            "the idle state and the one waiting for `|` are skipped from"
+        );
     }
 
     /// Text that the skips stop in every few bytes (near misses of the patterns' starts, and of
@@ -453,7 +573,7 @@ mod tests {
             re(r"\\users\\[^\\]+\\appdata\\[^\\]+\.ps1"),
             re(r"https?://0[0-9]{3,11}"),
         ];
-        let filtered = build(&patterns, Mode::Unanchored, &[]).unwrap();
+        let filtered = build(&patterns, Mode::Unanchored, &[], &[]).unwrap();
         assert!(
             filtered.starts.is_some(),
             "the start filter under test exists"
@@ -471,6 +591,10 @@ mod tests {
             near.clone() + "INVOKE-ALLCHECKS",
             "x".repeat(5000) + &near + "get-foxdump" + &"y".repeat(3000) + " http://01234",
             "get-foxdump".to_owned() + &near + "\\users\\me\\appdata\\t\\evil.ps1",
+            // A pattern found again in every few bytes (its match state stepped through once
+            // found), then another one, and a regex found over and over.
+            "Get-FoxDump Invoke-AllCheck ".repeat(4000) + "add-persistence",
+            "http://01234 get-foxdump ".repeat(4000) + &near + "get-chromedump",
         ];
         let (a, b) = (
             Automaton::new(filtered).unwrap(),
@@ -507,7 +631,7 @@ mod tests {
             .build()
             .parse(".{1000,}")
             .unwrap();
-        let dfa = build(&[hir], Mode::Unanchored, &[]).unwrap();
+        let dfa = build(&[hir], Mode::Unanchored, &[], &[]).unwrap();
         assert!(dfa.states() > 1000);
         assert_eq!(found(dfa.clone(), &"x".repeat(1000)), [0]);
         assert_eq!(found(dfa.clone(), &"x".repeat(999)), Vec::<u16>::new());

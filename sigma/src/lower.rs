@@ -190,8 +190,14 @@ impl Lowerer {
         let mut texts: Vec<&str> = Vec::new();
         let mut kept: Vec<&Vec<String>> = Vec::new();
         for c in &clauses_in {
-            let new = c.iter().filter(|t| !texts.contains(&t.as_str())).count();
-            if texts.len() + new > MAX_GATE {
+            // Clauses share no text: the scan stops once each clause's group has a text, and a
+            // text of two clauses would count for one only, so after it the scan would go on over
+            // the whole field for a clause that already holds. A clause left out lets more
+            // events through the gate, never fewer.
+            if c.iter().any(|t| texts.contains(&t.as_str())) {
+                continue;
+            }
+            if texts.len() + c.len() > MAX_GATE {
                 break;
             }
             for t in c {
@@ -222,8 +228,8 @@ impl Lowerer {
             .iter()
             .map(|c| c.iter().map(number).collect())
             .collect();
-        // A group per clause (a text in several clauses goes with its first): the scan stops once
-        // every clause has a text.
+        // A group per clause (the clauses share no text): the scan stops once every clause has a
+        // text.
         let groups: Vec<u16> = (0..texts.len())
             .map(|i| {
                 let i = u16::try_from(i).unwrap_or(0);
@@ -385,15 +391,38 @@ impl Lowerer {
                                 field.as_deref(),
                             )?);
                         }
-                    } else {
-                        let all: Vec<_> = lits.into_iter().chain(rest).collect();
+                    } else if lits.is_empty() {
                         built.extend(split_build(
-                            &all,
+                            &rest,
                             mode,
                             patterns,
                             pattern_groups,
                             field.as_deref(),
                         )?);
+                    } else {
+                        // One automaton for both if it is not too large; else the literals as
+                        // Aho-Corasick beside the others, rather than halves of the list that
+                        // each carry the product of literals and wildcards.
+                        let all: Vec<_> =
+                            lits.iter().cloned().chain(rest.iter().cloned()).collect();
+                        match build_one(&all, mode, patterns, pattern_groups, field.as_deref())? {
+                            Some(one) => built.push(one),
+                            None => {
+                                built.extend(literal_build(
+                                    &lits,
+                                    patterns,
+                                    pattern_groups,
+                                    field.as_deref(),
+                                )?);
+                                built.extend(split_build(
+                                    &rest,
+                                    mode,
+                                    patterns,
+                                    pattern_groups,
+                                    field.as_deref(),
+                                )?);
+                            }
+                        }
                     }
                 } else {
                     built = split_build(&group, mode, patterns, pattern_groups, field.as_deref())?;
@@ -662,8 +691,10 @@ fn share_buckets(
     clusters.into_iter().map(|(g, _)| g).collect()
 }
 
-/// Builds the automaton of `group`; if it is too large, the two halves separately. Returns each
-/// automaton with the pattern indices it answers, in its pattern order.
+/// Builds the automaton of `group`; if it is too large, the two halves separately: halves of its
+/// groups (a group's members stay together, so that they stay one pattern: `automaton::build`),
+/// or of its patterns when they are one group. Returns each automaton with the pattern indices it
+/// answers, in its pattern order.
 fn split_build(
     group: &[(usize, Hir)],
     mode: Mode,
@@ -671,21 +702,52 @@ fn split_build(
     groups: &[usize],
     field: Option<&str>,
 ) -> Result<Vec<(rulebox_sigma_eval::Dfa<'static>, Vec<usize>)>, SigmaError> {
+    if let Some(one) = build_one(group, mode, patterns, groups, field)? {
+        return Ok(vec![one]);
+    }
+    let mut distinct: Vec<usize> = Vec::new();
+    for (i, _) in group {
+        if !distinct.contains(&groups[*i]) {
+            distinct.push(groups[*i]);
+        }
+    }
+    let (a, b): (Vec<_>, Vec<_>) = if distinct.len() > 1 {
+        let first = &distinct[..distinct.len() / 2];
+        group
+            .iter()
+            .cloned()
+            .partition(|(i, _)| first.contains(&groups[*i]))
+    } else {
+        let (a, b) = group.split_at(group.len() / 2);
+        (a.to_vec(), b.to_vec())
+    };
+    let mut out = split_build(&a, mode, patterns, groups, field)?;
+    out.extend(split_build(&b, mode, patterns, groups, field)?);
+    Ok(out)
+}
+
+/// The one automaton of `group` with the pattern indices it answers, or `None` when it would be
+/// too large and `group` can be split.
+#[allow(clippy::type_complexity, reason = "a local table")]
+fn build_one(
+    group: &[(usize, Hir)],
+    mode: Mode,
+    patterns: &[Pattern],
+    groups: &[usize],
+    field: Option<&str>,
+) -> Result<Option<(rulebox_sigma_eval::Dfa<'static>, Vec<usize>)>, SigmaError> {
     let hirs: Vec<Hir> = group.iter().map(|(_, h)| h.clone()).collect();
     let members: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
     let (local, buckets) = local_groups(&members, groups, patterns);
-    match build(&hirs, mode, &buckets) {
+    // A keyword scan reports where each keyword first matched: its patterns stay apart.
+    let merge: &[u16] = if field.is_some() { &local } else { &[] };
+    match build(&hirs, mode, &buckets, merge) {
         Ok(mut dfa) => {
             dfa.groups = local;
             dfa.buckets = buckets;
-            Ok(vec![(dfa, members)])
+            Ok(Some((dfa, members)))
         }
-        Err(BuildError::TooLarge) if group.len() > 1 => {
-            let (a, b) = group.split_at(group.len() / 2);
-            let mut out = split_build(a, mode, patterns, groups, field)?;
-            out.extend(split_build(b, mode, patterns, groups, field)?);
-            Ok(out)
-        }
+        Err(BuildError::TooLarge) if group.len() > 1 => Ok(None),
         Err(e) => {
             let pattern = describe(&patterns[group[0].0]);
             let field = field.unwrap_or("(keywords)").to_owned();

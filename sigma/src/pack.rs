@@ -47,16 +47,25 @@ pub fn rule_data<'a>(
     Ok(out)
 }
 
-/// The most rule data one pack is given (one rule larger than this is a pack of its own).
+/// The most rule data one pack is given, each rule counted at its record's size plus
+/// [`RULE_OVERHEAD_BYTES`] (one rule larger than this is a pack of its own).
 ///
 /// An engine instance holds its data once (its tables are read in place), the decoded programs
-/// (about half the data), a byte-row budget of up to 2 MiB (`BYTE_ROWS_BUDGET`), the prefilter and
-/// a 256 KiB stack: the largest of the 30 SigmaHQ packs reaches 7.0 MiB with events at the cap,
-/// within half the 16 MiB default cap that `rulebox validate` allows (`tests/pack.rs`).
-pub const MAX_PACK_DATA_BYTES: usize = 2 << 20;
+/// (about half the data), a byte-row budget of up to 2 MiB (`BYTE_ROWS_BUDGET`), the prefilter, a
+/// 256 KiB stack, and per rule its scan states, start tables and idle states. Cut by data alone,
+/// the packs of small rules grew with their rule count: once Sigma lists were determinized as one
+/// pattern, the data shrank, a pack took 316 rules and reached 8.8 MiB. Counted this way, the
+/// largest SigmaHQ pack stays within half the 16 MiB default cap that `rulebox validate` allows
+/// (`tests/pack.rs`).
+pub const MAX_PACK_DATA_BYTES: usize = 3 << 20;
+
+/// What one rule costs an engine instance besides its data, as [`split_packs`] counts it: measured
+/// natively on the SigmaHQ packs (2026-12-02), 6 to 10 KiB a rule beyond the data and the rows.
+pub const RULE_OVERHEAD_BYTES: usize = 8 << 10;
 
 /// Splits `records` (each one rule's [`rule_record`], in order) into the rule data of packs of at
-/// most `max_bytes` each (a larger record alone), in order, named `{base}-01`, `{base}-02`, … by
+/// most `max_bytes` each, a record counted at its size plus [`RULE_OVERHEAD_BYTES`] (a larger
+/// record alone), in order, named `{base}-01`, `{base}-02`, … by
 /// their headers: the pack ids, and the data.
 ///
 /// The packs are cut in rule order, so a pack holds rules of several event kinds. Cutting them by
@@ -80,11 +89,12 @@ pub fn split_packs_indexed(
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut size = 0;
     for (i, r) in records.iter().enumerate() {
-        if groups.is_empty() || (size + r.len() > max_bytes && size > 0) {
+        let cost = r.len() + RULE_OVERHEAD_BYTES;
+        if groups.is_empty() || (size + cost > max_bytes && size > 0) {
             groups.push(Vec::new());
             size = 0;
         }
-        size += r.len();
+        size += cost;
         if let Some(g) = groups.last_mut() {
             g.push(i);
         }
@@ -135,7 +145,7 @@ mod tests {
                 r
             })
             .collect();
-        let packs = split_packs(&records, "sigma", 30);
+        let packs = split_packs(&records, "sigma", 2 * RULE_OVERHEAD_BYTES + 30);
         let ids: Vec<_> = packs.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["sigma-01", "sigma-02", "sigma-03"]);
         let sizes: Vec<Vec<usize>> = packs
@@ -170,7 +180,7 @@ mod tests {
             sigma("f1", "file_event", "TargetFilename"),
             sigma("p2", "process_creation", "CommandLine"),
         ];
-        let cap = records[0].len() + records[1].len();
+        let cap = records[0].len() + records[1].len() + 2 * RULE_OVERHEAD_BYTES;
         let packs = split_packs_indexed(&records, "sigma", cap);
         let members: Vec<&[usize]> = packs.iter().map(|(_, _, m)| m.as_slice()).collect();
         assert_eq!(members, [&[0, 1][..], &[2][..]]);

@@ -188,6 +188,7 @@ mod tests {
             &[compile_regex("F", p, flags).unwrap()],
             Mode::Unanchored,
             &[],
+            &[],
         )
         .unwrap();
         let a = Automaton::new(dfa).unwrap();

@@ -53,15 +53,17 @@ const NAMED: &[&str] = &[
 /// needs, then the field filled to the cap: `rulebox_validate::named`): with its literal gate
 /// holding, such a rule runs every scan of its condition over the 256 KiB field. What is left
 /// steps through a whole field (no state of its automaton loops on the filler long enough for a
-/// skip to pay) at about 17 fuel a byte, 4.5M of the budget, and scans it again: 59-74% of the
-/// budget measured here, each a module of its own.
+/// skip to pay) at about 17 fuel a byte, 4.5M of the budget: 60% of the budget measured here for
+/// `exploit_cve_2025_10035` and `powershell_invocation_specific` (the filler holds `powershell`
+/// and `-enc`, which they find in every 84 bytes, and each such match state costs a way out of
+/// the table loop and back, about 230 fuel), 67% for the two `apt_mint_sandstorm` rules (an
+/// automaton of 7,949 states, too large for byte rows, about 25 fuel a byte), each a module of its
+/// own.
 const KNOWN_OVER: &[&str] = &[
-    "proc_creation_win_findstr_recon_pipe_output",
     "proc_creation_win_exploit_cve_2025_10035",
     "proc_creation_win_powershell_invocation_specific",
     "proc_creation_win_apt_mint_sandstorm_manage_engine_susp_child_process",
     "proc_creation_win_apt_mint_sandstorm_aspera_faspex_susp_child_process",
-    "proc_creation_win_hktl_crackmapexec_execution_patterns",
 ];
 
 /// Rules that used more than half their fuel (or near it) before: the scans stepped where the
@@ -72,7 +74,10 @@ const KNOWN_OVER: &[&str] = &[
 /// 55% to 14%), a skip's stop and each candidate it turns down counted at what they cost
 /// (`wmic_uninstall_security_products` 93% to 47%, `exploit_cve_2025_57788` 57% to 45%), and a
 /// pack's byte rows given to its smallest automata first (the others here were over half only in
-/// their pack, whose rows had gone to the rules before them). Always run sandboxed.
+/// their pack, whose rows had gone to the rules before them); then a Sigma list determinized as one
+/// pattern and minimized at up to 16 MiB (`findstr_recon_pipe_output` 74% to 23%: once `net*|`
+/// is under way, the state waits for `|` alone; `hktl_crackmapexec_execution_patterns` 59% to
+/// 45%: 8,178 states to 863, so it gets byte rows). Always run sandboxed.
 const ONCE_OVER: &[&str] = &[
     "proc_creation_win_susp_obfuscated_ip_download",
     "proc_creation_win_powershell_malicious_cmdlets",
@@ -86,6 +91,8 @@ const ONCE_OVER: &[&str] = &[
     "proc_creation_win_susp_copy_lateral_movement",
     "file_event_win_powershell_module_susp_creation",
     "registry_set_susp_run_key_img_folder",
+    "proc_creation_win_findstr_recon_pipe_output",
+    "proc_creation_win_hktl_crackmapexec_execution_patterns",
 ];
 
 /// How many of the costliest rules by each measure run sandboxed: those handed the most bytes,
