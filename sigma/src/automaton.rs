@@ -338,7 +338,7 @@ fn export(
             (0..dfa.match_len(s))
                 .map(|i| first.get(dfa.match_pattern(s, i).as_usize()).copied())
                 .collect::<Option<_>>()
-                .ok_or(BuildError::TooLarge)?
+                .ok_or_else(|| BuildError::Unsupported("a match of an unknown pattern".into()))?
         } else {
             Vec::new()
         };

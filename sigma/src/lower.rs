@@ -371,49 +371,32 @@ impl Lowerer {
                 if mode == Mode::Unanchored {
                     // Case-insensitive literals as an Aho-Corasick automaton: alone, or beside the
                     // other patterns when there are many of them (a general determinization with
-                    // many unanchored literals is slow and large).
+                    // many unanchored literals is slow and large), or when the one automaton of
+                    // both would be too large (rather than halves of the list that each carry the
+                    // product of literals and wildcards).
                     let (lits, rest): (Vec<_>, Vec<_>) = group
                         .into_iter()
                         .partition(|(i, _)| plain_literal(&patterns[*i]).is_some());
-                    if !lits.is_empty() && (rest.is_empty() || lits.len() > MANY_LITERALS) {
-                        built.extend(literal_build(
-                            &lits,
-                            patterns,
-                            pattern_groups,
-                            field.as_deref(),
-                        )?);
-                        if !rest.is_empty() {
-                            built.extend(split_build(
-                                &rest,
-                                mode,
-                                patterns,
-                                pattern_groups,
-                                field.as_deref(),
-                            )?);
-                        }
-                    } else if lits.is_empty() {
-                        built.extend(split_build(
-                            &rest,
-                            mode,
-                            patterns,
-                            pattern_groups,
-                            field.as_deref(),
-                        )?);
-                    } else {
-                        // One automaton for both if it is not too large; else the literals as
-                        // Aho-Corasick beside the others, rather than halves of the list that
-                        // each carry the product of literals and wildcards.
-                        let all: Vec<_> =
-                            lits.iter().cloned().chain(rest.iter().cloned()).collect();
-                        match build_one(&all, mode, patterns, pattern_groups, field.as_deref())? {
-                            Some(one) => built.push(one),
-                            None => {
+                    let together =
+                        if !lits.is_empty() && !rest.is_empty() && lits.len() <= MANY_LITERALS {
+                            let all: Vec<_> =
+                                lits.iter().cloned().chain(rest.iter().cloned()).collect();
+                            build_one(&all, mode, patterns, pattern_groups, field.as_deref())?
+                        } else {
+                            None
+                        };
+                    match together {
+                        Some(one) => built.push(one),
+                        None => {
+                            if !lits.is_empty() {
                                 built.extend(literal_build(
                                     &lits,
                                     patterns,
                                     pattern_groups,
                                     field.as_deref(),
                                 )?);
+                            }
+                            if !rest.is_empty() {
                                 built.extend(split_build(
                                     &rest,
                                     mode,
