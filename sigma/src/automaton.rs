@@ -499,6 +499,52 @@ mod tests {
         assert_eq!(found(dfa, "C:\\cmd.exe.txt"), Vec::<u16>::new());
     }
 
+    /// A match state met again and again (`powershell` in every line) becomes quiet once it has
+    /// recorded its patterns (its entries lead to an ordinary twin): what the scan finds is what
+    /// a scan through the byte classes, which has no twins, finds; and the table is put back
+    /// when the scan ends, so the next scan, with a fresh state, finds the same patterns again.
+    #[test]
+    fn a_pattern_found_again_and_again_stays_found_and_the_next_scan_finds_it_again() {
+        let dfa = build(
+            &lits(&["powershell", "-enc", "late", "never"]),
+            Mode::Unanchored,
+            &[],
+            &[],
+        )
+        .unwrap();
+        let rows = Automaton::new(dfa.clone()).unwrap();
+        let classes = Automaton::within(dfa, &mut 0).unwrap();
+        assert!(rows.has_byte_rows() && !classes.has_byte_rows());
+        let line = "powershell.exe -enc SQBFAFgA C:\\Windows\\Temp\\a.exe ";
+        let texts = [
+            line.repeat(300) + "late",
+            line.repeat(300),
+            "LATE then POWERSHELL".to_owned(),
+            "-enc".to_owned(),
+            String::new(),
+        ];
+        for round in 0..2 {
+            for text in &texts {
+                let (mut a, mut b) = (rows.state(), classes.state());
+                rows.scan(text.as_bytes(), &mut a);
+                classes.scan(text.as_bytes(), &mut b);
+                assert_eq!(
+                    a.bits(),
+                    b.bits(),
+                    "round {round}, {:?}",
+                    &text[..text.len().min(40)]
+                );
+            }
+        }
+        // One state kept across texts (a keyword scan over several fields): the first text's
+        // patterns stay found, the second's are added.
+        let mut st = rows.state();
+        rows.scan(line.repeat(50).as_bytes(), &mut st);
+        rows.scan(b"late", &mut st);
+        let found: Vec<u16> = (0..4).filter(|&p| st.found(p)).collect();
+        assert_eq!(found, [0, 1, 2]);
+    }
+
     /// The values of one Sigma list (one group) are determinized as one pattern, reported as the
     /// first: the automaton answers "some value matched" as the patterns apart do, and once one
     /// wildcard value's first literal is seen, the state waiting for its next one loops on every

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use regex_syntax::hir::{Hir, HirKind, Repetition};
-use rulebox_sigma_eval::{Check as EvalCheck, Expr, FieldSpec, Gate, Need, Scan};
+use rulebox_sigma_eval::{BYTE_ROWS_UP_TO, Check as EvalCheck, Expr, FieldSpec, Gate, Need, Scan};
 
 use crate::SigmaError;
 use crate::automaton::{BuildError, Mode, build};
@@ -385,8 +385,39 @@ impl Lowerer {
                         } else {
                             None
                         };
+                    // The two apart when the one automaton of both is the product of their
+                    // states: past the size that gets rows of 256 entries it steps every byte
+                    // through its byte classes, and the start filter of both stops wherever
+                    // either may start (a wildcard's or a regex's first byte, often a space or a
+                    // `-`), where apart the literals' own filter skips most of a field and the
+                    // rest's scan stops once its groups are decided.
+                    let together = match together {
+                        Some(one) if one.0.states() > BYTE_ROWS_UP_TO => {
+                            let mut apart =
+                                literal_build(&lits, patterns, pattern_groups, field.as_deref())?;
+                            apart.extend(split_build(
+                                &rest,
+                                mode,
+                                patterns,
+                                pattern_groups,
+                                field.as_deref(),
+                            )?);
+                            let sum: usize = apart.iter().map(|(d, _)| d.states()).sum();
+                            if apart.len() <= 2
+                                && apart.iter().all(|(d, _)| d.states() <= BYTE_ROWS_UP_TO)
+                                && sum.saturating_mul(2) <= one.0.states()
+                            {
+                                built = apart;
+                                None
+                            } else {
+                                Some(one)
+                            }
+                        }
+                        other => other,
+                    };
                     match together {
                         Some(one) => built.push(one),
+                        None if !built.is_empty() => {}
                         None => {
                             if !lits.is_empty() {
                                 built.extend(literal_build(

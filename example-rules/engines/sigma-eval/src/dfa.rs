@@ -47,6 +47,7 @@ use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use serde::{Deserialize, Serialize};
 
 /// The most transitions one automaton may have.
@@ -367,6 +368,10 @@ pub struct Automaton<'a> {
     per_bucket: [u32; 8],
     /// How many groups there are.
     groups: u32,
+    /// Per special state with a twin, the table entries that lead into it:
+    /// `entries[quiet_bounds[k]..quiet_bounds[k + 1]]` for special `k` (empty without byte rows).
+    quiet_bounds: Vec<u32>,
+    entries: Vec<u32>,
 }
 
 /// What one scan has found so far (reset per event; kept across the fields of a keyword scan).
@@ -395,6 +400,8 @@ pub struct ScanState {
     /// amount beyond the bytes it passes over.
     #[cfg(not(target_arch = "wasm32"))]
     skips: usize,
+    /// The special states this scan made quiet ([`Automaton::quiet`]), put back when it ends.
+    quieted: Vec<u32>,
 }
 
 impl ScanState {
@@ -468,7 +475,16 @@ struct Prepared {
     /// `matches[start..end]` of the automaton.
     matches: (u32, u32),
     skip: Option<Nibbles>,
+    /// With rows of 256 entries, a match state's ordinary twin (premultiplied; [`NO_TWIN`] for
+    /// none): see [`Automaton::quiet`].
+    twin: u32,
 }
+
+/// No twin.
+const NO_TWIN: u32 = u32::MAX;
+
+/// A match state whose entries into it are more than this gets no twin (its list would be long).
+const MAX_QUIET_ENTRIES: usize = 1024;
 
 /// How a scan ended its run of ordinary states.
 enum Step {
@@ -537,6 +553,7 @@ impl<'a> Automaton<'a> {
                 dead: sp.dead,
                 matches: (start, end),
                 skip,
+                twin: NO_TWIN,
             });
         }
         let starts = dfa.starts.as_ref().map(Filter::new);
@@ -619,6 +636,8 @@ impl<'a> Automaton<'a> {
             } else {
                 Box::new(restart)
             },
+            quiet_bounds: Vec::new(),
+            entries: Vec::new(),
         };
         if let Some(size) = automaton.rows_size()
             && size <= *budget
@@ -636,7 +655,27 @@ impl<'a> Automaton<'a> {
             return None;
         };
         let n = self.eoi.len();
-        (n <= BYTE_ROWS_UP_TO).then(|| Table::rows_size(n))
+        (n <= BYTE_ROWS_UP_TO).then(|| Table::rows_size(n + self.twins().len()))
+    }
+
+    /// The special states (by index among them) that get an ordinary twin with rows of 256
+    /// entries: those that only record matches (not dead, not skipped from). None where the twins
+    /// would take the automaton past [`BYTE_ROWS_UP_TO`] states, or past 256 from up to 256 (rows
+    /// of 32-bit entries rather than bytes: four times the memory).
+    fn twins(&self) -> Vec<usize> {
+        let n = self.eoi.len();
+        let twins: Vec<usize> = self
+            .specials
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.dead && p.skip.is_none() && p.matches.0 < p.matches.1)
+            .map(|(k, _)| k)
+            .collect();
+        let m = n + twins.len();
+        if m > BYTE_ROWS_UP_TO || (n <= 256 && m > 256) {
+            return Vec::new();
+        }
+        twins
     }
 
     /// Which automata a pack gives byte rows first (lower first): a search anywhere in a field
@@ -653,46 +692,163 @@ impl<'a> Automaton<'a> {
     /// Replaces the transitions through the byte classes with rows of 256 entries, the byte
     /// itself picking the entry: one table load less per byte stepped. Every premultiplied state
     /// is rescaled from the alphabet to 256.
+    ///
+    /// Each match state that only records ([`twins`](Self::twins)) gets an ordinary twin with its
+    /// row, numbered between the ordinary states and the special ones (which move up by the
+    /// number of twins), and the list of the table entries that lead into it: once a scan has
+    /// recorded its patterns, it sends those entries to the twin ([`quiet`](Self::quiet)), so that
+    /// a pattern found again and again (a `powershell` in every line) stops leaving the table's
+    /// loop, which costs a few hundred instructions each time.
     pub(crate) fn give_rows(&mut self) {
         let Table::Classes { next, width } = &self.table else {
             return;
         };
-        let alphabet = self.stride;
+        let alphabet = self.stride as usize;
         let n = self.eoi.len();
+        let first = (self.special / self.stride) as usize;
+        let twins = self.twins();
+        let t = twins.len();
+        let m = n + t;
+        // Old state index to new.
+        let renumber = |s: usize| if s < first { s } else { s + t };
+        // New state index to the old state whose row it has.
+        let source = |ns: usize| {
+            if ns < first {
+                ns
+            } else if ns < first + t {
+                first + twins[ns - first]
+            } else {
+                ns - t
+            }
+        };
         let (next, width) = (&**next, usize::from(*width));
         let target = |s: usize, b: usize| {
-            entry(
-                next,
-                width,
-                s * alphabet as usize + usize::from(self.classes[b]),
-            ) / alphabet
+            let old =
+                entry(next, width, s * alphabet + usize::from(self.classes[b])) as usize / alphabet;
+            renumber(old)
         };
-        let rows = n.next_power_of_two() * 256;
-        let table = if n <= 256 {
-            let mut t = vec![0u8; rows];
-            for s in 0..n {
+        let rows = m.next_power_of_two() * 256;
+        let mut into: Vec<Vec<u32>> = vec![Vec::new(); t];
+        // Where a special state with a twin is among the twins.
+        let mut twin_index = vec![usize::MAX; self.specials.len()];
+        for (j, &k) in twins.iter().enumerate() {
+            twin_index[k] = j;
+        }
+        let mut note = |idx: usize, to: usize| {
+            if let Some(k) = to.checked_sub(first + t)
+                && let Some(&j) = twin_index.get(k)
+                && let Some(list) = into.get_mut(j)
+                && list.len() <= MAX_QUIET_ENTRIES
+            {
+                list.push(u32::try_from(idx).unwrap_or(u32::MAX));
+            }
+        };
+        let table = if m <= 256 {
+            let mut rows_of = vec![Cell::new(0u8); rows];
+            for ns in 0..m {
                 for b in 0..256 {
-                    t[s * 256 + b] = u8::try_from(target(s, b)).unwrap_or(0);
+                    let to = target(source(ns), b);
+                    note(ns * 256 + b, to);
+                    rows_of[ns * 256 + b] = Cell::new(u8::try_from(to).unwrap_or(0));
                 }
             }
-            Table::Bytes8(t)
+            Table::Bytes8(rows_of)
         } else {
-            let mut t = vec![0u32; rows];
-            for s in 0..n {
+            let mut rows_of = vec![Cell::new(0u32); rows];
+            for ns in 0..m {
                 for b in 0..256 {
-                    t[s * 256 + b] = target(s, b) * 256;
+                    let to = target(source(ns), b);
+                    note(ns * 256 + b, to);
+                    rows_of[ns * 256 + b] = Cell::new(u32::try_from(to * 256).unwrap_or(u32::MAX));
                 }
             }
-            Table::Bytes32(t)
+            Table::Bytes32(rows_of)
         };
-        let rescale = |v: &mut u32| *v = *v / alphabet * 256;
-        self.eoi.iter_mut().for_each(rescale);
-        self.restart.iter_mut().for_each(rescale);
-        for v in [&mut self.start, &mut self.special, &mut self.hard] {
-            rescale(v);
+        let rescale = |v: u32| (renumber(v as usize / alphabet) * 256) as u32;
+        let eoi: Vec<u32> = (0..m).map(|ns| rescale(self.eoi[source(ns)])).collect();
+        self.eoi = eoi;
+        self.restart.iter_mut().for_each(|v| *v = rescale(*v));
+        self.start = rescale(self.start);
+        // The first special state, and the first hard one, move up by the twins (as every
+        // special state does).
+        self.special = ((first + t) * 256) as u32;
+        self.hard = ((self.hard / self.stride) as usize + t) as u32 * 256;
+        self.quiet_bounds = vec![0; self.specials.len() + 1];
+        self.entries.clear();
+        for (k, sp) in self.specials.iter_mut().enumerate() {
+            if let Some(list) = twin_index.get(k).and_then(|&j| into.get(j))
+                && list.len() <= MAX_QUIET_ENTRIES
+            {
+                sp.twin = ((first + twin_index[k]) * 256) as u32;
+                self.entries.extend_from_slice(list);
+            }
+            self.quiet_bounds[k + 1] = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
         }
         self.stride = 256;
         self.table = table;
+    }
+
+    /// Special state `s` (a match state with a twin) has recorded its patterns in this scan: the
+    /// entries leading into it now lead into its twin, which has its row and is ordinary, so the
+    /// scan passes through it in the table's loop. [`restore`](Self::restore) puts them back when
+    /// the scan ends (the table is the automaton's, kept across events and scans).
+    #[inline(never)]
+    fn quiet(&self, s: u32, twin: u32, st: &mut ScanState) {
+        let k = ((s - self.special) / self.stride) as usize;
+        let (a, b) = (
+            self.quiet_bounds.get(k).copied().unwrap_or(0) as usize,
+            self.quiet_bounds.get(k + 1).copied().unwrap_or(0) as usize,
+        );
+        let Some(at) = self.entries.get(a..b) else {
+            return;
+        };
+        // First noted, then changed: a scan cut short in between leaves nothing it does not
+        // put back.
+        st.quieted.push(s);
+        self.redirect(at, twin);
+    }
+
+    /// Points the table entries `at` at state `to` (premultiplied).
+    fn redirect(&self, at: &[u32], to: u32) {
+        match &self.table {
+            Table::Bytes8(rows) => {
+                let v = u8::try_from(to >> 8).unwrap_or(0);
+                for &i in at {
+                    if let Some(c) = rows.get(i as usize) {
+                        c.set(v);
+                    }
+                }
+            }
+            Table::Bytes32(rows) => {
+                for &i in at {
+                    if let Some(c) = rows.get(i as usize) {
+                        c.set(to);
+                    }
+                }
+            }
+            Table::Classes { .. } => {}
+        }
+    }
+
+    /// Puts back every entry a scan with `st` sent to a twin ([`quiet`](Self::quiet)).
+    #[inline]
+    fn restore(&self, st: &mut ScanState) {
+        if st.quieted.is_empty() {
+            return;
+        }
+        let mut quieted = core::mem::take(&mut st.quieted);
+        for &s in &quieted {
+            let k = ((s - self.special) / self.stride) as usize;
+            let (a, b) = (
+                self.quiet_bounds.get(k).copied().unwrap_or(0) as usize,
+                self.quiet_bounds.get(k + 1).copied().unwrap_or(0) as usize,
+            );
+            if let Some(at) = self.entries.get(a..b) {
+                self.redirect(at, s);
+            }
+        }
+        quieted.clear();
+        st.quieted = quieted;
     }
 
     /// The number of patterns.
@@ -738,17 +894,28 @@ impl<'a> Automaton<'a> {
         if st.open == 0 {
             return;
         }
+        // What a scan cut short (a trap) left quiet, then what this one makes quiet.
+        self.restore(st);
         let classes = &self.classes;
         match &self.table {
-            Table::Bytes8(rows) => self.direction(&Bytes8(rows), text, st),
-            Table::Bytes32(rows) => self.direction(&Bytes32(rows), text, st),
+            // With twins, the scan that makes states quiet; without, the one that cannot (its
+            // exits check nothing more than before twins were).
+            Table::Bytes8(rows) if self.entries.is_empty() => {
+                self.direction::<_, false>(&Bytes8(rows), text, st);
+            }
+            Table::Bytes8(rows) => self.direction::<_, true>(&Bytes8(rows), text, st),
+            Table::Bytes32(rows) if self.entries.is_empty() => {
+                self.direction::<_, false>(&Bytes32(rows), text, st);
+            }
+            Table::Bytes32(rows) => self.direction::<_, true>(&Bytes32(rows), text, st),
             Table::Classes { next, width: 2 } => {
-                self.direction(&ByClass(next.as_chunks::<2>().0, classes), text, st);
+                self.direction::<_, false>(&ByClass(next.as_chunks::<2>().0, classes), text, st);
             }
             Table::Classes { next, .. } => {
-                self.direction(&ByClass(next.as_chunks::<4>().0, classes), text, st);
+                self.direction::<_, false>(&ByClass(next.as_chunks::<4>().0, classes), text, st);
             }
         }
+        self.restore(st);
     }
 
     /// Like [`scan`](Self::scan), for a scan that only saves work (a gate before other scans of
@@ -762,11 +929,11 @@ impl<'a> Automaton<'a> {
         !st.gave_up
     }
 
-    fn direction<T: Next>(&self, t: &T, text: &[u8], st: &mut ScanState) {
+    fn direction<T: Next, const QUIET: bool>(&self, t: &T, text: &[u8], st: &mut ScanState) {
         if self.reverse {
-            self.backward(t, text, st);
+            self.backward::<T, QUIET>(t, text, st);
         } else {
-            self.forward(t, text, st);
+            self.forward::<T, QUIET>(t, text, st);
         }
     }
 
@@ -780,7 +947,7 @@ impl<'a> Automaton<'a> {
     /// passes through again (a pattern found before, in every few bytes of the text) costs a bit
     /// test per pattern.
     #[inline(always)]
-    fn record(&self, sp: &Prepared, st: &mut ScanState) -> bool {
+    fn record<const QUIET: bool>(&self, s: u32, sp: &Prepared, st: &mut ScanState) -> bool {
         let (start, end) = sp.matches;
         for &p in self
             .matches
@@ -789,6 +956,12 @@ impl<'a> Automaton<'a> {
         {
             if set(&mut st.found, usize::from(p)) {
                 self.first_match(p, st);
+                // Every pattern of `s` is recorded once this loop ends: entering it again would
+                // record nothing. (Checked on a first match only, so that a state met again, or
+                // one that matches nothing, costs no more than before.)
+                if QUIET && sp.twin != NO_TWIN {
+                    self.quiet(s, sp.twin, st);
+                }
             }
         }
         st.open == 0
@@ -816,13 +989,13 @@ impl<'a> Automaton<'a> {
     fn finish(&self, s: u32, st: &mut ScanState) {
         let end = self.eoi[(s / self.stride) as usize];
         if end >= self.special {
-            self.record(self.prepared(end), st);
+            self.record::<false>(end, self.prepared(end), st);
         }
     }
 
     // With SIMD in the sandbox, so that the skips inline into the scan.
     #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
-    fn forward<T: Next>(&self, t: &T, text: &[u8], st: &mut ScanState) {
+    fn forward<T: Next, const QUIET: bool>(&self, t: &T, text: &[u8], st: &mut ScanState) {
         #[cfg(target_arch = "wasm32")]
         let vectors: Vectors = self.starts.as_ref().map(|f| simd::Tables::new(&f.nibbles));
         #[cfg(not(target_arch = "wasm32"))]
@@ -858,7 +1031,7 @@ impl<'a> Automaton<'a> {
                         }
                     }
                     _ => {
-                        if sp.dead || self.record(sp, st) {
+                        if sp.dead || self.record::<QUIET>(s, sp, st) {
                             return;
                         }
                         if let Some(set) = &sp.skip {
@@ -896,14 +1069,14 @@ impl<'a> Automaton<'a> {
         }
     }
 
-    fn backward<T: Next>(&self, t: &T, text: &[u8], st: &mut ScanState) {
+    fn backward<T: Next, const QUIET: bool>(&self, t: &T, text: &[u8], st: &mut ScanState) {
         let mut s = self.start;
         // Bytes `..i` are still to read, last first.
         let mut i = text.len();
         loop {
             if s >= self.special {
                 let sp = self.prepared(s);
-                if sp.dead || self.record(sp, st) {
+                if sp.dead || self.record::<QUIET>(s, sp, st) {
                     return;
                 }
                 if let Some(set) = &sp.skip {
@@ -1055,8 +1228,8 @@ where
 /// in range anyway: a row's offset plus a byte).
 /// Up to 256 states, an entry is the target's index (a byte), premultiplied by a shift: as many
 /// instructions per byte as premultiplied 16-bit entries, in half the memory.
-struct Bytes8<'t>(&'t [u8]);
-struct Bytes32<'t>(&'t [u32]);
+struct Bytes8<'t>(&'t [Cell<u8>]);
+struct Bytes32<'t>(&'t [Cell<u32>]);
 
 impl Next for Bytes8<'_> {
     #[inline(always)]
@@ -1064,7 +1237,7 @@ impl Next for Bytes8<'_> {
         let Some(mask) = self.0.len().checked_sub(1) else {
             return 0;
         };
-        u32::from(self.0[(s as usize + usize::from(b)) & mask]) << 8
+        u32::from(self.0[(s as usize + usize::from(b)) & mask].get()) << 8
     }
 }
 
@@ -1074,13 +1247,13 @@ impl Next for Bytes32<'_> {
         let Some(mask) = self.0.len().checked_sub(1) else {
             return 0;
         };
-        self.0[(s as usize + usize::from(b)) & mask]
+        self.0[(s as usize + usize::from(b)) & mask].get()
     }
 }
 
 /// Automata up to this many states may get rows of 256 entries built at load (256 bytes each up
 /// to 256 states, 256 × 4 bytes beyond): one table load less per byte than through the classes.
-const BYTE_ROWS_UP_TO: usize = 2048;
+pub const BYTE_ROWS_UP_TO: usize = 2048;
 
 /// An automaton's transitions.
 #[derive(Debug, Clone)]
@@ -1089,9 +1262,10 @@ enum Table<'a> {
     /// alphabet, where they were decoded from.
     Classes { next: Cow<'a, [u8]>, width: u8 },
     /// Rows of 256 entries, each the target's index (up to 256 states), a power of two of rows.
-    Bytes8(Vec<u8>),
+    /// Entries into a match state change during a scan ([`Automaton::quiet`]), hence the cells.
+    Bytes8(Vec<Cell<u8>>),
     /// Rows of 256 entries premultiplied by 256, a power of two of them (beyond 256 states).
-    Bytes32(Vec<u32>),
+    Bytes32(Vec<Cell<u32>>),
 }
 
 impl Table<'_> {
@@ -1362,6 +1536,14 @@ impl Filter {
         at(0) & at(1) & at(2) & at(3) & live != 0
     }
 
+    /// A skip that has turned down this many candidates, more than the bytes it passed over pay
+    /// for, hands back to the scan.
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        allow(dead_code, reason = "the 16-byte skip is the sandbox's")
+    )]
+    const GIVE_UP_AFTER: usize = 16;
+
     /// The first `j >= i` where a match of a bucket in `live` may start, or `text.len()`.
     /// `pending` carries, from one skip to the next of a scan, the candidates of the 16-byte block
     /// the last skip stopped in and has not looked at yet: a skip that begins inside that block
@@ -1385,6 +1567,7 @@ impl Filter {
         // checked against the exact tables before the skip returns it), then one at a time.
         #[cfg(target_arch = "wasm32")]
         if let Some(t) = tables {
+            let (from, rejected) = (i, pending.rejected);
             let (mut block, mut lanes) = match i.checked_sub(pending.block) {
                 Some(d) if d < 16 => match pending.lanes & (u16::MAX << d) {
                     0 => simd::skip_starts(t, live, text, pending.block + 16),
@@ -1404,6 +1587,19 @@ impl Filter {
                         return j;
                     }
                     pending.rejected += 1;
+                }
+                // Candidates turned down faster than the bytes passed over pay for them (text
+                // the nibble tables say yes to nearly everywhere): back to the scan after this
+                // block, every position before it turned down, in the idle state there as at
+                // any position a skip passes, so that the scan's [`Backoff`] counts them and
+                // steps instead. Without this, one skip could turn down a candidate every byte
+                // or two of a whole field, at about 30 instructions each.
+                let turned_down = pending.rejected - rejected;
+                if turned_down >= Filter::GIVE_UP_AFTER
+                    && turned_down * Backoff::REJECTED_BYTES > block - from
+                {
+                    pending.block = Pending::NONE.block;
+                    return (block + 16).min(text.len());
                 }
                 (block, lanes) = simd::skip_starts(t, live, text, block + 16);
             }

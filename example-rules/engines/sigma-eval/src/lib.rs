@@ -59,7 +59,8 @@ mod prefilter;
 mod program;
 
 pub use dfa::{
-    Automaton, Dfa, DfaError, MAX_TRANSITIONS, START_BYTES, ScanState, Special, Starts, quad_hash,
+    Automaton, BYTE_ROWS_UP_TO, Dfa, DfaError, MAX_TRANSITIONS, START_BYTES, ScanState, Special,
+    Starts, quad_hash,
 };
 pub use eval::Evaluator;
 pub use fold::{fold_case, fold_char};
