@@ -721,6 +721,8 @@ impl<'a> Automaton<'a> {
                 ns - t
             }
         };
+        // State `i` premultiplied by 256 (at most `BYTE_ROWS_UP_TO` states: in range).
+        let row = |i: usize| u32::try_from(i * 256).unwrap_or(u32::MAX);
         let (next, width) = (&**next, usize::from(*width));
         let target = |s: usize, b: usize| {
             let old =
@@ -764,22 +766,22 @@ impl<'a> Automaton<'a> {
             }
             Table::Bytes32(rows_of)
         };
-        let rescale = |v: u32| (renumber(v as usize / alphabet) * 256) as u32;
+        let rescale = |v: u32| row(renumber(v as usize / alphabet));
         let eoi: Vec<u32> = (0..m).map(|ns| rescale(self.eoi[source(ns)])).collect();
         self.eoi = eoi;
         self.restart.iter_mut().for_each(|v| *v = rescale(*v));
         self.start = rescale(self.start);
         // The first special state, and the first hard one, move up by the twins (as every
         // special state does).
-        self.special = ((first + t) * 256) as u32;
-        self.hard = ((self.hard / self.stride) as usize + t) as u32 * 256;
+        self.special = row(first + t);
+        self.hard = row((self.hard / self.stride) as usize + t);
         self.quiet_bounds = vec![0; self.specials.len() + 1];
         self.entries.clear();
         for (k, sp) in self.specials.iter_mut().enumerate() {
             if let Some(list) = twin_index.get(k).and_then(|&j| into.get(j))
                 && list.len() <= MAX_QUIET_ENTRIES
             {
-                sp.twin = ((first + twin_index[k]) * 256) as u32;
+                sp.twin = row(first + twin_index[k]);
                 self.entries.extend_from_slice(list);
             }
             self.quiet_bounds[k + 1] = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
