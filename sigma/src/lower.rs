@@ -367,8 +367,7 @@ impl Lowerer {
                 let Some(group) = groups.remove(&mode) else {
                     continue;
                 };
-                let mut built = Vec::new();
-                if mode == Mode::Unanchored {
+                let built = if mode == Mode::Unanchored {
                     // Case-insensitive literals as an Aho-Corasick automaton: alone, or beside the
                     // other patterns when there are many of them (a general determinization with
                     // many unanchored literals is slow and large), or when the one automaton of
@@ -391,56 +390,46 @@ impl Lowerer {
                     // either may start (a wildcard's or a regex's first byte, often a space or a
                     // `-`), where apart the literals' own filter skips most of a field and the
                     // rest's scan stops once its groups are decided.
-                    let together = match together {
-                        Some(one) if one.0.states() > BYTE_ROWS_UP_TO => {
-                            let mut apart =
-                                literal_build(&lits, patterns, pattern_groups, field.as_deref())?;
-                            apart.extend(split_build(
+                    let apart = || -> Result<Vec<_>, SigmaError> {
+                        let mut out = Vec::new();
+                        if !lits.is_empty() {
+                            out.extend(literal_build(
+                                &lits,
+                                patterns,
+                                pattern_groups,
+                                field.as_deref(),
+                            )?);
+                        }
+                        if !rest.is_empty() {
+                            out.extend(split_build(
                                 &rest,
                                 mode,
                                 patterns,
                                 pattern_groups,
                                 field.as_deref(),
                             )?);
-                            let sum: usize = apart.iter().map(|(d, _)| d.states()).sum();
-                            if apart.len() <= 2
-                                && apart.iter().all(|(d, _)| d.states() <= BYTE_ROWS_UP_TO)
-                                && sum.saturating_mul(2) <= one.0.states()
-                            {
-                                built = apart;
-                                None
-                            } else {
-                                Some(one)
-                            }
                         }
-                        other => other,
+                        Ok(out)
                     };
                     match together {
-                        Some(one) => built.push(one),
-                        None if !built.is_empty() => {}
-                        None => {
-                            if !lits.is_empty() {
-                                built.extend(literal_build(
-                                    &lits,
-                                    patterns,
-                                    pattern_groups,
-                                    field.as_deref(),
-                                )?);
-                            }
-                            if !rest.is_empty() {
-                                built.extend(split_build(
-                                    &rest,
-                                    mode,
-                                    patterns,
-                                    pattern_groups,
-                                    field.as_deref(),
-                                )?);
+                        Some(one) if one.0.states() > BYTE_ROWS_UP_TO => {
+                            let parts = apart()?;
+                            let sum: usize = parts.iter().map(|(d, _)| d.states()).sum();
+                            if parts.len() <= 2
+                                && parts.iter().all(|(d, _)| d.states() <= BYTE_ROWS_UP_TO)
+                                && sum.saturating_mul(2) <= one.0.states()
+                            {
+                                parts
+                            } else {
+                                vec![one]
                             }
                         }
+                        Some(one) => vec![one],
+                        None => apart()?,
                     }
                 } else {
-                    built = split_build(&group, mode, patterns, pattern_groups, field.as_deref())?;
-                }
+                    split_build(&group, mode, patterns, pattern_groups, field.as_deref())?
+                };
                 for (dfa, members) in built {
                     let scan = u16::try_from(scans.len()).map_err(|_| SigmaError::TooLarge {
                         what: "the number of automata",
