@@ -796,18 +796,20 @@ impl<'a> Automaton<'a> {
     /// the scan ends (the table is the automaton's, kept across events and scans).
     #[inline(never)]
     fn quiet(&self, s: u32, twin: u32, st: &mut ScanState) {
-        let k = ((s - self.special) / self.stride) as usize;
+        // First noted, then changed: a scan cut short in between leaves nothing it does not
+        // put back.
+        st.quieted.push(s);
+        self.redirect(self.entries_into(s), twin);
+    }
+
+    /// The table entries that lead into special state `s` (premultiplied), if it has a twin.
+    fn entries_into(&self, s: u32) -> &[u32] {
+        let k = (s.saturating_sub(self.special) / self.stride) as usize;
         let (a, b) = (
             self.quiet_bounds.get(k).copied().unwrap_or(0) as usize,
             self.quiet_bounds.get(k + 1).copied().unwrap_or(0) as usize,
         );
-        let Some(at) = self.entries.get(a..b) else {
-            return;
-        };
-        // First noted, then changed: a scan cut short in between leaves nothing it does not
-        // put back.
-        st.quieted.push(s);
-        self.redirect(at, twin);
+        self.entries.get(a..b).unwrap_or_default()
     }
 
     /// Points the table entries `at` at state `to` (premultiplied).
@@ -840,14 +842,7 @@ impl<'a> Automaton<'a> {
         }
         let mut quieted = core::mem::take(&mut st.quieted);
         for &s in &quieted {
-            let k = ((s - self.special) / self.stride) as usize;
-            let (a, b) = (
-                self.quiet_bounds.get(k).copied().unwrap_or(0) as usize,
-                self.quiet_bounds.get(k + 1).copied().unwrap_or(0) as usize,
-            );
-            if let Some(at) = self.entries.get(a..b) {
-                self.redirect(at, s);
-            }
+            self.redirect(self.entries_into(s), s);
         }
         quieted.clear();
         st.quieted = quieted;
