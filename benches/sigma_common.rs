@@ -191,9 +191,14 @@ pub fn rulebox_set(
         .map(|r| rulebox_sigma::rule_record(&r.program).expect("record"))
         .collect();
     let mut set = RuleSet::new(runtime);
-    for (id, data) in
-        rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES)
-    {
+    let full =
+        rulebox_validate::named::full_rows(&records, &rulebox_runtime::RuntimeConfig::default());
+    for (id, data, _) in rulebox_sigma::split_packs_with_rows(
+        &records,
+        "sigma",
+        rulebox_sigma::MAX_PACK_DATA_BYTES,
+        &full,
+    ) {
         let data = if prefilter {
             data
         } else {

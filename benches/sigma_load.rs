@@ -87,7 +87,17 @@ fn packs_of(programs: &[rulebox_sigma::Program<'_>]) -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|p| rulebox_sigma::rule_record(p).expect("a compiled rule encodes"))
         .collect();
-    rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES)
+    let full =
+        rulebox_validate::named::full_rows(&records, &rulebox_runtime::RuntimeConfig::default());
+    rulebox_sigma::split_packs_with_rows(
+        &records,
+        "sigma",
+        rulebox_sigma::MAX_PACK_DATA_BYTES,
+        &full,
+    )
+    .into_iter()
+    .map(|(id, data, _)| (id, data))
+    .collect()
 }
 
 /// Writes `packs` as `rulebox sigma compile -o` does, builds the bundle from that folder as

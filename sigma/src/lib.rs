@@ -56,7 +56,7 @@ pub use logsource::{EventSource, Lookup, Source, event_sources, map as map_logso
 pub use module::{MAX_PROGRAM_BYTES, build_module};
 pub use pack::{
     MAX_PACK_DATA_BYTES, RULE_OVERHEAD_BYTES, rule_data, rule_record, split_packs,
-    split_packs_indexed, without_prefilter,
+    split_packs_indexed, split_packs_with_rows, without_prefilter,
 };
 pub use refusals::Refusals;
 pub use rule::compile;

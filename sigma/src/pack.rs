@@ -12,7 +12,8 @@
 //! was handed, and the evaluators built from it), within the default 16 MiB memory cap.
 
 use rulebox_sigma_eval::{
-    OPTION_NO_PREFILTER, Program, push_header, push_options, push_record, split_data_with_options,
+    Evaluator, OPTION_NO_PREFILTER, Program, SplitData, push_header, push_options, push_record,
+    push_rows, split_data_with_options,
 };
 
 use crate::SigmaError;
@@ -86,10 +87,31 @@ pub fn split_packs_indexed(
     base: &str,
     max_bytes: usize,
 ) -> Vec<(String, Vec<u8>, Vec<usize>)> {
+    split_packs_with_rows(records, base, max_bytes, &[])
+}
+
+/// [`split_packs_indexed`], where the rules marked in `full_rows` (by index in `records`; missing
+/// entries are `false`) get every row of 256 entries their automata may have in their pack, as
+/// when alone (the pack's rows frame, `rulebox_sigma_eval::push_rows`), beyond the byte-row
+/// budget the others share. Their rows count toward the pack's size like data, so a pack of such
+/// rules holds fewer, and its memory stays within what a pack of data alone reaches.
+///
+/// `rulebox sigma compile` marks the rules that step through most of a field at the event cap
+/// (`rulebox_validate::named::steps_through_fields`): through byte classes, a table step costs
+/// about 21 instructions, through rows 15, and a rule stepping a whole 256 KiB field through
+/// classes spends over half its fuel.
+pub fn split_packs_with_rows(
+    records: &[Vec<u8>],
+    base: &str,
+    max_bytes: usize,
+    full_rows: &[bool],
+) -> Vec<(String, Vec<u8>, Vec<usize>)> {
+    let full = |i: usize| full_rows.get(i).copied().unwrap_or(false);
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut size = 0;
     for (i, r) in records.iter().enumerate() {
-        let cost = r.len() + RULE_OVERHEAD_BYTES;
+        let rows = if full(i) { rows_wanted(r) } else { 0 };
+        let cost = r.len() + RULE_OVERHEAD_BYTES + rows;
         if groups.is_empty() || (size + cost > max_bytes && size > 0) {
             groups.push(Vec::new());
             size = 0;
@@ -107,6 +129,12 @@ pub fn split_packs_indexed(
             let mut data =
                 Vec::with_capacity(g.iter().map(|&r| records[r].len()).sum::<usize>() + 64);
             push_header(&mut data, &id);
+            let whole: Vec<u32> = (0u32..)
+                .zip(&g)
+                .filter(|&(_, &r)| full(r))
+                .map(|(k, _)| k)
+                .collect();
+            push_rows(&mut data, &whole);
             for &r in &g {
                 data.extend_from_slice(&records[r]);
             }
@@ -115,16 +143,32 @@ pub fn split_packs_indexed(
         .collect()
 }
 
+/// The bytes of the rows of 256 entries a rule's `record` may have (none if it does not decode).
+fn rows_wanted(record: &[u8]) -> usize {
+    record
+        .get(8..)
+        .and_then(|program| Evaluator::from_bytes_owned(program).ok())
+        .map_or(0, |e| e.byte_rows_wanted())
+}
+
 /// The same pack's rule data with the engine's cross-rule prefilter switched off (every rule of
-/// an event's kind runs on it): for tests and benchmarks that compare the two.
+/// an event's kind runs on it): for tests and benchmarks that compare the two. Its rows frame is
+/// kept.
 pub fn without_prefilter(data: &[u8]) -> Result<Vec<u8>, SigmaError> {
-    let (id, _, programs) = split_data_with_options(data)
+    let split = split_data_with_options(data)
         .map_err(|e| SigmaError::Evaluator(format!("the rule data does not split: {e}")))?;
+    let SplitData {
+        id,
+        full_rows,
+        programs,
+        ..
+    } = split;
     let mut out = Vec::with_capacity(data.len() + 16);
     if let Some(id) = id {
         push_header(&mut out, id);
     }
     push_options(&mut out, OPTION_NO_PREFILTER);
+    push_rows(&mut out, &full_rows);
     for p in programs {
         push_record(&mut out, p);
     }
@@ -158,10 +202,56 @@ mod tests {
             .collect();
         assert_eq!(sizes, [vec![5, 5], vec![20], vec![1, 1]]);
         let off = without_prefilter(&packs[0].1).unwrap();
-        let (id, flags, programs) = split_data_with_options(&off).unwrap();
+        let split = split_data_with_options(&off).unwrap();
         assert_eq!(
-            (id, flags, programs.len()),
+            (split.id, split.flags, split.programs.len()),
             (Some("sigma-01"), OPTION_NO_PREFILTER, 2)
+        );
+    }
+
+    #[test]
+    fn marked_rules_are_named_in_the_rows_frame_and_their_rows_count_in_the_cut() {
+        let records = [
+            sigma("p1", "process_creation", "CommandLine"),
+            sigma("p2", "process_creation", "CommandLine"),
+            sigma("p3", "process_creation", "CommandLine"),
+        ];
+        let rows = rows_wanted(&records[1]);
+        assert!(rows > 0, "a search anywhere wants rows");
+        let data: usize = records.iter().map(|r| r.len() + RULE_OVERHEAD_BYTES).sum();
+        let marks = [false, true, false];
+        let one = split_packs_with_rows(&records, "sigma", data + rows, &marks);
+        assert_eq!(one.len(), 1);
+        let split = split_data_with_options(&one[0].1).unwrap();
+        assert_eq!(
+            split.full_rows,
+            [1],
+            "the marked rule, by its index in the pack"
+        );
+        let pack = rulebox_sigma_eval::SigmaPack::from_data(&one[0].1).unwrap();
+        assert_eq!(pack.rules().len(), 3);
+        // Its rows count like data: a cap that holds the data alone cuts the pack.
+        let two = split_packs_with_rows(&records, "sigma", data + rows - 1, &marks);
+        let members: Vec<&[usize]> = two.iter().map(|(_, _, m)| m.as_slice()).collect();
+        assert_eq!(members, [&[0, 1][..], &[2][..]]);
+        assert_eq!(
+            split_data_with_options(&two[1].1).unwrap().full_rows,
+            [0u32; 0]
+        );
+        // Unmarked, the same cap holds them all, and the data has no rows frame.
+        let plain = split_packs_with_rows(&records, "sigma", data + rows - 1, &[]);
+        assert_eq!(plain.len(), 1);
+        assert!(
+            split_data_with_options(&plain[0].1)
+                .unwrap()
+                .full_rows
+                .is_empty()
+        );
+        let off = without_prefilter(&one[0].1).unwrap();
+        assert_eq!(
+            split_data_with_options(&off).unwrap().full_rows,
+            [1],
+            "kept"
         );
     }
 

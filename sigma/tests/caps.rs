@@ -33,8 +33,7 @@ use rulebox_example_artifacts::SIGMA_EVAL;
 use rulebox_runtime::{RuleSet, RuleState, Runtime, RuntimeConfig};
 use rulebox_sdk::{Detections, EventView};
 use rulebox_sigma::{Evaluator, Program, Refusals};
-use rulebox_validate::events::{LabeledEvent, boundary};
-use rulebox_validate::named::Named;
+use rulebox_validate::events::LabeledEvent;
 
 /// Rules that were switched off by long fields, and the abnormal-command-line rule whose counted
 /// repetition used to be a thousand states: always run sandboxed.
@@ -209,16 +208,7 @@ fn sigmahq() -> Option<&'static Corpus> {
 /// the rule's later scans: its literal gate then holds); and, when it searches every field for keywords,
 /// the validator's boundary events of those kinds.
 fn events_for(program: &Program<'_>, config: &RuntimeConfig) -> Vec<LabeledEvent> {
-    let named = Named::of(program);
-    let keywords = program.scans.iter().any(|s| s.field.is_none());
-    let mut out = Vec::new();
-    for kind in program.kinds.iter() {
-        out.extend(named.at_cap(kind, config));
-        if keywords {
-            out.extend(boundary(kind, config));
-        }
-    }
-    out
+    rulebox_validate::named::events_at_cap(program, config)
 }
 
 /// A named measure of an event's work.

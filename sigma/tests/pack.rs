@@ -299,6 +299,48 @@ fn memory_high_water(set: &RuleSet) -> u64 {
 }
 
 #[test]
+fn rules_whose_sandboxed_skip_hands_back_on_a_command_line_are_marked_for_all_their_rows() {
+    let Some(dir) = support::shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq") else {
+        eprintln!("SKIPPED: no SigmaHQ corpus (set RULEBOX_SIGMAHQ_CORPUS)");
+        return;
+    };
+    let config = RuntimeConfig::default();
+    let text = "powershell.exe -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQA C:\\Windows\\a.exe "
+        .repeat(40);
+    let record = |stem: &str| {
+        let file = support::yaml_files(&dir)
+            .into_iter()
+            .find(|f| f.file_stem().is_some_and(|s| s == stem))
+            .unwrap_or_else(|| panic!("{stem} is in the corpus"));
+        let program = rulebox_sigma::compile(&std::fs::read_to_string(file).unwrap()).unwrap();
+        rulebox_sigma::rule_record(&program).unwrap()
+    };
+    // Its 28 literals' nibble tables say yes nearly everywhere in a command line, while the exact
+    // tables say no: the native scan skips (15 bytes stepped at the cap), the sandbox's hands back.
+    let dense = record("proc_creation_win_apt_mint_sandstorm_aspera_faspex_susp_child_process");
+    let eval = rulebox_sigma::Evaluator::from_bytes_owned(&dense[8..]).unwrap();
+    let misses = eval.skip_misses(text.as_bytes());
+    assert!(misses * 3 > text.len(), "{misses} of {}", text.len());
+    let stepped = rulebox_validate::named::bytes_stepped_at_cap(&dense[8..], &config).unwrap();
+    assert!(
+        stepped < 1 << 10,
+        "natively it skips: {stepped} bytes stepped"
+    );
+    assert!(rulebox_validate::named::steps_through_fields(
+        &dense[8..],
+        &config
+    ));
+    // A rule whose literal the filler never comes near skips in both, and is not marked.
+    let rare = record("proc_creation_win_cmd_assoc_execution");
+    let eval = rulebox_sigma::Evaluator::from_bytes_owned(&rare[8..]).unwrap();
+    assert!(eval.skip_misses(text.as_bytes()) * 3 < text.len());
+    assert!(!rulebox_validate::named::steps_through_fields(
+        &rare[8..],
+        &config
+    ));
+}
+
+#[test]
 fn every_sigmahq_pack_loads_within_half_the_default_memory_cap() {
     let Some(dir) = support::shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq") else {
         eprintln!(
@@ -312,7 +354,35 @@ fn every_sigmahq_pack_loads_within_half_the_default_memory_cap() {
         .filter_map(|p| rulebox_sigma::rule_record(&p).ok())
         .collect();
     assert!(records.len() > 2_500, "{} rules compiled", records.len());
-    let packs = rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES);
+    let full = rulebox_validate::named::full_rows(&records, &RuntimeConfig::default());
+    assert!(
+        full.iter().any(|&f| f),
+        "some SigmaHQ rules step through most of a field at the cap"
+    );
+    let split = rulebox_sigma::split_packs_with_rows(
+        &records,
+        "sigma",
+        rulebox_sigma::MAX_PACK_DATA_BYTES,
+        &full,
+    );
+    // Natively: each marked rule has as many automata with rows in its pack as alone (the pack's
+    // byte-row budget, which the others share, would not hold them: SigmaHQ's packs want several
+    // times it).
+    for (id, data, members) in &split {
+        let pack = rulebox_sigma_eval::SigmaPack::from_data(data).unwrap();
+        for (rule, &m) in pack.rules().iter().zip(members) {
+            if full[m] {
+                let alone = rulebox_sigma::Evaluator::from_bytes(&records[m][8..]).unwrap();
+                assert_eq!(
+                    rule.automata_with_byte_rows(),
+                    alone.automata_with_byte_rows(),
+                    "{id}: {} has its automata's rows as alone",
+                    rule.id()
+                );
+            }
+        }
+    }
+    let packs: Vec<(String, Vec<u8>)> = split.into_iter().map(|(id, data, _)| (id, data)).collect();
     let config = RuntimeConfig::default();
     let cap = config.limits.memory_bytes;
     let runtime = Runtime::new(config.clone()).unwrap();

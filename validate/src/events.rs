@@ -192,7 +192,7 @@ fn encoded_len(event: &Event<'_>) -> usize {
 }
 
 /// Text of exactly `len` bytes that looks like a command line (so scanning rules do real work).
-fn filler(len: usize) -> String {
+pub(crate) fn filler(len: usize) -> String {
     const PATTERN: &str =
         "powershell.exe -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQA C:\\Windows\\Temp\\a.exe ";
     let mut s = String::with_capacity(len);

@@ -19,9 +19,9 @@ use std::collections::BTreeMap;
 
 use rulebox_runtime::RuntimeConfig;
 use rulebox_sdk::EventKind;
-use rulebox_sigma_eval::{Program, split_data};
+use rulebox_sigma_eval::{Evaluator, Program, ProgramError, split_data};
 
-use crate::events::{LabeledEvent, at_cap, at_cap_reaching};
+use crate::events::{LabeledEvent, at_cap, at_cap_reaching, boundary};
 
 /// At most this many names per rule (each adds an event per kind it subscribes to).
 pub const MAX_NAMED_FIELDS: usize = 64;
@@ -74,6 +74,65 @@ impl Named {
         }
         events
     }
+}
+
+/// The events at `config`'s cap a Sigma rule's `program` is measured on: for every kind it
+/// subscribes to, [`Named::at_cap`] on the fields it names, and, when it searches every field for
+/// keywords, the boundary events of the kind ([`boundary`]).
+pub fn events_at_cap(program: &Program<'_>, config: &RuntimeConfig) -> Vec<LabeledEvent> {
+    let named = Named::of(program);
+    let keywords = program.scans.iter().any(|s| s.field.is_none());
+    let mut out = Vec::new();
+    for kind in program.kinds.iter() {
+        out.extend(named.at_cap(kind, config));
+        if keywords {
+            out.extend(boundary(kind, config));
+        }
+    }
+    out
+}
+
+/// The most bytes a Sigma rule (its encoded `program`) reads one at a time through its automata's
+/// tables, natively and without rows of 256 entries (as in a pack whose byte-row budget left it
+/// none), on one of its [`events_at_cap`]: what an event at the cap can cost it beyond its skips.
+/// A rule near a whole field (`config.max_event_bytes`) spends that many times a table step's
+/// fuel, which through byte classes is over half its budget: `rulebox sigma compile` gives such
+/// rules all their rows in their pack (`rulebox_sigma::split_packs_with_rows`).
+pub fn bytes_stepped_at_cap(program: &[u8], config: &RuntimeConfig) -> Result<usize, ProgramError> {
+    let decoded = Program::from_bytes(program)?;
+    let events = events_at_cap(&decoded, config);
+    let mut eval = Evaluator::from_bytes_owned(program)?;
+    let mut most = 0;
+    for e in &events {
+        eval.matches_event(&e.event);
+        most = most.max(eval.bytes_stepped());
+    }
+    Ok(most)
+}
+
+/// Whether a Sigma rule steps through a field at the event cap: natively through at least three
+/// quarters of one ([`bytes_stepped_at_cap`]), or, in the sandbox, where the skip of one of its
+/// automata turns down candidates of its nibble tables at more than one position in three of the
+/// validator's command-line filler and so hands back to the scan
+/// ([`Evaluator::skip_misses`]); `false` for a program that does not decode (the engine refuses
+/// it).
+pub fn steps_through_fields(program: &[u8], config: &RuntimeConfig) -> bool {
+    let text = crate::events::filler(4 << 10);
+    let misses = Evaluator::from_bytes_owned(program).map_or(0, |e| e.skip_misses(text.as_bytes()));
+    misses * 3 > text.len()
+        || bytes_stepped_at_cap(program, config).is_ok_and(|stepped| {
+            stepped.saturating_mul(4) >= config.max_event_bytes.saturating_mul(3)
+        })
+}
+
+/// For each of `records` (compiled Sigma rules' records, `rulebox_sigma::rule_record`), whether it
+/// [`steps_through_fields`] at `config`'s cap: the marks `rulebox_sigma::split_packs_with_rows`
+/// takes, measured natively (a few seconds for the whole SigmaHQ set).
+pub fn full_rows(records: &[Vec<u8>], config: &RuntimeConfig) -> Vec<bool> {
+    records
+        .iter()
+        .map(|r| r.get(8..).is_some_and(|p| steps_through_fields(p, config)))
+        .collect()
 }
 
 /// Per rule id, what its program names ([`Named`]), for rule data of compiled Sigma records;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use rulebox_example_artifacts::SIGMA_EVAL;
-use rulebox_runtime::Runtime;
+use rulebox_runtime::{Runtime, RuntimeConfig};
 use rulebox_sigma::cases::{load_cases, run_cases};
 
 /// Arguments of `rulebox sigma`.
@@ -185,10 +185,13 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
         }
         let engine = args.out.join(ENGINE_FILE);
         write_new(&engine, SIGMA_EVAL.bytes)?;
-        let packs = rulebox_sigma::split_packs_indexed(
+        // Rules that step through most of a field at the cap get all their byte rows in their pack.
+        let full = rulebox_validate::named::full_rows(&records, &RuntimeConfig::default());
+        let packs = rulebox_sigma::split_packs_with_rows(
             &records,
             "sigma",
             rulebox_sigma::MAX_PACK_DATA_BYTES,
+            &full,
         );
         for (i, (id, data, members)) in packs.iter().enumerate() {
             let path = args.out.join(format!("sigma.{:02}.rules", i + 1));

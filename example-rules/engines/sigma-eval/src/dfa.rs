@@ -678,6 +678,37 @@ impl<'a> Automaton<'a> {
         twins
     }
 
+    /// Natively, how many positions of `text` the sandbox's 16-byte skip from the idle state
+    /// would take as candidates from its nibble tables and then turn down (the exact tables or the
+    /// start bitmap say no), every bucket live: where that is more than one position in
+    /// [`Backoff::REJECTED_BYTES`], the skip hands back and the scan steps through the table,
+    /// which the native scan (checking every position exactly) does not show. 0 without a start
+    /// filter.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn skip_misses(&self, text: &[u8]) -> usize {
+        let Some(f) = self.starts.as_ref().filter(|_| !self.reverse) else {
+            return 0;
+        };
+        let live = (0..8).fold(0u8, |m, b| {
+            if self.per_bucket[b] > 0 {
+                m | (1 << b)
+            } else {
+                m
+            }
+        });
+        let nibble = |k: usize, b: u8| {
+            let n = &f.nibbles[k];
+            n.lo[usize::from(b & 15)] & n.hi[usize::from((b | 0x20) >> 4)]
+        };
+        text.windows(START_BYTES)
+            .enumerate()
+            .filter(|&(j, w)| {
+                let yes = (0..START_BYTES).fold(live, |m, k| m & nibble(k, w[k]));
+                yes != 0 && !f.confirmed(&self.classes, live, text, j)
+            })
+            .count()
+    }
+
     /// Which automata a pack gives byte rows first (lower first): a search anywhere in a field
     /// (it may step through all of it), then the other forward scans, then the backward ones (a
     /// suffix reads few bytes before its automaton dies).

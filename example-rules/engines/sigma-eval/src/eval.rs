@@ -183,6 +183,26 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// The bytes of the rows of 256 entries its automata without them could have (each at most
+    /// [`BYTE_ROWS_UP_TO`](crate::BYTE_ROWS_UP_TO) states): what a pack's byte-row budget must
+    /// hold for this rule to scan as fast in the pack as alone.
+    pub fn byte_rows_wanted(&self) -> usize {
+        self.rows_wanted().map(|(_, _, size)| size).sum()
+    }
+
+    /// Natively, the most candidates the sandbox's skip of one of its automata would turn down
+    /// on `text` ([`Automaton::skip_misses`]): for tools that tell which rules step through a field
+    /// in the sandbox where the native scan skips it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn skip_misses(&self, text: &[u8]) -> usize {
+        self.program
+            .scans
+            .iter()
+            .map(|s| s.automaton.skip_misses(text))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// How many of its automata read rows of 256 entries (in a pack, those the pack's byte-row
     /// budget gave them; alone, every one small enough).
     pub fn automata_with_byte_rows(&self) -> usize {

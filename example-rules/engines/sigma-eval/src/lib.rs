@@ -66,8 +66,9 @@ pub use eval::Evaluator;
 pub use fold::{fold_case, fold_char};
 pub use literal_set::LiteralSet;
 pub use pack::{
-    HEADER_MAGIC, OPTION_NO_PREFILTER, OPTIONS_MAGIC, PACK_ID, RECORD_MAGIC, SigmaPack,
-    push_header, push_options, push_record, records, split_data, split_data_with_options,
+    BYTE_ROWS_BUDGET, HEADER_MAGIC, OPTION_NO_PREFILTER, OPTIONS_MAGIC, PACK_ID, RECORD_MAGIC,
+    ROWS_MAGIC, SigmaPack, SplitData, push_header, push_options, push_record, push_rows, records,
+    split_data, split_data_with_options,
 };
 pub use prefilter::{MAX_SCANNED_BYTES, Prefilter};
 pub use program::{

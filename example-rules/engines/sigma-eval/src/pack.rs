@@ -5,9 +5,17 @@
 //! ```text
 //!  header  := "RBSP"  u32 (little-endian) length n   n bytes: the pack id (UTF-8)     optional
 //!  options := "RBSO"  u32 (little-endian) length n   n bytes: flags (below)            optional
+//!  rows    := "RBSR"  u32 (little-endian) length 4k  k u32 (little-endian) rule indices optional
 //!  record  := "RBSG"  u32 (little-endian) length n   n bytes: the rule's program (postcard)
-//!  data    := header? options? record*                rules in index order
+//!  data    := header? options? rows? record*          rules in index order
 //! ```
+//!
+//! The rows frame names, strictly ascending, the rules whose automata all get rows of 256 entries
+//! at load as when the rule is alone (each up to [`BYTE_ROWS_UP_TO`](crate::BYTE_ROWS_UP_TO)
+//! states), beyond the pack's byte-row budget ([`BYTE_ROWS_BUDGET`]), which the others share: the
+//! rules the compiler measured stepping through most of a field at the event cap
+//! (`rulebox_sigma::split_packs_with_rows`), which would otherwise spend over half their fuel
+//! there. It changes how fast a rule scans, never what it finds.
 //!
 //! The options are for tests and benchmarks: bit 0 of their first byte switches the cross-rule
 //! prefilter ([`Prefilter`]) off, so that every rule of an event's kind runs on it; any other bit
@@ -43,6 +51,9 @@ pub const HEADER_MAGIC: [u8; 4] = *b"RBSP";
 
 /// The magic of the optional options frame (after the header, before the records).
 pub const OPTIONS_MAGIC: [u8; 4] = *b"RBSO";
+
+/// The magic of the optional rows frame (after the options, before the records).
+pub const ROWS_MAGIC: [u8; 4] = *b"RBSR";
 
 /// Options bit: no cross-rule prefilter (every rule of an event's kind runs on it).
 pub const OPTION_NO_PREFILTER: u8 = 1;
@@ -86,17 +97,46 @@ pub fn push_options(out: &mut Vec<u8>, flags: u8) {
     out.push(flags);
 }
 
+/// Appends the rows frame naming `rules` (indices of the records that follow, strictly ascending)
+/// to `out` (after the options, before any record); nothing when `rules` is empty.
+///
+/// # Panics
+///
+/// If `rules` has a billion entries or more.
+pub fn push_rows(out: &mut Vec<u8>, rules: &[u32]) {
+    if rules.is_empty() {
+        return;
+    }
+    let len = u32::try_from(rules.len() * 4).expect("under a billion rules");
+    out.extend_from_slice(&ROWS_MAGIC);
+    out.extend_from_slice(&len.to_le_bytes());
+    for r in rules {
+        out.extend_from_slice(&r.to_le_bytes());
+    }
+}
+
 /// The pack id the header of `data` names (if it has one) and the programs of `data`, in order,
 /// each checked for its framing only (not decoded).
 pub fn split_data(data: &[u8]) -> Result<(Option<&str>, Vec<&[u8]>), PackError> {
-    let (id, _, programs) = split_data_with_options(data)?;
-    Ok((id, programs))
+    let split = split_data_with_options(data)?;
+    Ok((split.id, split.programs))
 }
 
-/// What [`split_data_with_options`] finds: the pack id, the option flags, the programs.
-pub type SplitData<'a> = (Option<&'a str>, u8, Vec<&'a [u8]>);
+/// What [`split_data_with_options`] finds in a pack's rule data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SplitData<'a> {
+    /// The pack id of the header, if there is one.
+    pub id: Option<&'a str>,
+    /// The option flags (0 without an options frame).
+    pub flags: u8,
+    /// The rules of the rows frame (indices into `programs`, strictly ascending; empty without).
+    pub full_rows: Vec<u32>,
+    /// The programs, in order, each checked for its framing only.
+    pub programs: Vec<&'a [u8]>,
+}
 
-/// [`split_data`], and the option flags (0 without an options frame).
+/// [`split_data`], and the option flags and the rows frame (see the module docs).
 pub fn split_data_with_options(data: &[u8]) -> Result<SplitData<'_>, PackError> {
     let mut id = None;
     let mut rest = data;
@@ -120,8 +160,37 @@ pub fn split_data_with_options(data: &[u8]) -> Result<SplitData<'_>, PackError> 
         }
         rest = tail;
     }
+    let mut full_rows = Vec::new();
+    if rest.starts_with(&ROWS_MAGIC) {
+        let at = data.len() - rest.len();
+        let (body, tail) = frame(rest, at)?;
+        let (words, odd) = body.as_chunks::<4>();
+        if !odd.is_empty() {
+            return Err(PackError::new(format!(
+                "the rows frame at byte {at} is {} bytes, not a whole number of rule indices",
+                body.len()
+            )));
+        }
+        full_rows = words.iter().map(|w| u32::from_le_bytes(*w)).collect();
+        rest = tail;
+    }
     let start = data.len() - rest.len();
-    Ok((id, flags, records_from(rest, start)?))
+    let programs = records_from(rest, start)?;
+    let ascending = full_rows.windows(2).all(|w| w[0] < w[1]);
+    if let Some(&last) = full_rows.last()
+        && (!ascending || last as usize >= programs.len())
+    {
+        return Err(PackError::new(format!(
+            "the rows frame names rules that are not strictly ascending indices below the {} rules",
+            programs.len()
+        )));
+    }
+    Ok(SplitData {
+        id,
+        flags,
+        full_rows,
+        programs,
+    })
 }
 
 /// The programs of `data` (records only, no header), in order, each checked for its framing only.
@@ -191,12 +260,17 @@ impl SigmaPack {
         data: &'d [u8],
         evaluator: impl Fn(&'d [u8]) -> Result<Evaluator<'static>, ProgramError>,
     ) -> Result<SigmaPack, PackError> {
-        let (id, flags, programs) = split_data_with_options(data)?;
+        let SplitData {
+            id,
+            flags,
+            full_rows,
+            programs,
+        } = split_data_with_options(data)?;
         let mut rules = Vec::new();
         for (i, program) in programs.into_iter().enumerate() {
             rules.push(evaluator(program).map_err(|e| refused(i, &e))?);
         }
-        give_rows(&mut rules, BYTE_ROWS_BUDGET);
+        give_rows(&mut rules, &full_rows, BYTE_ROWS_BUDGET);
         if rules.is_empty() {
             return Err(PackError::new("the rule data holds no rules"));
         }
@@ -235,15 +309,23 @@ impl SigmaPack {
 /// first (ties by rule id), so that as many of the automata that matter as the budget holds get
 /// them rather than those of the first rules: which tables a rule gets, and so its fuel per
 /// event, does not depend on where it sits in the pack, and is the same on every endpoint.
-fn give_rows(rules: &mut [Evaluator<'_>], mut budget: usize) {
+///
+/// The rules of `full` (the rows frame: ascending indices) get rows for every automaton that may
+/// have them, outside the budget, as when each is alone.
+fn give_rows(rules: &mut [Evaluator<'_>], full: &[u32], mut budget: usize) {
     let mut wanted: Vec<(u8, usize, &str, usize, usize)> = Vec::new();
+    let mut chosen: Vec<(usize, usize)> = Vec::new();
     for (r, rule) in rules.iter().enumerate() {
+        let whole = u32::try_from(r).is_ok_and(|r| full.binary_search(&r).is_ok());
         for (k, priority, size) in rule.rows_wanted() {
-            wanted.push((priority, size, rule.id(), k, r));
+            if whole {
+                chosen.push((r, k));
+            } else {
+                wanted.push((priority, size, rule.id(), k, r));
+            }
         }
     }
     wanted.sort_unstable();
-    let mut chosen: Vec<(usize, usize)> = Vec::new();
     for (_, size, _, k, r) in wanted {
         // A larger automaton of an earlier class may not fit where smaller ones of a later do.
         if size <= budget {
@@ -349,11 +431,35 @@ mod tests {
         push_header(&mut opts, "p");
         push_options(&mut opts, OPTION_NO_PREFILTER);
         opts.extend_from_slice(&data);
-        let (id, flags, programs) = split_data_with_options(&opts).unwrap();
+        let split = split_data_with_options(&opts).unwrap();
         assert_eq!(
-            (id, flags, programs.len()),
+            (split.id, split.flags, split.programs.len()),
             (Some("p"), OPTION_NO_PREFILTER, 2)
         );
+        assert!(split.full_rows.is_empty());
+        let mut rows = Vec::new();
+        push_header(&mut rows, "p");
+        push_rows(&mut rows, &[1]);
+        rows.extend_from_slice(&data);
+        assert_eq!(split_data_with_options(&rows).unwrap().full_rows, [1]);
+        for (bad, why) in [
+            (&[2u32][..], "an index past the rules"),
+            (&[1, 1], "an index twice"),
+            (&[1, 0], "indices out of order"),
+        ] {
+            let mut d = Vec::new();
+            push_rows(&mut d, bad);
+            d.extend_from_slice(&data);
+            let e = split_data(&d).unwrap_err();
+            assert!(e.0.contains("rows frame"), "{why}: {e}");
+        }
+        let mut odd = Vec::new();
+        odd.extend_from_slice(&ROWS_MAGIC);
+        odd.extend_from_slice(&3u32.to_le_bytes());
+        odd.extend_from_slice(&[0, 0, 0]);
+        odd.extend_from_slice(&data);
+        let e = split_data(&odd).unwrap_err();
+        assert!(e.0.contains("whole number"), "{e}");
         let mut unknown = Vec::new();
         push_options(&mut unknown, 0x80);
         assert!(
