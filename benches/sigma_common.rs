@@ -81,6 +81,15 @@ impl Corpus {
         };
         let mut files = Vec::new();
         rulebox_benches::yml_files(&hq, &mut files);
+        // A diagnostic narrowing: only the rule files whose path contains this text (for looking
+        // at a few rules' fuel with the same harness); said aloud, so no figure passes for the set.
+        if let Ok(only) = std::env::var("RULEBOX_SIGMAHQ_ONLY") {
+            files.retain(|f| f.to_string_lossy().contains(&only));
+            println!(
+                "RULEBOX_SIGMAHQ_ONLY={only}: {} rule files only (not the whole set)",
+                files.len()
+            );
+        }
         let mut ids = HashSet::new();
         let mut refused = 0;
         let rules: Vec<Rule> = files

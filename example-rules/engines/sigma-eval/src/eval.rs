@@ -13,7 +13,8 @@ use rulebox_sdk::{Detections, Event, EventKind, EventKinds, EventView, Severity,
 
 use crate::dfa::{Automaton, ScanState};
 use crate::fold::fold_case;
-use crate::program::{Check, Expr, FieldSpec, Gate, Need, NumOp, Program, ProgramError, RefOp};
+use crate::node::Node;
+use crate::program::{Check, FieldSpec, Gate, Need, NumOp, Program, ProgramError, RefOp};
 
 /// The number of event kinds (the slot table's width).
 pub(crate) const KINDS: usize = EventKind::ALL.len();
@@ -42,8 +43,8 @@ struct Compiled<'a> {
     /// Per field, per event kind: the body slot of the field's first name, or [`NO_SLOT`].
     slots: Vec<[u8; KINDS]>,
     scans: Vec<Scan<'a>>,
-    guard: Expr,
-    condition: Expr,
+    guard: Node,
+    condition: Node,
     report: Vec<u16>,
     gate: Option<Gate>,
     needs: Vec<Vec<Need>>,
@@ -69,6 +70,8 @@ struct State {
     fold2: String,
     /// The fields a detection reports, in order.
     reported: Vec<Loc>,
+    /// The patterns of a [`Node::Matches`] that matched, while a detection collects its fields.
+    patterns: Vec<u16>,
     /// Encoding buffer for [`Evaluator::matches_event`].
     encoded: Vec<u8>,
     /// The bytes handed to automata on this event.
@@ -159,8 +162,8 @@ impl<'a> Evaluator<'a> {
                 fields: program.fields,
                 slots,
                 scans,
-                guard: program.guard,
-                condition: program.condition,
+                guard: Node::of(program.guard),
+                condition: Node::of(program.condition),
                 report: program.report,
                 gate: program.gate,
                 needs: program.needs,
@@ -384,16 +387,24 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
         g.clauses.iter().all(|c| c.iter().any(|&p| found.found(p)))
     }
 
-    fn eval(&mut self, expr: &Expr) -> bool {
+    fn eval(&mut self, expr: &Node) -> bool {
         match expr {
-            Expr::True => true,
-            Expr::False => false,
-            Expr::And(v) => v.iter().all(|e| self.eval(e)),
-            Expr::Or(v) => v.iter().any(|e| self.eval(e)),
-            Expr::Not(e) => !self.eval(e),
-            Expr::Kind(kinds) => kinds.contains(self.view.kind()),
-            Expr::Match { scan, pattern } => self.matched(*scan, *pattern),
-            Expr::Check { field, check } => self.check(*field, check),
+            Node::True => true,
+            Node::False => false,
+            Node::And(v) => v.iter().all(|e| self.eval(e)),
+            Node::Or(v) => v.iter().any(|e| self.eval(e)),
+            Node::Not(e) => !self.eval(e),
+            Node::Kind(kinds) => kinds.contains(self.view.kind()),
+            Node::Match { scan, pattern } => self.matched(*scan, *pattern),
+            Node::Matches { scan, all, mask } => {
+                let found = self.found(*scan);
+                if *all {
+                    mask.all(found)
+                } else {
+                    mask.any(found)
+                }
+            }
+            Node::Check { field, check } => self.check(*field, check),
         }
     }
 
@@ -435,6 +446,15 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
             self.run_scan(i);
         }
         self.state.found[i].found(pattern)
+    }
+
+    /// The found bits of automaton `scan` on this event (running it first if it has not run).
+    fn found(&mut self, scan: u16) -> &[u64] {
+        let i = usize::from(scan);
+        if !self.state.ran[i] {
+            self.run_scan(i);
+        }
+        self.state.found[i].bits()
     }
 
     fn run_scan(&mut self, i: usize) {
@@ -625,37 +645,39 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
 
     /// The fields of the tests that made the (true) expression `expr` true: every operand of an
     /// `and`, the true operands of an `or`, nothing under a `not`.
-    fn collect(&mut self, expr: &Expr, out: &mut Vec<Loc>) {
+    fn collect(&mut self, expr: &Node, out: &mut Vec<Loc>) {
         let mut push = |loc: Loc| {
             if loc != Loc::None && !out.contains(&loc) {
                 out.push(loc);
             }
         };
         match expr {
-            Expr::And(v) => v.iter().for_each(|e| self.collect(e, out)),
-            Expr::Or(v) => {
+            Node::And(v) => v.iter().for_each(|e| self.collect(e, out)),
+            Node::Or(v) => {
                 for e in v {
                     if self.eval(e) {
                         self.collect(e, out);
                     }
                 }
             }
-            Expr::Match { scan, pattern } => {
+            Node::Match { scan, pattern } => {
                 if !self.matched(*scan, *pattern) {
                     return;
                 }
-                let i = usize::from(*scan);
-                match self.program.scans[i].field {
-                    Some(f) => push(Loc::Field(f)),
-                    None => push(
-                        self.state.keyword_at[i]
-                            .get(usize::from(*pattern))
-                            .copied()
-                            .unwrap_or_default(),
-                    ),
-                }
+                push(self.matched_at(*scan, *pattern));
             }
-            Expr::Check { field, check } => {
+            // Each pattern that matched, in the order of the operands it stands for.
+            Node::Matches { scan, mask, .. } => {
+                let scan = *scan;
+                let mut found = core::mem::take(&mut self.state.patterns);
+                found.clear();
+                mask.each_found(self.found(scan), |p| found.push(p));
+                for &p in &found {
+                    push(self.matched_at(scan, p));
+                }
+                self.state.patterns = found;
+            }
+            Node::Check { field, check } => {
                 let absent = matches!(check, Check::Null | Check::Exists(false));
                 if !absent && self.check(*field, check) {
                     push(Loc::Field(*field));
@@ -664,7 +686,20 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
                     }
                 }
             }
-            Expr::Not(_) | Expr::Kind(_) | Expr::True | Expr::False => {}
+            Node::Not(_) | Node::Kind(_) | Node::True | Node::False => {}
+        }
+    }
+
+    /// Where pattern `pattern` of automaton `scan` (which matched) matched: its field, or for a
+    /// keyword automaton the field it first matched in.
+    fn matched_at(&self, scan: u16, pattern: u16) -> Loc {
+        let i = usize::from(scan);
+        match self.program.scans[i].field {
+            Some(f) => Loc::Field(f),
+            None => self.state.keyword_at[i]
+                .get(usize::from(pattern))
+                .copied()
+                .unwrap_or_default(),
         }
     }
 }

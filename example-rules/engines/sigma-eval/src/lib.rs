@@ -54,6 +54,7 @@ mod fold;
 #[cfg(target_arch = "wasm32")]
 mod guest;
 mod literal_set;
+mod node;
 mod pack;
 mod prefilter;
 mod program;

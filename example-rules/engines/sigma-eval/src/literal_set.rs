@@ -135,6 +135,9 @@ pub struct LiteralSet {
     short: Table,
 }
 
+/// The widest hash under which [`LiteralSet::new`] counts the literals sharing a window.
+const MAX_SHARED_BITS: usize = 16;
+
 /// A literal shorter than this is not searched for.
 pub const MIN_LITERAL: usize = 3;
 
@@ -149,25 +152,64 @@ impl LiteralSet {
         let mut unfiled = Vec::new();
         let word4 = |w: &[u8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
         let word2 = |w: &[u8]| u32::from(u16::from_le_bytes([w[0], w[1]]));
-        for (i, lit) in literals.iter().enumerate() {
+        for lit in literals {
             let start = u32::try_from(set.bytes.len()).unwrap_or(u32::MAX);
             set.bytes.extend(lit.iter().map(|&b| fold(b)));
             let len = u32::try_from(lit.len()).unwrap_or(u32::MAX);
             set.spans.push((start, len));
-            let folded = &set.bytes[start as usize..];
+        }
+        // How many literals share each four-byte window (by hash): a window many literals have
+        // (`256=` of `sha256=…`, `\win`, `m32\`) is one the texts those literals are searched in
+        // have too, and filing under it would compare all of them wherever it occurs.
+        let windows: usize = (0..literals.len())
+            .map(|i| set.literal(i).len().saturating_sub(1))
+            .sum();
+        let bits = (windows * 4)
+            .next_power_of_two()
+            .clamp(1 << 8, 1 << MAX_SHARED_BITS)
+            .trailing_zeros();
+        let mut shared = vec![0u16; 1 << bits];
+        for i in 0..literals.len() {
+            let lit = set.literal(i);
+            let short = lit.len() < 5;
+            let words = lit.windows(4).map(word4);
+            let pairs = lit.windows(2).filter(|_| short).map(word2);
+            for w in words.chain(pairs) {
+                let h = hash(w, bits);
+                shared[h] = shared[h].saturating_add(1);
+            }
+        }
+        let sharing = |w: u32| u32::from(shared[hash(w, bits)]);
+        for i in 0..literals.len() {
+            let folded = set.literal(i);
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             if folded.len() >= 5 {
-                // Two adjacent windows, o and o + 1, where the five bytes o..o + 5 are rarest.
+                // Two adjacent windows, o and o + 1: the pair the fewest other literals share,
+                // then where the five bytes o..o + 5 are rarest in command lines and paths.
                 let o = (0..=folded.len() - 5)
-                    .min_by_key(|&o| folded[o..o + 5].iter().map(|&b| commonness(b)).sum::<u32>())
+                    .min_by_key(|&o| {
+                        let of = |k: usize| sharing(word4(&folded[k..k + 4]));
+                        let rarity: u32 = folded[o..o + 5].iter().map(|&b| commonness(b)).sum();
+                        (of(o) + of(o + 1), rarity)
+                    })
                     .unwrap_or(0);
                 for k in [o, o + 1] {
                     let offset = u32::try_from(k).unwrap_or(u32::MAX);
                     long.push((word4(&folded[k..k + 4]), offset, index));
                 }
             } else if folded.len() >= MIN_LITERAL {
-                short.push((word2(&folded[0..2]), 0, index));
-                short.push((word2(&folded[1..3]), 1, index));
+                // Two adjacent two-byte windows, the pair the fewest other short literals share.
+                let o = (0..=folded.len() - 3)
+                    .min_by_key(|&o| {
+                        let of = |k: usize| sharing(word2(&folded[k..k + 2]));
+                        let rarity: u32 = folded[o..o + 3].iter().map(|&b| commonness(b)).sum();
+                        (of(o) + of(o + 1), rarity)
+                    })
+                    .unwrap_or(0);
+                for k in [o, o + 1] {
+                    let offset = u32::try_from(k).unwrap_or(u32::MAX);
+                    short.push((word2(&folded[k..k + 2]), offset, index));
+                }
             } else {
                 unfiled.push(i);
             }
@@ -175,6 +217,14 @@ impl LiteralSet {
         set.long = Table::new(&long);
         set.short = Table::new(&short);
         (set, unfiled)
+    }
+
+    /// Literal `i`'s folded bytes.
+    fn literal(&self, i: usize) -> &[u8] {
+        let (start, len) = self.spans.get(i).copied().unwrap_or_default();
+        self.bytes
+            .get(start as usize..start as usize + len as usize)
+            .unwrap_or_default()
     }
 
     /// How many literals the set holds (filed or not).
