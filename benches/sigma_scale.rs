@@ -100,7 +100,7 @@ fn main() {
             total(&without) as f64 / n as f64
         );
         let mut idle: Vec<_> = with.iter().filter(|r| r.1 == 0 && r.0 > 0).collect();
-        idle.sort_by(|a, b| b.0.cmp(&a.0));
+        idle.sort_by_key(|r| std::cmp::Reverse(r.0));
         println!(
             "  runs without a detection: {} of them; most let through:",
             idle.iter().map(|r| r.0).sum::<u64>()
@@ -109,7 +109,7 @@ fn main() {
             println!("    {:>4} {}", r.0, r.2);
         }
         let mut by_fuel: Vec<_> = with.iter().collect();
-        by_fuel.sort_by(|a, b| b.3.cmp(&a.3));
+        by_fuel.sort_by_key(|r| std::cmp::Reverse(r.3));
         println!(
             "  rules' fuel per event: {:.0}; the rules that use most:",
             with.iter().map(|r| r.3).sum::<u64>() as f64 / n as f64

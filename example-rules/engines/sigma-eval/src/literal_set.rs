@@ -180,36 +180,32 @@ impl LiteralSet {
             }
         }
         let sharing = |w: u32| u32::from(shared[hash(w, bits)]);
+        // Two adjacent windows of `width` bytes, at o and o + 1 (one of them starts at an even
+        // position wherever the literal is): the pair the fewest other literals share, then where
+        // the bytes o..o + width + 1 are rarest in command lines and paths.
+        let file = |folded: &[u8], width: usize, index: u32, to: &mut Vec<(u32, u32, u32)>| {
+            let word = |k: usize| {
+                let mut w = [0u8; 4];
+                w[..width].copy_from_slice(&folded[k..k + width]);
+                u32::from_le_bytes(w)
+            };
+            let o = (0..folded.len() - width)
+                .min_by_key(|&o| {
+                    let rarity: u32 = folded[o..=o + width].iter().map(|&b| commonness(b)).sum();
+                    (sharing(word(o)) + sharing(word(o + 1)), rarity)
+                })
+                .unwrap_or(0);
+            for k in [o, o + 1] {
+                to.push((word(k), u32::try_from(k).unwrap_or(u32::MAX), index));
+            }
+        };
         for i in 0..literals.len() {
             let folded = set.literal(i);
             let index = u32::try_from(i).unwrap_or(u32::MAX);
             if folded.len() >= 5 {
-                // Two adjacent windows, o and o + 1: the pair the fewest other literals share,
-                // then where the five bytes o..o + 5 are rarest in command lines and paths.
-                let o = (0..=folded.len() - 5)
-                    .min_by_key(|&o| {
-                        let of = |k: usize| sharing(word4(&folded[k..k + 4]));
-                        let rarity: u32 = folded[o..o + 5].iter().map(|&b| commonness(b)).sum();
-                        (of(o) + of(o + 1), rarity)
-                    })
-                    .unwrap_or(0);
-                for k in [o, o + 1] {
-                    let offset = u32::try_from(k).unwrap_or(u32::MAX);
-                    long.push((word4(&folded[k..k + 4]), offset, index));
-                }
+                file(folded, 4, index, &mut long);
             } else if folded.len() >= MIN_LITERAL {
-                // Two adjacent two-byte windows, the pair the fewest other short literals share.
-                let o = (0..=folded.len() - 3)
-                    .min_by_key(|&o| {
-                        let of = |k: usize| sharing(word2(&folded[k..k + 2]));
-                        let rarity: u32 = folded[o..o + 3].iter().map(|&b| commonness(b)).sum();
-                        (of(o) + of(o + 1), rarity)
-                    })
-                    .unwrap_or(0);
-                for k in [o, o + 1] {
-                    let offset = u32::try_from(k).unwrap_or(u32::MAX);
-                    short.push((word2(&folded[k..k + 2]), offset, index));
-                }
+                file(folded, 2, index, &mut short);
             } else {
                 unfiled.push(i);
             }
