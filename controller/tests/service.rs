@@ -627,22 +627,40 @@ fn one_controller_at_a_time_holds_the_lease_and_a_standby_takes_over() {
     };
     let standby = h.rt.block_on(rulebox_controller::start(config)).unwrap();
     let standby_op = OperatorClient::new(&format!("http://{}", standby.addr()), &h.content.token);
-    std::thread::sleep(Duration::from_millis(600));
     let active = |op: &OperatorClient| op.get("/v1/controller").unwrap().1["active"] == true;
-    assert!(active(&h.op), "the first controller holds the lease");
-    assert!(!active(&standby_op), "the standby does not");
-    // The first stops (giving the lease up); the standby takes over.
-    let first = h.running.take().unwrap();
-    h.rt.block_on(first.shutdown());
+    // Never both, and one of them within a few ticks. Which one is not fixed: the first usually
+    // holds it, but on a loaded machine a stall past the 1 s lease hands it to the standby, which
+    // is the lease doing its job (CI saw it once with chromium and PostgreSQL tests alongside).
     let start = Instant::now();
-    while !active(&standby_op) {
+    let first_holds = loop {
+        let (first, second) = (active(&h.op), active(&standby_op));
+        assert!(!(first && second), "both controllers report the lease");
+        if first != second {
+            break first;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no controller took the lease"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The holder stops (giving the lease up); the other takes over.
+    let first = h.running.take().unwrap();
+    let (holder, other, other_op) = if first_holds {
+        (first, standby, &standby_op)
+    } else {
+        (standby, first, &h.op)
+    };
+    h.rt.block_on(holder.shutdown());
+    let start = Instant::now();
+    while !active(other_op) {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "the standby never took over"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    h.rt.block_on(standby.shutdown());
+    h.rt.block_on(other.shutdown());
 }
 
 #[path = "service/bus.rs"]
