@@ -164,10 +164,11 @@ impl Lowerer {
             .map(|c| {
                 c.into_iter()
                     .map(|(name, text)| {
-                        Ok(Need {
-                            field: self.field(&name)?,
-                            text,
-                        })
+                        let field = match name {
+                            Some(name) => Some(self.field(&name)?),
+                            None => None,
+                        };
+                        Ok(Need { field, text })
                     })
                     .collect()
             })

@@ -6,16 +6,17 @@
 //! As [`crate::gate`] derives them for one field, but an `or` may mix fields (`Image|endswith`
 //! or `OriginalFileName`, the commonest shape in SigmaHQ): a pattern needs its literal text; an
 //! `and` needs the cheapest clauses of its operands; an `or` needs, clause by clause, the union of
-//! what each operand needs; a `not`, a keyword or a check needs nothing that can be named, and an
-//! `or` with such an operand needs nothing either.
+//! what each operand needs; a keyword needs its text in any field; a `not` or a check needs
+//! nothing that can be named, and an `or` with such an operand needs nothing either.
 
 use rulebox_sigma_eval::fold_case;
 
 use crate::gate::required;
 use crate::ir::Node;
 
-/// One alternative of a clause: a field (as the rule names it) and a folded text.
-pub type Lit = (String, String);
+/// One alternative of a clause: a field (as the rule names it; `None`: any field, a keyword's) and
+/// a folded text.
+pub type Lit = (Option<String>, String);
 
 /// An `and` keeps this many of its operands' clauses.
 pub const MAX_CLAUSES: usize = 3;
@@ -33,10 +34,7 @@ fn cost(clause: &[Lit]) -> (bool, usize, usize) {
 /// What `node` needs (`None`: nothing can be named).
 pub fn needs(node: &Node) -> Option<Vec<Vec<Lit>>> {
     match node {
-        Node::Text {
-            field: Some(field),
-            pattern,
-        } => {
+        Node::Text { field, pattern } => {
             let text = required(pattern)?;
             let folded = fold_case(&text, &mut String::new()).to_owned();
             Some(vec![vec![(field.clone(), folded)]])
@@ -88,7 +86,7 @@ mod tests {
     }
 
     fn l(field: &str, text: &str) -> Lit {
-        (field.into(), text.into())
+        (Some(field.into()), text.into())
     }
 
     #[test]
@@ -115,7 +113,7 @@ mod tests {
     }
 
     #[test]
-    fn negations_keywords_and_checks_need_nothing() {
+    fn negations_and_checks_need_nothing_and_a_keyword_any_field() {
         assert_eq!(needs(&Node::Not(Box::new(lit("C", "x")))), None);
         assert_eq!(
             needs(&Node::Or(vec![
@@ -142,7 +140,12 @@ mod tests {
                 cased: false,
             },
         };
-        assert_eq!(needs(&keyword), None);
+        assert_eq!(needs(&keyword), Some(vec![vec![(None, "mimikatz".into())]]));
+        assert_eq!(
+            needs(&Node::Or(vec![keyword, lit("CommandLine", "perfc")])).unwrap(),
+            [vec![(None, "mimikatz".into()), l("CommandLine", "perfc")]],
+            "an or of a keyword and a field's pattern"
+        );
     }
 
     #[test]

@@ -140,12 +140,12 @@ fn mutations(
     count: usize,
     rng: &mut Rng,
 ) -> Vec<Event<'static>> {
-    // (field name, literal) pairs the rules need.
-    let needs: Vec<(String, String)> = programs
+    // (field name, literal) pairs the rules need (no name: a keyword's, in any field).
+    let needs: Vec<(Option<String>, String)> = programs
         .iter()
         .flat_map(|p| {
             p.needs.iter().flatten().map(|n| {
-                let name = p.fields[usize::from(n.field)].names[0].clone();
+                let name = n.field.map(|f| p.fields[usize::from(f)].names[0].clone());
                 (name, n.text.clone())
             })
         })
@@ -178,10 +178,10 @@ fn mutations(
                 1 | 2 if !needs.is_empty() => {
                     // Into the field the rule needs it in (often), or any field.
                     let (field, lit) = &needs[rng.below(needs.len())];
-                    let name = if rng.below(3) > 0 || fields.is_empty() {
-                        field.clone()
-                    } else {
-                        fields[rng.below(fields.len())].clone()
+                    let name = match field {
+                        Some(field) if rng.below(3) > 0 || fields.is_empty() => field.clone(),
+                        _ if !fields.is_empty() => fields[rng.below(fields.len())].clone(),
+                        _ => continue,
                     };
                     let v = get(&e, &name);
                     let at = floor(&v, rng.below(v.len() + 1));
@@ -211,7 +211,11 @@ fn mutations(
                             continue;
                         }
                         let n = &clause[rng.below(clause.len())];
-                        let name = &p.fields[usize::from(n.field)].names[0];
+                        let name = match n.field {
+                            Some(f) => &p.fields[usize::from(f)].names[0],
+                            None if !fields.is_empty() => &fields[rng.below(fields.len())],
+                            None => continue,
+                        };
                         let v = get(&e, name);
                         set(&mut e, name, format!("{v} {} ", n.text));
                     }
@@ -433,4 +437,97 @@ fn the_prefilter_finds_every_detection_of_the_sigmahq_set() {
         0x5eed_0002,
         sample,
     );
+}
+
+/// A keyword bounds its rule: NotPetya's shape, an `or` of a keyword and a selection, needs the
+/// keyword's literal in any field or the selection's in its field; the pack lets it through exactly on events
+/// that hold one, and the validator's events at the cap carry the keyword so that they reach it.
+#[test]
+fn a_keyword_bounds_its_rule_and_the_validators_events_still_reach_it() {
+    let rule = r#"
+title: keyword or selections
+id: 6a1f0c3e-0000-4000-8000-00000000aa01
+status: test
+logsource:
+    category: process_creation
+    product: windows
+detection:
+    keywords:
+        - '\perfc.dat'
+    selection:
+        CommandLine|contains: 'fsutil usn deletejournal'
+    condition: keywords or selection
+level: high
+"#;
+    let program = rulebox_sigma::compile(rule).expect("the rule compiles");
+    assert!(
+        program.needs.iter().any(|c| c
+            .iter()
+            .any(|n| n.field.is_none() && n.text == "\\perfc.dat")),
+        "the keyword is a need in any field: {:?}",
+        program.needs
+    );
+    let on = SigmaPack::from_data(&data(std::slice::from_ref(&program), true)).unwrap();
+    let mut prefilter = on.prefilter().expect("a prefilter").clone();
+    assert_eq!(prefilter.bounded(), 1);
+    let candidates = |prefilter: &mut rulebox_sigma_eval::Prefilter, event: &Event<'_>| {
+        let bytes = event.to_bytes().unwrap();
+        let view = rulebox_sdk::EventView::new(&bytes).unwrap();
+        let mut out = Vec::new();
+        prefilter.candidates(&view, &[0], &mut out);
+        out
+    };
+    let mut hit = support_event(EventKind::ProcessStart);
+    hit.data.set_field(
+        "CurrentDirectory",
+        Cow::Borrowed("C:\\Windows\\PERFC.DAT\\"),
+    );
+    let miss = support_event(EventKind::ProcessStart);
+    assert_eq!(candidates(&mut prefilter, &hit), [0]);
+    assert_eq!(candidates(&mut prefilter, &miss), [0u32; 0]);
+    // A cap under the bytes the prefilter reads, so that it scans them rather than give up.
+    let config = RuntimeConfig {
+        max_event_bytes: rulebox_sigma_eval::MAX_SCANNED_BYTES / 2,
+        ..RuntimeConfig::default()
+    };
+    let events =
+        rulebox_validate::named::Named::of(&program).at_cap(EventKind::ProcessStart, &config);
+    assert!(
+        events.len() > 3,
+        "every text field at the cap: {}",
+        events.len()
+    );
+    let reaching: Vec<_> = events
+        .iter()
+        .filter(|e| e.label.ends_with("reaching the rule"))
+        .collect();
+    assert!(
+        reaching.len() > 3,
+        "every text field at the cap, reaching the rule: {} of {}",
+        reaching.len(),
+        events.len()
+    );
+    for e in reaching {
+        let carrier = e
+            .event
+            .extra
+            .iter()
+            .find(|f| f.name == rulebox_validate::named::KEYWORD_CARRIER);
+        assert!(
+            carrier.is_some_and(|f| f.value.contains("\\perfc.dat")),
+            "{} carries the keyword",
+            e.label
+        );
+        assert_eq!(
+            candidates(&mut prefilter, &e.event),
+            [0],
+            "{} reaches the rule",
+            e.label
+        );
+    }
+}
+
+/// An event of `kind` with no field set.
+fn support_event(kind: EventKind) -> Event<'static> {
+    Event::new(rulebox_sdk::EventData::empty(kind))
 }

@@ -11,6 +11,10 @@
 //! ([`at_cap_reaching`](crate::events::at_cap_reaching)), which reach the rule whether or not the
 //! prefilter gives up on a field at the cap.
 //!
+//! A keyword's literal (a rule that searches every field) is carried by an untyped field of its
+//! own, [`KEYWORD_CARRIER`], which the prefilter's keyword scan reads like any other, and such a
+//! rule gets those events on every text field of the kind, as [`boundary`] fills them.
+//!
 //! The names only choose more events to run: they cannot make a rule pass, and data that is not
 //! Sigma records (or a record that does not decode, which the engine refuses itself when it
 //! loads) names no field.
@@ -18,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use rulebox_runtime::RuntimeConfig;
-use rulebox_sdk::EventKind;
+use rulebox_sdk::{EventData, EventKind, Value};
 use rulebox_sigma_eval::{Evaluator, Program, ProgramError, split_data};
 
 use crate::events::{LabeledEvent, at_cap, at_cap_reaching, boundary};
@@ -26,13 +30,20 @@ use crate::events::{LabeledEvent, at_cap, at_cap_reaching, boundary};
 /// At most this many names per rule (each adds an event per kind it subscribes to).
 pub const MAX_NAMED_FIELDS: usize = 64;
 
+/// The untyped field that holds a keyword's needed literal in the events [`Named::at_cap`] makes
+/// (a keyword is found in any field).
+pub const KEYWORD_CARRIER: &str = "RuleboxKeywordNeeded";
+
 /// What a rule's program says about the fields it reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Named {
     /// The names it reads fields by (every spelling, sorted, at most [`MAX_NAMED_FIELDS`]).
     pub names: Vec<String>,
-    /// For each clause of what its prefilter needs, the clause's first literal: `(field, text)`.
+    /// For each clause of what its prefilter needs, the clause's first literal: `(field, text)`
+    /// (a keyword's in [`KEYWORD_CARRIER`]).
     pub needs: Vec<(String, String)>,
+    /// Whether it searches every field (Sigma keywords).
+    pub keywords: bool,
 }
 
 impl Named {
@@ -51,18 +62,37 @@ impl Named {
             .iter()
             .filter_map(|clause| clause.first())
             .filter_map(|need| {
-                let field = program.fields.get(usize::from(need.field))?;
-                Some((field.names.first()?.clone(), need.text.clone()))
+                let name = match need.field {
+                    Some(f) => program.fields.get(usize::from(f))?.names.first()?.clone(),
+                    None => KEYWORD_CARRIER.to_owned(),
+                };
+                Some((name, need.text.clone()))
             })
             .take(MAX_NAMED_FIELDS)
             .collect();
-        Named { names, needs }
+        let keywords = program.scans.iter().any(|s| s.field.is_none());
+        Named {
+            names,
+            needs,
+            keywords,
+        }
     }
 
     /// The events at `config`'s cap on these fields, of `kind`: [`at_cap`], and, when the program
     /// needs literals, [`at_cap_reaching`] with them.
+    /// A rule that searches every field gets them on every text field of the kind as well.
     pub fn at_cap(&self, kind: EventKind, config: &RuntimeConfig) -> Vec<LabeledEvent> {
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        if self.keywords {
+            let empty = EventData::empty(kind);
+            names.extend(
+                empty
+                    .field_names()
+                    .iter()
+                    .copied()
+                    .filter(|n| matches!(empty.field(n), Some(Value::Str(_)))),
+            );
+        }
         let needs: Vec<(&str, &str)> = self
             .needs
             .iter()

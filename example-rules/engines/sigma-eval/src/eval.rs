@@ -20,7 +20,7 @@ use crate::program::{Check, FieldSpec, Gate, Need, NumOp, Program, ProgramError,
 pub(crate) const KINDS: usize = EventKind::ALL.len();
 
 /// No body slot.
-const NO_SLOT: u8 = u8::MAX;
+pub(crate) const NO_SLOT: u8 = u8::MAX;
 
 /// Field values remembered per event; a program with more fields resolves the rest on each use.
 const CACHED: usize = 32;
@@ -80,7 +80,7 @@ struct State {
 
 /// Where a reported value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Loc {
+pub(crate) enum Loc {
     /// Not known.
     #[default]
     None,
@@ -514,31 +514,13 @@ impl<'p, 's, 'v, 'e> Run<'p, 's, 'v, 'e> {
                 }
             }
         };
-        for slot in 0..view.layout().fields.len() {
+        each_keyword_text(view, |loc, text| {
             if found.finished() {
-                return;
+                return false;
             }
-            let Ok(b) = u8::try_from(slot) else {
-                continue;
-            };
-            let v = match view.text_bytes(slot) {
-                Some(text) => Val::Text(text),
-                None => match view.slot_value(slot) {
-                    Some(v) => v.into(),
-                    None => continue,
-                },
-            };
-            with_bytes(v, |t| one(Loc::Body(b), t, found));
-        }
-        for k in 0..view.extra_len() {
-            if found.finished() {
-                return;
-            }
-            let (Some((_, value)), Ok(e)) = (view.extra_bytes(k), u16::try_from(k)) else {
-                continue;
-            };
-            one(Loc::Extra(e), value, found);
-        }
+            one(loc, text, found);
+            true
+        });
     }
 
     fn check(&mut self, f: u16, check: &Check) -> bool {
@@ -730,6 +712,35 @@ fn body<'e>(view: &EventView<'e>, slot: usize) -> Option<Val<'e>> {
         Value::Int(n) if n != 0 => Some(Val::Int(n)),
         Value::Bool(true) => Some(Val::Bool(true)),
         _ => None,
+    }
+}
+
+/// Every value a keyword reads (Sigma keywords: every field of the event), with where it is: the
+/// body fields, each as its text or its value, then the extra fields, until `each` returns false.
+/// The keyword scans and the prefilter's keyword literals read exactly these.
+pub(crate) fn each_keyword_text(view: &EventView<'_>, mut each: impl FnMut(Loc, &[u8]) -> bool) {
+    for slot in 0..view.layout().fields.len() {
+        let Ok(b) = u8::try_from(slot) else {
+            continue;
+        };
+        let v = match view.text_bytes(slot) {
+            Some(text) => Val::Text(text),
+            None => match view.slot_value(slot) {
+                Some(v) => v.into(),
+                None => continue,
+            },
+        };
+        if !with_bytes(v, |t| each(Loc::Body(b), t)) {
+            return;
+        }
+    }
+    for k in 0..view.extra_len() {
+        let (Some((_, value)), Ok(e)) = (view.extra_bytes(k), u16::try_from(k)) else {
+            continue;
+        };
+        if !each(Loc::Extra(e), value) {
+            return;
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! one of its literals must occur in a value of its field. The literals of one field (the same
 //! [`FieldSpec`] names; its elements read when some rule reads them) go into one [`LiteralSet`]; per event,
 //! the prefilter reads each such field that a rule of the event's kind needs, exactly as the
-//! rule's own automata would read it, scans it once, and counts each literal it finds towards the
+//! rule's own automata would read it (a keyword's literals: every field, as a keyword scan reads
+//! them, one set for the pack), scans it once, and counts each literal it finds towards the
 //! clauses it is in. The candidates are the rules whose every clause got a literal, and every rule
 //! it cannot bound (no needs, or every clause with a literal too short to search for), among the rules of the
 //! event's kind, in increasing index order.
@@ -26,7 +27,7 @@ use alloc::vec::Vec;
 
 use rulebox_sdk::{EventKind, EventKinds, EventView};
 
-use crate::eval::{Evaluator, KINDS, each_text, slot_row};
+use crate::eval::{Evaluator, KINDS, NO_SLOT, each_keyword_text, each_text, slot_row};
 use crate::literal_set::{LiteralSet, MIN_LITERAL};
 use crate::program::FieldSpec;
 
@@ -40,10 +41,10 @@ pub const MAX_SCANNED_BYTES: usize = 32 << 10;
 /// checked, which only lets more rules through.
 const MAX_CLAUSES: usize = 8;
 
-/// The literals of one field.
+/// The literals of one field, or of every field (`spec: None`, the keywords').
 #[derive(Debug, Clone)]
 struct Field {
-    spec: FieldSpec,
+    spec: Option<FieldSpec>,
     slots: [u8; KINDS],
     set: LiteralSet,
     /// Per literal of `set`: its number in the prefilter.
@@ -91,7 +92,7 @@ fn ascii_run(text: &[u8]) -> &[u8] {
 impl Prefilter {
     /// The prefilter of `rules` (a pack's, in index order).
     pub fn new(rules: &[Evaluator<'_>]) -> Prefilter {
-        let mut fields: Vec<(FieldSpec, Vec<Vec<u8>>)> = Vec::new();
+        let mut fields: Vec<(Option<FieldSpec>, Vec<Vec<u8>>)> = Vec::new();
         // (field, text) → literal number.
         let mut numbers: BTreeMap<(u32, Vec<u8>), u32> = BTreeMap::new();
         let mut literal_field: Vec<u32> = Vec::new();
@@ -107,7 +108,8 @@ impl Prefilter {
                     !c.is_empty()
                         && c.iter().all(|n| {
                             ascii_run(n.text.as_bytes()).len() >= MIN_LITERAL
-                                && rule.fields().get(usize::from(n.field)).is_some()
+                                && n.field
+                                    .is_none_or(|f| rule.fields().get(usize::from(f)).is_some())
                         })
                 })
                 .take(MAX_CLAUSES)
@@ -116,17 +118,23 @@ impl Prefilter {
                 let bit = 1u8 << k;
                 full[r] |= bit;
                 for need in clause.iter() {
-                    let spec = &rule.fields()[usize::from(need.field)];
+                    let spec = need.field.map(|f| &rule.fields()[usize::from(f)]);
                     // One set per field name list: a rule that reads the elements of a list under
                     // the name and one that does not share it, the set reading the elements too
-                    // (more values scanned only let more rules through).
-                    let f = match fields.iter().position(|(s, _)| s.names == spec.names) {
+                    // (more values scanned only let more rules through). One for every field.
+                    let names = |s: Option<&FieldSpec>| s.map(|s| s.names.clone());
+                    let f = match fields
+                        .iter()
+                        .position(|(s, _)| names(s.as_ref()) == names(spec))
+                    {
                         Some(f) => {
-                            fields[f].0.elements |= spec.elements;
+                            if let (Some(have), Some(spec)) = (&mut fields[f].0, spec) {
+                                have.elements |= spec.elements;
+                            }
                             f
                         }
                         None => {
-                            fields.push((spec.clone(), Vec::new()));
+                            fields.push((spec.cloned(), Vec::new()));
                             fields.len() - 1
                         }
                     };
@@ -162,7 +170,7 @@ impl Prefilter {
                 // Every literal is at least MIN_LITERAL bytes: none is left unfiled.
                 let (set, _) = LiteralSet::new(&refs);
                 Field {
-                    slots: slot_row(&spec),
+                    slots: spec.as_ref().map_or([NO_SLOT; KINDS], slot_row),
                     spec,
                     set,
                     ids,
@@ -254,10 +262,11 @@ impl Prefilter {
         let mut over = false;
         for &f in scan.get(k).map_or(&[][..], Vec::as_slice) {
             let field = &fields[f as usize];
-            each_text(&field.spec, &field.slots, event, |text| {
+            // Scans one value; false once over the bytes it reads.
+            let mut one = |text: &[u8]| {
                 if over || text.len() > budget {
                     over = true;
-                    return;
+                    return false;
                 }
                 budget -= text.len();
                 field.set.scan(text, |local| {
@@ -282,7 +291,14 @@ impl Prefilter {
                         }
                     }
                 });
-            });
+                true
+            };
+            match &field.spec {
+                Some(spec) => each_text(spec, &field.slots, event, |text| {
+                    one(text);
+                }),
+                None => each_keyword_text(event, |_, text| one(text)),
+            }
         }
         hits.sort_unstable();
         // Merge the two sorted, disjoint lists.
@@ -346,7 +362,7 @@ mod tests {
 
     fn need(text: &str) -> Need {
         Need {
-            field: 0,
+            field: Some(0),
             text: text.into(),
         }
     }
@@ -399,5 +415,42 @@ mod tests {
             [0, 1, 2, 3],
             "past the bytes it reads, every rule of the kind"
         );
+    }
+
+    #[test]
+    fn a_keyword_literal_is_found_in_any_field_and_only_there_the_rule_is_let_through() {
+        let keyword = |text: &str| Need {
+            field: None,
+            text: text.into(),
+        };
+        let rules = [
+            rule("k", vec![vec![keyword("\\perfc.dat"), need("wevtutil cl")]]),
+            rule("c", vec![vec![need("perfc.dat")]]),
+        ];
+        let mut p = Prefilter::new(&rules);
+        assert_eq!(p.bounded(), 2, "a keyword clause bounds the rule");
+        assert_eq!(p.literals(), (3, 2), "the keywords' set and CommandLine's");
+        let run = |p: &mut Prefilter, body: ProcessStart<'static>| {
+            let bytes = Event::new(EventData::ProcessStart(body))
+                .to_bytes()
+                .unwrap();
+            let view = EventView::new(&bytes).unwrap();
+            let mut out = Vec::new();
+            p.candidates(&view, &[0, 1], &mut out);
+            out
+        };
+        let mut body = ProcessStart::default();
+        body.current_directory = "C:\\Windows\\PERFC.DAT\\".into();
+        assert_eq!(
+            run(&mut p, body),
+            [0],
+            "in another field than any rule names"
+        );
+        let mut body = ProcessStart::default();
+        body.command_line = "rundll32 c:\\perfc.dat,#1".into();
+        assert_eq!(run(&mut p, body), [0, 1]);
+        let mut body = ProcessStart::default();
+        body.command_line = "notepad perfc.txt".into();
+        assert_eq!(run(&mut p, body), [0u32; 0], "in no field");
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::dfa::{Dfa, DfaError};
 
 /// The version of the program encoding; the evaluator refuses any other.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The 16 bytes that mark the evaluator's program locator in its data section. The compiler finds
 /// them, then writes the program's address and length into the 8 bytes that follow.
@@ -69,12 +69,13 @@ pub struct Program<'a> {
 }
 
 /// One literal of a [`Program::needs`] clause: a text that occurs, ignoring ASCII case, in a value
-/// of the field (as the program reads it: its names in order, its elements) of every event the
-/// clause holds for.
+/// of the field (as the program reads it: its names in order, its elements), or of any field (as a
+/// keyword scan reads them), of every event the clause holds for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Need {
-    /// The field (index into [`Program::fields`]).
-    pub field: u16,
+    /// The field (index into [`Program::fields`]), or `None` for every field of the event, read as
+    /// a keyword [`Scan`] reads them (Sigma keywords).
+    pub field: Option<u16>,
     /// The text (ASCII letters compare without case; every other byte as it is).
     pub text: String,
 }
@@ -224,7 +225,11 @@ impl<'a> Program<'a> {
             return Err(ProgramError::TooMany);
         }
         if !self.report.iter().all(|&f| field_ok(f))
-            || !self.needs.iter().flatten().all(|n| field_ok(n.field))
+            || !self
+                .needs
+                .iter()
+                .flatten()
+                .all(|n| n.field.is_none_or(field_ok))
             || self.gate.as_ref().is_some_and(|g| {
                 self.scans
                     .get(usize::from(g.scan))
@@ -448,7 +453,7 @@ mod tests {
         );
         let mut p = program(Expr::True);
         p.needs = vec![vec![Need {
-            field: 1,
+            field: Some(1),
             text: "x".into(),
         }]];
         assert_eq!(
