@@ -122,11 +122,11 @@ impl Prefilter {
                     // One set per field name list: a rule that reads the elements of a list under
                     // the name and one that does not share it, the set reading the elements too
                     // (more values scanned only let more rules through). One for every field.
-                    let names = |s: Option<&FieldSpec>| s.map(|s| s.names.clone());
-                    let f = match fields
-                        .iter()
-                        .position(|(s, _)| names(s.as_ref()) == names(spec))
-                    {
+                    let same = |s: &Option<FieldSpec>| match (s, spec) {
+                        (Some(a), Some(b)) => a.names == b.names,
+                        (a, b) => a.is_none() && b.is_none(),
+                    };
+                    let f = match fields.iter().position(|(s, _)| same(s)) {
                         Some(f) => {
                             if let (Some(have), Some(spec)) = (&mut fields[f].0, spec) {
                                 have.elements |= spec.elements;
