@@ -454,6 +454,19 @@ impl<'e> EventView<'e> {
         Some((self.raw_in(ns, ne)?, self.raw_in(vs, ve)?))
     }
 
+    /// The value bytes of the first extra field named `name` (as stored, see
+    /// [`extra_bytes`](Self::extra_bytes)): names of another length are passed over without
+    /// reading them, so a search costs a few loads per extra field.
+    pub fn extra_named(&self, name: &[u8]) -> Option<&'e [u8]> {
+        (0..self.extras).find_map(|i| {
+            let ((ns, ne), (vs, ve)) = self.extra_ranges(i);
+            if ne.wrapping_sub(ns) != name.len() || self.raw_in(ns, ne)? != name {
+                return None;
+            }
+            self.raw_in(vs, ve)
+        })
+    }
+
     /// Every extra field, as `(name, value)`.
     pub fn extras(&self) -> impl Iterator<Item = (&'e str, &'e str)> + '_ {
         (0..self.extras).filter_map(|i| self.extra(i))
@@ -715,6 +728,12 @@ mod tests {
                 assert_eq!(view.field(name), event.field(name), "{kind} {name}");
             }
             assert_eq!(view.extras().count(), 2);
+            for (name, value) in view.extras() {
+                assert_eq!(view.extra_named(name.as_bytes()), Some(value.as_bytes()));
+            }
+            for absent in ["Rul", "Rules", "rule", ""] {
+                assert_eq!(view.extra_named(absent.as_bytes()), None, "{absent:?}");
+            }
         }
     }
 

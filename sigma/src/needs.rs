@@ -9,7 +9,7 @@
 //! what each operand needs; a keyword needs its text in any field; a `not` or a check needs
 //! nothing that can be named, and an `or` with such an operand needs nothing either.
 
-use rulebox_sigma_eval::fold_case;
+use rulebox_sigma_eval::{fold_case, probes_past_ascii};
 
 use crate::gate::required;
 use crate::ir::Node;
@@ -25,10 +25,60 @@ pub const MAX_CLAUSES: usize = 3;
 /// clause only lets more events through).
 pub const MAX_ALTERNATIVES: usize = 256;
 
-/// Cheaper is: no text too short to search for well, then fewer texts, then longer ones.
-fn cost(clause: &[Lit]) -> (bool, usize, usize) {
+/// Values most Windows events hold somewhere (folded): a text found in one of them (`.exe`,
+/// `\\windows\\`, `\\system32\\`, `cmd.exe`) lets most events through, so a clause with such
+/// a text is a poor one to check when a rarer one is at hand. Which clause is kept only decides how
+/// many events reach the rule, never whether it matches.
+const COMMON_VALUES: &[&str] = &[
+    "c:\\windows\\system32\\windowspowershell\\v1.0\\powershell.exe",
+    "c:\\windows\\syswow64\\cmd.exe",
+    "c:\\windows\\system32\\svchost.exe -k netsvcs -p",
+    "c:\\windows\\system32\\rundll32.exe",
+    "c:\\windows\\system32\\conhost.exe 0xffffffff -forcev1",
+    "c:\\windows\\explorer.exe",
+    "c:\\program files (x86)\\microsoft\\edge\\application\\msedge.exe",
+    "c:\\program files\\windows defender\\msmpeng.exe",
+    "c:\\programdata\\microsoft\\windows\\start menu\\programs\\",
+    "c:\\users\\user\\appdata\\local\\temp\\setup.tmp",
+    "c:\\users\\user\\appdata\\roaming\\microsoft\\windows\\",
+    "hklm\\software\\microsoft\\windows\\currentversion\\",
+    "hkcu\\software\\microsoft\\windows nt\\currentversion\\",
+    "hklm\\system\\currentcontrolset\\services\\",
+    "nt authority\\system",
+    "microsoft windows operating system",
+    "microsoft corporation",
+    "sha1=,md5=,sha256=,imphash=",
+    ".dll",
+];
+
+/// Whether `text` (folded) is part of a value most events hold ([`COMMON_VALUES`]).
+fn common(text: &str) -> bool {
+    COMMON_VALUES.iter().any(|v| v.contains(text))
+}
+
+/// Cheaper is: no text too short to search for well, then no text most events hold, then fewer
+/// texts, then longer ones.
+fn cost(clause: &[Lit]) -> (bool, bool, usize, usize) {
     let shortest = clause.iter().map(|(_, t)| t.len()).min().unwrap_or(0);
-    (shortest < 3, clause.len(), usize::MAX - shortest)
+    let common = clause.iter().any(|(_, t)| common(t));
+    (shortest < 3, common, clause.len(), usize::MAX - shortest)
+}
+
+/// Keeps, of the texts of `clause` in one field that the prefilter searches for by the test for a
+/// byte past ASCII ([`probes_past_ascii`]: emoji, Cyrillic look-alikes), the first: the others are
+/// the same test. A list of 500 emoji is one alternative, not a clause too wide to keep.
+fn same_probes_once(clause: &mut Vec<Lit>) {
+    let mut fields: Vec<Option<String>> = Vec::new();
+    clause.retain(|(field, text)| {
+        if !probes_past_ascii(text) {
+            return true;
+        }
+        if fields.contains(field) {
+            return false;
+        }
+        fields.push(field.clone());
+        true
+    });
 }
 
 /// What `node` needs (`None`: nothing can be named).
@@ -61,6 +111,9 @@ pub fn needs(node: &Node) -> Option<Vec<Vec<Lit>>> {
                         }
                     }
                 }
+            }
+            for clause in &mut clauses {
+                same_probes_once(clause);
             }
             clauses.retain(|c| c.len() <= MAX_ALTERNATIVES);
             (!clauses.is_empty()).then_some(clauses)
@@ -145,6 +198,67 @@ mod tests {
             needs(&Node::Or(vec![keyword, lit("CommandLine", "perfc")])).unwrap(),
             [vec![(None, "mimikatz".into()), l("CommandLine", "perfc")]],
             "an or of a keyword and a field's pattern"
+        );
+    }
+
+    #[test]
+    fn an_and_prefers_a_clause_most_events_do_not_satisfy() {
+        // proc_creation_win_hktl_edr_freeze: `Image|contains` one of two names and
+        // `Image|endswith: .exe`, or one of the import hashes.
+        let selection_img = Node::And(vec![
+            Node::Or(vec![
+                lit("Image", "\\EDR-Freeze"),
+                lit("Image", "\\EDRFreeze"),
+            ]),
+            lit("Image", ".exe"),
+        ]);
+        let n = needs(&selection_img).unwrap();
+        assert_eq!(
+            n[0],
+            [l("Image", "\\edr-freeze"), l("Image", "\\edrfreeze")],
+            "not `.exe`, which nearly every process start has"
+        );
+        let n = needs(&Node::Or(vec![
+            selection_img,
+            lit("Hashes", "IMPHASH=1195F79"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            n[0],
+            [
+                l("Image", "\\edr-freeze"),
+                l("Image", "\\edrfreeze"),
+                l("Hashes", "imphash=1195f79")
+            ]
+        );
+        for text in [".exe", "\\windows\\", "\\system32\\", "cmd.exe", "imphash="] {
+            assert!(common(text), "{text}");
+        }
+        for text in ["\\..\\windows\\", "mimikatz", "\\edrfreeze", ".exe\\..\\"] {
+            assert!(!common(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn characters_never_ascii_in_one_field_are_one_alternative() {
+        let emoji: Vec<Node> = (0..400)
+            .map(|i| {
+                lit(
+                    "CommandLine",
+                    &char::from_u32(0x1F600 + i).unwrap().to_string(),
+                )
+            })
+            .chain([lit("CommandLine", "[u+202e]"), lit("Image", "\u{0410}")])
+            .collect();
+        let n = needs(&Node::Or(emoji)).unwrap();
+        assert_eq!(
+            n,
+            [vec![
+                l("CommandLine", "\u{1F600}"),
+                l("CommandLine", "[u+202e]"),
+                l("Image", "\u{0430}")
+            ]],
+            "400 emoji are one test of CommandLine, the ASCII text and the other field stay"
         );
     }
 

@@ -759,10 +759,7 @@ fn resolve<'e>(spec: &FieldSpec, slots: &[u8; KINDS], view: &EventView<'e>) -> O
         if let Some(v) = slot.and_then(|s| body(view, s)) {
             return Some(v);
         }
-        let extra = (0..view.extra_len())
-            .filter_map(|k| view.extra_bytes(k))
-            .find(|(n, _)| *n == name.as_bytes());
-        if let Some((_, value)) = extra {
+        if let Some(value) = view.extra_named(name.as_bytes()) {
             return Some(Val::Text(value));
         }
         if let Some(s) = slot {

@@ -71,7 +71,7 @@ pub use pack::{
     ROWS_MAGIC, SigmaPack, SplitData, push_header, push_options, push_record, push_rows, records,
     split_data, split_data_with_options,
 };
-pub use prefilter::{MAX_SCANNED_BYTES, Prefilter};
+pub use prefilter::{MAX_SCANNED_BYTES, Prefilter, probes_past_ascii};
 pub use program::{
     Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, Need, NumOp, Program,
     ProgramError, RefOp, Scan,

@@ -2,8 +2,10 @@
 //! prefilter ([`crate::Prefilter`]).
 //!
 //! The scan reads the text two bytes at a time and keeps the last four (folded) bytes in a word:
-//! at every even position it looks the four-byte window starting there up in one bit table, and
-//! the two-byte window in another, each by one multiply, one load and one test. A literal of five
+//! at every even position it looks the two-byte window starting there up in one byte table (one
+//! multiply, one load), which says whether a short literal's window may be there, or a long
+//! literal's four-byte window may begin there; only then is the window looked up in the bit table
+//! of its width (a four-byte window at the next step, when all its bytes are in). A literal of five
 //! bytes or more is filed under two adjacent four-byte windows of it (one of them starts at an
 //! even position wherever the literal is), chosen where its bytes are rarest by a fixed table of
 //! how common bytes are in command lines and paths; a literal of three or four bytes under its
@@ -61,9 +63,10 @@ fn hash(word: u32, bits: u32) -> usize {
 /// One table: literals filed under windows of one width.
 #[derive(Debug, Clone, Default)]
 struct Table {
-    /// The hash width in bits.
-    bits: u32,
-    /// A bit per hash: some literal is filed under a window of that hash.
+    /// The hash width of the filter, in bits: [`FILTER_EXTRA_BITS`] more than the chains', whose
+    /// heads are indexed by the filter's hashes without their low bits.
+    filter_bits: u32,
+    /// A bit per filter hash: some literal is filed under a window of that hash.
     filter: Vec<u64>,
     /// Per hash, the first entry of its chain ([`NONE`]: none).
     heads: Vec<u32>,
@@ -83,26 +86,34 @@ struct Entry {
     next: u32,
 }
 
+/// How many more bits the filter's hash has than the chains': 64 bits of filter per window
+/// filed (8 bytes), so that a window no literal has passes about one time in 64, where a chain
+/// head costs 4 bytes per hash and has 16 per window. A passing window costs a call and a walk
+/// of its chain, and in a pack's scan of the corpus events half the calls were such windows.
+const FILTER_EXTRA_BITS: u32 = 2;
+
 impl Table {
     /// The table of `filed`: (window, offset in the literal, literal).
     fn new(filed: &[(u32, u32, u32)]) -> Table {
         if filed.is_empty() {
             return Table::default();
         }
-        // About 16 bits of filter per window: a random window passes one time in 16 or fewer.
+        // 16 chain heads per window: the chains hold one entry, or few.
         let bits = (filed.len() * 16)
             .next_power_of_two()
             .clamp(1 << 10, 1 << 22)
             .trailing_zeros();
+        let filter_bits = bits + FILTER_EXTRA_BITS;
         let mut table = Table {
-            bits,
-            filter: vec![0; (1usize << bits) / 64],
+            filter_bits,
+            filter: vec![0; (1usize << filter_bits) / 64],
             heads: vec![NONE; 1usize << bits],
             entries: Vec::with_capacity(filed.len()),
         };
         for &(window, offset, literal) in filed {
-            let h = hash(window, bits);
-            table.filter[h / 64] |= 1 << (h % 64);
+            let f = hash(window, filter_bits);
+            table.filter[f / 64] |= 1 << (f % 64);
+            let h = f >> FILTER_EXTRA_BITS;
             let next = table.heads[h];
             table.heads[h] = u32::try_from(table.entries.len()).unwrap_or(NONE);
             table.entries.push(Entry {
@@ -115,12 +126,13 @@ impl Table {
         table
     }
 
-    /// Whether some window of hash `hash(window)` is filed (the fast test of every position).
+    /// Whether some window of the filter hash of `window` is filed (the fast test of every
+    /// position), and if so the chain to walk.
     #[inline(always)]
     fn passes(&self, window: u32) -> Option<usize> {
-        let h = hash(window, self.bits);
-        let word = self.filter.get(h / 64)?;
-        (word & (1 << (h % 64)) != 0).then_some(h)
+        let f = hash(window, self.filter_bits);
+        let word = self.filter.get(f / 64)?;
+        (word & (1 << (f % 64)) != 0).then_some(f >> FILTER_EXTRA_BITS)
     }
 }
 
@@ -133,7 +145,19 @@ pub struct LiteralSet {
     spans: Vec<(u32, u32)>,
     long: Table,
     short: Table,
+    /// The first test of every even position, by the two-byte window starting there: per hash of
+    /// it ([`PRE_BITS`] bits wide), [`PRE_SHORT`] when a literal of `short` is filed under a window
+    /// of that hash, [`PRE_LONG`] when a four-byte window of `long` begins with one. One load per
+    /// position; the tables' own filters are read only where it is set.
+    pre: Vec<u8>,
+    /// The hash width of `pre`, in bits.
+    pre_bits: u32,
 }
+
+/// [`LiteralSet::pre`]: a short literal's window may be here.
+const PRE_SHORT: u8 = 1;
+/// [`LiteralSet::pre`]: a long literal's window may begin here.
+const PRE_LONG: u8 = 2;
 
 /// The widest hash under which [`LiteralSet::new`] counts the literals sharing a window.
 const MAX_SHARED_BITS: usize = 16;
@@ -210,6 +234,22 @@ impl LiteralSet {
                 unfiled.push(i);
             }
         }
+        // Eight entries of a byte per window filed: a window of no literal passes about one time
+        // in eight, and then costs one more test, not a chain's walk.
+        if long.is_empty() && short.is_empty() {
+            return (set, unfiled);
+        }
+        set.pre_bits = ((long.len() + short.len()) * 8)
+            .next_power_of_two()
+            .clamp(1 << 8, 1 << 20)
+            .trailing_zeros();
+        set.pre = vec![0; 1 << set.pre_bits];
+        for &(window, _, _) in &short {
+            set.pre[hash(window, set.pre_bits)] |= PRE_SHORT;
+        }
+        for &(window, _, _) in &long {
+            set.pre[hash(window & 0xFFFF, set.pre_bits)] |= PRE_LONG;
+        }
         set.long = Table::new(&long);
         set.short = Table::new(&short);
         (set, unfiled)
@@ -236,23 +276,30 @@ impl LiteralSet {
     /// Calls `found` with every literal that occurs in `text` (at least once per literal that
     /// occurs; possibly more than once), in no particular order.
     pub fn scan(&self, text: &[u8], mut found: impl FnMut(u32)) {
-        let (long, short) = (
-            !self.long.entries.is_empty(),
-            !self.short.entries.is_empty(),
-        );
+        if self.pre.is_empty() {
+            return;
+        }
         let mut word = 0u32;
+        // The two-byte window at the last even position began a long literal's window (by `pre`).
+        let mut long_next = false;
         for (j, pair) in text.chunks_exact(2).enumerate() {
             word =
                 (word >> 16) | (u32::from(fold(pair[0])) << 16) | (u32::from(fold(pair[1])) << 24);
-            // The two-byte window at 2j and the four-byte window at 2j - 2.
-            if short && let Some(h) = self.short.passes(word >> 16) {
-                self.chase(&self.short, h, word >> 16, 2 * j, text, &mut found);
-            }
-            if long
-                && j > 0
-                && let Some(h) = self.long.passes(word)
-            {
+            // The four-byte window at 2j - 2, when its first two bytes passed `pre`.
+            if long_next && let Some(h) = self.long.passes(word) {
                 self.chase(&self.long, h, word, 2 * j - 2, text, &mut found);
+            }
+            // The two-byte window at 2j.
+            let pre = self
+                .pre
+                .get(hash(word >> 16, self.pre_bits))
+                .copied()
+                .unwrap_or(0);
+            long_next = pre & PRE_LONG != 0;
+            if pre & PRE_SHORT != 0
+                && let Some(h) = self.short.passes(word >> 16)
+            {
+                self.chase(&self.short, h, word >> 16, 2 * j, text, &mut found);
             }
         }
     }

@@ -15,7 +15,11 @@
 //! program reads, every literal of one of its clauses, so its condition cannot hold. A literal is
 //! searched for by its longest run of ASCII bytes (case folding never maps an ASCII character to
 //! another byte, and a non-ASCII character of a literal matches one of its case variants, which
-//! only the full automaton tells apart), so a literal in any case is found.
+//! only the full automaton tells apart), so a literal in any case is found. A literal whose ASCII
+//! runs are all too short to search for but which has a character no case variant of which is
+//! ASCII (an emoji, a Cyrillic letter, the right-to-left override) needs a byte past ASCII in the
+//! field: the one test of such values ([`probe`]) bounds the rules that look for such characters
+//! only, which would otherwise run on every event of their kind.
 //!
 //! Its cost is linear: each needed field once per event (a few instructions per byte), then the
 //! rules of the literals found. It runs on the pack's own budget, outside every rule, and reads at
@@ -49,6 +53,9 @@ struct Field {
     set: LiteralSet,
     /// Per literal of `set`: its number in the prefilter.
     ids: Vec<u32>,
+    /// The number of the field's non-ASCII probe ([`probe`]), if some need is one: found on a
+    /// value holding a byte past ASCII.
+    non_ascii: Option<u32>,
 }
 
 /// Which rules of a pack an event can match (see the module docs).
@@ -89,6 +96,38 @@ fn ascii_run(text: &[u8]) -> &[u8] {
         .unwrap_or_default()
 }
 
+/// Whether every case variant of `c` is outside ASCII, so that a value an automaton finds `c`
+/// in, in any case, holds a byte past ASCII: not for the few characters whose case variants
+/// include an ASCII letter (the Kelvin sign and `k`, the long s and `S`, dotless and dotted i).
+fn never_ascii(c: char) -> bool {
+    !c.is_ascii()
+        && c.to_lowercase().all(|l| !l.is_ascii())
+        && c.to_uppercase().all(|u| !u.is_ascii())
+}
+
+/// Whether the prefilter searches for the literal `text` by the one test of a value for a byte
+/// past ASCII ([`probe`]'s empty probe): every such literal of a clause in one field is the same
+/// probe, so the compiler keeps one of them (a list of 500 emoji is one test).
+pub fn probes_past_ascii(text: &str) -> bool {
+    probe(text).is_some_and(|p| p.is_empty())
+}
+
+/// What the prefilter searches a field for in place of the literal `text`: its longest ASCII
+/// run, folded, when that is long enough to file ([`MIN_LITERAL`]); else, when `text` has a
+/// character that is never ASCII in any case ([`never_ascii`]: emoji, Cyrillic or Greek letters,
+/// the right-to-left override), the empty probe, found on any value with a byte past ASCII; else
+/// nothing (the literal's clause cannot be searched for).
+fn probe(text: &str) -> Option<Vec<u8>> {
+    let run = ascii_run(text.as_bytes());
+    if run.len() >= MIN_LITERAL {
+        Some(run.iter().map(u8::to_ascii_lowercase).collect())
+    } else if text.chars().any(never_ascii) {
+        Some(Vec::new())
+    } else {
+        None
+    }
+}
+
 impl Prefilter {
     /// The prefilter of `rules` (a pack's, in index order).
     pub fn new(rules: &[Evaluator<'_>]) -> Prefilter {
@@ -107,7 +146,7 @@ impl Prefilter {
                 .filter(|c| {
                     !c.is_empty()
                         && c.iter().all(|n| {
-                            ascii_run(n.text.as_bytes()).len() >= MIN_LITERAL
+                            probe(&n.text).is_some()
                                 && n.field
                                     .is_none_or(|f| rule.fields().get(usize::from(f)).is_some())
                         })
@@ -139,10 +178,8 @@ impl Prefilter {
                         }
                     };
                     let f32 = u32::try_from(f).unwrap_or(u32::MAX);
-                    let text: Vec<u8> = ascii_run(need.text.as_bytes())
-                        .iter()
-                        .map(u8::to_ascii_lowercase)
-                        .collect();
+                    // Every need of the clause has a probe (the filter above).
+                    let text = probe(&need.text).unwrap_or_default();
                     let id = *numbers.entry((f32, text.clone())).or_insert_with(|| {
                         fields[f].1.push(text);
                         literal_field.push(f32);
@@ -167,13 +204,16 @@ impl Prefilter {
             .zip(by_field)
             .map(|((spec, texts), ids)| {
                 let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
-                // Every literal is at least MIN_LITERAL bytes: none is left unfiled.
+                // Every literal is at least MIN_LITERAL bytes but the non-ASCII probe (empty),
+                // which is left unfiled and found by its own test.
                 let (set, _) = LiteralSet::new(&refs);
+                let non_ascii = texts.iter().position(Vec::is_empty).map(|local| ids[local]);
                 Field {
                     slots: spec.as_ref().map_or([NO_SLOT; KINDS], slot_row),
                     spec,
                     set,
                     ids,
+                    non_ascii,
                 }
             })
             .collect();
@@ -234,6 +274,24 @@ impl Prefilter {
         (self.starts.len().saturating_sub(1), self.fields.len())
     }
 
+    /// The fields it scans on an event of `kind`, each as its names (none: every field, the
+    /// keywords') and how many literals it searches there: for tools that look at what a pack's
+    /// prefilter reads.
+    pub fn scanned(&self, kind: EventKind) -> Vec<(Vec<&str>, usize)> {
+        self.scan
+            .get(kind as usize)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .filter_map(|&f| self.fields.get(f as usize))
+            .map(|field| {
+                let names = field.spec.as_ref().map_or(Vec::new(), |s| {
+                    s.names.iter().map(alloc::string::String::as_str).collect()
+                });
+                (names, field.ids.len())
+            })
+            .collect()
+    }
+
     /// The rules that can match `event`, in increasing index order, into `out`: among the rules of
     /// the event's kind, those whose every clause has a literal in the event, and those it cannot
     /// bound. `subscribed` (every rule of the event's kind, in increasing order) is what it names
@@ -262,6 +320,28 @@ impl Prefilter {
         let mut over = false;
         for &f in scan.get(k).map_or(&[][..], Vec::as_slice) {
             let field = &fields[f as usize];
+            // Counts literal `id` found on this event towards its rules' clauses.
+            let mut hit = |id: u32| {
+                let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
+                if seen[w] & bit != 0 {
+                    return;
+                }
+                seen[w] |= bit;
+                seen_list.push(id);
+                let range = starts[id as usize] as usize..starts[id as usize + 1] as usize;
+                for &(rule, clause) in &postings[range] {
+                    let r = rule as usize;
+                    let before = sat[r];
+                    if before == 0 {
+                        touched.push(rule);
+                    }
+                    let after = before | clause;
+                    sat[r] = after;
+                    if before != after && after == full[r] && kinds[r].contains(kind) {
+                        hits.push(rule);
+                    }
+                }
+            };
             // Scans one value; false once over the bytes it reads.
             let mut one = |text: &[u8]| {
                 if over || text.len() > budget {
@@ -269,28 +349,12 @@ impl Prefilter {
                     return false;
                 }
                 budget -= text.len();
-                field.set.scan(text, |local| {
-                    let id = field.ids[local as usize];
-                    let (w, bit) = (id as usize / 64, 1u64 << (id % 64));
-                    if seen[w] & bit != 0 {
-                        return;
-                    }
-                    seen[w] |= bit;
-                    seen_list.push(id);
-                    let range = starts[id as usize] as usize..starts[id as usize + 1] as usize;
-                    for &(rule, clause) in &postings[range] {
-                        let r = rule as usize;
-                        let before = sat[r];
-                        if before == 0 {
-                            touched.push(rule);
-                        }
-                        let after = before | clause;
-                        sat[r] = after;
-                        if before != after && after == full[r] && kinds[r].contains(kind) {
-                            hits.push(rule);
-                        }
-                    }
-                });
+                field.set.scan(text, |local| hit(field.ids[local as usize]));
+                if let Some(id) = field.non_ascii
+                    && !text.is_ascii()
+                {
+                    hit(id);
+                }
                 true
             };
             match &field.spec {
@@ -415,6 +479,51 @@ mod tests {
             [0, 1, 2, 3],
             "past the bytes it reads, every rule of the kind"
         );
+    }
+
+    #[test]
+    fn a_literal_of_characters_never_ascii_needs_a_byte_past_ascii() {
+        let rules = [
+            rule("emoji", vec![vec![need("\u{1F600}"), need("\u{1F47B}")]]),
+            rule("cyrillic", vec![vec![need("\u{0410}"), need("[u+202e]")]]),
+            rule("kelvin", vec![vec![need("\u{212A}")]]),
+            rule("long-s", vec![vec![need("x\u{017F}")]]),
+        ];
+        let mut p = Prefilter::new(&rules);
+        assert_eq!(
+            p.bounded(),
+            2,
+            "the Kelvin sign matches `k` and the long s `S`: those rules always run"
+        );
+        assert_eq!(candidates(&mut p, "whoami /all".into()), [2, 3]);
+        assert_eq!(
+            candidates(&mut p, "cmd /c echo \u{1F47B}".into()),
+            [0, 1, 2, 3],
+            "any byte past ASCII lets both through (the automata tell them apart)"
+        );
+        assert_eq!(
+            candidates(&mut p, "a [U+202E] b".into()),
+            [1, 2, 3],
+            "the clause's ASCII literal still counts"
+        );
+        assert_eq!(
+            candidates(&mut p, "calc".into()),
+            [2, 3],
+            "nothing left over"
+        );
+        for c in ['\u{212A}', '\u{017F}', '\u{0130}', '\u{0131}', 'a'] {
+            assert!(!never_ascii(c), "{c:?}");
+        }
+        for c in [
+            '\u{0410}',
+            '\u{0430}',
+            '\u{1F600}',
+            '\u{202E}',
+            '\u{00AE}',
+            '\u{00C5}',
+        ] {
+            assert!(never_ascii(c), "{c:?}");
+        }
     }
 
     #[test]
