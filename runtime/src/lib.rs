@@ -86,7 +86,7 @@ pub use module_cache::{CacheStats, ModuleCache};
 pub use outcome::{BatchOutcome, EventError, Outcome, RuleDetection};
 pub use pack::{
     LOAD_FUEL_PER_DATA_BYTE, LOAD_MS_PER_DATA_KIB, LoadedPack, MAX_BATCH_BYTES,
-    MAX_PACK_METADATA_BYTES, MAX_PACK_RULES, MAX_RULE_DATA_BYTES,
+    MAX_PACK_METADATA_BYTES, MAX_PACK_RULES, MAX_RULE_DATA_BYTES, PackStats,
 };
 pub use quarantine::{Alert, Fault, PackRecord, QuarantineRecord, Reason};
 pub use replay::{ReplayError, ReplayOutcome, replay, replay_with_data};

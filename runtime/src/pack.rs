@@ -41,6 +41,23 @@ pub const LOAD_MS_PER_DATA_KIB: u64 = 1;
 /// event is larger.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
+/// A pack's own counters: the work of its shared code (reading the batch, the engine's walk, a
+/// cross-rule prefilter), outside every rule's budget. Fuel counts wasm instructions, so these
+/// are the same on every run: the deterministic measure of what a pack costs beyond its rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct PackStats {
+    /// Events the pack began (`rulebox.event_begin`) in calls that completed.
+    pub events: u64,
+    /// The pack's own fuel over those events, each from its `event_begin` to the next one or to the
+    /// call's end, the rules' fuel not included.
+    pub own_fuel: u64,
+    /// The most own fuel one event used.
+    pub max_own_fuel: u64,
+    /// Instances replaced by fresh ones after a fault.
+    pub renewals: u64,
+}
+
 /// One rule of a pack, as the host keeps it.
 #[derive(Debug)]
 pub(crate) struct Member {
@@ -114,6 +131,8 @@ pub struct LoadedPack {
     renewals: u64,
     memory_high_water: u64,
     log_suppressed: u64,
+    /// The pack's own counters of instances replaced or released.
+    own: Counters,
 }
 
 impl std::fmt::Debug for LoadedPack {
@@ -317,6 +336,7 @@ impl LoadedPack {
             renewals: 0,
             memory_high_water: 0,
             log_suppressed: 0,
+            own: Counters::default(),
         };
         pack.arm(&mut instance, None);
         pack.instance = Some(instance);
@@ -385,8 +405,12 @@ impl LoadedPack {
         Ok(())
     }
 
-    /// Copies the counters of `ctl` (a live instance's) into the members.
+    /// Copies the counters of `ctl` (a live instance's, about to be dropped) into the members,
+    /// and adds its own counters to the pack's.
     fn keep_counters(&mut self, ctl: &PackCtl) {
+        self.own.events += ctl.own.events;
+        self.own.total_fuel = self.own.total_fuel.saturating_add(ctl.own.total_fuel);
+        self.own.max_fuel = self.own.max_fuel.max(ctl.own.max_fuel);
         for (m, c) in self.members.iter_mut().zip(&ctl.members) {
             let (strikes, last) = (m.stats.strikes, m.stats.last_strike);
             m.stats = stats_of(&c.counters);
@@ -459,6 +483,17 @@ impl LoadedPack {
     /// How many instances were replaced by fresh ones after a fault.
     pub fn renewals(&self) -> u64 {
         self.renewals
+    }
+
+    /// The pack's own counters, over every instance it has had.
+    pub fn pack_stats(&self) -> PackStats {
+        let live = self.ctl().map(|c| c.own).unwrap_or_default();
+        PackStats {
+            events: self.own.events + live.events,
+            own_fuel: self.own.total_fuel.saturating_add(live.total_fuel),
+            max_own_fuel: self.own.max_fuel.max(live.max_fuel),
+            renewals: self.renewals,
+        }
     }
 
     /// Every rule of the pack with its counters, in index order.

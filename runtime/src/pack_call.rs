@@ -110,6 +110,8 @@ pub(crate) struct PackCtl {
     pub(crate) detections: Vec<Detection<'static>>,
     /// Detections of earlier calls, kept for their allocations.
     pub(crate) spare: Vec<Detection<'static>>,
+    /// The pack's own work per event (fuel outside every rule), in `Counters::note`'s terms.
+    pub(crate) own: Counters,
 }
 
 /// Why a pack's import stopped the guest.
@@ -152,6 +154,7 @@ impl PackCtl {
             next_rule: 0,
             open: None,
             saved_fuel: 0,
+            own: Counters::default(),
             saved_budget: Budget::start(0, 1),
             ran: Vec::new(),
             hits: Vec::new(),
@@ -200,6 +203,20 @@ impl PackCtl {
         self.spare.append(&mut self.detections);
     }
 
+    /// Counts the pack's own fuel on the current event (if one began): what it used of its
+    /// per-event budget, whose rest is `saved_fuel` while a rule is open and `fuel_left` otherwise.
+    #[inline]
+    fn end_event(&mut self, fuel_left: u64) {
+        if self.current.is_some() {
+            let left = if self.open.is_some() {
+                self.saved_fuel
+            } else {
+                fuel_left
+            };
+            self.own.note(self.pack_fuel.saturating_sub(left));
+        }
+    }
+
     /// Closes the open rule (if any) with no detections: counts it with the fuel it used. The
     /// caller gives the pack its budgets back (or the next rule its own).
     #[inline]
@@ -217,6 +234,7 @@ impl PackCtl {
     /// one was open.
     pub(crate) fn finish(&mut self, fuel_left: u64) -> bool {
         let open = self.open.is_some();
+        self.end_event(fuel_left);
         self.close(fuel_left);
         open
     }
@@ -245,6 +263,7 @@ pub(crate) fn event_begin(mut caller: Caller<'_, HostState>, event: u32) -> wasm
         ..
     } = caller.data_mut();
     let ctl = ctl(pack)?;
+    ctl.end_event(fuel_left);
     ctl.close(fuel_left);
     if event < ctl.next_event {
         return Err(violation(match ctl.current {

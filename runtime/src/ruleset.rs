@@ -674,6 +674,16 @@ impl RuleSet {
             .map(LoadedPack::info)
     }
 
+    /// The rule packs loaded, in load order, each with its own counters (the work of its shared
+    /// code outside every rule: [`PackStats`](crate::PackStats)).
+    pub fn pack_stats(&self) -> impl Iterator<Item = (&Arc<PackInfo>, crate::PackStats)> {
+        self.units
+            .iter()
+            .filter(|u| self.entries.iter().any(|e| e.unit == u.id))
+            .filter_map(Unit::pack)
+            .map(|p| (p.info(), p.pack_stats()))
+    }
+
     fn unit(&self, id: u64) -> Option<&Unit> {
         self.units
             .binary_search_by_key(&id, |u| u.id)

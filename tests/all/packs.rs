@@ -574,3 +574,110 @@ fn a_rule_dropped_from_a_packs_data_is_reported_removed_by_the_activation() {
         assert!(!set.is_active("small-2") && set.is_active("small-1"));
     });
 }
+
+#[test]
+fn a_packs_own_fuel_is_counted_per_event_without_its_rules_fuel_and_kept_across_a_renewal() {
+    use crate::common::process;
+    let own = |set: &RuleSet| {
+        let all: Vec<_> = set.pack_stats().map(|(_, s)| s).collect();
+        assert_eq!(all.len(), 1, "one pack");
+        all[0]
+    };
+    let rt = runtime();
+    rt.clone().run_sandboxed(move |thread| {
+        let rules_fuel = |set: &RuleSet| {
+            set.rules()
+                .filter(|(info, _, _)| info.id.starts_with("small-"))
+                .map(|(_, _, s)| s.total_fuel)
+                .sum::<u64>()
+        };
+        let data = pack_many_rules::data(20, None, false);
+        let mut set = crate::pack_faults::with_pack(&rt, thread, &data);
+        assert_eq!(own(&set), rulebox_runtime::PackStats::default());
+        let mut out = BatchOutcome::default();
+
+        // Same length, one marker apart: every small rule fires on `#all#` and none on the other,
+        // so the rules' work differs and the pack's own walk hardly does.
+        let quiet = [process("C:\\x.exe", "x #nop#", "")];
+        let loud = [process("C:\\x.exe", "x #all#", "")];
+        set.process_batch(thread, &quiet, &mut out);
+        let (q, q_rules) = (own(&set), rules_fuel(&set));
+        assert_eq!(q.events, 1);
+        assert!(q.own_fuel > 0 && q.max_own_fuel == q.own_fuel, "{q:?}");
+        // The first event also pays for the pack's buffers; from the second on, the same event
+        // costs the same fuel, to the instruction.
+        set.process_batch(thread, &quiet, &mut out);
+        let second = own(&set).own_fuel - q.own_fuel;
+        let q_rules = rules_fuel(&set) - q_rules;
+        set.process_batch(thread, &quiet, &mut out);
+        assert_eq!(own(&set).events, 3);
+        assert_eq!(
+            own(&set).own_fuel - q.own_fuel - second,
+            second,
+            "fuel counts instructions: the same event costs the same"
+        );
+        assert!(second <= q.own_fuel);
+        let (before, before_rules) = (own(&set), rules_fuel(&set));
+        set.process_batch(thread, &loud, &mut out);
+        let detections = out.iter().next().unwrap().unwrap().detections.len();
+        assert_eq!(detections, 20, "every small rule fired");
+        let loud_own = own(&set).own_fuel - before.own_fuel;
+        let loud_rules = rules_fuel(&set) - before_rules;
+        assert!(
+            loud_rules > q_rules + 4 * loud_own.abs_diff(second),
+            "the rules' extra work on the loud event ({loud_rules} against {q_rules}) is not \
+             counted as the pack's ({loud_own} against {second})"
+        );
+    });
+
+    // A fault replaces the instance; the pack's counters carry over.
+    let rt = crate::common::runtime_with(|c| {
+        c.rules.insert(
+            "office-spawns-shell".into(),
+            rulebox_runtime::Limits {
+                fuel_per_event: 500,
+                ..Default::default()
+            },
+        );
+    });
+    rt.clone().run_sandboxed(move |thread| {
+        // The other kinds first, so that the first instance completes events before the fault.
+        let (mut events, starts): (Vec<_>, Vec<_>) = demo_events()
+            .into_iter()
+            .partition(|e| e.kind() != rulebox_sdk::EventKind::ProcessStart);
+        events.extend(starts);
+        let mut set = RuleSet::new(&rt);
+        set.load(thread, EXAMPLE_PACK.bytes, "example-pack")
+            .unwrap();
+        let union = |k: rulebox_sdk::EventKind| {
+            set.rules()
+                .any(|(info, _, _)| info.subscriptions.contains(k))
+        };
+        let first = events
+            .iter()
+            .position(|e| e.kind() == rulebox_sdk::EventKind::ProcessStart)
+            .unwrap();
+        let sent_before = events[..first].iter().filter(|e| union(e.kind())).count();
+        let sent = events.iter().filter(|e| union(e.kind())).count();
+        assert!(
+            sent_before > 0,
+            "events before the fault, in the first instance"
+        );
+        for e in &events[..first] {
+            set.process(thread, e).unwrap();
+        }
+        let kept = own(&set);
+        assert_eq!(kept.events, sent_before as u64);
+        assert_eq!(kept.renewals, 0);
+        for e in &events[first..] {
+            set.process(thread, e).unwrap();
+        }
+        let after = own(&set);
+        assert_eq!(after.renewals, 1, "{after:?}");
+        assert_eq!(
+            after.events, sent as u64,
+            "every event counted once, those of the replaced instance kept: {after:?}"
+        );
+        assert!(after.own_fuel > kept.own_fuel && after.max_own_fuel >= kept.max_own_fuel);
+    });
+}
