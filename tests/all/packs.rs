@@ -143,9 +143,10 @@ fn a_rules_fuel_in_a_pack_is_its_fuel_as_a_module_of_its_own() {
     });
 }
 
-#[test]
-fn a_rule_with_a_lower_fuel_limit_hits_it_alone() {
-    let rt = crate::common::runtime_with(|c| {
+/// A runtime whose configuration gives the example pack's `office-spawns-shell` 500 fuel per
+/// event: too little for its first process start.
+fn office_shell_at_500_fuel() -> Runtime {
+    crate::common::runtime_with(|c| {
         c.rules.insert(
             "office-spawns-shell".into(),
             rulebox_runtime::Limits {
@@ -153,7 +154,12 @@ fn a_rule_with_a_lower_fuel_limit_hits_it_alone() {
                 ..Default::default()
             },
         );
-    });
+    })
+}
+
+#[test]
+fn a_rule_with_a_lower_fuel_limit_hits_it_alone() {
+    let rt = office_shell_at_500_fuel();
     rt.clone().run_sandboxed(move |thread| {
         let events = demo_events();
         let expected = one_by_one(&mut singles(&runtime(), thread), thread, &events);
@@ -631,15 +637,7 @@ fn a_packs_own_fuel_is_counted_per_event_without_its_rules_fuel_and_kept_across_
     });
 
     // A fault replaces the instance; the pack's counters carry over.
-    let rt = crate::common::runtime_with(|c| {
-        c.rules.insert(
-            "office-spawns-shell".into(),
-            rulebox_runtime::Limits {
-                fuel_per_event: 500,
-                ..Default::default()
-            },
-        );
-    });
+    let rt = office_shell_at_500_fuel();
     rt.clone().run_sandboxed(move |thread| {
         // The other kinds first, so that the first instance completes events before the fault.
         let (mut events, starts): (Vec<_>, Vec<_>) = demo_events()
