@@ -382,6 +382,33 @@ fn every_sigmahq_pack_loads_within_half_the_default_memory_cap() {
             }
         }
     }
+    // The cut in pack order (by kinds, then the rarest field a rule's prefilter reads): the
+    // packs' prefilters scan far fewer fields of a process start than cut in file order, where
+    // nearly every pack has a rule needing each rare field (about half as many, 2026-12-04).
+    let scans = |split: &[(String, Vec<u8>, Vec<usize>)]| -> usize {
+        split
+            .iter()
+            .map(|(_, data, _)| {
+                let pack = rulebox_sigma_eval::SigmaPack::from_data(data).unwrap();
+                pack.prefilter()
+                    .map_or(0, |p| p.scanned(rulebox_sdk::EventKind::ProcessStart).len())
+            })
+            .sum()
+    };
+    let file_order: Vec<usize> = (0..records.len()).collect();
+    let in_file_order = rulebox_sigma::split_packs_in_order(
+        &records,
+        &file_order,
+        "sigma",
+        rulebox_sigma::MAX_PACK_DATA_BYTES,
+        &full,
+    );
+    let (ordered, unordered) = (scans(&split), scans(&in_file_order));
+    eprintln!("field scans of a process start: {ordered} in pack order, {unordered} in file order");
+    assert!(
+        ordered * 3 < unordered * 2,
+        "pack order: {ordered} field scans of a process start, file order {unordered}"
+    );
     let packs: Vec<(String, Vec<u8>)> = split.into_iter().map(|(id, data, _)| (id, data)).collect();
     let config = RuntimeConfig::default();
     let cap = config.limits.memory_bytes;
