@@ -23,7 +23,9 @@ use std::path::PathBuf;
 
 use rulebox_runtime::{BatchOutcome, Runtime};
 use rulebox_sdk::{Event, Value};
-use sigma_common::{Corpus, rsigma_engine, rsigma_matches, rsigma_pass, rulebox_pass, rulebox_set};
+use sigma_common::{
+    Corpus, Prefilter, rsigma_engine, rsigma_matches, rsigma_pass, rulebox_pass, rulebox_set,
+};
 
 /// The golden file of expected disagreements.
 fn golden_path() -> PathBuf {
@@ -149,7 +151,7 @@ fn main() {
         .collect();
     let (rulebox, rulebox_total, quarantined, refused_events, rules) =
         runtime.run_sandboxed(move |thread| {
-            let mut set = rulebox_set(&rt, thread, &rules, true);
+            let mut set = rulebox_set(&rt, thread, &rules, Prefilter::Shared);
             let mut out = BatchOutcome::default();
             let total = rulebox_pass(&mut set, thread, &ev, &mut out);
             let mut refused = Vec::new();
@@ -168,6 +170,27 @@ fn main() {
                     }
                 })
                 .collect();
+            // The shared index changes no detection: the same packs, each with its own
+            // prefilter, fire the same rules on every event.
+            assert!(
+                set.stats().index_scans > 0 && set.stats().index_faults == 0,
+                "the shared index scanned the events: {:?}",
+                set.stats()
+            );
+            let mut own = rulebox_set(&rt, thread, &rules, Prefilter::PerPack);
+            let mut own_out = BatchOutcome::default();
+            rulebox_pass(&mut own, thread, &ev, &mut own_out);
+            let fired = |o: Option<&rulebox_runtime::Outcome>| -> BTreeSet<String> {
+                o.map(|o| o.detections.iter().map(|d| d.rule.id.clone()).collect())
+                    .unwrap_or_default()
+            };
+            for (i, (a, b)) in out.iter().zip(own_out.iter()).enumerate() {
+                assert_eq!(
+                    fired(a.ok()),
+                    fired(b.ok()),
+                    "event {i}: the shared index and the packs' own prefilters disagree"
+                );
+            }
             let quarantined: Vec<String> = set
                 .records()
                 .iter()

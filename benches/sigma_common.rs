@@ -179,18 +179,32 @@ fn for_rsigma(event: &Event<'_>) -> RsigmaEvent {
     }
 }
 
+/// Which cross-rule prefilter a [`rulebox_set`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefilter {
+    /// None: every rule of an event's kind runs on it (`rulebox_sigma::without_prefilter`).
+    #[allow(
+        dead_code,
+        reason = "the benches that compare with no prefilter use it"
+    )]
+    Off,
+    /// Each pack's own, scanning the event for its rules.
+    PerPack,
+    /// One shared index for every pack (`rulebox_sigma::index_data`), scanning the event once.
+    Shared,
+}
+
 /// The rules as rulebox ships them: the rule data of the Sigma engine (compiled once), split into
 /// packs as `rulebox sigma compile` splits them ([`rulebox_sigma::split_packs`]), loaded into one
-/// `RuleSet` with the runtime's limits; `prefilter: false` switches the packs' cross-rule
-/// prefilter off.
+/// `RuleSet` with the runtime's limits, with the cross-rule prefilter `prefilter`.
 ///
 /// # Panics
-/// If the engine or a pack does not load.
+/// If the engine, a pack or the index does not load, or the index is not current.
 pub fn rulebox_set(
     runtime: &Runtime,
     thread: &SandboxThread,
     rules: &[Rule],
-    prefilter: bool,
+    prefilter: Prefilter,
 ) -> RuleSet {
     let engine = runtime
         .compile(SIGMA_EVAL.bytes, "sigma.wasm")
@@ -202,19 +216,32 @@ pub fn rulebox_set(
     let mut set = RuleSet::new(runtime);
     let full =
         rulebox_validate::named::full_rows(&records, &rulebox_runtime::RuntimeConfig::default());
-    for (id, data, _) in rulebox_sigma::split_packs_with_rows(
+    let packs = rulebox_sigma::split_packs_with_rows(
         &records,
         "sigma",
         rulebox_sigma::MAX_PACK_DATA_BYTES,
         &full,
-    ) {
-        let data = if prefilter {
-            data
-        } else {
-            rulebox_sigma::without_prefilter(&data).expect("the pack's data splits")
+    );
+    for (id, data, _) in &packs {
+        let data = match prefilter {
+            Prefilter::Off => {
+                rulebox_sigma::without_prefilter(data).expect("the pack's data splits")
+            }
+            _ => data.clone(),
         };
         set.add_module(thread, &engine, &data, None)
             .unwrap_or_else(|r| panic!("pack {id} loads: {}: {}", r.reason, r.message));
+    }
+    if prefilter == Prefilter::Shared {
+        let index = rulebox_sigma::index_data("sigma-index", packs.iter().map(|p| p.1.as_slice()))
+            .expect("the index builds");
+        set.upsert_with_data(thread, &engine, &index, None)
+            .unwrap_or_else(|r| panic!("the index loads: {}: {}", r.reason, r.message));
+        let status = set.index_status();
+        assert!(
+            matches!(status, rulebox_runtime::IndexStatus::Current { .. }),
+            "the index is in use: {status:?}"
+        );
     }
     set
 }

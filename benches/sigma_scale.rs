@@ -10,9 +10,11 @@
 //! - **rulebox**: the compiled rules as the rule data of the Sigma engine (compiled once), split
 //!   into packs ([`rulebox_sigma::split_packs`]), loaded into one `RuleSet` with the production
 //!   limits (fuel, deadline, memory), the events handed over in one batch per pass
-//!   (`process_batch`: each pack is crossed into once per batch); **rulebox-no-prefilter** the
-//!   same packs with the engine's cross-rule prefilter switched off
-//!   (`rulebox_sigma::without_prefilter`), so every rule of an event's kind runs on it.
+//!   (`process_batch`: each pack is crossed into once per batch) and the packs' shared prefilter
+//!   index (`rulebox_sigma::index_data`: one scan of each event for every pack);
+//!   **rulebox-own-prefilter** the same packs without the index, each scanning the event for its
+//!   own rules; **rulebox-no-prefilter** the same packs with the engine's cross-rule prefilter
+//!   switched off (`rulebox_sigma::without_prefilter`), so every rule of an event's kind runs on it.
 //! - **rsigma**: `rsigma_eval::Engine` with every rule of the same files that it parses, each event
 //!   given as the flat JSON of its Sigma fields and routed by logsource
 //!   (`evaluate_with_logsource`, under every logsource rulebox gives the event to; see
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rulebox_runtime::{BatchOutcome, Runtime};
-use sigma_common::{Corpus, rsigma_engine, rsigma_pass, rulebox_pass, rulebox_set};
+use sigma_common::{Corpus, Prefilter, rsigma_engine, rsigma_pass, rulebox_pass, rulebox_set};
 
 const GROUP: &str = "sigma_scale";
 
@@ -53,15 +55,20 @@ fn main() {
     let rt = runtime.clone();
     let all = rules.len();
     runtime.run_sandboxed(move |thread| {
-        let mut set = rulebox_set(&rt, thread, &rules, true);
-        let mut set_off = rulebox_set(&rt, thread, &rules, false);
-        println!("rulebox: {} packs", set.packs().count());
+        let mut set = rulebox_set(&rt, thread, &rules, Prefilter::Shared);
+        let mut set_own = rulebox_set(&rt, thread, &rules, Prefilter::PerPack);
+        let mut set_off = rulebox_set(&rt, thread, &rules, Prefilter::Off);
+        println!(
+            "rulebox: {} packs, shared index {:?}",
+            set.packs().count(),
+            set.index_status()
+        );
         let small = rules.len().min(100);
         let large = rules.len().min(2500);
-        let mut set_small = rulebox_set(&rt, thread, &rules[..small], true);
-        let mut set_large = rulebox_set(&rt, thread, &rules[..large], true);
-        let mut set_small_off = rulebox_set(&rt, thread, &rules[..small], false);
-        let mut set_large_off = rulebox_set(&rt, thread, &rules[..large], false);
+        let mut set_small = rulebox_set(&rt, thread, &rules[..small], Prefilter::Shared);
+        let mut set_large = rulebox_set(&rt, thread, &rules[..large], Prefilter::Shared);
+        let mut set_small_off = rulebox_set(&rt, thread, &rules[..small], Prefilter::Off);
+        let mut set_large_off = rulebox_set(&rt, thread, &rules[..large], Prefilter::Off);
         let (plain, rs_refused) = rsigma_engine(&rules, false);
         let (indexed, _) = rsigma_engine(&rules, true);
         println!(
@@ -70,10 +77,12 @@ fn main() {
         );
         let mut out = BatchOutcome::default();
         let ours = rulebox_pass(&mut set, thread, &events, &mut out);
+        let ours_own = rulebox_pass(&mut set_own, thread, &events, &mut out);
         let ours_off = rulebox_pass(&mut set_off, thread, &events, &mut out);
         assert_eq!(ours, ours_off, "the prefilter changes no detection");
+        assert_eq!(ours, ours_own, "the shared index changes no detection");
         println!(
-            "detections per pass: rulebox {ours} (without the prefilter {ours_off}), rsigma {}, rsigma-index {}",
+            "detections per pass: rulebox {ours} (each pack's own prefilter {ours_own}, without a prefilter {ours_off}), rsigma {}, rsigma-index {}",
             rsigma_pass(&plain, &json),
             rsigma_pass(&indexed, &json)
         );
@@ -92,11 +101,12 @@ fn main() {
                 })
                 .collect()
         };
-        let (with, without) = (runs(&set), runs(&set_off));
+        let (with, own, without) = (runs(&set), runs(&set_own), runs(&set_off));
         let total = |v: &[(u64, u64, String, u64)]| v.iter().map(|r| r.0).sum::<u64>();
         println!(
-            "rule runs per event: {:.1} with the prefilter, {:.1} without",
+            "rule runs per event: {:.1} with the shared index, {:.1} with each pack's own prefilter, {:.1} without",
             total(&with) as f64 / n as f64,
+            total(&own) as f64 / n as f64,
             total(&without) as f64 / n as f64
         );
         let mut idle: Vec<_> = with.iter().filter(|r| r.1 == 0 && r.0 > 0).collect();
@@ -119,13 +129,26 @@ fn main() {
         }
         // The packs' own work outside every rule (the batch walk and the prefilter), deterministic
         // like the rules' fuel: the cost a shared scan would cut.
-        for (name, s) in [("with", &set), ("without", &set_off)] {
+        for (name, s) in [
+            ("with the shared index", &set),
+            ("with each pack's own prefilter", &set_own),
+            ("without a prefilter", &set_off),
+        ] {
             let packs: Vec<_> = s.pack_stats().map(|(_, p)| p).collect();
             println!(
-                "packs' own fuel per event {name} the prefilter: {:.0} ({} packs, {:.1} packs per event)",
+                "packs' own fuel per event {name}: {:.0} ({} packs, {:.1} packs per event)",
                 packs.iter().map(|p| p.own_fuel).sum::<u64>() as f64 / n as f64,
                 packs.len(),
                 packs.iter().map(|p| p.events).sum::<u64>() as f64 / n as f64
+            );
+        }
+
+        if let Some((_, ix)) = set.index_pack() {
+            println!(
+                "the shared index's own fuel per event: {:.0}, at most {} (on {} events)",
+                ix.own_fuel as f64 / n as f64,
+                ix.max_own_fuel,
+                ix.events
             );
         }
 
@@ -138,6 +161,9 @@ fn main() {
         group.throughput(Throughput::Elements(u64::try_from(n).unwrap_or(1)));
         group.bench_function(BenchmarkId::new("rulebox", all), |b| {
             b.iter(|| rulebox_pass(&mut set, thread, std::hint::black_box(&events), &mut out));
+        });
+        group.bench_function(BenchmarkId::new("rulebox-own-prefilter", all), |b| {
+            b.iter(|| rulebox_pass(&mut set_own, thread, std::hint::black_box(&events), &mut out));
         });
         group.bench_function(BenchmarkId::new("rsigma", all), |b| {
             b.iter(|| rsigma_pass(&plain, std::hint::black_box(&json)));
@@ -167,19 +193,22 @@ fn main() {
 
         let est = |f: &str, p: usize| rulebox_benches::criterion_estimate(GROUP, f, p);
         let rate = |ns: f64| n as f64 / (ns / 1e9);
-        if let (Some(ours), Some(off), Some(theirs), Some(index)) = (
+        if let (Some(ours), Some(own), Some(off), Some(theirs), Some(index)) = (
             est("rulebox", all),
+            est("rulebox-own-prefilter", all),
             est("rulebox-no-prefilter", all),
             est("rsigma", all),
             est("rsigma-index", all),
         ) {
             println!("\n{all} rules over {n} events (this run):");
             println!("  rulebox (sandboxed)       {:>12.0} events/s", rate(ours));
+            println!("  rulebox, own prefilters   {:>12.0} events/s", rate(own));
             println!("  rulebox, no prefilter     {:>12.0} events/s", rate(off));
             println!("  rsigma                    {:>12.0} events/s", rate(theirs));
             println!("  rsigma-index              {:>12.0} events/s", rate(index));
             println!("  rulebox / rsigma speed:       {:.2}x", theirs / ours);
             println!("  rulebox / rsigma-index speed: {:.2}x", index / ours);
+            println!("  shared index speed-up:        {:.2}x", own / ours);
             println!("  prefilter speed-up:           {:.2}x", off / ours);
         }
         for name in ["rulebox", "rulebox-no-prefilter"] {

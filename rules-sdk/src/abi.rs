@@ -132,6 +132,13 @@ pub const ABI_VERSION: u32 = 2;
 /// [`export_pack!`](crate::export_pack)): many rules in one module, events in batches.
 pub const PACK_ABI_VERSION: u32 = 3;
 
+/// The metadata name of a rule pack that is a **shared prefilter index** (ABI 3,
+/// `docs/abi.md`): its rules are those of other packs, which it never evaluates; per event it names
+/// the rules worth running (`rule_begin`), which the host records instead of running and hands to
+/// their own packs in the batch's candidate table ([`crate::batch`]). The host uses it only while
+/// its version is the digest of the packs it covers.
+pub const INDEX_PACK_NAME: &str = "rulebox prefilter index";
+
 /// Longest detection title, in bytes.
 pub const MAX_TITLE_BYTES: usize = 1024;
 /// Most matched fields in one detection.

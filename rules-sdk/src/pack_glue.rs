@@ -157,6 +157,13 @@ impl<P: Pack> PackCell<P> {
     /// event and, within each, rule by rule in increasing index order. Returns
     /// [`RESULT_NONE`] when done, [`RESULT_UNDECODABLE_EVENT`] when the batch or an event does not
     /// read (a schema mismatch: a fault of the pack).
+    ///
+    /// The rules run on an event are those subscribed to its kind that the batch's candidate list
+    /// for it names, when the batch has a candidate table (the host's shared prefilter: the pack's
+    /// own, [`Pack::candidates`], is not called, whatever [`Pack::PREFILTER`] says); else those
+    /// the pack's prefilter names, when it has one; else all of them. A candidate list that does
+    /// not read (checked for every event) or is not strictly increasing (checked on each event
+    /// evaluated) is [`RESULT_UNDECODABLE_EVENT`] too.
     pub fn on_events(&self, len: u32) -> u64 {
         let PackGuest {
             pack,
@@ -179,6 +186,10 @@ impl<P: Pack> PackCell<P> {
             let Ok(event) = batch.event(e) else {
                 return RESULT_UNDECODABLE_EVENT;
             };
+            // The host's shared prefilter, if it sent one: this event's rules worth running.
+            let Ok(listed) = batch.candidates(e) else {
+                return RESULT_UNDECODABLE_EVENT;
+            };
             if !event_begin(e as u32) {
                 continue;
             }
@@ -189,7 +200,13 @@ impl<P: Pack> PackCell<P> {
             if subscribed.is_empty() {
                 continue;
             }
-            let run: &[u32] = if P::PREFILTER {
+            let run: &[u32] = if let Some(listed) = listed {
+                candidates.clear();
+                if !listed.merge_subscribed(subscribed, candidates) {
+                    return RESULT_UNDECODABLE_EVENT;
+                }
+                candidates
+            } else if P::PREFILTER {
                 let Ok(view) = EventView::new(event) else {
                     return RESULT_UNDECODABLE_EVENT;
                 };

@@ -55,6 +55,7 @@ pub mod events;
 mod folder;
 mod guest_log;
 mod host;
+mod index;
 mod limiter;
 mod metadata;
 mod module;
@@ -80,6 +81,7 @@ pub use activate::{
 };
 pub use config::{ConfigError, Limits, RuntimeConfig};
 pub use folder::{Claimant, DuplicateClaim, FolderLoad};
+pub use index::{INDEX_PACK_NAME, IndexStatus, index_digest};
 pub use limiter::{MemoryLimitExceeded, TableLimitExceeded};
 pub use module::{CompiledRule, LoadError, content_hash};
 pub use module_cache::{CacheStats, ModuleCache};

@@ -442,6 +442,21 @@ impl LoadedPack {
             .and_then(|inst| inst.store.data().pack.as_deref())
     }
 
+    /// Makes the instance a shared prefilter index's (`crate::index`): the rules it names are
+    /// recorded, never run. A renewed instance is an ordinary pack's again.
+    pub(crate) fn record_candidates(&mut self) {
+        if let Some(inst) = self.instance.as_mut() {
+            inst.ctl().record = Some(Vec::new());
+        }
+    }
+
+    /// The `(event, rule)` pairs the last call recorded ([`record_candidates`](Self::record_candidates)).
+    pub(crate) fn recorded(&self) -> &[(u32, u32)] {
+        self.ctl()
+            .and_then(|c| c.record.as_deref())
+            .unwrap_or_default()
+    }
+
     /// Whether the pack still has an instance.
     pub(crate) fn is_live(&self) -> bool {
         self.instance.is_some()
@@ -584,10 +599,20 @@ impl LoadedPack {
     /// The events of `sel` (indices into `events`) a call may take, from the start: at most
     /// [`MAX_BATCH_EVENTS`] and [`MAX_BATCH_BYTES`] (but at least one event).
     pub(crate) fn chunk(events: &[(EventKind, &[u8])], sel: &[usize]) -> usize {
+        LoadedPack::chunk_with(events, sel, |_| 0)
+    }
+
+    /// [`chunk`](Self::chunk), each event of `sel` (by its position in `sel`) taking `extra(k)`
+    /// bytes more (its candidate list, `rulebox_sdk::batch`).
+    pub(crate) fn chunk_with(
+        events: &[(EventKind, &[u8])],
+        sel: &[usize],
+        extra: impl Fn(usize) -> usize,
+    ) -> usize {
         let mut bytes = batch::BATCH_HEADER_LEN;
         let mut n = 0;
-        for &i in sel.iter().take(MAX_BATCH_EVENTS) {
-            let add = batch::BATCH_ENTRY_LEN + events[i].1.len();
+        for (k, &i) in sel.iter().take(MAX_BATCH_EVENTS).enumerate() {
+            let add = batch::BATCH_ENTRY_LEN + events[i].1.len() + extra(k);
             if n > 0 && bytes + add > MAX_BATCH_BYTES {
                 break;
             }
@@ -599,14 +624,17 @@ impl LoadedPack {
 
     /// One call of `rulebox_on_events` on the events of `sel` (indices into `events`, at most
     /// [`chunk`](Self::chunk) of them): rules below `floor` skip the first event (they already ran
-    /// on it), and with `only` no rule but that one runs. The rules' results wait in the instance
-    /// for [`finish_call`](Self::finish_call).
+    /// on it), and with `only` no rule but that one runs. With `cands` (one list per event of
+    /// `sel`, from the set's shared prefilter index), the batch carries each event's candidate
+    /// rules, which the pack runs instead of asking its own prefilter. The rules' results wait in
+    /// the instance for [`finish_call`](Self::finish_call).
     pub(crate) fn call(
         &mut self,
         events: &[(EventKind, &[u8])],
         sel: &[usize],
         floor: u32,
         only: Option<u32>,
+        cands: Option<&[&[u32]]>,
     ) -> CallEnd {
         let Some(inst) = self.instance.as_mut() else {
             return CallEnd::PackFault {
@@ -616,7 +644,12 @@ impl LoadedPack {
             };
         };
         let bytes = || sel.iter().map(|&i| events[i].1);
-        let len = match batch::batch_len(bytes()) {
+        let lists = || cands.unwrap_or_default().iter().copied();
+        let len = match cands {
+            Some(_) => batch::batch_len_with_candidates(bytes(), lists()),
+            None => batch::batch_len(bytes()),
+        };
+        let len = match len {
             Ok(len) => len,
             Err(e) => {
                 return CallEnd::PackFault {
@@ -662,7 +695,11 @@ impl LoadedPack {
                 fault: inst.input_outside_memory(len32),
             };
         };
-        if let Err(e) = batch::write_batch_to(bytes(), dest) {
+        let written = match cands {
+            Some(_) => batch::write_batch_with_candidates_to(bytes(), lists(), dest),
+            None => batch::write_batch_to(bytes(), dest),
+        };
+        if let Err(e) = written {
             return CallEnd::PackFault {
                 event: 0,
                 done_upto: 0,

@@ -112,6 +112,9 @@ pub(crate) struct PackCtl {
     pub(crate) spare: Vec<Detection<'static>>,
     /// The pack's own work per event (fuel outside every rule), in `Counters::note`'s terms.
     pub(crate) own: Counters,
+    /// A shared prefilter index's instance (`crate::index`): the rules it names are recorded here,
+    /// `(event, rule)` in call order, and never run.
+    pub(crate) record: Option<Vec<(u32, u32)>>,
 }
 
 /// Why a pack's import stopped the guest.
@@ -160,6 +163,7 @@ impl PackCtl {
             hits: Vec::new(),
             detections: Vec::new(),
             spare: Vec::new(),
+            record: None,
         }
     }
 
@@ -201,6 +205,9 @@ impl PackCtl {
         self.open = None;
         self.hits.clear();
         self.spare.append(&mut self.detections);
+        if let Some(record) = &mut self.record {
+            record.clear();
+        }
     }
 
     /// Counts the pack's own fuel on the current event (if one began): what it used of its
@@ -332,6 +339,11 @@ pub(crate) fn rule_begin(mut caller: Caller<'_, HostState>, rule: u32) -> wasmti
             caller.set_fuel(fuel)?;
             caller.as_context_mut().set_epoch_deadline(1);
         }
+        return Ok(0);
+    }
+    if let Some(record) = &mut ctl.record {
+        // An index names the rule; its own pack runs it. The index's budgets run on.
+        record.push((event, rule));
         return Ok(0);
     }
     let (fuel, ms) = (member.limits.fuel_per_event, member.limits.deadline_ms);

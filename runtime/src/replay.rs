@@ -199,7 +199,7 @@ fn replay_pack(
         None => None,
     };
     let events = [(kind, event.as_slice())];
-    let end = pack.call(&events, &[0], 0, only);
+    let end = pack.call(&events, &[0], 0, only, None);
     let mut detections = Vec::new();
     pack.finish_call(|d| {
         if let Delivery::Detection { detection, .. } = d {

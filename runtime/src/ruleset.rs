@@ -8,6 +8,7 @@ use rulebox_sdk::{Event, EventKind};
 
 use crate::config::Limits;
 use crate::folder::{Claimant, DuplicateClaim, FolderLoad};
+use crate::index::{INDEX_PACK_NAME, IndexStatus, SharedIndex, UnitCandidates, index_digest};
 use crate::module::{CompiledRule, LoadError, content_hash};
 use crate::outcome::{BatchOutcome, EventError, Outcome, RuleDetection};
 use crate::pack::{CallEnd, Delivery, LoadedPack};
@@ -111,6 +112,10 @@ pub struct SetStats {
     /// Evaluations lost to a fault of a pack's shared code: (event, rule) pairs that were to run
     /// and did not (each is also in the alert of that fault).
     pub rules_missed: u64,
+    /// Events the shared prefilter index scanned for the packs it covers ([`RuleSet::index_status`]).
+    pub index_scans: u64,
+    /// Faults of the shared prefilter index (each stops it; the packs ran their own prefilters).
+    pub index_faults: u64,
 }
 
 /// A rule of a quarantined new version's fallback to run again from event `from` of the batch.
@@ -149,6 +154,12 @@ pub struct RuleSet {
     restore: Vec<Restore>,
     /// Units or entries changed during a batch: collect and reindex after it.
     dirty: bool,
+    /// The shared prefilter index, if one was installed (`crate::index`).
+    shared: Option<SharedIndex>,
+    /// Per unit position: the candidates the index named for it on the current batch.
+    unit_cands: Vec<UnitCandidates>,
+    /// Whether the index named the current batch's candidates.
+    index_on: bool,
 }
 
 impl RuleSet {
@@ -169,6 +180,9 @@ impl RuleSet {
             selection: Vec::new(),
             restore: Vec::new(),
             dirty: false,
+            shared: None,
+            unit_cands: Vec::new(),
+            index_on: false,
         }
     }
 
@@ -201,7 +215,20 @@ impl RuleSet {
         compiled: &CompiledRule,
     ) -> Result<Arc<RuleInfo>, Arc<QuarantineRecord>> {
         let rules = self.add_module(thread, compiled, &[], None)?;
-        Ok(rules[0].clone())
+        match rules.first() {
+            Some(first) => Ok(first.clone()),
+            None => Err(self.reject(
+                compiled.content_hash(),
+                compiled.source(),
+                None,
+                None,
+                &LoadError::BadMetadata(
+                    "the module is a shared prefilter index, which brings no rules: install it \
+                     with its rule data (`upsert_with_data`)"
+                        .into(),
+                ),
+            )),
+        }
     }
 
     /// Instantiates `compiled` with its rule data (empty for a one-rule module or a pack whose
@@ -435,6 +462,10 @@ impl RuleSet {
     /// Installs a module loaded elsewhere ([`Prepared::load`]) with the meaning of
     /// [`upsert`](Self::upsert). No guest code runs: the swap takes no longer than the bookkeeping
     /// of the rules it changes.
+    ///
+    /// A pack whose metadata names [`INDEX_PACK_NAME`] is the set's shared prefilter index
+    /// (`crate::index`, [`index_status`](Self::index_status)): it replaces the set's index, if
+    /// any, and brings no rules (the upsert lists none).
     pub fn upsert_prepared(&mut self, prepared: Prepared) -> Result<Upsert, Arc<QuarantineRecord>> {
         let (hash, data_hash) = match &prepared.body {
             Body::Rule(r) => (r.compiled().content_hash().to_owned(), content_hash(&[])),
@@ -506,6 +537,10 @@ impl RuleSet {
     /// Adds a loaded module: its rules replace loaded rules of the same ids (kept as fallbacks);
     /// a pack also removes the rules of the previous version of the same pack that it no longer has.
     fn install(&mut self, body: Body) -> Upsert {
+        let body = match body {
+            Body::Pack(p) if p.info().name == INDEX_PACK_NAME => return self.install_index(p),
+            other => other,
+        };
         let id = self.next_unit;
         self.next_unit += 1;
         let pack = match &body {
@@ -749,6 +784,204 @@ impl RuleSet {
             self.index.insert(id, ei);
         }
         self.dirty = false;
+        self.refresh_index();
+    }
+
+    /// Makes `pack` (an index: its metadata names [`INDEX_PACK_NAME`]) the set's shared prefilter
+    /// index in place of the one it has, if any; it brings no rules.
+    fn install_index(&mut self, pack: LoadedPack) -> Upsert {
+        let info = pack.info().clone();
+        let unchanged = self.shared.as_ref().is_some_and(|s| {
+            s.info().content_hash == info.content_hash && s.info().data_hash == info.data_hash
+        });
+        if !unchanged {
+            self.shared = Some(SharedIndex::new(pack));
+            self.refresh_index();
+        }
+        Upsert::Pack(PackUpsert {
+            pack: info,
+            rules: Vec::new(),
+            added: Vec::new(),
+            replaced: Vec::new(),
+            removed: Vec::new(),
+            unchanged,
+        })
+    }
+
+    /// Whether the set's shared prefilter index is in use, and why not (`crate::index`).
+    pub fn index_status(&self) -> IndexStatus {
+        self.shared
+            .as_ref()
+            .map_or(IndexStatus::None, |s| s.status.clone())
+    }
+
+    /// The shared prefilter index's pack and its counters (its own fuel is the scan's), if the
+    /// set has one.
+    pub fn index_pack(&self) -> Option<(&Arc<PackInfo>, crate::PackStats)> {
+        self.shared
+            .as_ref()
+            .map(|s| (s.info(), s.pack.pack_stats()))
+    }
+
+    /// Drops the shared prefilter index: every pack runs its own prefilter.
+    pub fn clear_index(&mut self) {
+        self.shared = None;
+    }
+
+    /// Matches the index with the packs loaded (`crate::index`): current, or stale and why.
+    fn refresh_index(&mut self) {
+        let Some(mut ix) = self.shared.take() else {
+            return;
+        };
+        if !matches!(ix.status, IndexStatus::Stopped(_)) {
+            ix.map.clear();
+            ix.covered.clear();
+            ix.covered.resize(self.units.len(), false);
+            ix.status = match self.match_index(&mut ix) {
+                Ok((packs, rules)) => IndexStatus::Current { packs, rules },
+                Err(why) => {
+                    ix.map.clear();
+                    ix.covered.clear();
+                    IndexStatus::Stale(why)
+                }
+            };
+        }
+        self.shared = Some(ix);
+    }
+
+    /// Where each rule of `ix` is (into `ix.map` and `ix.covered`), and how many packs and rules
+    /// it covers; or why it does not match the packs loaded.
+    fn match_index(&self, ix: &mut SharedIndex) -> Result<(usize, usize), String> {
+        use crate::text::Escaped;
+        let n = ix.pack.len();
+        let engine = ix.info().content_hash.clone();
+        let mut hashes = Vec::new();
+        let mut g = 0;
+        while g < n {
+            let first = &ix.pack.member(g).info;
+            let located = self
+                .index
+                .get(&first.id)
+                .map(|&ei| &self.entries[ei])
+                .and_then(|e| Some((self.unit_pos(e.unit)?, e.member)));
+            let Some((pos, 0)) = located else {
+                return Err(format!(
+                    "its rule {g} (`{}`) is not the first rule of a loaded pack",
+                    Escaped(&first.id)
+                ));
+            };
+            let unit = &self.units[pos];
+            let Some(pack) = unit.pack() else {
+                return Err(format!(
+                    "its rule {g} (`{}`) is a one-rule module",
+                    Escaped(&first.id)
+                ));
+            };
+            if pack.info().content_hash != engine {
+                return Err(format!(
+                    "pack `{}` runs in another engine module than the index",
+                    Escaped(&pack.info().id)
+                ));
+            }
+            if ix.covered[pos] || g + pack.len() > n {
+                return Err(format!(
+                    "pack `{}` is not in it whole, once",
+                    Escaped(&pack.info().id)
+                ));
+            }
+            for m in 0..pack.len() {
+                let (want, have) = (&ix.pack.member(g + m).info, &pack.member(m).info);
+                let current = self
+                    .index
+                    .get(&have.id)
+                    .map(|&ei| &self.entries[ei])
+                    .is_some_and(|e| e.unit == unit.id && e.member as usize == m);
+                if want.id != have.id
+                    || want.version != have.version
+                    || want.subscriptions != have.subscriptions
+                    || !current
+                {
+                    return Err(format!(
+                        "its rule {} (`{}` {}) is not rule {m} of pack `{}` (`{}` {})",
+                        g + m,
+                        Escaped(&want.id),
+                        Escaped(&want.version),
+                        Escaped(&pack.info().id),
+                        Escaped(&have.id),
+                        Escaped(&have.version),
+                    ));
+                }
+                ix.map.push((pos, u32::try_from(m).unwrap_or(u32::MAX)));
+            }
+            ix.covered[pos] = true;
+            hashes.push(pack.info().data_hash.clone());
+            g += pack.len();
+        }
+        if index_digest(hashes.iter().map(String::as_str)) != ix.info().version {
+            return Err("its digest is not that of the rule data of the packs it names".into());
+        }
+        Ok((hashes.len(), n))
+    }
+
+    /// Runs the index (when current) on `events`: each covered unit's candidates into
+    /// `unit_cands`. False when there is no current index, or it faulted (then stopped).
+    fn run_index(&mut self, events: &[(EventKind, &[u8])]) -> bool {
+        let Some(ix) = self.shared.as_mut() else {
+            return false;
+        };
+        if !ix.is_current() || !ix.pack.is_live() {
+            return false;
+        }
+        for c in &mut self.unit_cands {
+            c.clear();
+        }
+        self.unit_cands
+            .resize_with(self.units.len(), UnitCandidates::default);
+        let kinds = ix.pack.runnable_kinds();
+        let mut sel = std::mem::take(&mut self.selection);
+        sel.clear();
+        sel.extend((0..events.len()).filter(|&i| kinds & (1 << (events[i].0 as u8)) != 0));
+        let mut start = 0;
+        let mut fault = None;
+        while start < sel.len() {
+            let rest = &sel[start..];
+            let chunk = &rest[..LoadedPack::chunk(events, rest)];
+            match ix.pack.call(events, chunk, 0, None, None) {
+                CallEnd::Done => {}
+                CallEnd::RuleFault {
+                    event, fault: f, ..
+                }
+                | CallEnd::PackFault {
+                    event, fault: f, ..
+                } => {
+                    fault = Some(format!(
+                        "{} on event {} of the batch: {}",
+                        f.reason, chunk[event], f.message
+                    ));
+                    break;
+                }
+            }
+            for &(e, g) in ix.pack.recorded() {
+                if let (Some(&i), Some(&(pos, m))) = (chunk.get(e as usize), ix.map.get(g as usize))
+                    && let Some(c) = self.unit_cands.get_mut(pos)
+                {
+                    c.push(i, m);
+                }
+            }
+            ix.pack.finish_call(|_| {});
+            start += chunk.len();
+        }
+        self.selection = sel;
+        if let Some(why) = fault {
+            ix.stop(why);
+            self.stats.index_faults += 1;
+            for c in &mut self.unit_cands {
+                c.clear();
+            }
+            return false;
+        }
+        self.stats.index_scans += u64::try_from(start).unwrap_or(u64::MAX);
+        true
     }
 
     fn reject(
@@ -954,6 +1187,7 @@ impl RuleSet {
     /// `i`'s outcome (cleared).
     fn run(&mut self, events: &[(EventKind, &[u8])], outs: &mut [Outcome]) {
         debug_assert_eq!(events.len(), outs.len());
+        self.index_on = self.run_index(events);
         if let [(kind, _)] = events {
             // One event: the dispatch index names the modules to call.
             let subscribed = std::mem::take(&mut self.by_kind[*kind as usize]);
@@ -994,6 +1228,7 @@ impl RuleSet {
             self.run_unit(pos, events, outs, r.from, Some(r.member));
         }
         self.restore.clear();
+        self.index_on = false;
         if self.dirty {
             self.collect();
             self.reindex();
@@ -1065,7 +1300,29 @@ impl RuleSet {
     ) {
         let mut sel = std::mem::take(&mut self.selection);
         sel.clear();
-        if let Body::Pack(pack) = &mut self.units[pos].body {
+        // The index's candidates, for a pack it covers, on the whole batch.
+        let indexed = self.index_on
+            && only.is_none()
+            && from == 0
+            && self
+                .shared
+                .as_ref()
+                .is_some_and(|s| s.covered.get(pos) == Some(&true));
+        let cands = if indexed {
+            std::mem::take(&mut self.unit_cands[pos])
+        } else {
+            UnitCandidates::default()
+        };
+        if indexed {
+            sel.extend_from_slice(&cands.events);
+            if let Body::Pack(pack) = &mut self.units[pos].body {
+                for &i in &sel {
+                    if !outs[i].spare.is_empty() {
+                        pack.lend_spare(&mut outs[i].spare);
+                    }
+                }
+            }
+        } else if let Body::Pack(pack) = &mut self.units[pos].body {
             let kinds = match only {
                 Some(m) => pack.member(m as usize).info.subscriptions.0,
                 None => pack.runnable_kinds(),
@@ -1090,9 +1347,20 @@ impl RuleSet {
             let rest = &sel[start..];
             let chunk = match rest {
                 [_] => rest,
+                _ if indexed => {
+                    let extra = |k: usize| 8 + 4 * cands.list(start + k).len();
+                    &rest[..LoadedPack::chunk_with(events, rest, extra)]
+                }
                 _ => &rest[..LoadedPack::chunk(events, rest)],
             };
-            let end = pack.call(events, chunk, floor, only);
+            let lists: Vec<&[u32]> = if indexed {
+                (start..start + chunk.len())
+                    .map(|j| cands.list(j))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let end = pack.call(events, chunk, floor, only, indexed.then_some(&lists[..]));
             let stats = &mut self.stats;
             pack.finish_call(|d| match d {
                 Delivery::Ran { event, rules } => outs[chunk[event]].rules_run += rules,
@@ -1140,6 +1408,9 @@ impl RuleSet {
             }
         }
         self.selection = sel;
+        if indexed {
+            self.unit_cands[pos] = cands;
+        }
     }
 
     /// A fresh instance of the pack at `pos` after a fault on `event` (or its release, when none of

@@ -194,10 +194,12 @@ impl Prepared {
         Ok(Prepared { body })
     }
 
-    /// The module's rules, in index order.
+    /// The module's rules, in index order (none for a shared prefilter index, whose rules are
+    /// other packs': `RuleSet::index_status`).
     pub fn rules(&self) -> Vec<Arc<RuleInfo>> {
         match &self.body {
             Body::Rule(r) => vec![r.info().clone()],
+            Body::Pack(p) if p.info().name == crate::index::INDEX_PACK_NAME => Vec::new(),
             Body::Pack(p) => p.rules().map(|(info, _)| info.clone()).collect(),
         }
     }

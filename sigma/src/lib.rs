@@ -55,8 +55,9 @@ pub use error::SigmaError;
 pub use logsource::{EventSource, Lookup, Source, event_sources, map as map_logsource};
 pub use module::{MAX_PROGRAM_BYTES, build_module};
 pub use pack::{
-    MAX_PACK_DATA_BYTES, RULE_OVERHEAD_BYTES, pack_order, rule_data, rule_record, split_packs,
-    split_packs_in_order, split_packs_indexed, split_packs_with_rows, without_prefilter,
+    MAX_PACK_DATA_BYTES, RULE_OVERHEAD_BYTES, index_data, pack_order, rule_data, rule_record,
+    split_packs, split_packs_in_order, split_packs_indexed, split_packs_with_rows,
+    without_prefilter,
 };
 pub use refusals::Refusals;
 pub use rule::compile;

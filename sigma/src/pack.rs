@@ -12,8 +12,8 @@
 //! was handed, and the evaluators built from it), within the default 16 MiB memory cap.
 
 use rulebox_sigma_eval::{
-    Evaluator, OPTION_NO_PREFILTER, Program, SplitData, push_header, push_options, push_record,
-    push_rows, split_data_with_options,
+    Evaluator, INDEX_FORMAT, IndexData, IndexRule, OPTION_NO_PREFILTER, Program, SplitData,
+    push_header, push_index, push_options, push_record, push_rows, split_data_with_options,
 };
 
 use crate::SigmaError;
@@ -250,6 +250,46 @@ pub fn without_prefilter(data: &[u8]) -> Result<Vec<u8>, SigmaError> {
     for p in programs {
         push_record(&mut out, p);
     }
+    Ok(out)
+}
+
+/// The shared prefilter index (`rulebox_sigma_eval::IndexData`) of `packs`, each pack's rule data
+/// in the order the host loads them, as rule data for the engine, named `id`: every rule's kinds,
+/// fields and needs, and the digest of the packs' data ([`rulebox_runtime::index_digest`]), by
+/// which the host uses it only with exactly these packs. An error names the pack and rule whose
+/// program does not decode.
+pub fn index_data<'a>(
+    id: &str,
+    packs: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<u8>, SigmaError> {
+    let mut hashes = Vec::new();
+    let mut rules = Vec::new();
+    for (p, data) in packs.into_iter().enumerate() {
+        hashes.push(rulebox_runtime::content_hash(data));
+        let split = split_data_with_options(data)
+            .map_err(|e| SigmaError::Evaluator(format!("pack {p} does not split: {e}")))?;
+        for (r, bytes) in split.programs.into_iter().enumerate() {
+            let program = Program::from_bytes(bytes).map_err(|e| {
+                SigmaError::Evaluator(format!("pack {p}, rule {r}: the program is refused: {e}"))
+            })?;
+            rules.push(IndexRule {
+                id: program.id,
+                version: program.version,
+                severity: program.severity,
+                kinds: program.kinds,
+                fields: program.fields,
+                needs: program.needs,
+            });
+        }
+    }
+    let index = IndexData {
+        format: INDEX_FORMAT,
+        digest: rulebox_runtime::index_digest(hashes.iter().map(String::as_str)),
+        rules,
+    };
+    let mut out = Vec::new();
+    push_header(&mut out, id);
+    push_index(&mut out, &index);
     Ok(out)
 }
 

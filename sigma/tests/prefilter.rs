@@ -531,3 +531,118 @@ level: high
 fn support_event(kind: EventKind) -> Event<'static> {
     Event::new(rulebox_sdk::EventData::empty(kind))
 }
+
+/// The candidates `pack` names on `event` among every rule of its kind (a pack's own prefilter, or
+/// a shared index's), and those rules.
+fn named(pack: &mut SigmaPack, kinds: &[rulebox_sdk::EventKinds], event: &Event<'_>) -> Vec<u32> {
+    let bytes = event.to_bytes().expect("the event encodes");
+    let view = rulebox_sdk::EventView::new(&bytes).expect("the event reads");
+    let subscribed: Vec<u32> = (0..kinds.len())
+        .filter(|&r| kinds[r].contains(event.kind()))
+        .map(|r| u32::try_from(r).expect("under 4 billion rules"))
+        .collect();
+    let mut out = Vec::new();
+    pack.candidates(&view, &subscribed, &mut out);
+    out
+}
+
+/// The shared prefilter index (`rulebox_sigma::index_data`) of the SigmaHQ set cut into packs, as
+/// `rulebox sigma compile` cuts it, names on every corpus, boundary and generated event every rule
+/// each pack's own prefilter names (which the differential tests above show finds every
+/// detection), in that pack's numbering: so a pack given the index's list finds what it finds
+/// alone.
+#[test]
+fn the_shared_index_names_every_rule_each_packs_own_prefilter_names() {
+    let (Some(hq), Some(dir)) = (
+        shared("RULEBOX_SIGMAHQ_CORPUS", "../../shared/corpus/sigmahq"),
+        shared("RULEBOX_SIGMA_CORPUS", "../../shared/corpus/sigma"),
+    ) else {
+        eprintln!(
+            "SKIPPED: no SigmaHQ rules or Sigma corpus events (set RULEBOX_SIGMAHQ_CORPUS and RULEBOX_SIGMA_CORPUS, or put them under ../shared/corpus)"
+        );
+        return;
+    };
+    // The rules `rulebox sigma compile` packs: those under the program size cap.
+    let (programs, records): (Vec<_>, Vec<_>) = compile_all(&yaml_files(&hq))
+        .into_iter()
+        .filter_map(|p| rulebox_sigma::rule_record(&p).ok().map(|r| (p, r)))
+        .unzip();
+    let packs = rulebox_sigma::split_packs(&records, "sigma", rulebox_sigma::MAX_PACK_DATA_BYTES);
+    assert!(packs.len() > 3, "{} packs", packs.len());
+    let data = rulebox_sigma::index_data("sigma-index", packs.iter().map(|(_, d)| d.as_slice()))
+        .expect("the index builds");
+    let mut index = SigmaPack::load(&data).expect("the index loads");
+    let meta_rules: Vec<rulebox_sdk::EventKinds> = index
+        .metadata()
+        .rules
+        .iter()
+        .map(|r| r.subscriptions)
+        .collect();
+    assert_eq!(
+        meta_rules.len(),
+        programs.len(),
+        "the index covers every rule"
+    );
+    assert_eq!(
+        index.metadata().name,
+        rulebox_sigma_eval::INDEX_PACK_NAME,
+        "the host recognizes it"
+    );
+    let mut loaded: Vec<(SigmaPack, Vec<rulebox_sdk::EventKinds>, u32)> = Vec::new();
+    let mut base = 0u32;
+    for (_, d) in &packs {
+        let pack = SigmaPack::load(d).expect("a pack loads");
+        let kinds: Vec<_> = pack
+            .metadata()
+            .rules
+            .iter()
+            .map(|r| r.subscriptions)
+            .collect();
+        let n = u32::try_from(kinds.len()).expect("under 4 billion rules");
+        loaded.push((pack, kinds, base));
+        base += n;
+    }
+    let corpus = corpus_events(&dir);
+    let mut events = corpus.clone();
+    events.extend(boundary_events(&programs).into_iter().step_by(3));
+    events.extend(mutations(
+        &corpus,
+        &programs,
+        corpus.len(),
+        &mut Rng(0x5eed_0003),
+    ));
+    let (mut own_total, mut index_total) = (0usize, 0usize);
+    for (k, event) in events.iter().enumerate() {
+        let all = named(&mut index, &meta_rules, event);
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "increasing");
+        index_total += all.len();
+        for (pack, kinds, base) in &mut loaded {
+            let end = *base + u32::try_from(kinds.len()).expect("under 4 billion rules");
+            let from_index: Vec<u32> = all
+                .iter()
+                .filter(|&&g| (*base..end).contains(&g))
+                .map(|&g| g - *base)
+                .collect();
+            let own = named(pack, kinds, event);
+            own_total += own.len();
+            for r in &own {
+                assert!(
+                    from_index.binary_search(r).is_ok(),
+                    "event #{k} ({:?}): the index leaves out rule {r} its pack's prefilter names",
+                    event.kind()
+                );
+            }
+        }
+    }
+    eprintln!(
+        "SigmaHQ in {} packs: {} events, candidates per event {:.2} from the index, {:.2} from the packs' own prefilters",
+        packs.len(),
+        events.len(),
+        index_total as f64 / events.len() as f64,
+        own_total as f64 / events.len() as f64
+    );
+    assert!(
+        index_total > 0,
+        "the index named no rule: nothing was compared"
+    );
+}

@@ -18,6 +18,7 @@ mod pack_protocol;
 mod packs;
 mod result_checks;
 mod rule_tests;
+mod shared_index;
 mod signed_packs;
 mod starved_host;
 mod update;

@@ -53,6 +53,7 @@ mod eval;
 mod fold;
 #[cfg(target_arch = "wasm32")]
 mod guest;
+mod index;
 mod literal_set;
 mod node;
 mod pack;
@@ -65,13 +66,19 @@ pub use dfa::{
 };
 pub use eval::Evaluator;
 pub use fold::{fold_case, fold_char};
+pub use index::{
+    INDEX_FORMAT, INDEX_MAGIC, INDEX_PACK_NAME, IndexData, IndexRule, MAX_INDEX_RULES,
+    decode_index, push_index,
+};
 pub use literal_set::LiteralSet;
 pub use pack::{
     BYTE_ROWS_BUDGET, HEADER_MAGIC, OPTION_NO_PREFILTER, OPTIONS_MAGIC, PACK_ID, RECORD_MAGIC,
     ROWS_MAGIC, SigmaPack, SplitData, push_header, push_options, push_record, push_rows, records,
     split_data, split_data_with_options,
 };
-pub use prefilter::{MAX_SCANNED_BYTES, Prefilter, probes_past_ascii};
+pub use prefilter::{
+    MAX_INDEX_SCANNED_BYTES, MAX_SCANNED_BYTES, Needs, Prefilter, probes_past_ascii,
+};
 pub use program::{
     Check, Expr, FORMAT_VERSION, FieldSpec, Gate, LOCATOR_MAGIC, MAX_DEPTH, Need, NumOp, Program,
     ProgramError, RefOp, Scan,

@@ -40,7 +40,8 @@ use alloc::vec::Vec;
 use rulebox_sdk::{Detections, EventView, Pack, PackError, PackMetadata, RuleMetadata};
 
 use crate::eval::Evaluator;
-use crate::prefilter::Prefilter;
+use crate::index::{INDEX_MAGIC, INDEX_PACK_NAME, IndexRule, decode_index};
+use crate::prefilter::{MAX_INDEX_SCANNED_BYTES, Prefilter};
 use crate::program::ProgramError;
 
 /// The magic every record starts with.
@@ -235,12 +236,42 @@ fn records_from(data: &[u8], offset: usize) -> Result<Vec<&[u8]>, PackError> {
     Ok(out)
 }
 
+/// The pack id the header of `data` names (if it has one) and the body of its index frame, when
+/// `data` is a shared prefilter index (`crate::index`): `None` when it is not one.
+/// The pack id of a header, if any, and the body of an index frame.
+type IndexFrame<'a> = (Option<&'a str>, &'a [u8]);
+
+fn index_frame(data: &[u8]) -> Result<Option<IndexFrame<'_>>, PackError> {
+    let mut id = None;
+    let mut rest = data;
+    if rest.starts_with(&HEADER_MAGIC) {
+        let (name, tail) = frame(rest, 0)?;
+        id = core::str::from_utf8(name).ok();
+        rest = tail;
+    }
+    if !rest.starts_with(&INDEX_MAGIC) {
+        return Ok(None);
+    }
+    let at = data.len() - rest.len();
+    let (body, tail) = frame(rest, at)?;
+    if !tail.is_empty() {
+        return Err(PackError::new(format!(
+            "{} bytes follow the prefilter index at byte {at}",
+            tail.len()
+        )));
+    }
+    Ok(Some((id, body)))
+}
+
 /// The Sigma evaluator as a pack: one [`Evaluator`] per rule of its data, and the cross-rule
-/// [`Prefilter`] over them.
+/// [`Prefilter`] over them; or, loaded with an index (`crate::index`), the prefilter of many
+/// packs' rules, which it never evaluates.
 pub struct SigmaPack {
     id: String,
     rules: Vec<Evaluator<'static>>,
     prefilter: Option<Prefilter>,
+    /// The index's rules and digest, when the data is an index.
+    index: Option<(Vec<IndexRule>, String)>,
 }
 
 impl SigmaPack {
@@ -260,6 +291,17 @@ impl SigmaPack {
         data: &'d [u8],
         evaluator: impl Fn(&'d [u8]) -> Result<Evaluator<'static>, ProgramError>,
     ) -> Result<SigmaPack, PackError> {
+        if let Some((id, body)) = index_frame(data)? {
+            let index = decode_index(body)?;
+            return Ok(SigmaPack {
+                id: id.unwrap_or(PACK_ID).into(),
+                rules: Vec::new(),
+                prefilter: Some(
+                    Prefilter::new(&index.rules).with_scan_limit(MAX_INDEX_SCANNED_BYTES),
+                ),
+                index: Some((index.rules, index.digest)),
+            });
+        }
         let SplitData {
             id,
             flags,
@@ -279,6 +321,7 @@ impl SigmaPack {
             id: id.unwrap_or(PACK_ID).into(),
             rules,
             prefilter,
+            index: None,
         })
     }
 
@@ -289,6 +332,7 @@ impl SigmaPack {
             id: eval.id().into(),
             rules: alloc::vec![eval],
             prefilter: None,
+            index: None,
         })
     }
 
@@ -300,6 +344,11 @@ impl SigmaPack {
     /// The prefilter (`None` when the options switched it off, or for a one-rule pack).
     pub fn prefilter(&self) -> Option<&Prefilter> {
         self.prefilter.as_ref()
+    }
+
+    /// The rules of the index and its digest, when the pack was loaded with one (`crate::index`).
+    pub fn index(&self) -> Option<(&[IndexRule], &str)> {
+        self.index.as_ref().map(|(r, d)| (r.as_slice(), d.as_str()))
     }
 }
 
@@ -366,6 +415,25 @@ impl Pack for SigmaPack {
     }
 
     fn metadata(&self) -> PackMetadata<'_> {
+        if let Some((rules, digest)) = &self.index {
+            return PackMetadata {
+                schema_version: rulebox_sdk::abi::SCHEMA_VERSION,
+                id: Cow::Borrowed(&self.id),
+                name: Cow::Borrowed(INDEX_PACK_NAME),
+                version: Cow::Borrowed(digest),
+                rules: rules
+                    .iter()
+                    .map(|r| RuleMetadata {
+                        schema_version: rulebox_sdk::abi::SCHEMA_VERSION,
+                        id: Cow::Borrowed(&r.id),
+                        name: Cow::Borrowed(&r.id),
+                        version: Cow::Borrowed(&r.version),
+                        severity: r.severity,
+                        subscriptions: r.kinds,
+                    })
+                    .collect(),
+            };
+        }
         PackMetadata {
             schema_version: rulebox_sdk::abi::SCHEMA_VERSION,
             id: Cow::Borrowed(&self.id),
@@ -387,6 +455,7 @@ impl Pack for SigmaPack {
     }
 
     fn on_event(&mut self, rule: usize, event: &EventView<'_>, out: &mut Detections) {
+        // An index has no evaluator: its rules are evaluated by their own packs.
         if let Some(eval) = self.rules.get_mut(rule) {
             eval.detect(event, out);
         }

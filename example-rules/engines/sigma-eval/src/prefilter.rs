@@ -33,13 +33,41 @@ use rulebox_sdk::{EventKind, EventKinds, EventView};
 
 use crate::eval::{Evaluator, KINDS, NO_SLOT, each_keyword_text, each_text, slot_row};
 use crate::literal_set::{LiteralSet, MIN_LITERAL};
-use crate::program::FieldSpec;
+use crate::program::{FieldSpec, Need};
+
+/// What the prefilter reads of a rule: its kinds, the fields its needs name, and the needs. A
+/// pack's rules ([`Evaluator`]) and a shared index's entries (`crate::IndexRule`) both are.
+pub trait Needs {
+    /// The event kinds the rule subscribes to.
+    fn kinds(&self) -> EventKinds;
+    /// The fields [`needs`](Self::needs) refer to by index.
+    fn fields(&self) -> &[FieldSpec];
+    /// For every clause, the literals one of which an event must hold ([`Program::needs`](crate::Program::needs)).
+    fn needs(&self) -> &[Vec<Need>];
+}
+
+impl Needs for Evaluator<'_> {
+    fn kinds(&self) -> EventKinds {
+        Evaluator::kinds(self)
+    }
+    fn fields(&self) -> &[FieldSpec] {
+        Evaluator::fields(self)
+    }
+    fn needs(&self) -> &[Vec<Need>] {
+        Evaluator::needs(self)
+    }
+}
 
 /// The most bytes of field values the prefilter reads on one event: past them it stops and names
 /// every rule of the event's kind (which is sound, and what a pack without a prefilter runs), so
 /// that its own cost stays far inside the pack's budget on any event, however large. Events this
 /// large are rare; the rules' own budgets pay for them as they would without a prefilter.
 pub const MAX_SCANNED_BYTES: usize = 32 << 10;
+
+/// [`MAX_SCANNED_BYTES`] of a shared index (`crate::index`), which scans each event once for
+/// every pack and so reads the fields of all of them: four times a pack's, so that it gives up on
+/// fewer events than the packs would, within the index's own budget per event.
+pub const MAX_INDEX_SCANNED_BYTES: usize = 128 << 10;
 
 /// A rule has at most this many clauses the prefilter checks (one bit each); the others are not
 /// checked, which only lets more rules through.
@@ -73,6 +101,8 @@ pub struct Prefilter {
     scan: Vec<Vec<u32>>,
     /// Per event kind: the rules that always run, in increasing order.
     always: Vec<Vec<u32>>,
+    /// The most bytes of field values it reads on one event ([`MAX_SCANNED_BYTES`]).
+    max_bytes: usize,
     scratch: Scratch,
 }
 
@@ -129,8 +159,8 @@ fn probe(text: &str) -> Option<Vec<u8>> {
 }
 
 impl Prefilter {
-    /// The prefilter of `rules` (a pack's, in index order).
-    pub fn new(rules: &[Evaluator<'_>]) -> Prefilter {
+    /// The prefilter of `rules` (a pack's, or a shared index's, in index order).
+    pub fn new<R: Needs>(rules: &[R]) -> Prefilter {
         let mut fields: Vec<(Option<FieldSpec>, Vec<Vec<u8>>)> = Vec::new();
         // (field, text) → literal number.
         let mut numbers: BTreeMap<(u32, Vec<u8>), u32> = BTreeMap::new();
@@ -217,7 +247,7 @@ impl Prefilter {
                 }
             })
             .collect();
-        let kinds: Vec<EventKinds> = rules.iter().map(Evaluator::kinds).collect();
+        let kinds: Vec<EventKinds> = rules.iter().map(Needs::kinds).collect();
         let mut scan = vec![Vec::new(); KINDS];
         let mut always = vec![Vec::new(); KINDS];
         for kind in EventKind::ALL {
@@ -260,8 +290,16 @@ impl Prefilter {
             kinds,
             scan,
             always,
+            max_bytes: MAX_SCANNED_BYTES,
             scratch,
         }
+    }
+
+    /// The same prefilter reading at most `max_bytes` of field values per event (past them, it
+    /// names every rule of the event's kind).
+    pub fn with_scan_limit(mut self, max_bytes: usize) -> Prefilter {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// How many rules it can leave out (the others always run).
@@ -295,7 +333,8 @@ impl Prefilter {
     /// The rules that can match `event`, in increasing index order, into `out`: among the rules of
     /// the event's kind, those whose every clause has a literal in the event, and those it cannot
     /// bound. `subscribed` (every rule of the event's kind, in increasing order) is what it names
-    /// when the fields it would read are over [`MAX_SCANNED_BYTES`].
+    /// when the fields it would read are over its limit ([`MAX_SCANNED_BYTES`], or
+    /// [`with_scan_limit`](Self::with_scan_limit)'s).
     pub fn candidates(&mut self, event: &EventView<'_>, subscribed: &[u32], out: &mut Vec<u32>) {
         let kind = event.kind();
         let k = kind as usize;
@@ -307,6 +346,7 @@ impl Prefilter {
             kinds,
             scan,
             always,
+            max_bytes,
             scratch,
         } = self;
         let Scratch {
@@ -316,7 +356,7 @@ impl Prefilter {
             touched,
             hits,
         } = scratch;
-        let mut budget = MAX_SCANNED_BYTES;
+        let mut budget = *max_bytes;
         let mut over = false;
         for &f in scan.get(k).map_or(&[][..], Vec::as_slice) {
             let field = &fields[f as usize];
