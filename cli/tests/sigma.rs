@@ -62,7 +62,7 @@ fn sigma_compile_writes_one_engine_and_its_rule_data_which_run_and_validate_load
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert_eq!(files, ["sigma.01.rules", "sigma.wasm"]);
+    assert_eq!(files, ["sigma.01.rules", "sigma.index.rules", "sigma.wasm"]);
 
     let events = [
         event("C:\\Windows\\System32\\whoami.exe"),
@@ -85,6 +85,11 @@ fn sigma_compile_writes_one_engine_and_its_rule_data_which_run_and_validate_load
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
     assert_eq!(detections(&stdout), [WHOAMI, NOTEPAD], "{stdout}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("shared prefilter index: in use for 1 packs (2 rules), 3 events scanned"),
+        "{stderr}"
+    );
 
     let out = rulebox(&["validate", "out"], root);
     let report = text(&out.stdout);
@@ -110,4 +115,9 @@ fn sigma_compile_writes_one_engine_and_its_rule_data_which_run_and_validate_load
     let stdout = text(&out.stdout);
     assert!(stdout.contains("bad_rule_data"), "{stdout}");
     assert!(detections(&stdout).is_empty());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("shared prefilter index: not used, each pack ran its own prefilter"),
+        "the index of a pack that did not load is not used: {stderr}"
+    );
 }

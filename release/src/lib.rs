@@ -891,7 +891,8 @@ mod packs;
 mod publish;
 mod roles;
 pub use packs::{
-    PackIdentity, PackSource, ReadPack, identify_packs, is_rule_data_of, pack_sources_in,
+    PackIdentity, PackSource, ReadPack, identify_packs, is_index_data_of, is_rule_data_of,
+    pack_sources_in,
 };
 pub use publish::{
     LOCK_FILE, Publication, PublishError, PublishLock, ReleasePublication, Repository,

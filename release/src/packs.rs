@@ -31,6 +31,16 @@ pub struct PackIdentity {
     pub rules: Vec<(String, String)>,
 }
 
+/// Whether `file_name` is the shared prefilter index `rulebox sigma compile` writes beside the
+/// packs of the engine `engine_stem` (`NAME.index.rules`). `rulebox run` loads it with the packs;
+/// a release does not carry one yet ([`pack_sources_in`] leaves it out): an endpoint's packs run
+/// their own prefilters, finding the same.
+pub fn is_index_data_of(engine_stem: &str, file_name: &str) -> bool {
+    file_name
+        .strip_prefix(engine_stem)
+        .is_some_and(|rest| rest == ".index.rules")
+}
+
 /// Most data files read from one compiled folder.
 const MAX_DATA_FILES: usize = rulebox_runtime::content::MAX_PACKS;
 
@@ -43,8 +53,9 @@ pub fn is_rule_data_of(engine_stem: &str, file_name: &str) -> bool {
 }
 
 /// The engines of a compiled folder (`rulebox sigma compile -o DIR`): every `NAME.wasm` with at
-/// least one `NAME.rules` or `NAME.*.rules` beside it, with those data files sorted by name. A
-/// `.wasm` without data files is not an engine of this folder and is left out. Nothing is read yet.
+/// least one `NAME.rules` or `NAME.*.rules` beside it, with those data files sorted by name (but
+/// the shared index, [`is_index_data_of`], which a release does not carry yet). A `.wasm` without
+/// data files is not an engine of this folder and is left out. Nothing is read yet.
 pub fn pack_sources_in(dir: &Path) -> Result<Vec<PackSource>, ReleaseError> {
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_at(dir))? {
@@ -59,7 +70,7 @@ pub fn pack_sources_in(dir: &Path) -> Result<Vec<PackSource>, ReleaseError> {
         let stem = engine.trim_end_matches(".wasm");
         let data: Vec<ModuleSource> = names
             .iter()
-            .filter(|n| is_rule_data_of(stem, n))
+            .filter(|n| is_rule_data_of(stem, n) && !is_index_data_of(stem, n))
             .map(|n| ModuleSource::Path(dir.join(n)))
             .collect();
         if data.len() > MAX_DATA_FILES {
@@ -257,6 +268,7 @@ mod tests {
             "sigma.wasm",
             "sigma.02.rules",
             "sigma.01.rules",
+            "sigma.index.rules",
             "other.wasm",
             "sigmax.01.rules",
             "notes.txt",
@@ -271,7 +283,10 @@ mod tests {
         };
         assert_eq!(names(&found[0].engine), "sigma.wasm");
         let data: Vec<String> = found[0].data.iter().map(names).collect();
-        assert_eq!(data, ["sigma.01.rules", "sigma.02.rules"]);
+        assert_eq!(data, ["sigma.01.rules", "sigma.02.rules"], "not the index");
+        assert!(is_index_data_of("sigma", "sigma.index.rules"));
+        assert!(!is_index_data_of("sigma", "sigma.01.rules"));
+        assert!(!is_index_data_of("sig", "sigma.index.rules"));
         std::fs::remove_file(dir.path().join("sigma.01.rules")).unwrap();
         std::fs::remove_file(dir.path().join("sigma.02.rules")).unwrap();
         let err = pack_sources_in(dir.path()).unwrap_err();

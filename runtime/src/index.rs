@@ -18,6 +18,11 @@
 //! - every covered pack runs in the engine module the index runs in (so it reads the batch's
 //!   candidate table).
 //!
+//! Its own budget per event (fuel and deadline) is its limits' `fuel_per_event` and `deadline_ms`
+//! times the number of packs it covers: it does in one scan the work of that many packs'
+//! prefilters, each of which had that budget, so no event costs more than it could before, and
+//! an event that a pack's prefilter scans within its budget does not stop the index.
+//!
 //! Otherwise it is [`IndexStatus::Stale`] (a pack was updated, added or removed since it was
 //! built) and every pack runs its own prefilter, which is what a set without an index does. A
 //! fault of the index (a trap, its fuel or time) stops it for good ([`IndexStatus::Stopped`]):

@@ -450,6 +450,18 @@ impl LoadedPack {
         }
     }
 
+    /// Gives the instance's own work `packs` times the pack's own budget per event (fuel and
+    /// deadline): a shared prefilter index's, which does in one scan the work of that many packs'
+    /// prefilters, each of which had the pack budget of its own.
+    pub(crate) fn scale_own_budget(&mut self, packs: u64) {
+        let (fuel, ms) = (self.limits.fuel_per_event, self.limits.deadline_ms);
+        if let Some(inst) = self.instance.as_mut() {
+            let ctl = inst.ctl();
+            ctl.pack_fuel = fuel.saturating_mul(packs.max(1));
+            ctl.pack_ms = ms.saturating_mul(packs.max(1));
+        }
+    }
+
     /// The `(event, rule)` pairs the last call recorded ([`record_candidates`](Self::record_candidates)).
     pub(crate) fn recorded(&self) -> &[(u32, u32)] {
         self.ctl()

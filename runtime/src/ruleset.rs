@@ -838,7 +838,11 @@ impl RuleSet {
             ix.covered.clear();
             ix.covered.resize(self.units.len(), false);
             ix.status = match self.match_index(&mut ix) {
-                Ok((packs, rules)) => IndexStatus::Current { packs, rules },
+                Ok((packs, rules)) => {
+                    ix.pack
+                        .scale_own_budget(u64::try_from(packs).unwrap_or(u64::MAX));
+                    IndexStatus::Current { packs, rules }
+                }
                 Err(why) => {
                     ix.map.clear();
                     ix.covered.clear();

@@ -5,6 +5,8 @@
 //!  out/sigma.wasm       the engine (rulebox_example_artifacts::SIGMA_EVAL), compiled once by the host
 //!  out/sigma.01.rules   rule data of pack `sigma-01`: header "RBSP" u32-LE-length id, then
 //!  out/sigma.02.rules   record × rules, each "RBSG", u32 LE length, postcard program
+//!  out/sigma.index.rules  the packs' shared prefilter index ([`index_data`]): "RBSP" header,
+//!                       then "RBSI", u32 LE length, postcard `IndexData`
 //! ```
 //!
 //! A set is split into packs of at most [`MAX_PACK_DATA_BYTES`] of data ([`split_packs`]): each pack

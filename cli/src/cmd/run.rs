@@ -212,6 +212,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             quarantined.len(),
             rejected.len()
         )?;
+        match set.index_status() {
+            rulebox_runtime::IndexStatus::None => {}
+            rulebox_runtime::IndexStatus::Current { packs, rules } => writeln!(
+                err,
+                "shared prefilter index: in use for {packs} packs ({rules} rules), {} events scanned",
+                stats.index_scans
+            )?,
+            rulebox_runtime::IndexStatus::Stale(why) => writeln!(
+                err,
+                "shared prefilter index: not used, each pack ran its own prefilter: {}",
+                rulebox_runtime::text::Escaped(&why)
+            )?,
+            rulebox_runtime::IndexStatus::Stopped(why) => writeln!(
+                err,
+                "shared prefilter index: stopped after {} events, each pack ran its own prefilter: {}",
+                stats.index_scans,
+                rulebox_runtime::text::Escaped(&why)
+            )?,
+            _ => {}
+        }
         let mut table = Table::new(&[
             ("  RULE", Align::Left),
             ("VERSION", Align::Left),

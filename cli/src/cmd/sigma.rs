@@ -105,6 +105,9 @@ fn printable(text: &str) -> String {
 /// run` loads a `NAME.wasm` once with each `NAME.rules` / `NAME.*.rules` beside it as its data).
 const ENGINE_FILE: &str = "sigma.wasm";
 
+/// The shared prefilter index of the packs (`rulebox_release::is_index_data_of`).
+const INDEX_FILE: &str = "sigma.index.rules";
+
 fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -203,6 +206,17 @@ fn compile(args: CompileArgs) -> anyhow::Result<ExitCode> {
                 data.len()
             );
         }
+        // One prefilter scan of each event for every pack (`rulebox run` loads it with them; a
+        // release leaves it out, and each pack then runs its own).
+        let index = rulebox_sigma::index_data("sigma-index", packs.iter().map(|p| p.1.as_slice()))?;
+        let path = args.out.join(INDEX_FILE);
+        write_new(&path, &index)?;
+        println!(
+            "wrote {} (the shared prefilter index of the {} packs, {} bytes)",
+            path.display(),
+            packs.len(),
+            index.len()
+        );
         println!(
             "wrote {} ({} bytes): the engine of {} packs",
             engine.display(),
