@@ -791,8 +791,11 @@ impl RuleSet {
     /// index in place of the one it has, if any; it brings no rules.
     fn install_index(&mut self, pack: LoadedPack) -> Upsert {
         let info = pack.info().clone();
+        // The same index again is unchanged, but one that stopped starts afresh.
         let unchanged = self.shared.as_ref().is_some_and(|s| {
-            s.info().content_hash == info.content_hash && s.info().data_hash == info.data_hash
+            s.info().content_hash == info.content_hash
+                && s.info().data_hash == info.data_hash
+                && !matches!(s.status, IndexStatus::Stopped(_))
         });
         if !unchanged {
             self.shared = Some(SharedIndex::new(pack));

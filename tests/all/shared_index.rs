@@ -264,5 +264,12 @@ fn a_faulting_index_stops_and_the_packs_fall_back_on_the_same_batch() {
         assert_eq!(fired(&mut set, thread, &events), want, "and after");
         assert_eq!(set.stats().index_faults, 1, "stopped for good");
         assert!(set.records().is_empty(), "no rule was quarantined");
+        // Installed again, it starts afresh (and, with enough fuel, stays in use).
+        set.upsert_with_data(thread, &engine(&r), &index(&packs), None)
+            .expect("the index loads again");
+        assert!(matches!(set.index_status(), IndexStatus::Current { .. }));
+        assert_eq!(fired(&mut set, thread, &events), want);
+        assert_eq!(set.stats().index_faults, 1);
+        assert_eq!(set.stats().index_scans, 5, "scanned by the new one");
     });
 }
