@@ -161,7 +161,9 @@ pub trait Pack: Sized {
     const PREFILTER: bool = false;
 
     /// The rules worth running on `event`, in increasing index order, into `out` (empty); asked
-    /// only when [`PREFILTER`](Self::PREFILTER) is `true`. `subscribed` lists, in increasing
+    /// only when [`PREFILTER`](Self::PREFILTER) is `true`, and not on a batch in which the host's
+    /// shared prefilter index already names each event's candidates ([`crate::batch`]: the SDK
+    /// then runs those that are subscribed). `subscribed` lists, in increasing
     /// order, every rule subscribed to the event's kind; the default runs them all. A prefilter may
     /// return fewer: it must never leave out a rule that could match, and it runs on the pack's own
     /// budget, not any rule's.

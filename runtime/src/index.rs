@@ -18,16 +18,16 @@
 //! - every covered pack runs in the engine module the index runs in (so it reads the batch's
 //!   candidate table).
 //!
+//! Otherwise it is [`IndexStatus::Stale`] (a pack was updated, added or removed since it was
+//! built) and every pack runs its own prefilter, which is what a set without an index does. A
+//! fault of the index (a trap, its fuel or time) stops it for good ([`IndexStatus::Stopped`]):
+//! the packs fall back on the same batch, so no event and no rule is missed; installing it again
+//! starts it afresh.
+//!
 //! Its own budget per event (fuel and deadline) is its limits' `fuel_per_event` and `deadline_ms`
 //! times the number of packs it covers: it does in one scan the work of that many packs'
 //! prefilters, each of which had that budget, so no event costs more than it could before, and
 //! an event that a pack's prefilter scans within its budget does not stop the index.
-//!
-//! Otherwise it is [`IndexStatus::Stale`] (a pack was updated, added or removed since it was
-//! built) and every pack runs its own prefilter, which is what a set without an index does. A
-//! fault of the index (a trap, its fuel or time) stops it for good ([`IndexStatus::Stopped`]):
-//! the packs fall back on the same batch, so no event and no rule is missed; a new index is a new
-//! upsert.
 
 use std::sync::Arc;
 
@@ -140,12 +140,15 @@ impl UnitCandidates {
 
     /// The members named on `events[k]`.
     pub(crate) fn list(&self, k: usize) -> &[u32] {
+        let Some(&start) = self.starts.get(k) else {
+            return &[];
+        };
         let end = self
             .starts
             .get(k + 1)
             .copied()
             .unwrap_or(self.members.len());
-        self.members.get(self.starts[k]..end).unwrap_or_default()
+        self.members.get(start..end).unwrap_or_default()
     }
 }
 
@@ -171,6 +174,7 @@ mod tests {
         assert_eq!(c.events, [0, 3]);
         assert_eq!(c.list(0), [1, 4]);
         assert_eq!(c.list(1), [2]);
+        assert!(c.list(2).is_empty(), "past the events: nothing");
         c.clear();
         assert!(c.events.is_empty() && c.members.is_empty());
     }

@@ -139,16 +139,7 @@ pub struct SplitData<'a> {
 
 /// [`split_data`], and the option flags and the rows frame (see the module docs).
 pub fn split_data_with_options(data: &[u8]) -> Result<SplitData<'_>, PackError> {
-    let mut id = None;
-    let mut rest = data;
-    if rest.starts_with(&HEADER_MAGIC) {
-        let (name, tail) = frame(rest, 0)?;
-        id = Some(
-            core::str::from_utf8(name)
-                .map_err(|_| PackError::new("the pack id in the header is not UTF-8"))?,
-        );
-        rest = tail;
-    }
+    let (id, mut rest) = header(data)?;
     let mut flags = 0;
     if rest.starts_with(&OPTIONS_MAGIC) {
         let at = data.len() - rest.len();
@@ -194,6 +185,17 @@ pub fn split_data_with_options(data: &[u8]) -> Result<SplitData<'_>, PackError> 
     })
 }
 
+/// The pack id of the header `data` starts with, if it has one, and the rest of `data`.
+fn header(data: &[u8]) -> Result<(Option<&str>, &[u8]), PackError> {
+    if !data.starts_with(&HEADER_MAGIC) {
+        return Ok((None, data));
+    }
+    let (name, rest) = frame(data, 0)?;
+    let id = core::str::from_utf8(name)
+        .map_err(|_| PackError::new("the pack id in the header is not UTF-8"))?;
+    Ok((Some(id), rest))
+}
+
 /// The programs of `data` (records only, no header), in order, each checked for its framing only.
 pub fn records(data: &[u8]) -> Result<Vec<&[u8]>, PackError> {
     records_from(data, 0)
@@ -236,19 +238,13 @@ fn records_from(data: &[u8], offset: usize) -> Result<Vec<&[u8]>, PackError> {
     Ok(out)
 }
 
-/// The pack id the header of `data` names (if it has one) and the body of its index frame, when
-/// `data` is a shared prefilter index (`crate::index`): `None` when it is not one.
 /// The pack id of a header, if any, and the body of an index frame.
 type IndexFrame<'a> = (Option<&'a str>, &'a [u8]);
 
+/// The pack id the header of `data` names (if it has one) and the body of its index frame, when
+/// `data` is a shared prefilter index (`crate::index`): `None` when it is not one.
 fn index_frame(data: &[u8]) -> Result<Option<IndexFrame<'_>>, PackError> {
-    let mut id = None;
-    let mut rest = data;
-    if rest.starts_with(&HEADER_MAGIC) {
-        let (name, tail) = frame(rest, 0)?;
-        id = core::str::from_utf8(name).ok();
-        rest = tail;
-    }
+    let (id, rest) = header(data)?;
     if !rest.starts_with(&INDEX_MAGIC) {
         return Ok(None);
     }
@@ -474,6 +470,45 @@ impl Pack for SigmaPack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_loads_as_a_pack_of_no_evaluator_and_bad_framing_around_it_is_refused() {
+        use crate::index::{INDEX_FORMAT, IndexData, IndexRule, push_index};
+        let index = IndexData {
+            format: INDEX_FORMAT,
+            digest: "d".into(),
+            rules: alloc::vec![IndexRule {
+                id: "r".into(),
+                version: "1".into(),
+                severity: rulebox_sdk::Severity::Low,
+                kinds: rulebox_sdk::EventKinds::of(&[rulebox_sdk::EventKind::ProcessStart]),
+                fields: alloc::vec![],
+                needs: alloc::vec![],
+            }],
+        };
+        let mut data = Vec::new();
+        push_header(&mut data, "ix");
+        push_index(&mut data, &index);
+        let pack = SigmaPack::from_data(&data).unwrap();
+        assert!(pack.rules().is_empty());
+        assert_eq!(pack.index().map(|(r, d)| (r.len(), d)), Some((1, "d")));
+        let meta = pack.metadata();
+        assert_eq!(
+            (&*meta.id, &*meta.name, &*meta.version),
+            ("ix", INDEX_PACK_NAME, "d")
+        );
+        let mut trailing = data.clone();
+        trailing.push(0);
+        let e = SigmaPack::from_data(&trailing).err().unwrap();
+        assert!(e.0.contains("follow the prefilter index"), "{e}");
+        let mut bad_id = Vec::new();
+        bad_id.extend_from_slice(&HEADER_MAGIC);
+        bad_id.extend_from_slice(&1u32.to_le_bytes());
+        bad_id.push(0xff);
+        push_index(&mut bad_id, &index);
+        let e = SigmaPack::from_data(&bad_id).err().unwrap();
+        assert!(e.0.contains("not UTF-8"), "{e}");
+    }
 
     #[test]
     fn records_round_trip_and_bad_framing_is_refused() {
