@@ -54,6 +54,35 @@ fn fold(b: u8) -> u8 {
     FOLD[usize::from(b)]
 }
 
+/// Eight bytes (a little-endian word) as the scan compares them: [`fold`] of each, at once. A
+/// byte's low seven bits are its ASCII value only when its top bit is clear; the sums below stay
+/// within each byte (at most 0x7F + 0x3F), so no byte's test reaches its neighbour.
+#[inline(always)]
+fn fold8(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let low = x & !HIGH;
+    // Top bit set where the low seven bits are at least `A`, and where they are past `Z`.
+    let from_a = low + ONES * u64::from(0x80 - b'A');
+    let past_z = low + ONES * u64::from(0x80 - b'Z' - 1);
+    let capital = from_a & !past_z & !x & HIGH;
+    x | (capital >> 2)
+}
+
+/// Whether `text` folded ([`fold`]) is `folded` (of its length): eight bytes at a time.
+#[inline(always)]
+fn equal_folded(text: &[u8], folded: &[u8]) -> bool {
+    let (words, tail) = text.as_chunks::<8>();
+    let (lit_words, lit_tail) = folded.as_chunks::<8>();
+    words.len() == lit_words.len()
+        && words
+            .iter()
+            .zip(lit_words)
+            .all(|(t, l)| fold8(u64::from_le_bytes(*t)) == u64::from_le_bytes(*l))
+        && tail.len() == lit_tail.len()
+        && tail.iter().zip(lit_tail).all(|(&a, &b)| fold(a) == b)
+}
+
 /// The hash of a window (its folded bytes as a little-endian word) in a table of `2^bits` bits.
 #[inline(always)]
 fn hash(word: u32, bits: u32) -> usize {
@@ -334,7 +363,7 @@ impl LiteralSet {
                 .unwrap_or_default();
             let matches = text
                 .get(start..start + lit.len())
-                .is_some_and(|t| t.iter().zip(lit).all(|(&a, &b)| fold(a) == b));
+                .is_some_and(|t| equal_folded(t, lit));
             if matches {
                 found(entry.literal);
             }
@@ -405,6 +434,34 @@ mod tests {
             );
         }
         assert_eq!(found(&set, "xmimikatz"), [0, 2], "at the end of the text");
+    }
+
+    #[test]
+    fn folds_eight_bytes_as_the_table_folds_each() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut words: Vec<u64> = (0..=255u64).map(|b| b * 0x0101_0101_0101_0101).collect();
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            words.push(state);
+        }
+        for w in words {
+            let each = u64::from_le_bytes(w.to_le_bytes().map(fold));
+            assert_eq!(fold8(w), each, "{w:#018x}");
+        }
+        assert!(equal_folded(
+            b"C:\\Windows\\System32\\X.EXE",
+            b"c:\\windows\\system32\\x.exe"
+        ));
+        assert!(!equal_folded(
+            b"C:\\Windows\\System32\\Y.EXE",
+            b"c:\\windows\\system32\\x.exe"
+        ));
+        assert!(
+            !equal_folded(b"\xc0bcdefgh", b"\xe0bcdefgh"),
+            "no fold past ASCII"
+        );
     }
 
     #[test]
