@@ -458,13 +458,26 @@ impl<'e> EventView<'e> {
     /// [`extra_bytes`](Self::extra_bytes)): names of another length are passed over without
     /// reading them, so a search costs a few loads per extra field.
     pub fn extra_named(&self, name: &[u8]) -> Option<&'e [u8]> {
-        (0..self.extras).find_map(|i| {
-            let ((ns, ne), (vs, ve)) = self.extra_ranges(i);
-            if ne.wrapping_sub(ns) != name.len() || self.raw_in(ns, ne)? != name {
-                return None;
+        if self.extras == 0 {
+            return None;
+        }
+        // In order, as `extra_ranges` reads them: an extra's name starts where the previous
+        // value ends, so each step reads two ends, not three.
+        let mut at = HEADER_LEN + self.layout.fields.len() * SLOT_LEN;
+        let ((mut start, _), _) = self.extra_ranges(0);
+        for _ in 0..self.extras {
+            let name_end = self.end_at(at);
+            let value_end = self.end_at(at + 4);
+            if name_end.wrapping_sub(start) == name.len()
+                && self.raw_in(start, name_end) == Some(name)
+                && let Some(value) = self.raw_in(name_end, value_end)
+            {
+                return Some(value);
             }
-            self.raw_in(vs, ve)
-        })
+            start = value_end;
+            at += EXTRA_LEN;
+        }
+        None
     }
 
     /// Every extra field, as `(name, value)`.
@@ -735,6 +748,51 @@ mod tests {
                 assert_eq!(view.extra_named(absent.as_bytes()), None, "{absent:?}");
             }
         }
+    }
+
+    #[test]
+    fn extra_named_walks_as_extra_bytes_reads_even_on_damaged_ends() {
+        // Duplicate names (the first wins) and, on damaged copies, ends that point anywhere:
+        // the walk must find what reading each extra by its index finds.
+        let mut event = full(EventKind::ProcessStart);
+        for (name, value) in [("Rule", "second"), ("Dup", "a"), ("Dup", "b")] {
+            event.extra.push(Field {
+                name: name.into(),
+                value: value.into(),
+            });
+        }
+        let bytes = event.to_bytes().unwrap();
+        let names: [&[u8]; 6] = [b"Extra1", b"Rule", b"Dup", b"Nope", b"", b"R"];
+        fn by_index<'e>(view: &EventView<'e>, name: &[u8]) -> Option<&'e [u8]> {
+            (0..view.extra_len())
+                .filter_map(|i| view.extra_bytes(i))
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+        }
+        let mut checked = 0;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..4_000 {
+            let mut damaged = bytes.clone();
+            if round > 0 {
+                for _ in 0..1 + round % 3 {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let at = (state % damaged.len() as u64) as usize;
+                    damaged[at] = (state >> 32) as u8;
+                }
+            }
+            let Ok(view) = EventView::new(&damaged) else {
+                continue;
+            };
+            for name in names {
+                assert_eq!(view.extra_named(name), by_index(&view, name), "round {round}");
+            }
+            checked += 1;
+        }
+        assert!(checked > 100, "only {checked} damaged copies were read");
+        let view = EventView::new(&bytes).unwrap();
+        assert_eq!(view.extra_named(b"Dup"), Some(&b"a"[..]), "the first of a name");
     }
 
     #[test]
