@@ -749,6 +749,17 @@ pub(crate) fn each_keyword_text(view: &EventView<'_>, mut each: impl FnMut(Loc, 
 /// else the first extra field of that name, else the body field's default, else a header field.
 /// Text is not checked as UTF-8.
 fn resolve<'e>(spec: &FieldSpec, slots: &[u8; KINDS], view: &EventView<'e>) -> Option<Val<'e>> {
+    resolve_with(spec, slots, view, |name| view.extra_named(name))
+}
+
+/// [`resolve`], finding an extra field by name with `named` (what `EventView::extra_named` finds).
+#[inline(always)]
+fn resolve_with<'e>(
+    spec: &FieldSpec,
+    slots: &[u8; KINDS],
+    view: &EventView<'e>,
+    named: impl Fn(&[u8]) -> Option<&'e [u8]>,
+) -> Option<Val<'e>> {
     for (n, name) in spec.names.iter().enumerate() {
         let slot = if n == 0 {
             let s = slots[view.kind() as usize];
@@ -759,7 +770,7 @@ fn resolve<'e>(spec: &FieldSpec, slots: &[u8; KINDS], view: &EventView<'e>) -> O
         if let Some(v) = slot.and_then(|s| body(view, s)) {
             return Some(v);
         }
-        if let Some(value) = view.extra_named(name.as_bytes()) {
+        if let Some(value) = named(name.as_bytes()) {
             return Some(Val::Text(value));
         }
         if let Some(s) = slot {
@@ -774,11 +785,24 @@ fn resolve<'e>(spec: &FieldSpec, slots: &[u8; KINDS], view: &EventView<'e>) -> O
 
 /// For a field the event does not have: calls `each` with every element of the lists flattened
 /// under its names (when the field has elements) until it returns `false`.
-fn elements<'e>(spec: &FieldSpec, view: &EventView<'e>, mut each: impl FnMut(Val<'e>) -> bool) {
+fn elements<'e>(spec: &FieldSpec, view: &EventView<'e>, each: impl FnMut(Val<'e>) -> bool) {
+    elements_in(
+        spec,
+        (0..view.extra_len()).filter_map(|k| view.extra_bytes(k)),
+        each,
+    );
+}
+
+/// [`elements`] among `extras` (the event's extra fields, in order, as `(name, value)`).
+fn elements_in<'e>(
+    spec: &FieldSpec,
+    extras: impl Iterator<Item = (&'e [u8], &'e [u8])>,
+    mut each: impl FnMut(Val<'e>) -> bool,
+) {
     if !spec.elements {
         return;
     }
-    for (name, value) in (0..view.extra_len()).filter_map(|k| view.extra_bytes(k)) {
+    for (name, value) in extras {
         if spec.names.iter().any(|n| is_element(name, n)) && !each(Val::Text(value)) {
             return;
         }
@@ -788,18 +812,42 @@ fn elements<'e>(spec: &FieldSpec, view: &EventView<'e>, mut each: impl FnMut(Val
 /// Calls `each` with the bytes of every value of the field `spec` (`slots`: its [`slot_row`]) on
 /// `view`, exactly as a program's automaton over that field is handed them: its value, or (when
 /// the event does not have it) its elements; a number in decimal, a flag as `true`/`false`.
-pub(crate) fn each_text(
+pub(crate) fn each_text<'e>(
     spec: &FieldSpec,
     slots: &[u8; KINDS],
-    view: &EventView<'_>,
+    view: &EventView<'e>,
+    extras: &Extras<'e>,
     mut each: impl FnMut(&[u8]),
 ) {
-    match resolve(spec, slots, view) {
+    match resolve_with(spec, slots, view, |name| extras.named(name)) {
         Some(v) => with_bytes(v, each),
-        None => elements(spec, view, |v| {
+        None => elements_in(spec, extras.0.iter().copied(), |v| {
             with_bytes(v, &mut each);
             true
         }),
+    }
+}
+
+/// An event's extra fields as `(name, value)` bytes, read from its table once, in order (an entry
+/// whose ends are out of bounds is left out, as `EventView::extra_bytes` and `extra_named` leave
+/// it): for a reader that looks up many names on one event, each then a walk of a short list
+/// rather than of the event's table.
+pub(crate) struct Extras<'e>(Vec<(&'e [u8], &'e [u8])>);
+
+impl<'e> Extras<'e> {
+    /// Reads the extra fields of `view`.
+    pub(crate) fn read(view: &EventView<'e>) -> Extras<'e> {
+        Extras(
+            (0..view.extra_len())
+                .filter_map(|k| view.extra_bytes(k))
+                .collect(),
+        )
+    }
+
+    /// The value of the first extra field named `name`: what `EventView::extra_named` finds.
+    #[inline]
+    fn named(&self, name: &[u8]) -> Option<&'e [u8]> {
+        self.0.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
     }
 }
 
@@ -980,6 +1028,47 @@ fn in_network(text: &[u8], network: &[u8; 16], prefix: u8, v4: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extras_read_once_find_what_the_view_finds() {
+        use rulebox_sdk::{EventData, Field, ProcessStart};
+        let mut event = Event::new(EventData::ProcessStart(ProcessStart::default()));
+        for (name, value) in [
+            ("A", "1"),
+            ("Dup", "first"),
+            ("Dup", "second"),
+            ("", "empty"),
+        ] {
+            event.extra.push(Field {
+                name: name.into(),
+                value: value.into(),
+            });
+        }
+        let bytes = event.to_bytes().unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut checked = 0;
+        for round in 0..2_000 {
+            let mut damaged = bytes.clone();
+            if round > 0 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state % damaged.len() as u64) as usize;
+                damaged[at] = (state >> 32) as u8;
+            }
+            let Ok(view) = EventView::new(&damaged) else {
+                continue;
+            };
+            let extras = Extras::read(&view);
+            for name in [&b"A"[..], b"Dup", b"", b"Nope", b"Du"] {
+                assert_eq!(extras.named(name), view.extra_named(name), "round {round}");
+            }
+            checked += 1;
+        }
+        assert!(checked > 100, "only {checked} copies were read");
+        let view = EventView::new(&bytes).unwrap();
+        assert_eq!(Extras::read(&view).named(b"Dup"), Some(&b"first"[..]));
+    }
 
     #[test]
     fn decimals_and_elements() {

@@ -31,7 +31,7 @@ use alloc::vec::Vec;
 
 use rulebox_sdk::{EventKind, EventKinds, EventView};
 
-use crate::eval::{Evaluator, KINDS, NO_SLOT, each_keyword_text, each_text, slot_row};
+use crate::eval::{Evaluator, Extras, KINDS, NO_SLOT, each_keyword_text, each_text, slot_row};
 use crate::literal_set::{LiteralSet, MIN_LITERAL};
 use crate::program::{FieldSpec, Need};
 
@@ -358,6 +358,7 @@ impl Prefilter {
         } = scratch;
         let mut budget = *max_bytes;
         let mut over = false;
+        let extras = Extras::read(event);
         for &f in scan.get(k).map_or(&[][..], Vec::as_slice) {
             let field = &fields[f as usize];
             // Counts literal `id` found on this event towards its rules' clauses.
@@ -398,7 +399,7 @@ impl Prefilter {
                 true
             };
             match &field.spec {
-                Some(spec) => each_text(spec, &field.slots, event, |text| {
+                Some(spec) => each_text(spec, &field.slots, event, &extras, |text| {
                     one(text);
                 }),
                 None => each_keyword_text(event, |_, text| one(text)),
