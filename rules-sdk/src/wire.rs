@@ -786,13 +786,21 @@ mod tests {
                 continue;
             };
             for name in names {
-                assert_eq!(view.extra_named(name), by_index(&view, name), "round {round}");
+                assert_eq!(
+                    view.extra_named(name),
+                    by_index(&view, name),
+                    "round {round}"
+                );
             }
             checked += 1;
         }
         assert!(checked > 100, "only {checked} damaged copies were read");
         let view = EventView::new(&bytes).unwrap();
-        assert_eq!(view.extra_named(b"Dup"), Some(&b"a"[..]), "the first of a name");
+        assert_eq!(
+            view.extra_named(b"Dup"),
+            Some(&b"a"[..]),
+            "the first of a name"
+        );
     }
 
     #[test]
