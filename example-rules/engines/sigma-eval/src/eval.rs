@@ -1053,8 +1053,8 @@ mod tests {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                let at = (state % damaged.len() as u64) as usize;
-                damaged[at] = (state >> 32) as u8;
+                let at = usize::try_from(state % 65_521).unwrap_or(0) % damaged.len();
+                damaged[at] = state.to_le_bytes()[4];
             }
             let Ok(view) = EventView::new(&damaged) else {
                 continue;
