@@ -760,6 +760,23 @@ fn resolve_with<'e>(
     view: &EventView<'e>,
     named: impl Fn(&[u8]) -> Option<&'e [u8]>,
 ) -> Option<Val<'e>> {
+    resolve_at(spec, slots, view, |name| {
+        named(name).map(|v| (Loc::None, v))
+    })
+    .map(|(v, _)| v)
+}
+
+/// [`resolve`], with where the value is: `Loc::Body` when it is a body field's value (exactly
+/// what [`each_keyword_text`] reads there), the [`Loc`] `named` gave an extra field, and
+/// `Loc::None` for a default or a header field. `named` finds an extra field by name as
+/// `EventView::extra_named` does.
+#[inline(always)]
+fn resolve_at<'e>(
+    spec: &FieldSpec,
+    slots: &[u8; KINDS],
+    view: &EventView<'e>,
+    named: impl Fn(&[u8]) -> Option<(Loc, &'e [u8])>,
+) -> Option<(Val<'e>, Loc)> {
     for (n, name) in spec.names.iter().enumerate() {
         let slot = if n == 0 {
             let s = slots[view.kind() as usize];
@@ -767,17 +784,19 @@ fn resolve_with<'e>(
         } else {
             view.layout().slot(name)
         };
-        if let Some(v) = slot.and_then(|s| body(view, s)) {
-            return Some(v);
+        if let Some(s) = slot
+            && let Some(v) = body(view, s)
+        {
+            return Some((v, u8::try_from(s).map_or(Loc::None, Loc::Body)));
         }
-        if let Some(value) = named(name.as_bytes()) {
-            return Some(Val::Text(value));
+        if let Some((loc, value)) = named(name.as_bytes()) {
+            return Some((Val::Text(value), loc));
         }
         if let Some(s) = slot {
-            return view.slot_value(s).map(Val::from);
+            return view.slot_value(s).map(|v| (Val::from(v), Loc::None));
         }
         if let Some(v) = view.header_field(name) {
-            return Some(v.into());
+            return Some((v.into(), Loc::None));
         }
     }
     None
@@ -785,25 +804,26 @@ fn resolve_with<'e>(
 
 /// For a field the event does not have: calls `each` with every element of the lists flattened
 /// under its names (when the field has elements) until it returns `false`.
-fn elements<'e>(spec: &FieldSpec, view: &EventView<'e>, each: impl FnMut(Val<'e>) -> bool) {
+fn elements<'e>(spec: &FieldSpec, view: &EventView<'e>, mut each: impl FnMut(Val<'e>) -> bool) {
     elements_in(
         spec,
-        (0..view.extra_len()).filter_map(|k| view.extra_bytes(k)),
-        each,
+        (0..view.extra_len()).filter_map(|k| view.extra_bytes(k).map(|(n, v)| (Loc::None, n, v))),
+        |_, v| each(v),
     );
 }
 
-/// [`elements`] among `extras` (the event's extra fields, in order, as `(name, value)`).
+/// [`elements`] among `extras` (the event's extra fields, in order, as `(where, name, value)`),
+/// `each` given where each element is.
 fn elements_in<'e>(
     spec: &FieldSpec,
-    extras: impl Iterator<Item = (&'e [u8], &'e [u8])>,
-    mut each: impl FnMut(Val<'e>) -> bool,
+    extras: impl Iterator<Item = (Loc, &'e [u8], &'e [u8])>,
+    mut each: impl FnMut(Loc, Val<'e>) -> bool,
 ) {
     if !spec.elements {
         return;
     }
-    for (name, value) in extras {
-        if spec.names.iter().any(|n| is_element(name, n)) && !each(Val::Text(value)) {
+    for (loc, name, value) in extras {
+        if spec.names.iter().any(|n| is_element(name, n)) && !each(loc, Val::Text(value)) {
             return;
         }
     }
@@ -811,43 +831,53 @@ fn elements_in<'e>(
 
 /// Calls `each` with the bytes of every value of the field `spec` (`slots`: its [`slot_row`]) on
 /// `view`, exactly as a program's automaton over that field is handed them: its value, or (when
-/// the event does not have it) its elements; a number in decimal, a flag as `true`/`false`.
+/// the event does not have it) its elements; a number in decimal, a flag as `true`/`false`. Each
+/// comes with where it is: `Loc::Body` or `Loc::Extra` when it is exactly the bytes
+/// [`each_keyword_text`] reads at that place, `Loc::None` when it is a default or a header field.
 pub(crate) fn each_text<'e>(
     spec: &FieldSpec,
     slots: &[u8; KINDS],
     view: &EventView<'e>,
     extras: &Extras<'e>,
-    mut each: impl FnMut(&[u8]),
+    mut each: impl FnMut(Loc, &[u8]),
 ) {
-    match resolve_with(spec, slots, view, |name| extras.named(name)) {
-        Some(v) => with_bytes(v, each),
-        None => elements_in(spec, extras.0.iter().copied(), |v| {
-            with_bytes(v, &mut each);
+    match resolve_at(spec, slots, view, |name| extras.named(name)) {
+        Some((v, loc)) => with_bytes(v, |t| each(loc, t)),
+        None => elements_in(spec, extras.0.iter().copied(), |loc, v| {
+            with_bytes(v, |t| each(loc, t));
             true
         }),
     }
 }
 
-/// An event's extra fields as `(name, value)` bytes, read from its table once, in order (an entry
-/// whose ends are out of bounds is left out, as `EventView::extra_bytes` and `extra_named` leave
-/// it): for a reader that looks up many names on one event, each then a walk of a short list
-/// rather than of the event's table.
-pub(crate) struct Extras<'e>(Vec<(&'e [u8], &'e [u8])>);
+/// An event's extra fields as `(where, name, value)`, read from its table once, in order (an
+/// entry whose ends are out of bounds is left out, as `EventView::extra_bytes` and `extra_named`
+/// leave it; one past `u16::MAX` is where `Loc::None`, as [`each_keyword_text`] does not read it):
+/// for a reader that looks up many names on one event, each then a walk of a short list rather
+/// than of the event's table.
+pub(crate) struct Extras<'e>(Vec<(Loc, &'e [u8], &'e [u8])>);
 
 impl<'e> Extras<'e> {
     /// Reads the extra fields of `view`.
     pub(crate) fn read(view: &EventView<'e>) -> Extras<'e> {
         Extras(
             (0..view.extra_len())
-                .filter_map(|k| view.extra_bytes(k))
+                .filter_map(|k| {
+                    let loc = u16::try_from(k).map_or(Loc::None, Loc::Extra);
+                    view.extra_bytes(k).map(|(n, v)| (loc, n, v))
+                })
                 .collect(),
         )
     }
 
-    /// The value of the first extra field named `name`: what `EventView::extra_named` finds.
+    /// Where the first extra field named `name` is and its value: what `EventView::extra_named`
+    /// finds.
     #[inline]
-    fn named(&self, name: &[u8]) -> Option<&'e [u8]> {
-        self.0.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    fn named(&self, name: &[u8]) -> Option<(Loc, &'e [u8])> {
+        self.0
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|&(loc, _, v)| (loc, v))
     }
 }
 
@@ -1061,13 +1091,25 @@ mod tests {
             };
             let extras = Extras::read(&view);
             for name in [&b"A"[..], b"Dup", b"", b"Nope", b"Du"] {
-                assert_eq!(extras.named(name), view.extra_named(name), "round {round}");
+                let found = extras.named(name);
+                assert_eq!(
+                    found.map(|(_, v)| v),
+                    view.extra_named(name),
+                    "round {round}"
+                );
+                // Where it is: the entry each_keyword_text reads at that place.
+                if let Some((Loc::Extra(k), v)) = found {
+                    assert_eq!(view.extra_bytes(usize::from(k)).map(|(_, v)| v), Some(v));
+                }
             }
             checked += 1;
         }
         assert!(checked > 100, "only {checked} copies were read");
         let view = EventView::new(&bytes).unwrap();
-        assert_eq!(Extras::read(&view).named(b"Dup"), Some(&b"first"[..]));
+        assert_eq!(
+            Extras::read(&view).named(b"Dup").map(|(_, v)| v),
+            Some(&b"first"[..])
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! [`FieldSpec`] names; its elements read when some rule reads them) go into one [`LiteralSet`]; per event,
 //! the prefilter reads each such field that a rule of the event's kind needs, exactly as the
 //! rule's own automata would read it (a keyword's literals: every field, as a keyword scan reads
-//! them, one set for the pack), scans it once, and counts each literal it finds towards the
+//! them, one set for the pack; filed into every field's set as well, so that the keyword set reads
+//! only the values no field's set read at that place), scans it once, and counts each literal it finds towards the
 //! clauses it is in. The candidates are the rules whose every clause got a literal, and every rule
 //! it cannot bound (no needs, or every clause with a literal too short to search for), among the rules of the
 //! event's kind, in increasing index order.
@@ -31,7 +32,7 @@ use alloc::vec::Vec;
 
 use rulebox_sdk::{EventKind, EventKinds, EventView};
 
-use crate::eval::{Evaluator, Extras, KINDS, NO_SLOT, each_keyword_text, each_text, slot_row};
+use crate::eval::{Evaluator, Extras, KINDS, Loc, NO_SLOT, each_keyword_text, each_text, slot_row};
 use crate::literal_set::{LiteralSet, MIN_LITERAL};
 use crate::program::{FieldSpec, Need};
 
@@ -84,7 +85,36 @@ struct Field {
     /// The number of the field's non-ASCII probe ([`probe`]), if some need is one: found on a
     /// value holding a byte past ASCII.
     non_ascii: Option<u32>,
+    /// The number of the keywords' non-ASCII probe, when `set` holds the keywords' literals too
+    /// (`covers_keywords`) and some keyword need is one.
+    keyword_non_ascii: Option<u32>,
+    /// Whether `set` holds the keywords' literals as well as the field's own, so that a value it
+    /// scans, at the place the keyword walk would read it, need not be read again for them.
+    covers_keywords: bool,
+    /// How many of `ids` are the field's own (the keywords' follow).
+    own: usize,
+    /// The literals shorter than [`MIN_LITERAL`] (digits; [`short_probe`]) by their [`short_key`],
+    /// sorted, and their numbers: searched for in each value of at most [`MAX_SHORT_VALUE`]
+    /// bytes, counted as found in any longer one.
+    short: Vec<(u16, u32)>,
 }
+
+/// The longest value in which the prefilter searches for a literal shorter than [`MIN_LITERAL`]
+/// (two lookups per position): an event id, a port, a logon type. In a longer value such a
+/// literal counts as found, as if it were not searched for.
+pub const MAX_SHORT_VALUE: usize = 16;
+
+/// A pack's keyword literals are filed into each field's set, so that the keyword walk reads only
+/// the values no field set read, when there are at most this many (else every field's set would
+/// grow by them all; the keyword set then reads every value itself).
+const MAX_MERGED_KEYWORDS: usize = 256;
+
+/// The keywords' literals are filed only into the sets of fields with at least this many
+/// literals of their own: the fields many rules read (`CommandLine`, `Image`, `TargetFilename`),
+/// which are the long values of an event, where reading a value twice costs; a field few rules
+/// read keeps its set small (the keyword set reads it), so that the index's memory grows by the
+/// keywords' literals a few times, not once per field.
+const MIN_OWN_TO_MERGE: usize = 32;
 
 /// Which rules of a pack an event can match (see the module docs).
 #[derive(Debug, Clone)]
@@ -97,7 +127,7 @@ pub struct Prefilter {
     full: Vec<u8>,
     /// Per rule: its kinds.
     kinds: Vec<EventKinds>,
-    /// Per event kind: the fields to scan (indices into `fields`).
+    /// Per event kind: the fields to scan (indices into `fields`), the keywords' last.
     scan: Vec<Vec<u32>>,
     /// Per event kind: the rules that always run, in increasing order.
     always: Vec<Vec<u32>>,
@@ -117,6 +147,9 @@ struct Scratch {
     touched: Vec<u32>,
     /// Rules whose every clause got a literal.
     hits: Vec<u32>,
+    /// Bit per body slot, per extra field: read by a set that holds the keywords' literals.
+    covered_body: Vec<u64>,
+    covered_extra: Vec<u64>,
 }
 
 /// The longest run of ASCII bytes of `text`.
@@ -158,6 +191,48 @@ fn probe(text: &str) -> Option<Vec<u8>> {
     }
 }
 
+/// What the prefilter searches a field's values for in place of a literal `text` too short to
+/// file ([`MIN_LITERAL`]): the text, when it is one or two ASCII digits (`EventID: 27`,
+/// `DestinationPort: 88`, `LogonType: 3`: the values of such fields are short); else nothing
+/// (a short text of other bytes is mostly a command line's `-f` or `/c`, in values far longer than
+/// [`MAX_SHORT_VALUE`], where it would count as found on every event).
+fn short_probe(text: &str) -> Option<Vec<u8>> {
+    (!text.is_empty() && text.len() < MIN_LITERAL && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.as_bytes().to_vec())
+}
+
+/// The key of a short literal ([`short_probe`]) or of a window of a value: one byte as itself,
+/// two as `first << 8 | second` (never equal to a one-byte key: a digit is at least 0x30).
+fn short_key(window: &[u8]) -> u16 {
+    match window {
+        [a] => u16::from(*a),
+        [a, b, ..] => u16::from(*a) << 8 | u16::from(*b),
+        [] => 0,
+    }
+}
+
+/// Calls `found` with the number of every short literal of `short` (sorted by [`short_key`])
+/// that occurs in `value`: a lookup per digit and per pair of digits.
+fn find_short(short: &[(u16, u32)], value: &[u8], mut found: impl FnMut(u32)) {
+    let mut look = |key: u16| {
+        let first = short.partition_point(|&(k, _)| k < key);
+        for &(_, id) in short[first..].iter().take_while(|&&(k, _)| k == key) {
+            found(id);
+        }
+    };
+    for (i, &b) in value.iter().enumerate() {
+        if !b.is_ascii_digit() {
+            continue;
+        }
+        look(short_key(&[b]));
+        if let Some(&next) = value.get(i + 1)
+            && next.is_ascii_digit()
+        {
+            look(short_key(&[b, next]));
+        }
+    }
+}
+
 impl Prefilter {
     /// The prefilter of `rules` (a pack's, or a shared index's, in index order).
     pub fn new<R: Needs>(rules: &[R]) -> Prefilter {
@@ -176,7 +251,8 @@ impl Prefilter {
                 .filter(|c| {
                     !c.is_empty()
                         && c.iter().all(|n| {
-                            probe(&n.text).is_some()
+                            (probe(&n.text).is_some()
+                                || (n.field.is_some() && short_probe(&n.text).is_some()))
                                 && n.field
                                     .is_none_or(|f| rule.fields().get(usize::from(f)).is_some())
                         })
@@ -208,8 +284,11 @@ impl Prefilter {
                         }
                     };
                     let f32 = u32::try_from(f).unwrap_or(u32::MAX);
-                    // Every need of the clause has a probe (the filter above).
-                    let text = probe(&need.text).unwrap_or_default();
+                    // Every need of the clause has a probe or, in a field, a short one (the
+                    // filter above).
+                    let text = probe(&need.text)
+                        .or_else(|| short_probe(&need.text))
+                        .unwrap_or_default();
                     let id = *numbers.entry((f32, text.clone())).or_insert_with(|| {
                         fields[f].1.push(text);
                         literal_field.push(f32);
@@ -229,24 +308,11 @@ impl Prefilter {
         for (id, &f) in literal_field.iter().enumerate() {
             by_field[f as usize].push(u32::try_from(id).unwrap_or(u32::MAX));
         }
-        let fields: Vec<Field> = fields
-            .into_iter()
-            .zip(by_field)
-            .map(|((spec, texts), ids)| {
-                let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
-                // Every literal is at least MIN_LITERAL bytes but the non-ASCII probe (empty),
-                // which is left unfiled and found by its own test.
-                let (set, _) = LiteralSet::new(&refs);
-                let non_ascii = texts.iter().position(Vec::is_empty).map(|local| ids[local]);
-                Field {
-                    slots: spec.as_ref().map_or([NO_SLOT; KINDS], slot_row),
-                    spec,
-                    set,
-                    ids,
-                    non_ascii,
-                }
-            })
-            .collect();
+        // The keywords' literals (the set of `spec: None`) to file into every field's set too.
+        let keyword_field = fields.iter().position(|(spec, _)| spec.is_none());
+        let keywords: Option<(Vec<Vec<u8>>, Vec<u32>)> = keyword_field
+            .map(|k| (fields[k].1.clone(), by_field[k].clone()))
+            .filter(|(texts, _)| texts.len() <= MAX_MERGED_KEYWORDS);
         let kinds: Vec<EventKinds> = rules.iter().map(Needs::kinds).collect();
         let mut scan = vec![Vec::new(); KINDS];
         let mut always = vec![Vec::new(); KINDS];
@@ -268,7 +334,8 @@ impl Prefilter {
                     scan[k].push(f);
                 }
             }
-            scan[k].sort_unstable();
+            // The keywords' last, so that they skip what the field sets read for them.
+            scan[k].sort_unstable_by_key(|&f| (Some(f as usize) == keyword_field, f));
         }
         let mut flat = Vec::new();
         let mut starts = Vec::with_capacity(postings.len() + 1);
@@ -277,8 +344,56 @@ impl Prefilter {
             flat.extend_from_slice(list);
         }
         starts.push(u32::try_from(flat.len()).unwrap_or(u32::MAX));
+        let literal_count = postings.len();
+        // What only numbering needed, freed before the sets are built (the largest part of the
+        // build, in the sandbox's memory).
+        drop((numbers, postings));
+        let fields: Vec<Field> = fields
+            .into_iter()
+            .zip(by_field)
+            .map(|((spec, mut texts), mut ids)| {
+                let own = ids.len();
+                let non_ascii = texts.iter().position(Vec::is_empty).map(|local| ids[local]);
+                // The short ones are left unfiled by the set and searched for by `find_short`.
+                let mut short: Vec<(u16, u32)> = texts
+                    .iter()
+                    .zip(&ids)
+                    .filter(|(t, _)| !t.is_empty() && t.len() < MIN_LITERAL)
+                    .map(|(t, &id)| (short_key(t), id))
+                    .collect();
+                short.sort_unstable();
+                let mut keyword_non_ascii = None;
+                let covers_keywords =
+                    spec.is_some() && keywords.is_some() && own >= MIN_OWN_TO_MERGE;
+                if let (true, Some((kw_texts, kw_ids))) = (covers_keywords, &keywords) {
+                    for (text, &id) in kw_texts.iter().zip(kw_ids) {
+                        if text.is_empty() {
+                            keyword_non_ascii = Some(id);
+                        } else {
+                            texts.push(text.clone());
+                            ids.push(id);
+                        }
+                    }
+                }
+                let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+                // Every literal is at least MIN_LITERAL bytes but the non-ASCII probe (empty),
+                // which is left unfiled and found by its own test.
+                let (set, _) = LiteralSet::new(&refs);
+                Field {
+                    slots: spec.as_ref().map_or([NO_SLOT; KINDS], slot_row),
+                    spec,
+                    set,
+                    ids,
+                    non_ascii,
+                    keyword_non_ascii,
+                    covers_keywords,
+                    own,
+                    short,
+                }
+            })
+            .collect();
         let scratch = Scratch {
-            seen: vec![0; postings.len().div_ceil(64)],
+            seen: vec![0; literal_count.div_ceil(64)],
             sat: vec![0; rules.len()],
             ..Scratch::default()
         };
@@ -325,7 +440,7 @@ impl Prefilter {
                 let names = field.spec.as_ref().map_or(Vec::new(), |s| {
                     s.names.iter().map(alloc::string::String::as_str).collect()
                 });
-                (names, field.ids.len())
+                (names, field.own)
             })
             .collect()
     }
@@ -355,6 +470,8 @@ impl Prefilter {
             sat,
             touched,
             hits,
+            covered_body,
+            covered_extra,
         } = scratch;
         let mut budget = *max_bytes;
         let mut over = false;
@@ -391,18 +508,32 @@ impl Prefilter {
                 }
                 budget -= text.len();
                 field.set.scan(text, |local| hit(field.ids[local as usize]));
-                if let Some(id) = field.non_ascii
-                    && !text.is_ascii()
-                {
-                    hit(id);
+                if !text.is_ascii() {
+                    for id in [field.non_ascii, field.keyword_non_ascii]
+                        .into_iter()
+                        .flatten()
+                    {
+                        hit(id);
+                    }
+                }
+                if text.len() > MAX_SHORT_VALUE {
+                    for &(_, id) in &field.short {
+                        hit(id);
+                    }
+                } else if !field.short.is_empty() {
+                    find_short(&field.short, text, &mut hit);
                 }
                 true
             };
             match &field.spec {
-                Some(spec) => each_text(spec, &field.slots, event, &extras, |text| {
-                    one(text);
+                Some(spec) => each_text(spec, &field.slots, event, &extras, |loc, text| {
+                    if one(text) && field.covers_keywords {
+                        cover(covered_body, covered_extra, loc);
+                    }
                 }),
-                None => each_keyword_text(event, |_, text| one(text)),
+                None => each_keyword_text(event, |loc, text| {
+                    is_covered(covered_body, covered_extra, loc) || one(text)
+                }),
             }
         }
         hits.sort_unstable();
@@ -432,7 +563,34 @@ impl Prefilter {
         seen_list.clear();
         touched.clear();
         hits.clear();
+        covered_body.clear();
+        covered_extra.clear();
     }
+}
+
+/// Marks the place `loc` as read by a set holding the keywords' literals.
+#[inline]
+fn cover(body: &mut Vec<u64>, extra: &mut Vec<u64>, loc: Loc) {
+    let (bits, at) = match loc {
+        Loc::Body(b) => (body, usize::from(b)),
+        Loc::Extra(e) => (extra, usize::from(e)),
+        Loc::None | Loc::Field(_) => return,
+    };
+    if bits.len() <= at / 64 {
+        bits.resize(at / 64 + 1, 0);
+    }
+    bits[at / 64] |= 1 << (at % 64);
+}
+
+/// Whether [`cover`] marked `loc`.
+#[inline]
+fn is_covered(body: &[u64], extra: &[u64], loc: Loc) -> bool {
+    let (bits, at) = match loc {
+        Loc::Body(b) => (body, usize::from(b)),
+        Loc::Extra(e) => (extra, usize::from(e)),
+        Loc::None | Loc::Field(_) => return false,
+    };
+    bits.get(at / 64).is_some_and(|w| w & (1 << (at % 64)) != 0)
 }
 
 #[cfg(test)]
@@ -480,7 +638,7 @@ mod tests {
             .unwrap();
         let view = EventView::new(&bytes).unwrap();
         let mut out = Vec::new();
-        p.candidates(&view, &[0, 1, 2, 3], &mut out);
+        p.candidates(&view, &[0, 1, 2, 3, 4, 5], &mut out);
         out
     }
 
@@ -490,34 +648,47 @@ mod tests {
             rule("a", vec![vec![need("mimikatz"), need("sekurlsa")]]),
             rule("b", vec![]),
             rule("c", vec![vec![need("wmic")], vec![need("shadowcopy")]]),
-            rule("d", vec![vec![need("x")]]),
+            rule("d", vec![vec![need("7")]]),
+            rule("e", vec![vec![need("-f")]]),
+            rule("f", vec![vec![need("27")]]),
         ];
         let mut p = Prefilter::new(&rules);
         assert_eq!(
             p.bounded(),
-            2,
-            "no needs, or a literal too short: always run"
+            4,
+            "no needs, or a short literal not of digits: always run"
         );
-        assert_eq!(candidates(&mut p, "whoami".into()), [1, 3]);
-        assert_eq!(candidates(&mut p, "run MIMIKATZ".into()), [0, 1, 3]);
+        assert_eq!(candidates(&mut p, "whoami".into()), [1, 4]);
+        assert_eq!(candidates(&mut p, "run MIMIKATZ".into()), [0, 1, 4]);
         assert_eq!(
             candidates(&mut p, "wmic".into()),
-            [1, 3],
+            [1, 4],
             "one clause of two"
         );
         assert_eq!(
             candidates(&mut p, "WMIC shadowcopy delete; sekurlsa".into()),
-            [0, 1, 2, 3]
+            [0, 1, 2, 3, 4, 5],
+            "a value past MAX_SHORT_VALUE holds the short literals, as far as it knows"
         );
         assert_eq!(
             candidates(&mut p, "whoami".into()),
-            [1, 3],
+            [1, 4],
             "nothing left over"
         );
+        assert_eq!(candidates(&mut p, "cmd 7".into()), [1, 3, 4], "one digit");
+        assert_eq!(candidates(&mut p, "id 27".into()), [1, 3, 4, 5], "two");
+        assert_eq!(candidates(&mut p, "2 72".into()), [1, 3, 4], "not 27");
+        assert_eq!(candidates(&mut p, "x2".into()), [1, 4]);
+        assert_eq!(
+            candidates(&mut p, "a".repeat(MAX_SHORT_VALUE + 1)),
+            [1, 3, 4, 5],
+            "a value past MAX_SHORT_VALUE: counted as found"
+        );
+        assert_eq!(candidates(&mut p, "a".repeat(MAX_SHORT_VALUE)), [1, 4]);
         let huge = "a".repeat(MAX_SCANNED_BYTES + 1);
         assert_eq!(
             candidates(&mut p, huge),
-            [0, 1, 2, 3],
+            [0, 1, 2, 3, 4, 5],
             "past the bytes it reads, every rule of the kind"
         );
     }
@@ -602,5 +773,73 @@ mod tests {
         let mut body = ProcessStart::default();
         body.command_line = "notepad perfc.txt".into();
         assert_eq!(run(&mut p, body), [0u32; 0], "in no field");
+    }
+
+    #[test]
+    fn the_keyword_walk_skips_the_values_a_field_set_read_for_it() {
+        let keyword = |text: &str| Need {
+            field: None,
+            text: text.into(),
+        };
+        // CommandLine's set has enough literals of its own to take the keywords' too.
+        let many = (0..MIN_OWN_TO_MERGE)
+            .map(|i| need(&format!("wevtutil cl{i:03}")))
+            .collect();
+        let rules = [
+            rule("k", vec![vec![keyword("mimikatz")]]),
+            rule("c", vec![many]),
+        ];
+        let long = "x".repeat(1_000);
+        let run = |p: &mut Prefilter, command_line: &str, extra: Option<&str>| {
+            let mut body = ProcessStart::default();
+            body.command_line = String::from(command_line).into();
+            let mut event = Event::new(EventData::ProcessStart(body));
+            if let Some(value) = extra {
+                event.extra.push(rulebox_sdk::Field {
+                    name: "Payload".into(),
+                    value: String::from(value).into(),
+                });
+            }
+            let bytes = event.to_bytes().unwrap();
+            let view = EventView::new(&bytes).unwrap();
+            let mut out = Vec::new();
+            p.candidates(&view, &[0, 1], &mut out);
+            out
+        };
+        // CommandLine read once, not twice: the keyword walk reads only the other (short)
+        // values, so a limit well under twice its length is not reached.
+        let mut p = Prefilter::new(&rules).with_scan_limit(long.len() + 200);
+        assert_eq!(run(&mut p, &long, None), [0u32; 0]);
+        let with_keyword = format!("{long} MimiKatz");
+        let mut p = Prefilter::new(&rules).with_scan_limit(with_keyword.len() + 200);
+        assert_eq!(
+            run(&mut p, &with_keyword, None),
+            [0],
+            "found by CommandLine's set, for the keyword"
+        );
+        assert_eq!(
+            run(&mut p, "notepad", Some("sekurlsa mimikatz")),
+            [0],
+            "in an extra field no set reads: the keyword walk reads it"
+        );
+        assert_eq!(run(&mut p, "notepad", Some("sekurlsa")), [0u32; 0]);
+        // The same pack with its CommandLine scanned twice would be over the limit.
+        let mut p = Prefilter::new(&rules).with_scan_limit(2 * long.len() - 1);
+        assert_eq!(run(&mut p, &long, None), [0u32; 0], "read once");
+        let mut p = Prefilter::new(&rules).with_scan_limit(long.len() - 1);
+        assert_eq!(
+            run(&mut p, &long, None),
+            [0, 1],
+            "over the limit: every rule"
+        );
+        // A field of few literals keeps its set small: the keyword walk reads it again.
+        let few = [
+            rule("k", vec![vec![keyword("mimikatz")]]),
+            rule("c", vec![vec![need("wevtutil cl")]]),
+        ];
+        let mut p = Prefilter::new(&few).with_scan_limit(2 * long.len() - 1);
+        assert_eq!(run(&mut p, &long, None), [0, 1], "read twice");
+        let mut p = Prefilter::new(&few).with_scan_limit(2 * long.len() + 200);
+        assert_eq!(run(&mut p, &with_keyword, None), [0]);
     }
 }
