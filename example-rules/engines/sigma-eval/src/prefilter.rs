@@ -6,8 +6,9 @@
 //! [`FieldSpec`] names; its elements read when some rule reads them) go into one [`LiteralSet`]; per event,
 //! the prefilter reads each such field that a rule of the event's kind needs, exactly as the
 //! rule's own automata would read it (a keyword's literals: every field, as a keyword scan reads
-//! them, one set for the pack; filed into every field's set as well, so that the keyword set reads
-//! only the values no field's set read at that place), scans it once, and counts each literal it finds towards the
+//! them, one set for the pack; filed into the sets of the fields many rules read as well,
+//! [`MIN_OWN_TO_MERGE`], so that the keyword set reads only the values none of those read at that
+//! place), scans it once, and counts each literal it finds towards the
 //! clauses it is in. The candidates are the rules whose every clause got a literal, and every rule
 //! it cannot bound (no needs, or every clause with a literal too short to search for), among the rules of the
 //! event's kind, in increasing index order.
