@@ -105,9 +105,10 @@ struct Field {
 /// literal counts as found, as if it were not searched for.
 pub const MAX_SHORT_VALUE: usize = 16;
 
-/// A pack's keyword literals are filed into each field's set, so that the keyword walk reads only
-/// the values no field set read, when there are at most this many (else every field's set would
-/// grow by them all; the keyword set then reads every value itself).
+/// A pack's keyword literals are filed into the sets of its busy fields ([`MIN_OWN_TO_MERGE`]), so
+/// that the keyword walk reads only the values none of those read, when there are at most this
+/// many (else each of those sets would grow by them all; the keyword set then reads every value
+/// itself).
 const MAX_MERGED_KEYWORDS: usize = 256;
 
 /// The keywords' literals are filed only into the sets of fields with at least this many
@@ -309,7 +310,8 @@ impl Prefilter {
         for (id, &f) in literal_field.iter().enumerate() {
             by_field[f as usize].push(u32::try_from(id).unwrap_or(u32::MAX));
         }
-        // The keywords' literals (the set of `spec: None`) to file into every field's set too.
+        // The keywords' literals (the set of `spec: None`), to file into the sets of the fields
+        // with MIN_OWN_TO_MERGE literals of their own too.
         let keyword_field = fields.iter().position(|(spec, _)| spec.is_none());
         let keywords: Option<(Vec<Vec<u8>>, Vec<u32>)> = keyword_field
             .map(|k| (fields[k].1.clone(), by_field[k].clone()))
@@ -346,8 +348,7 @@ impl Prefilter {
         }
         starts.push(u32::try_from(flat.len()).unwrap_or(u32::MAX));
         let literal_count = postings.len();
-        // What only numbering needed, freed before the sets are built (the largest part of the
-        // build, in the sandbox's memory).
+        // What only numbering needed, freed before the sets are built.
         drop((numbers, postings));
         let fields: Vec<Field> = fields
             .into_iter()
