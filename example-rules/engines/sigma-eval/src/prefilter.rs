@@ -379,7 +379,8 @@ impl Prefilter {
                 }
                 let refs: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
                 // Every literal is at least MIN_LITERAL bytes but the non-ASCII probe (empty),
-                // which is left unfiled and found by its own test.
+                // found by its own test, and the short digit ones (`short`, by `find_short`):
+                // both left unfiled by the set.
                 let (set, _) = LiteralSet::new(&refs);
                 Field {
                     slots: spec.as_ref().map_or([NO_SLOT; KINDS], slot_row),
